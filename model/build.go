@@ -1,0 +1,235 @@
+package model
+
+import (
+	"fmt"
+)
+
+// Error is a model error that names the file, the place in it and what was
+// expected.
+type Error struct {
+	File  string // the file, or "" when the model did not come from a file
+	Place string // attribute path or line:column
+	Msg   string
+}
+
+func (e *Error) Error() string {
+	switch {
+	case e.File != "" && e.Place != "":
+		return fmt.Sprintf("%s: %s: %s", e.File, e.Place, e.Msg)
+	case e.File != "":
+		return fmt.Sprintf("%s: %s", e.File, e.Msg)
+	case e.Place != "":
+		return fmt.Sprintf("%s: %s", e.Place, e.Msg)
+	}
+	return e.Msg
+}
+
+func errAt(file, place, format string, args ...any) error {
+	return &Error{File: file, Place: place, Msg: fmt.Sprintf(format, args...)}
+}
+
+// ServicesFromValue builds a services model from its JSON-like form (the
+// filtered model of the contract). file is used in error messages.
+func ServicesFromValue(v any, file string) (Services, error) {
+	top, ok := v.(map[string]any)
+	if !ok {
+		return nil, errAt(file, "", "services model: expected an attribute set of services, got %s", TypeName(v))
+	}
+	out := make(Services, len(top))
+	for _, key := range SortedKeys(top) {
+		raw, ok := top[key].(map[string]any)
+		if !ok {
+			return nil, errAt(file, key, "expected a service attribute set, got %s", TypeName(top[key]))
+		}
+		s := &Service{Name: key, Attrs: map[string]any{}}
+		for _, attr := range SortedKeys(raw) {
+			val := raw[attr]
+			switch attr {
+			case AttrName:
+				name, ok := val.(string)
+				if !ok {
+					return nil, errAt(file, path(key, attr), "expected a string, got %s", TypeName(val))
+				}
+				s.Name = name
+			case AttrType:
+				t, ok := val.(string)
+				if !ok {
+					return nil, errAt(file, path(key, attr), "expected a string, got %s", TypeName(val))
+				}
+				s.Type = t
+			case AttrDependsOn, AttrConnectsTo:
+				names, err := nameList(val)
+				if err != nil {
+					return nil, errAt(file, path(key, attr), "%v", err)
+				}
+				if attr == AttrDependsOn {
+					s.DependsOn, s.HasDependsOn = names, true
+				} else {
+					s.ConnectsTo, s.HasConnectsTo = names, true
+				}
+			default:
+				s.Attrs[attr] = val
+			}
+		}
+		out[key] = s
+	}
+	return out, nil
+}
+
+// nameList reads a dependsOn/connectsTo value: a list of names, or an
+// attribute set whose values are names or services with a name (sorted by key).
+func nameList(v any) ([]string, error) {
+	switch x := v.(type) {
+	case nil:
+		return []string{}, nil
+	case []any:
+		out := make([]string, 0, len(x))
+		for i, e := range x {
+			n, err := depName(e)
+			if err != nil {
+				return nil, fmt.Errorf("[%d]: %w", i, err)
+			}
+			out = append(out, n)
+		}
+		return out, nil
+	case map[string]any:
+		out := make([]string, 0, len(x))
+		for _, k := range SortedKeys(x) {
+			n, err := depName(x[k])
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", k, err)
+			}
+			out = append(out, n)
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("expected a list of service names, got %s", TypeName(v))
+}
+
+func depName(v any) (string, error) {
+	switch x := v.(type) {
+	case string:
+		return x, nil
+	case map[string]any:
+		if n, ok := x[AttrName].(string); ok {
+			return n, nil
+		}
+		return "", fmt.Errorf("expected a service with a string name")
+	}
+	return "", fmt.Errorf("expected a service name, got %s", TypeName(v))
+}
+
+// InfrastructureFromValue builds an infrastructure model from its JSON-like form.
+func InfrastructureFromValue(v any, file string) (Infrastructure, error) {
+	top, ok := v.(map[string]any)
+	if !ok {
+		return nil, errAt(file, "", "infrastructure model: expected an attribute set of targets, got %s", TypeName(v))
+	}
+	out := make(Infrastructure, len(top))
+	for _, name := range SortedKeys(top) {
+		t, err := TargetFromValue(name, top[name], file)
+		if err != nil {
+			return nil, err
+		}
+		out[name] = t
+	}
+	return out, nil
+}
+
+// TargetFromValue builds one target from its JSON-like attribute set.
+func TargetFromValue(name string, v any, file string) (*Target, error) {
+	raw, ok := v.(map[string]any)
+	if !ok {
+		return nil, errAt(file, name, "expected a target attribute set, got %s", TypeName(v))
+	}
+	t := &Target{Name: name, Properties: map[string]any{}, Extra: map[string]any{}}
+	for _, attr := range SortedKeys(raw) {
+		val := raw[attr]
+		switch attr {
+		case "properties":
+			props, ok := val.(map[string]any)
+			if !ok && val != nil {
+				return nil, errAt(file, path(name, attr), "expected an attribute set of properties, got %s", TypeName(val))
+			}
+			if props != nil {
+				t.Properties = props
+			}
+		case "containers":
+			cs, ok := val.(map[string]any)
+			if !ok && val != nil {
+				return nil, errAt(file, path(name, attr), "expected an attribute set of containers, got %s", TypeName(val))
+			}
+			t.Containers = make(map[string]map[string]any, len(cs))
+			for _, c := range SortedKeys(cs) {
+				props, ok := cs[c].(map[string]any)
+				if !ok && cs[c] != nil {
+					return nil, errAt(file, path(name, attr, c), "expected an attribute set of container properties, got %s", TypeName(cs[c]))
+				}
+				if props == nil {
+					props = map[string]any{}
+				}
+				t.Containers[c] = props
+			}
+		default:
+			t.Extra[attr] = val
+		}
+	}
+	return t, nil
+}
+
+// DistributionFromValue builds a distribution from its JSON-like form:
+// service → list of target names or {target, container} records. The Disnix
+// form service → {targets = [...]} is accepted too.
+func DistributionFromValue(v any, file string) (Distribution, error) {
+	top, ok := v.(map[string]any)
+	if !ok {
+		return nil, errAt(file, "", "distribution model: expected an attribute set of services, got %s", TypeName(v))
+	}
+	out := make(Distribution, len(top))
+	for _, svc := range SortedKeys(top) {
+		val := top[svc]
+		if obj, ok := val.(map[string]any); ok {
+			t, has := obj["targets"]
+			if !has {
+				return nil, errAt(file, svc, "expected a list of targets or an attribute set with \"targets\"")
+			}
+			val = t
+		}
+		list, ok := val.([]any)
+		if !ok {
+			return nil, errAt(file, svc, "expected a list of targets, got %s", TypeName(val))
+		}
+		ms := make([]Mapping, 0, len(list))
+		for i, e := range list {
+			m, err := mappingFromValue(e)
+			if err != nil {
+				return nil, errAt(file, fmt.Sprintf("%s[%d]", svc, i), "%v", err)
+			}
+			ms = append(ms, m)
+		}
+		out[svc] = ms
+	}
+	return out, nil
+}
+
+func mappingFromValue(v any) (Mapping, error) {
+	switch x := v.(type) {
+	case string:
+		return Mapping{Target: x}, nil
+	case map[string]any:
+		t, ok := x["target"].(string)
+		if !ok {
+			return Mapping{}, fmt.Errorf("expected a record with a string \"target\", got %s", TypeName(x["target"]))
+		}
+		m := Mapping{Target: t, Record: true}
+		if c, has := x["container"]; has {
+			cs, ok := c.(string)
+			if !ok {
+				return Mapping{}, fmt.Errorf("expected a string \"container\", got %s", TypeName(c))
+			}
+			m.Container = cs
+		}
+		return m, nil
+	}
+	return Mapping{}, fmt.Errorf("expected a target name or a {target, container} record, got %s", TypeName(v))
+}

@@ -1,0 +1,221 @@
+package model
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Kind names the kind of model a file holds; the Nix reader evaluates each
+// kind with the arguments its Disnix form expects.
+type Kind string
+
+// The model kinds.
+const (
+	KindServices       Kind = "services"
+	KindInfrastructure Kind = "infrastructure"
+	KindDistribution   Kind = "distribution"
+	// KindPlain is any other file (QoS policy, ports, ids, id resources,
+	// augmentation rules): a .nix file of this kind is evaluated as it is.
+	KindPlain Kind = "plain"
+)
+
+// Format is a file format picked by a file's extension.
+type Format string
+
+// The supported formats.
+const (
+	FormatJSON Format = "json"
+	FormatYAML Format = "yaml"
+	FormatNix  Format = "nix"
+)
+
+// FormatOf returns the format a file's extension selects.
+func FormatOf(file string) (Format, error) {
+	switch strings.ToLower(filepath.Ext(file)) {
+	case ".json":
+		return FormatJSON, nil
+	case ".yaml", ".yml":
+		return FormatYAML, nil
+	case ".nix":
+		return FormatNix, nil
+	}
+	return "", fmt.Errorf("%s: unknown model file extension %q: expected .json, .yaml, .yml or .nix", file, filepath.Ext(file))
+}
+
+// LoadValue reads a file into its JSON-like value, picking the reader by
+// extension. infra is passed to a .nix distribution model.
+func LoadValue(file string, kind Kind, infra Infrastructure) (any, error) {
+	format, err := FormatOf(file)
+	if err != nil {
+		return nil, err
+	}
+	if format == FormatNix {
+		return evalNixModel(file, kind, infra)
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", file, err)
+	}
+	return DecodeValue(data, format, file)
+}
+
+// DecodeValue decodes JSON or YAML bytes into a normalised JSON-like value.
+func DecodeValue(data []byte, format Format, file string) (any, error) {
+	switch format {
+	case FormatJSON:
+		return decodeJSON(data, file)
+	case FormatYAML:
+		return decodeYAML(data, file)
+	}
+	return nil, fmt.Errorf("%s: cannot decode format %q from bytes", file, format)
+}
+
+func decodeJSON(data []byte, file string) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, jsonError(data, file, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		line, col := lineCol(data, int(dec.InputOffset()))
+		return nil, errAt(file, fmt.Sprintf("%d:%d", line, col), "expected end of input after the JSON value")
+	}
+	return v, nil
+}
+
+func jsonError(data []byte, file string, err error) error {
+	var syn *json.SyntaxError
+	if errors.As(err, &syn) {
+		line, col := lineCol(data, int(syn.Offset))
+		return errAt(file, fmt.Sprintf("%d:%d", line, col), "invalid JSON: %v", syn)
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		line, col := lineCol(data, len(data))
+		return errAt(file, fmt.Sprintf("%d:%d", line, col), "invalid JSON: unexpected end of input")
+	}
+	return errAt(file, "", "invalid JSON: %v", err)
+}
+
+func lineCol(data []byte, off int) (int, int) {
+	if off > len(data) {
+		off = len(data)
+	}
+	line, col := 1, 1
+	for _, b := range data[:off] {
+		if b == '\n' {
+			line++
+			col = 1
+		} else {
+			col++
+		}
+	}
+	return line, col
+}
+
+func decodeYAML(data []byte, file string) (any, error) {
+	var node yaml.Node
+	if err := yaml.Unmarshal(data, &node); err != nil {
+		return nil, errAt(file, "", "invalid YAML: %v", err)
+	}
+	if node.Kind == 0 {
+		return nil, errAt(file, "", "empty YAML document")
+	}
+	return yamlValue(&node, file)
+}
+
+// yamlValue converts a YAML node to a JSON-like value, keeping the position
+// of any problem for the error message.
+func yamlValue(n *yaml.Node, file string) (any, error) {
+	place := fmt.Sprintf("%d:%d", n.Line, n.Column)
+	switch n.Kind {
+	case yaml.DocumentNode:
+		if len(n.Content) == 0 {
+			return nil, nil
+		}
+		return yamlValue(n.Content[0], file)
+	case yaml.AliasNode:
+		return yamlValue(n.Alias, file)
+	case yaml.MappingNode:
+		out := make(map[string]any, len(n.Content)/2)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			if k.Kind != yaml.ScalarNode {
+				return nil, errAt(file, fmt.Sprintf("%d:%d", k.Line, k.Column), "expected a scalar key")
+			}
+			if k.Tag == "!!merge" {
+				return nil, errAt(file, fmt.Sprintf("%d:%d", k.Line, k.Column), "YAML merge keys are not supported")
+			}
+			if _, dup := out[k.Value]; dup {
+				return nil, errAt(file, fmt.Sprintf("%d:%d", k.Line, k.Column), "duplicate key %q", k.Value)
+			}
+			v, err := yamlValue(n.Content[i+1], file)
+			if err != nil {
+				return nil, err
+			}
+			out[k.Value] = v
+		}
+		return out, nil
+	case yaml.SequenceNode:
+		out := make([]any, 0, len(n.Content))
+		for _, c := range n.Content {
+			v, err := yamlValue(c, file)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, v)
+		}
+		return out, nil
+	case yaml.ScalarNode:
+		var v any
+		if err := n.Decode(&v); err != nil {
+			return nil, errAt(file, place, "invalid value: %v", err)
+		}
+		nv, err := Normalize(v)
+		if err != nil {
+			return nil, errAt(file, place, "%v", err)
+		}
+		if _, isTime := v.(interface{ IsZero() bool }); isTime {
+			return n.Value, nil
+		}
+		return nv, nil
+	}
+	return nil, errAt(file, place, "unsupported YAML node")
+}
+
+// LoadServices reads a services model (.json, .yaml or .nix).
+func LoadServices(file string) (Services, error) {
+	v, err := LoadValue(file, KindServices, nil)
+	if err != nil {
+		return nil, err
+	}
+	return ServicesFromValue(v, file)
+}
+
+// LoadInfrastructure reads an infrastructure model (.json, .yaml or .nix).
+func LoadInfrastructure(file string) (Infrastructure, error) {
+	v, err := LoadValue(file, KindInfrastructure, nil)
+	if err != nil {
+		return nil, err
+	}
+	return InfrastructureFromValue(v, file)
+}
+
+// LoadDistribution reads a distribution model (.json, .yaml or .nix). A .nix
+// distribution is a function {infrastructure}: ... and is given infra; its
+// target attribute sets are turned back into target names.
+func LoadDistribution(file string, infra Infrastructure) (Distribution, error) {
+	v, err := LoadValue(file, KindDistribution, infra)
+	if err != nil {
+		return nil, err
+	}
+	return DistributionFromValue(v, file)
+}

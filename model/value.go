@@ -1,0 +1,205 @@
+package model
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Normalize converts a decoded value (from encoding/json with UseNumber, or
+// from yaml.v3) to the JSON-like form used throughout the model: string,
+// bool, json.Number, []any, map[string]any or nil. Integer and float Go
+// types become json.Number.
+func Normalize(v any) (any, error) {
+	switch x := v.(type) {
+	case nil, string, bool, json.Number:
+		return x, nil
+	case int:
+		return json.Number(strconv.FormatInt(int64(x), 10)), nil
+	case int64:
+		return json.Number(strconv.FormatInt(x, 10)), nil
+	case uint64:
+		return json.Number(strconv.FormatUint(x, 10)), nil
+	case float64:
+		if math.IsInf(x, 0) || math.IsNaN(x) {
+			return nil, fmt.Errorf("number %v is not finite", x)
+		}
+		return json.Number(strconv.FormatFloat(x, 'g', -1, 64)), nil
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			n, err := Normalize(e)
+			if err != nil {
+				return nil, fmt.Errorf("[%d]: %w", i, err)
+			}
+			out[i] = n
+		}
+		return out, nil
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			n, err := Normalize(e)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", k, err)
+			}
+			out[k] = n
+		}
+		return out, nil
+	case map[any]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			ks, ok := k.(string)
+			if !ok {
+				return nil, fmt.Errorf("key %v: expected a string key, got %T", k, k)
+			}
+			n, err := Normalize(e)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", ks, err)
+			}
+			out[ks] = n
+		}
+		return out, nil
+	default:
+		return nil, fmt.Errorf("unsupported value of type %T", v)
+	}
+}
+
+// TypeName names the kind of a JSON-like value for error messages.
+func TypeName(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return "null"
+	case string:
+		return "string"
+	case bool:
+		return "bool"
+	case json.Number:
+		if IsInt(x) {
+			return "int"
+		}
+		return "float"
+	case []any:
+		return "list"
+	case map[string]any:
+		return "attribute set"
+	default:
+		return fmt.Sprintf("%T", v)
+	}
+}
+
+// IsInt reports whether a number is written as an integer.
+func IsInt(n json.Number) bool {
+	_, err := strconv.ParseInt(string(n), 10, 64)
+	return err == nil
+}
+
+// Scalar reports whether v is a string, number or bool.
+func Scalar(v any) bool {
+	switch v.(type) {
+	case string, bool, json.Number:
+		return true
+	}
+	return false
+}
+
+// ScalarText renders a scalar as the original C tools do (libnixxml turns
+// every scalar into text): strings verbatim, numbers as written, bools as
+// "true"/"false". ok is false for lists, attribute sets and null.
+func ScalarText(v any) (string, bool) {
+	switch x := v.(type) {
+	case string:
+		return x, true
+	case json.Number:
+		return string(x), true
+	case bool:
+		if x {
+			return "true", true
+		}
+		return "false", true
+	}
+	return "", false
+}
+
+// Atoi parses text like C's atoi: leading white space and a sign are
+// accepted, digits are read up to the first non-digit, and text without
+// digits gives 0.
+func Atoi(s string) int64 {
+	i := 0
+	for i < len(s) && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r' || s[i] == '\f' || s[i] == '\v') {
+		i++
+	}
+	neg := false
+	if i < len(s) && (s[i] == '+' || s[i] == '-') {
+		neg = s[i] == '-'
+		i++
+	}
+	var n int64
+	for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
+		if n < math.MaxInt64/10 {
+			n = n*10 + int64(s[i]-'0')
+		}
+	}
+	if neg {
+		return -n
+	}
+	return n
+}
+
+// Equal reports whether two JSON-like values are equal, comparing numbers
+// by value (1 == 1.0, as Nix does).
+func Equal(a, b any) bool {
+	switch x := a.(type) {
+	case json.Number:
+		y, ok := b.(json.Number)
+		if !ok {
+			return false
+		}
+		if x == y {
+			return true
+		}
+		fx, e1 := x.Float64()
+		fy, e2 := y.Float64()
+		return e1 == nil && e2 == nil && fx == fy
+	case []any:
+		y, ok := b.([]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for i := range x {
+			if !Equal(x[i], y[i]) {
+				return false
+			}
+		}
+		return true
+	case map[string]any:
+		y, ok := b.(map[string]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for k, v := range x {
+			w, ok := y[k]
+			if !ok || !Equal(v, w) {
+				return false
+			}
+		}
+		return true
+	default:
+		return a == b
+	}
+}
+
+// SortedKeys returns the keys of a JSON-like attribute set in byte-wise order.
+func SortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// path joins attribute path elements for error messages ("a.b.c").
+func path(elems ...string) string { return strings.Join(elems, ".") }
