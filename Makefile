@@ -1,0 +1,52 @@
+# dydisnix build, test and benchmark targets.
+GO      ?= go
+BIN     ?= bin
+SHARED  ?= ../shared
+CMDS    := $(notdir $(wildcard cmd/*))
+
+.PHONY: all build test unit vectors bench lint fuzz demo clean
+
+all: build
+
+## build: compile every command into $(BIN)/
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+## test: vet, the whole test suite, and the shared behaviour vectors through the CLI
+test: lint unit vectors
+
+unit:
+	$(GO) test -count=1 -timeout 30m ./...
+
+vectors: build
+	@if [ -d $(SHARED)/vectors ]; then \
+		python3 $(SHARED)/tools/run-vectors.py $(BIN) $(SHARED)/vectors; \
+	else \
+		echo "$(SHARED)/vectors not found: skipping the CLI vector run (the Go tests run a copy)"; \
+	fi
+
+## bench: the speed and memory benchmarks (see docs/benchmarks.md)
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x ./qos/... ./deployer/... ./discovery/... ./adapt/...
+
+## lint: gofmt and go vet
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+## fuzz: run every fuzz target for a short while
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list 'Fuzz.*' $$pkg | grep '^Fuzz'); do \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 20s $$pkg || exit 1; \
+		done; \
+	done
+
+## demo: the self-adaptive loop on the embedded testbed
+demo: build
+	$(BIN)/dydisnix-testbed demo
+
+clean:
+	rm -rf $(BIN)
