@@ -1,0 +1,262 @@
+package testbed
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// Network is a private layer-2 network of network namespaces: one bridge
+// namespace holding a bridge, and one namespace per host joined to it by a
+// veth pair. Nothing is attached to the host's own interfaces, and the subnet
+// exists only inside these namespaces.
+type Network struct {
+	// Prefix starts every namespace and link name of this network.
+	Prefix string
+	// Subnet is the IPv4 /24 the hosts get addresses in.
+	Subnet netip.Prefix
+
+	mu    sync.Mutex
+	hosts map[string]*Host
+	next  int
+}
+
+// Host is one namespace on the network.
+type Host struct {
+	Name   string     // the host name (resolvable from every namespace of the network)
+	Netns  string     // the network namespace
+	Addr   netip.Addr // its address on the bridge
+	Iface  string     // its interface inside the namespace
+	bridge string     // the bridge-side end of its veth
+}
+
+func run(args ...string) error {
+	cmd := exec.Command(args[0], args[1:]...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(out.String()))
+	}
+	return nil
+}
+
+// RandomPrefix returns a short unique prefix for namespace names.
+func RandomPrefix(base string) string {
+	var b [3]byte
+	rand.Read(b[:])
+	return base + hex.EncodeToString(b[:])
+}
+
+// NewNetwork creates the bridge namespace of a new network. Close removes
+// every namespace it made.
+func NewNetwork(prefix string, subnet netip.Prefix) (*Network, error) {
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("testbed network: needs root (or run inside 'unshare --user --map-root-user --net --mount')")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		return nil, fmt.Errorf("testbed network: the ip command (iproute2) is not on PATH")
+	}
+	n := &Network{Prefix: prefix, Subnet: subnet.Masked(), hosts: map[string]*Host{}, next: 2}
+	br := n.bridgeNetns()
+	steps := [][]string{
+		{"ip", "netns", "add", br},
+		{"ip", "-n", br, "link", "set", "lo", "up"},
+		{"ip", "-n", br, "link", "add", "br0", "type", "bridge"},
+		{"ip", "-n", br, "link", "set", "br0", "type", "bridge", "mcast_snooping", "0"},
+		{"ip", "-n", br, "link", "set", "br0", "up"},
+	}
+	for _, s := range steps {
+		if err := run(s...); err != nil {
+			n.Close()
+			return nil, fmt.Errorf("create network %s: %w", prefix, err)
+		}
+	}
+	return n, nil
+}
+
+func (n *Network) bridgeNetns() string { return n.Prefix + "-br" }
+
+// AddHost creates a namespace for name, joins it to the bridge, gives it the
+// next free address and makes every host name resolvable inside it.
+func (n *Network) AddHost(name string) (*Host, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if _, dup := n.hosts[name]; dup {
+		return nil, fmt.Errorf("host %s exists already", name)
+	}
+	if n.next > 250 {
+		return nil, fmt.Errorf("add host %s: network %s is full", name, n.Prefix)
+	}
+	base := n.Subnet.Addr().As4()
+	base[3] = byte(n.next)
+	idx := n.next
+	n.next++
+	h := &Host{
+		Name:   name,
+		Netns:  n.Prefix + "-" + name,
+		Addr:   netip.AddrFrom4(base),
+		Iface:  "eth0",
+		bridge: fmt.Sprintf("v%s%d", n.Prefix, idx),
+	}
+	if len(h.bridge) > 15 {
+		h.bridge = h.bridge[len(h.bridge)-15:]
+	}
+	br := n.bridgeNetns()
+	tmp := fmt.Sprintf("t%s%d", n.Prefix, idx)
+	if len(tmp) > 15 {
+		tmp = tmp[len(tmp)-15:]
+	}
+	steps := [][]string{
+		{"ip", "netns", "add", h.Netns},
+		{"ip", "-n", h.Netns, "link", "set", "lo", "up"},
+		{"ip", "-n", h.Netns, "link", "set", "lo", "multicast", "on"},
+		{"ip", "-n", br, "link", "add", h.bridge, "type", "veth", "peer", "name", tmp},
+		{"ip", "-n", br, "link", "set", tmp, "netns", h.Netns},
+		{"ip", "-n", h.Netns, "link", "set", tmp, "name", h.Iface},
+		{"ip", "-n", br, "link", "set", h.bridge, "master", "br0"},
+		{"ip", "-n", br, "link", "set", h.bridge, "up"},
+		{"ip", "-n", h.Netns, "addr", "add", fmt.Sprintf("%s/%d", h.Addr, n.Subnet.Bits()), "dev", h.Iface},
+		{"ip", "-n", h.Netns, "link", "set", h.Iface, "multicast", "on"},
+		{"ip", "-n", h.Netns, "link", "set", h.Iface, "up"},
+		// mDNS is multicast: route 224.0.0.0/4 out of the bridge interface.
+		{"ip", "-n", h.Netns, "route", "add", "224.0.0.0/4", "dev", h.Iface},
+	}
+	for _, s := range steps {
+		if err := run(s...); err != nil {
+			run("ip", "netns", "del", h.Netns)
+			return nil, fmt.Errorf("add host %s: %w", name, err)
+		}
+	}
+	n.hosts[name] = h
+	if err := n.writeHostsLocked(); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// writeHostsLocked writes /etc/netns/<ns>/hosts for every host, which
+// 'ip netns exec' bind-mounts over /etc/hosts, so host names resolve.
+func (n *Network) writeHostsLocked() error {
+	names := make([]string, 0, len(n.hosts))
+	for name := range n.hosts {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	b.WriteString("127.0.0.1 localhost\n::1 localhost\n")
+	for _, name := range names {
+		fmt.Fprintf(&b, "%s %s\n", n.hosts[name].Addr, name)
+	}
+	for _, h := range n.hosts {
+		dir := filepath.Join("/etc/netns", h.Netns)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("hosts file for %s: %w", h.Name, err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "hosts"), []byte(b.String()), 0o644); err != nil {
+			return fmt.Errorf("hosts file for %s: %w", h.Name, err)
+		}
+	}
+	return nil
+}
+
+// Host returns a host by name.
+func (n *Network) Host(name string) (*Host, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	h, ok := n.hosts[name]
+	return h, ok
+}
+
+// SetLink takes a host's link to the bridge down (partition) or up (heal).
+func (n *Network) SetLink(name string, up bool) error {
+	h, ok := n.Host(name)
+	if !ok {
+		return fmt.Errorf("no host %s", name)
+	}
+	state := "down"
+	if up {
+		state = "up"
+	}
+	if err := run("ip", "-n", n.bridgeNetns(), "link", "set", h.bridge, state); err != nil {
+		return fmt.Errorf("set link of %s %s: %w", name, state, err)
+	}
+	return nil
+}
+
+// Command returns a command that runs inside a host's namespace.
+func (h *Host) Command(name string, args ...string) *exec.Cmd {
+	return exec.Command("ip", append([]string{"netns", "exec", h.Netns, name}, args...)...)
+}
+
+// KillAll sends SIGKILL to every process inside the host's namespace: the
+// host crashes.
+func (h *Host) KillAll() error {
+	out, err := exec.Command("ip", "netns", "pids", h.Netns).Output()
+	if err != nil {
+		return fmt.Errorf("list processes of %s: %w", h.Name, err)
+	}
+	for _, f := range strings.Fields(string(out)) {
+		run("kill", "-9", f)
+	}
+	return nil
+}
+
+// RemoveHost kills what runs in a host's namespace and deletes it.
+func (n *Network) RemoveHost(name string) error {
+	n.mu.Lock()
+	h, ok := n.hosts[name]
+	delete(n.hosts, name)
+	n.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("no host %s", name)
+	}
+	h.KillAll()
+	os.RemoveAll(filepath.Join("/etc/netns", h.Netns))
+	return run("ip", "netns", "del", h.Netns)
+}
+
+// Close kills everything in the network's namespaces and deletes them.
+func (n *Network) Close() error {
+	n.mu.Lock()
+	names := make([]string, 0, len(n.hosts))
+	for name := range n.hosts {
+		names = append(names, name)
+	}
+	n.mu.Unlock()
+	var first error
+	for _, name := range names {
+		if err := n.RemoveHost(name); err != nil && first == nil {
+			first = err
+		}
+	}
+	if err := run("ip", "netns", "del", n.bridgeNetns()); err != nil && first == nil {
+		first = err
+	}
+	return first
+}
+
+// CleanupStale deletes namespaces whose names start with prefix (left over by
+// a testbed that was killed).
+func CleanupStale(prefix string) {
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 0 && strings.HasPrefix(f[0], prefix) {
+			h := &Host{Netns: f[0]}
+			h.KillAll()
+			run("ip", "netns", "del", f[0])
+			os.RemoveAll(filepath.Join("/etc/netns", f[0]))
+		}
+	}
+}
