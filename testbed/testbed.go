@@ -1,0 +1,351 @@
+// Package testbed runs a simulated network of machines on one host: every
+// machine is a network namespace on a private bridge running a real
+// dydisnix-agent that announces itself over mDNS, and the coordinator has a
+// namespace of its own. It is used by the demo and the end-to-end tests.
+package testbed
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/dydisnix/dydisnix/model"
+)
+
+// Config configures a testbed.
+type Config struct {
+	// Dir holds the testbed's files: token, machine state, logs.
+	Dir string
+	// BinDir holds dydisnix-agent and the example service binaries; default:
+	// the directory of the running executable.
+	BinDir string
+	// Prefix starts every namespace name; default a random "dtb" prefix.
+	Prefix string
+	// Subnet is the private /24 of the testbed; default 10.231.0.0/24,
+	// which exists only inside the testbed's namespaces.
+	Subnet netip.Prefix
+	// AgentPort is the port every agent listens on (default 9100).
+	AgentPort int
+	// DrainTimeout bounds a graceful stop (default 20 s).
+	DrainTimeout time.Duration
+	// ExtraAgentArgs are appended to every agent's command line.
+	ExtraAgentArgs []string
+}
+
+// Testbed is a running simulated network.
+type Testbed struct {
+	cfg       Config
+	net       *Network
+	coord     *Host
+	tokenFile string
+
+	mu       sync.Mutex
+	machines map[string]*Machine
+	count    int
+}
+
+// Machine is one simulated machine.
+type Machine struct {
+	Name       string
+	Host       *Host
+	Properties map[string]any
+	StateDir   string
+	LogFile    string
+
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+// Running reports whether the machine's agent process still runs.
+func (m *Machine) Running() bool {
+	if m.done == nil {
+		return false
+	}
+	select {
+	case <-m.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// AgentURL is the address of the machine's agent.
+func (m *Machine) AgentURL(port int) string {
+	return fmt.Sprintf("http://%s:%d", m.Host.Addr, port)
+}
+
+// New creates the testbed's network and the coordinator's namespace.
+func New(cfg Config) (*Testbed, error) {
+	if cfg.Dir == "" {
+		return nil, fmt.Errorf("testbed: Config.Dir is required")
+	}
+	if cfg.BinDir == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("testbed: locate binaries: %w", err)
+		}
+		cfg.BinDir = filepath.Dir(exe)
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = RandomPrefix("dtb")
+	}
+	if !cfg.Subnet.IsValid() {
+		cfg.Subnet = netip.MustParsePrefix("10.231.0.0/24")
+	}
+	if cfg.AgentPort == 0 {
+		cfg.AgentPort = 9100
+	}
+	if cfg.DrainTimeout == 0 {
+		cfg.DrainTimeout = 20 * time.Second
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("testbed: %w", err)
+	}
+	if _, err := os.Stat(filepath.Join(cfg.BinDir, "dydisnix-agent")); err != nil {
+		return nil, fmt.Errorf("testbed: dydisnix-agent not found in %s (run 'make build'): %w", cfg.BinDir, err)
+	}
+	tb := &Testbed{cfg: cfg, machines: map[string]*Machine{}}
+	var token [24]byte
+	rand.Read(token[:])
+	tb.tokenFile = filepath.Join(cfg.Dir, "agent-token")
+	if err := os.WriteFile(tb.tokenFile, []byte(hex.EncodeToString(token[:])+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("testbed: write token: %w", err)
+	}
+	n, err := NewNetwork(cfg.Prefix, cfg.Subnet)
+	if err != nil {
+		return nil, err
+	}
+	tb.net = n
+	coord, err := n.AddHost("coordinator")
+	if err != nil {
+		n.Close()
+		return nil, err
+	}
+	tb.coord = coord
+	return tb, nil
+}
+
+// Config returns the testbed's effective configuration.
+func (tb *Testbed) Config() Config { return tb.cfg }
+
+// TokenFile is the file holding the agents' bearer token.
+func (tb *Testbed) TokenFile() string { return tb.tokenFile }
+
+// Coordinator is the coordinator's namespace.
+func (tb *Testbed) Coordinator() *Host { return tb.coord }
+
+// Network is the testbed's network.
+func (tb *Testbed) Network() *Network { return tb.net }
+
+// GenerateProperties returns the properties of the i-th generated machine:
+// memory, a zone out of two, and the types it runs.
+func GenerateProperties(name string, i int) map[string]any {
+	zones := []string{"zone-a", "zone-b"}
+	return map[string]any{
+		"hostname":       name,
+		"mem":            json.Number(fmt.Sprint(1024 * (2 + i%3))),
+		"zone":           zones[i%len(zones)],
+		"supportedTypes": []any{"process"},
+	}
+}
+
+// Add starts a machine: a namespace on the bridge with an agent that
+// publishes props (hostname defaults to name).
+func (tb *Testbed) Add(name string, props map[string]any) (*Machine, error) {
+	tb.mu.Lock()
+	if _, dup := tb.machines[name]; dup {
+		tb.mu.Unlock()
+		return nil, fmt.Errorf("machine %s exists already", name)
+	}
+	if props == nil {
+		props = GenerateProperties(name, tb.count)
+	}
+	tb.count++
+	tb.mu.Unlock()
+	if _, ok := props["hostname"]; !ok {
+		props["hostname"] = name
+	}
+	host, err := tb.net.AddHost(name)
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(tb.cfg.Dir, "machines", name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("machine %s: %w", name, err)
+	}
+	m := &Machine{Name: name, Host: host, Properties: props, StateDir: filepath.Join(dir, "state"), LogFile: filepath.Join(dir, "agent.log")}
+	propsFile := filepath.Join(dir, "properties.json")
+	data, err := json.MarshalIndent(map[string]any{"properties": props}, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("machine %s: %w", name, err)
+	}
+	if err := model.WriteFileAtomic(propsFile, data, 0o644); err != nil {
+		return nil, err
+	}
+	tb.mu.Lock()
+	tb.machines[name] = m
+	tb.mu.Unlock()
+	if err := tb.startAgent(m, propsFile); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (tb *Testbed) startAgent(m *Machine, propsFile string) error {
+	logf, err := os.OpenFile(m.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("machine %s: %w", m.Name, err)
+	}
+	args := []string{
+		"--listen", fmt.Sprintf("%s:%d", m.Host.Addr, tb.cfg.AgentPort),
+		"--state-dir", m.StateDir,
+		"--token-file", tb.tokenFile,
+		"--publish",
+		"--interface", m.Host.Iface,
+		"--properties", propsFile,
+		"--drain-timeout", tb.cfg.DrainTimeout.String(),
+	}
+	args = append(args, tb.cfg.ExtraAgentArgs...)
+	cmd := m.Host.Command(filepath.Join(tb.cfg.BinDir, "dydisnix-agent"), args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("machine %s: start agent: %w", m.Name, err)
+	}
+	m.cmd = cmd
+	m.done = make(chan struct{})
+	go func() {
+		m.err = cmd.Wait()
+		logf.Close()
+		close(m.done)
+	}()
+	return nil
+}
+
+// Machine returns a machine by name.
+func (tb *Testbed) Machine(name string) (*Machine, bool) {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	m, ok := tb.machines[name]
+	return m, ok
+}
+
+// Machines returns the machines in name order.
+func (tb *Testbed) Machines() []*Machine {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	out := make([]*Machine, 0, len(tb.machines))
+	for _, m := range tb.machines {
+		out = append(out, m)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func (tb *Testbed) machine(name string) (*Machine, error) {
+	m, ok := tb.Machine(name)
+	if !ok {
+		return nil, fmt.Errorf("no machine %s", name)
+	}
+	return m, nil
+}
+
+// Crash kills every process of a machine with SIGKILL, as a power cut would:
+// no goodbye is sent.
+func (tb *Testbed) Crash(name string) error {
+	m, err := tb.machine(name)
+	if err != nil {
+		return err
+	}
+	if err := m.Host.KillAll(); err != nil {
+		return err
+	}
+	if m.done != nil {
+		<-m.done
+	}
+	return nil
+}
+
+// Stop stops a machine gracefully: its agent gets SIGTERM, withdraws its
+// announcement, drains, and exits. Stop waits for the exit (bounded by the
+// drain timeout plus a margin, then the machine is killed).
+func (tb *Testbed) Stop(name string) error {
+	m, err := tb.machine(name)
+	if err != nil {
+		return err
+	}
+	if !m.Running() {
+		return fmt.Errorf("machine %s is not running", name)
+	}
+	m.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-m.done:
+	case <-time.After(tb.cfg.DrainTimeout + 10*time.Second):
+		m.Host.KillAll()
+		<-m.done
+		return fmt.Errorf("machine %s did not stop within %s; killed", name, tb.cfg.DrainTimeout+10*time.Second)
+	}
+	// Whatever the agent left behind is gone with the machine.
+	m.Host.KillAll()
+	return nil
+}
+
+// Start restarts a stopped or crashed machine with its old state directory:
+// services of the old deployment may come back with it.
+func (tb *Testbed) Start(name string) error {
+	m, err := tb.machine(name)
+	if err != nil {
+		return err
+	}
+	if m.Running() {
+		return fmt.Errorf("machine %s is running", name)
+	}
+	return tb.startAgent(m, filepath.Join(filepath.Dir(m.StateDir), "properties.json"))
+}
+
+// Partition cuts a machine's link to the network; Heal restores it.
+func (tb *Testbed) Partition(name string) error { return tb.net.SetLink(name, false) }
+
+// Heal restores a partitioned machine's link.
+func (tb *Testbed) Heal(name string) error { return tb.net.SetLink(name, true) }
+
+// Remove stops a machine hard and deletes its namespace.
+func (tb *Testbed) Remove(name string) error {
+	m, err := tb.machine(name)
+	if err != nil {
+		return err
+	}
+	tb.mu.Lock()
+	delete(tb.machines, name)
+	tb.mu.Unlock()
+	err = tb.net.RemoveHost(name)
+	if m.done != nil {
+		<-m.done
+	}
+	return err
+}
+
+// Close kills every machine and deletes every namespace of the testbed.
+func (tb *Testbed) Close() error {
+	for _, m := range tb.Machines() {
+		m.Host.KillAll()
+	}
+	err := tb.net.Close()
+	for _, m := range tb.Machines() {
+		if m.done != nil {
+			<-m.done
+		}
+	}
+	return err
+}
