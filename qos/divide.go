@@ -1,0 +1,199 @@
+package qos
+
+import (
+	"fmt"
+)
+
+// Divide strategies of the reference dydisnix-divide.
+const (
+	StrategyGreedy        = "greedy"
+	StrategyHighestBidder = "highest-bidder"
+	StrategyLowestBidder  = "lowest-bidder"
+)
+
+// Divide is the reference divide filter (dydisnix-divide): services, in
+// sorted order, each take one candidate target with enough remaining
+// capacity, and the capacity is decremented. With several capacity
+// dimensions a target fits when it fits in every dimension.
+type Divide struct {
+	// Strategy is greedy, highest-bidder or lowest-bidder.
+	Strategy string
+	// Dims are the capacity dimensions; the reference has exactly one.
+	Dims []capDim
+}
+
+var _ Filter = (*Divide)(nil)
+
+func init() {
+	Register(Spec{
+		Name:   "divide",
+		Params: []string{"strategy", "serviceProperty", "targetProperty", "serviceProperties", "targetProperties"},
+		New:    newDivide,
+		Doc:    "give every service one candidate with enough capacity left (greedy, highest-bidder, lowest-bidder; several capacities at once)",
+	})
+}
+
+func newDivide(p Params) (Filter, error) {
+	if err := algCheckParams("divide", p, "strategy", "serviceProperty", "targetProperty", "serviceProperties", "targetProperties"); err != nil {
+		return nil, err
+	}
+	strategy, ok, err := algString("divide", p, "strategy")
+	if err != nil {
+		return nil, err
+	}
+	if !ok || strategy == "" {
+		return nil, fmt.Errorf("divide: A strategy must be provided! (greedy, highest-bidder or lowest-bidder)")
+	}
+	switch strategy {
+	case StrategyGreedy, StrategyHighestBidder, StrategyLowestBidder:
+	default:
+		return nil, fmt.Errorf("divide: Unknown strategy: %s (expected greedy, highest-bidder or lowest-bidder)", strategy)
+	}
+	dims, err := algCapacityParams("divide", p, true)
+	if err != nil {
+		return nil, err
+	}
+	return &Divide{Strategy: strategy, Dims: dims}, nil
+}
+
+// NewDivide returns a divide filter over one or more capacity dimensions,
+// given as pairs of service and target property names.
+func NewDivide(strategy string, serviceProperties, targetProperties []string) (*Divide, error) {
+	p := Params{"strategy": strategy, "serviceProperties": algAny(serviceProperties), "targetProperties": algAny(targetProperties)}
+	f, err := newDivide(p)
+	if err != nil {
+		return nil, err
+	}
+	return f.(*Divide), nil
+}
+
+func algAny(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}
+
+// Apply implements Filter.
+func (d *Divide) Apply(env *Env, in *Candidates) (*Candidates, error) {
+	out := in.Derive()
+	caps := newCapTable(env.Infrastructure, in.Strings, d.Dims)
+	k := len(d.Dims)
+	req := make([]int64, k)
+	var w []float64
+	if k > 1 && d.Strategy != StrategyGreedy {
+		w = caps.weights()
+	}
+	for si, s := range in.Services {
+		for i, dim := range d.Dims {
+			v, err := algServiceNumber(env.Services, s, dim.service)
+			if err != nil {
+				return nil, err
+			}
+			req[i] = v
+		}
+		list := in.Lists[si]
+		best := -1
+		var bestCap []int64
+		var bestScore float64
+		for ci, c := range list {
+			cp, ok := caps.get(c.Target)
+			if !ok || !algFits(req, cp) {
+				continue
+			}
+			if best < 0 {
+				best, bestCap = ci, cp
+				if w != nil {
+					bestScore = algBottleneck(cp, w)
+				}
+				if d.Strategy == StrategyGreedy {
+					break
+				}
+				continue
+			}
+			better := false
+			if w == nil {
+				switch d.Strategy {
+				case StrategyHighestBidder:
+					better = cp[0] > bestCap[0]
+				case StrategyLowestBidder:
+					better = cp[0] < bestCap[0]
+				}
+			} else {
+				sc := algBottleneck(cp, w)
+				switch d.Strategy {
+				case StrategyHighestBidder:
+					better = sc > bestScore
+				case StrategyLowestBidder:
+					better = sc < bestScore
+				}
+				if better {
+					bestScore = sc
+				}
+			}
+			if better {
+				best, bestCap = ci, cp
+			}
+		}
+		if env.Explaining {
+			d.explain(env, in, s, list, best, req, caps)
+		}
+		if best < 0 {
+			return nil, fmt.Errorf("Unable to select a target machine for service: %s, because none of them has sufficient resources left!", s)
+		}
+		for i := range bestCap {
+			bestCap[i] -= req[i]
+		}
+		out.Lists[si] = []Cand{list[best]}
+	}
+	return out, nil
+}
+
+// bottleneck is the smallest remaining capacity share over the dimensions:
+// highest-bidder maximises it (worst fit on the dominant resource),
+// lowest-bidder minimises it (best fit).
+func algBottleneck(cp []int64, w []float64) float64 {
+	m := float64(cp[0]) / w[0]
+	for i := 1; i < len(cp); i++ {
+		if v := float64(cp[i]) / w[i]; v < m {
+			m = v
+		}
+	}
+	return m
+}
+
+func (d *Divide) explain(env *Env, in *Candidates, s string, list []Cand, best int, req []int64, caps *capTable) {
+	strs := in.Strings
+	for ci, c := range list {
+		if ci == best {
+			continue
+		}
+		t := strs.Name(c.Target)
+		cp, ok := caps.get(c.Target)
+		switch {
+		case !ok:
+			env.Reject(s, t, fmt.Sprintf("target has no numeric property %s", caps.missing(c.Target)))
+		case !algFits(req, cp):
+			env.Reject(s, t, fmt.Sprintf("needs %s but only %s left", algFormatDims(d.Dims, req, false), algFormatDims(d.Dims, cp, true)))
+		default:
+			bt := strs.Name(list[best].Target)
+			switch d.Strategy {
+			case StrategyGreedy:
+				if ci < best {
+					env.Reject(s, t, "greedy: not chosen")
+				} else {
+					env.Reject(s, t, fmt.Sprintf("greedy: earlier candidate %s fits first", bt))
+				}
+			case StrategyHighestBidder:
+				env.Reject(s, t, fmt.Sprintf("highest-bidder: %s has more capacity left, or as much and comes earlier (%s here)", bt, algFormatDims(d.Dims, cp, true)))
+			default:
+				env.Reject(s, t, fmt.Sprintf("lowest-bidder: %s has less capacity left, or as much and comes earlier (%s here)", bt, algFormatDims(d.Dims, cp, true)))
+			}
+		}
+	}
+	if best >= 0 {
+		cp, _ := caps.get(list[best].Target)
+		env.Note(s, fmt.Sprintf("%s: placed on %s (needs %s, had %s left)", d.Strategy, strs.Name(list[best].Target), algFormatDims(d.Dims, req, false), algFormatDims(d.Dims, cp, true)))
+	}
+}

@@ -1,0 +1,274 @@
+package qos
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/dydisnix/dydisnix/model"
+)
+
+// Parameter and property helpers shared by the algorithmic filters (divide,
+// minsetcover, multiwaycut, graphcol, spread, preferPrevious). They carry an
+// "alg" prefix so they never clash with the helpers of the Nix-style filters.
+
+// algCheckParams rejects parameters a filter does not know, naming them.
+func algCheckParams(filter string, p Params, known ...string) error {
+	var unknown []string
+	for k := range p {
+		ok := false
+		for _, n := range known {
+			if k == n {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	sort.Strings(unknown)
+	return fmt.Errorf("%s: unknown parameter(s) %s (accepted: %s)", filter, strings.Join(unknown, ", "), strings.Join(known, ", "))
+}
+
+// algString returns a string parameter; present is false when it is absent
+// or null.
+func algString(filter string, p Params, key string) (s string, present bool, err error) {
+	v, ok := p[key]
+	if !ok || v == nil {
+		return "", false, nil
+	}
+	s, ok = v.(string)
+	if !ok {
+		return "", false, fmt.Errorf("%s: parameter %s: expected a string, got %s", filter, key, model.TypeName(v))
+	}
+	return s, true, nil
+}
+
+// algStrings returns a parameter that is a list of strings (a single string
+// is accepted as a one-element list).
+func algStrings(filter string, p Params, key string) ([]string, bool, error) {
+	v, ok := p[key]
+	if !ok || v == nil {
+		return nil, false, nil
+	}
+	switch x := v.(type) {
+	case string:
+		return []string{x}, true, nil
+	case []string:
+		return append([]string(nil), x...), true, nil
+	case []any:
+		out := make([]string, len(x))
+		for i, e := range x {
+			s, ok := e.(string)
+			if !ok {
+				return nil, false, fmt.Errorf("%s: parameter %s[%d]: expected a string, got %s", filter, key, i, model.TypeName(e))
+			}
+			out[i] = s
+		}
+		return out, true, nil
+	}
+	return nil, false, fmt.Errorf("%s: parameter %s: expected a list of strings, got %s", filter, key, model.TypeName(v))
+}
+
+// algCapacityParams reads the capacity dimensions of divide and
+// preferPrevious: the reference pair serviceProperty/targetProperty and the
+// extension lists serviceProperties/targetProperties (paired by position).
+// The single pair, when given, is the first dimension. required says whether
+// at least one dimension must be given.
+func algCapacityParams(filter string, p Params, required bool) ([]capDim, error) {
+	sp, hasSP, err := algString(filter, p, "serviceProperty")
+	if err != nil {
+		return nil, err
+	}
+	tp, hasTP, err := algString(filter, p, "targetProperty")
+	if err != nil {
+		return nil, err
+	}
+	sps, hasSPs, err := algStrings(filter, p, "serviceProperties")
+	if err != nil {
+		return nil, err
+	}
+	tps, hasTPs, err := algStrings(filter, p, "targetProperties")
+	if err != nil {
+		return nil, err
+	}
+	if hasSP != hasTP {
+		return nil, fmt.Errorf("%s: parameters serviceProperty and targetProperty must be given together", filter)
+	}
+	if hasSPs != hasTPs || len(sps) != len(tps) {
+		return nil, fmt.Errorf("%s: parameters serviceProperties (%d) and targetProperties (%d) must be lists of the same length", filter, len(sps), len(tps))
+	}
+	var dims []capDim
+	if hasSP {
+		dims = append(dims, capDim{service: sp, target: tp})
+	}
+	for i := range sps {
+		dims = append(dims, capDim{service: sps[i], target: tps[i]})
+	}
+	if required && len(dims) == 0 {
+		return nil, fmt.Errorf("%s: parameters serviceProperty and targetProperty (or the lists serviceProperties and targetProperties) are required", filter)
+	}
+	for i, d := range dims {
+		if d.service == "" || d.target == "" {
+			return nil, fmt.Errorf("%s: capacity %d: empty property name", filter, i+1)
+		}
+	}
+	return dims, nil
+}
+
+// capDim is one capacity dimension: a service requirement property and the
+// target capacity property it consumes.
+type capDim struct {
+	service, target string
+}
+
+// algTargetNumber returns atoi(properties.<key>) of a target, as the C tools
+// compute it. ok is false when the target is unknown, lacks the property or
+// the property is a list, attribute set or null.
+func algTargetNumber(infra model.Infrastructure, target, key string) (int64, bool) {
+	t := infra[target]
+	if t == nil {
+		return 0, false
+	}
+	v, ok := t.Property(key)
+	if !ok {
+		return 0, false
+	}
+	text, ok := model.ScalarText(v)
+	if !ok {
+		return 0, false
+	}
+	return model.Atoi(text), true
+}
+
+// algServiceNumber returns atoi of a service property as divide sees it
+// (the C tools' properties table: name, type, group, providesContainer(s),
+// dependsOn and connectsTo are not properties).
+func algServiceNumber(services model.Services, service, key string) (int64, error) {
+	s := services[service]
+	var v any
+	ok := false
+	if s != nil {
+		v, ok = s.Property(key)
+	}
+	if !ok {
+		return 0, fmt.Errorf("Service: %s has no property named: %s", service, key)
+	}
+	text, ok := model.ScalarText(v)
+	if !ok {
+		return 0, fmt.Errorf("Service: %s property %s: expected a number, got %s", service, key, model.TypeName(v))
+	}
+	return model.Atoi(text), nil
+}
+
+// capTable holds the remaining capacity of every target for a list of
+// dimensions, indexed by the Strings index of the target name. It is filled
+// lazily, so a Strings table with container names costs nothing.
+type capTable struct {
+	infra  model.Infrastructure
+	strs   *Strings
+	dims   []capDim
+	state  []uint8 // 0 unknown, 1 present, 2 absent (some dimension missing)
+	cap    []int64 // len(dims) values per Strings index
+	total  []float64
+	totals bool
+}
+
+func newCapTable(infra model.Infrastructure, strs *Strings, dims []capDim) *capTable {
+	n := strs.Len()
+	return &capTable{infra: infra, strs: strs, dims: dims, state: make([]uint8, n), cap: make([]int64, n*len(dims))}
+}
+
+// get returns the remaining capacities of target t (a slice into the table,
+// writable) and whether the target has every capacity property.
+func (c *capTable) get(t int32) ([]int64, bool) {
+	k := len(c.dims)
+	if int(t) >= len(c.state) { // interned after the table was made
+		n := c.strs.Len()
+		c.state = append(c.state, make([]uint8, n-len(c.state))...)
+		c.cap = append(c.cap, make([]int64, n*k-len(c.cap))...)
+	}
+	switch c.state[t] {
+	case 1:
+		return c.cap[int(t)*k : int(t)*k+k], true
+	case 2:
+		return nil, false
+	}
+	name := c.strs.Name(t)
+	row := c.cap[int(t)*k : int(t)*k+k]
+	for i, d := range c.dims {
+		v, ok := algTargetNumber(c.infra, name, d.target)
+		if !ok {
+			c.state[t] = 2
+			return nil, false
+		}
+		row[i] = v
+	}
+	c.state[t] = 1
+	return row, true
+}
+
+// missing names the first capacity property target t lacks.
+func (c *capTable) missing(t int32) string {
+	name := c.strs.Name(t)
+	for _, d := range c.dims {
+		if _, ok := algTargetNumber(c.infra, name, d.target); !ok {
+			return d.target
+		}
+	}
+	return ""
+}
+
+// weights returns, per dimension, the divisor used to normalise capacities
+// when several dimensions are compared: the sum of the initial capacities of
+// every target of the infrastructure that has the property (1 when that sum
+// is not positive).
+func (c *capTable) weights() []float64 {
+	if c.totals {
+		return c.total
+	}
+	c.total = make([]float64, len(c.dims))
+	for i, d := range c.dims {
+		var sum float64
+		for name := range c.infra {
+			if v, ok := algTargetNumber(c.infra, name, d.target); ok && v > 0 {
+				sum += float64(v)
+			}
+		}
+		if sum <= 0 {
+			sum = 1
+		}
+		c.total[i] = sum
+	}
+	c.totals = true
+	return c.total
+}
+
+func algFits(req, cap []int64) bool {
+	for i := range req {
+		if req[i] > cap[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// formatDims renders "mem=5, cpu=2" for explanations.
+func algFormatDims(dims []capDim, vals []int64, target bool) string {
+	var b strings.Builder
+	for i, d := range dims {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		name := d.service
+		if target {
+			name = d.target
+		}
+		fmt.Fprintf(&b, "%s=%d", name, vals[i])
+	}
+	return b.String()
+}

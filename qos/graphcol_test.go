@@ -1,0 +1,5 @@
+package qos
+
+import "testing"
+
+func TestGraphColVectors(t *testing.T) { algRunVectors(t, "graphcol") }

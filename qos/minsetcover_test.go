@@ -1,0 +1,5 @@
+package qos
+
+import "testing"
+
+func TestMinSetCoverVectors(t *testing.T) { algRunVectors(t, "minsetcover") }

@@ -1,0 +1,5 @@
+package qos
+
+import "testing"
+
+func TestMultiwayCutVectors(t *testing.T) { algRunVectors(t, "multiwaycut") }
