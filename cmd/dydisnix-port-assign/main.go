@@ -1,0 +1,138 @@
+// Command dydisnix-port-assign is the legacy port assigner of Dynamic
+// Disnix: it gives every service whose portAssign property is "shared" a
+// port unique in the whole network and every "private" service a port
+// unique on its machine, keeping earlier assignments (the ports file).
+//
+//	dydisnix-port-assign -s SVC -i INFRA -d DIST [-p PORTS]
+//	    [--service-property P] [--format json|nix] [-o F]
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/pflag"
+
+	"github.com/dydisnix/dydisnix/model"
+	"github.com/dydisnix/dydisnix/portassign"
+)
+
+const usage = `Usage: dydisnix-port-assign -s SERVICES -i INFRASTRUCTURE -d DISTRIBUTION
+         [-p PORTS] [--service-property PROPERTY] [--format json|nix] [-o FILE]
+
+Assigns TCP ports to services. A service whose PROPERTY (default: portAssign)
+is "shared" gets a port of the global pool (default 3000-4000), unique in the
+whole network; "private" gets a port of the pool of its first target (default
+8000-9000), unique on that machine. Reservations of the previous ports file
+(-p) are kept while they remain valid; new ports continue after the last port
+handed out, and a port released in this run is never handed to another
+service in the same run.
+
+Prints {"ports": {...}, "portConfiguration": {...}} (or the Nix form) to stdout
+or, with -o, writes it atomically (only after the assignment succeeded). The
+output is the next run's -p file; -o may name the -p file itself.
+
+Options:
+`
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+var errUsage = errors.New("usage error")
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("dydisnix-port-assign", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	services := fs.StringP("services", "s", "", "services model")
+	infra := fs.StringP("infrastructure", "i", "", "infrastructure model")
+	dist := fs.StringP("distribution", "d", "", "distribution model")
+	ports := fs.StringP("ports", "p", "", "previous ports file")
+	prop := fs.String("service-property", portassign.DefaultPortServiceProperty, "service property selecting the pool (shared or private)")
+	outFile := fs.StringP("output", "o", "", "write the ports file here (atomically) instead of stdout")
+	format := fs.String("format", "json", "output format: json or nix")
+	fs.Usage = func() {} // help is printed below, to stdout
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			fs.SetOutput(stdout)
+			fmt.Fprint(stdout, usage)
+			fs.PrintDefaults()
+			return 0
+		}
+		fmt.Fprintf(stderr, "dydisnix-port-assign: %v\nTry 'dydisnix-port-assign --help' for more information.\n", err)
+		return 2
+	}
+	err := assign(fs, *services, *infra, *dist, *ports, *prop, *outFile, *format, stdout, stderr)
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(stderr, "dydisnix-port-assign: %v\nTry 'dydisnix-port-assign --help' for more information.\n", err)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "dydisnix-port-assign: %v\n", err)
+		return 1
+	}
+}
+
+func usageErr(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, args...))
+}
+
+func assign(fs *pflag.FlagSet, services, infra, dist, ports, prop, outFile, format string, stdout, stderr io.Writer) error {
+	switch {
+	case fs.NArg() > 0:
+		return usageErr("unexpected argument %q", fs.Arg(0))
+	case services == "":
+		return usageErr("A services expression must be specified!")
+	case infra == "":
+		return usageErr("An infrastructure expression must be specified!")
+	case dist == "":
+		return usageErr("A distribution expression must be specified!")
+	case format != "json" && format != "nix":
+		return usageErr("--format must be json or nix, got %q", format)
+	case prop == "":
+		return usageErr("--service-property must not be empty")
+	}
+	svcs, err := model.LoadServices(services)
+	if err != nil {
+		return err
+	}
+	inf, err := model.LoadInfrastructure(infra)
+	if err != nil {
+		return err
+	}
+	d, err := model.LoadDistribution(dist, inf)
+	if err != nil {
+		return err
+	}
+	for _, svc := range d.Names() {
+		for i, t := range d.Targets(svc) {
+			if _, ok := inf[t]; !ok {
+				return &model.Error{File: dist, Place: fmt.Sprintf("%s[%d]", svc, i), Msg: fmt.Sprintf("target %q is not in the infrastructure model", t)}
+			}
+		}
+	}
+	req := portassign.PortRequest{Services: svcs, Distribution: d, ServiceProperty: prop}
+	if ports != "" {
+		if req.Previous, err = portassign.LoadPortConfig(ports); err != nil {
+			return err
+		}
+	}
+	out, err := portassign.AssignPorts(req)
+	if err != nil {
+		return err
+	}
+	for _, w := range out.Warnings {
+		fmt.Fprintln(stderr, w)
+	}
+	data := out.JSON()
+	if format == "nix" {
+		data = out.Nix()
+	}
+	if outFile != "" {
+		return portassign.WriteFile(outFile, data)
+	}
+	_, err = stdout.Write(data)
+	return err
+}

@@ -1,0 +1,87 @@
+package portassign
+
+import (
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// nixString quotes s as a Nix string literal.
+func nixString(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch c {
+		case '"':
+			b.WriteString(`\"`)
+		case '\\':
+			b.WriteString(`\\`)
+		case '\n':
+			b.WriteString(`\n`)
+		case '\r':
+			b.WriteString(`\r`)
+		case '\t':
+			b.WriteString(`\t`)
+		case '$':
+			if i+1 < len(s) && s[i+1] == '{' {
+				b.WriteString(`\$`)
+			} else {
+				b.WriteByte(c)
+			}
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// attrWriter prints nested attribute sets in the layout of the reference's
+// ids.nix: quoted keys, two-space indentation, closing braces at the
+// indentation of their key, no trailing newline.
+type attrWriter struct {
+	b strings.Builder
+}
+
+func (w *attrWriter) indent(n int) { w.b.WriteString(strings.Repeat(" ", n)) }
+
+// open starts an attribute whose value is an attribute set.
+func (w *attrWriter) open(depth int, key string) {
+	w.indent(2 * depth)
+	w.b.WriteString(nixString(key))
+	w.b.WriteString(" = {\n")
+}
+
+// close ends the attribute set opened at depth.
+func (w *attrWriter) close(depth int) {
+	w.indent(2 * depth)
+	w.b.WriteString("};\n")
+}
+
+// int writes key = n; at depth.
+func (w *attrWriter) int(depth int, key string, n int64) {
+	w.indent(2 * depth)
+	w.b.WriteString(nixString(key))
+	w.b.WriteString(" = ")
+	w.b.WriteString(strconv.FormatInt(n, 10))
+	w.b.WriteString(";\n")
+}
+
+// intTable writes key = { k = n; ... }; with sorted keys.
+func (w *attrWriter) intTable(depth int, key string, m map[string]int64) {
+	w.open(depth, key)
+	for _, k := range sortedKeys(m) {
+		w.int(depth+1, k, m[k])
+	}
+	w.close(depth)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
