@@ -203,7 +203,11 @@ func (h *Host) KillAll() error {
 	if err != nil {
 		return fmt.Errorf("list processes of %s: %w", h.Name, err)
 	}
+	self := fmt.Sprint(os.Getpid())
 	for _, f := range strings.Fields(string(out)) {
+		if f == self {
+			continue // never ourselves, whatever thread visited the namespace
+		}
 		run("kill", "-9", f)
 	}
 	return nil

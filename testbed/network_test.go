@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 func needRoot(t *testing.T) {
@@ -48,4 +49,39 @@ func TestNetworkHostsReachEachOther(t *testing.T) {
 	if !strings.Contains(string(hosts), "beta") {
 		t.Fatalf("hosts file lacks beta: %s", hosts)
 	}
+}
+
+func TestHostDialFromNamespace(t *testing.T) {
+	needRoot(t)
+	n, err := NewNetwork(RandomPrefix("tbd"), netip.MustParsePrefix("10.231.8.0/24"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	a, err := n.AddHost("alpha")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := n.AddHost("beta")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := b.Command("python3", "-c", "import http.server as h; h.HTTPServer(('0.0.0.0', 8123), h.SimpleHTTPRequestHandler).serve_forever()")
+	srv.Dir = t.TempDir()
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
+	client := a.HTTPClient(2 * time.Second)
+	var lastErr error
+	for i := 0; i < 50; i++ {
+		resp, err := client.Get("http://beta:8123/")
+		if err == nil {
+			resp.Body.Close()
+			return
+		}
+		lastErr = err
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("GET from alpha's namespace: %v", lastErr)
 }
