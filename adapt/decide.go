@@ -1,0 +1,542 @@
+package adapt
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+
+	"github.com/dydisnix/dydisnix/model"
+)
+
+// Event kinds reported by discovery.
+const (
+	EventAdded   = "added"
+	EventRemoved = "removed"
+	EventChanged = "changed"
+)
+
+// Event is one membership change reported by a discovery source.
+type Event struct {
+	// Kind is "added", "removed" or "changed".
+	Kind string `json:"kind"`
+	// Target is the target's name.
+	Target string `json:"target"`
+	// Reason says why, e.g. "goodbye", "drain", "expired", "probe failed".
+	Reason string `json:"reason,omitempty"`
+	// At is when the source noticed the change.
+	At time.Time `json:"at"`
+}
+
+// Snapshot is one observation of the infrastructure: every target the
+// source currently sees, and the events that led to it.
+type Snapshot struct {
+	Infrastructure model.Infrastructure
+	Events         []Event
+	At             time.Time
+}
+
+// Graceful reports whether a removal reason means the target confirmed that
+// it is leaving (an mDNS goodbye or an agent drain), so the loop acts on it
+// without a grace period.
+func Graceful(reason string) bool {
+	r := strings.ToLower(reason)
+	for _, w := range []string{"goodbye", "drain", "leave", "leaving", "ttl 0", "ttl=0", "shutdown"} {
+		if strings.Contains(r, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// MemberState is where a target stands in the loop's membership table.
+type MemberState string
+
+// Membership states. Only Up and Leaving targets are given to the policy.
+const (
+	// MemberUp: present and used.
+	MemberUp MemberState = "up"
+	// MemberLeaving: missing from discovery without a goodbye; still used
+	// until its grace period ends (a return cancels the removal).
+	MemberLeaving MemberState = "leaving"
+	// MemberDown: gone; not used.
+	MemberDown MemberState = "down"
+	// MemberProbation: back after a removal; not used until it has been
+	// present without interruption for its stabilisation period.
+	MemberProbation MemberState = "probation"
+)
+
+type member struct {
+	state    MemberState
+	since    time.Time
+	deadline time.Time // Leaving: removal time; Probation: admission time
+	removals []time.Time
+	target   *model.Target
+	reason   string
+}
+
+// ObservationKind says what an Observation carries.
+type ObservationKind int
+
+// Observation kinds.
+const (
+	// ObsTick: time passed (a deadline the decider asked for).
+	ObsTick ObservationKind = iota
+	// ObsSnapshot: a discovery snapshot.
+	ObsSnapshot
+	// ObsModels: the model files were (re)loaded; ModelsHash is their hash.
+	ObsModels
+	// ObsResync: the periodic safety-net resync.
+	ObsResync
+	// ObsDeployDone: the deploy ordered earlier finished.
+	ObsDeployDone
+)
+
+// Observation is one input of the decision step.
+type Observation struct {
+	Kind       ObservationKind
+	Snapshot   Snapshot
+	ModelsHash string
+	// Deploy outcome (ObsDeployDone).
+	Key string
+	Err error
+}
+
+// DeployOrder asks the loop to plan and deploy.
+type DeployOrder struct {
+	// Key identifies the input (models hash + used infrastructure).
+	Key string
+	// Infrastructure holds the targets to deploy to (not augmented).
+	Infrastructure model.Infrastructure
+	// Causes lists what changed since the previous order.
+	Causes []string
+	// Since is the time of the earliest change this order answers.
+	Since time.Time
+	// Attempt is 0 for a first try, n for the n-th retry.
+	Attempt int
+	// Reconcile lists targets that joined or returned since the last
+	// successful deploy: what they already run must be compared with the
+	// manifest (adopted or deactivated, never duplicated).
+	Reconcile []string
+}
+
+// Action is the decision step's answer.
+type Action struct {
+	// Deploy is non-nil when a deploy must start now.
+	Deploy *DeployOrder
+	// Wake is when the decider wants to be called again (zero: only on the
+	// next observation).
+	Wake time.Time
+	// Changes lists the membership transitions made by this step.
+	Changes []MemberChange
+}
+
+// MemberChange is one membership transition.
+type MemberChange struct {
+	Target string      `json:"target"`
+	From   MemberState `json:"from"`
+	To     MemberState `json:"to"`
+	Reason string      `json:"reason,omitempty"`
+	At     time.Time   `json:"at"`
+}
+
+// MemberStatus is a target's row in the membership table.
+type MemberStatus struct {
+	Target   string      `json:"target"`
+	State    MemberState `json:"state"`
+	Since    time.Time   `json:"since"`
+	Until    *time.Time  `json:"until,omitempty"`
+	Removals int         `json:"recentRemovals"`
+	Reason   string      `json:"reason,omitempty"`
+}
+
+// Decider is the loop's pure decision step: it holds the membership table
+// and the scheduling state, takes observations with the current time as
+// data, and returns what to do. It does no I/O and reads no clock.
+type Decider struct {
+	t       Timing
+	started time.Time
+
+	members    map[string]*member
+	modelsHash string
+	haveModels bool
+
+	key         string
+	deployedKey string
+	check       bool // a check was asked for (models reloaded, resync)
+	dirtySince  time.Time
+	lastChange  time.Time
+	causes      []string
+	reconcile   map[string]bool
+
+	running    bool
+	runOrder   *DeployOrder
+	failedKey  string
+	retryAt    time.Time
+	attempt    int
+	bo         *backoff.ExponentialBackOff
+	firstAfter time.Time
+}
+
+// NewDecider returns a decider with the given timing (zero fields take the
+// defaults of DefaultTiming).
+func NewDecider(t Timing) *Decider {
+	t = t.withDefaults()
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = t.BackoffInitial
+	bo.MaxInterval = t.BackoffMax
+	bo.Multiplier = t.BackoffMultiplier
+	bo.RandomizationFactor = t.BackoffRandomization
+	bo.MaxElapsedTime = 0 // retry until a newer change supersedes
+	bo.Reset()
+	return &Decider{t: t, members: map[string]*member{}, reconcile: map[string]bool{}, bo: bo}
+}
+
+// Timing returns the decider's effective timing.
+func (d *Decider) Timing() Timing { return d.t }
+
+// Decide applies one observation at time now and returns the action.
+func (d *Decider) Decide(obs Observation, now time.Time) Action {
+	if d.started.IsZero() {
+		d.started = now
+	}
+	var act Action
+	switch obs.Kind {
+	case ObsSnapshot:
+		d.observe(obs.Snapshot, now, &act)
+	case ObsModels:
+		if !d.haveModels || obs.ModelsHash != d.modelsHash {
+			if d.haveModels {
+				d.causes = append(d.causes, "models changed")
+			}
+			d.modelsHash = obs.ModelsHash
+			d.haveModels = true
+		}
+	case ObsResync:
+		if d.retryAt.IsZero() && !d.running {
+			d.check = true
+			d.causes = append(d.causes, "resync")
+		}
+	case ObsDeployDone:
+		d.done(obs, now)
+	}
+	d.advance(now, &act)
+	d.schedule(now, &act)
+	return act
+}
+
+func (d *Decider) change(act *Action, m *member, name string, to MemberState, reason string, now time.Time) {
+	act.Changes = append(act.Changes, MemberChange{Target: name, From: m.state, To: to, Reason: reason, At: now})
+	if (m.state == MemberUp || m.state == MemberLeaving) && to == MemberDown {
+		d.causes = append(d.causes, fmt.Sprintf("target %s removed (%s)", name, reason))
+	}
+	if to == MemberUp && m.state != MemberLeaving {
+		d.causes = append(d.causes, fmt.Sprintf("target %s admitted", name))
+		d.reconcile[name] = true
+	}
+	if to == MemberDown {
+		delete(d.reconcile, name)
+	}
+	m.state, m.since, m.reason = to, now, reason
+	m.deadline = time.Time{}
+}
+
+func (d *Decider) observe(s Snapshot, now time.Time, act *Action) {
+	reasons := map[string]string{}
+	for _, e := range s.Events {
+		if e.Kind == EventRemoved {
+			reasons[e.Target] = e.Reason
+		}
+		if e.Kind == EventChanged {
+			if m := d.members[e.Target]; m != nil && m.state == MemberUp {
+				d.causes = append(d.causes, fmt.Sprintf("target %s changed", e.Target))
+			}
+		}
+	}
+	for name, t := range s.Infrastructure {
+		m := d.members[name]
+		if m == nil {
+			m = &member{state: MemberDown}
+			d.members[name] = m
+			m.target = t
+			d.change(act, m, name, MemberUp, "new target", now)
+			continue
+		}
+		m.target = t
+		switch m.state {
+		case MemberLeaving:
+			// Back within the grace period: the removal is cancelled but
+			// counted, so a machine that keeps blinking is seen as flapping.
+			m.removals = append(m.removals, now)
+			d.change(act, m, name, MemberUp, "returned within grace period", now)
+		case MemberDown:
+			p := d.stabilisation(m, now)
+			d.change(act, m, name, MemberProbation, fmt.Sprintf("returned; stable for %s before use", p), now)
+			m.deadline = now.Add(p)
+		}
+	}
+	for _, name := range sortedMembers(d.members) {
+		m := d.members[name]
+		if _, ok := s.Infrastructure[name]; ok {
+			continue
+		}
+		reason, ok := reasons[name]
+		if !ok {
+			reason = "missing from discovery"
+		}
+		switch m.state {
+		case MemberUp:
+			if Graceful(reason) || d.t.RemoveGrace <= 0 {
+				m.removals = append(m.removals, now)
+				d.change(act, m, name, MemberDown, reason, now)
+			} else {
+				d.change(act, m, name, MemberLeaving, reason, now)
+				m.deadline = now.Add(d.t.RemoveGrace)
+			}
+		case MemberLeaving:
+			if Graceful(reason) {
+				m.removals = append(m.removals, now)
+				d.change(act, m, name, MemberDown, reason, now)
+			}
+		case MemberProbation:
+			m.removals = append(m.removals, now)
+			d.change(act, m, name, MemberDown, reason, now)
+		}
+	}
+}
+
+// stabilisation returns how long a returning target must stay present
+// before it is used again: Stabilise after one recent removal; when it was
+// removed at least twice within FlapWindow it is flapping and waits
+// FlapStabilise, doubled for every further removal, capped at MaxStabilise.
+func (d *Decider) stabilisation(m *member, now time.Time) time.Duration {
+	d.prune(m, now)
+	k := len(m.removals)
+	if k <= 1 {
+		return d.t.Stabilise
+	}
+	p := d.t.FlapStabilise
+	for i := 2; i < k && p < d.t.MaxStabilise; i++ {
+		p *= 2
+	}
+	if p > d.t.MaxStabilise {
+		p = d.t.MaxStabilise
+	}
+	return p
+}
+
+func (d *Decider) prune(m *member, now time.Time) {
+	keep := m.removals[:0]
+	for _, r := range m.removals {
+		if now.Sub(r) < d.t.FlapWindow {
+			keep = append(keep, r)
+		}
+	}
+	m.removals = keep
+}
+
+func (d *Decider) done(obs Observation, now time.Time) {
+	if !d.running {
+		return
+	}
+	d.running = false
+	order := d.runOrder
+	d.runOrder = nil
+	if obs.Err == nil {
+		d.deployedKey = obs.Key
+		d.failedKey, d.retryAt, d.attempt = "", time.Time{}, 0
+		d.bo.Reset()
+		return
+	}
+	// Failed: the targets still need reconciling, and the same input is
+	// retried after a backoff unless a newer change supersedes it.
+	for _, t := range order.Reconcile {
+		if m := d.members[t]; m != nil && m.state == MemberUp {
+			d.reconcile[t] = true
+		}
+	}
+	d.failedKey = obs.Key
+	d.attempt++
+	d.retryAt = now.Add(d.bo.NextBackOff())
+	if d.dirtySince.IsZero() {
+		d.dirtySince = order.Since
+	}
+	d.causes = append(order.Causes, d.causes...)
+}
+
+func (d *Decider) advance(now time.Time, act *Action) {
+	for _, name := range sortedMembers(d.members) {
+		m := d.members[name]
+		switch m.state {
+		case MemberLeaving:
+			if !now.Before(m.deadline) {
+				m.removals = append(m.removals, now)
+				d.change(act, m, name, MemberDown, m.reason+"; grace period over", now)
+			}
+		case MemberProbation:
+			if !now.Before(m.deadline) {
+				d.change(act, m, name, MemberUp, "stable", now)
+			}
+		}
+		d.prune(m, now)
+	}
+}
+
+// used returns the targets given to the policy: Up and Leaving ones.
+func (d *Decider) used() model.Infrastructure {
+	infra := model.Infrastructure{}
+	for name, m := range d.members {
+		if m.state == MemberUp || m.state == MemberLeaving {
+			infra[name] = m.target
+		}
+	}
+	return infra
+}
+
+// Key hashes the models hash and the used infrastructure canonically.
+func inputKey(modelsHash string, infra model.Infrastructure) string {
+	b, err := json.Marshal(infra) // encoding/json sorts map keys
+	if err != nil {
+		b = []byte(fmt.Sprint(err))
+	}
+	h := sha256.New()
+	h.Write([]byte(modelsHash))
+	h.Write([]byte{0})
+	h.Write(b)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func (d *Decider) schedule(now time.Time, act *Action) {
+	infra := d.used()
+	key := inputKey(d.modelsHash, infra)
+	if key != d.key || d.check {
+		d.key = key
+		d.lastChange = now
+		if d.dirtySince.IsZero() {
+			d.dirtySince = now
+		}
+		if d.failedKey != "" && key != d.failedKey {
+			// A newer change supersedes the pending retry.
+			d.failedKey, d.retryAt, d.attempt = "", time.Time{}, 0
+			d.bo.Reset()
+			d.dirtySince = now
+		}
+	}
+	act.Wake = d.memberDeadline()
+	need := d.haveModels && (d.key != d.deployedKey || d.check)
+	if !need {
+		d.dirtySince = time.Time{}
+		d.causes = nil
+		return
+	}
+	if d.running {
+		return
+	}
+	due := d.started.Add(d.t.InitialSettle)
+	if d.failedKey != "" && d.failedKey == d.key {
+		due = later(due, d.retryAt)
+	} else {
+		db := d.lastChange.Add(d.t.Debounce)
+		if max := d.dirtySince.Add(d.t.MaxDelay); max.Before(db) {
+			db = max
+		}
+		due = later(due, db)
+	}
+	if now.Before(due) {
+		act.Wake = earlier(act.Wake, due)
+		return
+	}
+	order := &DeployOrder{
+		Key:            d.key,
+		Infrastructure: infra,
+		Causes:         dedup(d.causes),
+		Since:          d.dirtySince,
+		Attempt:        d.attempt,
+	}
+	for t := range d.reconcile {
+		order.Reconcile = append(order.Reconcile, t)
+	}
+	sort.Strings(order.Reconcile)
+	d.reconcile = map[string]bool{}
+	d.causes = nil
+	d.check = false
+	d.dirtySince = time.Time{}
+	d.running = true
+	d.runOrder = order
+	act.Deploy = order
+}
+
+func (d *Decider) memberDeadline() time.Time {
+	var w time.Time
+	for _, m := range d.members {
+		if m.state == MemberLeaving || m.state == MemberProbation {
+			w = earlier(w, m.deadline)
+		}
+	}
+	return w
+}
+
+// Members returns the membership table, sorted by target.
+func (d *Decider) Members() []MemberStatus {
+	out := make([]MemberStatus, 0, len(d.members))
+	for _, name := range sortedMembers(d.members) {
+		m := d.members[name]
+		st := MemberStatus{Target: name, State: m.state, Since: m.since, Removals: len(m.removals), Reason: m.reason}
+		if !m.deadline.IsZero() {
+			dl := m.deadline
+			st.Until = &dl
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// RetryAt returns when a failed deploy is retried (zero: none pending).
+func (d *Decider) RetryAt() time.Time { return d.retryAt }
+
+// Running reports whether a deploy is in progress.
+func (d *Decider) Running() bool { return d.running }
+
+func sortedMembers(m map[string]*member) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// earlier returns the earlier of two times, a zero time counting as "never".
+func earlier(a, b time.Time) time.Time {
+	if a.IsZero() {
+		return b
+	}
+	if b.IsZero() || a.Before(b) {
+		return a
+	}
+	return b
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func dedup(ss []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range ss {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
