@@ -165,7 +165,6 @@ func algFrac(cost float64, uncovered int) float64 {
 	return cost / float64(uncovered)
 }
 
-
 // stallError explains why the reference would loop forever.
 func (f *MinSetCover) stallError(env *Env, in *Candidates, chosen int32, cost float64, covered []bool, nCovered, need int) error {
 	var never []string

@@ -1,0 +1,165 @@
+package qos
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/dydisnix/dydisnix/model"
+)
+
+// Spread spreads the services of a group over failure domains: the values
+// of a target property such as zone or rack. Each service of a group keeps
+// only its candidates in the domain that hosts the fewest services of its
+// group so far (the first such domain in its candidate order), so a later
+// step (divide, divideRoundRobin) picks the machine inside that domain.
+//
+// Services are grouped by the value of a service attribute (default
+// "group"); services without it are left unchanged. Within a group the most
+// constrained services (fewest distinct candidate domains) are placed first,
+// then by name, which balances the group whenever the candidates allow: when
+// every member may use every domain, the domain counts differ by at most one.
+type Spread struct {
+	// TargetProperty is the failure-domain property of a target (zone, rack).
+	TargetProperty string
+	// ServiceProperty is the service attribute naming the group.
+	ServiceProperty string
+	// Group, when not empty, restricts the filter to that one group.
+	Group string
+}
+
+var _ Filter = (*Spread)(nil)
+
+func init() {
+	Register(Spec{
+		Name:   "spread",
+		Params: []string{"targetProperty", "serviceProperty", "group"},
+		New:    newSpread,
+		Doc:    "spread each service group over a target property (zone, rack) for failure domains",
+	})
+}
+
+func newSpread(p Params) (Filter, error) {
+	if err := algCheckParams("spread", p, "targetProperty", "serviceProperty", "group"); err != nil {
+		return nil, err
+	}
+	tp, ok, err := algString("spread", p, "targetProperty")
+	if err != nil {
+		return nil, err
+	}
+	if !ok || tp == "" {
+		return nil, fmt.Errorf("spread: parameter targetProperty (the failure-domain property, e.g. zone) is required")
+	}
+	sp, ok, err := algString("spread", p, "serviceProperty")
+	if err != nil {
+		return nil, err
+	}
+	if !ok || sp == "" {
+		sp = "group"
+	}
+	g, _, err := algString("spread", p, "group")
+	if err != nil {
+		return nil, err
+	}
+	return &Spread{TargetProperty: tp, ServiceProperty: sp, Group: g}, nil
+}
+
+// domainOf returns the failure domain of a target: its property's text, or
+// the target itself (a domain of one machine) when it lacks the property.
+func (f *Spread) domainOf(env *Env, target string) string {
+	if t := env.Infrastructure[target]; t != nil {
+		if v, ok := t.Property(f.TargetProperty); ok {
+			if s, ok := model.ScalarText(v); ok {
+				return f.TargetProperty + "=" + s
+			}
+		}
+	}
+	return "target " + target
+}
+
+// Apply implements Filter.
+func (f *Spread) Apply(env *Env, in *Candidates) (*Candidates, error) {
+	strs := in.Strings
+	groups := map[string][]int{}
+	var groupNames []string
+	for si, s := range in.Services {
+		svc := env.Services[s]
+		if svc == nil {
+			continue
+		}
+		v, ok := svc.Attr(f.ServiceProperty)
+		if !ok || v == nil {
+			continue
+		}
+		g, ok := model.ScalarText(v)
+		if !ok {
+			return nil, fmt.Errorf("spread: service %s: attribute %s: expected a string, got %s", s, f.ServiceProperty, model.TypeName(v))
+		}
+		if g == "" || (f.Group != "" && g != f.Group) {
+			continue
+		}
+		if _, seen := groups[g]; !seen {
+			groupNames = append(groupNames, g)
+		}
+		groups[g] = append(groups[g], si)
+	}
+	if len(groups) == 0 {
+		return in, nil
+	}
+	// Domain per Strings index, computed once.
+	domain := make(map[int32]string)
+	dom := func(t int32) string {
+		d, ok := domain[t]
+		if !ok {
+			d = f.domainOf(env, strs.Name(t))
+			domain[t] = d
+		}
+		return d
+	}
+	out := in.Derive()
+	copy(out.Lists, in.Lists)
+	sort.Strings(groupNames)
+	for _, g := range groupNames {
+		members := groups[g]
+		distinct := make(map[int]int, len(members))
+		for _, si := range members {
+			seen := map[string]bool{}
+			for _, c := range in.Lists[si] {
+				seen[dom(c.Target)] = true
+			}
+			distinct[si] = len(seen)
+		}
+		sort.SliceStable(members, func(a, b int) bool { return distinct[members[a]] < distinct[members[b]] })
+		count := map[string]int{}
+		for _, si := range members {
+			list := in.Lists[si]
+			if len(list) == 0 {
+				continue
+			}
+			best, bestN := "", -1
+			for _, c := range list {
+				d := dom(c.Target)
+				if n := count[d]; bestN < 0 || n < bestN {
+					best, bestN = d, n
+				}
+			}
+			count[best]++
+			kept := make([]Cand, 0, len(list))
+			for _, c := range list {
+				if dom(c.Target) == best {
+					kept = append(kept, c)
+				}
+			}
+			out.Lists[si] = kept
+			if env.Explaining {
+				s := in.Services[si]
+				env.Note(s, fmt.Sprintf("spread: group %s → %s (member %d there)", g, best, bestN+1))
+				for _, c := range list {
+					if d := dom(c.Target); d != best {
+						env.Reject(s, strs.Name(c.Target), fmt.Sprintf("%s hosts %d service(s) of group %s, %s only %d", d, count[d], g, best, bestN))
+					}
+				}
+			}
+		}
+	}
+	return out, nil
+}
