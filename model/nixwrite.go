@@ -1,0 +1,331 @@
+package model
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// WriteNix writes a model value (anything ToValue accepts) as a Nix
+// expression that evaluates to the same JSON: attribute names sorted and
+// quoted when they are not plain identifiers, strings escaped (`"`, `\`,
+// `${`, newline, carriage return, tab), ints exact, floats as float literals
+// that read back to the same float64, negative numbers in parentheses. A
+// string with a NUL byte cannot be written (Nix strings cannot hold one).
+func WriteNix(w io.Writer, v any) error {
+	data, err := EncodeNix(v)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(data)
+	return err
+}
+
+// EncodeNix returns the Nix text of a model value (see WriteNix), with a
+// trailing newline.
+func EncodeNix(v any) ([]byte, error) {
+	val, err := ToValue(v)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	if err := writeNix(&buf, val, ""); err != nil {
+		return nil, err
+	}
+	buf.WriteByte('\n')
+	return buf.Bytes(), nil
+}
+
+// NixValue returns the Nix text of a model value (see WriteNix), without a
+// trailing newline. A value that cannot be written becomes a Nix `throw`
+// expression naming the problem, so evaluating the text fails loudly; use
+// EncodeNix to get the error instead.
+func NixValue(v any) string {
+	data, err := EncodeNix(v)
+	if err != nil {
+		s, _ := NixString("dydisnix: cannot write this value as Nix: " + strings.ReplaceAll(err.Error(), "\x00", "NUL"))
+		return "(throw " + s + ")"
+	}
+	return strings.TrimSuffix(string(data), "\n")
+}
+
+// InfrastructureNix returns the Nix text of an infrastructure model.
+func InfrastructureNix(i Infrastructure) string { return NixValue(i) }
+
+// ServicesNix returns the Nix text of a (filtered) services model: a plain
+// attribute set that the .nix services reader accepts as it is.
+func ServicesNix(s Services) string { return NixValue(s) }
+
+func writeNix(buf *bytes.Buffer, v any, indent string) error {
+	switch x := v.(type) {
+	case nil:
+		buf.WriteString("null")
+	case bool:
+		if x {
+			buf.WriteString("true")
+		} else {
+			buf.WriteString("false")
+		}
+	case string:
+		s, err := NixString(x)
+		if err != nil {
+			return err
+		}
+		buf.WriteString(s)
+	case json.Number:
+		s, err := NixNumber(x)
+		if err != nil {
+			return err
+		}
+		buf.WriteString(s)
+	case []any:
+		if len(x) == 0 {
+			buf.WriteString("[ ]")
+			return nil
+		}
+		buf.WriteString("[\n")
+		inner := indent + "  "
+		for i, e := range x {
+			buf.WriteString(inner)
+			if err := writeNix(buf, e, inner); err != nil {
+				return fmt.Errorf("[%d]: %w", i, err)
+			}
+			buf.WriteByte('\n')
+		}
+		buf.WriteString(indent)
+		buf.WriteByte(']')
+	case map[string]any:
+		if len(x) == 0 {
+			buf.WriteString("{ }")
+			return nil
+		}
+		buf.WriteString("{\n")
+		inner := indent + "  "
+		for _, k := range SortedKeys(x) {
+			name, err := NixAttrName(k)
+			if err != nil {
+				return err
+			}
+			buf.WriteString(inner)
+			buf.WriteString(name)
+			buf.WriteString(" = ")
+			if err := writeNix(buf, x[k], inner); err != nil {
+				return fmt.Errorf("%s: %w", k, err)
+			}
+			buf.WriteString(";\n")
+		}
+		buf.WriteString(indent)
+		buf.WriteByte('}')
+	default:
+		return fmt.Errorf("unsupported value of type %T", v)
+	}
+	return nil
+}
+
+// NixString quotes s as a Nix string literal. Nix strings cannot hold a NUL
+// byte; that is an error.
+func NixString(s string) (string, error) {
+	if strings.IndexByte(s, 0) >= 0 {
+		return "", fmt.Errorf("string %q holds a NUL byte, which a Nix string cannot hold", s)
+	}
+	var b strings.Builder
+	b.Grow(len(s) + 2)
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch c {
+		case '"', '\\':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case '\n':
+			b.WriteString(`\n`)
+		case '\r':
+			b.WriteString(`\r`)
+		case '\t':
+			b.WriteString(`\t`)
+		case '$':
+			if i+1 < len(s) && s[i+1] == '{' {
+				b.WriteString(`\$`)
+			} else {
+				b.WriteByte('$')
+			}
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('"')
+	return b.String(), nil
+}
+
+var nixIdent = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_'-]*$`)
+
+var nixKeywords = map[string]bool{
+	"if": true, "then": true, "else": true, "assert": true, "with": true, "let": true,
+	"in": true, "rec": true, "inherit": true, "or": true, "__curPos": true,
+}
+
+// IsNixIdent reports whether name can be written bare as a Nix attribute
+// name (an identifier that is not a keyword).
+func IsNixIdent(name string) bool {
+	return nixIdent.MatchString(name) && !nixKeywords[name]
+}
+
+// NixAttrName returns name as a Nix attribute name: bare when it is a plain
+// identifier, quoted otherwise.
+func NixAttrName(name string) (string, error) {
+	if IsNixIdent(name) {
+		return name, nil
+	}
+	return NixString(name)
+}
+
+// NixNumber writes a number as a Nix literal: integers that fit in 64 bits
+// exactly, any other number as a float literal (with a "." so Nix reads a
+// float) that reads back to the same float64. Negative numbers are
+// parenthesised so they are safe inside lists.
+func NixNumber(n json.Number) (string, error) {
+	s := string(n)
+	if !validNumber(s) {
+		return "", fmt.Errorf("invalid number %q", s)
+	}
+	if i, err := strconv.ParseInt(s, 10, 64); err == nil {
+		switch {
+		case i == math.MinInt64:
+			return "(-9223372036854775807 - 1)", nil
+		case i < 0:
+			return "(" + strconv.FormatInt(i, 10) + ")", nil
+		}
+		return strconv.FormatInt(i, 10), nil
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+		return "", fmt.Errorf("number %s is out of the range of a Nix float", s)
+	}
+	neg := math.Signbit(f)
+	text := strconv.FormatFloat(math.Abs(f), 'g', -1, 64)
+	mant, exp, hasExp := strings.Cut(text, "e")
+	if !strings.Contains(mant, ".") {
+		mant += ".0"
+	}
+	text = mant
+	if hasExp {
+		text += "e" + exp
+	}
+	if neg {
+		return "(-" + text + ")", nil
+	}
+	return text, nil
+}
+
+// DistributionNix returns a distribution as a Disnix distribution function:
+//
+//	{infrastructure}:
+//
+//	{
+//	  svc = [
+//	    infrastructure.t1
+//	  ];
+//	  svc2 = {
+//	    targets = [
+//	      { target = infrastructure.t2; container = "c"; }
+//	    ];
+//	  };
+//	}
+//
+// Services are sorted. A service whose mappings are all plain target names
+// uses the list form; a service with at least one record uses the targets
+// form, where a plain name becomes { target = ...; } (Disnix gives both the
+// default container). Names that are not identifiers are quoted.
+func DistributionNix(d Distribution) string {
+	var b strings.Builder
+	b.WriteString("{infrastructure}:\n\n{\n")
+	for _, svc := range d.Names() {
+		ms := d[svc]
+		b.WriteString("  ")
+		b.WriteString(attrNameOrThrow(svc))
+		b.WriteString(" = ")
+		records := false
+		for _, m := range ms {
+			records = records || m.Record
+		}
+		switch {
+		case len(ms) == 0:
+			b.WriteString("[ ];\n")
+		case !records:
+			b.WriteString("[\n")
+			for _, m := range ms {
+				b.WriteString("    ")
+				b.WriteString(targetRef(m.Target))
+				b.WriteByte('\n')
+			}
+			b.WriteString("  ];\n")
+		default:
+			b.WriteString("{\n    targets = [\n")
+			for _, m := range ms {
+				b.WriteString("      { target = ")
+				b.WriteString(targetRef(m.Target))
+				b.WriteString(";")
+				if m.Container != "" {
+					b.WriteString(" container = ")
+					b.WriteString(stringOrThrow(m.Container))
+					b.WriteString(";")
+				}
+				b.WriteString(" }\n")
+			}
+			b.WriteString("    ];\n  };\n")
+		}
+	}
+	b.WriteString("}\n")
+	return b.String()
+}
+
+// DistributionNixReference returns a distribution in the exact text of the
+// original dydisnix-gendist (xsl/distribution_expr.xsl, dydisnix.md §3.1):
+// only plain target names are written, record mappings are dropped. Names
+// that are not Nix identifiers are quoted (the original writes them bare,
+// which is not valid Nix).
+func DistributionNixReference(d Distribution) string {
+	var b strings.Builder
+	b.WriteString("\n{infrastructure}:\n\n{\n")
+	for _, svc := range d.Names() {
+		b.WriteString("  ")
+		b.WriteString(attrNameOrThrow(svc))
+		b.WriteString(" = [\n")
+		for _, m := range d[svc] {
+			if m.Record {
+				continue
+			}
+			b.WriteString("    ")
+			b.WriteString(targetRef(m.Target))
+			b.WriteByte('\n')
+		}
+		b.WriteString("  ];\n")
+	}
+	b.WriteString("  \n}\n\t")
+	return b.String()
+}
+
+func targetRef(name string) string {
+	return "infrastructure." + attrNameOrThrow(name)
+}
+
+func attrNameOrThrow(name string) string {
+	s, err := NixAttrName(name)
+	if err != nil {
+		return `${throw "dydisnix: a name holds a NUL byte"}`
+	}
+	return s
+}
+
+func stringOrThrow(s string) string {
+	q, err := NixString(s)
+	if err != nil {
+		return `(throw "dydisnix: a string holds a NUL byte")`
+	}
+	return q
+}

@@ -1,0 +1,5 @@
+{ pkgs, system }:
+{
+  db = pkgs.stdenv.mkDerivation { name = "db"; };
+  api = { database }: pkgs.stdenv.mkDerivation { name = "api"; };
+}
