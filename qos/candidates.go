@@ -125,12 +125,38 @@ func FromDistribution(strs *Strings, d model.Distribution) *Candidates {
 }
 
 // Distribution converts the candidates back to a model distribution.
+// Services whose lists share a backing array (the cartesian product, or a
+// filter's output shared by services with equal inputs) share the converted
+// slice too; the slices are capped, so an append copies, but callers must
+// not assign to their elements in place.
 func (c *Candidates) Distribution() model.Distribution {
 	d := make(model.Distribution, len(c.Services))
+	type key struct {
+		p *Cand
+		n int
+	}
+	var shared map[key][]model.Mapping
 	for i, s := range c.Services {
-		ms := make([]model.Mapping, len(c.Lists[i]))
-		for j, x := range c.Lists[i] {
+		l := c.Lists[i]
+		if len(l) == 0 {
+			d[s] = []model.Mapping{}
+			continue
+		}
+		k := key{&l[0], len(l)}
+		if ms, ok := shared[k]; ok {
+			d[s] = ms
+			continue
+		}
+		ms := make([]model.Mapping, len(l))
+		for j, x := range l {
 			ms[j] = c.Mapping(x)
+		}
+		ms = ms[:len(ms):len(ms)]
+		if len(l) > 1 {
+			if shared == nil {
+				shared = map[key][]model.Mapping{}
+			}
+			shared[k] = ms
 		}
 		d[s] = ms
 	}

@@ -1,25 +1,63 @@
 package qos
 
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+)
+
 // Explanation records, per service, which step removed which target and why,
-// and remarks made by steps. TODO(qos helper): full implementation, output.
+// what steps remarked, and the final choice. The pipeline fills it when
+// Input.Explain is set: filters give reasons with Env.Reject and Env.Note,
+// and the pipeline attributes every removal a filter did not explain (it
+// diffs each step's input and output lists) and every added target to the
+// step.
 type Explanation struct {
-	Services map[string]*ServiceExplanation
+	// Policy is the policy file ("" for a policy built in Go).
+	Policy string `json:"policy,omitempty"`
+	// Steps are the policy's steps in order.
+	Steps []StepInfo `json:"steps"`
+	// Services holds one entry per service of the final distribution (and
+	// of the initial one).
+	Services map[string]*ServiceExplanation `json:"services"`
+}
+
+// StepInfo names one step of the explained run.
+type StepInfo struct {
+	Index  int    `json:"index"` // 1-based
+	Label  string `json:"label"` // the step's name, else its filter
+	Filter string `json:"filter"`
 }
 
 // ServiceExplanation is what happened to one service's candidates.
 type ServiceExplanation struct {
-	Rejections []Rejection
-	Notes      []Note
+	// Initial are the candidates the pipeline started with.
+	Initial []string `json:"initial"`
+	// Rejections are the removed candidates, in step order.
+	Rejections []Rejection `json:"removed,omitempty"`
+	// Notes are the steps' remarks (targets added, kept on previous, ...).
+	Notes []Note `json:"notes,omitempty"`
+	// Final are the candidates left at the end: the service's distribution.
+	Final []string `json:"final"`
+	// EmptiedBy is the label of the step that removed the last candidate,
+	// when none is left ("" otherwise, or when the list started empty).
+	EmptiedBy string `json:"emptiedBy,omitempty"`
 }
 
 // Rejection is one removed candidate.
 type Rejection struct {
-	Step, Target, Reason string
+	StepIndex int    `json:"step"`
+	Step      string `json:"label"`
+	Target    string `json:"target"`
+	Reason    string `json:"reason"`
 }
 
 // Note is a step's remark about a service.
 type Note struct {
-	Step, Text string
+	StepIndex int    `json:"step"`
+	Step      string `json:"label"`
+	Text      string `json:"text"`
 }
 
 func (e *Explanation) svc(service string) *ServiceExplanation {
@@ -34,12 +72,231 @@ func (e *Explanation) svc(service string) *ServiceExplanation {
 	return s
 }
 
-func (e *Explanation) reject(step, service, target, reason string) {
+func (e *Explanation) reject(index int, step, service, target, reason string) {
 	s := e.svc(service)
-	s.Rejections = append(s.Rejections, Rejection{Step: step, Target: target, Reason: reason})
+	s.Rejections = append(s.Rejections, Rejection{StepIndex: index, Step: step, Target: target, Reason: reason})
 }
 
-func (e *Explanation) note(step, service, text string) {
+func (e *Explanation) note(index int, step, service, text string) {
 	s := e.svc(service)
-	s.Notes = append(s.Notes, Note{Step: step, Text: text})
+	s.Notes = append(s.Notes, Note{StepIndex: index, Step: step, Text: text})
+}
+
+// candName renders a candidate for explanations: the target name, or
+// "target (container c)" for a record.
+func candName(c *Candidates, x Cand) string {
+	if x.Container == NoContainer {
+		return c.Strings.Name(x.Target)
+	}
+	return fmt.Sprintf("%s (container %s)", c.Strings.Name(x.Target), c.Strings.Name(x.Container))
+}
+
+func candNames(c *Candidates, list []Cand) []string {
+	out := make([]string, len(list))
+	for i, x := range list {
+		out[i] = candName(c, x)
+	}
+	return out
+}
+
+// record fills in what a step did to every service that the filter did not
+// explain itself: removals become rejections with a generic reason, targets
+// that appear become notes.
+func (e *Explanation) record(index int, label, filter string, in, out *Candidates) {
+	same := sameServices(in, out)
+	for i, svc := range out.Services {
+		var inList []Cand
+		if same {
+			inList = in.Lists[i]
+		} else if j := in.Index(svc); j >= 0 {
+			inList = in.Lists[j]
+		}
+		outList := out.Lists[i]
+		if sameList(inList, outList) {
+			continue
+		}
+		s := e.svc(svc)
+		explained := map[Cand]int{}
+		for k := len(s.Rejections) - 1; k >= 0 && s.Rejections[k].StepIndex == index; k-- {
+			if x, ok := lookupCand(out, s.Rejections[k].Target); ok {
+				explained[x]++
+			}
+		}
+		// multiset difference in − out, in input order
+		left := map[Cand]int{}
+		for _, x := range outList {
+			left[x]++
+		}
+		for _, x := range inList {
+			if left[x] > 0 {
+				left[x]--
+				continue
+			}
+			if explained[x] > 0 {
+				explained[x]--
+				continue
+			}
+			reason := "dropped by " + filter
+			if len(outList) > 0 && len(outList) < len(inList) {
+				reason = fmt.Sprintf("not selected by %s (kept %s)", filter, strings.Join(candNames(out, outList), ", "))
+			}
+			e.reject(index, label, svc, candName(in, x), reason)
+		}
+		var added []string
+		for x, n := range left {
+			if n > 0 {
+				added = append(added, candName(out, x))
+			}
+		}
+		if len(added) > 0 {
+			sort.Strings(added)
+			e.note(index, label, svc, "added "+strings.Join(added, ", "))
+		}
+	}
+	if !same {
+		for _, svc := range in.Services {
+			if out.Index(svc) < 0 {
+				e.note(index, label, svc, "service dropped from the distribution")
+			}
+		}
+	}
+}
+
+// lookupCand parses a rendered candidate name back to a candidate.
+func lookupCand(c *Candidates, name string) (Cand, bool) {
+	if t, ok := c.Strings.Lookup(name); ok {
+		return Cand{Target: t, Container: NoContainer}, true
+	}
+	if i := strings.Index(name, " (container "); i > 0 && strings.HasSuffix(name, ")") {
+		t, ok1 := c.Strings.Lookup(name[:i])
+		k, ok2 := c.Strings.Lookup(name[i+len(" (container ") : len(name)-1])
+		if ok1 && ok2 {
+			return Cand{Target: t, Container: k}, true
+		}
+	}
+	return Cand{}, false
+}
+
+func sameServices(a, b *Candidates) bool {
+	if len(a.Services) != len(b.Services) {
+		return false
+	}
+	if len(a.Services) == 0 || &a.Services[0] == &b.Services[0] {
+		return true
+	}
+	for i := range a.Services {
+		if a.Services[i] != b.Services[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func sameList(a, b []Cand) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	if len(a) == 0 || &a[0] == &b[0] {
+		return true
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// WriteText writes the explanation as text, one block per service in
+// byte-wise order:
+//
+//	service s1:
+//	  candidates: t1, t2
+//	  step 1 mapAttrOnList: removed t2: type "mysql-database" not in supportedTypes ["process"]
+//	  chosen: t1
+//
+// Only the services named in only are written when it is not empty.
+func (e *Explanation) WriteText(w io.Writer, only ...string) error {
+	var b strings.Builder
+	if e.Policy != "" {
+		fmt.Fprintf(&b, "policy %s", e.Policy)
+	} else {
+		b.WriteString("policy")
+	}
+	if len(e.Steps) == 0 {
+		b.WriteString(": no steps (the initial candidates are the distribution)\n")
+	} else {
+		b.WriteString(":")
+		for _, s := range e.Steps {
+			if s.Label != s.Filter {
+				fmt.Fprintf(&b, " %d. %s (%s)", s.Index, s.Label, s.Filter)
+			} else {
+				fmt.Fprintf(&b, " %d. %s", s.Index, s.Label)
+			}
+			if s.Index < len(e.Steps) {
+				b.WriteString(",")
+			}
+		}
+		b.WriteString("\n")
+	}
+	names := make([]string, 0, len(e.Services))
+	if len(only) > 0 {
+		for _, n := range only {
+			if _, ok := e.Services[n]; ok {
+				names = append(names, n)
+			} else {
+				fmt.Fprintf(&b, "service %s: not in the distribution\n", n)
+			}
+		}
+	} else {
+		for n := range e.Services {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		s := e.Services[n]
+		fmt.Fprintf(&b, "service %s:\n", n)
+		fmt.Fprintf(&b, "  candidates: %s\n", listOrNone(s.Initial))
+		type ev struct {
+			step int
+			text string
+		}
+		var evs []ev
+		for _, r := range s.Rejections {
+			evs = append(evs, ev{r.StepIndex, fmt.Sprintf("step %d %s: removed %s: %s", r.StepIndex, r.Step, r.Target, r.Reason)})
+		}
+		for _, nt := range s.Notes {
+			evs = append(evs, ev{nt.StepIndex, fmt.Sprintf("step %d %s: %s", nt.StepIndex, nt.Step, nt.Text)})
+		}
+		sort.SliceStable(evs, func(i, j int) bool { return evs[i].step < evs[j].step })
+		for _, x := range evs {
+			b.WriteString("  ")
+			b.WriteString(x.text)
+			b.WriteByte('\n')
+		}
+		switch {
+		case len(s.Final) > 0:
+			fmt.Fprintf(&b, "  chosen: %s\n", strings.Join(s.Final, ", "))
+		case s.EmptiedBy != "":
+			fmt.Fprintf(&b, "  chosen: none (step %s removed the last candidate)\n", s.EmptiedBy)
+		default:
+			b.WriteString("  chosen: none\n")
+		}
+		if b.Len() > 64<<10 {
+			if _, err := io.WriteString(w, b.String()); err != nil {
+				return err
+			}
+			b.Reset()
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func listOrNone(l []string) string {
+	if len(l) == 0 {
+		return "none"
+	}
+	return strings.Join(l, ", ")
 }

@@ -1,0 +1,540 @@
+package qos
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/dydisnix/dydisnix/model"
+)
+
+// Policy is a parsed QoS policy: a pipeline of filter steps.
+type Policy struct {
+	// File is where the policy came from ("builtin:NAME" for a shipped one,
+	// "" for one built in Go).
+	File string
+	// Description is the policy's optional description.
+	Description string
+	// Steps are the steps in order.
+	Steps []*Step
+}
+
+// Step is one configured filter of a policy.
+type Step struct {
+	// Index is the 1-based position in the policy.
+	Index int
+	// Filter is the registered filter name.
+	Filter string
+	// Name is the optional label given in the policy.
+	Name string
+	// Params are the step's own parameters.
+	Params Params
+	impl   Filter
+}
+
+// Label is the step's name, else its filter.
+func (s *Step) Label() string {
+	if s.Name != "" {
+		return s.Name
+	}
+	return s.Filter
+}
+
+// reserved parameters come from the pipeline, never from the policy file.
+var reserved = map[string]bool{"services": true, "infrastructure": true, "distribution": true, "previousDistribution": true}
+
+var (
+	resolverMu sync.RWMutex
+	resolvers  = map[string]func(name string) (data []byte, file string, err error){}
+)
+
+// RegisterPolicySource makes LoadPolicy understand "SCHEME:NAME" policy
+// references: fetch returns the policy text and a file name whose extension
+// picks the format (.yaml, .yml or .json). The policies package registers
+// "builtin" this way (qos does not depend on it).
+func RegisterPolicySource(scheme string, fetch func(name string) (data []byte, file string, err error)) {
+	resolverMu.Lock()
+	defer resolverMu.Unlock()
+	resolvers[scheme] = fetch
+}
+
+// LoadPolicy reads a policy file: YAML (.yaml, .yml), JSON (.json) or a .nix
+// file that evaluates to the same shape. "builtin:NAME" names a shipped
+// policy (see the policies package).
+func LoadPolicy(file string) (*Policy, error) {
+	if scheme, name, ok := strings.Cut(file, ":"); ok && len(scheme) > 1 && !strings.ContainsAny(scheme, `/\.`) {
+		resolverMu.RLock()
+		fetch := resolvers[scheme]
+		resolverMu.RUnlock()
+		if fetch == nil {
+			if scheme == "builtin" {
+				return nil, fmt.Errorf("%s: builtin policies are not available in this program (import github.com/dydisnix/dydisnix/policies)", file)
+			}
+			return nil, fmt.Errorf("%s: unknown policy source %q", file, scheme)
+		}
+		data, src, err := fetch(name)
+		if err != nil {
+			return nil, err
+		}
+		format, err := model.FormatOf(src)
+		if err != nil {
+			return nil, err
+		}
+		p, err := ParsePolicy(data, format, file)
+		if err != nil {
+			return nil, err
+		}
+		return p, nil
+	}
+	v, err := model.LoadValue(file, model.KindPlain, nil)
+	if err != nil {
+		return nil, err
+	}
+	return PolicyFromValue(v, file)
+}
+
+// ParsePolicy parses policy text in the given format (json or yaml); file
+// names it in error messages.
+func ParsePolicy(data []byte, format model.Format, file string) (*Policy, error) {
+	v, err := model.DecodeValue(data, format, file)
+	if err != nil {
+		return nil, err
+	}
+	return PolicyFromValue(v, file)
+}
+
+// PolicyFromValue builds a policy from its JSON-like form
+// {"steps": [{"filter": NAME, "name"?: LABEL, ...params}], "description"?: TEXT}.
+// Unknown filters and parameters are errors that list the valid ones.
+func PolicyFromValue(v any, file string) (*Policy, error) {
+	top, ok := v.(map[string]any)
+	if !ok {
+		return nil, perr(file, "", "expected a QoS policy {steps: [...]}, got %s", model.TypeName(v))
+	}
+	p := &Policy{File: file}
+	for _, k := range model.SortedKeys(top) {
+		switch k {
+		case "steps":
+		case "description":
+			d, ok := top[k].(string)
+			if !ok && top[k] != nil {
+				return nil, perr(file, "description", "expected a string, got %s", model.TypeName(top[k]))
+			}
+			p.Description = d
+		default:
+			return nil, perr(file, k, "unknown attribute %q: a policy has \"steps\" and an optional \"description\"", k)
+		}
+	}
+	raw, has := top["steps"]
+	if !has {
+		return nil, perr(file, "", "the policy has no \"steps\" (write \"steps: []\" for the initial distribution unchanged)")
+	}
+	var list []any
+	switch x := raw.(type) {
+	case nil:
+	case []any:
+		list = x
+	default:
+		return nil, perr(file, "steps", "expected a list of steps, got %s", model.TypeName(raw))
+	}
+	for i, e := range list {
+		st, err := stepFromValue(e, i+1, file)
+		if err != nil {
+			return nil, err
+		}
+		p.Steps = append(p.Steps, st)
+	}
+	return p, nil
+}
+
+func stepFromValue(v any, index int, file string) (*Step, error) {
+	place := fmt.Sprintf("step %d", index)
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return nil, perr(file, place, "expected {filter: NAME, ...parameters}, got %s", model.TypeName(v))
+	}
+	fv, has := obj["filter"]
+	if !has {
+		return nil, perr(file, place, "missing \"filter\"; valid filters: %s", strings.Join(FilterNames(), ", "))
+	}
+	filter, ok := fv.(string)
+	if !ok {
+		return nil, perr(file, place+".filter", "expected a filter name, got %s", model.TypeName(fv))
+	}
+	spec, ok := Lookup(filter)
+	if !ok {
+		return nil, perr(file, place, "unknown filter %q; valid filters: %s", filter, strings.Join(FilterNames(), ", "))
+	}
+	st := &Step{Index: index, Filter: filter, Params: Params{}}
+	place = fmt.Sprintf("step %d (%s)", index, filter)
+	if nv, has := obj["name"]; has {
+		name, ok := nv.(string)
+		if !ok {
+			return nil, perr(file, place+".name", "expected a string, got %s", model.TypeName(nv))
+		}
+		st.Name = name
+	}
+	valid := append([]string(nil), spec.Params...)
+	sort.Strings(valid)
+	for _, k := range model.SortedKeys(obj) {
+		if k == "filter" || k == "name" {
+			continue
+		}
+		if reserved[k] {
+			return nil, perr(file, place, "parameter %q comes from the pipeline and cannot be set in a policy", k)
+		}
+		known := false
+		for _, p := range spec.Params {
+			if p == k {
+				known = true
+				break
+			}
+		}
+		if !known {
+			if len(valid) == 0 {
+				return nil, perr(file, place, "unknown parameter %q; %s takes no parameters (besides \"name\")", k, filter)
+			}
+			return nil, perr(file, place, "unknown parameter %q; valid parameters: %s (and \"name\")", k, strings.Join(valid, ", "))
+		}
+		st.Params[k] = obj[k]
+	}
+	f, err := spec.New(st.Params)
+	if err != nil {
+		return nil, perr(file, place, "%v", err)
+	}
+	st.impl = f
+	return st, nil
+}
+
+func perr(file, place, format string, args ...any) error {
+	return &model.Error{File: file, Place: place, Msg: fmt.Sprintf(format, args...)}
+}
+
+// NewStep makes a step from a Go filter, for policies assembled in code
+// (for example a user's own filter, or the buildable check gendist adds).
+func NewStep(label string, f Filter) *Step {
+	return &Step{Filter: label, impl: f, Params: Params{}}
+}
+
+// Prepend returns a copy of the policy with steps added in front.
+func (p *Policy) Prepend(steps ...*Step) *Policy {
+	q := &Policy{File: p.File, Description: p.Description}
+	q.Steps = append(q.Steps, steps...)
+	for _, s := range p.Steps {
+		c := *s
+		q.Steps = append(q.Steps, &c)
+	}
+	for i, s := range q.Steps {
+		s.Index = i + 1
+	}
+	return q
+}
+
+// EmptyPolicy says what Run does when a service ends without a candidate.
+type EmptyPolicy int
+
+const (
+	// RejectEmpty (the default) makes a service without a candidate an
+	// error (*NoCandidateError), whether a step removed its last candidate
+	// or it never had one.
+	RejectEmpty EmptyPolicy = iota
+	// RejectRemoved makes it an error only when a step removed the last
+	// candidate; a service whose initial list was empty (no targets in the
+	// infrastructure, or an empty list in the initial distribution) is kept
+	// with [] and reported in Result.Warnings, as the original does.
+	RejectRemoved
+	// AllowEmpty keeps every service, as the original's filters do, and
+	// reports the empty ones in Result.Warnings.
+	AllowEmpty
+)
+
+// Input is what a policy run starts from.
+type Input struct {
+	Services       model.Services
+	Infrastructure model.Infrastructure
+	// Initial is the initial candidate distribution; nil = the cartesian
+	// product of the services and the targets.
+	Initial model.Distribution
+	// Previous is the distribution of the last deployment; nil = none.
+	Previous model.Distribution
+	// Explain records why every candidate was removed (Result.Explanation).
+	Explain bool
+	// Empty says what to do with a service left without a candidate.
+	Empty EmptyPolicy
+}
+
+// Result is the outcome of a policy run.
+type Result struct {
+	Distribution model.Distribution
+	// Explanation is set when Input.Explain was.
+	Explanation *Explanation
+	// Empty lists the services without a candidate (kept because of
+	// Input.Empty), in byte-wise order.
+	Empty []EmptyService
+	// Warnings are remarks for the user (services left without a target
+	// that Input.Empty allowed).
+	Warnings []string
+}
+
+// EmptyService is a service left without a candidate.
+type EmptyService struct {
+	Service string
+	// StepIndex and Step name the step that removed the last candidate
+	// (0 and "" when the initial list was already empty).
+	StepIndex int
+	Step      string
+	// Last are the candidates the step removed.
+	Last []string
+	// Reasons are the step's reasons for removing them, when known.
+	Reasons []string
+}
+
+func (e EmptyService) String() string {
+	if e.StepIndex == 0 {
+		return fmt.Sprintf("service %s has no candidate target: its initial candidate list is empty", e.Service)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "service %s has no candidate target left: step %d (%s) removed the last ", e.Service, e.StepIndex, e.Step)
+	if len(e.Last) == 1 {
+		b.WriteString("candidate ")
+	} else {
+		b.WriteString("candidates ")
+	}
+	const max = 5
+	for i, t := range e.Last {
+		if i == max {
+			fmt.Fprintf(&b, ", and %d more", len(e.Last)-max)
+			break
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(t)
+		if i < len(e.Reasons) && e.Reasons[i] != "" {
+			fmt.Fprintf(&b, " (%s)", e.Reasons[i])
+		}
+	}
+	return b.String()
+}
+
+// NoCandidateError reports services left without a candidate target.
+type NoCandidateError struct {
+	Services []EmptyService
+}
+
+func (e *NoCandidateError) Error() string {
+	const max = 10
+	var b strings.Builder
+	for i, s := range e.Services {
+		if i == max {
+			fmt.Fprintf(&b, "\n... and %d more services without a candidate", len(e.Services)-max)
+			break
+		}
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		b.WriteString(s.String())
+	}
+	return b.String()
+}
+
+// StepError is an error of one step of a policy run.
+type StepError struct {
+	Index  int
+	Label  string
+	Filter string
+	Err    error
+}
+
+func (e *StepError) Error() string {
+	if e.Label != e.Filter {
+		return fmt.Sprintf("policy step %d (%s, filter %s): %v", e.Index, e.Label, e.Filter, e.Err)
+	}
+	return fmt.Sprintf("policy step %d (%s): %v", e.Index, e.Label, e.Err)
+}
+
+func (e *StepError) Unwrap() error { return e.Err }
+
+// Run computes the distribution: it starts from Input.Initial (or the
+// cartesian product) and applies every step in order.
+func (p *Policy) Run(in Input) (*Result, error) {
+	res, empty, err := p.run(in, in.Explain)
+	if err != nil {
+		return nil, err
+	}
+	if len(empty) == 0 {
+		return res, nil
+	}
+	var fatal []EmptyService
+	for _, e := range empty {
+		switch {
+		case in.Empty == AllowEmpty, in.Empty == RejectRemoved && e.StepIndex == 0:
+			res.Empty = append(res.Empty, e)
+			res.Warnings = append(res.Warnings, e.String())
+		default:
+			fatal = append(fatal, e)
+		}
+	}
+	if len(fatal) == 0 {
+		return res, nil
+	}
+	if !in.Explain && !p.hasExternal() {
+		// Run again with explanations to say why the last candidates went.
+		if _, again, err := p.run(in, true); err == nil && len(again) == len(empty) {
+			byName := map[string]EmptyService{}
+			for _, e := range again {
+				byName[e.Service] = e
+			}
+			for i := range fatal {
+				if e, ok := byName[fatal[i].Service]; ok {
+					fatal[i] = e
+				}
+			}
+		}
+	}
+	return nil, &NoCandidateError{Services: fatal}
+}
+
+func (p *Policy) hasExternal() bool {
+	for _, s := range p.Steps {
+		if s.Filter == "external" {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *Policy) run(in Input, explain bool) (*Result, []EmptyService, error) {
+	strs := NewStrings()
+	targets := in.Infrastructure.Names()
+	for _, t := range targets {
+		strs.Intern(t)
+	}
+	var cur *Candidates
+	if in.Initial == nil {
+		cur = cartesian(strs, in.Services.Names(), len(targets))
+	} else {
+		cur = FromDistribution(strs, in.Initial)
+	}
+	env := &Env{Services: in.Services, Infrastructure: in.Infrastructure, Previous: in.Previous, Explaining: explain, targetNames: targets}
+	var ex *Explanation
+	if explain {
+		ex = &Explanation{Policy: p.File, Services: map[string]*ServiceExplanation{}}
+		env.explain = ex
+		for i, s := range cur.Services {
+			ex.svc(s).Initial = candNames(cur, cur.Lists[i])
+		}
+	}
+	type emptied struct {
+		step  int
+		label string
+		last  []Cand
+		from  *Candidates
+	}
+	gone := map[string]emptied{}
+	for i, s := range cur.Services {
+		if len(cur.Lists[i]) == 0 {
+			gone[s] = emptied{}
+		}
+	}
+	for _, st := range p.Steps {
+		if st.impl == nil {
+			return nil, nil, fmt.Errorf("policy step %d (%s): filter not configured", st.Index, st.Label())
+		}
+		env.Step, env.StepIndex = st.Label(), st.Index
+		if ex != nil {
+			ex.Steps = append(ex.Steps, StepInfo{Index: st.Index, Label: st.Label(), Filter: st.Filter})
+		}
+		out, err := st.impl.Apply(env, cur)
+		if err != nil {
+			return nil, nil, &StepError{Index: st.Index, Label: st.Label(), Filter: st.Filter, Err: err}
+		}
+		if out == nil || len(out.Lists) != len(out.Services) {
+			return nil, nil, &StepError{Index: st.Index, Label: st.Label(), Filter: st.Filter, Err: errors.New("filter returned malformed candidates")}
+		}
+		if out.Strings != strs {
+			out = FromDistribution(strs, out.Distribution())
+		}
+		same := sameServices(cur, out)
+		for i, s := range out.Services {
+			var before []Cand
+			if same {
+				before = cur.Lists[i]
+			} else if j := cur.Index(s); j >= 0 {
+				before = cur.Lists[j]
+			}
+			if len(out.Lists[i]) == 0 {
+				if len(before) > 0 {
+					gone[s] = emptied{step: st.Index, label: st.Label(), last: before, from: cur}
+				} else if _, known := gone[s]; !known {
+					gone[s] = emptied{}
+				}
+			} else if len(gone) > 0 {
+				delete(gone, s)
+			}
+		}
+		if !same {
+			for s := range gone {
+				if out.Index(s) < 0 {
+					delete(gone, s)
+				}
+			}
+		}
+		if ex != nil {
+			ex.record(st.Index, st.Label(), st.Filter, cur, out)
+		}
+		cur = out
+	}
+	res := &Result{Distribution: cur.Distribution(), Explanation: ex}
+	if ex != nil {
+		for i, s := range cur.Services {
+			se := ex.svc(s)
+			se.Final = candNames(cur, cur.Lists[i])
+			if se.Initial == nil {
+				se.Initial = []string{}
+			}
+		}
+	}
+	var empty []EmptyService
+	for _, s := range cur.Services {
+		g, ok := gone[s]
+		if !ok {
+			continue
+		}
+		e := EmptyService{Service: s, StepIndex: g.step, Step: g.label}
+		if g.from != nil {
+			e.Last = candNames(g.from, g.last)
+		}
+		if ex != nil && g.step > 0 {
+			se := ex.svc(s)
+			se.EmptiedBy = fmt.Sprintf("%d (%s)", g.step, g.label)
+			e.Reasons = make([]string, len(e.Last))
+			for k, t := range e.Last {
+				for _, r := range se.Rejections {
+					if r.StepIndex == g.step && r.Target == t {
+						e.Reasons[k] = r.Reason
+					}
+				}
+			}
+		}
+		empty = append(empty, e)
+	}
+	sort.Slice(empty, func(i, j int) bool { return empty[i].Service < empty[j].Service })
+	return res, empty, nil
+}
+
+// cartesian returns every service × every target; the first n Strings
+// entries are the sorted target names, and all services share one list.
+func cartesian(strs *Strings, services []string, n int) *Candidates {
+	c := NewCandidates(strs, services)
+	all := make([]Cand, n)
+	for i := range all {
+		all[i] = Cand{Target: int32(i), Container: NoContainer}
+	}
+	for i := range c.Lists {
+		c.Lists[i] = all[:n:n]
+	}
+	return c
+}
