@@ -29,17 +29,21 @@ func errAt(file, place, format string, args ...any) error {
 }
 
 // ServicesFromValue builds a services model from its JSON-like form (the
-// filtered model of the contract). file is used in error messages.
+// filtered model of the contract). file is used in error messages; every
+// problem is reported (joined, sorted), not only the first. A service
+// without a name attribute gets its key as name.
 func ServicesFromValue(v any, file string) (Services, error) {
 	top, ok := v.(map[string]any)
 	if !ok {
 		return nil, errAt(file, "", "services model: expected an attribute set of services, got %s", TypeName(v))
 	}
+	var errs []error
 	out := make(Services, len(top))
 	for _, key := range SortedKeys(top) {
 		raw, ok := top[key].(map[string]any)
 		if !ok {
-			return nil, errAt(file, key, "expected a service attribute set, got %s", TypeName(top[key]))
+			errs = append(errs, errAt(file, attrPath(key), "expected a service attribute set, got %s", TypeName(top[key])))
+			continue
 		}
 		s := &Service{Name: key, Attrs: map[string]any{}}
 		for _, attr := range SortedKeys(raw) {
@@ -48,19 +52,22 @@ func ServicesFromValue(v any, file string) (Services, error) {
 			case AttrName:
 				name, ok := val.(string)
 				if !ok {
-					return nil, errAt(file, path(key, attr), "expected a string, got %s", TypeName(val))
+					errs = append(errs, errAt(file, attrPath(key, attr), "expected a string, got %s", TypeName(val)))
+					continue
 				}
 				s.Name = name
 			case AttrType:
 				t, ok := val.(string)
 				if !ok {
-					return nil, errAt(file, path(key, attr), "expected a string, got %s", TypeName(val))
+					errs = append(errs, errAt(file, attrPath(key, attr), "expected a string, got %s", TypeName(val)))
+					continue
 				}
 				s.Type = t
 			case AttrDependsOn, AttrConnectsTo:
 				names, err := nameList(val)
 				if err != nil {
-					return nil, errAt(file, path(key, attr), "%v", err)
+					errs = append(errs, errAt(file, attrPath(key, attr), "%v", err))
+					continue
 				}
 				if attr == AttrDependsOn {
 					s.DependsOn, s.HasDependsOn = names, true
@@ -72,6 +79,9 @@ func ServicesFromValue(v any, file string) (Services, error) {
 			}
 		}
 		out[key] = s
+	}
+	if len(errs) > 0 {
+		return nil, joinSorted(errs)
 	}
 	return out, nil
 }
@@ -119,19 +129,25 @@ func depName(v any) (string, error) {
 	return "", fmt.Errorf("expected a service name, got %s", TypeName(v))
 }
 
-// InfrastructureFromValue builds an infrastructure model from its JSON-like form.
+// InfrastructureFromValue builds an infrastructure model from its JSON-like
+// form. Every problem is reported (joined, sorted).
 func InfrastructureFromValue(v any, file string) (Infrastructure, error) {
 	top, ok := v.(map[string]any)
 	if !ok {
 		return nil, errAt(file, "", "infrastructure model: expected an attribute set of targets, got %s", TypeName(v))
 	}
+	var errs []error
 	out := make(Infrastructure, len(top))
 	for _, name := range SortedKeys(top) {
 		t, err := TargetFromValue(name, top[name], file)
 		if err != nil {
-			return nil, err
+			errs = append(errs, err)
+			continue
 		}
 		out[name] = t
+	}
+	if len(errs) > 0 {
+		return nil, joinSorted(errs)
 	}
 	return out, nil
 }
@@ -140,8 +156,9 @@ func InfrastructureFromValue(v any, file string) (Infrastructure, error) {
 func TargetFromValue(name string, v any, file string) (*Target, error) {
 	raw, ok := v.(map[string]any)
 	if !ok {
-		return nil, errAt(file, name, "expected a target attribute set, got %s", TypeName(v))
+		return nil, errAt(file, attrPath(name), "expected a target attribute set, got %s", TypeName(v))
 	}
+	var errs []error
 	t := &Target{Name: name, Properties: map[string]any{}, Extra: map[string]any{}}
 	for _, attr := range SortedKeys(raw) {
 		val := raw[attr]
@@ -149,7 +166,8 @@ func TargetFromValue(name string, v any, file string) (*Target, error) {
 		case "properties":
 			props, ok := val.(map[string]any)
 			if !ok && val != nil {
-				return nil, errAt(file, path(name, attr), "expected an attribute set of properties, got %s", TypeName(val))
+				errs = append(errs, errAt(file, attrPath(name, attr), "expected an attribute set of properties, got %s", TypeName(val)))
+				continue
 			}
 			if props != nil {
 				t.Properties = props
@@ -157,13 +175,15 @@ func TargetFromValue(name string, v any, file string) (*Target, error) {
 		case "containers":
 			cs, ok := val.(map[string]any)
 			if !ok && val != nil {
-				return nil, errAt(file, path(name, attr), "expected an attribute set of containers, got %s", TypeName(val))
+				errs = append(errs, errAt(file, attrPath(name, attr), "expected an attribute set of containers, got %s", TypeName(val)))
+				continue
 			}
 			t.Containers = make(map[string]map[string]any, len(cs))
 			for _, c := range SortedKeys(cs) {
 				props, ok := cs[c].(map[string]any)
 				if !ok && cs[c] != nil {
-					return nil, errAt(file, path(name, attr, c), "expected an attribute set of container properties, got %s", TypeName(cs[c]))
+					errs = append(errs, errAt(file, attrPath(name, attr, c), "expected an attribute set of container properties, got %s", TypeName(cs[c])))
+					continue
 				}
 				if props == nil {
 					props = map[string]any{}
@@ -174,40 +194,52 @@ func TargetFromValue(name string, v any, file string) (*Target, error) {
 			t.Extra[attr] = val
 		}
 	}
+	if len(errs) > 0 {
+		return nil, joinSorted(errs)
+	}
 	return t, nil
 }
 
 // DistributionFromValue builds a distribution from its JSON-like form:
 // service → list of target names or {target, container} records. The Disnix
-// form service → {targets = [...]} is accepted too.
+// form service → {targets = [...]} is accepted too. Every problem is
+// reported (joined, sorted).
 func DistributionFromValue(v any, file string) (Distribution, error) {
 	top, ok := v.(map[string]any)
 	if !ok {
 		return nil, errAt(file, "", "distribution model: expected an attribute set of services, got %s", TypeName(v))
 	}
+	var errs []error
 	out := make(Distribution, len(top))
 	for _, svc := range SortedKeys(top) {
 		val := top[svc]
+		place := attrPath(svc)
 		if obj, ok := val.(map[string]any); ok {
 			t, has := obj["targets"]
 			if !has {
-				return nil, errAt(file, svc, "expected a list of targets or an attribute set with \"targets\"")
+				errs = append(errs, errAt(file, place, "expected a list of targets or an attribute set with \"targets\""))
+				continue
 			}
-			val = t
+			val, place = t, attrPath(svc, "targets")
 		}
 		list, ok := val.([]any)
 		if !ok {
-			return nil, errAt(file, svc, "expected a list of targets, got %s", TypeName(val))
+			errs = append(errs, errAt(file, place, "expected a list of targets, got %s", TypeName(val)))
+			continue
 		}
 		ms := make([]Mapping, 0, len(list))
 		for i, e := range list {
 			m, err := mappingFromValue(e)
 			if err != nil {
-				return nil, errAt(file, fmt.Sprintf("%s[%d]", svc, i), "%v", err)
+				errs = append(errs, errAt(file, fmt.Sprintf("%s[%d]", place, i), "%v", err))
+				continue
 			}
 			ms = append(ms, m)
 		}
 		out[svc] = ms
+	}
+	if len(errs) > 0 {
+		return nil, joinSorted(errs)
 	}
 	return out, nil
 }

@@ -129,21 +129,36 @@ func decodeYAML(data []byte, file string) (any, error) {
 	if node.Kind == 0 {
 		return nil, errAt(file, "", "empty YAML document")
 	}
-	return yamlValue(&node, file)
+	// Aliases are expanded; bound the expansion so a small document cannot
+	// blow up ("billion laughs") or loop through a recursive alias.
+	budget := 10*countYAMLNodes(&node) + 10000
+	return yamlValue(&node, file, &budget)
+}
+
+func countYAMLNodes(n *yaml.Node) int {
+	c := 1
+	for _, k := range n.Content {
+		c += countYAMLNodes(k)
+	}
+	return c
 }
 
 // yamlValue converts a YAML node to a JSON-like value, keeping the position
 // of any problem for the error message.
-func yamlValue(n *yaml.Node, file string) (any, error) {
+func yamlValue(n *yaml.Node, file string, budget *int) (any, error) {
 	place := fmt.Sprintf("%d:%d", n.Line, n.Column)
+	*budget--
+	if *budget < 0 {
+		return nil, errAt(file, place, "YAML aliases expand to too large a document")
+	}
 	switch n.Kind {
 	case yaml.DocumentNode:
 		if len(n.Content) == 0 {
 			return nil, nil
 		}
-		return yamlValue(n.Content[0], file)
+		return yamlValue(n.Content[0], file, budget)
 	case yaml.AliasNode:
-		return yamlValue(n.Alias, file)
+		return yamlValue(n.Alias, file, budget)
 	case yaml.MappingNode:
 		out := make(map[string]any, len(n.Content)/2)
 		for i := 0; i+1 < len(n.Content); i += 2 {
@@ -157,7 +172,7 @@ func yamlValue(n *yaml.Node, file string) (any, error) {
 			if _, dup := out[k.Value]; dup {
 				return nil, errAt(file, fmt.Sprintf("%d:%d", k.Line, k.Column), "duplicate key %q", k.Value)
 			}
-			v, err := yamlValue(n.Content[i+1], file)
+			v, err := yamlValue(n.Content[i+1], file, budget)
 			if err != nil {
 				return nil, err
 			}
@@ -167,7 +182,7 @@ func yamlValue(n *yaml.Node, file string) (any, error) {
 	case yaml.SequenceNode:
 		out := make([]any, 0, len(n.Content))
 		for _, c := range n.Content {
-			v, err := yamlValue(c, file)
+			v, err := yamlValue(c, file, budget)
 			if err != nil {
 				return nil, err
 			}

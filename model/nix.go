@@ -322,4 +322,3 @@ func joinSorted(errs []error) error {
 	sort.SliceStable(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
 	return errors.Join(errs...)
 }
-
