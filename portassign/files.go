@@ -8,7 +8,7 @@ import (
 
 // LoadResources reads an ID resources model (.json, .yaml or .nix).
 func LoadResources(file string) (Resources, error) {
-	v, err := loadPlain(file)
+	v, err := model.LoadValue(file, model.KindPlain, nil)
 	if err != nil {
 		return nil, fmt.Errorf("load ID resources: %w", err)
 	}
@@ -17,7 +17,7 @@ func LoadResources(file string) (Resources, error) {
 
 // LoadIDs reads an ids file (.json, .yaml or .nix).
 func LoadIDs(file string) (*IDs, error) {
-	v, err := loadPlain(file)
+	v, err := model.LoadValue(file, model.KindPlain, nil)
 	if err != nil {
 		return nil, fmt.Errorf("load ids: %w", err)
 	}
@@ -27,7 +27,7 @@ func LoadIDs(file string) (*IDs, error) {
 // LoadPortConfig reads the configuration of a ports file (.json, .yaml or
 // .nix); its "ports" key is ignored.
 func LoadPortConfig(file string) (*PortConfiguration, error) {
-	v, err := loadPlain(file)
+	v, err := model.LoadValue(file, model.KindPlain, nil)
 	if err != nil {
 		return nil, fmt.Errorf("load ports: %w", err)
 	}

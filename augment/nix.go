@@ -1,0 +1,153 @@
+package augment
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strings"
+
+	"github.com/dydisnix/dydisnix/model"
+)
+
+// Lib is the Nix source of the lib passed to augmentation models: the
+// commonly used functions of nixpkgs' lib (mapAttrs, filterAttrs,
+// optionalAttrs, recursiveUpdate, attrNames, elem, ...).
+//
+//go:embed lib.nix
+var Lib string
+
+// NixAugmenter applies a Nix augmentation model, a function
+// {infrastructure, lib}: <new infrastructure>. A model that takes only
+// some of these arguments (e.g. {infrastructure}:) is given only those.
+type NixAugmenter struct {
+	// File is the absolute path of the model.
+	File string
+	// Eval evaluates the generated expression.
+	Eval NixEvaluator
+	// Context bounds the evaluation.
+	Context context.Context
+}
+
+// Expr returns the Nix expression that applies the model to the
+// infrastructure given as JSON on stdin. The infrastructure (which may hold
+// secrets) is neither on a command line nor in the expression, so it never
+// shows up in process listings or in Nix's error excerpts.
+func (a *NixAugmenter) Expr() string {
+	var b strings.Builder
+	b.WriteString("let\n  lib = ")
+	b.WriteString(Lib)
+	b.WriteString(";\n  infrastructure = builtins.fromJSON (builtins.readFile \"/dev/stdin\")")
+	b.WriteString(";\n  f = import ")
+	b.WriteString(nixString(a.File))
+	b.WriteString(`;
+  args = { inherit infrastructure lib; };
+  formals = builtins.functionArgs f;
+  # Paths become their absolute path strings instead of being copied to the store.
+  plain = v:
+    if builtins.typeOf v == "path" then toString v
+    else if builtins.isAttrs v then builtins.mapAttrs (_: plain) v
+    else if builtins.isList v then map plain v
+    else v;
+in
+  if !(builtins.isFunction f)
+  then throw "the augmentation model must be a function {infrastructure, lib}: ..."
+  else let result = f (if formals == {} then args else builtins.intersectAttrs formals args); in
+    if builtins.isAttrs result then plain result
+    else throw "the augmentation model must return an infrastructure attribute set, got a ${builtins.typeOf result}"
+`)
+	return b.String()
+}
+
+// Apply evaluates the model on infra and reads the result back as an
+// infrastructure model.
+func (a *NixAugmenter) Apply(infra model.Infrastructure) (model.Infrastructure, error) {
+	data, err := json.Marshal(infra)
+	if err != nil {
+		return nil, fmt.Errorf("augment %s: encode infrastructure: %w", a.File, err)
+	}
+	ctx := a.Context
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	eval := a.Eval
+	if eval == nil {
+		eval = NixInstantiate{}
+	}
+	out, err := eval.EvalJSON(ctx, a.Expr(), data)
+	if err != nil {
+		return nil, fmt.Errorf("augment %s: %w", a.File, err)
+	}
+	v, err := model.DecodeValue(out, model.FormatJSON, a.File)
+	if err != nil {
+		return nil, fmt.Errorf("augment %s: read result: %w", a.File, err)
+	}
+	res, err := model.InfrastructureFromValue(v, a.File+" (result)")
+	if err != nil {
+		return nil, fmt.Errorf("augment: %w", err)
+	}
+	return res, nil
+}
+
+// NixInstantiate evaluates expressions with nix-instantiate --eval --strict
+// --json --expr EXPR, with stdin connected to the given bytes.
+type NixInstantiate struct {
+	// Path is the nix-instantiate binary; "" looks it up on PATH.
+	Path string
+}
+
+// EvalJSON implements NixEvaluator.
+func (n NixInstantiate) EvalJSON(ctx context.Context, expr string, stdin []byte) ([]byte, error) {
+	bin := n.Path
+	if bin == "" {
+		p, err := exec.LookPath("nix-instantiate")
+		if err != nil {
+			return nil, fmt.Errorf("evaluating a .nix augmentation model needs nix-instantiate on PATH: %w", err)
+		}
+		bin = p
+	}
+	cmd := exec.CommandContext(ctx, bin, "--eval", "--strict", "--json", "--expr", expr)
+	cmd.Stdin = bytes.NewReader(stdin)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return nil, fmt.Errorf("Nix evaluation failed: %s", strings.TrimSpace(stderr.String()))
+		}
+		return nil, fmt.Errorf("run nix-instantiate: %w", err)
+	}
+	return stdout.Bytes(), nil
+}
+
+// nixString quotes s as a Nix string literal.
+func nixString(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '"', '\\':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case '\n':
+			b.WriteString(`\n`)
+		case '\r':
+			b.WriteString(`\r`)
+		case '\t':
+			b.WriteString(`\t`)
+		case '$':
+			if i+1 < len(s) && s[i+1] == '{' {
+				b.WriteString(`\$`)
+			} else {
+				b.WriteByte(c)
+			}
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
