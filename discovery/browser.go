@@ -1,0 +1,482 @@
+package discovery
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+	"go.uber.org/zap"
+
+	"github.com/dydisnix/dydisnix/model"
+)
+
+// Source produces infrastructure snapshots: one right after start (once
+// known) and one per debounced burst of changes. Run blocks until ctx ends
+// (returning nil) or the source fails.
+type Source interface {
+	Run(ctx context.Context, out chan<- Snapshot) error
+}
+
+// Defaults of BrowserConfig; each is chosen from RFC 6762 numbers and the
+// delays users expect from a coordinator.
+const (
+	// DefaultBrowseInterval: one PTR query every 2 s. RFC 6762 allows a
+	// continuous querier to ask at most once per second; 2 s keeps the
+	// traffic at one small packet per round while bounding crash detection.
+	DefaultBrowseInterval = 2 * time.Second
+	// DefaultDebounce: a burst of changes (several machines booting) yields
+	// one snapshot once 250 ms pass without a further change...
+	DefaultDebounce = 250 * time.Millisecond
+	// DefaultMaxDelay: ...but never later than 2 s after the first change.
+	DefaultMaxDelay = 2 * time.Second
+	// DefaultInitialWait: the first snapshot is emitted after three query
+	// rounds of the start-up phase (0, 0.25 s, 1 s), when every responder
+	// has had the RFC's 20–120 ms answer delay plus margin.
+	DefaultInitialWait = 1500 * time.Millisecond
+	// DefaultProbeInterval: an announced endpoint is probed every second
+	// (a TCP connect and an HTTP HEAD; any HTTP answer means alive).
+	DefaultProbeInterval = time.Second
+	// DefaultProbeTimeout bounds one probe.
+	DefaultProbeTimeout = 800 * time.Millisecond
+)
+
+// BrowserConfig configures NewMDNSSource.
+type BrowserConfig struct {
+	// Interfaces to browse on (required; never all of the machine's).
+	Interfaces []string
+	// Clock drives rounds, probes, expiry and debouncing (default: real).
+	Clock Clock
+	// Debounce is the quiet period that ends a burst (default 250 ms).
+	Debounce time.Duration
+	// MaxDelay caps how long a burst is held back (default 2 s).
+	MaxDelay time.Duration
+	// BrowseInterval is the time between browse rounds (default 2 s).
+	BrowseInterval time.Duration
+	// InitialWait is when the first snapshot is emitted (default 1.5 s).
+	InitialWait time.Duration
+	// ProbeInterval is the time between liveness probes of announced
+	// endpoints (default 1 s; negative disables probing).
+	ProbeInterval time.Duration
+	// ProbeTimeout bounds one probe (default 800 ms).
+	ProbeTimeout time.Duration
+	// NoAnswerTimeout removes a target that stopped answering (default
+	// 3 browse rounds + 0.5 s).
+	NoAnswerTimeout time.Duration
+	// GoodbyeGrace delays removal after a goodbye (default 1 s, RFC 6762
+	// §10.1; negative means at once).
+	GoodbyeGrace time.Duration
+	// ProbeFailures is the number of failed probes that remove a target
+	// (default 2).
+	ProbeFailures int
+	// Verifier, when set, makes the browser ignore unsigned or forged
+	// announcements (see LoadKey).
+	Verifier Verifier
+	// HTTPClient fetches compact announcements and probes endpoints.
+	HTTPClient *http.Client
+	// Logger receives warnings (default: no logging).
+	Logger *zap.Logger
+}
+
+// MDNSSource browses _disnix._tcp continuously. It implements Source.
+type MDNSSource struct {
+	cfg BrowserConfig
+}
+
+// NewMDNSSource returns a browser; it validates the configuration.
+func NewMDNSSource(cfg BrowserConfig) (*MDNSSource, error) {
+	if len(cfg.Interfaces) == 0 {
+		return nil, errors.New("mDNS browser: no interface given (browsing is always bound to named interfaces)")
+	}
+	cfg.Clock = clockOrReal(cfg.Clock)
+	if cfg.Debounce <= 0 {
+		cfg.Debounce = DefaultDebounce
+	}
+	if cfg.MaxDelay <= 0 {
+		cfg.MaxDelay = DefaultMaxDelay
+	}
+	if cfg.BrowseInterval <= 0 {
+		cfg.BrowseInterval = DefaultBrowseInterval
+	}
+	if cfg.BrowseInterval < time.Second/4 {
+		cfg.BrowseInterval = time.Second / 4
+	}
+	if cfg.InitialWait <= 0 {
+		cfg.InitialWait = DefaultInitialWait
+	}
+	if cfg.ProbeInterval == 0 {
+		cfg.ProbeInterval = DefaultProbeInterval
+	}
+	if cfg.ProbeTimeout <= 0 {
+		cfg.ProbeTimeout = DefaultProbeTimeout
+	}
+	if cfg.NoAnswerTimeout <= 0 {
+		cfg.NoAnswerTimeout = 3*cfg.BrowseInterval + 500*time.Millisecond
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: cfg.ProbeTimeout}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	return &MDNSSource{cfg: cfg}, nil
+}
+
+// RemovalBound is the documented worst case from a crash (no goodbye) of a
+// machine without an announced endpoint to its removal event: the
+// no-answer timeout plus one browse round plus the debounce period.
+func (s *MDNSSource) RemovalBound() time.Duration {
+	return s.cfg.NoAnswerTimeout + s.cfg.BrowseInterval + s.cfg.Debounce
+}
+
+type fetchResult struct {
+	instance string
+	obs      *Observation
+	err      error
+}
+
+type probeResult struct {
+	instance string
+	ok       bool
+}
+
+// txtCacheEntry remembers the last TXT record of an instance, so the same
+// record is parsed (and warned about) once.
+type txtCacheEntry struct {
+	joined string
+	obs    *Observation // nil: rejected, or waiting for a fetch
+}
+
+// Run browses until ctx ends.
+func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
+	ifaces, err := ResolveInterfaces(s.cfg.Interfaces)
+	if err != nil {
+		return err
+	}
+	conn, err := openMDNS(ifaces)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer conn.Close()
+	msgs := make(chan *dns.Msg, 64)
+	go conn.recv(msgs, ctx.Done())
+
+	clk := s.cfg.Clock
+	log := s.cfg.Logger
+	table := NewMembership(MembershipConfig{
+		NoAnswerTimeout: s.cfg.NoAnswerTimeout,
+		GoodbyeGrace:    s.cfg.GoodbyeGrace,
+		ProbeFailures:   s.cfg.ProbeFailures,
+	})
+	deb := &Debouncer{Quiet: s.cfg.Debounce, MaxDelay: s.cfg.MaxDelay}
+	cache := map[string]*txtCacheEntry{}
+	fetching := map[string]bool{}
+	fetches := make(chan fetchResult, 16)
+	probes := make(chan probeResult, 16)
+	probing := map[string]bool{}
+
+	start := clk.Now()
+	initialDone := false
+	// Start-up queries at 0, 250 ms and 1 s, then every BrowseInterval.
+	startup := []time.Duration{250 * time.Millisecond, time.Second}
+	roundT := clk.NewTimer(0)
+	probeT := clk.NewTimer(s.cfg.ProbeInterval)
+	if s.cfg.ProbeInterval < 0 {
+		probeT.Stop()
+	}
+	deadlineT := clk.NewTimer(time.Hour)
+	deadlineT.Stop()
+	initialT := clk.NewTimer(s.cfg.InitialWait)
+	debT := clk.NewTimer(time.Hour)
+	debT.Stop()
+	defer func() {
+		roundT.Stop()
+		probeT.Stop()
+		deadlineT.Stop()
+		initialT.Stop()
+		debT.Stop()
+	}()
+
+	emit := func(evs []Event, now time.Time) bool {
+		snap := Snapshot{Infrastructure: table.Infrastructure(), Events: evs, At: now}
+		select {
+		case out <- snap:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	rearm := func() {
+		now := clk.Now()
+		if at, ok := table.NextDeadline(); ok {
+			deadlineT.Reset(max(at.Sub(now), 0))
+		} else {
+			deadlineT.Stop()
+		}
+		if initialDone {
+			if at, ok := deb.Deadline(); ok {
+				debT.Reset(max(at.Sub(now), 0))
+			} else {
+				debT.Stop()
+			}
+		}
+	}
+	handle := func(r *wireRecord, now time.Time) {
+		if r.goodbye {
+			deb.Add(table.Put(Observation{Instance: r.instance, Goodbye: true}, now), now)
+			return
+		}
+		if !r.hasTXT {
+			// An answer without TXT proves liveness of a known instance.
+			if table.Has(r.instance) {
+				deb.Add(table.Put(Observation{Instance: r.instance, TTL: r.ttl}, now), now)
+			}
+			return
+		}
+		joined := strings.Join(r.txt, "\x00")
+		ce := cache[r.instance]
+		if ce != nil && ce.joined == joined {
+			if ce.obs != nil {
+				o := *ce.obs
+				o.TTL = r.ttl
+				deb.Add(table.Put(o, now), now)
+			}
+			return
+		}
+		ce = &txtCacheEntry{joined: joined}
+		cache[r.instance] = ce
+		ann, warns, err := ParseTXT(r.txt, hostnameFromInstance(r.instance))
+		for _, w := range warns {
+			log.Warn("ignoring malformed TXT string", zap.String("instance", r.instance), zap.Error(w))
+		}
+		if err != nil {
+			log.Warn("ignoring announcement", zap.String("instance", r.instance), zap.Error(err))
+			return
+		}
+		if ann.Compact {
+			if !fetching[r.instance] {
+				fetching[r.instance] = true
+				go s.fetch(ctx, r.instance, ann, r.ttl, fetches)
+			}
+			return
+		}
+		if err := ann.Verify(ann.Target, s.cfg.Verifier); err != nil {
+			log.Warn("ignoring announcement", zap.String("instance", r.instance), zap.Error(err))
+			return
+		}
+		hash := ann.Hash
+		if hash == "" {
+			hash, _ = ContentHash(ann.Target)
+		}
+		obs := &Observation{Instance: r.instance, Target: ann.Target, Hash: hash, Endpoint: ann.Endpoint, TTL: r.ttl}
+		ce.obs = obs
+		deb.Add(table.Put(*obs, now), now)
+	}
+
+	if err := conn.send(browseQuery(nil)); err != nil {
+		log.Warn("mDNS query failed", zap.Error(err))
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case msg := <-msgs:
+			now := clk.Now()
+			for _, r := range recordsOf(msg) {
+				handle(r, now)
+			}
+		case fr := <-fetches:
+			delete(fetching, fr.instance)
+			now := clk.Now()
+			if fr.err != nil {
+				log.Warn("ignoring compact announcement", zap.String("instance", fr.instance), zap.Error(fr.err))
+				delete(cache, fr.instance) // retry on the next answer
+				break
+			}
+			if ce := cache[fr.instance]; ce != nil {
+				ce.obs = fr.obs
+			}
+			deb.Add(table.Put(*fr.obs, now), now)
+		case <-roundT.C():
+			now := clk.Now()
+			var lookups []string
+			for inst, ce := range cache {
+				if ce.obs == nil && !fetching[inst] {
+					lookups = append(lookups, inst)
+				}
+			}
+			if err := conn.send(browseQuery(lookups)); err != nil {
+				log.Warn("mDNS query failed", zap.Error(err))
+			}
+			next := s.cfg.BrowseInterval
+			if len(startup) > 0 {
+				next = startup[0] - now.Sub(start)
+				startup = startup[1:]
+				if next < 0 {
+					next = 0
+				}
+			}
+			roundT.Reset(next)
+		case <-probeT.C():
+			for inst, ep := range table.Endpoints() {
+				if !probing[inst] {
+					probing[inst] = true
+					go s.probe(ctx, inst, ep, probes)
+				}
+			}
+			probeT.Reset(s.cfg.ProbeInterval)
+		case pr := <-probes:
+			delete(probing, pr.instance)
+			now := clk.Now()
+			deb.Add(table.ProbeResult(pr.instance, pr.ok, now), now)
+		case <-deadlineT.C():
+			now := clk.Now()
+			deb.Add(table.Advance(now), now)
+			s.forget(cache, table)
+		case <-initialT.C():
+			initialDone = true
+			now := clk.Now()
+			evs, _ := deb.Take(now.Add(24 * time.Hour))
+			if !emit(evs, now) {
+				return nil
+			}
+		case <-debT.C():
+			now := clk.Now()
+			if evs, ok := deb.Take(now); ok {
+				if !emit(evs, now) {
+					return nil
+				}
+			}
+		}
+		rearm()
+	}
+}
+
+// forget drops cached TXT records of instances that left the table, so a
+// returning machine is parsed afresh.
+func (s *MDNSSource) forget(cache map[string]*txtCacheEntry, table *Membership) {
+	for inst := range cache {
+		if !table.Has(inst) {
+			delete(cache, inst)
+		}
+	}
+}
+
+func hostnameFromInstance(instance string) string {
+	if strings.HasPrefix(instance, InstancePrefix) && len(instance) > len(InstancePrefix) {
+		return instance[len(InstancePrefix):]
+	}
+	return ""
+}
+
+// fetch gets the full target of a compact announcement from its endpoint
+// and checks it against the announced hash and signature.
+func (s *MDNSSource) fetch(ctx context.Context, instance string, ann *Announcement, ttl time.Duration, out chan<- fetchResult) {
+	res := fetchResult{instance: instance}
+	t, err := FetchTarget(ctx, s.cfg.HTTPClient, ann.Endpoint, ann.Target.Name)
+	if err == nil {
+		t, err = NormalizeTarget(t)
+	}
+	if err == nil {
+		err = ann.Verify(t, s.cfg.Verifier)
+	}
+	if err == nil && ann.Hash == "" {
+		err = errors.New("compact announcement without a hash")
+	}
+	if err != nil {
+		res.err = err
+	} else {
+		res.obs = &Observation{Instance: instance, Target: t, Hash: ann.Hash, Endpoint: ann.Endpoint, TTL: ttl}
+	}
+	select {
+	case out <- res:
+	case <-ctx.Done():
+	}
+}
+
+// maxTargetDoc bounds a fetched target document.
+const maxTargetDoc = 4 << 20
+
+// FetchTarget GETs endpoint+TargetPath and reads the target model (the JSON
+// form of one infrastructure target). name becomes the target's name.
+func FetchTarget(ctx context.Context, client *http.Client, endpoint, name string) (*model.Target, error) {
+	url := strings.TrimRight(endpoint, "/") + TargetPath
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s: %w", url, err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("fetch %s: %s", url, resp.Status)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxTargetDoc+1))
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s: %w", url, err)
+	}
+	if len(data) > maxTargetDoc {
+		return nil, fmt.Errorf("fetch %s: document larger than %d bytes", url, maxTargetDoc)
+	}
+	v, err := model.DecodeValue(data, model.FormatJSON, url)
+	if err != nil {
+		return nil, err
+	}
+	return model.TargetFromValue(name, v, url)
+}
+
+// probe checks that an endpoint answers HTTP at all.
+func (s *MDNSSource) probe(ctx context.Context, instance, endpoint string, out chan<- probeResult) {
+	pctx, cancel := context.WithTimeout(ctx, s.cfg.ProbeTimeout)
+	defer cancel()
+	ok := false
+	req, err := http.NewRequestWithContext(pctx, http.MethodHead, strings.TrimRight(endpoint, "/")+TargetPath, nil)
+	if err == nil {
+		resp, err := s.cfg.HTTPClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			ok = true
+		}
+	}
+	select {
+	case out <- probeResult{instance: instance, ok: ok}:
+	case <-ctx.Done():
+	}
+}
+
+// TargetHandler serves a target model at TargetPath as JSON (GET and HEAD),
+// for a publisher's --serve and for the deployment agent to mount. get is
+// called per request, so the handler follows property changes.
+func TargetHandler(get func() *model.Target) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		t := get()
+		if t == nil {
+			http.Error(w, "no target yet", http.StatusServiceUnavailable)
+			return
+		}
+		data, err := json.Marshal(targetAttrs(t))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		if h, err := ContentHash(t); err == nil {
+			w.Header().Set("X-Dydisnix-Hash", h)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(data)
+	})
+}

@@ -1,0 +1,296 @@
+package discovery
+
+import (
+	"sort"
+	"time"
+
+	"github.com/dydisnix/dydisnix/model"
+)
+
+// EventKind says what happened to a target.
+type EventKind string
+
+// The event kinds.
+const (
+	EventAdded   EventKind = "added"
+	EventRemoved EventKind = "removed"
+	EventChanged EventKind = "changed"
+)
+
+// Reasons of events.
+const (
+	ReasonAnnounced   = "announced"
+	ReasonGoodbye     = "goodbye"
+	ReasonTTLExpired  = "ttl-expired"
+	ReasonNoAnswer    = "no-answer"
+	ReasonProbeFailed = "probe-failed"
+	ReasonProbeOK     = "probe-ok"
+	ReasonTXTChanged  = "txt-changed"
+	ReasonGenerated   = "generated"
+	ReasonFile        = "file-changed"
+)
+
+// Event is one change of the infrastructure.
+type Event struct {
+	Kind   EventKind `json:"kind"`
+	Target string    `json:"target"`
+	Reason string    `json:"reason"`
+	At     time.Time `json:"at"`
+}
+
+// Snapshot is the infrastructure as a source sees it, with the events since
+// the previous snapshot.
+type Snapshot struct {
+	Infrastructure model.Infrastructure `json:"infrastructure"`
+	Events         []Event              `json:"events"`
+	At             time.Time            `json:"at"`
+}
+
+// Observation is what the network said about one service instance.
+type Observation struct {
+	// Instance is the DNS-SD instance name ("disnix-test1").
+	Instance string
+	// Goodbye is true for a record announced with TTL 0.
+	Goodbye bool
+	// Target is the full target (nil when the observation only shows that
+	// the instance answered: a PTR or SRV without a TXT record).
+	Target *model.Target
+	// Hash identifies the content (announced hash, or computed).
+	Hash string
+	// Endpoint is the announced endpoint, if any.
+	Endpoint string
+	// TTL is the smallest TTL of the records seen (0 = unknown).
+	TTL time.Duration
+}
+
+// MembershipConfig tunes the membership table. Zero fields take defaults.
+type MembershipConfig struct {
+	// NoAnswerTimeout removes a target that has not answered for this long
+	// while the browser keeps querying (default 3 browse rounds + 0.5 s).
+	NoAnswerTimeout time.Duration
+	// GoodbyeGrace is how long a goodbye waits for a re-announcement before
+	// the target is removed (RFC 6762 §10.1: 1 s).
+	GoodbyeGrace time.Duration
+	// ProbeFailures is the number of consecutive failed liveness probes of an
+	// announced endpoint after which the target is removed (default 2); a
+	// successful probe is needed to bring it back (hysteresis).
+	ProbeFailures int
+}
+
+func (c MembershipConfig) withDefaults() MembershipConfig {
+	if c.NoAnswerTimeout <= 0 {
+		c.NoAnswerTimeout = 3*DefaultBrowseInterval + 500*time.Millisecond
+	}
+	if c.GoodbyeGrace < 0 {
+		c.GoodbyeGrace = 0
+	} else if c.GoodbyeGrace == 0 {
+		c.GoodbyeGrace = time.Second
+	}
+	if c.ProbeFailures <= 0 {
+		c.ProbeFailures = 2
+	}
+	return c
+}
+
+// member is one instance in the table.
+type member struct {
+	instance  string
+	target    *model.Target
+	hash      string
+	endpoint  string
+	lastSeen  time.Time
+	expires   time.Time // record TTL expiry (zero: none)
+	goodbyeAt time.Time // zero: no pending goodbye
+	probeFail int
+	down      bool // removed by failed probes, still answering mDNS
+	present   bool // an added event was emitted and no removed since
+}
+
+// Membership is the browser's table of instances, written as a state machine
+// without I/O: feed it observations and probe results with the time they
+// happened, call Advance when NextDeadline passes, and read events from the
+// return values.
+type Membership struct {
+	cfg     MembershipConfig
+	members map[string]*member
+}
+
+// NewMembership returns an empty table.
+func NewMembership(cfg MembershipConfig) *Membership {
+	return &Membership{cfg: cfg.withDefaults(), members: map[string]*member{}}
+}
+
+// Put records an observation at now and returns the events it causes.
+func (m *Membership) Put(o Observation, now time.Time) []Event {
+	mb := m.members[o.Instance]
+	if o.Goodbye {
+		if mb != nil && mb.goodbyeAt.IsZero() {
+			mb.goodbyeAt = now
+		}
+		return nil
+	}
+	if mb == nil {
+		if o.Target == nil {
+			return nil // answered, but we know nothing about it yet
+		}
+		mb = &member{instance: o.Instance}
+		m.members[o.Instance] = mb
+	}
+	mb.lastSeen = now
+	mb.goodbyeAt = time.Time{}
+	if o.TTL > 0 {
+		mb.expires = now.Add(o.TTL)
+	}
+	if o.Target == nil {
+		return nil
+	}
+	var evs []Event
+	changed := mb.target != nil && (mb.hash != o.Hash || mb.endpoint != o.Endpoint || mb.target.Name != o.Target.Name)
+	renamed := mb.target != nil && mb.target.Name != o.Target.Name
+	if renamed && mb.present {
+		evs = append(evs, Event{Kind: EventRemoved, Target: mb.target.Name, Reason: ReasonTXTChanged, At: now})
+		mb.present = false
+	}
+	mb.target, mb.hash = o.Target, o.Hash
+	if o.Endpoint != mb.endpoint {
+		mb.endpoint = o.Endpoint
+		mb.probeFail, mb.down = 0, false
+	}
+	switch {
+	case mb.down:
+	case !mb.present:
+		mb.present = true
+		evs = append(evs, Event{Kind: EventAdded, Target: mb.target.Name, Reason: ReasonAnnounced, At: now})
+	case changed:
+		evs = append(evs, Event{Kind: EventChanged, Target: mb.target.Name, Reason: ReasonTXTChanged, At: now})
+	}
+	return evs
+}
+
+// ProbeResult records the outcome of a liveness probe of an instance's
+// endpoint.
+func (m *Membership) ProbeResult(instance string, ok bool, now time.Time) []Event {
+	mb := m.members[instance]
+	if mb == nil || mb.endpoint == "" {
+		return nil
+	}
+	if ok {
+		mb.probeFail = 0
+		if mb.down {
+			mb.down = false
+			if !mb.present && mb.target != nil {
+				mb.present = true
+				return []Event{{Kind: EventAdded, Target: mb.target.Name, Reason: ReasonProbeOK, At: now}}
+			}
+		}
+		return nil
+	}
+	mb.probeFail++
+	if mb.probeFail >= m.cfg.ProbeFailures && !mb.down {
+		mb.down = true
+		if mb.present {
+			mb.present = false
+			return []Event{{Kind: EventRemoved, Target: mb.target.Name, Reason: ReasonProbeFailed, At: now}}
+		}
+	}
+	return nil
+}
+
+// deadline returns when the member must go and why.
+func (m *Membership) deadline(mb *member) (time.Time, string) {
+	at, why := mb.lastSeen.Add(m.cfg.NoAnswerTimeout), ReasonNoAnswer
+	if !mb.expires.IsZero() && mb.expires.Before(at) {
+		at, why = mb.expires, ReasonTTLExpired
+	}
+	if !mb.goodbyeAt.IsZero() {
+		if g := mb.goodbyeAt.Add(m.cfg.GoodbyeGrace); g.Before(at) || g.Equal(at) {
+			at, why = g, ReasonGoodbye
+		}
+	}
+	return at, why
+}
+
+// Advance removes the members whose deadline has passed and returns the
+// removal events.
+func (m *Membership) Advance(now time.Time) []Event {
+	var evs []Event
+	for _, inst := range m.instances() {
+		mb := m.members[inst]
+		at, why := m.deadline(mb)
+		if at.After(now) {
+			continue
+		}
+		delete(m.members, inst)
+		if mb.present {
+			evs = append(evs, Event{Kind: EventRemoved, Target: mb.target.Name, Reason: why, At: now})
+		}
+	}
+	return evs
+}
+
+// NextDeadline returns the earliest time Advance has something to do, and
+// false when the table is empty.
+func (m *Membership) NextDeadline() (time.Time, bool) {
+	var best time.Time
+	for _, mb := range m.members {
+		at, _ := m.deadline(mb)
+		if best.IsZero() || at.Before(best) {
+			best = at
+		}
+	}
+	return best, !best.IsZero()
+}
+
+// Known reports whether the table holds the instance with the given hash
+// (so the browser need not fetch or verify it again).
+func (m *Membership) Known(instance, hash string) bool {
+	mb := m.members[instance]
+	return mb != nil && mb.target != nil && hash != "" && mb.hash == hash
+}
+
+// Has reports whether the instance is in the table.
+func (m *Membership) Has(instance string) bool { return m.members[instance] != nil }
+
+// Endpoints returns instance → endpoint for members that announce one.
+func (m *Membership) Endpoints() map[string]string {
+	out := map[string]string{}
+	for inst, mb := range m.members {
+		if mb.endpoint != "" {
+			out[inst] = mb.endpoint
+		}
+	}
+	return out
+}
+
+// Infrastructure returns the present targets. When two instances claim the
+// same target name, the one that sorts first wins.
+func (m *Membership) Infrastructure() model.Infrastructure {
+	out := model.Infrastructure{}
+	for _, inst := range m.instances() {
+		mb := m.members[inst]
+		if !mb.present || mb.target == nil {
+			continue
+		}
+		if _, dup := out[mb.target.Name]; dup {
+			continue
+		}
+		t := mb.target.Clone()
+		if mb.endpoint != "" {
+			if t.Properties == nil {
+				t.Properties = map[string]any{}
+			}
+			t.Properties[AgentURLProperty] = mb.endpoint
+		}
+		out[t.Name] = t
+	}
+	return out
+}
+
+func (m *Membership) instances() []string {
+	out := make([]string, 0, len(m.members))
+	for k := range m.members {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

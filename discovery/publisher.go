@@ -1,0 +1,355 @@
+package discovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/grandcat/zeroconf"
+	"github.com/miekg/dns"
+	"go.uber.org/zap"
+
+	"github.com/dydisnix/dydisnix/model"
+)
+
+// DefaultPort is the SRV port announced: 22, the SSH port of Disnix's
+// default client interface, as the original publisher does.
+const DefaultPort = 22
+
+// DefaultTTL is the TTL of every announced record. RFC 6762 recommends 120 s
+// for host and SRV records; using it for PTR and TXT too makes passive caches
+// (Avahi) forget a crashed machine within two minutes.
+const DefaultTTL = 120
+
+// PublisherConfig configures NewPublisher.
+type PublisherConfig struct {
+	// Interfaces to announce on (required; never all of the machine's).
+	Interfaces []string
+	// Target is the machine's properties and containers. The hostname rule
+	// applies (ApplyHostname). When nil, PropertiesFile or PropertiesCommand
+	// is read at Run.
+	Target *model.Target
+	// PropertiesFile is re-read and re-announced whenever it changes
+	// (fsnotify), when Target is nil.
+	PropertiesFile string
+	// PropertiesCommand prints the machine as Nix (e.g. DysnomiaCommand),
+	// read once at Run, when Target and PropertiesFile are empty.
+	PropertiesCommand string
+	// Endpoint is the base URL of the agent (or of the publisher's own
+	// server) that serves TargetPath, e.g. "http://10.0.0.2:9001".
+	Endpoint string
+	// Port is the SRV port (default 22).
+	Port int
+	// TTL of the records in seconds (default 120).
+	TTL uint32
+	// Signer signs the announcements when set.
+	Signer Signer
+	// ForceCompact always publishes the compact form (needs Endpoint).
+	ForceCompact bool
+	// Addresses are the IP addresses announced for the host (default: the
+	// addresses of Interfaces).
+	Addresses []string
+	// Logger receives progress and warnings (default: none).
+	Logger *zap.Logger
+}
+
+// Publisher announces one machine over mDNS until its Run ends; then it
+// says goodbye (TTL 0).
+type Publisher struct {
+	cfg    PublisherConfig
+	ifaces []net.Interface
+	log    *zap.Logger
+
+	mu      sync.Mutex
+	target  *model.Target // normalised, named
+	txt     []string
+	compact bool
+	server  *zeroconf.Server
+	inst    string
+}
+
+// NewPublisher validates the configuration.
+func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
+	ifaces, err := ResolveInterfaces(cfg.Interfaces)
+	if err != nil {
+		return nil, fmt.Errorf("mDNS publisher: %w", err)
+	}
+	if cfg.Port == 0 {
+		cfg.Port = DefaultPort
+	}
+	if cfg.TTL == 0 {
+		cfg.TTL = DefaultTTL
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	cfg.Endpoint = strings.TrimRight(cfg.Endpoint, "/")
+	if cfg.Endpoint != "" && !strings.HasPrefix(cfg.Endpoint, "http://") && !strings.HasPrefix(cfg.Endpoint, "https://") {
+		return nil, fmt.Errorf("endpoint %q: expected an http:// or https:// URL", cfg.Endpoint)
+	}
+	if cfg.Target == nil && cfg.PropertiesFile == "" && cfg.PropertiesCommand == "" {
+		cfg.Target = &model.Target{Properties: map[string]any{}}
+	}
+	return &Publisher{cfg: cfg, ifaces: ifaces, log: cfg.Logger}, nil
+}
+
+// Target returns the announced target (normalised), or nil before Run has
+// read it. Use it with TargetHandler.
+func (p *Publisher) Target() *model.Target {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.target == nil {
+		return nil
+	}
+	return p.target.Clone()
+}
+
+// TXT returns the announced TXT strings and whether they are compact.
+func (p *Publisher) TXT() ([]string, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.txt...), p.compact
+}
+
+// Instance returns the announced instance name.
+func (p *Publisher) Instance() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.inst
+}
+
+// prepare applies the hostname rule, normalises and encodes a target.
+func (p *Publisher) prepare(t *model.Target) (*model.Target, []string, bool, error) {
+	t, err := ApplyHostname(t)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	if len(t.Containers) == 0 {
+		t.Containers = nil
+	}
+	n, err := NormalizeTarget(t)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	if len(n.Containers) == 0 {
+		n.Containers = nil
+	}
+	if len(InstancePrefix+n.Name) > 63 {
+		return nil, nil, false, fmt.Errorf("instance name %q is longer than 63 bytes", InstancePrefix+n.Name)
+	}
+	txt, compact, err := EncodeTXT(n, EncodeOptions{Endpoint: p.cfg.Endpoint, Signer: p.cfg.Signer, ForceCompact: p.cfg.ForceCompact})
+	if err != nil {
+		return nil, nil, false, fmt.Errorf("target %s: %w", n.Name, err)
+	}
+	return n, txt, compact, nil
+}
+
+// SetTarget announces new properties at once (a TXT announcement with the
+// cache-flush bit). A new hostname re-registers the instance.
+func (p *Publisher) SetTarget(t *model.Target) error {
+	n, txt, compact, err := p.prepare(t)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.target, p.txt, p.compact = n, txt, compact
+	if p.server == nil {
+		return nil
+	}
+	if InstancePrefix+n.Name != p.inst {
+		p.shutdownLocked()
+		return p.registerLocked()
+	}
+	p.server.SetText(wireTXT(txt))
+	p.log.Info("re-announced", zap.String("instance", p.inst), zap.Bool("compact", compact))
+	return nil
+}
+
+func wireTXT(txt []string) []string {
+	out := make([]string, len(txt))
+	for i, s := range txt {
+		out[i] = txtToWire(s)
+	}
+	return out
+}
+
+func (p *Publisher) addresses() []string {
+	if len(p.cfg.Addresses) > 0 {
+		return p.cfg.Addresses
+	}
+	var out, loop []string
+	for _, ifi := range p.ifaces {
+		addrs, _ := ifi.Addrs()
+		for _, a := range addrs {
+			ipn, ok := a.(*net.IPNet)
+			if !ok {
+				continue
+			}
+			if ipn.IP.IsLoopback() {
+				loop = append(loop, ipn.IP.String())
+				continue
+			}
+			if ipn.IP.To4() == nil && !ipn.IP.IsGlobalUnicast() && !ipn.IP.IsLinkLocalUnicast() {
+				continue
+			}
+			out = append(out, ipn.IP.String())
+		}
+	}
+	if len(out) == 0 {
+		return loop
+	}
+	return out
+}
+
+func (p *Publisher) registerLocked() error {
+	p.inst = InstancePrefix + p.target.Name
+	ips := p.addresses()
+	if len(ips) == 0 {
+		return fmt.Errorf("no IP address on %s to announce", ifaceNames(p.ifaces))
+	}
+	host := hostLabel(p.target.Name) + ".local."
+	srv, err := zeroconf.RegisterProxy(p.inst, ServiceType, "local.", p.cfg.Port, host, ips, wireTXT(p.txt), p.ifaces)
+	if err != nil {
+		return fmt.Errorf("register %s on %s: %w", p.inst, ifaceNames(p.ifaces), err)
+	}
+	srv.TTL(p.cfg.TTL)
+	p.server = srv
+	p.log.Info("announcing", zap.String("instance", p.inst), zap.Strings("interfaces", p.cfg.Interfaces), zap.Bool("compact", p.compact), zap.Int("txtStrings", len(p.txt)))
+	return nil
+}
+
+// shutdownLocked sends the goodbye (zeroconf sends one; we repeat it once
+// on our own socket, so a single lost packet does not leave the browser
+// waiting for the no-answer timeout).
+func (p *Publisher) shutdownLocked() {
+	if p.server == nil {
+		return
+	}
+	p.server.Shutdown()
+	p.server = nil
+	if c, err := openMDNS(p.ifaces); err == nil {
+		time.Sleep(50 * time.Millisecond)
+		_ = c.send(goodbyeMsg(p.inst))
+		c.Close()
+	}
+	p.log.Info("goodbye sent", zap.String("instance", p.inst))
+}
+
+func goodbyeMsg(instance string) *dns.Msg {
+	m := new(dns.Msg)
+	m.Response = true
+	m.Authoritative = true
+	m.Answer = []dns.RR{&dns.PTR{
+		Hdr: dns.RR_Header{Name: serviceName, Rrtype: dns.TypePTR, Class: dns.ClassINET, Ttl: 0},
+		Ptr: instanceFQDN(instance),
+	}}
+	return m
+}
+
+func hostLabel(name string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(name) {
+		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') || r == '-' {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('-')
+		}
+	}
+	s := strings.Trim(b.String(), "-")
+	if s == "" {
+		s = "disnix"
+	}
+	if len(s) > 63 {
+		s = s[:63]
+	}
+	return s
+}
+
+func ifaceNames(ifaces []net.Interface) string {
+	names := make([]string, len(ifaces))
+	for i, ifi := range ifaces {
+		names[i] = ifi.Name
+	}
+	return strings.Join(names, ",")
+}
+
+func (p *Publisher) load(ctx context.Context) (*model.Target, error) {
+	switch {
+	case p.cfg.Target != nil:
+		return p.cfg.Target, nil
+	case p.cfg.PropertiesFile != "":
+		return LoadTargetFile(ctx, p.cfg.PropertiesFile)
+	default:
+		return TargetFromCommand(ctx, p.cfg.PropertiesCommand)
+	}
+}
+
+// Run announces the machine until ctx ends, then sends a goodbye. With a
+// PropertiesFile, a change of the file is announced at once; a file that
+// cannot be read keeps the previous announcement (with a warning).
+func (p *Publisher) Run(ctx context.Context) error {
+	t, err := p.load(ctx)
+	if err != nil {
+		return err
+	}
+	n, txt, compact, err := p.prepare(t)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.target, p.txt, p.compact = n, txt, compact
+	err = p.registerLocked()
+	p.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		p.mu.Lock()
+		p.shutdownLocked()
+		p.mu.Unlock()
+	}()
+	if p.cfg.Target != nil || p.cfg.PropertiesFile == "" {
+		<-ctx.Done()
+		return nil
+	}
+	changed := make(chan struct{}, 1)
+	watchErr := make(chan error, 1)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { watchErr <- WatchFile(wctx, p.cfg.PropertiesFile, changed) }()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-watchErr:
+			if err != nil && ctx.Err() == nil {
+				return err
+			}
+			return nil
+		case <-changed:
+			// Let an editor finish writing: coalesce events for 50 ms.
+			time.Sleep(50 * time.Millisecond)
+			select {
+			case <-changed:
+			default:
+			}
+			t, err := LoadTargetFile(ctx, p.cfg.PropertiesFile)
+			if err != nil {
+				p.log.Warn("keeping the previous announcement", zap.Error(err))
+				continue
+			}
+			if err := p.SetTarget(t); err != nil {
+				if errors.Is(err, ErrTooLarge) {
+					p.log.Warn("keeping the previous announcement", zap.Error(err))
+					continue
+				}
+				p.log.Warn("keeping the previous announcement", zap.Error(err))
+			}
+		}
+	}
+}
