@@ -78,6 +78,7 @@ func algAny(ss []string) []any {
 // Apply implements Filter.
 func (d *Divide) Apply(env *Env, in *Candidates) (*Candidates, error) {
 	out := in.Derive()
+	picked := make([]Cand, len(in.Services))
 	caps := newCapTable(env.Infrastructure, in.Strings, d.Dims)
 	k := len(d.Dims)
 	req := make([]int64, k)
@@ -145,7 +146,8 @@ func (d *Divide) Apply(env *Env, in *Candidates) (*Candidates, error) {
 		for i := range bestCap {
 			bestCap[i] -= req[i]
 		}
-		out.Lists[si] = []Cand{list[best]}
+		picked[si] = list[best]
+		out.Lists[si] = picked[si : si+1 : si+1]
 	}
 	return out, nil
 }

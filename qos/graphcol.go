@@ -33,8 +33,8 @@ func init() {
 //
 // Saturation is the reference's: the number of edge entries from a node to
 // coloured nodes (not the number of distinct neighbour colours). It is kept
-// up to date incrementally; each pick scans the uncoloured nodes once, so a
-// run costs O(n² + edges) with a small constant.
+// up to date incrementally in saturation buckets, so a run costs
+// O(n log n + edges) (the log from sorting the initial order).
 func (GraphCol) Apply(env *Env, in *Candidates) (*Candidates, error) {
 	names := env.Services.Names()
 	n := len(names)
@@ -74,7 +74,49 @@ func (GraphCol) Apply(env *Env, in *Candidates) (*Candidates, error) {
 	sat := make([]int32, n)
 	used := make([]int32, len(targets)+1) // stamp per colour
 	stamp := int32(0)
-	assign := func(v int32) error {
+	// Uncoloured nodes are kept in buckets by saturation (intrusive doubly
+	// linked lists), so the unique-maximum test and the pick are O(1)
+	// amortised; the fallback "first uncoloured node in order" is a cursor
+	// that only moves forward.
+	maxSat := 0
+	for _, l := range adj {
+		maxSat = max(maxSat, len(l))
+	}
+	head := make([]int32, maxSat+2)
+	for i := range head {
+		head[i] = -1
+	}
+	count := make([]int32, maxSat+2)
+	next := make([]int32, n)
+	prev := make([]int32, n)
+	push := func(v int32) {
+		s := sat[v]
+		prev[v], next[v] = -1, head[s]
+		if head[s] >= 0 {
+			prev[head[s]] = v
+		}
+		head[s] = v
+		count[s]++
+	}
+	unlink := func(v int32) {
+		s := sat[v]
+		if prev[v] >= 0 {
+			next[prev[v]] = next[v]
+		} else {
+			head[s] = next[v]
+		}
+		if next[v] >= 0 {
+			prev[next[v]] = prev[v]
+		}
+		count[s]--
+	}
+	for _, v := range order {
+		push(v)
+	}
+	top := 0 // highest saturation with uncoloured nodes (an upper bound)
+	cursor := 0
+	colourNode := func(v int32) error {
+		unlink(v)
 		stamp++
 		for _, u := range adj[v] {
 			if c := colour[u]; c >= 0 {
@@ -86,36 +128,40 @@ func (GraphCol) Apply(env *Env, in *Candidates) (*Candidates, error) {
 			c++
 		}
 		if int(c) >= len(targets) {
-			return fmt.Errorf("Not enough target machines available to compute a valid graph coloring! (service %s needs a colour different from its %d coloured neighbours; %d targets)", names[v], len(adj[v]), len(targets))
+			return fmt.Errorf("Not enough target machines available to compute a valid graph coloring! (service %s has %d link(s) to services using all %d targets)", names[v], len(adj[v]), len(targets))
 		}
 		colour[v] = c
 		for _, u := range adj[v] {
-			sat[u]++
+			if colour[u] < 0 && u != v {
+				unlink(u)
+				sat[u]++
+				push(u)
+				top = max(top, int(sat[u]))
+			} else {
+				sat[u]++
+			}
 		}
 		return nil
 	}
-	if err := assign(order[0]); err != nil {
+	if err := colourNode(order[0]); err != nil {
 		return nil, err
 	}
-	// rest: the uncoloured nodes, in order (compacted as nodes get coloured).
-	rest := append([]int32(nil), order[1:]...)
-	for len(rest) > 0 {
-		best, bestPos, count := int32(-1), 0, 0
-		for p, v := range rest {
-			switch {
-			case best < 0 || sat[v] > sat[best]:
-				best, bestPos, count = v, p, 1
-			case sat[v] == sat[best]:
-				count++
+	for left := n - 1; left > 0; left-- {
+		for top > 0 && count[top] == 0 {
+			top--
+		}
+		var v int32
+		if count[top] == 1 {
+			v = head[top]
+		} else {
+			for colour[order[cursor]] >= 0 {
+				cursor++
 			}
+			v = order[cursor]
 		}
-		if count > 1 { // no unique maximum: the first uncoloured node in order
-			best, bestPos = rest[0], 0
-		}
-		if err := assign(best); err != nil {
+		if err := colourNode(v); err != nil {
 			return nil, err
 		}
-		rest = append(rest[:bestPos], rest[bestPos+1:]...)
 	}
 
 	// Output: the colour's target named by its hostname property (the

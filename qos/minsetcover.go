@@ -53,11 +53,17 @@ func newMinSetCover(p Params) (Filter, error) {
 func (f *MinSetCover) Apply(env *Env, in *Candidates) (*Candidates, error) {
 	strs := in.Strings
 	// Hosts: every target named by a candidate, in byte-wise sorted order.
-	pos := make(map[int32]int)
+	// pos maps a Strings index to the host's position (-1: not a host).
+	pos := make([]int32, strs.Len())
+	for i := range pos {
+		pos[i] = -1
+	}
 	var hostIdx []int32
+	pairs := 0
 	for _, list := range in.Lists {
+		pairs += len(list)
 		for _, c := range list {
-			if _, ok := pos[c.Target]; !ok {
+			if pos[c.Target] < 0 {
 				pos[c.Target] = 0
 				hostIdx = append(hostIdx, c.Target)
 			}
@@ -65,7 +71,7 @@ func (f *MinSetCover) Apply(env *Env, in *Candidates) (*Candidates, error) {
 	}
 	sort.Slice(hostIdx, func(i, j int) bool { return strs.Name(hostIdx[i]) < strs.Name(hostIdx[j]) })
 	for i, t := range hostIdx {
-		pos[t] = i
+		pos[t] = int32(i)
 	}
 	nh := len(hostIdx)
 	cost := make([]float64, nh)
@@ -73,30 +79,37 @@ func (f *MinSetCover) Apply(env *Env, in *Candidates) (*Candidates, error) {
 		v, _ := algTargetNumber(env.Infrastructure, strs.Name(t), f.TargetProperty)
 		cost[i] = float64(v)
 	}
-	// hostServices as adjacency: per host the services (deduplicated), and
-	// per service its hosts (positions), in candidate order.
+	// hostServices as adjacency: per service its distinct hosts (positions,
+	// in candidate order, one flat backing array) and per host its number
+	// of uncovered services and its members.
+	hostsBuf := make([]int32, 0, pairs)
 	svcHosts := make([][]int32, len(in.Services))
 	uncovered := make([]int, nh)
-	hostMembers := make([][]int32, nh)
+	seen := make([]int32, nh) // stamp: service index + 1
 	for si, list := range in.Lists {
-		hs := make([]int32, 0, len(list))
+		start := len(hostsBuf)
 		for _, c := range list {
-			h := int32(pos[c.Target])
-			dup := false
-			for _, x := range hs {
-				if x == h {
-					dup = true
-					break
-				}
-			}
-			if dup {
+			h := pos[c.Target]
+			if seen[h] == int32(si+1) {
 				continue
 			}
-			hs = append(hs, h)
+			seen[h] = int32(si + 1)
+			hostsBuf = append(hostsBuf, h)
 			uncovered[h]++
+		}
+		svcHosts[si] = hostsBuf[start:len(hostsBuf):len(hostsBuf)]
+	}
+	memberBuf := make([]int32, len(hostsBuf))
+	hostMembers := make([][]int32, nh)
+	off := 0
+	for h := 0; h < nh; h++ {
+		hostMembers[h] = memberBuf[off : off : off+uncovered[h]]
+		off += uncovered[h]
+	}
+	for si, hs := range svcHosts {
+		for _, h := range hs {
 			hostMembers[h] = append(hostMembers[h], int32(si))
 		}
-		svcHosts[si] = hs
 	}
 
 	need := len(env.Services)
@@ -104,6 +117,7 @@ func (f *MinSetCover) Apply(env *Env, in *Candidates) (*Candidates, error) {
 		need = len(in.Services)
 	}
 	out := in.Derive()
+	picked := make([]Cand, len(in.Services))
 	covered := make([]bool, len(in.Services))
 	nCovered := 0
 	for nCovered < need {
@@ -134,7 +148,8 @@ func (f *MinSetCover) Apply(env *Env, in *Candidates) (*Candidates, error) {
 			// the service's own candidate naming the chosen target, copied whole
 			for _, c := range in.Lists[si] {
 				if c.Target == ct {
-					out.Lists[si] = []Cand{c}
+					picked[si] = c
+					out.Lists[si] = picked[si : si+1 : si+1]
 					break
 				}
 			}

@@ -69,14 +69,14 @@ func (MultiwayCut) Apply(env *Env, in *Candidates) (*Candidates, error) {
 	strs := in.Strings
 	ns := len(in.Services)
 	// Node numbering: services 0..ns-1, hosts ns.. in order of appearance.
-	hostNode := make(map[int32]int32)
-	var hosts []int32 // Strings index per host
+	hostNode := make([]int32, strs.Len()) // Strings index → node, 0: none
+	var hosts []int32                      // Strings index per host
 	for si, list := range in.Lists {
 		if len(list) == 0 {
 			return nil, fmt.Errorf("multiwaycut: service %s has no candidate targets (the reference crashes here)", in.Services[si])
 		}
 		for _, c := range list {
-			if _, ok := hostNode[c.Target]; !ok {
+			if hostNode[c.Target] == 0 {
 				hostNode[c.Target] = int32(ns + len(hosts))
 				hosts = append(hosts, c.Target)
 			}
@@ -102,7 +102,7 @@ func (MultiwayCut) Apply(env *Env, in *Candidates) (*Candidates, error) {
 		}
 	}
 	// Hosts per component, and candidate mappings per host.
-	hostsIn := make(map[int32]int32)
+	hostsIn := make([]int32, ns+len(hosts)) // per component root
 	for i := range hosts {
 		hostsIn[uf.find(int32(ns+i))]++
 	}
@@ -129,6 +129,7 @@ func (MultiwayCut) Apply(env *Env, in *Candidates) (*Candidates, error) {
 		}
 	}
 	out := in.Derive()
+	picked := make([]Cand, len(in.Lists))
 	for si, list := range in.Lists {
 		pick, why := -1, ""
 		if heavy >= 0 {
@@ -150,7 +151,8 @@ func (MultiwayCut) Apply(env *Env, in *Candidates) (*Candidates, error) {
 		if pick < 0 {
 			pick, why = 0, "all its links were cut; re-attached to its first candidate"
 		}
-		out.Lists[si] = []Cand{list[pick]}
+		picked[si] = list[pick]
+		out.Lists[si] = picked[si : si+1 : si+1]
 		if env.Explaining {
 			s := in.Services[si]
 			chosen := strs.Name(list[pick].Target)
