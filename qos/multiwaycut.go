@@ -70,7 +70,7 @@ func (MultiwayCut) Apply(env *Env, in *Candidates) (*Candidates, error) {
 	ns := len(in.Services)
 	// Node numbering: services 0..ns-1, hosts ns.. in order of appearance.
 	hostNode := make([]int32, strs.Len()) // Strings index → node, 0: none
-	var hosts []int32                      // Strings index per host
+	var hosts []int32                     // Strings index per host
 	for si, list := range in.Lists {
 		if len(list) == 0 {
 			return nil, fmt.Errorf("multiwaycut: service %s has no candidate targets (the reference crashes here)", in.Services[si])
