@@ -61,7 +61,7 @@ func main() {
 
 type options struct {
 	services, infra, qos, initial, previous string
-	explain, filterBuildable, allowEmpty     bool
+	explain, filterBuildable, allowEmpty    bool
 	explainFormat, explainOutput            string
 	explainServices                         []string
 	format, output                          string
