@@ -1,0 +1,570 @@
+// Package agent is dydisnix-agent's server: the embedded deployment backend
+// that runs on every target. It supervises process services as child
+// processes, keeps their state directories and snapshots, and keeps the
+// target's profile manifest on disk so that the agent (and the coordinator,
+// through reconstruct) can recover after a restart.
+//
+// State directory layout:
+//
+//	artifacts/<sha256-hex>             uploaded executables (content addressed)
+//	state/<service>/                   state directory of a service (DYDISNIX_STATE_DIR)
+//	snapshots/<service>/<hex>.tar.gz   snapshots (gzip tarballs of the state directory)
+//	snapshots/<service>/generations.json  the snapshot generations, oldest first
+//	run/<key>.json                     pid, start time and executable of a running process
+//	context/<key>.json                 the DYDISNIX_CONTEXT file of a service
+//	logs/<service>.log                 stdout and stderr of a service
+//	profile.json                       the profile manifest (what this target runs)
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/dydisnix/dydisnix/deployer/agentapi"
+	"github.com/dydisnix/dydisnix/model"
+)
+
+// Version is reported by /v1/health.
+const Version = "dydisnix-agent/1"
+
+// Config configures an agent. Zero values take the documented defaults.
+type Config struct {
+	// StateDir holds everything the agent keeps (see the package doc).
+	StateDir string
+	// Token is the bearer token every request must carry.
+	Token []byte
+	// Keep is the number of snapshot generations kept per service (default 2).
+	Keep int
+	// StartTimeout bounds how long an activation waits for the process to
+	// run and its health check to pass (default 20s).
+	StartTimeout time.Duration
+	// Settle is how long a process without a health check must stay up to
+	// count as running (default 300ms), catching immediate crashes.
+	Settle time.Duration
+	// StopGrace is the time between SIGTERM and SIGKILL (default 5s).
+	StopGrace time.Duration
+	// Logger receives structured logs (default: no logs).
+	Logger *zap.Logger
+}
+
+func (c *Config) defaults() {
+	if c.Keep <= 0 {
+		c.Keep = 2
+	}
+	if c.StartTimeout <= 0 {
+		c.StartTimeout = 20 * time.Second
+	}
+	if c.Settle <= 0 {
+		c.Settle = 300 * time.Millisecond
+	}
+	if c.StopGrace <= 0 {
+		c.StopGrace = 5 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+}
+
+// Agent is a running agent.
+type Agent struct {
+	cfg Config
+	log *zap.Logger
+
+	mu        sync.Mutex
+	profile   map[string]*entry // by key
+	garbage   map[string]bool   // service names whose state is garbage
+	lockOwner string
+	draining  bool
+	drainEnd  time.Time
+	changed   chan struct{} // closed and replaced whenever the profile changes
+	opMu      sync.Mutex    // serialises state operations per agent (snapshot/restore/delete)
+}
+
+type entry struct {
+	Req  agentapi.ActivateRequest `json:"request"`
+	proc *proc
+}
+
+type storedProfile struct {
+	Entries []*entry `json:"entries"`
+	Garbage []string `json:"garbage"`
+}
+
+var safeName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]*$`)
+var hexDigest = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// New opens the agent's state directory and resumes supervision of the
+// services of its profile manifest: processes that still run (same pid,
+// start time and executable) are adopted, the others restarted.
+func New(cfg Config) (*Agent, error) {
+	cfg.defaults()
+	if cfg.StateDir == "" {
+		return nil, errors.New("agent: no state directory")
+	}
+	if len(cfg.Token) == 0 {
+		return nil, errors.New("agent: empty token")
+	}
+	for _, d := range []string{"artifacts", "state", "snapshots", "run", "context", "logs"} {
+		if err := os.MkdirAll(filepath.Join(cfg.StateDir, d), 0o700); err != nil {
+			return nil, fmt.Errorf("agent: state dir: %w", err)
+		}
+	}
+	a := &Agent{cfg: cfg, log: cfg.Logger, profile: map[string]*entry{}, garbage: map[string]bool{}, changed: make(chan struct{})}
+	b, err := os.ReadFile(a.path("profile.json"))
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return nil, fmt.Errorf("agent: read profile: %w", err)
+	default:
+		var sp storedProfile
+		if err := json.Unmarshal(b, &sp); err != nil {
+			return nil, fmt.Errorf("agent: %s: %w", a.path("profile.json"), err)
+		}
+		for _, g := range sp.Garbage {
+			a.garbage[g] = true
+		}
+		for _, e := range sp.Entries {
+			a.profile[e.Req.Key] = e
+		}
+	}
+	// Kill processes recorded for keys no longer in the profile (crash during deactivate).
+	if ents, err := os.ReadDir(a.path("run")); err == nil {
+		for _, de := range ents {
+			key := strings.TrimSuffix(de.Name(), ".json")
+			if _, ok := a.profile[key]; !ok {
+				killRecorded(a.path("run", de.Name()), cfg.StopGrace)
+			}
+		}
+	}
+	for _, key := range sortedKeys(a.profile) {
+		e := a.profile[key]
+		if e.Req.Service.Type != "process" {
+			continue
+		}
+		p, err := a.newProc(e.Req)
+		if err != nil {
+			a.log.Warn("cannot resume service", zap.String("service", e.Req.Service.Name), zap.Error(err))
+			continue
+		}
+		e.proc = p
+		pid := findProcess(p.pidFile)
+		if pid > 0 {
+			a.log.Info("adopted running process", zap.String("service", e.Req.Service.Name), zap.Int("pid", pid))
+		} else {
+			a.log.Info("restarting process", zap.String("service", e.Req.Service.Name))
+		}
+		go p.run(pid)
+	}
+	return a, nil
+}
+
+func (a *Agent) path(elems ...string) string {
+	return filepath.Join(append([]string{a.cfg.StateDir}, elems...)...)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// saveProfile writes profile.json atomically; the caller holds a.mu.
+func (a *Agent) saveProfile() error {
+	sp := storedProfile{Garbage: sortedKeys(a.garbage)}
+	for _, k := range sortedKeys(a.profile) {
+		sp.Entries = append(sp.Entries, a.profile[k])
+	}
+	b, err := json.MarshalIndent(sp, "", "  ")
+	if err != nil {
+		return err
+	}
+	close(a.changed)
+	a.changed = make(chan struct{})
+	return model.WriteFileAtomic(a.path("profile.json"), b, 0o600)
+}
+
+// envName turns a name into the environment variable form: upper case,
+// every character other than A-Z, 0-9 and _ replaced by _.
+func envName(s string) string {
+	b := []byte(strings.ToUpper(s))
+	for i, c := range b {
+		if !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
+
+func (a *Agent) newProc(req agentapi.ActivateRequest) (*proc, error) {
+	svc := req.Service
+	name := svc.Name
+	if !safeName.MatchString(name) {
+		return nil, fmt.Errorf("service name %q: expected letters, digits, '.', '_', '+', '-'", name)
+	}
+	var exe string
+	args := append([]string(nil), svc.Args...)
+	if svc.Artifact != "" {
+		hex := strings.TrimPrefix(svc.Artifact, "sha256:")
+		if !hexDigest.MatchString(hex) {
+			return nil, fmt.Errorf("artifact %q: expected sha256:<64 hex digits>", svc.Artifact)
+		}
+		exe = a.path("artifacts", hex)
+		if _, err := os.Stat(exe); err != nil {
+			return nil, fmt.Errorf("artifact %s not uploaded", svc.Artifact)
+		}
+	} else if len(args) > 0 {
+		exe, args = args[0], args[1:]
+		if !filepath.IsAbs(exe) {
+			lp, err := lookPath(exe)
+			if err != nil {
+				return nil, err
+			}
+			exe = lp
+		}
+	} else {
+		return nil, fmt.Errorf("process service %s has neither an artifact nor a command", name)
+	}
+	stateDir := a.path("state", name)
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return nil, err
+	}
+	ctxFile := a.path("context", req.Key+".json")
+	ctxDoc := map[string]any{}
+	for k, v := range req.Context {
+		ctxDoc[k] = v
+	}
+	ctxDoc["stateDir"] = stateDir
+	ctxDoc["env"] = req.Env
+	cb, err := json.MarshalIndent(ctxDoc, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := model.WriteFileAtomic(ctxFile, cb, 0o600); err != nil {
+		return nil, err
+	}
+	env := os.Environ()
+	keys := sortedKeys(req.Env)
+	for _, k := range keys {
+		if !strings.HasPrefix(k, "DYDISNIX_") {
+			continue
+		}
+		env = append(env, k+"="+req.Env[k])
+	}
+	env = append(env, "DYDISNIX_STATE_DIR="+stateDir, "DYDISNIX_CONTEXT="+ctxFile)
+	if _, ok := req.Env["DYDISNIX_SERVICE"]; !ok {
+		env = append(env, "DYDISNIX_SERVICE="+name)
+	}
+	return &proc{key: req.Key, name: name, exe: exe, args: args, env: env, dir: stateDir,
+		logFile: a.path("logs", name+".log"), pidFile: a.path("run", req.Key+".json"),
+		health: svc.HealthCheck, grace: a.cfg.StopGrace,
+		started: make(chan struct{}), stopCh: make(chan struct{}), detachCh: make(chan struct{}), done: make(chan struct{})}, nil
+}
+
+// Activate starts a mapping and waits until it runs and is healthy.
+// Activating a key that is active already is a no-op (idempotent).
+func (a *Agent) Activate(ctx context.Context, req agentapi.ActivateRequest) error {
+	a.mu.Lock()
+	if a.draining {
+		a.mu.Unlock()
+		return &httpError{503, "agent is draining: no new activations"}
+	}
+	if e, ok := a.profile[req.Key]; ok {
+		a.mu.Unlock()
+		if e.proc != nil {
+			return a.waitHealthy(ctx, e.proc)
+		}
+		return nil
+	}
+	a.mu.Unlock()
+	if req.Key == "" || req.Service.Name == "" {
+		return &httpError{400, "activate: key and service.name are required"}
+	}
+	e := &entry{Req: req}
+	switch req.Service.Type {
+	case "process":
+		p, err := a.newProc(req)
+		if err != nil {
+			return &httpError{400, fmt.Sprintf("activate %s: %v", req.Service.Name, err)}
+		}
+		e.proc = p
+		go p.run(0)
+		if err := a.waitHealthy(ctx, p); err != nil {
+			p.stop()
+			return fmt.Errorf("activate %s: %w", req.Service.Name, err)
+		}
+	case "package", "echo":
+		// nothing runs: the service lives in the profile only
+	default:
+		return &httpError{400, fmt.Sprintf("activate %s: type %q is not supported by the agent (supported: process, package, echo)", req.Service.Name, req.Service.Type)}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.profile[req.Key] = e
+	delete(a.garbage, req.Service.Name)
+	if err := a.saveProfile(); err != nil {
+		return err
+	}
+	a.log.Info("activated", zap.String("service", req.Service.Name), zap.String("key", req.Key))
+	return nil
+}
+
+// waitHealthy waits until the process runs (for Settle without exiting)
+// and its health check passes; an exit before that fails the activation.
+func (a *Agent) waitHealthy(ctx context.Context, p *proc) error {
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.StartTimeout)
+	defer cancel()
+	select {
+	case <-p.started:
+	case <-ctx.Done():
+		return fmt.Errorf("process did not start: %w", ctx.Err())
+	}
+	p.mu.Lock()
+	exits0 := p.exits
+	p.mu.Unlock()
+	fail := func(what string) error {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return fmt.Errorf("%s (%s); last log lines: %s", what, p.lastErr, tail(p.logFile, 5))
+	}
+	settle := time.NewTimer(a.cfg.Settle)
+	defer settle.Stop()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	settled := false
+	for {
+		p.mu.Lock()
+		exits, running := p.exits, p.running
+		p.mu.Unlock()
+		if exits > exits0 || (!running && exits > 0 && exits0 == 0) {
+			return fail("process exited during start-up")
+		}
+		if running && settled {
+			if p.health == "" {
+				return nil
+			}
+			if err := checkHealth(ctx, p.health); err == nil {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if p.health != "" {
+				return fail("health check " + p.health + " did not pass in time")
+			}
+			return fail("process did not start in time")
+		case <-settle.C:
+			settled = true
+		case <-tick.C:
+		}
+	}
+}
+
+func tail(file string, n int) string {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "(no log)"
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
+}
+
+// Deactivate stops a mapping (the process group is killed; state is kept
+// and marked as garbage). Deactivating an unknown key is a no-op.
+func (a *Agent) Deactivate(ctx context.Context, key string) error {
+	a.mu.Lock()
+	e, ok := a.profile[key]
+	a.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	if e.proc != nil {
+		e.proc.stop()
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.profile, key)
+	os.Remove(a.path("context", key+".json"))
+	if e.Req.Service.DeployState {
+		still := false
+		for _, o := range a.profile {
+			if o.Req.Service.Name == e.Req.Service.Name {
+				still = true
+			}
+		}
+		if !still {
+			a.garbage[e.Req.Service.Name] = true
+		}
+	}
+	a.log.Info("deactivated", zap.String("service", e.Req.Service.Name), zap.String("key", key))
+	return a.saveProfile()
+}
+
+// Profile returns the profile manifest with the live state of each process.
+func (a *Agent) Profile(ctx context.Context) agentapi.Profile {
+	a.mu.Lock()
+	entries := make([]*entry, 0, len(a.profile))
+	for _, k := range sortedKeys(a.profile) {
+		entries = append(entries, a.profile[k])
+	}
+	garbage := sortedKeys(a.garbage)
+	a.mu.Unlock()
+	out := agentapi.Profile{Services: []agentapi.ProfileEntry{}, Garbage: garbage}
+	for _, e := range entries {
+		pe := agentapi.ProfileEntry{Key: e.Req.Key, Target: e.Req.Target, Container: e.Req.Container, Service: e.Req.Service}
+		if e.proc != nil {
+			pid, running, restarts := e.proc.status()
+			pe.Pid, pe.Running, pe.Restarts = pid, running, restarts
+			pe.Healthy = running && (e.proc.health == "" || checkHealth(ctx, e.proc.health) == nil)
+		} else {
+			pe.Running, pe.Healthy = true, true
+		}
+		out.Services = append(out.Services, pe)
+	}
+	return out
+}
+
+// Lock locks the agent for owner; it fails when locked already.
+func (a *Agent) Lock(owner string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.lockOwner != "" && a.lockOwner != owner {
+		return &httpError{409, fmt.Sprintf("locked by %s", a.lockOwner)}
+	}
+	if a.lockOwner == owner && owner != "" {
+		return &httpError{409, "locked already"}
+	}
+	if owner == "" {
+		owner = "anonymous"
+	}
+	a.lockOwner = owner
+	return nil
+}
+
+// Unlock releases the lock; it fails when not locked (or locked by someone else).
+func (a *Agent) Unlock(owner string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if owner == "" {
+		owner = "anonymous"
+	}
+	if a.lockOwner == "" {
+		return &httpError{409, "not locked"}
+	}
+	if a.lockOwner != owner {
+		return &httpError{409, fmt.Sprintf("locked by %s", a.lockOwner)}
+	}
+	a.lockOwner = ""
+	return nil
+}
+
+// Health reports the agent's health.
+func (a *Agent) Health() agentapi.Health {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	h := agentapi.Health{Status: "ok", Draining: a.draining, Locked: a.lockOwner != "", Services: len(a.profile), Version: Version}
+	if a.draining {
+		h.Status = "draining"
+	}
+	for _, e := range a.profile {
+		if e.proc != nil {
+			if _, r, _ := e.proc.status(); r {
+				h.Running++
+			}
+		}
+	}
+	return h
+}
+
+// DrainStatus reports the drain.
+func (a *Agent) DrainStatus() agentapi.DrainStatus {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	d := agentapi.DrainStatus{Draining: a.draining, Remaining: len(a.profile)}
+	if !a.drainEnd.IsZero() {
+		d.Deadline = a.drainEnd.UTC().Format(time.RFC3339)
+	}
+	return d
+}
+
+// Drain marks the agent as draining (visible in /v1/health and
+// /v1/drain; new activations are refused) and waits until the coordinator
+// has moved every service away or timeout passes. It then stops every
+// process. The caller withdraws the mDNS announcement first.
+func (a *Agent) Drain(ctx context.Context, timeout time.Duration) (moved bool) {
+	a.mu.Lock()
+	a.draining = true
+	a.drainEnd = time.Now().Add(timeout)
+	a.mu.Unlock()
+	a.log.Info("draining", zap.Duration("timeout", timeout))
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		a.mu.Lock()
+		n, ch := len(a.profile), a.changed
+		a.mu.Unlock()
+		if n == 0 {
+			moved = true
+			break
+		}
+		select {
+		case <-ch:
+			continue
+		case <-deadline.C:
+		case <-ctx.Done():
+		}
+		break
+	}
+	a.Close(true)
+	return moved
+}
+
+// Close stops supervising. With stopProcesses the processes are killed (a
+// drained shutdown); without, they keep running and a restarted agent
+// adopts them.
+func (a *Agent) Close(stopProcesses bool) {
+	a.mu.Lock()
+	var ps []*proc
+	for _, e := range a.profile {
+		if e.proc != nil {
+			ps = append(ps, e.proc)
+		}
+	}
+	a.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, p := range ps {
+		wg.Add(1)
+		go func(p *proc) {
+			defer wg.Done()
+			if stopProcesses {
+				p.stop()
+			} else {
+				p.detach()
+			}
+		}(p)
+	}
+	wg.Wait()
+}
+
+type httpError struct {
+	code int
+	msg  string
+}
+
+func (e *httpError) Error() string { return e.msg }

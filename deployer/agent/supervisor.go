@@ -1,0 +1,335 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+
+	"github.com/dydisnix/dydisnix/model"
+)
+
+// pidRecord is written to run/<key>.json so that a restarted agent finds
+// its processes again: the pid alone could have been reused, so the start
+// time (field 22 of /proc/<pid>/stat) and the executable are checked too.
+type pidRecord struct {
+	Pid       int    `json:"pid"`
+	StartTime string `json:"startTime"`
+	Exe       string `json:"exe"`
+}
+
+// proc supervises one process service: it starts the process in its own
+// process group, restarts it with exponential backoff when it exits, and
+// kills the whole group when stopped.
+type proc struct {
+	key     string
+	name    string
+	exe     string
+	args    []string
+	env     []string
+	dir     string
+	logFile string
+	pidFile string
+	health  string
+	grace   time.Duration
+
+	mu       sync.Mutex
+	pid      int
+	running  bool
+	restarts int
+	exits    int
+	lastErr  string
+	started  chan struct{} // closed when the first start attempt finished
+	stopCh   chan struct{}
+	detachCh chan struct{}
+	done     chan struct{}
+	stopOnce sync.Once
+	detOnce  sync.Once
+}
+
+func (p *proc) status() (pid int, running bool, restarts int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.pid, p.running, p.restarts
+}
+
+// run is the supervision loop. adopt is a process found again after an
+// agent restart (0 = none).
+func (p *proc) run(adopt int) {
+	defer close(p.done)
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = 100 * time.Millisecond
+	bo.MaxInterval = 10 * time.Second
+	bo.MaxElapsedTime = 0
+	first := true
+	for {
+		var exited <-chan struct{}
+		var startedAt time.Time
+		if adopt > 0 {
+			p.setRunning(adopt, true)
+			exited = pollExit(adopt, p.stopCh)
+			adopt = 0
+		} else {
+			ch, pid, err := p.start()
+			if err != nil {
+				p.mu.Lock()
+				p.lastErr = err.Error()
+				p.exits++
+				p.mu.Unlock()
+			} else {
+				p.setRunning(pid, true)
+				exited = ch
+			}
+		}
+		startedAt = time.Now()
+		if first {
+			first = false
+			close(p.started)
+		}
+		if exited != nil {
+			select {
+			case <-p.detachCh:
+				return
+			case <-p.stopCh:
+				p.kill()
+				<-exited
+				p.setRunning(0, false)
+				os.Remove(p.pidFile)
+				return
+			case <-exited:
+				p.setRunning(0, false)
+				p.mu.Lock()
+				p.exits++
+				p.mu.Unlock()
+			}
+		}
+		if time.Since(startedAt) > 30*time.Second {
+			bo.Reset()
+		}
+		select {
+		case <-p.detachCh:
+			return
+		case <-p.stopCh:
+			os.Remove(p.pidFile)
+			return
+		case <-time.After(bo.NextBackOff()):
+		}
+		p.mu.Lock()
+		p.restarts++
+		p.mu.Unlock()
+	}
+}
+
+func (p *proc) setRunning(pid int, running bool) {
+	p.mu.Lock()
+	p.pid, p.running = pid, running
+	p.mu.Unlock()
+}
+
+// start starts the process in a new process group and returns a channel
+// closed when it exits.
+func (p *proc) start() (<-chan struct{}, int, error) {
+	logf, err := os.OpenFile(p.logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, 0, err
+	}
+	cmd := exec.Command(p.exe, p.args...)
+	cmd.Env = p.env
+	cmd.Dir = p.dir
+	cmd.Stdout = logf
+	cmd.Stderr = logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, 0, fmt.Errorf("start %s: %w", p.exe, err)
+	}
+	logf.Close()
+	pid := cmd.Process.Pid
+	rec := pidRecord{Pid: pid, StartTime: procStartTime(pid), Exe: p.exe}
+	if b, err := json.Marshal(rec); err == nil {
+		model.WriteFileAtomic(p.pidFile, b, 0o600)
+	}
+	ch := make(chan struct{})
+	go func() {
+		err := cmd.Wait()
+		if err != nil {
+			p.mu.Lock()
+			p.lastErr = err.Error()
+			p.mu.Unlock()
+		}
+		close(ch)
+	}()
+	return ch, pid, nil
+}
+
+// kill sends SIGTERM to the process group, then SIGKILL after the grace period.
+func (p *proc) kill() {
+	p.mu.Lock()
+	pid := p.pid
+	p.mu.Unlock()
+	if pid <= 0 {
+		return
+	}
+	syscall.Kill(-pid, syscall.SIGTERM)
+	syscall.Kill(pid, syscall.SIGTERM)
+	deadline := time.Now().Add(p.grace)
+	for time.Now().Before(deadline) {
+		if !alive(pid) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	syscall.Kill(-pid, syscall.SIGKILL)
+	syscall.Kill(pid, syscall.SIGKILL)
+}
+
+// stop stops supervision and kills the process group; it waits until the
+// process is gone.
+func (p *proc) stop() {
+	p.stopOnce.Do(func() { close(p.stopCh) })
+	<-p.done
+}
+
+// detach stops supervision without killing the process (agent shutdown
+// that leaves services running for the next agent to find).
+func (p *proc) detach() {
+	p.detOnce.Do(func() { close(p.detachCh) })
+	<-p.done
+}
+
+// pollExit returns a channel closed when a process that is not our child exits.
+func pollExit(pid int, stop <-chan struct{}) <-chan struct{} {
+	ch := make(chan struct{})
+	go func() {
+		defer close(ch)
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if !alive(pid) {
+				return
+			}
+			select {
+			case <-t.C:
+			case <-stop:
+				// kill() follows; keep polling until gone
+				for alive(pid) {
+					time.Sleep(20 * time.Millisecond)
+				}
+				return
+			}
+		}
+	}()
+	return ch
+}
+
+// alive reports whether pid exists and is not a zombie.
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 || i+2 >= len(s) {
+		return false
+	}
+	return s[i+2] != 'Z' && s[i+2] != 'X'
+}
+
+// procStartTime returns field 22 (starttime) of /proc/<pid>/stat, or "".
+func procStartTime(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return ""
+	}
+	f := strings.Fields(s[i+1:])
+	// fields after ")" start at field 3 (state); starttime is field 22.
+	if len(f) < 20 {
+		return ""
+	}
+	return f[19]
+}
+
+// findProcess returns the pid recorded in pidFile when that process still
+// runs the same executable since the same start time, else 0.
+func findProcess(pidFile string) int {
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		return 0
+	}
+	var rec pidRecord
+	if json.Unmarshal(b, &rec) != nil || rec.Pid <= 0 {
+		return 0
+	}
+	if !alive(rec.Pid) || procStartTime(rec.Pid) != rec.StartTime {
+		return 0
+	}
+	if exe, err := os.Readlink("/proc/" + strconv.Itoa(rec.Pid) + "/exe"); err == nil {
+		if filepath.Clean(strings.TrimSuffix(exe, " (deleted)")) != filepath.Clean(rec.Exe) {
+			return 0
+		}
+	}
+	return rec.Pid
+}
+
+// killRecorded kills the process group recorded in pidFile if it still runs.
+func killRecorded(pidFile string, grace time.Duration) {
+	pid := findProcess(pidFile)
+	if pid > 0 {
+		p := &proc{pid: pid, grace: grace}
+		p.kill()
+		for i := 0; i < 250 && alive(pid); i++ {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	os.Remove(pidFile)
+}
+
+// checkHealth runs a declared health check once.
+func checkHealth(ctx context.Context, hc string) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	switch {
+	case strings.HasPrefix(hc, "http://"), strings.HasPrefix(hc, "https://"):
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, hc, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode >= 400 {
+			return fmt.Errorf("%s: status %d", hc, resp.StatusCode)
+		}
+		return nil
+	case strings.HasPrefix(hc, "tcp:"):
+		addr := strings.TrimPrefix(strings.TrimPrefix(hc, "tcp://"), "tcp:")
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return err
+		}
+		c.Close()
+		return nil
+	}
+	return errors.New("unsupported health check " + hc)
+}

@@ -1,0 +1,191 @@
+package agentapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+)
+
+// Client talks to one agent.
+type Client struct {
+	// BaseURL is the agent's URL (http://host:port).
+	BaseURL string
+	token   string
+	http    *http.Client
+}
+
+// NewClient returns a client for the agent at baseURL using the bearer
+// token. hc may be nil (a client with a 2-minute overall timeout is used).
+func NewClient(baseURL, token string, hc *http.Client) *Client {
+	if hc == nil {
+		hc = &http.Client{Timeout: 2 * time.Minute}
+	}
+	return &Client{BaseURL: strings.TrimRight(baseURL, "/"), token: token, http: hc}
+}
+
+// StatusError is an error answer of the agent.
+type StatusError struct {
+	Code int
+	Msg  string
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("agent: %d %s: %s", e.Code, http.StatusText(e.Code), e.Msg)
+}
+
+// IsStatus reports whether err is an agent answer with the given status code.
+func IsStatus(err error, code int) bool {
+	var se *StatusError
+	return errors.As(err, &se) && se.Code == code
+}
+
+func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ctype string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("agent %s: %w", c.BaseURL, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		var e Error
+		msg := strings.TrimSpace(string(b))
+		if json.Unmarshal(b, &e) == nil && e.Error != "" {
+			msg = e.Error
+		}
+		return &StatusError{Code: resp.StatusCode, Msg: msg}
+	}
+	if out == nil {
+		io.Copy(io.Discard, resp.Body)
+		return nil
+	}
+	if w, ok := out.(io.Writer); ok {
+		_, err := io.Copy(w, resp.Body)
+		return err
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("agent %s %s: decode answer: %w", c.BaseURL, path, err)
+	}
+	return nil
+}
+
+func (c *Client) post(ctx context.Context, path string, in, out any) error {
+	b, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	return c.do(ctx, http.MethodPost, path, bytes.NewReader(b), "application/json", out)
+}
+
+// Health returns the agent's health.
+func (c *Client) Health(ctx context.Context) (*Health, error) {
+	var h Health
+	return &h, c.do(ctx, http.MethodGet, PathHealth, nil, "", &h)
+}
+
+// Lock locks the agent for owner; a second lock fails with 409.
+func (c *Client) Lock(ctx context.Context, owner string) error {
+	return c.post(ctx, PathLock, LockRequest{Owner: owner}, nil)
+}
+
+// Unlock releases the lock held by owner.
+func (c *Client) Unlock(ctx context.Context, owner string) error {
+	return c.post(ctx, PathUnlock, LockRequest{Owner: owner}, nil)
+}
+
+// HasArtifact reports whether the agent holds the artifact with digest "sha256:<hex>".
+func (c *Client) HasArtifact(ctx context.Context, digest string) (bool, error) {
+	err := c.do(ctx, http.MethodHead, PathArtifacts+strings.TrimPrefix(digest, "sha256:"), nil, "", nil)
+	if IsStatus(err, http.StatusNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// UploadArtifact uploads file as the artifact with the given digest,
+// unless the agent has it already. It reports whether bytes were sent.
+func (c *Client) UploadArtifact(ctx context.Context, digest, file string) (bool, error) {
+	if ok, err := c.HasArtifact(ctx, digest); err != nil || ok {
+		return false, err
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	return true, c.do(ctx, http.MethodPut, PathArtifacts+strings.TrimPrefix(digest, "sha256:"), f, "application/octet-stream", nil)
+}
+
+// Activate starts a service mapping and returns once it runs and is healthy.
+func (c *Client) Activate(ctx context.Context, req ActivateRequest) error {
+	return c.post(ctx, PathActivate, req, nil)
+}
+
+// Deactivate stops a service mapping (its state directory is kept).
+func (c *Client) Deactivate(ctx context.Context, key string) error {
+	return c.post(ctx, PathDeactivate, KeyRequest{Key: key}, nil)
+}
+
+// Snapshot snapshots a service's state directory into the agent's snapshot store.
+func (c *Client) Snapshot(ctx context.Context, service string) (*SnapshotInfo, error) {
+	var s SnapshotInfo
+	return &s, c.post(ctx, PathSnapshot, ServiceRequest{Service: service}, &s)
+}
+
+// Snapshots lists a service's snapshot generations on the agent, oldest first.
+func (c *Client) Snapshots(ctx context.Context, service string) ([]SnapshotInfo, error) {
+	var s []SnapshotInfo
+	return s, c.do(ctx, http.MethodGet, PathSnapshots+service, nil, "", &s)
+}
+
+// FetchSnapshot downloads a snapshot into w.
+func (c *Client) FetchSnapshot(ctx context.Context, service, digest string, w io.Writer) error {
+	return c.do(ctx, http.MethodGet, PathSnapshots+service+"/"+strings.TrimPrefix(digest, "sha256:"), nil, "", w)
+}
+
+// PutSnapshot uploads a snapshot; the agent verifies the digest.
+func (c *Client) PutSnapshot(ctx context.Context, service, digest string, r io.Reader) error {
+	return c.do(ctx, http.MethodPut, PathSnapshots+service+"/"+strings.TrimPrefix(digest, "sha256:"), r, "application/octet-stream", nil)
+}
+
+// Restore restores a snapshot the agent holds into the service's state directory.
+func (c *Client) Restore(ctx context.Context, service, digest string) error {
+	return c.post(ctx, PathRestore, RestoreRequest{Service: service, Digest: digest}, nil)
+}
+
+// DeleteState deletes the state directory of a service that is not active.
+func (c *Client) DeleteState(ctx context.Context, service string) error {
+	return c.post(ctx, PathDeleteState, ServiceRequest{Service: service}, nil)
+}
+
+// CollectGarbage removes unreferenced artifacts and old snapshot generations.
+func (c *Client) CollectGarbage(ctx context.Context, req GCRequest) (*GCResult, error) {
+	var r GCResult
+	return &r, c.post(ctx, PathGC, req, &r)
+}
+
+// Profile returns the agent's profile manifest.
+func (c *Client) Profile(ctx context.Context) (*Profile, error) {
+	var p Profile
+	return &p, c.do(ctx, http.MethodGet, PathProfile, nil, "", &p)
+}
+
+// Drain returns the agent's drain status.
+func (c *Client) Drain(ctx context.Context) (*DrainStatus, error) {
+	var d DrainStatus
+	return &d, c.do(ctx, http.MethodGet, PathDrain, nil, "", &d)
+}

@@ -1,0 +1,371 @@
+// Package deployer carries a deployment from one manifest to the next: it
+// builds manifests from the models (BuildManifest), plans the transition
+// between two manifests (PlanTransition, pure) and executes plans through a
+// Backend (the embedded agent backend here, the Disnix backend in
+// deployer/disnix). Store keeps the coordinator's manifest generations and
+// its snapshot store.
+package deployer
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/dydisnix/dydisnix/model"
+)
+
+// Service attributes with a meaning for the deployer.
+const (
+	AttrArgs        = "args"
+	AttrHealthCheck = "healthCheck"
+	AttrCommand     = "command"
+	// DefaultTargetProperty is the target property holding an agent's URL.
+	DefaultTargetProperty = "agentURL"
+)
+
+// BuildOptions tune BuildManifest.
+type BuildOptions struct {
+	// BaseDir resolves relative pkg paths (the services model's directory).
+	BaseDir string
+	// DeployState is the global default of deployState (--deploy-state).
+	DeployState bool
+	// TargetProperty is the default property naming a target's agent
+	// address ("" = agentURL); recorded in the manifest.
+	TargetProperty string
+	// SkipArtifacts does not read pkg files (no digest); for dry runs of
+	// models whose artifacts are not on this machine.
+	SkipArtifacts bool
+}
+
+// BuildManifest builds the manifest of the deployment described by the
+// models: one manifest service per service (keyed by its Merkle-like key),
+// one service mapping per (service, target) of the distribution, one
+// snapshot mapping per mapping of a service whose state is managed.
+// Services of type "package" get no mappings. A dependsOn cycle, a
+// distributed service missing from the services model, a target missing
+// from the infrastructure or a dependsOn on an undistributed service is an
+// error.
+func BuildManifest(svcs model.Services, infra model.Infrastructure, dist model.Distribution, opts BuildOptions) (*model.Manifest, error) {
+	for _, name := range dist.Names() {
+		s, ok := svcs[name]
+		if !ok {
+			return nil, fmt.Errorf("distribution: service %q is not in the services model", name)
+		}
+		for _, m := range dist[name] {
+			if _, ok := infra[m.Target]; !ok {
+				return nil, fmt.Errorf("distribution: service %q is mapped to target %q, which is not in the infrastructure", name, m.Target)
+			}
+		}
+		for _, d := range s.Inter() {
+			if _, ok := svcs[d]; !ok {
+				return nil, fmt.Errorf("services: %s: inter-dependency %q is not in the services model", name, d)
+			}
+		}
+	}
+	order, err := dependencyOrder(svcs)
+	if err != nil {
+		return nil, err
+	}
+	man := &model.Manifest{Version: model.ManifestVersion, Services: map[string]model.ManifestService{},
+		Infrastructure: infra.Clone(), TargetProperty: opts.TargetProperty}
+	keys := map[string]string{} // service name → key
+	// mappingsOf returns a service's mappings as manifest mappings (container defaults to the type).
+	mappingsOf := func(name string) []model.ServiceMapping {
+		s := svcs[name]
+		var out []model.ServiceMapping
+		for _, m := range dist[name] {
+			c := m.Container
+			if c == "" {
+				c = containerOf(s)
+			}
+			out = append(out, model.ServiceMapping{Service: keys[name], Target: m.Target, Container: c})
+		}
+		return out
+	}
+	for _, name := range order {
+		s := svcs[name]
+		ms, err := manifestService(s, opts)
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range s.DependsOn {
+			dm := mappingsOf(d)
+			if len(dm) == 0 && len(dist[name]) > 0 {
+				return nil, fmt.Errorf("services: %s depends on %s, which the distribution maps to no target", name, d)
+			}
+			ms.DependsOn = append(ms.DependsOn, dm...)
+		}
+		ms.DependsOn = nonNilMappings(ms.DependsOn)
+		key := ms.Key()
+		keys[name] = key
+		man.Services[key] = ms
+	}
+	// connectsTo is not hashed: fill it in once every key is known (cycles allowed).
+	for _, name := range order {
+		s := svcs[name]
+		key := keys[name]
+		ms := man.Services[key]
+		ms.ConnectsTo = []model.ServiceMapping{}
+		for _, c := range s.ConnectsTo {
+			ms.ConnectsTo = append(ms.ConnectsTo, mappingsOf(c)...)
+		}
+		man.Services[key] = ms
+		if s.Type == "package" {
+			continue
+		}
+		for _, m := range mappingsOf(name) {
+			man.Mappings = append(man.Mappings, m)
+			if ms.DeployState {
+				man.Snapshots = append(man.Snapshots, m)
+			}
+		}
+	}
+	// Only keep services that are mapped or referenced (undistributed services are not deployed).
+	used := map[string]bool{}
+	for _, m := range man.Mappings {
+		used[m.Service] = true
+	}
+	for name := range dist {
+		used[keys[name]] = true
+	}
+	for k := range man.Services {
+		if !used[k] {
+			delete(man.Services, k)
+		}
+	}
+	man.Normalize()
+	return man, nil
+}
+
+func containerOf(s *model.Service) string {
+	if s.Type != "" {
+		return s.Type
+	}
+	return "process"
+}
+
+func nonNilMappings(ms []model.ServiceMapping) []model.ServiceMapping {
+	if ms == nil {
+		return []model.ServiceMapping{}
+	}
+	return ms
+}
+
+// manifestService turns a model service into its manifest form (without
+// dependsOn/connectsTo), resolving and hashing its artifact.
+func manifestService(s *model.Service, opts BuildOptions) (model.ManifestService, error) {
+	ms := model.ManifestService{Name: s.Name, Type: s.Type, Properties: map[string]any{},
+		DeployState: s.DeployState() || s.Stateful() || opts.DeployState}
+	if ms.Type == "" {
+		if t, ok := s.Attrs[model.AttrType].(string); ok {
+			ms.Type = t
+		}
+	}
+	for k, v := range s.Attrs {
+		switch k {
+		case model.AttrPkg, AttrArgs, AttrHealthCheck, AttrCommand:
+			continue
+		}
+		ms.Properties[k] = model.CloneValue(v)
+	}
+	if v, ok := s.Attrs[AttrArgs]; ok {
+		args, err := stringList(v)
+		if err != nil {
+			return ms, fmt.Errorf("services: %s.args: %v", s.Name, err)
+		}
+		ms.Args = args
+	}
+	if v, ok := s.Attrs[AttrHealthCheck]; ok {
+		hc, ok := v.(string)
+		if !ok {
+			return ms, fmt.Errorf("services: %s.healthCheck: expected a string (http://host:port/path or tcp://host:port), got %s", s.Name, model.TypeName(v))
+		}
+		if err := ValidateHealthCheck(hc); err != nil {
+			return ms, fmt.Errorf("services: %s.healthCheck: %v", s.Name, err)
+		}
+		ms.HealthCheck = hc
+	}
+	pkg, hasPkg := s.Attrs[model.AttrPkg].(string)
+	if !hasPkg {
+		if v, ok := s.Attrs[AttrCommand]; ok {
+			cmd, err := stringList(v)
+			if err != nil || len(cmd) == 0 {
+				if str, ok := v.(string); ok && strings.TrimSpace(str) != "" {
+					cmd = strings.Fields(str)
+				} else {
+					return ms, fmt.Errorf("services: %s.command: expected a non-empty list of strings or a string", s.Name)
+				}
+			}
+			ms.Args = append(cmd, ms.Args...)
+		} else if ms.Type == "process" {
+			return ms, fmt.Errorf("services: %s: a process service needs pkg (a path on the coordinator) or command", s.Name)
+		}
+		return ms, nil
+	}
+	if ms.Type != "process" {
+		ms.Pkg = pkg
+		return ms, nil
+	}
+	exe, err := ResolvePkg(pkg, opts.BaseDir)
+	if err != nil {
+		return ms, fmt.Errorf("services: %s.pkg: %w", s.Name, err)
+	}
+	ms.Pkg = exe
+	if !opts.SkipArtifacts {
+		d, err := FileDigest(exe)
+		if err != nil {
+			return ms, fmt.Errorf("services: %s.pkg: %w", s.Name, err)
+		}
+		ms.Artifact = d
+	}
+	return ms, nil
+}
+
+// ResolvePkg resolves a process service's pkg: a path relative to baseDir
+// (unless absolute) naming an executable file, or a directory whose bin/
+// holds exactly one executable.
+func ResolvePkg(pkg, baseDir string) (string, error) {
+	p := pkg
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(baseDir, p)
+	}
+	p, err := filepath.Abs(p)
+	if err != nil {
+		return "", err
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", pkg, err)
+	}
+	if fi.IsDir() {
+		bin := filepath.Join(p, "bin")
+		ents, err := os.ReadDir(bin)
+		if err != nil {
+			return "", fmt.Errorf("%s is a directory without a bin/ directory: %w", pkg, err)
+		}
+		var exes []string
+		for _, e := range ents {
+			if info, err := e.Info(); err == nil && info.Mode().IsRegular() && info.Mode()&0o111 != 0 {
+				exes = append(exes, filepath.Join(bin, e.Name()))
+			}
+		}
+		if len(exes) != 1 {
+			return "", fmt.Errorf("%s/bin: expected exactly one executable, found %d", pkg, len(exes))
+		}
+		return exes[0], nil
+	}
+	if fi.Mode()&0o111 == 0 {
+		return "", fmt.Errorf("%s: not executable", pkg)
+	}
+	return p, nil
+}
+
+// FileDigest returns "sha256:<hex>" of a file's content.
+func FileDigest(file string) (string, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("read %s: %w", file, err)
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// ValidateHealthCheck checks a healthCheck value: http://…, https://…,
+// tcp://host:port or tcp:host:port.
+func ValidateHealthCheck(hc string) error {
+	switch {
+	case strings.HasPrefix(hc, "http://"), strings.HasPrefix(hc, "https://"):
+		return nil
+	case strings.HasPrefix(hc, "tcp://"), strings.HasPrefix(hc, "tcp:"):
+		addr := strings.TrimPrefix(strings.TrimPrefix(hc, "tcp://"), "tcp:")
+		if !strings.Contains(addr, ":") {
+			return fmt.Errorf("%q: expected tcp://host:port", hc)
+		}
+		return nil
+	}
+	return fmt.Errorf("%q: expected http://host:port/path or tcp://host:port", hc)
+}
+
+func stringList(v any) ([]string, error) {
+	list, ok := v.([]any)
+	if !ok {
+		return nil, fmt.Errorf("expected a list of strings, got %s", model.TypeName(v))
+	}
+	out := make([]string, 0, len(list))
+	for i, e := range list {
+		s, ok := model.ScalarText(e)
+		if !ok {
+			return nil, fmt.Errorf("element %d: expected a string, got %s", i, model.TypeName(e))
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// dependencyOrder returns the service names with every dependsOn dependency
+// before its dependents, or an error naming a cycle.
+func dependencyOrder(svcs model.Services) ([]string, error) {
+	const (
+		white = iota
+		grey
+		black
+	)
+	color := map[string]int{}
+	var order []string
+	var stack []string
+	var visit func(string) error
+	visit = func(n string) error {
+		switch color[n] {
+		case grey:
+			i := len(stack) - 1
+			for i > 0 && stack[i] != n {
+				i--
+			}
+			return fmt.Errorf("services: dependsOn cycle: %s -> %s", strings.Join(stack[i:], " -> "), n)
+		case black:
+			return nil
+		}
+		color[n] = grey
+		stack = append(stack, n)
+		s := svcs[n]
+		if s != nil {
+			deps := append([]string(nil), s.DependsOn...)
+			sort.Strings(deps)
+			for _, d := range deps {
+				if err := visit(d); err != nil {
+					return err
+				}
+			}
+		}
+		stack = stack[:len(stack)-1]
+		color[n] = black
+		if s != nil {
+			order = append(order, n)
+		}
+		return nil
+	}
+	for _, n := range svcs.Names() {
+		if err := visit(n); err != nil {
+			return nil, err
+		}
+	}
+	return order, nil
+}
+
+func sortedKeysOf[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
