@@ -346,13 +346,27 @@ type StepError struct {
 	Label  string
 	Filter string
 	Err    error
+	// Emptied are the services an earlier step left without a candidate
+	// (often the cause of the error).
+	Emptied []EmptyService
 }
 
 func (e *StepError) Error() string {
+	var b strings.Builder
 	if e.Label != e.Filter {
-		return fmt.Sprintf("policy step %d (%s, filter %s): %v", e.Index, e.Label, e.Filter, e.Err)
+		fmt.Fprintf(&b, "policy step %d (%s, filter %s): %v", e.Index, e.Label, e.Filter, e.Err)
+	} else {
+		fmt.Fprintf(&b, "policy step %d (%s): %v", e.Index, e.Label, e.Err)
 	}
-	return fmt.Sprintf("policy step %d (%s): %v", e.Index, e.Label, e.Err)
+	for i, s := range e.Emptied {
+		if i == 5 {
+			fmt.Fprintf(&b, "\n... and %d more services without a candidate", len(e.Emptied)-5)
+			break
+		}
+		b.WriteString("\nbefore this step, ")
+		b.WriteString(s.String())
+	}
+	return b.String()
 }
 
 func (e *StepError) Unwrap() error { return e.Err }
@@ -361,6 +375,13 @@ func (e *StepError) Unwrap() error { return e.Err }
 // cartesian product) and applies every step in order.
 func (p *Policy) Run(in Input) (*Result, error) {
 	res, empty, err := p.run(in, in.Explain)
+	var se *StepError
+	if errors.As(err, &se) && len(se.Emptied) > 0 && !in.Explain && !p.hasExternal() {
+		// Run again with explanations to say why the last candidates went.
+		if _, _, err2 := p.run(in, true); errors.As(err2, &se) {
+			return nil, err2
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -449,7 +470,13 @@ func (p *Policy) run(in Input, explain bool) (*Result, []EmptyService, error) {
 		}
 		out, err := st.impl.Apply(env, cur)
 		if err != nil {
-			return nil, nil, &StepError{Index: st.Index, Label: st.Label(), Filter: st.Filter, Err: err}
+			serr := &StepError{Index: st.Index, Label: st.Label(), Filter: st.Filter, Err: err}
+			for i, s := range cur.Services {
+				if g, ok := gone[s]; ok && g.step > 0 && len(cur.Lists[i]) == 0 {
+					serr.Emptied = append(serr.Emptied, emptyService(s, g.step, g.label, g.from, g.last, ex))
+				}
+			}
+			return nil, nil, serr
 		}
 		if out == nil || len(out.Lists) != len(out.Services) {
 			return nil, nil, &StepError{Index: st.Index, Label: st.Label(), Filter: st.Filter, Err: errors.New("filter returned malformed candidates")}
@@ -503,26 +530,33 @@ func (p *Policy) run(in Input, explain bool) (*Result, []EmptyService, error) {
 		if !ok {
 			continue
 		}
-		e := EmptyService{Service: s, StepIndex: g.step, Step: g.label}
-		if g.from != nil {
-			e.Last = candNames(g.from, g.last)
-		}
+		e := emptyService(s, g.step, g.label, g.from, g.last, ex)
 		if ex != nil && g.step > 0 {
-			se := ex.svc(s)
-			se.EmptiedBy = fmt.Sprintf("%d (%s)", g.step, g.label)
-			e.Reasons = make([]string, len(e.Last))
-			for k, t := range e.Last {
-				for _, r := range se.Rejections {
-					if r.StepIndex == g.step && r.Target == t {
-						e.Reasons[k] = r.Reason
-					}
-				}
-			}
+			ex.svc(s).EmptiedBy = fmt.Sprintf("%d (%s)", g.step, g.label)
 		}
 		empty = append(empty, e)
 	}
 	sort.Slice(empty, func(i, j int) bool { return empty[i].Service < empty[j].Service })
 	return res, empty, nil
+}
+
+func emptyService(s string, step int, label string, from *Candidates, last []Cand, ex *Explanation) EmptyService {
+	e := EmptyService{Service: s, StepIndex: step, Step: label}
+	if from != nil {
+		e.Last = candNames(from, last)
+	}
+	if ex != nil && step > 0 {
+		se := ex.svc(s)
+		e.Reasons = make([]string, len(e.Last))
+		for k, t := range e.Last {
+			for _, r := range se.Rejections {
+				if r.StepIndex == step && r.Target == t {
+					e.Reasons[k] = r.Reason
+				}
+			}
+		}
+	}
+	return e
 }
 
 // cartesian returns every service × every target; the first n Strings
