@@ -12,18 +12,29 @@ import (
 // targets (in sorted order) as colours. Every link between two services
 // becomes a network link, using as few machines as possible. It ignores its
 // input candidates and places every service of the services model.
-type GraphCol struct{}
+type GraphCol struct {
+	// OutputProperty, when set (the reference uses "hostname"), names each
+	// chosen target by the value of that property instead of its attribute
+	// name. The default, the attribute name, is what the rest of the
+	// pipeline and the distribution writer expect.
+	OutputProperty string
+}
 
 var _ Filter = GraphCol{}
 
 func init() {
 	Register(Spec{
 		Name: "graphcol",
+		Params: []string{"outputProperty"},
 		New: func(p Params) (Filter, error) {
-			if err := algCheckParams("graphcol", p); err != nil {
+			if err := algCheckParams("graphcol", p, "outputProperty"); err != nil {
 				return nil, err
 			}
-			return GraphCol{}, nil
+			op, _, err := algString("graphcol", p, "outputProperty")
+			if err != nil {
+				return nil, err
+			}
+			return GraphCol{OutputProperty: op}, nil
 		},
 		Doc: "DSatur graph colouring: linked services on different targets, as few targets as possible",
 	})
@@ -35,7 +46,7 @@ func init() {
 // coloured nodes (not the number of distinct neighbour colours). It is kept
 // up to date incrementally in saturation buckets, so a run costs
 // O(n log n + edges) (the log from sorting the initial order).
-func (GraphCol) Apply(env *Env, in *Candidates) (*Candidates, error) {
+func (g GraphCol) Apply(env *Env, in *Candidates) (*Candidates, error) {
 	names := env.Services.Names()
 	n := len(names)
 	if n == 0 {
@@ -164,12 +175,17 @@ func (GraphCol) Apply(env *Env, in *Candidates) (*Candidates, error) {
 		}
 	}
 
-	// Output: the colour's target named by its hostname property (the
-	// reference's TODO); the attribute name when it has none.
+	// Output: the colour's target, by attribute name, or by the value of
+	// OutputProperty (the reference's "hostname", a TODO there) when set
+	// and the target has it.
 	hostIdx := make([]int32, len(targets))
 	for i, tn := range targets {
 		name := tn
-		if v, ok := env.Infrastructure[tn].Property("hostname"); ok {
+		if g.OutputProperty == "" {
+			hostIdx[i] = in.Strings.Intern(name)
+			continue
+		}
+		if v, ok := env.Infrastructure[tn].Property(g.OutputProperty); ok {
 			v, _ = model.ScalarText(v)
 			if s, ok := v.(string); ok && s != "" {
 				name = s

@@ -94,10 +94,32 @@ func TestGraphColErrors(t *testing.T) {
 			t.Errorf("%s: error %v, want %q", name, err, c.want)
 		}
 	}
-	// A target without hostname is named by its attribute name.
-	env, _ := algEnv(model.Services{"a": {Name: "a"}}, infra, nil)
-	out, err := GraphCol{}.Apply(env, FromDistribution(NewStrings(), model.Distribution{}))
-	if err != nil || out.Distribution()["a"][0].Target != "t" {
-		t.Errorf("got %v, %v", out, err)
+}
+
+func TestGraphColOutputNames(t *testing.T) {
+	t.Parallel()
+	services := model.Services{"a": {Name: "a", DependsOn: []string{"b"}}, "b": {Name: "b"}}
+	infra := model.Infrastructure{
+		"t1": {Name: "t1", Properties: map[string]any{"hostname": "t1.example.org"}},
+		"t2": {Name: "t2", Properties: map[string]any{}},
+	}
+	cases := []struct {
+		prop string
+		want map[string]string
+	}{
+		{"", map[string]string{"a": "t1", "b": "t2"}},
+		{"hostname", map[string]string{"a": "t1.example.org", "b": "t2"}}, // t2 has none: attribute name
+	}
+	for _, c := range cases {
+		env, _ := algEnv(services, infra, nil)
+		out, err := GraphCol{OutputProperty: c.prop}.Apply(env, FromDistribution(NewStrings(), model.Distribution{}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for s, w := range c.want {
+			if got := out.Distribution()[s][0].Target; got != w {
+				t.Errorf("outputProperty %q: %s on %s, want %s", c.prop, s, got, w)
+			}
+		}
 	}
 }
