@@ -240,7 +240,7 @@ func CanonicalNumber(n json.Number) (string, error) {
 	if f == math.Trunc(f) && f >= -9.223372036854775808e18 && f < 9.223372036854775808e18 {
 		return strconv.FormatInt(int64(f), 10), nil
 	}
-	return strconv.FormatFloat(f, 'g', -1, 64), nil
+	return formatFloat(f), nil
 }
 
 // validNumber reports whether s is a JSON number.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -200,6 +201,13 @@ func yamlValue(n *yaml.Node, file string, budget *int) (any, error) {
 		}
 		if _, isTime := v.(interface{ IsZero() bool }); isTime {
 			return n.Value, nil
+		}
+		if f, isFloat := v.(float64); isFloat && n.ShortTag() == "!!float" {
+			if math.IsInf(f, 0) || math.IsNaN(f) {
+				return nil, errAt(file, place, "number %s is not finite", n.Value)
+			}
+			// A YAML float stays a float (2.0 is not the int 2).
+			return FloatNumber(f), nil
 		}
 		return nv, nil
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"math/big"
 	"os"
 	"os/exec"
@@ -290,7 +291,7 @@ func decodeFloat(v any) (json.Number, error) {
 // shortest text that reads back to x, with ".0" added when it would read as
 // an integer (1.0 stays "1.0").
 func FloatNumber(x float64) json.Number {
-	s := strconv.FormatFloat(x, 'g', -1, 64)
+	s := formatFloat(x)
 	if !strings.ContainsAny(s, ".eEn") {
 		s += ".0"
 	}
@@ -321,4 +322,22 @@ func joinSorted(errs []error) error {
 	}
 	sort.SliceStable(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
 	return errors.Join(errs...)
+}
+
+// formatFloat writes a float the way encoding/json does: the shortest text
+// that reads back to x, in exponent form only below 1e-6 or from 1e21 on.
+func formatFloat(x float64) string {
+	abs := math.Abs(x)
+	format := byte('f')
+	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	s := strconv.FormatFloat(x, format, -1, 64)
+	if format == 'e' {
+		// clean up e-09 to e-9
+		if n := len(s); n >= 4 && s[n-4] == 'e' && s[n-3] == '-' && s[n-2] == '0' {
+			s = s[:n-2] + s[n-1:]
+		}
+	}
+	return s
 }

@@ -207,19 +207,33 @@ func NixNumber(n json.Number) (string, error) {
 		return "", fmt.Errorf("number %s is out of the range of a Nix float", s)
 	}
 	neg := math.Signbit(f)
-	text := strconv.FormatFloat(math.Abs(f), 'g', -1, 64)
-	mant, exp, hasExp := strings.Cut(text, "e")
-	if !strings.Contains(mant, ".") {
-		mant += ".0"
-	}
-	text = mant
-	if hasExp {
-		text += "e" + exp
+	a := math.Abs(f)
+	var text string
+	if a != 0 && a < 0x1p-1022 {
+		// Nix rejects literals of subnormal floats (strtod reports a range
+		// error); scale by a power of two, which is exact both ways.
+		text = "(" + nixFloatLiteral(a*0x1p200) + " / " + nixFloatLiteral(0x1p200) + ")"
+	} else {
+		text = nixFloatLiteral(a)
 	}
 	if neg {
 		return "(-" + text + ")", nil
 	}
 	return text, nil
+}
+
+// nixFloatLiteral writes a non-negative float as a Nix float literal: the
+// shortest text that reads back to it, always with a "." in the mantissa.
+func nixFloatLiteral(a float64) string {
+	text := formatFloat(a)
+	mant, exp, hasExp := strings.Cut(text, "e")
+	if !strings.Contains(mant, ".") {
+		mant += ".0"
+	}
+	if hasExp {
+		return mant + "e" + exp
+	}
+	return mant
 }
 
 // DistributionNix returns a distribution as a Disnix distribution function:

@@ -27,7 +27,12 @@ func Normalize(v any) (any, error) {
 		if math.IsInf(x, 0) || math.IsNaN(x) {
 			return nil, fmt.Errorf("number %v is not finite", x)
 		}
-		return json.Number(strconv.FormatFloat(x, 'g', -1, 64)), nil
+		if x == math.Trunc(x) && math.Abs(x) < 1e21 {
+			// An integral float64 (encoding/json without UseNumber gives
+			// these for every number) is written as an integer.
+			return json.Number(strconv.FormatFloat(x, 'f', -1, 64)), nil
+		}
+		return json.Number(formatFloat(x)), nil
 	case []any:
 		out := make([]any, len(x))
 		for i, e := range x {

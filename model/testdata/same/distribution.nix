@@ -1,0 +1,5 @@
+{infrastructure}:
+{
+  api = [ infrastructure.test2 ];
+  web = [ { target = infrastructure.test1; container = "process"; } infrastructure.test2 ];
+}
