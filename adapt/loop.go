@@ -1,0 +1,655 @@
+package adapt
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/robfig/cron/v3"
+	"go.uber.org/zap"
+
+	"github.com/dydisnix/dydisnix/model"
+)
+
+// Source delivers infrastructure snapshots until ctx ends. discovery's
+// sources are adapted to it by FromDiscovery-style wrappers; tests feed a
+// channel (ChanSource).
+type Source interface {
+	Run(ctx context.Context, out chan<- Snapshot) error
+}
+
+// Planner composes the pure planning rooms: augment, qos and portassign.
+type Planner interface {
+	// Load (re)reads the model files (services, QoS policy, augmentation,
+	// ID resources) and returns a hash of their content. On error the
+	// previously loaded models stay in use.
+	Load(ctx context.Context) (string, error)
+	// Augment returns the infrastructure with the augmentation model
+	// applied (it may hold secrets: never log or publish it).
+	Augment(infra model.Infrastructure) (model.Infrastructure, error)
+	// Plan computes the distribution of the services over infra, with
+	// previous (the deployed distribution, or nil) passed to the policy,
+	// and assigns ports and IDs (saving the ids/ports files atomically).
+	Plan(ctx context.Context, infra model.Infrastructure, previous model.Distribution) (*Desired, error)
+}
+
+// Desired is a planned deployment.
+type Desired struct {
+	Services       model.Services       `json:"-"`
+	Infrastructure model.Infrastructure `json:"-"`
+	Distribution   model.Distribution   `json:"distribution"`
+	// Explanation is the policy's explanation (printed in /status).
+	Explanation any `json:"explanation,omitempty"`
+}
+
+// DeployRequest asks a Deployer to carry the system to Desired.
+type DeployRequest struct {
+	Desired *Desired
+	// Previous is the distribution deployed before (nil: none).
+	Previous model.Distribution
+	// Reconcile lists targets that joined or returned: the services they
+	// already run must be compared with the manifest, and those the new
+	// distribution does not place there deactivated (never duplicated).
+	Reconcile []string
+}
+
+// DeployResult describes a finished deploy.
+type DeployResult struct {
+	// Plan holds the transition's steps, as text, in order.
+	Plan []string `json:"plan"`
+	// Moved lists services whose targets changed.
+	Moved []string `json:"moved,omitempty"`
+}
+
+// Deployer carries out transitions. Contract: Deploy either reaches the
+// desired configuration or rolls back to the previous one and unlocks the
+// targets before returning an error; when ctx is cancelled it stops at the
+// next step and rolls back.
+type Deployer interface {
+	// Current returns the distribution of the newest deployed generation
+	// (nil when nothing was deployed).
+	Current(ctx context.Context) (model.Distribution, error)
+	// Reconstruct rebuilds the deployed manifest from what the targets of
+	// infra report and installs it as the newest generation.
+	Reconstruct(ctx context.Context, infra model.Infrastructure) error
+	// Deploy plans the transition from the current generation to the
+	// desired one and executes it.
+	Deploy(ctx context.Context, req DeployRequest) (*DeployResult, error)
+}
+
+// Snapshotter takes snapshots of every stateful service into the
+// coordinator's store (the --snapshot job). A Deployer may implement it.
+type Snapshotter interface {
+	Snapshot(ctx context.Context) error
+}
+
+// Config configures a Loop.
+type Config struct {
+	Source   Source
+	Planner  Planner
+	Deployer Deployer
+	// Snapshotter runs on SnapshotSchedule; nil disables snapshots.
+	Snapshotter Snapshotter
+	// SnapshotSchedule is a robfig/cron/v3 spec ("@every 1m" when empty
+	// and Snapshotter is set). A run never overlaps the previous one nor a
+	// deploy.
+	SnapshotSchedule string
+	// WatchFiles are watched with fsnotify; a change reloads the models.
+	WatchFiles []string
+	// Reconstruct rebuilds the manifest from the targets before every
+	// deploy (--reconstruct).
+	Reconstruct bool
+	// Timing holds the delays; zero fields take DefaultTiming's values.
+	Timing Timing
+	// ShutdownTimeout bounds how long a running deploy may go on after the
+	// loop is asked to stop before it is cancelled (and rolled back). 2 min.
+	ShutdownTimeout time.Duration
+	// Clock defaults to the wall clock.
+	Clock Clock
+	// Logger defaults to a no-op logger.
+	Logger *zap.Logger
+	// Registerer receives the loop's metrics; nil uses a private registry
+	// (served by Handler).
+	Registry *prometheus.Registry
+	// OnDeploy is called after every deploy that was attempted (not for
+	// checks that found nothing changed). It must not block for long.
+	OnDeploy func(DeployReport)
+	// OnChange is called for every membership transition.
+	OnChange func(MemberChange)
+}
+
+// DeployReport describes one deploy attempt.
+type DeployReport struct {
+	Seq     int    `json:"seq"`
+	Result  string `json:"result"` // "success" or "failure"
+	Error   string `json:"error,omitempty"`
+	Attempt int    `json:"attempt"`
+	// Causes lists the changes this deploy answers.
+	Causes    []string `json:"causes"`
+	Reconcile []string `json:"reconcile,omitempty"`
+	// ChangeAt is when the earliest of these changes was observed,
+	// Started when the deploy started, Finished when it ended.
+	ChangeAt time.Time `json:"changeAt"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	// DetectionMs is Started-ChangeAt, RedeployMs Finished-ChangeAt.
+	DetectionMs  int64              `json:"detectionMs"`
+	RedeployMs   int64              `json:"redeployMs"`
+	Targets      []string           `json:"targets"`
+	Distribution model.Distribution `json:"distribution,omitempty"`
+	Plan         []string           `json:"plan,omitempty"`
+	Moved        []string           `json:"moved,omitempty"`
+}
+
+// Loop is the self-adaptive control loop.
+type Loop struct {
+	cfg     Config
+	clock   Clock
+	log     *zap.Logger
+	decider *Decider
+	metrics *metrics
+
+	deployMu sync.Mutex // one deploy or snapshot at a time
+
+	mu         sync.Mutex
+	status     Status
+	lastFull   string
+	services   model.Services
+	modelsHash string
+	seq        int
+
+	// stepped, when set (tests), receives after every decision step.
+	stepped chan struct{}
+}
+
+// New checks cfg and returns a loop ready to Run.
+func New(cfg Config) (*Loop, error) {
+	if cfg.Source == nil || cfg.Planner == nil || cfg.Deployer == nil {
+		return nil, errors.New("adapt: Config needs a Source, a Planner and a Deployer")
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = RealClock{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	if cfg.ShutdownTimeout == 0 {
+		cfg.ShutdownTimeout = 2 * time.Minute
+	}
+	if cfg.Snapshotter != nil && cfg.SnapshotSchedule == "" {
+		cfg.SnapshotSchedule = "@every 1m"
+	}
+	if cfg.SnapshotSchedule != "" {
+		if _, err := cron.ParseStandard(cfg.SnapshotSchedule); err != nil {
+			return nil, fmt.Errorf("snapshot schedule %q: %w", cfg.SnapshotSchedule, err)
+		}
+	}
+	l := &Loop{cfg: cfg, clock: cfg.Clock, log: cfg.Logger, decider: NewDecider(cfg.Timing)}
+	m, err := newMetrics(cfg.Registry)
+	if err != nil {
+		return nil, err
+	}
+	l.metrics = m
+	l.status.Phase = "starting"
+	return l, nil
+}
+
+type deployDone struct {
+	order  *DeployOrder
+	report *DeployReport
+	err    error
+}
+
+// Run runs the loop until ctx is cancelled, then finishes (or, after
+// ShutdownTimeout, cancels and rolls back) a running deploy and returns nil.
+// It returns an error when the models cannot be loaded at start.
+func (l *Loop) Run(ctx context.Context) error {
+	l.mu.Lock()
+	l.status.Started = l.clock.Now()
+	l.mu.Unlock()
+	if err := l.load(ctx, true); err != nil {
+		return err
+	}
+
+	srcCtx, stopSrc := context.WithCancel(context.Background())
+	defer stopSrc()
+	snaps := make(chan Snapshot, 16)
+	srcErr := make(chan error, 1)
+	go func() { srcErr <- l.cfg.Source.Run(srcCtx, snaps) }()
+
+	reload := make(chan struct{}, 1)
+	if len(l.cfg.WatchFiles) > 0 {
+		w, err := l.watch(reload)
+		if err != nil {
+			return err
+		}
+		defer w.Close()
+	}
+
+	var cr *cron.Cron
+	if l.cfg.Snapshotter != nil {
+		cr = cron.New(cron.WithChain(cron.SkipIfStillRunning(cronLogger{l.log})))
+		if _, err := cr.AddFunc(l.cfg.SnapshotSchedule, l.snapshotJob); err != nil {
+			return fmt.Errorf("snapshot schedule: %w", err)
+		}
+		cr.Start()
+		defer func() { <-cr.Stop().Done() }()
+	}
+
+	deployCtx, cancelDeploy := context.WithCancel(context.Background())
+	defer cancelDeploy()
+	done := make(chan deployDone, 1)
+	running := false
+
+	var wake Timer
+	resync := l.clock.NewTimer(l.decider.Timing().Resync)
+	defer func() { resync.Stop() }()
+
+	l.setPhase("idle")
+	step := func(obs Observation) {
+		now := l.clock.Now()
+		act := l.decider.Decide(obs, now)
+		for _, c := range act.Changes {
+			l.log.Info("membership", zap.String("target", c.Target), zap.String("from", string(c.From)),
+				zap.String("to", string(c.To)), zap.String("reason", c.Reason))
+			if l.cfg.OnChange != nil {
+				l.cfg.OnChange(c)
+			}
+		}
+		l.updateMembers()
+		if wake != nil {
+			wake.Stop()
+			wake = nil
+		}
+		if !act.Wake.IsZero() {
+			wake = l.clock.NewTimer(act.Wake.Sub(now))
+		}
+		if act.Deploy != nil {
+			running = true
+			l.setPhase("deploying")
+			order := act.Deploy
+			go func() {
+				rep, err := l.execute(deployCtx, order)
+				done <- deployDone{order: order, report: rep, err: err}
+			}()
+		} else if !running {
+			if !l.decider.RetryAt().IsZero() {
+				l.setPhase("retrying")
+			} else {
+				l.setPhase("idle")
+			}
+		}
+		if l.stepped != nil {
+			l.stepped <- struct{}{}
+		}
+	}
+	step(Observation{Kind: ObsModels, ModelsHash: l.getModelsHash()})
+
+	for {
+		var wakeC <-chan time.Time
+		if wake != nil {
+			wakeC = wake.C()
+		}
+		select {
+		case <-ctx.Done():
+			return l.shutdown(running, done, cancelDeploy)
+		case err := <-srcErr:
+			if ctx.Err() != nil {
+				return l.shutdown(running, done, cancelDeploy)
+			}
+			l.log.Error("discovery source stopped", zap.Error(err))
+			srcErr = nil
+			l.mu.Lock()
+			l.status.SourceError = fmt.Sprint(err)
+			l.mu.Unlock()
+		case s := <-snaps:
+			if s.At.IsZero() {
+				s.At = l.clock.Now()
+			}
+			l.noteSnapshot(s)
+			step(Observation{Kind: ObsSnapshot, Snapshot: s})
+		case <-reload:
+			if err := l.load(ctx, false); err == nil {
+				step(Observation{Kind: ObsModels, ModelsHash: l.getModelsHash()})
+			}
+		case <-resync.C():
+			resync = l.clock.NewTimer(l.decider.Timing().Resync)
+			if err := l.load(ctx, false); err == nil {
+				step(Observation{Kind: ObsModels, ModelsHash: l.getModelsHash()})
+			}
+			step(Observation{Kind: ObsResync})
+		case <-wakeC:
+			wake = nil
+			step(Observation{Kind: ObsTick})
+		case d := <-done:
+			running = false
+			key := d.order.Key
+			l.finish(d)
+			step(Observation{Kind: ObsDeployDone, Key: key, Err: d.err})
+		}
+	}
+}
+
+// shutdown waits for a running deploy, cancelling it (the deployer rolls
+// back and unlocks) when ShutdownTimeout passes.
+func (l *Loop) shutdown(running bool, done chan deployDone, cancel context.CancelFunc) error {
+	l.setPhase("stopping")
+	if running {
+		l.log.Info("waiting for the running deploy to finish", zap.Duration("timeout", l.cfg.ShutdownTimeout))
+		t := l.clock.NewTimer(l.cfg.ShutdownTimeout)
+		select {
+		case d := <-done:
+			t.Stop()
+			l.finish(d)
+		case <-t.C():
+			l.log.Warn("shutdown timeout: cancelling the running deploy (rollback)")
+			cancel()
+			l.finish(<-done)
+		}
+	}
+	l.setPhase("stopped")
+	return nil
+}
+
+// load reloads the models. At start an error is fatal; later it is logged
+// and the previous models stay in use.
+func (l *Loop) load(ctx context.Context, initial bool) error {
+	h, err := l.cfg.Planner.Load(ctx)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err != nil {
+		l.status.ModelsError = err.Error()
+		l.metrics.modelErrors.Inc()
+		if initial {
+			return fmt.Errorf("load models: %w", err)
+		}
+		l.log.Error("reloading the models failed; keeping the previous ones", zap.Error(err))
+		return err
+	}
+	if h != l.modelsHash && !initial {
+		l.log.Info("models reloaded", zap.String("hash", short(h)))
+	}
+	l.status.ModelsError = ""
+	l.modelsHash = h
+	return nil
+}
+
+func (l *Loop) getModelsHash() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.modelsHash
+}
+
+// watch watches the directories of the model files (editors replace files
+// by renaming) and signals reload for events on the files themselves.
+func (l *Loop) watch(reload chan<- struct{}) (*fsnotify.Watcher, error) {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return nil, fmt.Errorf("watch model files: %w", err)
+	}
+	files := map[string]bool{}
+	dirs := map[string]bool{}
+	for _, f := range l.cfg.WatchFiles {
+		abs, err := filepath.Abs(f)
+		if err != nil {
+			w.Close()
+			return nil, fmt.Errorf("watch %s: %w", f, err)
+		}
+		files[abs] = true
+		dirs[filepath.Dir(abs)] = true
+	}
+	for d := range dirs {
+		if err := w.Add(d); err != nil {
+			w.Close()
+			return nil, fmt.Errorf("watch %s: %w", d, err)
+		}
+	}
+	go func() {
+		for {
+			select {
+			case ev, ok := <-w.Events:
+				if !ok {
+					return
+				}
+				if files[filepath.Clean(ev.Name)] && ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename|fsnotify.Remove) != 0 {
+					select {
+					case reload <- struct{}{}:
+					default:
+					}
+				}
+			case err, ok := <-w.Errors:
+				if !ok {
+					return
+				}
+				l.log.Warn("file watcher", zap.Error(err))
+			}
+		}
+	}()
+	return w, nil
+}
+
+// execute carries out one order: augment, compare the full hash, reconstruct,
+// plan with the previous distribution, deploy. A nil report means nothing
+// changed (a check).
+func (l *Loop) execute(ctx context.Context, order *DeployOrder) (*DeployReport, error) {
+	l.deployMu.Lock()
+	defer l.deployMu.Unlock()
+	started := l.clock.Now()
+	aug, err := l.cfg.Planner.Augment(order.Infrastructure)
+	if err != nil {
+		return l.report(order, started, nil, nil, fmt.Errorf("augment: %w", err)), err
+	}
+	full := fullHash(order.Key, aug)
+	l.mu.Lock()
+	same := full == l.lastFull && len(order.Reconcile) == 0
+	l.mu.Unlock()
+	if same {
+		return nil, nil
+	}
+	l.log.Info("change detected: redeploying", zap.Strings("causes", order.Causes), zap.Int("attempt", order.Attempt),
+		zap.Strings("targets", order.Infrastructure.Names()), zap.Strings("reconcile", order.Reconcile))
+	if l.cfg.Reconstruct {
+		if err := l.cfg.Deployer.Reconstruct(ctx, aug); err != nil {
+			err = fmt.Errorf("reconstruct: %w", err)
+			return l.report(order, started, nil, nil, err), err
+		}
+	}
+	prev, err := l.cfg.Deployer.Current(ctx)
+	if err != nil {
+		err = fmt.Errorf("read the deployed distribution: %w", err)
+		return l.report(order, started, nil, nil, err), err
+	}
+	desired, err := l.cfg.Planner.Plan(ctx, aug, prev)
+	if err != nil {
+		err = fmt.Errorf("plan: %w", err)
+		return l.report(order, started, nil, nil, err), err
+	}
+	res, err := l.cfg.Deployer.Deploy(ctx, DeployRequest{Desired: desired, Previous: prev, Reconcile: order.Reconcile})
+	if err != nil {
+		err = fmt.Errorf("deploy: %w", err)
+		return l.report(order, started, desired, res, err), err
+	}
+	l.mu.Lock()
+	l.lastFull = full
+	l.services = desired.Services
+	l.mu.Unlock()
+	return l.report(order, started, desired, res, nil), nil
+}
+
+func (l *Loop) report(order *DeployOrder, started time.Time, desired *Desired, res *DeployResult, err error) *DeployReport {
+	now := l.clock.Now()
+	l.mu.Lock()
+	l.seq++
+	seq := l.seq
+	l.mu.Unlock()
+	r := &DeployReport{
+		Seq: seq, Result: "success", Attempt: order.Attempt, Causes: order.Causes, Reconcile: order.Reconcile,
+		ChangeAt: order.Since, Started: started, Finished: now,
+		DetectionMs: started.Sub(order.Since).Milliseconds(), RedeployMs: now.Sub(order.Since).Milliseconds(),
+		Targets: order.Infrastructure.Names(),
+	}
+	if desired != nil {
+		r.Distribution = desired.Distribution
+	}
+	if res != nil {
+		r.Plan, r.Moved = res.Plan, res.Moved
+	}
+	if err != nil {
+		r.Result, r.Error = "failure", err.Error()
+	}
+	return r
+}
+
+// finish records a finished deploy in the status, the metrics and the log.
+func (l *Loop) finish(d deployDone) {
+	if d.report == nil {
+		l.metrics.checks.Inc()
+		l.mu.Lock()
+		l.status.LastCheck = l.clock.Now()
+		l.mu.Unlock()
+		return
+	}
+	r := d.report
+	if d.err != nil {
+		l.metrics.redeploys.WithLabelValues("failure").Inc()
+		l.metrics.failures.Inc()
+		l.log.Error("redeploy failed; will retry", zap.Int("seq", r.Seq), zap.Int("attempt", r.Attempt), zap.Error(d.err))
+	} else {
+		l.metrics.redeploys.WithLabelValues("success").Inc()
+		l.metrics.detection.Observe(r.Started.Sub(r.ChangeAt).Seconds())
+		l.metrics.redeploy.Observe(r.Finished.Sub(r.ChangeAt).Seconds())
+		l.log.Info("redeployed", zap.Int("seq", r.Seq), zap.Int64("detectionMs", r.DetectionMs),
+			zap.Int64("redeployMs", r.RedeployMs), zap.Strings("moved", r.Moved), zap.Int("steps", len(r.Plan)))
+	}
+	l.mu.Lock()
+	l.status.LastDeploy = r
+	if d.err == nil {
+		l.status.Distribution = r.Distribution
+		l.metrics.services.Set(float64(len(r.Distribution)))
+	}
+	l.mu.Unlock()
+	if l.cfg.OnDeploy != nil {
+		l.cfg.OnDeploy(*r)
+	}
+}
+
+// snapshotJob is the --snapshot cron job. It skips a run while a deploy
+// holds the targets (cron's SkipIfStillRunning skips overlapping runs).
+func (l *Loop) snapshotJob() {
+	if !l.deployMu.TryLock() {
+		l.log.Info("snapshot skipped: a deploy is running")
+		l.metrics.snapshots.WithLabelValues("skipped").Inc()
+		return
+	}
+	defer l.deployMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	if err := l.cfg.Snapshotter.Snapshot(ctx); err != nil {
+		l.log.Error("snapshot failed", zap.Error(err))
+		l.metrics.snapshots.WithLabelValues("failure").Inc()
+		return
+	}
+	l.metrics.snapshots.WithLabelValues("success").Inc()
+	l.mu.Lock()
+	l.status.LastSnapshot = l.clock.Now()
+	l.mu.Unlock()
+}
+
+func (l *Loop) noteSnapshot(s Snapshot) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, e := range s.Events {
+		ev := e
+		l.status.LastEvent = &ev
+		l.log.Info("discovery event", zap.String("kind", e.Kind), zap.String("target", e.Target), zap.String("reason", e.Reason))
+	}
+	l.status.Discovered = s.Infrastructure.Names()
+}
+
+func (l *Loop) updateMembers() {
+	ms := l.decider.Members()
+	counts := map[MemberState]int{MemberUp: 0, MemberLeaving: 0, MemberDown: 0, MemberProbation: 0}
+	for _, m := range ms {
+		counts[m.State]++
+	}
+	for st, n := range counts {
+		l.metrics.targets.WithLabelValues(string(st)).Set(float64(n))
+	}
+	l.mu.Lock()
+	l.status.Targets = ms
+	l.status.Infrastructure = l.decider.used()
+	if r := l.decider.RetryAt(); !r.IsZero() {
+		l.status.RetryAt = &r
+	} else {
+		l.status.RetryAt = nil
+	}
+	l.mu.Unlock()
+}
+
+func (l *Loop) setPhase(p string) {
+	l.mu.Lock()
+	l.status.Phase = p
+	l.mu.Unlock()
+}
+
+// fullHash hashes the order's key with the augmented infrastructure (the
+// original hashes the evaluated augmented infrastructure).
+func fullHash(key string, aug model.Infrastructure) string {
+	b, err := json.Marshal(aug)
+	if err != nil {
+		b = []byte(err.Error())
+	}
+	h := sha256.New()
+	h.Write([]byte(key))
+	h.Write([]byte{0})
+	h.Write(b)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func short(h string) string {
+	if len(h) > 12 {
+		return h[:12]
+	}
+	return h
+}
+
+type cronLogger struct{ l *zap.Logger }
+
+func (c cronLogger) Info(msg string, kv ...any) { c.l.Sugar().Debugw("cron: "+msg, kv...) }
+func (c cronLogger) Error(err error, msg string, kv ...any) {
+	c.l.Sugar().Errorw("cron: "+msg, append(kv, "error", err)...)
+}
+
+// ChanSource is a Source fed from a channel (tests, embedding).
+type ChanSource chan Snapshot
+
+// Run forwards snapshots until ctx ends or the channel is closed.
+func (c ChanSource) Run(ctx context.Context, out chan<- Snapshot) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case s, ok := <-c:
+			if !ok {
+				<-ctx.Done()
+				return ctx.Err()
+			}
+			select {
+			case out <- s:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+}
