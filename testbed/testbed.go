@@ -179,6 +179,10 @@ func (tb *Testbed) Add(name string, props map[string]any) (*Machine, error) {
 	if err != nil {
 		return nil, err
 	}
+	if _, ok := props["address"]; !ok {
+		// Services reach each other by their target's address property.
+		props["address"] = host.Addr.String()
+	}
 	dir := filepath.Join(tb.cfg.Dir, "machines", name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("machine %s: %w", name, err)
