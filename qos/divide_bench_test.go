@@ -57,7 +57,7 @@ func genBenchModel(S, M int) *benchModel {
 		}
 		mem := 16 + rnd.IntN(1009)
 		total += mem
-		svc := &model.Service{Name: name, Type: typ, Attrs: map[string]any{"requireMem": algNum(int64(mem))}, HasDependsOn: true}
+		svc := &model.Service{Name: name, Type: typ, Attrs: map[string]any{"requireMem": algNum(int64(mem)), "group": typ}, HasDependsOn: true}
 		k := min(i, rnd.IntN(4))
 		if k > 0 {
 			deps := rnd.Perm(i)[:k]
@@ -87,6 +87,7 @@ func genBenchModel(S, M int) *benchModel {
 		mem := int64(math.Round((0.5 + rnd.Float64()) * math.Max(1.5*float64(total)/float64(M), 2048)))
 		infra[name] = &model.Target{Name: name, Properties: map[string]any{
 			"hostname": name, "mem": algNum(mem), "cost": algNum(int64(10 + rnd.IntN(91))),
+			"zone": fmt.Sprintf("zone%d", j%5),
 		}}
 	}
 	for _, t := range benchTypes[1:] {

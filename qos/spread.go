@@ -105,57 +105,82 @@ func (f *Spread) Apply(env *Env, in *Candidates) (*Candidates, error) {
 	if len(groups) == 0 {
 		return in, nil
 	}
-	// Domain per Strings index, computed once.
-	domain := make(map[int32]string)
-	dom := func(t int32) string {
-		d, ok := domain[t]
-		if !ok {
-			d = f.domainOf(env, strs.Name(t))
-			domain[t] = d
+	// Domain id per Strings index (-1 unknown yet), computed once.
+	domID := make([]int32, strs.Len())
+	for i := range domID {
+		domID[i] = -1
+	}
+	var domNames []string
+	byName := map[string]int32{}
+	dom := func(t int32) int32 {
+		if d := domID[t]; d >= 0 {
+			return d
 		}
+		name := f.domainOf(env, strs.Name(t))
+		d, ok := byName[name]
+		if !ok {
+			d = int32(len(domNames))
+			byName[name] = d
+			domNames = append(domNames, name)
+		}
+		domID[t] = d
 		return d
 	}
 	out := in.Derive()
 	copy(out.Lists, in.Lists)
 	sort.Strings(groupNames)
+	var count []int
+	var stamp []int
+	stampN := 0
 	for _, g := range groupNames {
 		members := groups[g]
 		distinct := make(map[int]int, len(members))
 		for _, si := range members {
-			seen := map[string]bool{}
+			stampN++
+			n := 0
 			for _, c := range in.Lists[si] {
-				seen[dom(c.Target)] = true
+				d := int(dom(c.Target))
+				for len(stamp) <= d {
+					stamp = append(stamp, 0)
+				}
+				if stamp[d] != stampN {
+					stamp[d] = stampN
+					n++
+				}
 			}
-			distinct[si] = len(seen)
+			distinct[si] = n
 		}
 		sort.SliceStable(members, func(a, b int) bool { return distinct[members[a]] < distinct[members[b]] })
-		count := map[string]int{}
+		count = append(count[:0], make([]int, len(domNames))...)
 		for _, si := range members {
 			list := in.Lists[si]
 			if len(list) == 0 {
 				continue
 			}
-			best, bestN := "", -1
+			best, bestN, nKept := int32(-1), -1, 0
 			for _, c := range list {
-				d := dom(c.Target)
+				d := domID[c.Target]
 				if n := count[d]; bestN < 0 || n < bestN {
-					best, bestN = d, n
+					best, bestN, nKept = d, n, 0
+				}
+				if d == best {
+					nKept++
 				}
 			}
 			count[best]++
-			kept := make([]Cand, 0, len(list))
+			kept := make([]Cand, 0, nKept)
 			for _, c := range list {
-				if dom(c.Target) == best {
+				if domID[c.Target] == best {
 					kept = append(kept, c)
 				}
 			}
 			out.Lists[si] = kept
 			if env.Explaining {
 				s := in.Services[si]
-				env.Note(s, fmt.Sprintf("spread: group %s → %s (member %d there)", g, best, bestN+1))
+				env.Note(s, fmt.Sprintf("spread: group %s → %s (member %d there)", g, domNames[best], bestN+1))
 				for _, c := range list {
 					if d := dom(c.Target); d != best {
-						env.Reject(s, strs.Name(c.Target), fmt.Sprintf("%s hosts %d service(s) of group %s, %s only %d", d, count[d], g, best, bestN))
+						env.Reject(s, strs.Name(c.Target), fmt.Sprintf("%s hosts %d service(s) of group %s, %s only %d", domNames[d], count[d], g, domNames[best], bestN))
 					}
 				}
 			}
