@@ -24,7 +24,7 @@ var _ Filter = GraphCol{}
 
 func init() {
 	Register(Spec{
-		Name: "graphcol",
+		Name:   "graphcol",
 		Params: []string{"outputProperty"},
 		New: func(p Params) (Filter, error) {
 			if err := algCheckParams("graphcol", p, "outputProperty"); err != nil {
