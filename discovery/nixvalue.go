@@ -357,7 +357,11 @@ func (p *nixParser) number() (any, error) {
 		if err != nil || math.IsInf(f, 0) {
 			return nil, p.errf("malformed number %q", text)
 		}
-		return json.Number(strconv.FormatFloat(f, 'f', -1, 64)), nil
+		out := strconv.FormatFloat(f, 'f', -1, 64)
+		if !strings.Contains(out, ".") {
+			out += ".0"
+		}
+		return json.Number(out), nil
 	}
 	n, err := strconv.ParseInt(text, 10, 64)
 	if err != nil {

@@ -87,8 +87,19 @@ func targetAttrs(t *model.Target) map[string]any {
 	m := t.ToMap()
 	if t.Containers == nil {
 		delete(m, "containers")
+	} else {
+		cs := make(map[string]any, len(t.Containers))
+		for k, v := range t.Containers {
+			cs[k] = v
+		}
+		m["containers"] = cs
 	}
 	return m
+}
+
+// TargetEqual reports whether two targets have the same attributes.
+func TargetEqual(a, b *model.Target) bool {
+	return a.Name == b.Name && model.Equal(targetAttrs(a), targetAttrs(b))
 }
 
 // ContentHash returns the content hash of a target: "sha256-" and the

@@ -1,0 +1,182 @@
+package discovery
+
+import (
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/dydisnix/dydisnix/model"
+)
+
+func obs(inst, host, hash, endpoint string) Observation {
+	return Observation{
+		Instance: inst,
+		Target:   &model.Target{Name: host, Properties: map[string]any{"hostname": host}},
+		Hash:     hash, Endpoint: endpoint, TTL: 120 * time.Second,
+	}
+}
+
+type step struct {
+	at    time.Duration
+	put   *Observation
+	probe *bool
+	inst  string
+	want  []string // "kind target reason"
+}
+
+func evStrings(evs []Event) []string {
+	var out []string
+	for _, e := range evs {
+		out = append(out, string(e.Kind)+" "+e.Target+" "+e.Reason)
+	}
+	return out
+}
+
+func TestMembership(t *testing.T) {
+	t.Parallel()
+	t0 := time.Unix(1000, 0)
+	yes, no := true, false
+	o1 := obs("disnix-a", "a", "h1", "")
+	o1b := obs("disnix-a", "a", "h2", "")
+	alive := Observation{Instance: "disnix-a", TTL: 120 * time.Second}
+	bye := Observation{Instance: "disnix-a", Goodbye: true}
+	oe := obs("disnix-b", "b", "h1", "http://10.0.0.2:9001")
+	cfg := MembershipConfig{NoAnswerTimeout: 6 * time.Second, GoodbyeGrace: time.Second, ProbeFailures: 2}
+	cases := []struct {
+		name  string
+		steps []step
+	}{
+		{"join then change then goodbye", []step{
+			{at: 0, put: &o1, want: []string{"added a announced"}},
+			{at: time.Second, put: &o1},
+			{at: 2 * time.Second, put: &o1b, want: []string{"changed a txt-changed"}},
+			{at: 3 * time.Second, put: &bye},
+			{at: 3900 * time.Millisecond},
+			{at: 4 * time.Second, want: []string{"removed a goodbye"}},
+		}},
+		{"goodbye corrected by a re-announcement", []step{
+			{at: 0, put: &o1, want: []string{"added a announced"}},
+			{at: time.Second, put: &bye},
+			{at: 1500 * time.Millisecond, put: &alive},
+			{at: 3 * time.Second},
+		}},
+		{"silence removes after the no-answer timeout", []step{
+			{at: 0, put: &o1, want: []string{"added a announced"}},
+			{at: 2 * time.Second, put: &alive},
+			{at: 7 * time.Second},
+			{at: 8 * time.Second, want: []string{"removed a no-answer"}},
+		}},
+		{"ttl expiry before the no-answer timeout", []step{
+			{at: 0, put: &Observation{Instance: "disnix-a", Target: o1.Target, Hash: "h1", TTL: 2 * time.Second}, want: []string{"added a announced"}},
+			{at: 2 * time.Second, want: []string{"removed a ttl-expired"}},
+		}},
+		{"probe failures remove, hysteresis until a probe succeeds", []step{
+			{at: 0, put: &oe, want: []string{"added b announced"}},
+			{at: time.Second, probe: &no, inst: "disnix-b"},
+			{at: 2 * time.Second, probe: &no, inst: "disnix-b", want: []string{"removed b probe-failed"}},
+			{at: 2500 * time.Millisecond, put: &oe},
+			{at: 3 * time.Second, probe: &yes, inst: "disnix-b", want: []string{"added b probe-ok"}},
+		}},
+		{"a success resets the failure count", []step{
+			{at: 0, put: &oe, want: []string{"added b announced"}},
+			{at: time.Second, probe: &no, inst: "disnix-b"},
+			{at: 2 * time.Second, probe: &yes, inst: "disnix-b"},
+			{at: 3 * time.Second, probe: &no, inst: "disnix-b"},
+		}},
+		{"answers without TXT from unknown instances are ignored", []step{
+			{at: 0, put: &alive},
+			{at: 10 * time.Second},
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			m := NewMembership(cfg)
+			for i, s := range c.steps {
+				now := t0.Add(s.at)
+				var evs []Event
+				if s.put != nil {
+					evs = append(evs, m.Put(*s.put, now)...)
+				}
+				if s.probe != nil {
+					evs = append(evs, m.ProbeResult(s.inst, *s.probe, now)...)
+				}
+				if at, ok := m.NextDeadline(); ok && !at.After(now) {
+					evs = append(evs, m.Advance(now)...)
+				}
+				if got := evStrings(evs); !reflect.DeepEqual(got, s.want) {
+					t.Fatalf("step %d (t=%v): events %q, want %q", i, s.at, got, s.want)
+				}
+			}
+		})
+	}
+}
+
+func TestMembershipInfrastructureAgentURL(t *testing.T) {
+	t.Parallel()
+	m := NewMembership(MembershipConfig{})
+	now := time.Unix(0, 0)
+	m.Put(obs("disnix-b", "b", "h", "http://10.0.0.2:9001"), now)
+	m.Put(obs("disnix-z", "b", "h", ""), now) // same target name: first instance wins
+	infra := m.Infrastructure()
+	if len(infra) != 1 || infra["b"].Properties[AgentURLProperty] != "http://10.0.0.2:9001" {
+		t.Fatalf("infrastructure %v", infra["b"].Properties)
+	}
+}
+
+func TestDebouncer(t *testing.T) {
+	t.Parallel()
+	t0 := time.Unix(0, 0)
+	d := &Debouncer{Quiet: 250 * time.Millisecond, MaxDelay: time.Second}
+	if _, ok := d.Deadline(); ok {
+		t.Fatal("empty debouncer has a deadline")
+	}
+	e := []Event{{Kind: EventAdded, Target: "a"}}
+	// A steady stream every 200 ms is cut at MaxDelay.
+	for i := 0; i < 5; i++ {
+		now := t0.Add(time.Duration(i) * 200 * time.Millisecond)
+		if _, ok := d.Take(now); ok {
+			t.Fatalf("burst released early at %v", now.Sub(t0))
+		}
+		d.Add(e, now)
+	}
+	if at, _ := d.Deadline(); !at.Equal(t0.Add(time.Second)) {
+		t.Fatalf("deadline %v, want 1s", at.Sub(t0))
+	}
+	evs, ok := d.Take(t0.Add(time.Second))
+	if !ok || len(evs) != 5 {
+		t.Fatalf("got %d events, %v", len(evs), ok)
+	}
+	d.Add(e, t0.Add(2*time.Second))
+	if _, ok := d.Take(t0.Add(2*time.Second + 249*time.Millisecond)); ok {
+		t.Fatal("released before the quiet period")
+	}
+	if evs, ok := d.Take(t0.Add(2*time.Second + 250*time.Millisecond)); !ok || len(evs) != 1 {
+		t.Fatal("not released after the quiet period")
+	}
+}
+
+func TestFakeClock(t *testing.T) {
+	t.Parallel()
+	c := NewFakeClock(time.Unix(0, 0))
+	a := c.NewTimer(time.Second)
+	b := c.NewTimer(2 * time.Second)
+	c.Advance(1500 * time.Millisecond)
+	select {
+	case <-a.C():
+	default:
+		t.Fatal("timer a did not fire")
+	}
+	select {
+	case <-b.C():
+		t.Fatal("timer b fired early")
+	default:
+	}
+	b.Reset(100 * time.Millisecond)
+	c.Advance(100 * time.Millisecond)
+	select {
+	case <-b.C():
+	default:
+		t.Fatal("reset timer did not fire")
+	}
+}
