@@ -194,25 +194,23 @@ func roundTrip(t *testing.T, v any) any {
 	return mustValue(t, string(b))
 }
 
-func TestNixStringEval(t *testing.T) {
+func TestNixStringsEval(t *testing.T) {
 	t.Parallel()
 	strs := []string{"", "plain", `q"uote`, `back\slash`, "${x}", "$${x}", "$", "a$", "''", "'' ${", "new\nline\ttab\rcr", "ünïcödé ✓", `\${x}`, "$\\{"}
-	var buf bytes.Buffer
-	if err := WriteNixValue(&buf, anyList(strs), 0); err != nil {
+	props := map[string]any{}
+	for i, s := range strs {
+		props[sprintf("p%02d", i)] = s
+	}
+	infra := model.Infrastructure{"t": {Name: "t", Properties: props}}
+	dir := t.TempDir()
+	infraFile, _, err := WriteModels(dir, infra, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
-	got := nixEval(t, buf.String())
-	if !model.Equal(got, anyList(strs)) {
-		t.Errorf("strings evaluate to %q, want %q", got, strs)
+	got := nixEval(t, sprintf("(import %q).t.properties", infraFile))
+	if !model.Equal(got, props) {
+		t.Errorf("strings evaluate to %q, want %q", got, props)
 	}
-}
-
-func anyList(ss []string) []any {
-	out := make([]any, len(ss))
-	for i, s := range ss {
-		out[i] = s
-	}
-	return out
 }
 
 func TestDistributionNixErrors(t *testing.T) {
@@ -230,7 +228,7 @@ func TestDistributionNixErrors(t *testing.T) {
 			t.Errorf("%s: no error", tc.name)
 		}
 	}
-	if _, err := InfrastructureNix(model.Infrastructure{"t": {Name: "t", Properties: map[string]any{"f": func() {}}}}); err == nil {
-		t.Error("unsupported value: no error")
+	if _, err := InfrastructureNix(model.Infrastructure{"t": {Name: "t", Properties: map[string]any{"nul": "a\x00b"}}}); err == nil {
+		t.Error("a NUL byte (not representable in Nix) gave no error")
 	}
 }
