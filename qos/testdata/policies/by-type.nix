@@ -1,0 +1,6 @@
+{
+  steps = [
+    { filter = "mapAttrOnList"; serviceProperty = "type"; targetPropertyList = "supportedTypes"; }
+    { filter = "divideRoundRobin"; name = "spread"; }
+  ];
+}
