@@ -519,3 +519,59 @@ func Deploy(ctx context.Context, backend Backend, store *Store, plan *Plan, prog
 	}
 	return store.SaveManifest(plan.New)
 }
+
+// SnapshotAll snapshots every snapshot mapping of man on its target and
+// copies the snapshots into store (generations, store.Keep). Targets that
+// do not answer are reported in the error but do not stop the others.
+func (b *AgentBackend) SnapshotAll(ctx context.Context, man *model.Manifest, store *Store, progress func(string)) ([]agentapi.SnapshotInfo, error) {
+	b.init()
+	if progress == nil {
+		progress = func(string) {}
+	}
+	var (
+		mu   sync.Mutex
+		out  []agentapi.SnapshotInfo
+		errs []error
+		wg   sync.WaitGroup
+	)
+	sem := make(chan struct{}, b.Parallel)
+	for _, sm := range man.Snapshots {
+		svc := man.Services[sm.Service]
+		wg.Add(1)
+		go func(sm model.ServiceMapping) {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			err := func() error {
+				c, err := b.Client(sm.Target, man)
+				if err != nil {
+					return err
+				}
+				info, err := c.Snapshot(ctx, svc.Name)
+				if err != nil {
+					return err
+				}
+				pr, pw := io.Pipe()
+				go func() { pw.CloseWithError(c.FetchSnapshot(ctx, svc.Name, info.Digest, pw)) }()
+				got, err := store.PutSnapshot(svc.Name, info.Digest, pr)
+				pr.CloseWithError(err)
+				if err != nil {
+					return err
+				}
+				mu.Lock()
+				out = append(out, got)
+				mu.Unlock()
+				progress(fmt.Sprintf("snapshot %s on %s: %s (store generation %d)", svc.Name, sm.Target, got.Digest, got.Generation))
+				return nil
+			}()
+			if err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("snapshot %s on %s: %w", svc.Name, sm.Target, err))
+				mu.Unlock()
+			}
+		}(sm)
+	}
+	wg.Wait()
+	sort.Slice(out, func(i, j int) bool { return out[i].Service < out[j].Service })
+	return out, errors.Join(errs...)
+}
