@@ -123,23 +123,20 @@ func EvalNix(file string, kind Kind, infra Infrastructure, opts NixOptions) (any
 	if timeout <= 0 {
 		timeout = DefaultNixTimeout
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Dir = filepath.Dir(abs)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		if ctx.Err() != nil {
-			return nil, errAt(file, "", "nix evaluation did not finish within %s", timeout)
+	stdout, err := runNix(bin, args, filepath.Dir(abs), file, timeout)
+	if err != nil && kind == KindServices {
+		// Inspecting pkg can hit an error tryEval cannot catch (a missing
+		// file, a missing attribute of a real package set): evaluate again
+		// without looking at pkg at all, dropping every pkg.
+		retry := append(args[:len(args):len(args)], "--arg", "inspectPkg", "false")
+		if out, rerr := runNix(bin, retry, filepath.Dir(abs), file, timeout); rerr == nil {
+			stdout, err = out, nil
 		}
-		msg := nixMessage(stderr.String())
-		if msg == "" {
-			msg = err.Error()
-		}
-		return nil, errAt(file, "", "nix evaluation failed:\n%s", msg)
 	}
-	dec := json.NewDecoder(&stdout)
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(stdout))
 	dec.UseNumber()
 	var raw any
 	if err := dec.Decode(&raw); err != nil {
@@ -155,6 +152,26 @@ func EvalNix(file string, kind Kind, infra Infrastructure, opts NixOptions) (any
 		return nil, joinSorted(errs)
 	}
 	return v, nil
+}
+
+func runNix(bin string, args []string, dir, file string, timeout time.Duration) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Dir = dir
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return nil, errAt(file, "", "nix evaluation did not finish within %s", timeout)
+		}
+		msg := nixMessage(stderr.String())
+		if msg == "" {
+			msg = err.Error()
+		}
+		return nil, errAt(file, "", "nix evaluation failed:\n%s", msg)
+	}
+	return stdout.Bytes(), nil
 }
 
 // nixMessage trims nix's stderr to the error itself (warnings dropped, at

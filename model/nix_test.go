@@ -254,3 +254,21 @@ func TestNixServicesPlainAttrset(t *testing.T) {
 		t.Errorf("b = %+v", s["b"])
 	}
 }
+
+// TestNixServicesPkgUncatchable: a pkg whose evaluation fails in a way
+// tryEval cannot catch (a missing file) is dropped, the model still loads.
+func TestNixServicesPkgUncatchable(t *testing.T) {
+	t.Parallel()
+	requireNix(t)
+	dir := t.TempDir()
+	file := writeFile(t, dir, "services.nix", `{system, pkgs, distribution, invDistribution}: {
+  a = { name = "a"; type = "process"; pkg = import ./does-not-exist.nix { inherit pkgs; }; port = 1; };
+}`)
+	s, err := LoadServices(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, has := s["a"].Attrs[AttrPkg]; has || s["a"].Attrs["port"] != json.Number("1") {
+		t.Errorf("a = %+v", s["a"])
+	}
+}
