@@ -86,8 +86,12 @@ func decodeJSON(data []byte, file string) (any, error) {
 	if err := dec.Decode(&v); err != nil {
 		return nil, jsonError(data, file, err)
 	}
+	end := int(dec.InputOffset())
 	if _, err := dec.Token(); err != io.EOF {
-		line, col := lineCol(data, int(dec.InputOffset()))
+		for end < len(data) && (data[end] == ' ' || data[end] == '\t' || data[end] == '\n' || data[end] == '\r') {
+			end++
+		}
+		line, col := lineCol(data, end)
 		return nil, errAt(file, fmt.Sprintf("%d:%d", line, col), "expected end of input after the JSON value")
 	}
 	return v, nil
@@ -96,7 +100,8 @@ func decodeJSON(data []byte, file string) (any, error) {
 func jsonError(data []byte, file string, err error) error {
 	var syn *json.SyntaxError
 	if errors.As(err, &syn) {
-		line, col := lineCol(data, int(syn.Offset))
+		// Offset counts the byte that caused the error.
+		line, col := lineCol(data, int(syn.Offset)-1)
 		return errAt(file, fmt.Sprintf("%d:%d", line, col), "invalid JSON: %v", syn)
 	}
 	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
@@ -107,6 +112,9 @@ func jsonError(data []byte, file string, err error) error {
 }
 
 func lineCol(data []byte, off int) (int, int) {
+	if off < 0 {
+		off = 0
+	}
 	if off > len(data) {
 		off = len(data)
 	}
@@ -195,10 +203,6 @@ func yamlValue(n *yaml.Node, file string, budget *int) (any, error) {
 		if err := n.Decode(&v); err != nil {
 			return nil, errAt(file, place, "invalid value: %v", err)
 		}
-		nv, err := Normalize(v)
-		if err != nil {
-			return nil, errAt(file, place, "%v", err)
-		}
 		if _, isTime := v.(interface{ IsZero() bool }); isTime {
 			return n.Value, nil
 		}
@@ -208,6 +212,10 @@ func yamlValue(n *yaml.Node, file string, budget *int) (any, error) {
 			}
 			// A YAML float stays a float (2.0 is not the int 2).
 			return FloatNumber(f), nil
+		}
+		nv, err := Normalize(v)
+		if err != nil {
+			return nil, errAt(file, place, "%v", err)
 		}
 		return nv, nil
 	}
