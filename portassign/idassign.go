@@ -330,8 +330,10 @@ type slot struct {
 // every reachable ID at most once.
 func (a *idAssigner) next(res Resource, s slot, used map[int64]bool, svc, target string) (int64, error) {
 	held := a.held[res.Name]
+	// advance steps forward, wrapping to min past max (and restarting at
+	// min from outside the range); written so it cannot overflow.
 	advance := func(id int64) int64 {
-		if id > res.Max-res.Step || id < res.Min {
+		if id < res.Min || id >= res.Max || uint64(res.Max-id) < uint64(res.Step) {
 			return res.Min
 		}
 		return id + res.Step
@@ -342,9 +344,12 @@ func (a *idAssigner) next(res Resource, s slot, used map[int64]bool, svc, target
 	}
 	// IDs reachable from min by stepping, plus the partial chain from the
 	// start when the start is off the min-aligned grid.
-	limit := (res.Max-res.Min)/res.Step + 1
+	limit := uint64(res.Max-res.Min)/uint64(res.Step) + 1
+	if limit > 1<<62 {
+		limit = 1 << 62
+	}
 	limit += limit
-	for i := int64(0); i < limit; i++ {
+	for i := uint64(0); i < limit; i++ {
 		if !used[id] && !held[id] {
 			s.m[s.key] = id
 			return id, nil

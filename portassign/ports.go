@@ -419,6 +419,9 @@ func takenFor(conf *PortConfiguration, pool *Pool) map[int64]bool {
 func nextPort(p *Pool, taken, held map[int64]bool) (int64, error) {
 	port := p.LastPort
 	size := uint64(p.MaxPort-p.MinPort) + 1
+	if size == 0 { // the whole int64 range
+		size = ^uint64(0)
+	}
 	for i := uint64(0); i <= size; i++ {
 		if port >= p.MaxPort || port < p.MinPort {
 			port = p.MinPort
