@@ -1,0 +1,366 @@
+package testbed
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The end-to-end tests run real agents, real service processes and a real
+// dydisnix-self-adapt in network namespaces of their own, talking mDNS
+// across a private bridge. They need root (CI runs as root).
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// buildBinaries compiles the commands and example services the testbed
+// runs, once per test binary.
+func buildBinaries(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "dydisnix-e2e-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binDir = dir
+		pkgs := [][2]string{
+			{"dydisnix-agent", "../cmd/dydisnix-agent"},
+			{"dydisnix-self-adapt", "../cmd/dydisnix-self-adapt"},
+		}
+		for _, svc := range []string{"kvstore", "webfront", "peer", "chord"} {
+			pkgs = append(pkgs, [2]string{"dydisnix-example-" + svc, "./services/" + svc})
+		}
+		for _, p := range pkgs {
+			out, err := exec.Command("go", "build", "-o", filepath.Join(dir, p[0]), p[1]).CombinedOutput()
+			if err != nil {
+				buildErr = fmt.Errorf("go build %s: %v: %s", p[1], err, out)
+				return
+			}
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binDir
+}
+
+func newHarness(t *testing.T, cfg HarnessConfig) *Harness {
+	t.Helper()
+	needRoot(t)
+	cfg.BinDir = buildBinaries(t)
+	cfg.Dir = t.TempDir()
+	if testing.Verbose() {
+		cfg.Progress = os.Stderr
+	}
+	h, err := NewHarness(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("coordinator log:\n%s", h.LoopLog(40))
+		}
+		h.Close()
+	})
+	if err := h.StartLoop(); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func settle(t *testing.T, h *Harness, after int, avoid string) *Status {
+	t.Helper()
+	st, _, err := h.Settled(context.Background(), after, avoid, 120*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func putKeys(t *testing.T, h *Harness, st *Status, tag string, n int) map[string]string {
+	t.Helper()
+	keys := map[string]string{}
+	for i := 0; i < n; i++ {
+		k, v := fmt.Sprintf("%s-%d", tag, i), fmt.Sprintf("%s value %d", tag, i)
+		code, body, err := h.Do(http.MethodPut, st.TargetOf("webfront"), 7002, "/kv/"+k, v)
+		if err != nil || code/100 != 2 {
+			t.Fatalf("PUT %s: %d %s %v", k, code, body, err)
+		}
+		keys[k] = v
+	}
+	return keys
+}
+
+func checkKeys(t *testing.T, h *Harness, st *Status, keys map[string]string) {
+	t.Helper()
+	for k, want := range keys {
+		code, got, err := h.Get(st.TargetOf("kvstore"), 7001, "/kv/"+k)
+		if err != nil || code != http.StatusOK || got != want {
+			t.Errorf("key %s: got %d %q %v, want %q", k, code, got, err, want)
+		}
+	}
+}
+
+func checksum(t *testing.T, h *Harness, st *Status) string {
+	t.Helper()
+	code, body, err := h.Get(st.TargetOf("kvstore"), 7001, "/checksum")
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("checksum: %d %s %v", code, body, err)
+	}
+	return strings.TrimSpace(body)
+}
+
+// checkSingleInstances asserts that every service runs exactly once, on the
+// machine the coordinator placed it on.
+func checkSingleInstances(t *testing.T, h *Harness, st *Status) {
+	t.Helper()
+	procs := h.ServiceProcesses()
+	for _, s := range DemoServiceNames() {
+		want := st.TargetOf(s)
+		if got := procs[s]; len(got) != 1 || got[0] != want {
+			t.Errorf("service %s runs on %v, want exactly once on %s", s, got, want)
+		}
+	}
+	for s, where := range procs {
+		if st.TargetOf(s) == "" {
+			t.Errorf("orphan process of unknown service %s on %v", s, where)
+		}
+	}
+}
+
+func TestE2ECrashRestoresStateFromSnapshot(t *testing.T) {
+	h := newHarness(t, HarnessConfig{})
+	st := settle(t, h, 0, "")
+	keys := putKeys(t, h, st, "before-crash", 5)
+	if err := h.WaitSnapshot(context.Background(), time.Now(), 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	victim := st.TargetOf("kvstore")
+	if err := h.TB.Crash(victim); err != nil {
+		t.Fatal(err)
+	}
+	st = settle(t, h, st.Seq(), victim)
+	checkKeys(t, h, st, keys)
+	checkSingleInstances(t, h, st)
+}
+
+func TestE2EGracefulLeaveMigratesState(t *testing.T) {
+	h := newHarness(t, HarnessConfig{})
+	st := settle(t, h, 0, "")
+	keys := putKeys(t, h, st, "before-leave", 5)
+	sum := checksum(t, h, st)
+	leaver := st.TargetOf("kvstore")
+	stopped := make(chan error, 1)
+	go func() { stopped <- h.TB.Stop(leaver) }()
+	st2 := settle(t, h, st.Seq(), leaver)
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	if got := checksum(t, h, st2); got != sum {
+		t.Fatalf("checksum after migration %s, before %s", got, sum)
+	}
+	checkKeys(t, h, st2, keys)
+	checkSingleInstances(t, h, st2)
+}
+
+// PreferPolicy keeps services where they are and places the rest round robin.
+const preferPolicy = `steps:
+  - filter: mapAttrOnList
+    serviceProperty: type
+    targetPropertyList: supportedTypes
+  - filter: preferPrevious
+  - filter: divideRoundRobin
+`
+
+func TestE2EMachineAddedMovesNothingWithPreferPrevious(t *testing.T) {
+	h := newHarness(t, HarnessConfig{Policy: preferPolicy, Machines: 3})
+	st := settle(t, h, 0, "")
+	if _, err := h.TB.Add("machine4", nil); err != nil {
+		t.Fatal(err)
+	}
+	// A new service arrives with the machine: it must be placed, and
+	// nothing that runs already may move.
+	svcs := DemoServicesModel(h.cfg.BinDir)
+	svcs["chord-node3"] = map[string]any{
+		"name": "chord-node3", "type": "process", "pkg": filepath.Join(h.cfg.BinDir, "dydisnix-example-chord"),
+		"port": 7008, "dependsOn": []string{"chord-bootstrap"}, "healthCheck": "http://127.0.0.1:7008/healthz",
+	}
+	waitDiscovered(t, h, "machine4")
+	if err := h.WriteServices(svcs); err != nil {
+		t.Fatal(err)
+	}
+	h.SetServicesModel(svcs)
+	st2 := settle(t, h, st.Seq(), "")
+	for _, s := range DemoServiceNames() {
+		if st.TargetOf(s) != st2.TargetOf(s) {
+			t.Errorf("service %s moved from %s to %s", s, st.TargetOf(s), st2.TargetOf(s))
+		}
+	}
+	if st2.TargetOf("chord-node3") == "" {
+		t.Error("the new service was not placed")
+	}
+}
+
+func waitDiscovered(t *testing.T, h *Harness, name string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if st, err := h.Status(); err == nil {
+			for _, d := range st.Discovered {
+				if d == name {
+					return
+				}
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s was not discovered within 30s", name)
+}
+
+func TestE2EReturningMachineWithStaleServicesIsReconciled(t *testing.T) {
+	h := newHarness(t, HarnessConfig{})
+	st := settle(t, h, 0, "")
+	// Cut off a machine that runs stateless services: the coordinator moves
+	// them away while they keep running behind the partition.
+	away := st.TargetOf("chord-node1")
+	if err := h.TB.Partition(away); err != nil {
+		t.Fatal(err)
+	}
+	st2 := settle(t, h, st.Seq(), away)
+	if err := h.TB.Heal(away); err != nil {
+		t.Fatal(err)
+	}
+	// The machine returns with the old services still running; the next
+	// deploy must leave no duplicate.
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		st3, err := h.Status()
+		procs := h.ServiceProcesses()
+		dup := ""
+		for s, where := range procs {
+			if len(where) > 1 {
+				dup = fmt.Sprintf("%s runs on %v", s, where)
+			}
+		}
+		if err == nil && dup == "" && st3.Seq() > st2.Seq() && st3.Phase == "idle" {
+			checkSingleInstances(t, h, st3)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("duplicates remain after the machine returned: %s (status %v)", dup, err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+func TestE2ECoordinatorKilledMidTransitionConverges(t *testing.T) {
+	h := newHarness(t, HarnessConfig{})
+	st := settle(t, h, 0, "")
+	victim := st.TargetOf("webfront")
+	if err := h.TB.Crash(victim); err != nil {
+		t.Fatal(err)
+	}
+	// Kill the coordinator as soon as it starts the transition.
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if s, err := h.Status(); err == nil && (s.Phase == "deploying" || s.Seq() > st.Seq()) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	h.KillLoop()
+	if err := h.StartLoop("--reconstruct"); err != nil {
+		t.Fatal(err)
+	}
+	st2 := settle(t, h, 0, victim)
+	checkSingleInstances(t, h, st2)
+}
+
+func TestE2EFlappingMachineCausesFewRedeploys(t *testing.T) {
+	if testing.Short() {
+		t.Skip("60 s of flapping; not in -short runs")
+	}
+	h := newHarness(t, HarnessConfig{})
+	st := settle(t, h, 0, "")
+	flapper := st.TargetOf("peerA")
+	start := st.Seq()
+	end := time.Now().Add(60 * time.Second)
+	for i := 0; time.Now().Before(end) && i < 40; i++ {
+		if err := h.TB.Partition(flapper); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(1500 * time.Millisecond)
+		if err := h.TB.Heal(flapper); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(1500 * time.Millisecond)
+	}
+	// Let the loop settle, then count.
+	time.Sleep(10 * time.Second)
+	st2, err := h.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := st2.Seq() - start; n > 3 {
+		t.Fatalf("a machine flapping for 60 s caused %d redeploys, want at most 3", n)
+	}
+}
+
+func TestE2EServicesModelEditRedeploysOnlyWhatChanged(t *testing.T) {
+	h := newHarness(t, HarnessConfig{})
+	st := settle(t, h, 0, "")
+	before := pids(t, h)
+	svcs := DemoServicesModel(h.cfg.BinDir)
+	svcs["peerA"].(map[string]any)["greeting"] = "changed"
+	if err := h.WriteServices(svcs); err != nil {
+		t.Fatal(err)
+	}
+	h.SetServicesModel(svcs)
+	st2 := settle(t, h, st.Seq(), "")
+	after := pids(t, h)
+	for _, s := range DemoServiceNames() {
+		changed := before[s] != after[s]
+		if s == "peerA" && !changed {
+			t.Errorf("peerA was not redeployed after its model changed")
+		}
+		if s != "peerA" && changed {
+			t.Errorf("%s was restarted (pid %s → %s) though only peerA changed", s, before[s], after[s])
+		}
+	}
+	checkSingleInstances(t, h, st2)
+}
+
+// pids returns service → pid of its process.
+func pids(t *testing.T, h *Harness) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, m := range h.TB.Machines() {
+		list, err := exec.Command("ip", "netns", "pids", m.Host.Netns).Output()
+		if err != nil {
+			continue
+		}
+		for _, pid := range strings.Fields(string(list)) {
+			env, err := os.ReadFile(filepath.Join("/proc", pid, "environ"))
+			if err != nil {
+				continue
+			}
+			for _, kv := range strings.Split(string(env), "\x00") {
+				if v, ok := strings.CutPrefix(kv, "DYDISNIX_SERVICE="); ok {
+					out[v] = pid
+				}
+			}
+		}
+	}
+	return out
+}
