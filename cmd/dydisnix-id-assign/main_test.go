@@ -1,0 +1,128 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const services = `{
+  "a": {"name": "a", "requiresUniqueIdsFor": ["ports"]},
+  "b": {"name": "b", "requiresUniqueIdsFor": ["ports", "uids"]},
+  "c": {"name": "c"}
+}`
+
+func write(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func runCmd(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestUsageAndExitCodes(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := write(t, dir, "s.json", services)
+	r := write(t, dir, "r.yaml", "ports: {min: 3000, max: 4000}\nuids: {min: 1, max: 1, scope: machine}\n")
+	cases := []struct {
+		name   string
+		args   []string
+		code   int
+		stdout string
+		stderr string
+	}{
+		{"help", []string{"-h"}, 0, "Usage: dydisnix-id-assign", ""},
+		{"no services", []string{"--id-resources", r}, 2, "", "A services expression must be specified!"},
+		{"no resources", []string{"-s", s}, 2, "", "An ID resources expression must be specified!"},
+		{"unknown flag", []string{"-s", s, "--id-resources", r, "--bogus"}, 2, "", "unknown flag: --bogus"},
+		{"bad format", []string{"-s", s, "--id-resources", r, "--format", "xml"}, 2, "", "--format must be json or nix"},
+		{"-i without -d", []string{"-s", s, "--id-resources", r, "-i", s}, 2, "", "needs -d"},
+		{"missing file", []string{"-s", filepath.Join(dir, "none.json"), "--id-resources", r}, 1, "", "none.json"},
+		{"machine scope in services mode", []string{"-s", s, "--id-resources", r}, 1, "", "Unknown scope: machine"},
+		{"distribution mode", []string{"-s", s, "--id-resources", r, "-d", write(t, dir, "d.json", `{"a": ["t1"], "b": ["t1"]}`)}, 0,
+			`"uids": {` + "\n      \"b\": 1", ""},
+		{"unknown target", []string{"-s", s, "--id-resources", r, "-i", write(t, dir, "i.json", `{"t2": {"properties": {}}}`), "-d", filepath.Join(dir, "d.json")}, 1,
+			"", `target "t1" is not in the infrastructure model`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			code, out, errs := runCmd(tc.args...)
+			if code != tc.code || !strings.Contains(out, tc.stdout) || !strings.Contains(errs, tc.stderr) {
+				t.Fatalf("exit %d (want %d)\nstdout: %s\nstderr: %s\nwant stdout containing %q and stderr containing %q", code, tc.code, out, errs, tc.stdout, tc.stderr)
+			}
+		})
+	}
+}
+
+// TestNixRoundTrip writes ids.nix, reads it back with --ids (evaluated by
+// the real nix-instantiate) and gets the same file again.
+func TestNixRoundTrip(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := write(t, dir, "s.json", services)
+	r := write(t, dir, "r.nix", `{ ports = { min = 3000; max = 4000; step = 2; }; }`)
+	ids := filepath.Join(dir, "ids.nix")
+	if code, _, errs := runCmd("-s", s, "--id-resources", r, "--format", "nix", "--output-file", ids); code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	first, _ := os.ReadFile(ids)
+	want := "{\n  \"ids\" = {\n    \"ports\" = {\n      \"a\" = 3000;\n      \"b\" = 3002;\n    };\n  };\n  \"lastAssignments\" = {\n    \"ports\" = 3002;\n  };\n}"
+	if string(first) != want {
+		t.Fatalf("got:\n%s\nwant:\n%s", first, want)
+	}
+	if code, _, errs := runCmd("-s", s, "--id-resources", r, "--ids", ids, "--format", "nix", "-o", ids); code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	second, _ := os.ReadFile(ids)
+	if !bytes.Equal(first, second) {
+		t.Fatalf("rerun changed ids.nix:\n%s\n%s", first, second)
+	}
+}
+
+// TestFailedRunKeepsOldFile checks that a failing assignment or a failing
+// write leaves the existing ids file as it was, with no temporary files.
+func TestFailedRunKeepsOldFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := write(t, dir, "s.json", services)
+	old := `{"ids": {"ports": {"a": 1}}, "lastAssignments": {"ports": 1}}`
+	ids := write(t, dir, "ids.json", old)
+	small := write(t, dir, "small.json", `{"ports": {"min": 1, "max": 1}}`)
+	code, _, errs := runCmd("-s", s, "--id-resources", small, "--ids", ids, "--output-file", ids)
+	if code != 1 || !strings.Contains(errs, "The amount of IDs is depleted!") {
+		t.Fatalf("exit %d, stderr %s", code, errs)
+	}
+	if got, _ := os.ReadFile(ids); string(got) != old {
+		t.Fatalf("ids file changed to %s", got)
+	}
+
+	// The output path is a non-empty directory: the rename fails.
+	target := filepath.Join(dir, "out")
+	if err := os.MkdirAll(filepath.Join(target, "keep"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	big := write(t, dir, "big.json", `{"ports": {"min": 1, "max": 9}}`)
+	if code, _, errs := runCmd("-s", s, "--id-resources", big, "--output-file", target); code != 1 {
+		t.Fatalf("exit %d, stderr %s", code, errs)
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if strings.Contains(e.Name(), ".tmp") {
+			t.Fatalf("temporary file %s left behind", e.Name())
+		}
+	}
+	if _, err := os.Stat(filepath.Join(target, "keep")); err != nil {
+		t.Fatalf("output directory damaged: %v", err)
+	}
+}

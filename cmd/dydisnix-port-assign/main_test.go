@@ -1,0 +1,93 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func write(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func runCmd(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func models(t *testing.T, dir string) (string, string, string) {
+	s := write(t, dir, "s.yaml", "a: {name: a, portAssign: shared}\nb: {name: b, portAssign: private}\nc: {name: c, portAssign: private}\n")
+	i := write(t, dir, "i.json", `{"t1": {"properties": {"hostname": "t1"}}, "t2": {"properties": {"hostname": "t2"}}}`)
+	d := write(t, dir, "d.json", `{"a": ["t1"], "b": ["t1"], "c": []}`)
+	return s, i, d
+}
+
+func TestExitCodes(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s, i, d := models(t, dir)
+	cases := []struct {
+		name   string
+		args   []string
+		code   int
+		stdout string
+		stderr string
+	}{
+		{"help", []string{"--help"}, 0, "Usage: dydisnix-port-assign", ""},
+		{"no services", []string{"-i", i, "-d", d}, 2, "", "A services expression must be specified!"},
+		{"no infrastructure", []string{"-s", s, "-d", d}, 2, "", "An infrastructure expression must be specified!"},
+		{"no distribution", []string{"-s", s, "-i", i}, 2, "", "A distribution expression must be specified!"},
+		{"extra argument", []string{"-s", s, "-i", i, "-d", d, "x"}, 2, "", `unexpected argument "x"`},
+		{"bad ports file", []string{"-s", s, "-i", i, "-d", d, "-p", write(t, dir, "p.json", `{"portConfiguration": {"globalConfig": {"minPort": "x"}}}`)}, 1, "",
+			"portConfiguration.globalConfig.minPort: expected an integer"},
+		{"ok with warning", []string{"-s", s, "-i", i, "-d", d}, 0, `"a": 3001`, "WARNING: c is not distributed to any machine. Skipping port assignment..."},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			code, out, errs := runCmd(tc.args...)
+			if code != tc.code || !strings.Contains(out, tc.stdout) || !strings.Contains(errs, tc.stderr) {
+				t.Fatalf("exit %d (want %d)\nstdout: %s\nstderr: %s", code, tc.code, out, errs)
+			}
+		})
+	}
+}
+
+// TestPortsFileCycle writes ports.nix, reads it back with -p (real
+// nix-instantiate) and rewrites it in place; an exhausted pool leaves the
+// file as it was.
+func TestPortsFileCycle(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s, i, d := models(t, dir)
+	ports := filepath.Join(dir, "ports.nix")
+	if code, _, errs := runCmd("-s", s, "-i", i, "-d", d, "--format", "nix", "-o", ports); code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	first, _ := os.ReadFile(ports)
+	if code, _, errs := runCmd("-s", s, "-i", i, "-d", d, "-p", ports, "--format", "nix", "-o", ports); code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	second, _ := os.ReadFile(ports)
+	if !bytes.Equal(first, second) || !strings.Contains(string(first), `"b" = 8001;`) {
+		t.Fatalf("ports file changed or wrong:\n%s\n%s", first, second)
+	}
+	full := write(t, dir, "full.json", `{"portConfiguration": {"globalConfig": {"lastPort": 1, "minPort": 1, "maxPort": 1, "servicesToPorts": {"x": 1}}, "targetConfigs": {}}}`)
+	s2 := write(t, dir, "s2.json", `{"a": {"name": "a", "portAssign": "shared"}, "x": {"name": "x", "portAssign": "shared"}}`)
+	d2 := write(t, dir, "d2.json", `{"a": ["t1"], "x": ["t2"]}`)
+	code, _, errs := runCmd("-s", s2, "-i", i, "-d", d2, "-p", full, "-o", ports)
+	if code != 1 || !strings.Contains(errs, "exhausted") {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	if third, _ := os.ReadFile(ports); !bytes.Equal(third, first) {
+		t.Fatalf("failed run changed the ports file")
+	}
+}
