@@ -2,6 +2,8 @@ package testbed
 
 import (
 	"bytes"
+	"errors"
+	"io/fs"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -136,7 +138,9 @@ func (n *Network) AddHost(name string) (*Host, error) {
 		}
 	}
 	n.hosts[name] = h
-	if err := n.writeHostsLocked(); err != nil {
+	if err := n.writeHostsLocked(); err != nil && !errors.Is(err, fs.ErrPermission) {
+		// Inside an unprivileged user namespace /etc/netns is read-only:
+		// names then do not resolve, and services use the address property.
 		return nil, err
 	}
 	return h, nil
