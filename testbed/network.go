@@ -2,11 +2,11 @@ package testbed
 
 import (
 	"bytes"
-	"errors"
-	"io/fs"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
 	"os"
 	"os/exec"
