@@ -42,12 +42,12 @@ func newDivide(p Params) (Filter, error) {
 		return nil, err
 	}
 	if !ok || strategy == "" {
-		return nil, fmt.Errorf("divide: A strategy must be provided! (greedy, highest-bidder or lowest-bidder)")
+		return nil, fmt.Errorf("ERROR: A strategy must be provided! (divide: parameter strategy: greedy, highest-bidder or lowest-bidder)")
 	}
 	switch strategy {
 	case StrategyGreedy, StrategyHighestBidder, StrategyLowestBidder:
 	default:
-		return nil, fmt.Errorf("divide: Unknown strategy: %s (expected greedy, highest-bidder or lowest-bidder)", strategy)
+		return nil, fmt.Errorf("Unknown strategy: %s (divide: parameter strategy: greedy, highest-bidder or lowest-bidder)", strategy)
 	}
 	dims, err := algCapacityParams("divide", p, true)
 	if err != nil {

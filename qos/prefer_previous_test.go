@@ -185,3 +185,42 @@ func TestPreferPreviousNothingChanged(t *testing.T) {
 		}
 	}
 }
+
+// TestPreferPreviousExplainPipeline runs a policy through the pipeline with
+// explanations and checks that --explain reports the moved services.
+func TestPreferPreviousExplainPipeline(t *testing.T) {
+	t.Parallel()
+	pol, err := ParsePolicy([]byte(`{"steps": [
+		{"filter": "preferPrevious", "name": "stay"},
+		{"filter": "divide", "strategy": "greedy", "serviceProperty": "mem", "targetProperty": "mem"}]}`), model.FormatJSON, "policy.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	services := model.Services{
+		"a": {Name: "a", Attrs: map[string]any{"mem": algNum(1)}},
+		"b": {Name: "b", Attrs: map[string]any{"mem": algNum(1)}},
+	}
+	infra := model.Infrastructure{ // t2 left the network
+		"t1": {Name: "t1", Properties: map[string]any{"mem": algNum(10)}},
+		"t3": {Name: "t3", Properties: map[string]any{"mem": algNum(10)}},
+	}
+	prev := model.Distribution{"a": {{Target: "t3"}}, "b": {{Target: "t2"}}}
+	res, err := pol.Run(Input{Services: services, Infrastructure: infra, Previous: prev, Explain: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := model.Distribution{"a": {{Target: "t3"}}, "b": {{Target: "t1"}}}
+	if !reflect.DeepEqual(res.Distribution, want) {
+		t.Fatalf("got %s, want %s", algJSON(res.Distribution), algJSON(want))
+	}
+	var b strings.Builder
+	if err := res.Explanation.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	text := b.String()
+	for _, w := range []string{"kept on previous target(s) t3", "moved: previous target(s) t2 no longer a candidate", "placed on t1"} {
+		if !strings.Contains(text, w) {
+			t.Errorf("explanation lacks %q:\n%s", w, text)
+		}
+	}
+}
