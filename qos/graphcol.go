@@ -197,7 +197,7 @@ func (g GraphCol) Apply(env *Env, in *Candidates) (*Candidates, error) {
 	for i, s := range names {
 		out.Lists[i] = []Cand{{Target: hostIdx[colour[i]], Container: NoContainer}}
 		if env.Explaining {
-			env.Note(s, fmt.Sprintf("graphcol: colour %d (target %s), %d link(s) to other services", colour[i], targets[colour[i]], len(adj[i])))
+			env.Note(s, fmt.Sprintf("colour %d (target %s), %d link(s) to other services", colour[i], targets[colour[i]], len(adj[i])))
 			if si := in.Index(s); si >= 0 {
 				for _, c := range in.Lists[si] {
 					if c.Target != hostIdx[colour[i]] {

@@ -155,7 +155,7 @@ func (f *MinSetCover) Apply(env *Env, in *Candidates) (*Candidates, error) {
 			}
 			if env.Explaining {
 				s := in.Services[si]
-				env.Note(s, fmt.Sprintf("minsetcover: covered by %s (%s=%d over %d uncovered services)", strs.Name(ct), f.TargetProperty, int64(cost[chosen]), gained))
+				env.Note(s, fmt.Sprintf("covered by %s (%s=%d over %d uncovered services)", strs.Name(ct), f.TargetProperty, int64(cost[chosen]), gained))
 				for _, c := range in.Lists[si] {
 					if c.Target != ct {
 						env.Reject(s, strs.Name(c.Target), fmt.Sprintf("covered by %s (cost per uncovered service %g)", strs.Name(ct), min))

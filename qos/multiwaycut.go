@@ -156,7 +156,7 @@ func (MultiwayCut) Apply(env *Env, in *Candidates) (*Candidates, error) {
 		if env.Explaining {
 			s := in.Services[si]
 			chosen := strs.Name(list[pick].Target)
-			env.Note(s, fmt.Sprintf("multiwaycut: placed on %s (%s)", chosen, why))
+			env.Note(s, fmt.Sprintf("placed on %s (%s)", chosen, why))
 			for ci, c := range list {
 				if ci != pick && c.Target != list[pick].Target {
 					env.Reject(s, strs.Name(c.Target), fmt.Sprintf("link cut in favour of %s", chosen))

@@ -52,7 +52,7 @@ func (f *PreferPrevious) Apply(env *Env, in *Candidates) (*Candidates, error) {
 	if env.Previous == nil {
 		if env.Explaining {
 			for _, s := range in.Services {
-				env.Note(s, "preferPrevious: no previous distribution, nothing to keep")
+				env.Note(s, "no previous distribution, nothing to keep")
 			}
 		}
 		return in, nil
@@ -72,7 +72,7 @@ func (f *PreferPrevious) Apply(env *Env, in *Candidates) (*Candidates, error) {
 		prev := env.Previous[s]
 		if len(prev) == 0 {
 			if env.Explaining {
-				env.Note(s, "preferPrevious: new service, no previous target")
+				env.Note(s, "new service, no previous target")
 			}
 			continue
 		}

@@ -177,9 +177,14 @@ func (f *Spread) Apply(env *Env, in *Candidates) (*Candidates, error) {
 			out.Lists[si] = kept
 			if env.Explaining {
 				s := in.Services[si]
-				env.Note(s, fmt.Sprintf("spread: group %s → %s (member %d there)", g, domNames[best], bestN+1))
+				env.Note(s, fmt.Sprintf("group %s → %s (member %d there)", g, domNames[best], bestN+1))
 				for _, c := range list {
-					if d := dom(c.Target); d != best {
+					d := dom(c.Target)
+					switch {
+					case d == best:
+					case count[d] == bestN:
+						env.Reject(s, strs.Name(c.Target), fmt.Sprintf("%s hosts as many services of group %s (%d) as %s, which comes first among the candidates", domNames[d], g, bestN, domNames[best]))
+					default:
 						env.Reject(s, strs.Name(c.Target), fmt.Sprintf("%s hosts %d service(s) of group %s, %s only %d", domNames[d], count[d], g, domNames[best], bestN))
 					}
 				}
