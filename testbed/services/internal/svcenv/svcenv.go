@@ -13,7 +13,6 @@ import (
 	"log"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
 	"sort"
@@ -160,19 +159,15 @@ func (e *Env) ListenAddr() (string, error) {
 }
 
 // AdvertiseHost returns the host other services should use to reach this
-// one: DYDISNIX_PROP_HOST, else the own target's address from the context
-// (properties address or hostname), else DYDISNIX_TARGET, else the machine's
-// host name.
+// one: DYDISNIX_PROP_HOST, else DYDISNIX_TARGET_HOST (the address of the
+// target as the deployer reaches it), else DYDISNIX_TARGET, else the
+// machine's host name.
 func (e *Env) AdvertiseHost() string {
 	if h, ok := e.Prop("host"); ok {
 		return h
 	}
-	if props := contextTargetProps(e.Context); props != nil {
-		for _, k := range []string{"address", "hostname"} {
-			if s, ok := props[k].(string); ok && s != "" {
-				return s
-			}
-		}
+	if h, ok := e.Get("DYDISNIX_TARGET_HOST"); ok {
+		return h
 	}
 	if e.Target != "" {
 		return e.Target
@@ -181,16 +176,28 @@ func (e *Env) AdvertiseHost() string {
 	return h
 }
 
-// Deps returns the encoded names (EnvName) of every inter-dependency that has
-// a DYDISNIX_DEP_<SERVICE>_TARGET variable, sorted.
+// Deps returns the names of every inter-dependency: the keys of the context
+// document's dependsOn and connectsTo when there is a context, else the
+// encoded names (EnvName) of every DYDISNIX_DEP_<SERVICE>_TARGET variable;
+// sorted.
 func (e *Env) Deps() []string {
 	seen := map[string]bool{}
-	for _, kv := range e.vars {
-		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, PrefixDep) && strings.HasSuffix(k, "_TARGET") {
-			name := strings.TrimSuffix(strings.TrimPrefix(k, PrefixDep), "_TARGET")
-			if name != "" {
-				seen[name] = true
+	if e.Context != nil {
+		for _, key := range []string{"dependsOn", "connectsTo"} {
+			if m, ok := e.Context[key].(map[string]any); ok {
+				for name := range m {
+					seen[name] = true
+				}
+			}
+		}
+	} else {
+		for _, kv := range e.vars {
+			k, _, _ := strings.Cut(kv, "=")
+			if strings.HasPrefix(k, PrefixDep) && strings.HasSuffix(k, "_TARGET") {
+				name := strings.TrimSuffix(strings.TrimPrefix(k, PrefixDep), "_TARGET")
+				if name != "" {
+					seen[name] = true
+				}
 			}
 		}
 	}
@@ -206,7 +213,7 @@ func (e *Env) Deps() []string {
 type Dep struct {
 	// Service is the dependency's name as given (or its encoded form).
 	Service string
-	// Target is the target it runs on (DYDISNIX_DEP_<S>_TARGET).
+	// Target is the host its target is reached at (DYDISNIX_DEP_<S>_TARGET).
 	Target string
 	// Host is the address to connect to.
 	Host string
@@ -233,11 +240,10 @@ func (e *Env) Pick(prop, def string) (string, error) {
 }
 
 // Dep resolves the dependency service (a name or its encoded form). The host
-// is, in order: DYDISNIX_DEP_<S>_HOST, DYDISNIX_DEP_<S>_ADDRESS, the
-// dependency target's address/hostname property in the context file,
-// DYDISNIX_DEP_<S>_HOSTNAME, the host of DYDISNIX_DEP_<S>_AGENTURL, and
-// finally DYDISNIX_DEP_<S>_TARGET itself (a target name that resolves, as in
-// the testbed). The port is DYDISNIX_DEP_<S>_PORT.
+// is, in order: DYDISNIX_DEP_<S>_HOST (the dependency's own host property),
+// DYDISNIX_DEP_<S>_ADDRESS, the "host" of the dependency's first location in
+// the context document, and DYDISNIX_DEP_<S>_TARGET (the host of the target
+// it runs on, as the deployer reaches it). The port is DYDISNIX_DEP_<S>_PORT.
 func (e *Env) Dep(service string) (Dep, error) {
 	enc := EnvName(service)
 	get := func(name string) (string, bool) { return e.Get(PrefixDep + enc + "_" + name) }
@@ -256,84 +262,47 @@ func (e *Env) Dep(service string) (Dep, error) {
 		return d, fmt.Errorf("dependency %q: %s%s_PORT=%q: expected a port number", service, PrefixDep, enc, port)
 	}
 	d.Port = n
-	d.Host = e.depHost(service, enc, get)
+	switch {
+	case has(get, "HOST", &d.Host), has(get, "ADDRESS", &d.Host):
+	default:
+		if h := contextDepHost(e.Context, service, enc); h != "" {
+			d.Host = h
+		} else {
+			d.Host = target
+		}
+	}
 	return d, nil
 }
 
-func (e *Env) depHost(service, enc string, get func(string) (string, bool)) string {
-	if h, ok := get("HOST"); ok {
-		return h
+func has(get func(string) (string, bool), name string, out *string) bool {
+	v, ok := get(name)
+	if ok {
+		*out = v
 	}
-	if h, ok := get("ADDRESS"); ok {
-		return h
-	}
-	if props := contextDepTargetProps(e.Context, service, enc); props != nil {
-		for _, k := range []string{"address", "hostname"} {
-			if s, ok := props[k].(string); ok && s != "" {
-				return s
-			}
-		}
-	}
-	if h, ok := get("HOSTNAME"); ok {
-		return h
-	}
-	if u, ok := get("AGENTURL"); ok {
-		if pu, err := url.Parse(u); err == nil && pu.Hostname() != "" {
-			return pu.Hostname()
-		}
-	}
-	t, _ := get("TARGET")
-	return t
+	return ok
 }
 
-// contextTargetProps finds the own target's properties in a context
-// document: "targetProperties", or "target": {"properties": ...}.
-func contextTargetProps(ctx map[string]any) map[string]any {
-	if ctx == nil {
-		return nil
-	}
-	if p, ok := ctx["targetProperties"].(map[string]any); ok {
-		return p
-	}
-	if t, ok := ctx["target"].(map[string]any); ok {
-		if p, ok := t["properties"].(map[string]any); ok {
-			return p
-		}
-	}
-	return nil
-}
-
-// contextDepTargetProps finds a dependency's target properties in the
-// context document, under "dependencies" (or "deps"): a map keyed by service
-// name or a list of objects with a "name"/"service" field.
-func contextDepTargetProps(ctx map[string]any, service, enc string) map[string]any {
-	if ctx == nil {
-		return nil
-	}
-	var entry map[string]any
-	for _, key := range []string{"dependencies", "deps"} {
-		switch deps := ctx[key].(type) {
-		case map[string]any:
-			for name, v := range deps {
-				if name == service || EnvName(name) == enc {
-					entry, _ = v.(map[string]any)
-				}
+// contextDepHost finds the host of a dependency's first location in the
+// context document: dependsOn/connectsTo.<name>.targets[0].host.
+func contextDepHost(ctx map[string]any, service, enc string) string {
+	for _, key := range []string{"dependsOn", "connectsTo"} {
+		deps, _ := ctx[key].(map[string]any)
+		for name, v := range deps {
+			if name != service && EnvName(name) != enc {
+				continue
 			}
-		case []any:
-			for _, v := range deps {
-				m, _ := v.(map[string]any)
-				for _, f := range []string{"name", "service"} {
-					if s, ok := m[f].(string); ok && (s == service || EnvName(s) == enc) {
-						entry = m
-					}
-				}
+			entry, _ := v.(map[string]any)
+			targets, _ := entry["targets"].([]any)
+			if len(targets) == 0 {
+				continue
+			}
+			loc, _ := targets[0].(map[string]any)
+			if h, ok := loc["host"].(string); ok && h != "" {
+				return h
 			}
 		}
 	}
-	if entry == nil {
-		return nil
-	}
-	return contextTargetProps(entry)
+	return ""
 }
 
 // Serve serves handler on addr until ctx is cancelled, then shuts down
