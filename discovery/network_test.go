@@ -1,0 +1,154 @@
+package discovery_test
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dydisnix/dydisnix/discovery"
+	"github.com/dydisnix/dydisnix/internal/netns"
+)
+
+// Browser settings of the real-network test and the documented removal
+// bound that follows from them (MDNSSource.RemovalBound): no-answer timeout
+// (3 rounds + 0.5 s) + one round + debounce.
+const (
+	netBrowseInterval = 500 * time.Millisecond
+	netDebounce       = 100 * time.Millisecond
+	netRemovalBound   = 3*netBrowseInterval + 500*time.Millisecond + netBrowseInterval + netDebounce
+)
+
+// detection holds the delays measured on the namespace testbed, from the
+// action to the moment the browser process printed the snapshot.
+type detection struct {
+	change, goodbye, kill9NoEndpoint, kill9Endpoint time.Duration
+}
+
+type publisherProc struct {
+	cmd    *exec.Cmd
+	exited <-chan struct{}
+}
+
+func startPublisher(t testing.TB, nd *netns.Node, bin, props string, extra ...string) publisherProc {
+	t.Helper()
+	args := append([]string{"-i", nd.Interface, "-p", props}, extra...)
+	cmd := nd.Command(context.Background(), bin+"/dydisnix-publishinfra", args...)
+	cmd.Stderr = testWriter{t, nd.Name}
+	return publisherProc{cmd, netns.StartT(t, cmd)}
+}
+
+// runRealNetwork is the real-network scenario: three namespaces on a
+// bridge, publishers in two, the browser in the third.
+func runRealNetwork(t testing.TB) detection {
+	bin := commands(t)
+	nw := netns.NewNetworkT(t, "ddn", 3)
+	n1, n2, n3 := nw.Nodes[0], nw.Nodes[1], nw.Nodes[2]
+	dir := t.TempDir()
+	p1, p2 := filepath.Join(dir, "test1.json"), filepath.Join(dir, "test2.yaml")
+	writeJSON(t, p1, map[string]any{"properties": map[string]any{"hostname": "test1", "mem": 1024, "zone": "a"}, "containers": map[string]any{"process": map[string]any{}}})
+	writeJSON(t, p2, map[string]any{"properties": map[string]any{"hostname": "test2", "mem": 512, "zone": "b"}}) // JSON is YAML too
+
+	w := startWatcher(t, n3.Command(context.Background(), bin+"/dydisnix-geninfra-mdns", "--watch", "-i", n3.Interface,
+		"--browse-interval", netBrowseInterval.String(), "--debounce", netDebounce.String(), "-t", "1s"))
+	w.wait(t, 10*time.Second, "first snapshot", func(discovery.Snapshot) bool { return true })
+
+	pub1 := startPublisher(t, n1, bin, p1, "--serve", "0.0.0.0:9001")
+	pub2 := startPublisher(t, n2, bin, p2)
+	both := w.wait(t, 10*time.Second, "both targets", func(s discovery.Snapshot) bool { return len(s.Infrastructure) == 2 })
+	t1, t2 := both.Infrastructure["test1"], both.Infrastructure["test2"]
+	if t1 == nil || t2 == nil {
+		t.Fatalf("targets: %v", both.Infrastructure)
+	}
+	if t1.Properties["zone"] != "a" || t2.Properties["zone"] != "b" || fmt.Sprint(t2.Properties["mem"]) != "512" {
+		t.Fatalf("properties: %v / %v", t1.Properties, t2.Properties)
+	}
+	if t1.Properties[discovery.AgentURLProperty] != "http://"+n1.Addr+":9001" {
+		t.Fatalf("test1 agentURL = %v", t1.Properties[discovery.AgentURLProperty])
+	}
+	if _, ok := t1.Containers["process"]; !ok {
+		t.Fatalf("test1 containers: %v", t1.Containers)
+	}
+	var d detection
+
+	// A properties change is announced at once.
+	start := time.Now()
+	writeJSON(t, p1, map[string]any{"properties": map[string]any{"hostname": "test1", "mem": 1024, "zone": "c"}, "containers": map[string]any{"process": map[string]any{}}})
+	s := w.wait(t, 10*time.Second, "test1 changed", hasEvent(discovery.EventChanged, "test1"))
+	d.change = s.got.Sub(start)
+	if s.Infrastructure["test1"].Properties["zone"] != "c" {
+		t.Fatalf("changed test1: %v", s.Infrastructure["test1"].Properties)
+	}
+
+	// A graceful stop says goodbye.
+	start = time.Now()
+	pub2.cmd.Process.Signal(syscall.SIGTERM)
+	s = w.wait(t, 10*time.Second, "test2 removed", hasEvent(discovery.EventRemoved, "test2"))
+	d.goodbye = s.got.Sub(start)
+	if r := lastEvent(s, "test2").Reason; r != discovery.ReasonGoodbye {
+		t.Fatalf("test2 removed for %q, want goodbye", r)
+	}
+	<-pub2.exited
+
+	// kill -9 of a machine without endpoint: no goodbye, no probe; the
+	// no-answer timeout removes it within the documented bound.
+	pub2 = startPublisher(t, n2, bin, p2)
+	w.wait(t, 10*time.Second, "test2 back", hasEvent(discovery.EventAdded, "test2"))
+	start = time.Now()
+	pub2.cmd.Process.Kill()
+	s = w.wait(t, netRemovalBound+2*time.Second, "test2 removed after kill -9", hasEvent(discovery.EventRemoved, "test2"))
+	d.kill9NoEndpoint = s.got.Sub(start)
+	if r := lastEvent(s, "test2").Reason; r != discovery.ReasonNoAnswer {
+		t.Fatalf("test2 removed for %q, want no-answer", r)
+	}
+
+	// kill -9 of a machine whose endpoint is probed.
+	start = time.Now()
+	pub1.cmd.Process.Kill()
+	s = w.wait(t, netRemovalBound+2*time.Second, "test1 removed after kill -9", hasEvent(discovery.EventRemoved, "test1"))
+	d.kill9Endpoint = s.got.Sub(start)
+	if len(s.Infrastructure) != 0 {
+		t.Fatalf("left over: %v", s.Infrastructure)
+	}
+	return d
+}
+
+func lastEvent(s stampedSnap, target string) discovery.Event {
+	var out discovery.Event
+	for _, e := range s.Events {
+		if e.Target == target {
+			out = e
+		}
+	}
+	return out
+}
+
+func TestMDNSRealNetwork(t *testing.T) {
+	d := runRealNetwork(t)
+	t.Logf("properties change -> changed event: %v", d.change)
+	t.Logf("goodbye (SIGTERM) -> removed event: %v", d.goodbye)
+	t.Logf("kill -9, no endpoint -> removed event: %v (bound %v)", d.kill9NoEndpoint, netRemovalBound)
+	t.Logf("kill -9, probed endpoint -> removed event: %v", d.kill9Endpoint)
+}
+
+// BenchmarkDetection measures the detection delays on the namespace testbed
+// (run as root: go test ./discovery -run XXX -bench Detection -benchtime 3x).
+func BenchmarkDetection(b *testing.B) {
+	var sum detection
+	for i := 0; i < b.N; i++ {
+		d := runRealNetwork(b)
+		sum.change += d.change
+		sum.goodbye += d.goodbye
+		sum.kill9NoEndpoint += d.kill9NoEndpoint
+		sum.kill9Endpoint += d.kill9Endpoint
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(sum.change.Milliseconds())/n, "change-ms")
+	b.ReportMetric(float64(sum.goodbye.Milliseconds())/n, "goodbye-ms")
+	b.ReportMetric(float64(sum.kill9NoEndpoint.Milliseconds())/n, "kill9-ms")
+	b.ReportMetric(float64(sum.kill9Endpoint.Milliseconds())/n, "kill9-probed-ms")
+	b.ReportMetric(0, "ns/op")
+}
