@@ -1,0 +1,87 @@
+package adapt
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+func get(t *testing.T, h http.Handler, path string) (int, string, string) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+	b, _ := io.ReadAll(rec.Body)
+	return rec.Code, rec.Header().Get("Content-Type"), string(b)
+}
+
+func TestHandlers(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	h.snap(infraOf("a", "b"))
+	h.waitDeploy(5 * time.Second)
+	h.snap(infraOf("a"), Event{Kind: EventRemoved, Target: "b", Reason: "goodbye", At: t0})
+	h.waitDeploy(5 * time.Second)
+	srv := h.l.Handler()
+
+	code, _, body := get(t, srv, "/healthz")
+	if code != 200 || strings.TrimSpace(body) != "ok" {
+		t.Errorf("/healthz = %d %q", code, body)
+	}
+
+	code, ctype, body := get(t, srv, "/status")
+	if code != 200 || ctype != "application/json" {
+		t.Fatalf("/status = %d %s", code, ctype)
+	}
+	var st map[string]any
+	if err := json.Unmarshal([]byte(body), &st); err != nil {
+		t.Fatalf("/status is not JSON: %v", err)
+	}
+	for _, k := range []string{"phase", "infrastructure", "targets", "distribution", "lastEvent", "lastDeploy"} {
+		if _, ok := st[k]; !ok {
+			t.Errorf("/status lacks %q: %s", k, body)
+		}
+	}
+	last := st["lastDeploy"].(map[string]any)
+	for _, k := range []string{"plan", "distribution", "detectionMs", "redeployMs", "result", "causes"} {
+		if _, ok := last[k]; !ok {
+			t.Errorf("/status lastDeploy lacks %q", k)
+		}
+	}
+	if ev := st["lastEvent"].(map[string]any); ev["target"] != "b" || ev["reason"] != "goodbye" {
+		t.Errorf("lastEvent = %v", ev)
+	}
+	if strings.Contains(body, "s3cret") {
+		t.Errorf("/status leaks an augmented secret")
+	}
+
+	code, _, body = get(t, srv, "/metrics")
+	if code != 200 {
+		t.Fatalf("/metrics = %d", code)
+	}
+	for _, name := range []string{MetricRedeploys + `{result="success"} 2`, MetricFailures, MetricDetection + "_bucket",
+		MetricRedeployLatency + "_count 2", MetricTargets + `{state="up"} 1`, MetricTargets + `{state="down"} 1`, MetricServices + " 4"} {
+		if !strings.Contains(body, name) {
+			t.Errorf("/metrics lacks %q", name)
+		}
+	}
+
+	code, ctype, body = get(t, srv, "/")
+	if code != 200 || !strings.HasPrefix(ctype, "text/html") {
+		t.Fatalf("/ = %d %s", code, ctype)
+	}
+	for _, want := range []string{"<svg", `http-equiv="refresh"`, `id="target-a"`, `id="web@a"`, `class="dependsOn"`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/ lacks %q", want)
+		}
+	}
+	if strings.Contains(body, "<script") {
+		t.Errorf("status page uses scripts")
+	}
+	if code, _, _ := get(t, srv, "/nope"); code != 404 {
+		t.Errorf("/nope = %d", code)
+	}
+}
