@@ -317,3 +317,47 @@ func TestAgentCrashedTargetRestoredFromStore(t *testing.T) {
 		t.Fatalf("restored state %s, want %s", s, sum)
 	}
 }
+
+func TestAgentDrainWaitsForStateMigration(t *testing.T) {
+	c := newCluster(t, 2)
+	svcs := model.Services{"kv": svc(t, "kv", "kv", nil, nil, true), "web": svc(t, "web", "web", []string{"kv"}, nil, false)}
+	c.mustDeploy(svcs, dist("kv", "t1", "web", "t2"))
+	httpPut(t, svcs["kv"], "/kv/d", "drained")
+	sum, _ := httpGet(t, svcs["kv"], "/checksum")
+
+	drained := make(chan bool, 1)
+	go func() { drained <- c.agents["t1"].a.Drain(context.Background(), 30*time.Second) }()
+	cl, _ := c.be.Client("t1", &model.Manifest{Infrastructure: c.infra})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		h, err := cl.Health(context.Background())
+		if err == nil && h.Draining && h.Status == "draining" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agent does not report draining: %+v %v", h, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The coordinator moves everything away: t1 is no longer in the
+	// infrastructure, but the previous manifest knows how to reach it.
+	c.infra = model.Infrastructure{"t2": c.infra["t2"]}
+	p := c.mustDeploy(svcs, dist("kv", "t2", "web", "t2"))
+	if n := len(countKind(p, deployer.StepSnapshot)); n != 1 {
+		t.Errorf("snapshot steps = %d, want 1 (state migrated from the draining machine)", n)
+	}
+	select {
+	case moved := <-drained:
+		if !moved {
+			t.Error("drain ended without the services moved away")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("drain did not end after the coordinator moved the services")
+	}
+	if s, _ := httpGet(t, svcs["kv"], "/checksum"); s != sum {
+		t.Fatalf("state after drain: %s, want %s", s, sum)
+	}
+	if got, want := c.processes(), []string{"kv@t2", "web@t2"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("processes = %v, want %v", got, want)
+	}
+}

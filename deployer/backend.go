@@ -301,8 +301,8 @@ func (x *execution) runStep(ctx context.Context, s Step) error {
 		return err
 	}
 	phase := PhaseDone
-	if strings.HasPrefix(detail, "skipped") {
-		phase = PhaseSkip
+	if rest, ok := strings.CutPrefix(detail, "skipped: "); ok {
+		phase, detail = PhaseSkip, rest
 	}
 	x.emit(s, phase, start, detail, nil)
 	return nil

@@ -115,6 +115,11 @@ func New(cfg Config) (*Agent, error) {
 	if len(cfg.Token) == 0 {
 		return nil, errors.New("agent: empty token")
 	}
+	abs, err := filepath.Abs(cfg.StateDir)
+	if err != nil {
+		return nil, fmt.Errorf("agent: state dir: %w", err)
+	}
+	cfg.StateDir = abs
 	for _, d := range []string{"artifacts", "state", "snapshots", "run", "context", "logs"} {
 		if err := os.MkdirAll(filepath.Join(cfg.StateDir, d), 0o700); err != nil {
 			return nil, fmt.Errorf("agent: state dir: %w", err)
@@ -192,9 +197,14 @@ func (a *Agent) saveProfile() error {
 	if err != nil {
 		return err
 	}
+	a.notifyLocked()
+	return model.WriteFileAtomic(a.path("profile.json"), b, 0o600)
+}
+
+// notifyLocked wakes up waiters on a.changed; the caller holds a.mu.
+func (a *Agent) notifyLocked() {
 	close(a.changed)
 	a.changed = make(chan struct{})
-	return model.WriteFileAtomic(a.path("profile.json"), b, 0o600)
 }
 
 // envName turns a name into the environment variable form: upper case,
@@ -471,6 +481,7 @@ func (a *Agent) Unlock(owner string) error {
 		return &httpError{409, fmt.Sprintf("locked by %s", a.lockOwner)}
 	}
 	a.lockOwner = ""
+	a.notifyLocked()
 	return nil
 }
 
@@ -505,7 +516,8 @@ func (a *Agent) DrainStatus() agentapi.DrainStatus {
 
 // Drain marks the agent as draining (visible in /v1/health and
 // /v1/drain; new activations are refused) and waits until the coordinator
-// has moved every service away or timeout passes. It then stops every
+// has moved every service away (no service left and no transition lock
+// held) or timeout passes. It then stops every
 // process. The caller withdraws the mDNS announcement first.
 func (a *Agent) Drain(ctx context.Context, timeout time.Duration) (moved bool) {
 	a.mu.Lock()
@@ -517,9 +529,12 @@ func (a *Agent) Drain(ctx context.Context, timeout time.Duration) (moved bool) {
 	defer deadline.Stop()
 	for {
 		a.mu.Lock()
-		n, ch := len(a.profile), a.changed
+		n, locked, ch := len(a.profile), a.lockOwner != "", a.changed
 		a.mu.Unlock()
-		if n == 0 {
+		// Done when nothing runs here any more and the coordinator's
+		// transition is over (it holds the lock until its state
+		// migration from this machine has finished).
+		if n == 0 && !locked {
 			moved = true
 			break
 		}
