@@ -116,8 +116,15 @@ func (e *Explanation) record(index int, label, filter string, in, out *Candidate
 			continue
 		}
 		s := e.svc(svc)
-		explained := map[Cand]int{}
+		n := 0
 		for k := len(s.Rejections) - 1; k >= 0 && s.Rejections[k].StepIndex == index; k-- {
+			n++
+		}
+		if n > 0 && n == len(inList)-len(outList) {
+			continue // the filter explained every removal and added nothing
+		}
+		explained := map[Cand]int{}
+		for k := len(s.Rejections) - n; k < len(s.Rejections); k++ {
 			if x, ok := lookupCand(out, s.Rejections[k].Target); ok {
 				explained[x]++
 			}

@@ -144,6 +144,7 @@ func (f mapAttrOnList) Apply(env *Env, in *Candidates) (*Candidates, error) {
 	keys := keyTable{}
 	var tc targetCache
 	cache := map[listKey][]Cand{}
+	reasons := map[[2]int32]string{}
 	for i, svc := range in.Services {
 		list := in.Lists[i]
 		if len(list) == 0 {
@@ -201,11 +202,17 @@ func (f mapAttrOnList) Apply(env *Env, in *Candidates) (*Candidates, error) {
 			if found {
 				kept = append(kept, x)
 			} else if env.Explaining {
-				shown := "<missing>"
-				if verr == nil {
-					shown = show(v)
+				rk := [2]int32{vid, x.Target}
+				reason, ok := reasons[rk]
+				if !ok {
+					shown := "<missing>"
+					if verr == nil {
+						shown = show(v)
+					}
+					reason = fmt.Sprintf("%s %s not in %s %s", f.sp, shown, f.tp, show(ti.v))
+					reasons[rk] = reason
 				}
-				env.Reject(svc, candName(in, x), fmt.Sprintf("%s %s not in %s %s", f.sp, shown, f.tp, show(ti.v)))
+				env.Reject(svc, candName(in, x), reason)
 			}
 		}
 		kept = kept[:len(kept):len(kept)]
