@@ -121,6 +121,7 @@ func handler(ring *Ring) http.Handler {
 			http.Error(w, "expected a node {id, addr}", http.StatusBadRequest)
 			return
 		}
+		n.ID = NodeID(n.Addr) // the identifier follows from the address
 		ring.Notify(n)
 		w.WriteHeader(http.StatusNoContent)
 	})
