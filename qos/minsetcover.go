@@ -59,9 +59,7 @@ func (f *MinSetCover) Apply(env *Env, in *Candidates) (*Candidates, error) {
 		pos[i] = -1
 	}
 	var hostIdx []int32
-	pairs := 0
 	for _, list := range in.Lists {
-		pairs += len(list)
 		for _, c := range list {
 			if pos[c.Target] < 0 {
 				pos[c.Target] = 0
@@ -79,38 +77,40 @@ func (f *MinSetCover) Apply(env *Env, in *Candidates) (*Candidates, error) {
 		v, _ := algTargetNumber(env.Infrastructure, strs.Name(t), f.TargetProperty)
 		cost[i] = float64(v)
 	}
-	// hostServices as adjacency: per service its distinct hosts (positions,
-	// in candidate order, one flat backing array) and per host its number
-	// of uncovered services and its members.
-	hostsBuf := make([]int32, 0, pairs)
-	svcHosts := make([][]int32, len(in.Services))
+	// hostServices in compressed form: per host its number of uncovered
+	// services and its members (one flat array); a service's hosts are its
+	// candidate list, duplicates skipped with a stamp.
 	uncovered := make([]int, nh)
 	seen := make([]int32, nh) // stamp: service index + 1
 	for si, list := range in.Lists {
-		start := len(hostsBuf)
 		for _, c := range list {
-			h := pos[c.Target]
-			if seen[h] == int32(si+1) {
-				continue
+			if h := pos[c.Target]; seen[h] != int32(si+1) {
+				seen[h] = int32(si + 1)
+				uncovered[h]++
 			}
-			seen[h] = int32(si + 1)
-			hostsBuf = append(hostsBuf, h)
-			uncovered[h]++
 		}
-		svcHosts[si] = hostsBuf[start:len(hostsBuf):len(hostsBuf)]
 	}
-	memberBuf := make([]int32, len(hostsBuf))
+	total := 0
+	for _, n := range uncovered {
+		total += n
+	}
+	memberBuf := make([]int32, total)
 	hostMembers := make([][]int32, nh)
 	off := 0
 	for h := 0; h < nh; h++ {
 		hostMembers[h] = memberBuf[off : off : off+uncovered[h]]
 		off += uncovered[h]
 	}
-	for si, hs := range svcHosts {
-		for _, h := range hs {
-			hostMembers[h] = append(hostMembers[h], int32(si))
+	clear(seen)
+	for si, list := range in.Lists {
+		for _, c := range list {
+			if h := pos[c.Target]; seen[h] != int32(si+1) {
+				seen[h] = int32(si + 1)
+				hostMembers[h] = append(hostMembers[h], int32(si))
+			}
 		}
 	}
+	clear(seen)
 
 	need := len(env.Services)
 	if env.Services == nil {
@@ -142,8 +142,11 @@ func (f *MinSetCover) Apply(env *Env, in *Candidates) (*Candidates, error) {
 			}
 			covered[si] = true
 			nCovered++
-			for _, h := range svcHosts[si] {
-				uncovered[h]--
+			for _, c := range in.Lists[si] {
+				if h := pos[c.Target]; seen[h] != int32(si+1) {
+					seen[h] = int32(si + 1)
+					uncovered[h]--
+				}
 			}
 			// the service's own candidate naming the chosen target, copied whole
 			for _, c := range in.Lists[si] {
