@@ -6,6 +6,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 )
@@ -30,6 +31,7 @@ func synthServices(n int) Services {
 				svc.DependsOn = append(svc.DependsOn, dep)
 			}
 		}
+		sort.Strings(svc.DependsOn) // a Nix dependsOn attribute set yields sorted names
 		svc.HasDependsOn = len(svc.DependsOn) > 0
 		s[name] = svc
 	}

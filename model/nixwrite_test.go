@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
@@ -419,5 +420,57 @@ func TestWrittenFilesReadBack(t *testing.T) {
 		if s2.Hash() != svcs.Hash() || i2.Hash() != infra.Hash() || d2.Hash() != wantDist.Hash() {
 			t.Errorf("%s: read back differs:\n%s%s%s", ext, mustJSON(t, s2), mustJSON(t, i2), mustJSON(t, d2))
 		}
+	}
+}
+
+// TestYAMLWriterRoundTrip: what EncodeYAML writes reads back as the same
+// value (strings that look like numbers, bools or null stay strings).
+func TestYAMLWriterRoundTrip(t *testing.T) {
+	t.Parallel()
+	r := rand.New(rand.NewSource(7))
+	vals := nastyValues()
+	for i := 0; i < 300; i++ {
+		vals = append(vals, randomValue(r, 0))
+	}
+	vals = append(vals, "1", "1.5", "yes", "no", "on", "~", "null", "true", "0x10", "1e3", ".inf", "2001-12-14", "- x", "a: b", "#c", "&a", "*a", "!t", "|", ">", "%", "@", "`")
+	for _, v := range vals {
+		if s, ok := v.(string); ok && !utf8.ValidString(s) {
+			continue
+		}
+		data, err := EncodeYAML(v)
+		if err != nil {
+			t.Fatalf("EncodeYAML(%#v): %v", v, err)
+		}
+		back, err := DecodeValue(data, FormatYAML, "v.yaml")
+		if err != nil {
+			t.Fatalf("%q: %v", data, err)
+		}
+		if !sameValue(v, back) {
+			t.Errorf("%q read back as %s, want %s", data, mustJSON(t, back), mustJSON(t, v))
+		}
+	}
+}
+
+// TestWriteModelFileKeepsOldOnError: a value that cannot be written leaves
+// the existing file untouched and no temporary file behind.
+func TestWriteModelFileKeepsOldOnError(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "ids.nix")
+	if err := WriteModelFile(file, map[string]any{"a": json.Number("1")}, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteModelFile(file, map[string]any{"a": "nul\x00"}, ""); err == nil || !strings.Contains(err.Error(), "ids.nix") {
+		t.Fatalf("want an error naming the file, got %v", err)
+	}
+	data, _ := os.ReadFile(file)
+	if string(data) != "{\n  a = 1;\n}\n" {
+		t.Errorf("file changed: %q", data)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("temporary files left: %v", entries)
+	}
+	if err := WriteModelFile(filepath.Join(dir, "x.txt"), 1, ""); err == nil {
+		t.Error("want an error for an unknown extension")
 	}
 }

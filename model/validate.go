@@ -3,6 +3,7 @@ package model
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -150,6 +151,10 @@ func hasType(v any, want string) bool {
 // component's smallest service name, e.g. [a b c a]. Cycles are sorted.
 func dependsOnCycles(s Services) [][]string {
 	names := s.Names()
+	adj := make(map[string][]string, len(s))
+	for _, n := range names {
+		adj[n] = deps(s, n)
+	}
 	index := map[string]int{}
 	low := map[string]int{}
 	onStack := map[string]bool{}
@@ -162,7 +167,7 @@ func dependsOnCycles(s Services) [][]string {
 		counter++
 		stack = append(stack, v)
 		onStack[v] = true
-		for _, w := range deps(s, v) {
+		for _, w := range adj[v] {
 			if _, seen := index[w]; !seen {
 				strong(w)
 				low[v] = min(low[v], low[w])
@@ -193,14 +198,14 @@ func dependsOnCycles(s Services) [][]string {
 	for _, comp := range sccs {
 		sort.Strings(comp)
 		start := comp[0]
-		if len(comp) == 1 && !contains(deps(s, start), start) {
+		if len(comp) == 1 && !contains(adj[start], start) {
 			continue
 		}
 		in := map[string]bool{}
 		for _, c := range comp {
 			in[c] = true
 		}
-		cycles = append(cycles, shortestCycle(s, start, in))
+		cycles = append(cycles, shortestCycle(adj, start, in))
 	}
 	sort.Slice(cycles, func(i, j int) bool { return cycles[i][0] < cycles[j][0] })
 	return cycles
@@ -212,27 +217,25 @@ func deps(s Services, name string) []string {
 	if svc == nil {
 		return nil
 	}
-	seen := map[string]bool{}
-	var out []string
+	out := make([]string, 0, len(svc.DependsOn))
 	for _, d := range svc.DependsOn {
-		if _, ok := s[d]; ok && !seen[d] {
-			seen[d] = true
+		if _, ok := s[d]; ok {
 			out = append(out, d)
 		}
 	}
 	sort.Strings(out)
-	return out
+	return slices.Compact(out)
 }
 
 // shortestCycle finds a shortest path start → ... → start inside a component.
-func shortestCycle(s Services, start string, in map[string]bool) []string {
+func shortestCycle(adj map[string][]string, start string, in map[string]bool) []string {
 	prev := map[string]string{}
 	queue := []string{start}
 	visited := map[string]bool{}
 	for len(queue) > 0 {
 		v := queue[0]
 		queue = queue[1:]
-		for _, w := range deps(s, v) {
+		for _, w := range adj[v] {
 			if !in[w] {
 				continue
 			}

@@ -99,9 +99,7 @@ func yamlNode(v any) (*yaml.Node, error) {
 		}
 		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: s}, nil
 	case string:
-		n := &yaml.Node{}
-		n.SetString(x)
-		return n, nil
+		return yamlString(x), nil
 	case json.Number:
 		if !validNumber(string(x)) {
 			return nil, fmt.Errorf("invalid number %q", string(x))
@@ -124,8 +122,7 @@ func yamlNode(v any) (*yaml.Node, error) {
 	case map[string]any:
 		n := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
 		for _, k := range SortedKeys(x) {
-			kn := &yaml.Node{}
-			kn.SetString(k)
+			kn := yamlString(k)
 			c, err := yamlNode(x[k])
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", k, err)
@@ -135,4 +132,19 @@ func yamlNode(v any) (*yaml.Node, error) {
 		return n, nil
 	}
 	return nil, fmt.Errorf("unsupported value of type %T", v)
+}
+
+// yamlString returns a string scalar; strings with line breaks or control
+// characters are double-quoted (yaml.v3's block styles do not read back
+// exactly for leading newlines or tabs).
+func yamlString(s string) *yaml.Node {
+	n := &yaml.Node{}
+	n.SetString(s)
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || r == 0x85 || r == 0x2028 || r == 0x2029 {
+			n.Style = yaml.DoubleQuotedStyle
+			break
+		}
+	}
+	return n
 }
