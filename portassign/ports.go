@@ -322,29 +322,30 @@ func AssignPorts(req PortRequest) (*Ports, error) {
 	// Drop duplicates a previous file may hold (the reference could write
 	// them after a wrap-around): the first service in sorted order keeps
 	// the port, the others get a new one below.
-	dedupe := func(p *Pool, taken map[int64]bool) {
+	dedupe := func(p *Pool, global map[int64]bool) map[int64]bool {
+		seen := map[int64]bool{}
 		for _, svc := range sortedKeys(p.ServicesToPorts) {
 			port := p.ServicesToPorts[svc]
-			if taken[port] {
+			if seen[port] || global[port] {
 				delete(p.ServicesToPorts, svc)
 				continue
 			}
-			taken[port] = true
+			seen[port] = true
 		}
+		return seen
 	}
-	globalTaken := map[int64]bool{}
+	var globalTaken map[int64]bool
 	if conf.Global != nil {
-		dedupe(conf.Global, globalTaken)
+		globalTaken = dedupe(conf.Global, nil)
 	}
 	for _, t := range sortedKeys(conf.Targets) {
-		local := map[int64]bool{}
-		for port := range globalTaken {
-			local[port] = true
-		}
-		dedupe(conf.Targets[t], local)
+		dedupe(conf.Targets[t], globalTaken)
 	}
 
-	// 2. Assign.
+	// 2. Assign. The taken ports are indexed once and kept up to date:
+	// a shared port must be free in every pool, a private port in its own
+	// pool and among the shared ones.
+	idx := newPortIndex(conf)
 	out := &Ports{Ports: map[string]int64{}, Config: conf}
 	for _, svc := range dist.Names() {
 		var pool *Pool
@@ -373,12 +374,19 @@ func AssignPorts(req PortRequest) (*Ports, error) {
 			out.Ports[svc] = port
 			continue
 		}
-		taken := takenFor(conf, pool)
-		port, err := nextPort(pool, taken, held)
+		shared := pool == conf.Global
+		taken := func(port int64) bool {
+			if shared {
+				return idx.all[port] > 0
+			}
+			return idx.global[port] || idx.pools[pool][port]
+		}
+		port, err := nextPort(pool, taken, held, len(idx.all)+len(held))
 		if err != nil {
 			n := 0
-			for p := range taken {
-				if p >= pool.MinPort && p <= pool.MaxPort {
+			inRange := func(p int64) bool { return p >= pool.MinPort && p <= pool.MaxPort }
+			for p := range idx.all {
+				if inRange(p) && (shared || idx.global[p] || idx.pools[pool][p]) {
 					n++
 				}
 			}
@@ -386,53 +394,63 @@ func AssignPorts(req PortRequest) (*Ports, error) {
 		}
 		pool.ServicesToPorts[svc] = port
 		pool.LastPort = port
+		idx.add(pool, port, shared)
 		out.Ports[svc] = port
 	}
 	return out, nil
 }
 
-// takenFor returns the ports a new reservation in pool must avoid: the
-// pool's own, the shared ones, and (for the shared pool) every private one.
-func takenFor(conf *PortConfiguration, pool *Pool) map[int64]bool {
-	taken := map[int64]bool{}
-	add := func(p *Pool) {
-		if p == nil {
-			return
+// portIndex indexes the reserved ports of a configuration.
+type portIndex struct {
+	all    map[int64]int // port → number of reservations in any pool
+	global map[int64]bool
+	pools  map[*Pool]map[int64]bool
+}
+
+func newPortIndex(conf *PortConfiguration) *portIndex {
+	idx := &portIndex{all: map[int64]int{}, global: map[int64]bool{}, pools: map[*Pool]map[int64]bool{}}
+	if conf.Global != nil {
+		for _, port := range conf.Global.ServicesToPorts {
+			idx.add(conf.Global, port, true)
 		}
+	}
+	for _, p := range conf.Targets {
 		for _, port := range p.ServicesToPorts {
-			taken[port] = true
+			idx.add(p, port, false)
 		}
 	}
-	add(pool)
-	add(conf.Global)
-	if pool == conf.Global {
-		for _, p := range conf.Targets {
-			add(p)
-		}
+	return idx
+}
+
+func (idx *portIndex) add(p *Pool, port int64, shared bool) {
+	idx.all[port]++
+	if shared {
+		idx.global[port] = true
 	}
-	return taken
+	if idx.pools[p] == nil {
+		idx.pools[p] = map[int64]bool{}
+	}
+	idx.pools[p][port] = true
 }
 
 // nextPort searches from lastPort+1, wrapping to minPort past maxPort, for
 // a port that is neither taken nor held back; it visits every port of the
-// pool at most once.
-func nextPort(p *Pool, taken, held map[int64]bool) (int64, error) {
+// pool at most once, and gives up early once it has seen more candidates
+// than there can be blocked ports (blocked bounds their number).
+func nextPort(p *Pool, taken func(int64) bool, held map[int64]bool, blocked int) (int64, error) {
 	port := p.LastPort
 	size := uint64(p.MaxPort-p.MinPort) + 1
 	if size == 0 { // the whole int64 range
 		size = ^uint64(0)
 	}
-	for i := uint64(0); i <= size; i++ {
+	for i := uint64(0); i < size && i <= uint64(blocked); i++ {
 		if port >= p.MaxPort || port < p.MinPort {
 			port = p.MinPort
 		} else {
 			port++
 		}
-		if !taken[port] && !held[port] {
+		if !taken(port) && !held[port] {
 			return port, nil
-		}
-		if i > uint64(len(taken)+len(held)) {
-			break
 		}
 	}
 	return 0, fmt.Errorf("exhausted")

@@ -34,6 +34,8 @@ every service of the services model is considered.
 
 Every model file may be .json, .yaml/.yml or .nix. The result is written to
 --output-file atomically (only after the assignment succeeded) or to stdout.
+--ids and --output-file may name the same file; on the first run it may be
+missing.
 
 Options:
 `
@@ -126,7 +128,7 @@ func assign(fs *pflag.FlagSet, services, infra, dist, resources, ids, prop, outF
 		}
 		req.Distribution = d
 	}
-	if ids != "" {
+	if ids != "" && !firstRun(ids, outFile) {
 		if req.Previous, err = portassign.LoadIDs(ids); err != nil {
 			return err
 		}
@@ -160,4 +162,14 @@ func checkTargets(d model.Distribution, inf model.Infrastructure, file string) e
 		}
 	}
 	return nil
+}
+
+// firstRun reports whether the previous file is also the output file and
+// does not exist yet: the first run of a --ids F --output-file F cycle.
+func firstRun(prev, out string) bool {
+	if out == "" || filepath.Clean(prev) != filepath.Clean(out) {
+		return false
+	}
+	_, err := os.Stat(prev)
+	return errors.Is(err, os.ErrNotExist)
 }

@@ -73,7 +73,8 @@ func TestNixRoundTrip(t *testing.T) {
 	s := write(t, dir, "s.json", services)
 	r := write(t, dir, "r.nix", `{ ports = { min = 3000; max = 4000; step = 2; }; }`)
 	ids := filepath.Join(dir, "ids.nix")
-	if code, _, errs := runCmd("-s", s, "--id-resources", r, "--format", "nix", "--output-file", ids); code != 0 {
+	// First run of an --ids F --output-file F cycle: F does not exist yet.
+	if code, _, errs := runCmd("-s", s, "--id-resources", r, "--ids", ids, "--format", "nix", "--output-file", ids); code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
 	first, _ := os.ReadFile(ids)

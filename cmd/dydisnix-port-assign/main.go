@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/spf13/pflag"
 
@@ -32,7 +33,8 @@ service in the same run.
 
 Prints {"ports": {...}, "portConfiguration": {...}} (or the Nix form) to stdout
 or, with -o, writes it atomically (only after the assignment succeeded). The
-output is the next run's -p file; -o may name the -p file itself.
+output is the next run's -p file; -o may name the -p file itself, which may
+be missing on the first run.
 
 Options:
 `
@@ -114,7 +116,7 @@ func assign(fs *pflag.FlagSet, services, infra, dist, ports, prop, outFile, form
 		}
 	}
 	req := portassign.PortRequest{Services: svcs, Distribution: d, ServiceProperty: prop}
-	if ports != "" {
+	if ports != "" && !firstRun(ports, outFile) {
 		if req.Previous, err = portassign.LoadPortConfig(ports); err != nil {
 			return err
 		}
@@ -135,4 +137,14 @@ func assign(fs *pflag.FlagSet, services, infra, dist, ports, prop, outFile, form
 	}
 	_, err = stdout.Write(data)
 	return err
+}
+
+// firstRun reports whether the previous file is also the output file and
+// does not exist yet: the first run of a -p F -o F cycle.
+func firstRun(prev, out string) bool {
+	if out == "" || filepath.Clean(prev) != filepath.Clean(out) {
+		return false
+	}
+	_, err := os.Stat(prev)
+	return errors.Is(err, os.ErrNotExist)
 }

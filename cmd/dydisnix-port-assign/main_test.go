@@ -69,7 +69,8 @@ func TestPortsFileCycle(t *testing.T) {
 	dir := t.TempDir()
 	s, i, d := models(t, dir)
 	ports := filepath.Join(dir, "ports.nix")
-	if code, _, errs := runCmd("-s", s, "-i", i, "-d", d, "--format", "nix", "-o", ports); code != 0 {
+	// First run of a -p F -o F cycle: F does not exist yet.
+	if code, _, errs := runCmd("-s", s, "-i", i, "-d", d, "-p", ports, "--format", "nix", "-o", ports); code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
 	first, _ := os.ReadFile(ports)
