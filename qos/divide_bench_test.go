@@ -42,7 +42,7 @@ func genBenchModel(S, M int) *benchModel {
 	}
 	rnd := rand.New(rand.NewPCG(uint64(1000003*S+17), 1))
 	services := make(model.Services, S)
-	total := 0
+	total, totalCPU := 0, 0
 	edges := 0
 	for i := 0; i < S; i++ {
 		name := fmt.Sprintf("s%04d", i)
@@ -57,7 +57,9 @@ func genBenchModel(S, M int) *benchModel {
 		}
 		mem := 16 + rnd.IntN(1009)
 		total += mem
-		svc := &model.Service{Name: name, Type: typ, Attrs: map[string]any{"requireMem": algNum(int64(mem)), "group": typ}, HasDependsOn: true}
+		cpu := 1 + (mem*7)%8 // derived, so the random sequence stays that of the generator
+		totalCPU += cpu
+		svc := &model.Service{Name: name, Type: typ, Attrs: map[string]any{"requireMem": algNum(int64(mem)), "requireCpu": algNum(int64(cpu)), "group": typ}, HasDependsOn: true}
 		k := min(i, rnd.IntN(4))
 		if k > 0 {
 			deps := rnd.Perm(i)[:k]
@@ -88,6 +90,7 @@ func genBenchModel(S, M int) *benchModel {
 		infra[name] = &model.Target{Name: name, Properties: map[string]any{
 			"hostname": name, "mem": algNum(mem), "cost": algNum(int64(10 + rnd.IntN(91))),
 			"zone": fmt.Sprintf("zone%d", j%5),
+			"cpu":  algNum(int64(math.Round(1.5 * float64(totalCPU) / float64(M) * (0.5 + float64(j*37%100)/100)))),
 		}}
 	}
 	for _, t := range benchTypes[1:] {
@@ -194,6 +197,36 @@ func BenchmarkDivide(b *testing.B) {
 				}
 				out, err := benchRun(b, m, f)
 				benchQuality(b, m, out, err)
+			})
+		}
+	}
+}
+
+// BenchmarkDivideMulti divides over mem and cpu at once.
+func BenchmarkDivideMulti(b *testing.B) {
+	for _, sc := range benchScales {
+		for _, strategy := range []string{StrategyGreedy, StrategyHighestBidder, StrategyLowestBidder} {
+			b.Run(fmt.Sprintf("%s/%dx%d", strategy, sc[0], sc[1]), func(b *testing.B) {
+				m := genBenchModel(sc[0], sc[1])
+				f, err := NewDivide(strategy, []string{"requireMem", "requireCpu"}, []string{"mem", "cpu"})
+				if err != nil {
+					b.Fatal(err)
+				}
+				out, err := benchRun(b, m, f)
+				benchQuality(b, m, out, err)
+				if err == nil {
+					used := map[string]int64{}
+					for s, ms := range out.Distribution() {
+						v, _ := algServiceNumber(m.services, s, "requireCpu")
+						used[ms[0].Target] += v
+					}
+					var over int64
+					for t, u := range used {
+						c, _ := algTargetNumber(m.infra, t, "cpu")
+						over += max(0, u-c)
+					}
+					b.ReportMetric(float64(over), "cpu-overrun")
+				}
 			})
 		}
 	}
