@@ -1,0 +1,242 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/dydisnix/dydisnix/model"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+func gendistRun(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func writeFile(t *testing.T, name, text string) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(f, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+const (
+	svcs  = "testdata/services.json"
+	infra = "testdata/infrastructure.json"
+)
+
+func TestExitCodes(t *testing.T) {
+	t.Parallel()
+	bad := writeFile(t, "bad.yaml", "steps: [{filter: nope}]")
+	missingProp := writeFile(t, "mp.yaml", "steps: [{filter: mapAttrOnAttr, serviceProperty: nosuch, targetProperty: zone}]")
+	notList := writeFile(t, "nl.yaml", "steps: [{filter: mapAttrOnList, serviceProperty: type, targetPropertyList: zone}]")
+	broken := writeFile(t, "broken.json", `{"a": `)
+	cases := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"help", []string{"-h"}, 0, "Usage: dydisnix-gendist"},
+		{"no services", []string{"-i", infra}, 2, "-s"},
+		{"no infrastructure", []string{"-s", svcs}, 2, "-i"},
+		{"unknown flag", []string{"-s", svcs, "-i", infra, "--bogus"}, 2, "bogus"},
+		{"bad format", []string{"-s", svcs, "-i", infra, "--format", "xml"}, 2, "json or nix"},
+		{"extra argument", []string{"-s", svcs, "-i", infra, "x"}, 2, "unexpected argument"},
+		{"unknown filter", []string{"-s", svcs, "-i", infra, "-q", bad}, 1, "unknown filter \"nope\""},
+		{"missing property", []string{"-s", svcs, "-i", infra, "-q", missingProp}, 1, "attribute 'nosuch' missing"},
+		{"list property not a list", []string{"-s", svcs, "-i", infra, "-q", notList}, 1, "property zone of target testtarget1 is a string, expected a list"},
+		{"malformed model", []string{"-s", broken, "-i", infra}, 1, "broken.json"},
+		{"missing model", []string{"-s", "nonexistent.json", "-i", infra}, 1, "nonexistent.json"},
+		{"unknown builtin", []string{"-s", svcs, "-i", infra, "-q", "builtin:nope"}, 1, "shipped policies"},
+		{"ok", []string{"-s", svcs, "-i", infra, "-q", "builtin:by-type"}, 0, ""},
+	}
+	for _, c := range cases {
+		c := c
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			code, out, errs := gendistRun(t, c.args...)
+			if code != c.code {
+				t.Fatalf("exit %d, want %d; stderr %s", code, c.code, errs)
+			}
+			if !strings.Contains(out+errs, c.want) {
+				t.Fatalf("output lacks %q:\n%s%s", c.want, out, errs)
+			}
+		})
+	}
+}
+
+func TestOutputFileAtomicAndNoPartial(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	out := filepath.Join(dir, "dist.json")
+	if code, _, errs := gendistRun(t, "-s", svcs, "-i", infra, "-q", "builtin:by-type-round-robin", "-o", out); code != 0 {
+		t.Fatal(errs)
+	}
+	d, err := model.LoadDistribution(out, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := d.Targets("testService2"); !reflect.DeepEqual(got, []string{"testtarget2"}) {
+		t.Fatalf("testService2 %v", got)
+	}
+	before, _ := os.ReadFile(out)
+	bad := writeFile(t, "q.yaml", "steps: [{filter: mapAttrOnList, serviceProperty: type, targetPropertyList: nosuch}]")
+	if code, _, _ := gendistRun(t, "-s", svcs, "-i", infra, "-q", bad, "-o", out); code != 1 {
+		t.Fatal("want exit 1")
+	}
+	after, _ := os.ReadFile(out)
+	if !bytes.Equal(before, after) {
+		t.Fatal("failed run changed the output file")
+	}
+	fresh := filepath.Join(dir, "fresh.json")
+	gendistRun(t, "-s", svcs, "-i", infra, "-q", bad, "-o", fresh)
+	if _, err := os.Stat(fresh); !os.IsNotExist(err) {
+		t.Fatal("failed run left an output file")
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Fatalf("stray files: %v", entries)
+	}
+}
+
+// TestNixOutputVectors checks the Nix form against the gendist-output
+// vectors: byte for byte for plain target lists; for record mappings we
+// keep the containers (Disnix's targets form) where the original dropped them.
+func TestNixOutputVectors(t *testing.T) {
+	t.Parallel()
+	files, _ := filepath.Glob("testdata/gendist-output-*.json")
+	if len(files) == 0 {
+		t.Fatal("no vectors")
+	}
+	for _, f := range files {
+		data, _ := os.ReadFile(f)
+		v, err := model.DecodeValue(data, model.FormatJSON, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vm := v.(map[string]any)
+		d, err := model.DistributionFromValue(vm["input"].(map[string]any)["qosResult"], f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := vm["expected"].(map[string]any)["nixText"].(string)
+		got := NixDistribution(d)
+		if strings.Contains(f, "mixed") {
+			want = "\n{infrastructure}:\n\n{\n  a = {\n    targets = [\n      { target = infrastructure.t1; }\n      { target = infrastructure.t2; container = \"c\"; }\n    ];\n  };\n  \n}\n\t"
+		}
+		if got != want {
+			t.Errorf("%s:\ngot  %q\nwant %q", f, got, want)
+		}
+	}
+	if got := NixDistribution(model.Distribution{}); got != "\n{infrastructure}:\n\n{\n  \n}\n\t" {
+		t.Errorf("empty: %q", got)
+	}
+	q := NixDistribution(model.Distribution{"my.svc": {{Target: "in"}}, "ok-1": {{Target: "host\"x"}}})
+	for _, w := range []string{`"my.svc" = [`, `infrastructure."in"`, `ok-1 = [`, `infrastructure."host\"x"`} {
+		if !strings.Contains(q, w) {
+			t.Errorf("%q lacks %s", q, w)
+		}
+	}
+}
+
+func TestPreviousForms(t *testing.T) {
+	t.Parallel()
+	q := writeFile(t, "q.yaml", "steps: [{filter: mapBoundServicesToPrevious}]")
+	manifestJSON := writeFile(t, "manifest.json", `{"services": {"h1": {"name": "testService1", "type": "echo"}},
+		"serviceMappings": [{"service": "h1", "target": "testtarget2", "container": "echo"}]}`)
+	dist := writeFile(t, "prev.yaml", "testService1: [testtarget2]\n")
+	for _, prev := range []string{"testdata/manifest.xml", manifestJSON, dist} {
+		code, out, errs := gendistRun(t, "-s", svcs, "-i", infra, "-q", q, "--previous", prev)
+		if code != 0 {
+			t.Fatalf("%s: %s", prev, errs)
+		}
+		var d map[string][]any
+		if err := json.Unmarshal([]byte(out), &d); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(d["testService1"], []any{"testtarget2"}) || len(d["testService3"]) != 2 {
+			t.Fatalf("%s: %s", prev, out)
+		}
+	}
+	bad := writeFile(t, "m.xml", `<manifest version="1"></manifest>`)
+	if code, _, errs := gendistRun(t, "-s", svcs, "-i", infra, "--previous", bad); code != 1 || !strings.Contains(errs, "version") {
+		t.Fatalf("old manifest: %d %s", code, errs)
+	}
+}
+
+func TestExplainGolden(t *testing.T) {
+	t.Parallel()
+	code, out, errs := gendistRun(t, "-s", svcs, "-i", infra, "-q", "testdata/zone-order-rr.yaml", "--explain", "--explain-service", "testService3", "--explain-service", "testService1")
+	if code != 0 {
+		t.Fatal(errs)
+	}
+	if !strings.Contains(out, "testService1") {
+		t.Fatal("distribution missing from stdout")
+	}
+	file := filepath.Join("testdata", "explain-zone-order-rr.golden")
+	if *update {
+		os.WriteFile(file, []byte(errs), 0o644)
+	}
+	want, _ := os.ReadFile(file)
+	if errs != string(want) {
+		t.Fatalf("got\n%s\nwant\n%s", errs, want)
+	}
+	// JSON explanation into a file
+	ef := filepath.Join(t.TempDir(), "why.json")
+	if code, _, errs := gendistRun(t, "-s", svcs, "-i", infra, "-q", "builtin:by-type-round-robin", "--explain-format", "json", "--explain-output", ef); code != 0 {
+		t.Fatal(errs)
+	}
+	var ex struct {
+		Steps    []map[string]any          `json:"steps"`
+		Services map[string]map[string]any `json:"services"`
+	}
+	data, _ := os.ReadFile(ef)
+	if err := json.Unmarshal(data, &ex); err != nil || len(ex.Steps) != 2 || len(ex.Services) != 3 {
+		t.Fatalf("%v %s", err, data)
+	}
+}
+
+func TestNoCandidateExit(t *testing.T) {
+	t.Parallel()
+	q := writeFile(t, "q.yaml", "steps:\n- {filter: mapAttrOnAttr, name: zone, serviceProperty: requireZone, targetProperty: access}\n")
+	code, _, errs := gendistRun(t, "-s", svcs, "-i", infra, "-q", q)
+	if code != 1 || !strings.Contains(errs, "service testService1 has no candidate target left: step 1 (zone)") || !strings.Contains(errs, `requireZone "US" != access "public"`) {
+		t.Fatalf("%d %s", code, errs)
+	}
+	code, out, errs := gendistRun(t, "-s", svcs, "-i", infra, "-q", q, "--allow-empty")
+	if code != 0 || !strings.Contains(out, `"testService1": []`) || !strings.Contains(errs, "warning") {
+		t.Fatalf("%d %s %s", code, out, errs)
+	}
+}
+
+func TestListPolicies(t *testing.T) {
+	t.Parallel()
+	code, out, _ := gendistRun(t, "--list-policies")
+	if code != 0 || !strings.Contains(out, "builtin:by-type-round-robin") || !strings.Contains(out, "builtin:min-cost-cover") {
+		t.Fatal(out)
+	}
+}
+
+func TestNixFormatAndFilterBuildable(t *testing.T) {
+	t.Parallel()
+	code, out, errs := gendistRun(t, "-s", svcs, "-i", infra, "-q", "builtin:by-type-round-robin", "--format", "nix", "--filter-buildable")
+	if code != 0 {
+		t.Fatal(errs)
+	}
+	want := "\n{infrastructure}:\n\n{\n  testService1 = [\n    infrastructure.testtarget1\n  ];\n  testService2 = [\n    infrastructure.testtarget2\n  ];\n  testService3 = [\n    infrastructure.testtarget1\n  ];\n  \n}\n\t"
+	if out != want {
+		t.Fatalf("%q", out)
+	}
+}
