@@ -187,10 +187,10 @@ func newCapTable(infra model.Infrastructure, strs *Strings, dims []capDim) *capT
 // writable) and whether the target has every capacity property.
 func (c *capTable) get(t int32) ([]int64, bool) {
 	k := len(c.dims)
-	if int(t) >= len(c.state) { // interned after the table was made
-		n := c.strs.Len()
-		c.state = append(c.state, make([]uint8, n-len(c.state))...)
-		c.cap = append(c.cap, make([]int64, n*k-len(c.cap))...)
+	if int(t) >= len(c.state) {
+		// Interned after the table was made: filters using the table do
+		// not intern, and rows handed out must stay valid (no regrowth).
+		return nil, false
 	}
 	switch c.state[t] {
 	case 1:
