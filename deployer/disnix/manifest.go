@@ -1,0 +1,185 @@
+package disnix
+
+import (
+	"context"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+
+	"github.com/dydisnix/dydisnix/deployer"
+	"github.com/dydisnix/dydisnix/model"
+)
+
+// DefaultProfile is Disnix's default profile name.
+const DefaultProfile = "default"
+
+// DefaultCoordinatorProfilePath returns Disnix's default coordinator profile
+// directory, /nix/var/nix/profiles/per-user/$USER/disnix-coordinator.
+func DefaultCoordinatorProfilePath() string {
+	name := os.Getenv("USER")
+	if name == "" {
+		if u, err := user.Current(); err == nil {
+			name = u.Username
+		}
+	}
+	return filepath.Join("/nix/var/nix/profiles/per-user", name, "disnix-coordinator")
+}
+
+// CoordinatorManifest returns the path of the coordinator profile that
+// points at the last deployed Disnix manifest:
+// <coordinator-profile-path>/<profile>.
+func (o *Options) CoordinatorManifest() string {
+	dir := o.CoordinatorProfilePath
+	if dir == "" {
+		dir = DefaultCoordinatorProfilePath()
+	}
+	p := o.Profile
+	if p == "" {
+		p = os.Getenv("DISNIX_PROFILE")
+	}
+	if p == "" {
+		p = DefaultProfile
+	}
+	return filepath.Join(dir, p)
+}
+
+// Current returns the distribution of the last deployment, read from the
+// coordinator profile's manifest (nil, nil when nothing was deployed yet).
+func (b *Backend) Current(ctx context.Context) (model.Distribution, error) {
+	file := b.CoordinatorManifest()
+	st, err := os.Stat(file)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("coordinator profile: %w", err)
+	}
+	if st.IsDir() {
+		file = filepath.Join(file, "manifest.xml")
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("coordinator manifest: %w", err)
+	}
+	return PreviousDistribution(data, file)
+}
+
+// PreviousDistribution converts a Disnix V2 manifest (XML) into the
+// distribution it deployed, as dydisnix-previous-distribution does: for
+// every service mapping in manifest order the mapping's target (and
+// container) is appended to the list of the mapped service's name. When
+// every container equals its service's type the distribution uses plain
+// target names, otherwise every mapping is a {target, container} record.
+func PreviousDistribution(data []byte, file string) (model.Distribution, error) {
+	var m struct {
+		XMLName  xml.Name `xml:"manifest"`
+		Version  string   `xml:"version,attr"`
+		Services []struct {
+			Key  string `xml:"name,attr"`
+			Name string `xml:"name"`
+			Type string `xml:"type"`
+		} `xml:"services>service"`
+		Mappings []struct {
+			Service   string `xml:"service"`
+			Target    string `xml:"target"`
+			Container string `xml:"container"`
+		} `xml:"serviceMappings>mapping"`
+	}
+	if err := xml.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("%s: the provided manifest cannot be read: %v", file, err)
+	}
+	if m.Version != "2" {
+		return nil, fmt.Errorf("%s: manifest version %s: only version 2 manifests are supported (convert older ones with disnix-convert)", file, strconv.Quote(m.Version))
+	}
+	names, types := map[string]string{}, map[string]string{}
+	for _, s := range m.Services {
+		names[s.Key], types[s.Key] = s.Name, s.Type
+	}
+	automapped := true
+	for i, x := range m.Mappings {
+		if _, ok := names[x.Service]; !ok {
+			return nil, fmt.Errorf("%s: serviceMappings[%d]: service %q is not in the manifest's services", file, i, x.Service)
+		}
+		if x.Target == "" {
+			return nil, fmt.Errorf("%s: serviceMappings[%d]: no target", file, i)
+		}
+		if x.Container != types[x.Service] {
+			automapped = false
+		}
+	}
+	d := model.Distribution{}
+	for _, x := range m.Mappings {
+		name := names[x.Service]
+		mp := model.Mapping{Target: x.Target}
+		if !automapped {
+			mp.Container, mp.Record = x.Container, true
+		}
+		d[name] = append(d[name], mp)
+	}
+	return d, nil
+}
+
+// DistributionOf returns the distribution a dydisnix manifest deploys:
+// service name → its mappings, a plain target when the container is the
+// service's type, else a {target, container} record.
+func DistributionOf(man *model.Manifest) model.Distribution {
+	d := model.Distribution{}
+	if man == nil {
+		return d
+	}
+	for _, mp := range man.Mappings {
+		svc, ok := man.Services[mp.Service]
+		if !ok {
+			continue
+		}
+		m := model.Mapping{Target: mp.Target}
+		if mp.Container != "" && mp.Container != svc.Type {
+			m.Container, m.Record = mp.Container, true
+		}
+		d[svc.Name] = append(d[svc.Name], m)
+	}
+	return d
+}
+
+// Executor runs deployer plans through Disnix: it implements
+// deployer.Backend. Disnix computes and carries out the transition itself
+// (including its own rollback), so the plan's steps are not executed one by
+// one: the plan's new manifest gives the infrastructure and the
+// distribution, and one disnix-env run deploys them. Progress reports that
+// run as a single step.
+type Executor struct {
+	*Backend
+	// ServicesFile is the Nix services model given to disnix-env -s.
+	ServicesFile string
+}
+
+var _ deployer.Backend = (*Executor)(nil)
+
+// StepDisnixEnv is the kind of the single step an Executor reports.
+const StepDisnixEnv deployer.StepKind = "disnix-env"
+
+// Execute deploys plan.New with disnix-env.
+func (e *Executor) Execute(ctx context.Context, plan *deployer.Plan, progress func(deployer.StepEvent)) error {
+	if plan == nil || plan.New == nil {
+		return errors.New("disnix: plan without a new manifest")
+	}
+	step := deployer.Step{ID: 1, Kind: StepDisnixEnv, Target: "*"}
+	report := func(ev deployer.StepEvent) {
+		if progress != nil {
+			progress(ev)
+		}
+	}
+	report(deployer.StepEvent{Step: step, Phase: deployer.PhaseStart})
+	err := e.Deploy(ctx, e.ServicesFile, plan.New.Infrastructure, DistributionOf(plan.New))
+	if err != nil {
+		report(deployer.StepEvent{Step: step, Phase: deployer.PhaseFailed, Err: err})
+		return &deployer.StepError{Step: step, Err: err}
+	}
+	report(deployer.StepEvent{Step: step, Phase: deployer.PhaseDone})
+	return nil
+}
