@@ -250,3 +250,45 @@ func LoadDistribution(file string, infra Infrastructure) (Distribution, error) {
 	}
 	return DistributionFromValue(v, file)
 }
+
+// LoadValueWith is LoadValue with options for .nix files (extra
+// parameters, default target property, timeout); other formats ignore them.
+func LoadValueWith(file string, kind Kind, infra Infrastructure, opts NixOptions) (any, error) {
+	format, err := FormatOf(file)
+	if err != nil {
+		return nil, err
+	}
+	if format == FormatNix {
+		return EvalNix(file, kind, infra, opts)
+	}
+	return LoadValue(file, kind, infra)
+}
+
+// LoadServicesWith is LoadServices with options for a .nix model (e.g. the
+// --extra-params expression).
+func LoadServicesWith(file string, opts NixOptions) (Services, error) {
+	v, err := LoadValueWith(file, KindServices, nil, opts)
+	if err != nil {
+		return nil, err
+	}
+	return ServicesFromValue(v, file)
+}
+
+// LoadInfrastructureWith is LoadInfrastructure with options for a .nix model.
+func LoadInfrastructureWith(file string, opts NixOptions) (Infrastructure, error) {
+	v, err := LoadValueWith(file, KindInfrastructure, nil, opts)
+	if err != nil {
+		return nil, err
+	}
+	return InfrastructureFromValue(v, file)
+}
+
+// LoadDistributionWith is LoadDistribution with options for a .nix model
+// (e.g. the default target property).
+func LoadDistributionWith(file string, infra Infrastructure, opts NixOptions) (Distribution, error) {
+	v, err := LoadValueWith(file, KindDistribution, infra, opts)
+	if err != nil {
+		return nil, err
+	}
+	return DistributionFromValue(v, file)
+}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // requireNix fails (never skips) when nix-instantiate is missing: the Nix
@@ -270,5 +271,37 @@ func TestNixServicesPkgUncatchable(t *testing.T) {
 	}
 	if _, has := s["a"].Attrs[AttrPkg]; has || s["a"].Attrs["port"] != json.Number("1") {
 		t.Errorf("a = %+v", s["a"])
+	}
+}
+
+func TestNixOptions(t *testing.T) {
+	t.Parallel()
+	requireNix(t)
+	dir := t.TempDir()
+	svc := writeFile(t, dir, "services.nix", `{system, pkgs, distribution, invDistribution, basePort ? 1000}: {
+  a = { name = "a"; type = "process"; port = basePort + 1; };
+}`)
+	s, err := LoadServicesWith(svc, NixOptions{ExtraParams: "{ basePort = 8000; other = 1; }"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s["a"].Attrs["port"]; got != json.Number("8001") {
+		t.Errorf("port = %v", got)
+	}
+	infra := Infrastructure{
+		"t1": {Name: "t1", Properties: map[string]any{"hostname": "h", "ip": "10.0.0.1"}},
+		"t2": {Name: "t2", Properties: map[string]any{"hostname": "h2", "ip": "10.0.0.2"}},
+	}
+	dist := writeFile(t, dir, "dist.nix", `{infrastructure}: { a = [ { properties.ip = "10.0.0.2"; } ]; }`)
+	d, err := LoadDistributionWith(dist, infra, NixOptions{TargetProperty: "ip"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Targets("a")[0] != "t2" {
+		t.Errorf("got %v", d)
+	}
+	slow := writeFile(t, dir, "slow.nix", `let f = n: if n == 0 then 0 else 1 + f (n - 1) + f (n - 1); in f 60`)
+	if _, err := EvalNix(slow, KindPlain, nil, NixOptions{Timeout: 300 * time.Millisecond}); err == nil || !strings.Contains(err.Error(), "did not finish") {
+		t.Errorf("want a timeout error, got %v", err)
 	}
 }
