@@ -79,20 +79,30 @@ func (f *PreferPrevious) Apply(env *Env, in *Candidates) (*Candidates, error) {
 		var keep []Cand
 		var gone []string
 		for _, m := range prev {
-			found := false
-			if t, ok := strs.Lookup(m.Target); ok {
-				for _, c := range in.Lists[si] {
-					if c.Target == t {
-						found = true
-						if !algHasTarget(keep, t) {
-							keep = append(keep, c)
-						}
+			// The candidate that equals the previous mapping (container
+			// included), else the first one naming the same target.
+			match := -1
+			if t, ok := strs.Lookup(m.Target); ok && !algHasTarget(keep, t) {
+				for ci, c := range in.Lists[si] {
+					if c.Target != t {
+						continue
+					}
+					if match < 0 {
+						match = ci
+					}
+					if in.Mapping(c) == m {
+						match = ci
+						break
 					}
 				}
+			} else if ok {
+				continue // a second previous mapping on a target already kept
 			}
-			if !found {
+			if match < 0 {
 				gone = append(gone, m.Target)
+				continue
 			}
+			keep = append(keep, in.Lists[si][match])
 		}
 		if len(keep) == 0 {
 			if env.Explaining {

@@ -82,6 +82,13 @@ func TestPreferPrevious(t *testing.T) {
 			want:   model.Distribution{"s1": {{Target: "b", Container: "proc", Record: true}}},
 		},
 		{
+			name:   "the candidate with the previous container wins",
+			params: Params{},
+			prev:   model.Distribution{"s1": {{Target: "b", Container: "c2", Record: true}}},
+			dist:   model.Distribution{"s1": {{Target: "b", Container: "c1", Record: true}, {Target: "b", Container: "c2", Record: true}}},
+			want:   model.Distribution{"s1": {{Target: "b", Container: "c2", Record: true}}},
+		},
+		{
 			name:      "capacity: missing service property",
 			params:    Params{"serviceProperty": "cpu", "targetProperty": "cpu"},
 			prev:      model.Distribution{"s1": ms("a")},
