@@ -305,3 +305,33 @@ func TestNixOptions(t *testing.T) {
 		t.Errorf("want a timeout error, got %v", err)
 	}
 }
+
+// TestNixRealWorldExample reads a model laid out like the Disnix
+// StaffTracker example (customPkgs through pkgs.lib.callPackageWith, empty
+// dependsOn sets, replicas, a targets record, a secret read from a file).
+func TestNixRealWorldExample(t *testing.T) {
+	t.Parallel()
+	requireNix(t)
+	dir := filepath.Join("testdata", "stafftracker", "deployment", "DistributedDeployment")
+	s, err := LoadServices(filepath.Join(dir, "services.nix"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	infra, err := LoadInfrastructure(filepath.Join(dir, "infrastructure.nix"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := LoadDistribution(filepath.Join(dir, "distribution.nix"), infra)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := errors.Join(s.Validate("services.nix"), infra.Validate("infrastructure.nix"), d.Validate("distribution.nix", s, infra)); err != nil {
+		t.Fatal(err)
+	}
+	all := map[string]any{"services": s, "infrastructure": infra, "distribution": d}
+	data, err := EncodeJSON(all)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "stafftracker.json", data)
+}
