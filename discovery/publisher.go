@@ -212,7 +212,7 @@ func (p *Publisher) registerLocked() error {
 	if len(ips) == 0 {
 		return fmt.Errorf("no IP address on %s to announce", ifaceNames(p.ifaces))
 	}
-	host := hostLabel(p.target.Name) + ".local."
+	host := hostLabel(p.target.Name) // zeroconf appends ".local."
 	srv, err := zeroconf.RegisterProxy(p.inst, ServiceType, "local.", p.cfg.Port, host, ips, wireTXT(p.txt), p.ifaces)
 	if err != nil {
 		return fmt.Errorf("register %s on %s: %w", p.inst, ifaceNames(p.ifaces), err)
