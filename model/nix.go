@@ -123,13 +123,13 @@ func EvalNix(file string, kind Kind, infra Infrastructure, opts NixOptions) (any
 	if timeout <= 0 {
 		timeout = DefaultNixTimeout
 	}
-	stdout, err := runNix(bin, args, filepath.Dir(abs), file, timeout)
+	stdout, err := runNix(bin, args, file, timeout)
 	if err != nil && kind == KindServices {
 		// Inspecting pkg can hit an error tryEval cannot catch (a missing
 		// file, a missing attribute of a real package set): evaluate again
 		// without looking at pkg at all, dropping every pkg.
 		retry := append(args[:len(args):len(args)], "--arg", "inspectPkg", "false")
-		if out, rerr := runNix(bin, retry, filepath.Dir(abs), file, timeout); rerr == nil {
+		if out, rerr := runNix(bin, retry, file, timeout); rerr == nil {
 			stdout, err = out, nil
 		}
 	}
@@ -154,11 +154,12 @@ func EvalNix(file string, kind Kind, infra Infrastructure, opts NixOptions) (any
 	return v, nil
 }
 
-func runNix(bin string, args []string, dir, file string, timeout time.Duration) ([]byte, error) {
+// runNix runs the evaluator in the caller's working directory, so relative
+// paths in NixOptions.ExtraParams mean what the user typed.
+func runNix(bin string, args []string, file string, timeout time.Duration) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Dir = dir
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
