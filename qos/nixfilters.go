@@ -151,11 +151,13 @@ func (f mapAttrOnList) Apply(env *Env, in *Candidates) (*Candidates, error) {
 			out.Lists[i] = list
 			continue
 		}
-		s, err := nixService(env, svc)
-		if err != nil {
-			return nil, err
+		// The service and its property are only forced by elem over a
+		// non-empty target list.
+		var v any
+		s, verr := nixService(env, svc)
+		if verr == nil {
+			v, verr = nixServiceAttr(s, f.sp, "serviceProperty of mapAttrOnList")
 		}
-		v, verr := nixServiceAttr(s, f.sp, "serviceProperty of mapAttrOnList")
 		vid := int32(-1)
 		if verr == nil {
 			vid = keys.id(v)
