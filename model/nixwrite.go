@@ -252,8 +252,8 @@ func nixFloatLiteral(a float64) string {
 //	}
 //
 // Services are sorted. A service whose mappings are all plain target names
-// uses the list form; a service with at least one record uses the targets
-// form, where a plain name becomes { target = ...; } (Disnix gives both the
+// uses the list form; a service with at least one record (or a mapping
+// with a container) uses the targets form, where a plain name becomes { target = ...; } (Disnix gives both the
 // default container). Names that are not identifiers are quoted.
 func DistributionNix(d Distribution) string {
 	var b strings.Builder
@@ -265,7 +265,7 @@ func DistributionNix(d Distribution) string {
 		b.WriteString(" = ")
 		records := false
 		for _, m := range ms {
-			records = records || m.Record
+			records = records || m.Record || m.Container != ""
 		}
 		switch {
 		case len(ms) == 0:
