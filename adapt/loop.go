@@ -124,6 +124,9 @@ type Config struct {
 	OnDeploy func(DeployReport)
 	// OnChange is called for every membership transition.
 	OnChange func(MemberChange)
+	// OnReady is called once the models are loaded and the loop runs
+	// (dydisnix-self-adapt sends systemd's READY=1 then).
+	OnReady func()
 }
 
 // DeployReport describes one deploy attempt.
@@ -295,6 +298,9 @@ func (l *Loop) Run(ctx context.Context) error {
 		}
 	}
 	step(Observation{Kind: ObsModels, ModelsHash: l.getModelsHash()})
+	if l.cfg.OnReady != nil {
+		l.cfg.OnReady()
+	}
 
 	for {
 		var wakeC <-chan time.Time
@@ -308,11 +314,19 @@ func (l *Loop) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return l.shutdown(running, done, cancelDeploy)
 			}
+			// Without discovery the loop cannot adapt: stop (cleanly) and
+			// report it, so that systemd restarts the service.
+			if err == nil {
+				err = errors.New("source ended")
+			}
 			l.log.Error("discovery source stopped", zap.Error(err))
-			srcErr = nil
 			l.mu.Lock()
-			l.status.SourceError = fmt.Sprint(err)
+			l.status.SourceError = err.Error()
 			l.mu.Unlock()
+			if serr := l.shutdown(running, done, cancelDeploy); serr != nil {
+				return serr
+			}
+			return fmt.Errorf("discovery: %w", err)
 		case s := <-snaps:
 			if s.At.IsZero() {
 				s.At = l.clock.Now()

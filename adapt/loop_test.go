@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -479,3 +480,28 @@ func TestNewRejectsBadSchedule(t *testing.T) {
 }
 
 var _ = sort.Strings
+
+type failingSource struct{}
+
+func (failingSource) Run(ctx context.Context, out chan<- Snapshot) error {
+	return errors.New("interface veth9 not found")
+}
+
+func TestLoopStopsWhenTheSourceFails(t *testing.T) {
+	t.Parallel()
+	ready := make(chan struct{})
+	l, err := New(Config{Source: failingSource{}, Planner: &fakePlanner{}, Deployer: &recordingDeployer{},
+		OnReady: func() { close(ready) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = l.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "veth9") {
+		t.Fatalf("Run = %v, want the source's error", err)
+	}
+	select {
+	case <-ready:
+	default:
+		t.Error("OnReady not called")
+	}
+}
