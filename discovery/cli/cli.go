@@ -291,7 +291,7 @@ func Publish(name string, args []string, stdout, stderr io.Writer) int {
 	cfg := discovery.PublisherConfig{
 		Interfaces:     interfacesFromEnv(*ifaces),
 		PropertiesFile: *props,
-		Endpoint:       *endpoint,
+		Endpoint:       strings.TrimRight(*endpoint, "/"),
 		Port:           *port,
 		TTL:            *ttl,
 		ForceCompact:   *compact,

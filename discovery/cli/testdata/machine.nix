@@ -1,0 +1,12 @@
+{
+  properties = {
+    "hostname" = "machine1";
+    "mem" = "377648";
+    "supportedTypes" = [ "process" "wrapper" ];
+  };
+  containers = {
+    mysql-database = {
+      "mysqlPort" = "3306";
+    };
+  };
+}
