@@ -57,6 +57,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	outFile := fs.String("output-file", "", "write the ids file here (atomically) instead of stdout")
 	fs.StringVarP(outFile, "output", "o", "", "same as --output-file")
 	format := fs.String("format", "json", "output format: json or nix")
+	extra := fs.String("extra-params", "", "Nix expression of extra arguments for .nix models, e.g. '{ x = 1; }'")
 	fs.Usage = func() {} // help is printed below, to stdout
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
@@ -68,7 +69,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "dydisnix-id-assign: %v\nTry 'dydisnix-id-assign --help' for more information.\n", err)
 		return 2
 	}
-	err := assign(fs, *services, *infra, *dist, *resources, *ids, *prop, *outFile, *format, stdout, stderr)
+	nixOpts := model.NixOptions{ExtraParams: *extra}
+	err := assign(fs, *services, *infra, *dist, *resources, *ids, *prop, *outFile, *format, nixOpts, stdout, stderr)
 	switch {
 	case err == nil:
 		return 0
@@ -85,7 +87,7 @@ func usageErr(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, args...))
 }
 
-func assign(fs *pflag.FlagSet, services, infra, dist, resources, ids, prop, outFile, format string, stdout, stderr io.Writer) error {
+func assign(fs *pflag.FlagSet, services, infra, dist, resources, ids, prop, outFile, format string, nixOpts model.NixOptions, stdout, stderr io.Writer) error {
 	switch {
 	case fs.NArg() > 0:
 		return usageErr("unexpected argument %q", fs.Arg(0))
@@ -103,7 +105,7 @@ func assign(fs *pflag.FlagSet, services, infra, dist, resources, ids, prop, outF
 	if dist != "" && infra == "" && strings.EqualFold(filepath.Ext(dist), ".nix") {
 		return usageErr("a .nix distribution model needs -i/--infrastructure")
 	}
-	svcs, err := model.LoadServices(services)
+	svcs, err := model.LoadServicesWith(services, nixOpts)
 	if err != nil {
 		return err
 	}
@@ -115,11 +117,11 @@ func assign(fs *pflag.FlagSet, services, infra, dist, resources, ids, prop, outF
 	if dist != "" {
 		var inf model.Infrastructure
 		if infra != "" {
-			if inf, err = model.LoadInfrastructure(infra); err != nil {
+			if inf, err = model.LoadInfrastructureWith(infra, nixOpts); err != nil {
 				return err
 			}
 		}
-		d, err := model.LoadDistribution(dist, inf)
+		d, err := model.LoadDistributionWith(dist, inf, nixOpts)
 		if err != nil {
 			return err
 		}

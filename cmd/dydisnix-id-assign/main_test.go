@@ -127,3 +127,62 @@ func TestFailedRunKeepsOldFile(t *testing.T) {
 		t.Fatalf("output directory damaged: %v", err)
 	}
 }
+
+// TestDisnixNixModels runs distribution mode on Disnix-style .nix models
+// (services function with attribute-set dependencies and an unevaluated
+// pkg, a distribution function of the infrastructure) and --extra-params.
+func TestDisnixNixModels(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := write(t, dir, "services.nix", `{distribution, invDistribution, system, pkgs, portsFor ? []}:
+let
+  ids = if builtins.pathExists ./ids.nix then (import ./ids.nix).ids else {};
+  customPkgs = throw "pkg must not be evaluated";
+in
+rec {
+  db = { name = "db"; pkg = customPkgs.db; type = "process"; requiresUniqueIdsFor = portsFor; };
+  web = { name = "web"; pkg = customPkgs.web; type = "process"; dependsOn = { inherit db; };
+          port = ids.ports.web or 0; requiresUniqueIdsFor = [ "ports" "uids" ]; };
+}`)
+	i := write(t, dir, "infrastructure.nix", `{ t1 = { properties.hostname = "t1"; }; t2 = { properties.hostname = "t2"; }; }`)
+	d := write(t, dir, "distribution.nix", `{infrastructure}: { db = [ infrastructure.t1 ]; web = [ infrastructure.t1 infrastructure.t2 ]; }`)
+	r := write(t, dir, "idresources.nix", `{ ports = { min = 3000; max = 4000; }; uids = { min = 2000; max = 3000; scope = "machine"; }; }`)
+	ids := filepath.Join(dir, "ids.nix")
+	args := []string{"-s", s, "-i", i, "-d", d, "--id-resources", r, "--ids", ids, "--output-file", ids, "--format", "nix",
+		"--extra-params", `{ portsFor = [ "ports" ]; }`}
+	if code, _, errs := runCmd(args...); code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	got, _ := os.ReadFile(ids)
+	want := `{
+  "ids" = {
+    "ports" = {
+      "db" = 3000;
+      "web" = 3001;
+    };
+    "uids" = {
+      "web" = 2000;
+    };
+  };
+  "lastAssignments" = {
+    "ports" = 3001;
+  };
+  "lastAssignmentsPerTarget" = {
+    "t1" = {
+      "uids" = 2000;
+    };
+    "t2" = {
+    };
+  };
+}`
+	if string(got) != want {
+		t.Fatalf("got:\n%s\nwant:\n%s", got, want)
+	}
+	// The services model now reads its port from ids.nix; a rerun is stable.
+	if code, _, errs := runCmd(args...); code != 0 {
+		t.Fatalf("rerun: exit %d: %s", code, errs)
+	}
+	if again, _ := os.ReadFile(ids); string(again) != want {
+		t.Fatalf("rerun changed ids.nix:\n%s", again)
+	}
+}

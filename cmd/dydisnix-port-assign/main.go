@@ -53,6 +53,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	prop := fs.String("service-property", portassign.DefaultPortServiceProperty, "service property selecting the pool (shared or private)")
 	outFile := fs.StringP("output", "o", "", "write the ports file here (atomically) instead of stdout")
 	format := fs.String("format", "json", "output format: json or nix")
+	extra := fs.String("extra-params", "", "Nix expression of extra arguments for .nix models, e.g. '{ x = 1; }'")
 	fs.Usage = func() {} // help is printed below, to stdout
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
@@ -64,7 +65,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "dydisnix-port-assign: %v\nTry 'dydisnix-port-assign --help' for more information.\n", err)
 		return 2
 	}
-	err := assign(fs, *services, *infra, *dist, *ports, *prop, *outFile, *format, stdout, stderr)
+	nixOpts := model.NixOptions{ExtraParams: *extra}
+	err := assign(fs, *services, *infra, *dist, *ports, *prop, *outFile, *format, nixOpts, stdout, stderr)
 	switch {
 	case err == nil:
 		return 0
@@ -81,7 +83,7 @@ func usageErr(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, args...))
 }
 
-func assign(fs *pflag.FlagSet, services, infra, dist, ports, prop, outFile, format string, stdout, stderr io.Writer) error {
+func assign(fs *pflag.FlagSet, services, infra, dist, ports, prop, outFile, format string, nixOpts model.NixOptions, stdout, stderr io.Writer) error {
 	switch {
 	case fs.NArg() > 0:
 		return usageErr("unexpected argument %q", fs.Arg(0))
@@ -96,15 +98,15 @@ func assign(fs *pflag.FlagSet, services, infra, dist, ports, prop, outFile, form
 	case prop == "":
 		return usageErr("--service-property must not be empty")
 	}
-	svcs, err := model.LoadServices(services)
+	svcs, err := model.LoadServicesWith(services, nixOpts)
 	if err != nil {
 		return err
 	}
-	inf, err := model.LoadInfrastructure(infra)
+	inf, err := model.LoadInfrastructureWith(infra, nixOpts)
 	if err != nil {
 		return err
 	}
-	d, err := model.LoadDistribution(dist, inf)
+	d, err := model.LoadDistributionWith(dist, inf, nixOpts)
 	if err != nil {
 		return err
 	}
