@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -293,4 +294,122 @@ func TestFuzzSeedsAreValid(t *testing.T) {
 			t.Errorf("%s: no trailing newline", e)
 		}
 	}
+}
+
+// FuzzNixRoundTrip writes a decoded JSON value as Nix and evaluates it
+// back with the real nix-instantiate and the model reader. Each input
+// costs one evaluation, so run it with a small -parallel.
+func FuzzNixRoundTrip(f *testing.F) {
+	requireNix(f)
+	for _, s := range []string{
+		`{"a":"${x}","b":[-1,1.5,1e21,"$${"],"if":{"":null}}`,
+		`["\\", "\"", "''", "\n\r\t", 5e-324, -9223372036854775808]`,
+		`{"__curPos":1,"or":true,"x-y":"a$","1a":[]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		v, err := DecodeValue(data, FormatJSON, "in.json")
+		if err != nil || hasOutPath(v) {
+			return
+		}
+		text, err := EncodeNix(v)
+		if err != nil {
+			return // a NUL byte
+		}
+		file := filepath.Join(t.TempDir(), "v.nix")
+		if err := os.WriteFile(file, text, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		back, err := LoadValue(file, KindPlain, nil)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, text)
+		}
+		if !sameValue(bigIntsAsFloats(v), back) {
+			t.Fatalf("%s evaluated back to %s", text, mustJSON(t, back))
+		}
+	})
+}
+
+// hasOutPath reports an attribute set with an outPath attribute, which nix
+// prints as that value (a documented limit).
+func hasOutPath(v any) bool {
+	switch x := v.(type) {
+	case []any:
+		for _, e := range x {
+			if hasOutPath(e) {
+				return true
+			}
+		}
+	case map[string]any:
+		if _, ok := x["outPath"]; ok {
+			return true
+		}
+		for _, e := range x {
+			if hasOutPath(e) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// bigIntsAsFloats turns integers beyond 64 bits into floats, as Nix does.
+func bigIntsAsFloats(v any) any {
+	switch x := v.(type) {
+	case json.Number:
+		if _, err := strconv.ParseInt(string(x), 10, 64); err != nil && isIntText(string(x)) {
+			f, _ := x.Float64()
+			return FloatNumber(f)
+		}
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = bigIntsAsFloats(e)
+		}
+		return out
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = bigIntsAsFloats(e)
+		}
+		return out
+	}
+	return v
+}
+
+// isIntText reports whether a JSON number is written without a fraction
+// or exponent.
+func isIntText(s string) bool { return !strings.ContainsAny(s, ".eE") }
+
+// FuzzUnmark: the decoder of the evaluator's markers never panics on
+// malformed markers and reports them with the file.
+func FuzzUnmark(f *testing.F) {
+	for _, s := range []string{
+		`{"__dydisnix_float":[3,-1]}`, `{"__dydisnix_float":"x"}`, `{"__dydisnix_float":[1]}`,
+		`{"__dydisnix_target":{"property":"hostname","present":true,"value":"h"}}`, `{"__dydisnix_target":null}`,
+		`[{"a":{"__dydisnix_function":true}},{"__dydisnix_derivation":"d"}]`, `{"__dydisnix_nonfinite":true,"x":1}`,
+		`{"__dydisnix_float":[9007199254740991,971]}`, `{"__dydisnix_float":[1,-1200]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	table := targetTable(Infrastructure{"t": {Name: "t", Properties: map[string]any{"hostname": "h"}}}, "hostname")
+	f.Fuzz(func(t *testing.T, data []byte) {
+		v, err := DecodeValue(data, FormatJSON, "x.json")
+		if err != nil {
+			return
+		}
+		var errs []error
+		out := unmark(v, "m.nix", nil, table, &errs)
+		for _, e := range errs {
+			if !strings.Contains(e.Error(), "m.nix") {
+				t.Fatalf("error without the file: %v", e)
+			}
+		}
+		if len(errs) == 0 {
+			if _, err := EncodeJSON(out); err != nil {
+				t.Fatalf("unmarked value does not encode: %v", err)
+			}
+		}
+	})
 }
