@@ -40,6 +40,12 @@ type ServiceExplanation struct {
 	Notes []Note `json:"notes,omitempty"`
 	// Final are the candidates left at the end: the service's distribution.
 	Final []string `json:"final"`
+	// Previous are the service's targets in the previous distribution, when
+	// one was given and it had the service.
+	Previous []string `json:"previous,omitempty"`
+	// Moved is true when Final differs from Previous (a redeployment moves
+	// the service).
+	Moved bool `json:"moved,omitempty"`
 	// EmptiedBy is the label of the step that removed the last candidate,
 	// when none is left ("" otherwise, or when the list started empty).
 	EmptiedBy string `json:"emptiedBy,omitempty"`

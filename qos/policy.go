@@ -519,6 +519,14 @@ func (p *Policy) run(in Input, explain bool) (*Result, []EmptyService, error) {
 		for i, s := range cur.Services {
 			se := ex.svc(s)
 			se.Final = candNames(cur, cur.Lists[i])
+			if prev, ok := in.Previous[s]; ok {
+				pc := make([]Cand, len(prev))
+				for k, m := range prev {
+					pc[k] = cur.Cand(m)
+				}
+				se.Previous = candNames(cur, pc)
+				se.Moved = !sameSet(pc, cur.Lists[i])
+			}
 			if se.Initial == nil {
 				se.Initial = []string{}
 			}
@@ -538,6 +546,25 @@ func (p *Policy) run(in Input, explain bool) (*Result, []EmptyService, error) {
 	}
 	sort.Slice(empty, func(i, j int) bool { return empty[i].Service < empty[j].Service })
 	return res, empty, nil
+}
+
+// sameSet reports whether two candidate lists hold the same candidates,
+// ignoring order.
+func sameSet(a, b []Cand) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	count := make(map[Cand]int, len(a))
+	for _, x := range a {
+		count[x]++
+	}
+	for _, x := range b {
+		if count[x] == 0 {
+			return false
+		}
+		count[x]--
+	}
+	return true
 }
 
 func emptyService(s string, step int, label string, from *Candidates, last []Cand, ex *Explanation) EmptyService {
