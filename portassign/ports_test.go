@@ -2,6 +2,7 @@ package portassign
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -216,4 +217,43 @@ func sameJSON(t *testing.T, a, b string) bool {
 		t.Fatal(err)
 	}
 	return model.Equal(va, vb)
+}
+
+// TestAssignPortsChurn replaces one shared service by a new one in every
+// generation of a small pool, so the search wraps all the time: a port
+// released in a generation must never go to the newcomer of that
+// generation, and kept services keep their ports.
+func TestAssignPortsChurn(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(1, 2))
+	live := []string{"s0", "s1", "s2", "s3"}
+	next := 4
+	conf := &PortConfiguration{Global: pool(3000, 3000, 3005, nil)}
+	prev := map[string]int64{}
+	for gen := 0; gen < 500; gen++ {
+		gone := rng.IntN(len(live))
+		released := prev[live[gone]]
+		newcomer := fmt.Sprintf("s%d", next)
+		next++
+		live[gone] = newcomer
+		kinds := map[string]string{}
+		dm := map[string][]string{}
+		for _, s := range live {
+			kinds[s] = "shared"
+			dm[s] = []string{"t"}
+		}
+		out, err := AssignPorts(PortRequest{Services: portSvcs(kinds), Distribution: dist(dm), Previous: conf})
+		if err != nil {
+			t.Fatalf("generation %d: %v", gen, err)
+		}
+		if gen > 0 && out.Ports[newcomer] == released {
+			t.Fatalf("generation %d: port %d released by the removed service went to %s", gen, released, newcomer)
+		}
+		for _, s := range live {
+			if old, ok := prev[s]; ok && out.Ports[s] != old {
+				t.Fatalf("generation %d: %s moved from %d to %d", gen, s, old, out.Ports[s])
+			}
+		}
+		prev, conf = out.Ports, out.Config
+	}
 }
