@@ -94,7 +94,68 @@ func decodeJSON(data []byte, file string) (any, error) {
 		line, col := lineCol(data, end)
 		return nil, errAt(file, fmt.Sprintf("%d:%d", line, col), "expected end of input after the JSON value")
 	}
+	if off, key, dup := duplicateJSONKey(data[:end]); dup {
+		line, col := lineCol(data, off)
+		return nil, errAt(file, fmt.Sprintf("%d:%d", line, col), "duplicate key %q", key)
+	}
 	return v, nil
+}
+
+// duplicateJSONKey scans valid JSON for an object with a repeated key
+// (encoding/json silently keeps the last one) and returns the offset and
+// name of the first repetition.
+func duplicateJSONKey(data []byte) (int, string, bool) {
+	type frame struct {
+		keys   map[string]struct{}
+		object bool
+		expect bool // an object expects a key next
+	}
+	var stack []frame
+	for i := 0; i < len(data); i++ {
+		switch c := data[i]; c {
+		case '{':
+			stack = append(stack, frame{object: true, expect: true})
+		case '[':
+			stack = append(stack, frame{})
+		case '}', ']':
+			if len(stack) > 0 {
+				stack = stack[:len(stack)-1]
+			}
+		case ',':
+			if n := len(stack); n > 0 && stack[n-1].object {
+				stack[n-1].expect = true
+			}
+		case '"':
+			start := i
+			esc := false
+			for i++; i < len(data) && data[i] != '"'; i++ {
+				if data[i] == '\\' {
+					esc = true
+					i++
+				}
+			}
+			n := len(stack)
+			if n == 0 || !stack[n-1].object || !stack[n-1].expect {
+				continue
+			}
+			stack[n-1].expect = false
+			key := string(data[start+1 : min(i, len(data))])
+			if esc {
+				var k string
+				if err := json.Unmarshal(data[start:min(i+1, len(data))], &k); err == nil {
+					key = k
+				}
+			}
+			if stack[n-1].keys == nil {
+				stack[n-1].keys = map[string]struct{}{}
+			}
+			if _, dup := stack[n-1].keys[key]; dup {
+				return start, key, true
+			}
+			stack[n-1].keys[key] = struct{}{}
+		}
+	}
+	return 0, "", false
 }
 
 func jsonError(data []byte, file string, err error) error {

@@ -302,6 +302,9 @@ func decodeFloat(v any) (json.Number, error) {
 	f := new(big.Float).SetInt64(m)
 	f.SetMantExp(f, e)
 	x, _ := f.Float64()
+	if math.IsInf(x, 0) {
+		return "", fmt.Errorf("internal: float encoding %v is out of range", v)
+	}
 	return FloatNumber(x), nil
 }
 

@@ -196,6 +196,8 @@ func TestDecodeErrors(t *testing.T) {
 		{FormatJSON, "{\n  \"a\": 1,\n  \"b\": }", "m.json: 3:8: invalid JSON"},
 		{FormatJSON, `{"a":1}{"b":2}`, "m.json: 1:8: expected end of input"},
 		{FormatJSON, `{"a":`, "m.json: 1:6: invalid JSON: unexpected end of input"},
+		{FormatJSON, "{\n \"a\": {\"x\": 1, \"y\": [{\"x\": 2}]},\n \"b\": 2,\n \"\\u0061\": 3}", `m.json: 4:2: duplicate key "a"`},
+		{FormatJSON, `{"a": {"k": 1, "k": 2}}`, `m.json: 1:16: duplicate key "k"`},
 		{FormatYAML, "a: [1, 2", "m.json: invalid YAML"},
 		{FormatYAML, "a: 1\na: 2\n", `m.json: 2:1: duplicate key "a"`},
 		{FormatYAML, "a: .inf\n", "m.json: 1:4: number .inf is not finite"},
