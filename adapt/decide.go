@@ -78,6 +78,7 @@ type member struct {
 	removals []time.Time
 	target   *model.Target
 	reason   string
+	lostAt   time.Time // when a Leaving target went missing
 }
 
 // ObservationKind says what an Observation carries.
@@ -115,7 +116,8 @@ type DeployOrder struct {
 	Infrastructure model.Infrastructure
 	// Causes lists what changed since the previous order.
 	Causes []string
-	// Since is the time of the earliest change this order answers.
+	// Since is the time of the earliest observation this order answers
+	// (for a removal after a grace period: when the target went missing).
 	Since time.Time
 	// Attempt is 0 for a first try, n for the n-th retry.
 	Attempt int
@@ -173,6 +175,7 @@ type Decider struct {
 	lastChange  time.Time
 	causes      []string
 	reconcile   map[string]bool
+	eventSince  time.Time // earliest observation behind the pending change
 
 	running    bool
 	runOrder   *DeployOrder
@@ -248,7 +251,11 @@ func (d *Decider) change(act *Action, m *member, name string, to MemberState, re
 
 func (d *Decider) observe(s Snapshot, now time.Time, act *Action) {
 	reasons := map[string]string{}
+	at := map[string]time.Time{}
 	for _, e := range s.Events {
+		if !e.At.IsZero() && !e.At.After(now) {
+			at[e.Target] = e.At
+		}
 		if e.Kind == EventRemoved {
 			reasons[e.Target] = e.Reason
 		}
@@ -289,18 +296,25 @@ func (d *Decider) observe(s Snapshot, now time.Time, act *Action) {
 		if !ok {
 			reason = "missing from discovery"
 		}
+		seen, ok := at[name]
+		if !ok {
+			seen = now
+		}
 		switch m.state {
 		case MemberUp:
 			if Graceful(reason) || d.t.RemoveGrace <= 0 {
 				m.removals = append(m.removals, now)
+				d.eventSince = earlier(d.eventSince, seen)
 				d.change(act, m, name, MemberDown, reason, now)
 			} else {
 				d.change(act, m, name, MemberLeaving, reason, now)
 				m.deadline = now.Add(d.t.RemoveGrace)
+				m.lostAt = seen
 			}
 		case MemberLeaving:
 			if Graceful(reason) {
 				m.removals = append(m.removals, now)
+				d.eventSince = earlier(d.eventSince, m.lostAt)
 				d.change(act, m, name, MemberDown, reason, now)
 			}
 		case MemberProbation:
@@ -376,6 +390,7 @@ func (d *Decider) advance(now time.Time, act *Action) {
 		case MemberLeaving:
 			if !now.Before(m.deadline) {
 				m.removals = append(m.removals, now)
+				d.eventSince = earlier(d.eventSince, m.lostAt)
 				d.change(act, m, name, MemberDown, m.reason+"; grace period over", now)
 			}
 		case MemberProbation:
@@ -431,6 +446,7 @@ func (d *Decider) schedule(now time.Time, act *Action) {
 	need := d.haveModels && (d.key != d.deployedKey || d.check)
 	if !need {
 		d.dirtySince = time.Time{}
+		d.eventSince = time.Time{}
 		d.causes = nil
 		return
 	}
@@ -455,7 +471,7 @@ func (d *Decider) schedule(now time.Time, act *Action) {
 		Key:            d.key,
 		Infrastructure: infra,
 		Causes:         dedup(d.causes),
-		Since:          d.dirtySince,
+		Since:          earlier(d.eventSince, d.dirtySince),
 		Attempt:        d.attempt,
 	}
 	for t := range d.reconcile {
@@ -466,6 +482,7 @@ func (d *Decider) schedule(now time.Time, act *Action) {
 	d.causes = nil
 	d.check = false
 	d.dirtySince = time.Time{}
+	d.eventSince = time.Time{}
 	d.running = true
 	d.runOrder = order
 	act.Deploy = order

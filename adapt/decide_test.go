@@ -198,6 +198,9 @@ func TestDecideRemovals(t *testing.T) {
 			if got := s.deployedAt[1].Sub(removed); got != c.wantDelay {
 				t.Errorf("redeploy %v after the removal, want %v", got, c.wantDelay)
 			}
+			if !s.deploys[1].Since.Equal(removed) {
+				t.Errorf("order answers a change since %v, want the removal at %v", s.deploys[1].Since.Sub(t0), removed.Sub(t0))
+			}
 			if _, ok := s.deploys[1].Infrastructure["b"]; ok {
 				t.Errorf("removed target still in the deployed infrastructure")
 			}
