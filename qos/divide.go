@@ -20,6 +20,11 @@ type Divide struct {
 	Strategy string
 	// Dims are the capacity dimensions; the reference has exactly one.
 	Dims []capDim
+	// PinnedFirst places the services with exactly one candidate before the
+	// others (each group in sorted order), so services a previous step
+	// pinned (preferPrevious) get their capacity before the rest compete
+	// for it. Off by default: the reference visits all in sorted order.
+	PinnedFirst bool
 }
 
 var _ Filter = (*Divide)(nil)
@@ -27,14 +32,14 @@ var _ Filter = (*Divide)(nil)
 func init() {
 	Register(Spec{
 		Name:   "divide",
-		Params: []string{"strategy", "serviceProperty", "targetProperty", "serviceProperties", "targetProperties"},
+		Params: []string{"strategy", "serviceProperty", "targetProperty", "serviceProperties", "targetProperties", "pinnedFirst"},
 		New:    newDivide,
 		Doc:    "give every service one candidate with enough capacity left (greedy, highest-bidder, lowest-bidder; several capacities at once)",
 	})
 }
 
 func newDivide(p Params) (Filter, error) {
-	if err := algCheckParams("divide", p, "strategy", "serviceProperty", "targetProperty", "serviceProperties", "targetProperties"); err != nil {
+	if err := algCheckParams("divide", p, "strategy", "serviceProperty", "targetProperty", "serviceProperties", "targetProperties", "pinnedFirst"); err != nil {
 		return nil, err
 	}
 	strategy, ok, err := algString("divide", p, "strategy")
@@ -53,7 +58,11 @@ func newDivide(p Params) (Filter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Divide{Strategy: strategy, Dims: dims}, nil
+	pinned, err := algBool("divide", p, "pinnedFirst")
+	if err != nil {
+		return nil, err
+	}
+	return &Divide{Strategy: strategy, Dims: dims, PinnedFirst: pinned}, nil
 }
 
 // NewDivide returns a divide filter over one or more capacity dimensions,
@@ -86,7 +95,25 @@ func (d *Divide) Apply(env *Env, in *Candidates) (*Candidates, error) {
 	if k > 1 && d.Strategy != StrategyGreedy {
 		w = caps.weights()
 	}
-	for si, s := range in.Services {
+	order := make([]int, 0, len(in.Services))
+	if d.PinnedFirst {
+		for si := range in.Services {
+			if len(in.Lists[si]) == 1 {
+				order = append(order, si)
+			}
+		}
+		for si := range in.Services {
+			if len(in.Lists[si]) != 1 {
+				order = append(order, si)
+			}
+		}
+	} else {
+		for si := range in.Services {
+			order = append(order, si)
+		}
+	}
+	for _, si := range order {
+		s := in.Services[si]
 		for i, dim := range d.Dims {
 			v, err := algServiceNumber(env.Services, s, dim.service)
 			if err != nil {

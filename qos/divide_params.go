@@ -48,6 +48,19 @@ func algString(filter string, p Params, key string) (s string, present bool, err
 	return s, true, nil
 }
 
+// algBool returns a boolean parameter (false when absent or null).
+func algBool(filter string, p Params, key string) (bool, error) {
+	v, ok := p[key]
+	if !ok || v == nil {
+		return false, nil
+	}
+	b, ok := v.(bool)
+	if !ok {
+		return false, fmt.Errorf("%s: parameter %s: expected true or false, got %s", filter, key, model.TypeName(v))
+	}
+	return b, nil
+}
+
 // algStrings returns a parameter that is a list of strings (a single string
 // is accepted as a one-element list).
 func algStrings(filter string, p Params, key string) ([]string, bool, error) {

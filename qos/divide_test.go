@@ -24,6 +24,7 @@ func TestDivideParams(t *testing.T) {
 		{"ok single", Params{"strategy": "greedy", "serviceProperty": "a", "targetProperty": "b"}, ""},
 		{"ok lists", Params{"strategy": "lowest-bidder", "serviceProperties": []any{"a", "b"}, "targetProperties": []any{"c", "d"}}, ""},
 		{"ok both", Params{"strategy": "highest-bidder", "serviceProperty": "x", "targetProperty": "y", "serviceProperties": []any{"a"}, "targetProperties": []any{"c"}}, ""},
+		{"pinnedFirst not bool", Params{"strategy": "greedy", "serviceProperty": "a", "targetProperty": "b", "pinnedFirst": "yes"}, "pinnedFirst: expected true or false"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -231,3 +231,47 @@ func TestPreferPreviousExplainPipeline(t *testing.T) {
 		}
 	}
 }
+
+// TestPreferPreviousThenDividePinnedFirst: a kept service sorts after a
+// moved one that could take its room; divide with pinnedFirst gives the kept
+// service its capacity first, the reference order would fail.
+func TestPreferPreviousThenDividePinnedFirst(t *testing.T) {
+	t.Parallel()
+	services := model.Services{
+		"a-moved": {Name: "a-moved", Attrs: map[string]any{"mem": algNum(6)}},
+		"z-kept":  {Name: "z-kept", Attrs: map[string]any{"mem": algNum(6)}},
+	}
+	infra := model.Infrastructure{
+		"t1": {Name: "t1", Properties: map[string]any{"mem": algNum(10)}},
+		"t2": {Name: "t2", Properties: map[string]any{"mem": algNum(10)}},
+	}
+	prev := model.Distribution{"a-moved": {{Target: "gone"}}, "z-kept": {{Target: "t1"}}}
+	for _, c := range []struct {
+		pinned  bool
+		want    model.Distribution
+		wantErr string
+	}{
+		{false, nil, "Unable to select a target machine for service: z-kept"},
+		{true, model.Distribution{"a-moved": {{Target: "t2"}}, "z-kept": {{Target: "t1"}}}, ""},
+	} {
+		pol, err := ParsePolicy([]byte(fmt.Sprintf(`{"steps": [
+			{"filter": "preferPrevious", "serviceProperty": "mem", "targetProperty": "mem"},
+			{"filter": "divide", "strategy": "greedy", "serviceProperty": "mem", "targetProperty": "mem", "pinnedFirst": %v}]}`, c.pinned)), model.FormatJSON, "policy.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := pol.Run(Input{Services: services, Infrastructure: infra, Previous: prev})
+		if c.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+				t.Fatalf("pinnedFirst=%v: error %v, want %q", c.pinned, err, c.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("pinnedFirst=%v: %v", c.pinned, err)
+		}
+		if !reflect.DeepEqual(res.Distribution, c.want) {
+			t.Fatalf("pinnedFirst=%v: got %s, want %s", c.pinned, algJSON(res.Distribution), algJSON(c.want))
+		}
+	}
+}
