@@ -232,3 +232,27 @@ func TestDistributionNixErrors(t *testing.T) {
 		t.Error("a NUL byte (not representable in Nix) gave no error")
 	}
 }
+
+// BenchmarkWriteModels writes a 200-target infrastructure and a
+// 1000-service distribution.
+func BenchmarkWriteModels(b *testing.B) {
+	infra := model.Infrastructure{}
+	for i := 0; i < 200; i++ {
+		name := sprintf("target%03d", i)
+		infra[name] = &model.Target{Name: name, Properties: map[string]any{
+			"hostname": name, "mem": json.Number("4096"), "zone": "z", "supportedTypes": []any{"process", "wrapper"},
+		}, Containers: map[string]map[string]any{"process": {}}, Extra: map[string]any{}}
+	}
+	names := infra.Names()
+	dist := model.Distribution{}
+	for i := 0; i < 1000; i++ {
+		dist[sprintf("svc%04d", i)] = []model.Mapping{{Target: names[i%200]}, {Target: names[(i+1)%200]}}
+	}
+	dir := b.TempDir()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, _, err := WriteModels(dir, infra, dist); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -58,27 +58,18 @@ func run(ctx context.Context, env *svcenv.Env, logger *log.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", addr, err)
 	}
+	// The identifier follows from the advertised address, which needs the
+	// bound port (DYDISNIX_PROP_PORT may be 0).
 	port := ln.Addr().(*net.TCPAddr).Port
 	self := net.JoinHostPort(env.AdvertiseHost(), strconv.Itoa(port))
-	ln.Close() // svcenv.Serve listens again on the same, now known, port
 	ring := NewRing(self, bootstrap, 2*time.Second, logger)
 	if bootstrap == "" {
-		logger.Printf("node %s (id %d) starts a new ring", self, ring.self.ID)
+		logger.Printf("listening on %s; node %s (id %d) starts a new ring", ln.Addr(), self, ring.self.ID)
 	} else {
-		logger.Printf("node %s (id %d) joins via %s", self, ring.self.ID, bootstrap)
+		logger.Printf("listening on %s; node %s (id %d) joins via %s", ln.Addr(), self, ring.self.ID, bootstrap)
 	}
-	listen := net.JoinHostPort(must(net.SplitHostPort(addr)), strconv.Itoa(port))
-	return svcenv.Serve(ctx, listen, handler(ring), func(a net.Addr) {
-		logger.Printf("listening on %s", a)
-		go ring.Run(ctx, interval)
-	})
-}
-
-func must(host, _ string, err error) string {
-	if err != nil {
-		return "0.0.0.0"
-	}
-	return host
+	go ring.Run(ctx, interval)
+	return svcenv.ServeListener(ctx, ln, handler(ring))
 }
 
 func handler(ring *Ring) http.Handler {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 )
 
@@ -143,4 +144,40 @@ func FuzzReplay(f *testing.F) {
 			t.Fatalf("prefix re-read differs: %d/%d keys, offset %d/%d", len(m2), len(m), good2, good)
 		}
 	})
+}
+
+// BenchmarkPut measures a durable write (append + fsync).
+func BenchmarkPut(b *testing.B) {
+	s, err := Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	v := bytes.Repeat([]byte("x"), 100)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := s.Put("key"+string(rune('a'+i%26)), v); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkOpen10k measures replaying a log of 10000 keys at start.
+func BenchmarkOpen10k(b *testing.B) {
+	dir := b.TempDir()
+	var log []byte
+	for i := 0; i < 10000; i++ {
+		log = append(log, encodeRecord(record{Op: "put", K: "key-" + strconv.Itoa(i), V: bytes.Repeat([]byte("v"), 64)})...)
+	}
+	if err := os.WriteFile(filepath.Join(dir, LogFile), log, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		s, err := Open(dir)
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.Close()
+	}
 }

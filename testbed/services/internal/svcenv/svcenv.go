@@ -316,6 +316,12 @@ func Serve(ctx context.Context, addr string, handler http.Handler, ready func(ne
 	if ready != nil {
 		ready(ln.Addr())
 	}
+	return ServeListener(ctx, ln, handler)
+}
+
+// ServeListener serves handler on ln until ctx is cancelled, then shuts
+// down gracefully (in-flight requests get up to 5 seconds).
+func ServeListener(ctx context.Context, ln net.Listener, handler http.Handler) error {
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
