@@ -150,6 +150,7 @@ type probeResult struct {
 type txtCacheEntry struct {
 	joined string
 	obs    *Observation // nil: rejected, or waiting for a fetch
+	seen   time.Time
 }
 
 // Run browses until ctx ends.
@@ -178,6 +179,9 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 	deb := &Debouncer{Quiet: s.cfg.Debounce, MaxDelay: s.cfg.MaxDelay}
 	cache := map[string]*txtCacheEntry{}
 	fetching := map[string]bool{}
+	// unresolved holds instances seen in a PTR answer without their TXT
+	// record: the next rounds ask for their SRV and TXT (per-instance lookup).
+	unresolved := map[string]time.Time{}
 	fetches := make(chan fetchResult, 16)
 	probes := make(chan probeResult, 16)
 	probing := map[string]bool{}
@@ -234,14 +238,21 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 			return
 		}
 		if !r.hasTXT {
-			// An answer without TXT proves liveness of a known instance.
+			// An answer without TXT proves liveness of a known instance;
+			// an unknown one is looked up.
 			if table.Has(r.instance) {
 				deb.Add(table.Put(Observation{Instance: r.instance, TTL: r.ttl}, now), now)
+			} else if cache[r.instance] == nil {
+				unresolved[r.instance] = now
 			}
 			return
 		}
+		delete(unresolved, r.instance)
 		joined := strings.Join(r.txt, "\x00")
 		ce := cache[r.instance]
+		if ce != nil {
+			ce.seen = now
+		}
 		if ce != nil && ce.joined == joined {
 			if ce.obs != nil {
 				o := *ce.obs
@@ -250,7 +261,7 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 			}
 			return
 		}
-		ce = &txtCacheEntry{joined: joined}
+		ce = &txtCacheEntry{joined: joined, seen: now}
 		cache[r.instance] = ce
 		ann, warns, err := ParseTXT(r.txt, hostnameFromInstance(r.instance))
 		for _, w := range warns {
@@ -307,11 +318,14 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 		case <-roundT.C():
 			now := clk.Now()
 			var lookups []string
-			for inst, ce := range cache {
-				if ce.obs == nil && !fetching[inst] {
+			for inst, seen := range unresolved {
+				if now.Sub(seen) > s.cfg.NoAnswerTimeout {
+					delete(unresolved, inst)
+				} else if len(lookups) < maxLookups {
 					lookups = append(lookups, inst)
 				}
 			}
+			s.forget(cache, table, now)
 			if err := conn.send(browseQuery(lookups)); err != nil {
 				log.Warn("mDNS query failed", zap.Error(err))
 			}
@@ -339,7 +353,7 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 		case <-deadlineT.C():
 			now := clk.Now()
 			deb.Add(table.Advance(now), now)
-			s.forget(cache, table)
+			s.forget(cache, table, now)
 		case <-initialT.C():
 			initialDone = true
 			now := clk.Now()
@@ -359,11 +373,16 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 	}
 }
 
-// forget drops cached TXT records of instances that left the table, so a
-// returning machine is parsed afresh.
-func (s *MDNSSource) forget(cache map[string]*txtCacheEntry, table *Membership) {
-	for inst := range cache {
-		if !table.Has(inst) {
+// maxLookups bounds the per-instance questions of one query packet.
+const maxLookups = 16
+
+// forget drops cached TXT records of instances that left the table and have
+// not been heard of for the no-answer timeout, so a returning machine is
+// parsed afresh while a rejected one is not re-parsed (and warned about)
+// on every answer.
+func (s *MDNSSource) forget(cache map[string]*txtCacheEntry, table *Membership, now time.Time) {
+	for inst, ce := range cache {
+		if !table.Has(inst) && now.Sub(ce.seen) > s.cfg.NoAnswerTimeout {
 			delete(cache, inst)
 		}
 	}

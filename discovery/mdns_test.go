@@ -1,0 +1,80 @@
+package discovery
+
+import (
+	"net"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+func TestRecordsOf(t *testing.T) {
+	t.Parallel()
+	inst := instanceFQDN("disnix-my host.x")
+	if got, ok := instanceOf(inst); !ok || got != "disnix-my host.x" {
+		t.Fatalf("instanceOf(%q) = %q, %v", inst, got, ok)
+	}
+	hdr := func(name string, typ uint16, ttl uint32) dns.RR_Header {
+		return dns.RR_Header{Name: name, Rrtype: typ, Class: dns.ClassINET, Ttl: ttl}
+	}
+	msg := &dns.Msg{}
+	msg.Response = true
+	msg.Answer = []dns.RR{
+		&dns.PTR{Hdr: hdr(serviceName, dns.TypePTR, 120), Ptr: inst},
+		&dns.PTR{Hdr: hdr("_other._tcp.local.", dns.TypePTR, 120), Ptr: "x._other._tcp.local."},
+	}
+	msg.Extra = []dns.RR{
+		&dns.SRV{Hdr: hdr(inst, dns.TypeSRV, 120), Port: 22, Target: "h.local."},
+		&dns.TXT{Hdr: hdr(inst, dns.TypeTXT, 4500), Txt: []string{txtToWire(`properties."hostname"="a\"b"`)}},
+		&dns.A{Hdr: hdr("h.local.", dns.TypeA, 120), A: net.IPv4(10, 0, 0, 1)},
+	}
+	// Through the wire, so miekg's escaping is exercised.
+	buf, err := msg.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back dns.Msg
+	if err := back.Unpack(buf); err != nil {
+		t.Fatal(err)
+	}
+	recs := recordsOf(&back)
+	if len(recs) != 1 {
+		t.Fatalf("got %d records", len(recs))
+	}
+	r := recs[0]
+	if r.instance != "disnix-my host.x" || r.goodbye || !r.hasTXT || r.ttl != 120*time.Second || r.port != 22 {
+		t.Fatalf("record %+v", r)
+	}
+	if !reflect.DeepEqual(r.txt, []string{`properties."hostname"="a\"b"`}) {
+		t.Fatalf("txt %q", r.txt)
+	}
+	bye := goodbyeMsg("disnix-a")
+	recs = recordsOf(bye)
+	if len(recs) != 1 || !recs[0].goodbye || recs[0].instance != "disnix-a" {
+		t.Fatalf("goodbye read as %+v", recs)
+	}
+	q := browseQuery([]string{"disnix-a"})
+	if len(q.Question) != 3 || q.Question[0].Qtype != dns.TypePTR || q.Question[2].Qtype != dns.TypeTXT {
+		t.Fatalf("query %v", q.Question)
+	}
+}
+
+func TestTXTWireEscaping(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{`a\b`, `"q"`, "x\x01y", `\\065`} {
+		rr := &dns.TXT{Hdr: dns.RR_Header{Name: "x.local.", Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 1}, Txt: []string{txtToWire(s)}}
+		buf := make([]byte, 512)
+		n, err := dns.PackRR(rr, buf, 0, nil, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, _, err := dns.UnpackRR(buf[:n], 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := txtFromWire(back.(*dns.TXT).Txt[0]); got != s {
+			t.Errorf("%q came back as %q", s, got)
+		}
+	}
+}
