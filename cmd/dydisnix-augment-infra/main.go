@@ -44,6 +44,7 @@ func run(args []string, stdout, stderr io.Writer, opts augment.Options) int {
 	aug := fs.StringP("augment", "a", "", "augmentation: rule file (.json/.yaml) or Nix model (.nix)")
 	format := fs.String("format", "json", "output format: json or nix")
 	outFile := fs.StringP("output", "o", "", "write the result here (atomically, mode 0600) instead of stdout")
+	explain := fs.Bool("explain", false, "print to stderr which attributes of which targets were added (+), changed (~) or removed (-); never values")
 	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
@@ -55,7 +56,11 @@ func run(args []string, stdout, stderr io.Writer, opts augment.Options) int {
 		fmt.Fprintf(stderr, "dydisnix-augment-infra: %v\nTry 'dydisnix-augment-infra --help' for more information.\n", err)
 		return 2
 	}
-	err := apply(fs, *infra, *aug, *format, *outFile, stdout, opts)
+	var explainTo io.Writer
+	if *explain {
+		explainTo = stderr
+	}
+	err := apply(fs, *infra, *aug, *format, *outFile, stdout, explainTo, opts)
 	switch {
 	case err == nil:
 		return 0
@@ -72,7 +77,7 @@ func usageErr(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, args...))
 }
 
-func apply(fs *pflag.FlagSet, infra, aug, format, outFile string, stdout io.Writer, opts augment.Options) error {
+func apply(fs *pflag.FlagSet, infra, aug, format, outFile string, stdout, explain io.Writer, opts augment.Options) error {
 	switch {
 	case fs.NArg() > 0:
 		return usageErr("unexpected argument %q", fs.Arg(0))
@@ -94,6 +99,11 @@ func apply(fs *pflag.FlagSet, infra, aug, format, outFile string, stdout io.Writ
 	out, err := a.Apply(inf)
 	if err != nil {
 		return err
+	}
+	if explain != nil {
+		for _, c := range augment.Diff(inf, out) {
+			fmt.Fprintln(explain, c)
+		}
 	}
 	data, err := model.Encode(out, model.Format(format))
 	if err != nil {

@@ -47,6 +47,7 @@ func TestAugmentInfra(t *testing.T) {
 		{"no infrastructure", []string{"-a", rules}, 2, "", "An infrastructure expression must be specified!"},
 		{"bad format", []string{"-i", infra, "-a", rules, "--format", "xml"}, 2, "", "--format must be json or nix"},
 		{"rules", []string{"-i", infra, "-a", rules}, 0, `"mysqlPassword": "hunter2"`, ""},
+		{"explain", []string{"-i", infra, "-a", rules, "--explain"}, 0, "", "test1: + containers.mysql-database.mysqlPassword"},
 		{"nix model, nix output", []string{"-i", infra, "-a", aug, "--format", "nix"}, 0, `augment = "augment";`, ""},
 		{"missing secret", []string{"-i", infra, "-a", write(t, dir, "r2.json", `{"rules": [{"set": {"properties": {"k": {"$env": "NOPE"}}}}]}`)}, 1, "", "environment variable NOPE is not set"},
 		{"broken rules", []string{"-i", infra, "-a", write(t, dir, "r3.yaml", "rules: [")}, 1, "", "r3.yaml"},
@@ -57,6 +58,9 @@ func TestAugmentInfra(t *testing.T) {
 			code, out, errs := runCmd(env, tc.args...)
 			if code != tc.code || !strings.Contains(out, tc.stdout) || !strings.Contains(errs, tc.stderr) {
 				t.Fatalf("exit %d (want %d)\nstdout: %s\nstderr: %s", code, tc.code, out, errs)
+			}
+			if strings.Contains(errs, "hunter2") {
+				t.Fatalf("stderr shows a secret: %s", errs)
 			}
 		})
 	}
