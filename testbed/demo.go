@@ -97,12 +97,14 @@ func DemoServicesModel(binDir string) map[string]any {
 }
 
 // DemoPolicy is the demo's QoS policy: only machines that support the
-// service's type, stateful services stay where they are, the rest round robin.
+// service's type; a service stays where it ran while that machine is still
+// a candidate (so a change moves as little as possible); what has to move,
+// or is new, is placed round robin.
 const DemoPolicy = `steps:
   - filter: mapAttrOnList
     serviceProperty: type
     targetPropertyList: supportedTypes
-  - filter: mapStatefulToPrevious
+  - filter: preferPrevious
   - filter: divideRoundRobin
 `
 

@@ -99,6 +99,13 @@ func NewHarness(cfg HarnessConfig) (*Harness, error) {
 	if cfg.Machines == 0 {
 		cfg.Machines = 4
 	}
+	if cfg.BinDir == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("harness: locate binaries: %w", err)
+		}
+		cfg.BinDir = filepath.Dir(exe)
+	}
 	if cfg.Services == nil {
 		cfg.Services = DemoServicesModel(cfg.BinDir)
 	}
