@@ -27,21 +27,41 @@ var testsvc string
 
 const testToken = "s3cret-token"
 
+var (
+	buildOnce sync.Once
+	buildErr  error
+	buildDir  string
+)
+
+// TestMain removes the test binary's directory after the run.
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "deployer-test-bin-")
-	if err != nil {
-		panic(err)
-	}
-	testsvc = filepath.Join(dir, "testsvc")
-	cmd := exec.Command("go", "build", "-o", testsvc, "./testdata/testsvc")
-	cmd.Stderr = os.Stderr
-	if err := cmd.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build testsvc:", err)
-		os.Exit(1)
-	}
 	code := m.Run()
-	os.RemoveAll(dir)
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
 	os.Exit(code)
+}
+
+// needTestsvc builds the test service binary once per run (only the tests
+// that run real processes pay for it).
+func needTestsvc(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "deployer-test-bin-")
+		if buildErr != nil {
+			return
+		}
+		testsvc = filepath.Join(buildDir, "testsvc")
+		cmd := exec.Command("go", "build", "-o", testsvc, "./testdata/testsvc")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("build testsvc: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return testsvc
 }
 
 // testAgent is a real agent serving on a loopback port.
@@ -99,6 +119,7 @@ type cluster struct {
 
 func newCluster(t *testing.T, n int) *cluster {
 	t.Helper()
+	needTestsvc(t)
 	c := &cluster{t: t, agents: map[string]*testAgent{}, infra: model.Infrastructure{}}
 	for i := 1; i <= n; i++ {
 		name := fmt.Sprintf("t%d", i)

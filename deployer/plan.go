@@ -310,10 +310,12 @@ func PlanTransition(old, new *model.Manifest, opts PlanOptions) (*Plan, error) {
 		}
 	}
 	withLock := func(t string, deps ...int) []int {
+		out := make([]int, 0, len(deps)+1)
+		out = append(out, deps...) // never alias the caller's slice
 		if id, ok := lock[t]; ok {
-			deps = append(deps, id)
+			out = append(out, id)
 		}
-		return deps
+		return out
 	}
 
 	// 3. Deactivations, dependents first. dependents[m] = obsolete mappings whose

@@ -89,7 +89,7 @@ func SortMappings(ms []ServiceMapping) {
 // the dependencies' own keys: keys are Merkle-like, so a change in a
 // dependency (its key or its location) changes every dependent's key.
 // connectsTo is not hashed.
-func (s *ManifestService) Key() string {
+func (s ManifestService) Key() string {
 	h := struct {
 		Name        string           `json:"name"`
 		Type        string           `json:"type"`
