@@ -268,7 +268,7 @@ func unmark(v any, file string, at []string, table map[string]string, errs *[]er
 			}
 		}
 		for _, k := range SortedKeys(x) {
-			x[k] = unmark(x[k], file, append(at[:len(at):len(at)], k), table, errs)
+			x[k] = unmark(x[k], file, append(at[:len(at):len(at)], attrPath(k)), table, errs)
 		}
 		return x
 	}

@@ -335,3 +335,13 @@ func TestNixRealWorldExample(t *testing.T) {
 	}
 	golden(t, "stafftracker.json", data)
 }
+
+func TestNixErrorPlaceQuoted(t *testing.T) {
+	t.Parallel()
+	requireNix(t)
+	file := writeFile(t, t.TempDir(), "i.nix", `{ "my host" = { properties.hooks = [ 1 (x: x) ]; }; }`)
+	_, err := LoadInfrastructure(file)
+	if err == nil || !strings.Contains(err.Error(), `i.nix: "my host".properties.hooks[1]: expected data, got a function`) {
+		t.Fatalf("got %v", err)
+	}
+}
