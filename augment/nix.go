@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
+	"time"
 
 	"github.com/dydisnix/dydisnix/model"
 )
@@ -30,7 +31,12 @@ type NixAugmenter struct {
 	Eval NixEvaluator
 	// Context bounds the evaluation.
 	Context context.Context
+	// Timeout bounds one evaluation; zero means DefaultNixTimeout.
+	Timeout time.Duration
 }
+
+// DefaultNixTimeout bounds one evaluation of a Nix augmentation model.
+const DefaultNixTimeout = 2 * time.Minute
 
 // Expr returns the Nix expression that applies the model to the
 // infrastructure given as JSON on stdin. The infrastructure (which may hold
@@ -73,6 +79,12 @@ func (a *NixAugmenter) Apply(infra model.Infrastructure) (model.Infrastructure, 
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	timeout := a.Timeout
+	if timeout <= 0 {
+		timeout = DefaultNixTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	eval := a.Eval
 	if eval == nil {
 		eval = NixInstantiate{}
@@ -114,6 +126,9 @@ func (n NixInstantiate) EvalJSON(ctx context.Context, expr string, stdin []byte)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("Nix evaluation stopped: %w", ctx.Err())
+		}
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
 			return nil, fmt.Errorf("Nix evaluation failed: %s", strings.TrimSpace(stderr.String()))

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dydisnix/dydisnix/model"
 )
@@ -173,5 +174,21 @@ func TestLib(t *testing.T) {
 		if string(results[i]) != calls[call] {
 			t.Errorf("lib.%s\ngot  %s\nwant %s", call, results[i], calls[call])
 		}
+	}
+}
+
+func TestNixTimeout(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "slow.nix")
+	if err := os.WriteFile(file, []byte(`{infrastructure, lib}: builtins.seq (builtins.length (builtins.genList (x: x * x) 100000000)) infrastructure`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a, err := Load(file, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.(*NixAugmenter).Timeout = 200 * time.Millisecond
+	if _, err := a.Apply(testInfra(t)); err == nil || !strings.Contains(err.Error(), "stopped") {
+		t.Fatalf("got %v, want the evaluation stopped", err)
 	}
 }
