@@ -345,3 +345,30 @@ func TestNixErrorPlaceQuoted(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// TestNixReadsOriginalOutputs: the Nix texts the original tools print
+// (gendist's function form, the C tools' plain attribute set with quoted
+// keys and no trailing newline) read as distributions.
+func TestNixReadsOriginalOutputs(t *testing.T) {
+	t.Parallel()
+	requireNix(t)
+	dir := t.TempDir()
+	infra := Infrastructure{
+		"testtarget1": {Name: "testtarget1", Properties: map[string]any{"hostname": "testtarget1"}},
+		"testtarget2": {Name: "testtarget2", Properties: map[string]any{"hostname": "testtarget2"}},
+	}
+	gendist := writeFile(t, dir, "gendist.nix", "\n{infrastructure}:\n\n{\n  testService1 = [\n    infrastructure.testtarget1\n  ];\n  testService2 = [\n    infrastructure.testtarget2\n  ];\n  \n}\n\t")
+	ctool := writeFile(t, dir, "ctool.nix", "{\n  \"testService1\" = [\n    \"testtarget1\"\n  ];\n  \"testService2\" = [\n  ];\n  \"testService3\" = [\n    {\n      \"target\" = \"testtarget2\";\n      \"container\" = \"c\";\n    }\n  ];\n}")
+	for file, want := range map[string]string{
+		gendist: `{"testService1":["testtarget1"],"testService2":["testtarget2"]}`,
+		ctool:   `{"testService1":["testtarget1"],"testService2":[],"testService3":[{"container":"c","target":"testtarget2"}]}`,
+	} {
+		d, err := LoadDistribution(file, infra)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := CanonicalJSON(d); string(got) != want {
+			t.Errorf("%s: got %s, want %s", filepath.Base(file), got, want)
+		}
+	}
+}
