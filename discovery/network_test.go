@@ -13,13 +13,21 @@ import (
 	"github.com/dydisnix/dydisnix/internal/netns"
 )
 
-// Browser settings of the real-network test and the documented removal
-// bound that follows from them (MDNSSource.RemovalBound): no-answer timeout
-// (3 rounds + 0.5 s) + one round + debounce.
-const (
-	netBrowseInterval = 500 * time.Millisecond
-	netDebounce       = 100 * time.Millisecond
-	netRemovalBound   = 3*netBrowseInterval + 500*time.Millisecond + netBrowseInterval + netDebounce
+// browserTiming is the browse interval and debounce of a run; the
+// documented removal bound follows from them (MDNSSource.RemovalBound):
+// no-answer timeout (3 rounds + 0.5 s) + one round + debounce.
+type browserTiming struct{ browse, debounce time.Duration }
+
+func (b browserTiming) removalBound() time.Duration {
+	return 3*b.browse + 500*time.Millisecond + b.browse + b.debounce
+}
+
+var (
+	// fastTiming is what the CI test uses.
+	fastTiming = browserTiming{500 * time.Millisecond, 100 * time.Millisecond}
+	// defaultTiming is the browser's defaults (DefaultBrowseInterval,
+	// DefaultDebounce).
+	defaultTiming = browserTiming{discovery.DefaultBrowseInterval, discovery.DefaultDebounce}
 )
 
 // detection holds the delays measured on the namespace testbed, from the
@@ -43,7 +51,8 @@ func startPublisher(t testing.TB, nd *netns.Node, bin, props string, extra ...st
 
 // runRealNetwork is the real-network scenario: three namespaces on a
 // bridge, publishers in two, the browser in the third.
-func runRealNetwork(t testing.TB) detection {
+func runRealNetwork(t testing.TB, timing browserTiming) detection {
+	netRemovalBound := timing.removalBound()
 	bin := commands(t)
 	nw := netns.NewNetworkT(t, "ddn", 3)
 	n1, n2, n3 := nw.Nodes[0], nw.Nodes[1], nw.Nodes[2]
@@ -53,7 +62,7 @@ func runRealNetwork(t testing.TB) detection {
 	writeJSON(t, p2, map[string]any{"properties": map[string]any{"hostname": "test2", "mem": 512, "zone": "b"}}) // JSON is YAML too
 
 	w := startWatcher(t, n3.Command(context.Background(), bin+"/dydisnix-geninfra-mdns", "--watch", "-i", n3.Interface,
-		"--browse-interval", netBrowseInterval.String(), "--debounce", netDebounce.String(), "-t", "1s"))
+		"--browse-interval", timing.browse.String(), "--debounce", timing.debounce.String(), "-t", "1s"))
 	w.wait(t, 10*time.Second, "first snapshot", func(discovery.Snapshot) bool { return true })
 
 	pub1 := startPublisher(t, n1, bin, p1, "--serve", "0.0.0.0:9001")
@@ -127,7 +136,8 @@ func lastEvent(s stampedSnap, target string) discovery.Event {
 }
 
 func TestMDNSRealNetwork(t *testing.T) {
-	d := runRealNetwork(t)
+	d := runRealNetwork(t, fastTiming)
+	netRemovalBound := fastTiming.removalBound()
 	t.Logf("properties change -> changed event: %v", d.change)
 	t.Logf("goodbye (SIGTERM) -> removed event: %v", d.goodbye)
 	t.Logf("kill -9, no endpoint -> removed event: %v (bound %v)", d.kill9NoEndpoint, netRemovalBound)
@@ -135,11 +145,17 @@ func TestMDNSRealNetwork(t *testing.T) {
 }
 
 // BenchmarkDetection measures the detection delays on the namespace testbed
-// (run as root: go test ./discovery -run XXX -bench Detection -benchtime 3x).
+// (run as root: go test ./discovery -run XXX -bench Detection -benchtime 3x),
+// with the fast settings of the CI test and with the browser's defaults.
 func BenchmarkDetection(b *testing.B) {
+	b.Run("fast", func(b *testing.B) { benchDetection(b, fastTiming) })
+	b.Run("defaults", func(b *testing.B) { benchDetection(b, defaultTiming) })
+}
+
+func benchDetection(b *testing.B, timing browserTiming) {
 	var sum detection
 	for i := 0; i < b.N; i++ {
-		d := runRealNetwork(b)
+		d := runRealNetwork(b, timing)
 		sum.change += d.change
 		sum.goodbye += d.goodbye
 		sum.kill9NoEndpoint += d.kill9NoEndpoint
