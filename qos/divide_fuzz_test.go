@@ -32,7 +32,7 @@ func FuzzAlgoFilters(f *testing.F) {
 	filters := []Params{
 		{"filter": "divide", "strategy": "greedy", "serviceProperty": "req", "targetProperty": "cap"},
 		{"filter": "divide", "strategy": "highest-bidder", "serviceProperties": []any{"req", "mem"}, "targetProperties": []any{"cap", "mem"}},
-		{"filter": "divide", "strategy": "lowest-bidder", "serviceProperty": "requireMem", "targetProperty": "mem"},
+		{"filter": "divide", "strategy": "lowest-bidder", "serviceProperty": "requireMem", "targetProperty": "mem", "pinnedFirst": true},
 		{"filter": "minsetcover", "targetProperty": "cost"},
 		{"filter": "multiwaycut"},
 		{"filter": "graphcol"},
