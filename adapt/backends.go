@@ -67,7 +67,22 @@ func NewAgentDeployer(cfg AgentConfig) (*AgentDeployer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &AgentDeployer{cfg: cfg, store: st, backend: &deployer.AgentBackend{Token: cfg.Token, Parallel: cfg.Parallel, Store: st}}, nil
+	return &AgentDeployer{cfg: cfg, store: st, backend: &deployer.AgentBackend{Token: cfg.Token, Parallel: cfg.Parallel, Store: st,
+		Owner: LockOwner(cfg.StateDir)}}, nil
+}
+
+// LockOwner is the name under which the coordinator locks the targets. It
+// is stable across restarts (host name and state directory, not the
+// process id), so a coordinator killed during a transition and restarted
+// takes over the locks it left behind instead of finding every target
+// locked by a dead process. Two coordinators never share a state
+// directory: the store's file lock forbids it.
+func LockOwner(stateDir string) string {
+	host, _ := os.Hostname()
+	if abs, err := filepath.Abs(stateDir); err == nil {
+		stateDir = abs
+	}
+	return "dydisnix-self-adapt@" + host + ":" + stateDir
 }
 
 // Store returns the coordinator's store.
