@@ -125,7 +125,7 @@ func (b *Buildable) Apply(env *Env, in *Candidates) (*Candidates, error) {
 			}
 			if ok, why := check(s, t); ok {
 				kept = append(kept, x)
-			} else if env.Explaining {
+			} else if env.Explains(svc) {
 				env.Reject(svc, candName(in, x), "not buildable: "+why)
 			}
 		}

@@ -1,6 +1,7 @@
 package qos
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"sort"
@@ -21,6 +22,7 @@ type Explanation struct {
 	// Services holds one entry per service of the final distribution (and
 	// of the initial one).
 	Services map[string]*ServiceExplanation `json:"services"`
+	only     map[string]bool
 }
 
 // StepInfo names one step of the explained run.
@@ -111,6 +113,9 @@ func candNames(c *Candidates, list []Cand) []string {
 func (e *Explanation) record(index int, label, filter string, in, out *Candidates) {
 	same := sameServices(in, out)
 	for i, svc := range out.Services {
+		if e.only != nil && !e.only[svc] {
+			continue
+		}
 		var inList []Cand
 		if same {
 			inList = in.Lists[i]
@@ -168,6 +173,9 @@ func (e *Explanation) record(index int, label, filter string, in, out *Candidate
 	}
 	if !same {
 		for _, svc := range in.Services {
+			if e.only != nil && !e.only[svc] {
+				continue
+			}
 			if out.Index(svc) < 0 {
 				e.note(index, label, svc, "service dropped from the distribution")
 			}
@@ -228,29 +236,31 @@ func sameList(a, b []Cand) bool {
 //	  step 1 mapAttrOnList: removed t2: type "mysql-database" not in supportedTypes ["process"]
 //	  chosen: t1
 //
-// Only the services named in only are written when it is not empty.
+// Four or more consecutive removals by one step for the same reason are
+// written as one line ("removed 499 targets (t1, t2, ...): reason"). Only
+// the services named in only are written when it is not empty.
 func (e *Explanation) WriteText(w io.Writer, only ...string) error {
-	var b strings.Builder
+	bw := bufio.NewWriterSize(w, 64<<10)
 	if e.Policy != "" {
-		fmt.Fprintf(&b, "policy %s", e.Policy)
+		fmt.Fprintf(bw, "policy %s", e.Policy)
 	} else {
-		b.WriteString("policy")
+		bw.WriteString("policy")
 	}
 	if len(e.Steps) == 0 {
-		b.WriteString(": no steps (the initial candidates are the distribution)\n")
+		bw.WriteString(": no steps (the initial candidates are the distribution)\n")
 	} else {
-		b.WriteString(":")
+		bw.WriteString(":")
 		for _, s := range e.Steps {
 			if s.Label != s.Filter {
-				fmt.Fprintf(&b, " %d. %s (%s)", s.Index, s.Label, s.Filter)
+				fmt.Fprintf(bw, " %d. %s (%s)", s.Index, s.Label, s.Filter)
 			} else {
-				fmt.Fprintf(&b, " %d. %s", s.Index, s.Label)
+				fmt.Fprintf(bw, " %d. %s", s.Index, s.Label)
 			}
 			if s.Index < len(e.Steps) {
-				b.WriteString(",")
+				bw.WriteString(",")
 			}
 		}
-		b.WriteString("\n")
+		bw.WriteString("\n")
 	}
 	names := make([]string, 0, len(e.Services))
 	if len(only) > 0 {
@@ -258,7 +268,7 @@ func (e *Explanation) WriteText(w io.Writer, only ...string) error {
 			if _, ok := e.Services[n]; ok {
 				names = append(names, n)
 			} else {
-				fmt.Fprintf(&b, "service %s: not in the distribution\n", n)
+				fmt.Fprintf(bw, "service %s: not in the distribution\n", n)
 			}
 		}
 	} else {
@@ -269,42 +279,45 @@ func (e *Explanation) WriteText(w io.Writer, only ...string) error {
 	sort.Strings(names)
 	for _, n := range names {
 		s := e.Services[n]
-		fmt.Fprintf(&b, "service %s:\n", n)
-		fmt.Fprintf(&b, "  candidates: %s\n", listOrNone(s.Initial))
-		type ev struct {
-			step int
-			text string
-		}
-		var evs []ev
-		for _, r := range s.Rejections {
-			evs = append(evs, ev{r.StepIndex, fmt.Sprintf("step %d %s: removed %s: %s", r.StepIndex, r.Step, r.Target, r.Reason)})
-		}
-		for _, nt := range s.Notes {
-			evs = append(evs, ev{nt.StepIndex, fmt.Sprintf("step %d %s: %s", nt.StepIndex, nt.Step, nt.Text)})
-		}
-		sort.SliceStable(evs, func(i, j int) bool { return evs[i].step < evs[j].step })
-		for _, x := range evs {
-			b.WriteString("  ")
-			b.WriteString(x.text)
-			b.WriteByte('\n')
+		fmt.Fprintf(bw, "service %s:\n", n)
+		fmt.Fprintf(bw, "  candidates: %s\n", listOrNone(s.Initial))
+		// Rejections and notes are each in step order: merge them.
+		r, k := s.Rejections, s.Notes
+		for len(r) > 0 || len(k) > 0 {
+			if len(r) > 0 && (len(k) == 0 || r[0].StepIndex <= k[0].StepIndex) {
+				run := 1
+				for run < len(r) && r[run].StepIndex == r[0].StepIndex && r[run].Reason == r[0].Reason {
+					run++
+				}
+				if run >= 4 {
+					fmt.Fprintf(bw, "  step %d %s: removed %d targets (", r[0].StepIndex, r[0].Step, run)
+					for i := 0; i < run; i++ {
+						if i > 0 {
+							bw.WriteString(", ")
+						}
+						bw.WriteString(r[i].Target)
+					}
+					fmt.Fprintf(bw, "): %s\n", r[0].Reason)
+					r = r[run:]
+					continue
+				}
+				fmt.Fprintf(bw, "  step %d %s: removed %s: %s\n", r[0].StepIndex, r[0].Step, r[0].Target, r[0].Reason)
+				r = r[1:]
+				continue
+			}
+			fmt.Fprintf(bw, "  step %d %s: %s\n", k[0].StepIndex, k[0].Step, k[0].Text)
+			k = k[1:]
 		}
 		switch {
 		case len(s.Final) > 0:
-			fmt.Fprintf(&b, "  chosen: %s\n", strings.Join(s.Final, ", "))
+			fmt.Fprintf(bw, "  chosen: %s\n", strings.Join(s.Final, ", "))
 		case s.EmptiedBy != "":
-			fmt.Fprintf(&b, "  chosen: none (step %s removed the last candidate)\n", s.EmptiedBy)
+			fmt.Fprintf(bw, "  chosen: none (step %s removed the last candidate)\n", s.EmptiedBy)
 		default:
-			b.WriteString("  chosen: none\n")
-		}
-		if b.Len() > 64<<10 {
-			if _, err := io.WriteString(w, b.String()); err != nil {
-				return err
-			}
-			b.Reset()
+			bw.WriteString("  chosen: none\n")
 		}
 	}
-	_, err := io.WriteString(w, b.String())
-	return err
+	return bw.Flush()
 }
 
 func listOrNone(l []string) string {

@@ -157,7 +157,7 @@ func (x *External) Apply(env *Env, in *Candidates) (*Candidates, error) {
 			list[k] = out.Cand(m)
 		}
 		out.Lists[i] = list
-		if _, ok := d[s]; !ok && env.Explaining {
+		if _, ok := d[s]; !ok && env.Explains(s) {
 			env.Note(s, "the external command returned no entry for this service")
 		}
 	}

@@ -36,6 +36,8 @@ type Env struct {
 	Explaining bool
 	// explain collects the reasons; nil when not explaining.
 	explain *Explanation
+	// explainOnly limits the explanation to some services (nil = all).
+	explainOnly map[string]bool
 
 	// lazily built lookup tables (see TargetOf)
 	targetNames []string
@@ -48,7 +50,7 @@ type Env struct {
 // a no-op unless Explaining; callers that build the reason with fmt should
 // check Explaining first.
 func (e *Env) Reject(service, target, reason string) {
-	if e.explain != nil {
+	if e.Explains(service) {
 		e.explain.reject(e.StepIndex, e.Step, service, target, reason)
 	}
 }
@@ -56,9 +58,19 @@ func (e *Env) Reject(service, target, reason string) {
 // Note records a remark about a service that is not a rejection (for
 // example "kept on previous target t"). A no-op unless Explaining.
 func (e *Env) Note(service, note string) {
-	if e.explain != nil {
+	if e.Explains(service) {
 		e.explain.note(e.StepIndex, e.Step, service, note)
 	}
+}
+
+// Explains reports whether the run records explanations for service (the
+// run explains, and the service is among Input.ExplainServices when those
+// are given). Filters check it before they build a reason.
+func (e *Env) Explains(service string) bool {
+	if e.explain == nil {
+		return false
+	}
+	return e.explainOnly == nil || e.explainOnly[service]
 }
 
 // TargetNames returns the infrastructure's target names in byte-wise order

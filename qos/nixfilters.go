@@ -161,7 +161,7 @@ func (f mapAttrOnList) Apply(env *Env, in *Candidates) (*Candidates, error) {
 		vid := int32(-1)
 		if verr == nil {
 			vid = keys.id(v)
-			if !env.Explaining {
+			if !env.Explains(svc) {
 				if r, ok := cache[listKey{&list[0], len(list), vid}]; ok {
 					out.Lists[i] = r
 					continue
@@ -203,7 +203,7 @@ func (f mapAttrOnList) Apply(env *Env, in *Candidates) (*Candidates, error) {
 			}
 			if found {
 				kept = append(kept, x)
-			} else if env.Explaining {
+			} else if env.Explains(svc) {
 				rk := [2]int32{vid, x.Target}
 				reason, ok := reasons[rk]
 				if !ok {
@@ -218,7 +218,7 @@ func (f mapAttrOnList) Apply(env *Env, in *Candidates) (*Candidates, error) {
 			}
 		}
 		kept = kept[:len(kept):len(kept)]
-		if verr == nil && !env.Explaining {
+		if verr == nil && !env.Explains(svc) {
 			cache[listKey{&list[0], len(list), vid}] = kept
 		}
 		out.Lists[i] = kept
@@ -267,7 +267,7 @@ func (f mapListOnAttr) Apply(env *Env, in *Candidates) (*Candidates, error) {
 		if len(l) == 0 {
 			// elem over an empty list never looks at the target
 			out.Lists[i] = []Cand{}
-			if env.Explaining {
+			if env.Explains(svc) {
 				for _, x := range list {
 					env.Reject(svc, candName(in, x), fmt.Sprintf("%s is empty", f.sp))
 				}
@@ -304,7 +304,7 @@ func (f mapListOnAttr) Apply(env *Env, in *Candidates) (*Candidates, error) {
 			}
 			if found {
 				kept = append(kept, x)
-			} else if env.Explaining {
+			} else if env.Explains(svc) {
 				env.Reject(svc, candName(in, x), fmt.Sprintf("%s %s not in %s %s", f.tp, show(ti.v), f.sp, show(v)))
 			}
 		}
@@ -350,7 +350,7 @@ func (f mapAttrOnAttr) Apply(env *Env, in *Candidates) (*Candidates, error) {
 		}
 		vid := keys.id(v)
 		ck := listKey{&list[0], len(list), vid}
-		if !env.Explaining {
+		if !env.Explains(svc) {
 			if r, ok := cache[ck]; ok {
 				out.Lists[i] = r
 				continue
@@ -375,12 +375,12 @@ func (f mapAttrOnAttr) Apply(env *Env, in *Candidates) (*Candidates, error) {
 			}
 			if ti.id == vid {
 				kept = append(kept, x)
-			} else if env.Explaining {
+			} else if env.Explains(svc) {
 				env.Reject(svc, candName(in, x), fmt.Sprintf("%s %s != %s %s", f.sp, show(v), f.tp, show(ti.v)))
 			}
 		}
 		kept = kept[:len(kept):len(kept)]
-		if !env.Explaining {
+		if !env.Explains(svc) {
 			cache[ck] = kept
 		}
 		out.Lists[i] = kept
@@ -434,7 +434,7 @@ func (statefulToPrevious) Apply(env *Env, in *Candidates) (*Candidates, error) {
 			}
 			if found {
 				kept = append(kept, x)
-			} else if env.Explaining {
+			} else if env.Explains(svc) {
 				env.Reject(svc, candName(in, x), fmt.Sprintf("stateful service: not one of its previous targets [%s]", strings.Join(candNames(in, pc), ", ")))
 			}
 		}
@@ -463,7 +463,7 @@ func (boundToPrevious) Apply(env *Env, in *Candidates) (*Candidates, error) {
 			pc[k] = in.Cand(m)
 		}
 		out.Lists[i] = pc
-		if env.Explaining {
+		if env.Explains(svc) {
 			for _, x := range in.Lists[i] {
 				found := false
 				for _, y := range pc {
@@ -521,11 +521,11 @@ func (roundRobin) Apply(env *Env, in *Candidates) (*Candidates, error) {
 		}
 		buf[i] = chosen
 		out.Lists[i] = buf[i : i+1 : i+1]
-		if env.Explaining {
-			cn := candName(in, chosen)
+		if env.Explains(svc) {
+			reason := fmt.Sprintf("round robin chose %s (%s)", candName(in, chosen), why)
 			for _, x := range list {
 				if x != chosen {
-					env.Reject(svc, candName(in, x), fmt.Sprintf("round robin chose %s (%s)", cn, why))
+					env.Reject(svc, candName(in, x), reason)
 				}
 			}
 		}
@@ -600,7 +600,7 @@ func (f orderFilter) Apply(env *Env, in *Candidates) (*Candidates, error) {
 		for k, j := range idx {
 			sorted[k] = list[j]
 		}
-		if env.Explaining {
+		if env.Explains(svc) {
 			moved := false
 			for k := range sorted {
 				if sorted[k] != list[k] {

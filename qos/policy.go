@@ -261,6 +261,9 @@ type Input struct {
 	Previous model.Distribution
 	// Explain records why every candidate was removed (Result.Explanation).
 	Explain bool
+	// ExplainServices limits the explanation to these services (nil = all);
+	// explaining a few services of a large run is cheap.
+	ExplainServices []string
 	// Empty says what to do with a service left without a candidate.
 	Empty EmptyPolicy
 }
@@ -377,8 +380,14 @@ func (p *Policy) Run(in Input) (*Result, error) {
 	res, empty, err := p.run(in, in.Explain)
 	var se *StepError
 	if errors.As(err, &se) && len(se.Emptied) > 0 && !in.Explain && !p.hasExternal() {
-		// Run again with explanations to say why the last candidates went.
-		if _, _, err2 := p.run(in, true); errors.As(err2, &se) {
+		// Run again, explaining the emptied services, to say why their
+		// last candidates went.
+		again := in
+		again.ExplainServices = nil
+		for _, e := range se.Emptied {
+			again.ExplainServices = append(again.ExplainServices, e.Service)
+		}
+		if _, _, err2 := p.run(again, true); errors.As(err2, &se) {
 			return nil, err2
 		}
 	}
@@ -402,8 +411,14 @@ func (p *Policy) Run(in Input) (*Result, error) {
 		return res, nil
 	}
 	if !in.Explain && !p.hasExternal() {
-		// Run again with explanations to say why the last candidates went.
-		if _, again, err := p.run(in, true); err == nil && len(again) == len(empty) {
+		// Run again, explaining the emptied services, to say why their
+		// last candidates went.
+		rerun := in
+		rerun.ExplainServices = nil
+		for _, e := range fatal {
+			rerun.ExplainServices = append(rerun.ExplainServices, e.Service)
+		}
+		if _, again, err := p.run(rerun, true); err == nil && len(again) == len(empty) {
 			byName := map[string]EmptyService{}
 			for _, e := range again {
 				byName[e.Service] = e
@@ -444,8 +459,17 @@ func (p *Policy) run(in Input, explain bool) (*Result, []EmptyService, error) {
 	if explain {
 		ex = &Explanation{Policy: p.File, Services: map[string]*ServiceExplanation{}}
 		env.explain = ex
+		if in.ExplainServices != nil {
+			env.explainOnly = map[string]bool{}
+			for _, s := range in.ExplainServices {
+				env.explainOnly[s] = true
+			}
+			ex.only = env.explainOnly
+		}
 		for i, s := range cur.Services {
-			ex.svc(s).Initial = candNames(cur, cur.Lists[i])
+			if env.Explains(s) {
+				ex.svc(s).Initial = candNames(cur, cur.Lists[i])
+			}
 		}
 	}
 	type emptied struct {
@@ -517,6 +541,9 @@ func (p *Policy) run(in Input, explain bool) (*Result, []EmptyService, error) {
 	res := &Result{Distribution: cur.Distribution(), Explanation: ex}
 	if ex != nil {
 		for i, s := range cur.Services {
+			if !env.Explains(s) {
+				continue
+			}
 			se := ex.svc(s)
 			se.Final = candNames(cur, cur.Lists[i])
 			if prev, ok := in.Previous[s]; ok {
@@ -539,7 +566,7 @@ func (p *Policy) run(in Input, explain bool) (*Result, []EmptyService, error) {
 			continue
 		}
 		e := emptyService(s, g.step, g.label, g.from, g.last, ex)
-		if ex != nil && g.step > 0 {
+		if ex != nil && g.step > 0 && (ex.only == nil || ex.only[s]) {
 			ex.svc(s).EmptiedBy = fmt.Sprintf("%d (%s)", g.step, g.label)
 		}
 		empty = append(empty, e)
@@ -572,7 +599,7 @@ func emptyService(s string, step int, label string, from *Candidates, last []Can
 	if from != nil {
 		e.Last = candNames(from, last)
 	}
-	if ex != nil && step > 0 {
+	if ex != nil && step > 0 && (ex.only == nil || ex.only[s]) {
 		se := ex.svc(s)
 		e.Reasons = make([]string, len(e.Last))
 		for k, t := range e.Last {

@@ -150,7 +150,7 @@ func gendist(o *options, stdout, stderr io.Writer) error {
 	if o.filterBuildable {
 		policy = policy.Prepend(qos.NewStep("filterBuildable", &qos.Buildable{}))
 	}
-	in := qos.Input{Services: services, Infrastructure: infra, Explain: o.explain, Empty: qos.RejectRemoved}
+	in := qos.Input{Services: services, Infrastructure: infra, Explain: o.explain, Empty: qos.RejectRemoved, ExplainServices: o.explainServices}
 	if o.allowEmpty {
 		in.Empty = qos.AllowEmpty
 	}
