@@ -56,15 +56,43 @@ func (g GraphCol) Apply(env *Env, in *Candidates) (*Candidates, error) {
 	for i, s := range names {
 		idx[s] = int32(i)
 	}
-	adj := make([][]int32, n)
+	// Adjacency in one flat array (an entry per edge end, duplicates kept).
+	deg := make([]int32, n)
 	for i, s := range names {
 		svc := env.Services[s]
+		if svc == nil {
+			continue
+		}
 		for _, deps := range [][]string{svc.DependsOn, svc.ConnectsTo} {
 			for _, d := range deps {
 				j, ok := idx[d]
 				if !ok {
 					return nil, fmt.Errorf("graphcol: dependency %s of %s is not in the services model", d, s)
 				}
+				deg[i]++
+				deg[j]++
+			}
+		}
+	}
+	total := 0
+	for _, d := range deg {
+		total += int(d)
+	}
+	buf := make([]int32, total)
+	adj := make([][]int32, n)
+	off := 0
+	for i, d := range deg {
+		adj[i] = buf[off : off : off+int(d)]
+		off += int(d)
+	}
+	for i, s := range names {
+		svc := env.Services[s]
+		if svc == nil {
+			continue
+		}
+		for _, deps := range [][]string{svc.DependsOn, svc.ConnectsTo} {
+			for _, d := range deps {
+				j := idx[d]
 				adj[i] = append(adj[i], j)
 				adj[j] = append(adj[j], int32(i))
 			}
@@ -194,8 +222,10 @@ func (g GraphCol) Apply(env *Env, in *Candidates) (*Candidates, error) {
 		hostIdx[i] = in.Strings.Intern(name)
 	}
 	out := NewCandidates(in.Strings, names)
+	picked := make([]Cand, n)
 	for i, s := range names {
-		out.Lists[i] = []Cand{{Target: hostIdx[colour[i]], Container: NoContainer}}
+		picked[i] = Cand{Target: hostIdx[colour[i]], Container: NoContainer}
+		out.Lists[i] = picked[i : i+1 : i+1]
 		if env.Explaining {
 			env.Note(s, fmt.Sprintf("colour %d (target %s), %d link(s) to other services", colour[i], targets[colour[i]], len(adj[i])))
 			if si := in.Index(s); si >= 0 {
