@@ -25,6 +25,7 @@ type Change struct {
 	Kind   ChangeKind
 }
 
+// String renders the change as "target: KIND path".
 func (c Change) String() string {
 	if c.Path == "" {
 		return fmt.Sprintf("%s: %s (whole target)", c.Target, c.Kind)

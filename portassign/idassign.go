@@ -35,6 +35,7 @@ type DepletedError struct {
 	HeldBack int // IDs released in this run and held back
 }
 
+// Error implements error.
 func (e *DepletedError) Error() string {
 	where := ""
 	if e.Target != "" {
@@ -54,6 +55,7 @@ type ScopeError struct {
 	Resource, Scope string
 }
 
+// Error implements error.
 func (e *ScopeError) Error() string {
 	return fmt.Sprintf("Unknown scope: %s (resource %s; expected \"global\", or \"machine\" with a distribution)", e.Scope, e.Resource)
 }

@@ -254,6 +254,7 @@ type PoolExhaustedError struct {
 	HeldBack int
 }
 
+// Error implements error.
 func (e *PoolExhaustedError) Error() string {
 	held := ""
 	if e.HeldBack > 0 {
