@@ -1,6 +1,13 @@
 package main
 
-import "testing"
+import (
+	"context"
+	"io"
+	"log"
+	"net/http/httptest"
+	"testing"
+	"time"
+)
 
 func TestBetween(t *testing.T) {
 	t.Parallel()
@@ -41,4 +48,67 @@ func TestNotifyKeepsClosestPredecessor(t *testing.T) {
 	if st := r.State(); st.Predecessor == nil || st.Predecessor.Addr != "near" {
 		t.Errorf("predecessor %v, want near", st.Predecessor)
 	}
+}
+
+// TestRingInProcess runs a bootstrap node and four joining nodes in this
+// process (so the race detector sees the ring code) until every node walks
+// one complete ring in identifier order; then one node leaves and the ring
+// heals around it.
+func TestRingInProcess(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	logger := log.New(io.Discard, "", 0)
+	var rings []*Ring
+	var servers []*httptest.Server
+	var stops []context.CancelFunc
+	boot := ""
+	for i := 0; i < 5; i++ {
+		srv := httptest.NewUnstartedServer(nil)
+		r := NewRing(srv.Listener.Addr().String(), boot, time.Second, logger)
+		srv.Config.Handler = handler(r)
+		srv.Start()
+		t.Cleanup(srv.Close)
+		if boot == "" {
+			boot = r.self.Addr
+		}
+		rings = append(rings, r)
+		servers = append(servers, srv)
+		rctx, stop := context.WithCancel(ctx)
+		stops = append(stops, stop)
+		go r.Run(rctx, 20*time.Millisecond)
+	}
+	waitRing := func(rs []*Ring) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for _, r := range rs {
+			for {
+				nodes, complete, _ := r.Walk(ctx)
+				if complete && len(nodes) == len(rs) && clockwise(nodes) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("no complete ring of %d from %s: %v %v", len(rs), r.self.Addr, nodes, complete)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+	}
+	waitRing(rings)
+	// Node 2 (not the bootstrap) disappears.
+	stops[2]()
+	servers[2].Close()
+	waitRing(append(append([]*Ring{}, rings[:2]...), rings[3:]...))
+}
+
+// clockwise reports whether identifiers increase around the ring with
+// exactly one wrap.
+func clockwise(nodes []Node) bool {
+	wraps := 0
+	for i := range nodes {
+		if nodes[(i+1)%len(nodes)].ID <= nodes[i].ID {
+			wraps++
+		}
+	}
+	return wraps == 1
 }
