@@ -50,7 +50,8 @@ type Config struct {
 	// run and its health check to pass (default 20s).
 	StartTimeout time.Duration
 	// Settle is how long a process without a health check must stay up to
-	// count as running (default 300ms), catching immediate crashes.
+	// count as running (default 300ms), catching immediate crashes. A
+	// process with a health check counts as running once the check passes.
 	Settle time.Duration
 	// StopGrace is the time between SIGTERM and SIGKILL (default 5s).
 	StopGrace time.Duration
@@ -352,9 +353,11 @@ func (a *Agent) waitHealthy(ctx context.Context, p *proc) error {
 	}
 	settle := time.NewTimer(a.cfg.Settle)
 	defer settle.Stop()
-	tick := time.NewTicker(50 * time.Millisecond)
+	tick := time.NewTicker(25 * time.Millisecond)
 	defer tick.Stop()
-	settled := false
+	// With a health check, its passing is the evidence; without one the
+	// process must survive Settle (catching immediate crashes).
+	settled := p.health != ""
 	for {
 		p.mu.Lock()
 		exits, running := p.exits, p.running
