@@ -104,3 +104,31 @@ func TestExplainOnlyServices(t *testing.T) {
 		t.Fatalf("got\n%s", b.String())
 	}
 }
+
+func TestExplainGroupsAndSelects(t *testing.T) {
+	infra := model.Infrastructure{}
+	for _, n := range []string{"a", "b", "c", "d", "e"} {
+		infra[n] = &model.Target{Name: n, Properties: map[string]any{}}
+	}
+	svcs := model.Services{"s": {Name: "s", Attrs: map[string]any{}}, "u": {Name: "u", Attrs: map[string]any{}}}
+	p, err := ParsePolicy([]byte("steps: [{filter: divideRoundRobin}]"), model.FormatYAML, "rr.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := p.Run(Input{Services: svcs, Infrastructure: infra, Explain: true, ExplainServices: []string{"u"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := res.Explanation.Services["s"]; ok || len(res.Explanation.Services) != 1 {
+		t.Fatalf("explained %v", res.Explanation.Services)
+	}
+	var b bytes.Buffer
+	if err := res.Explanation.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	want := "policy rr.yaml: 1. divideRoundRobin\nservice u:\n  candidates: a, b, c, d, e\n" +
+		"  step 1 divideRoundRobin: removed 4 targets (a, c, d, e): round robin chose b (the candidate after a, the target of s)\n  chosen: b\n"
+	if b.String() != want {
+		t.Fatalf("got\n%s", b.String())
+	}
+}
