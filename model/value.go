@@ -156,6 +156,7 @@ func Atoi(s string) int64 {
 // Equal reports whether two JSON-like values are equal, comparing numbers
 // by value (1 == 1.0, as Nix does).
 func Equal(a, b any) bool {
+	a, b = generic(a), generic(b)
 	switch x := a.(type) {
 	case json.Number:
 		y, ok := b.(json.Number)
@@ -208,3 +209,19 @@ func SortedKeys(m map[string]any) []string {
 
 // path joins attribute path elements for error messages ("a.b.c").
 func path(elems ...string) string { return strings.Join(elems, ".") }
+
+// generic turns the typed maps the model builds (containers, string lists)
+// into their JSON-like form so they compare like any other value.
+func generic(v any) any {
+	switch x := v.(type) {
+	case map[string]map[string]any:
+		m := make(map[string]any, len(x))
+		for k, e := range x {
+			m[k] = e
+		}
+		return m
+	case []string:
+		return stringsToAny(x)
+	}
+	return v
+}
