@@ -3,6 +3,7 @@ package qos
 import (
 	"errors"
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -64,7 +65,7 @@ func RegisterPolicySource(scheme string, fetch func(name string) (data []byte, f
 // file that evaluates to the same shape. "builtin:NAME" names a shipped
 // policy (see the policies package).
 func LoadPolicy(file string) (*Policy, error) {
-	if scheme, name, ok := strings.Cut(file, ":"); ok && len(scheme) > 1 && !strings.ContainsAny(scheme, `/\.`) {
+	if scheme, name, ok := strings.Cut(file, ":"); ok && len(scheme) > 1 && !strings.ContainsAny(scheme, `/\.`) && !fileExists(file) {
 		resolverMu.RLock()
 		fetch := resolvers[scheme]
 		resolverMu.RUnlock()
@@ -93,6 +94,11 @@ func LoadPolicy(file string) (*Policy, error) {
 		return nil, err
 	}
 	return PolicyFromValue(v, file)
+}
+
+func fileExists(f string) bool {
+	_, err := os.Stat(f)
+	return err == nil
 }
 
 // ParsePolicy parses policy text in the given format (json or yaml); file
