@@ -18,8 +18,9 @@ const (
 type Divide struct {
 	// Strategy is greedy, highest-bidder or lowest-bidder.
 	Strategy string
-	// Dims are the capacity dimensions; the reference has exactly one.
-	Dims []capDim
+	// Dims are the capacity dimensions (at least one); the reference has
+	// exactly one.
+	Dims []Capacity
 	// PinnedFirst places the services with exactly one candidate before the
 	// others (each group in sorted order), so services a previous step
 	// pinned (preferPrevious) get their capacity before the rest compete
@@ -115,7 +116,7 @@ func (d *Divide) Apply(env *Env, in *Candidates) (*Candidates, error) {
 	for _, si := range order {
 		s := in.Services[si]
 		for i, dim := range d.Dims {
-			v, err := algServiceNumber(env.Services, s, dim.service)
+			v, err := algServiceNumber(env.Services, s, dim.ServiceProperty)
 			if err != nil {
 				return nil, err
 			}

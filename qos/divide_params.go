@@ -92,7 +92,7 @@ func algStrings(filter string, p Params, key string) ([]string, bool, error) {
 // extension lists serviceProperties/targetProperties (paired by position).
 // The single pair, when given, is the first dimension. required says whether
 // at least one dimension must be given.
-func algCapacityParams(filter string, p Params, required bool) ([]capDim, error) {
+func algCapacityParams(filter string, p Params, required bool) ([]Capacity, error) {
 	sp, hasSP, err := algString(filter, p, "serviceProperty")
 	if err != nil {
 		return nil, err
@@ -115,28 +115,29 @@ func algCapacityParams(filter string, p Params, required bool) ([]capDim, error)
 	if hasSPs != hasTPs || len(sps) != len(tps) {
 		return nil, fmt.Errorf("%s: parameters serviceProperties (%d) and targetProperties (%d) must be lists of the same length", filter, len(sps), len(tps))
 	}
-	var dims []capDim
+	var dims []Capacity
 	if hasSP {
-		dims = append(dims, capDim{service: sp, target: tp})
+		dims = append(dims, Capacity{ServiceProperty: sp, TargetProperty: tp})
 	}
 	for i := range sps {
-		dims = append(dims, capDim{service: sps[i], target: tps[i]})
+		dims = append(dims, Capacity{ServiceProperty: sps[i], TargetProperty: tps[i]})
 	}
 	if required && len(dims) == 0 {
 		return nil, fmt.Errorf("%s: parameters serviceProperty and targetProperty (or the lists serviceProperties and targetProperties) are required", filter)
 	}
 	for i, d := range dims {
-		if d.service == "" || d.target == "" {
+		if d.ServiceProperty == "" || d.TargetProperty == "" {
 			return nil, fmt.Errorf("%s: capacity %d: empty property name", filter, i+1)
 		}
 	}
 	return dims, nil
 }
 
-// capDim is one capacity dimension: a service requirement property and the
-// target capacity property it consumes.
-type capDim struct {
-	service, target string
+// Capacity is one capacity dimension of divide and preferPrevious: a
+// service's requirement property and the target property it consumes.
+type Capacity struct {
+	ServiceProperty string
+	TargetProperty  string
 }
 
 // algTargetNumber returns atoi(properties.<key>) of a target, as the C tools
@@ -184,14 +185,14 @@ func algServiceNumber(services model.Services, service, key string) (int64, erro
 type capTable struct {
 	infra  model.Infrastructure
 	strs   *Strings
-	dims   []capDim
+	dims   []Capacity
 	state  []uint8 // 0 unknown, 1 present, 2 absent (some dimension missing)
 	cap    []int64 // len(dims) values per Strings index
 	total  []float64
 	totals bool
 }
 
-func newCapTable(infra model.Infrastructure, strs *Strings, dims []capDim) *capTable {
+func newCapTable(infra model.Infrastructure, strs *Strings, dims []Capacity) *capTable {
 	n := strs.Len()
 	return &capTable{infra: infra, strs: strs, dims: dims, state: make([]uint8, n), cap: make([]int64, n*len(dims))}
 }
@@ -214,7 +215,7 @@ func (c *capTable) get(t int32) ([]int64, bool) {
 	name := c.strs.Name(t)
 	row := c.cap[int(t)*k : int(t)*k+k]
 	for i, d := range c.dims {
-		v, ok := algTargetNumber(c.infra, name, d.target)
+		v, ok := algTargetNumber(c.infra, name, d.TargetProperty)
 		if !ok {
 			c.state[t] = 2
 			return nil, false
@@ -229,8 +230,8 @@ func (c *capTable) get(t int32) ([]int64, bool) {
 func (c *capTable) missing(t int32) string {
 	name := c.strs.Name(t)
 	for _, d := range c.dims {
-		if _, ok := algTargetNumber(c.infra, name, d.target); !ok {
-			return d.target
+		if _, ok := algTargetNumber(c.infra, name, d.TargetProperty); !ok {
+			return d.TargetProperty
 		}
 	}
 	return ""
@@ -248,7 +249,7 @@ func (c *capTable) weights() []float64 {
 	for i, d := range c.dims {
 		var sum float64
 		for name := range c.infra {
-			if v, ok := algTargetNumber(c.infra, name, d.target); ok && v > 0 {
+			if v, ok := algTargetNumber(c.infra, name, d.TargetProperty); ok && v > 0 {
 				sum += float64(v)
 			}
 		}
@@ -271,15 +272,15 @@ func algFits(req, cap []int64) bool {
 }
 
 // formatDims renders "mem=5, cpu=2" for explanations.
-func algFormatDims(dims []capDim, vals []int64, target bool) string {
+func algFormatDims(dims []Capacity, vals []int64, target bool) string {
 	var b strings.Builder
 	for i, d := range dims {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		name := d.service
+		name := d.ServiceProperty
 		if target {
-			name = d.target
+			name = d.TargetProperty
 		}
 		fmt.Fprintf(&b, "%s=%d", name, vals[i])
 	}

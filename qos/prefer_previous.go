@@ -22,7 +22,7 @@ import (
 // one consumes its requirement on every target it keeps.
 type PreferPrevious struct {
 	// Dims are optional capacity dimensions.
-	Dims []capDim
+	Dims []Capacity
 }
 
 var _ Filter = (*PreferPrevious)(nil)
@@ -117,7 +117,7 @@ func (f *PreferPrevious) Apply(env *Env, in *Candidates) (*Candidates, error) {
 		if len(f.Dims) > 0 {
 			st.req = make([]int64, len(f.Dims))
 			for i, d := range f.Dims {
-				v, err := algServiceNumber(env.Services, s, d.service)
+				v, err := algServiceNumber(env.Services, s, d.ServiceProperty)
 				if err != nil {
 					return nil, fmt.Errorf("preferPrevious: %w", err)
 				}
