@@ -127,3 +127,31 @@ func TestFakeDisnixExecutorDeploysPlan(t *testing.T) {
 		t.Errorf("error %v, want a StepError carrying disnix-env's stderr", err)
 	}
 }
+
+// FuzzPreviousDistribution checks that no manifest text makes the reader
+// panic, and that what it accepts names only services and targets that
+// the manifest has.
+func FuzzPreviousDistribution(f *testing.F) {
+	if data, err := os.ReadFile(filepath.Join("testdata", "manifest.xml")); err == nil {
+		f.Add(data)
+	}
+	f.Add([]byte(`<manifest version="2"><services/><serviceMappings/></manifest>`))
+	f.Add([]byte(`<manifest version="2"><services><service name="k"><name>a</name><type>p</type></service></services><serviceMappings><mapping><service>k</service><target>t</target><container>c</container></mapping></serviceMappings></manifest>`))
+	f.Add([]byte(`<manifest`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		d, err := PreviousDistribution(data, "fuzz.xml")
+		if err != nil {
+			return
+		}
+		for svc, ms := range d {
+			if len(ms) == 0 {
+				t.Errorf("service %q with no mappings", svc)
+			}
+			for _, m := range ms {
+				if m.Target == "" {
+					t.Errorf("service %q: empty target", svc)
+				}
+			}
+		}
+	})
+}
