@@ -21,7 +21,8 @@ import (
 type Spread struct {
 	// TargetProperty is the failure-domain property of a target (zone, rack).
 	TargetProperty string
-	// ServiceProperty is the service attribute naming the group.
+	// ServiceProperty is the service attribute naming the group ("" means
+	// "group").
 	ServiceProperty string
 	// Group, when not empty, restricts the filter to that one group.
 	Group string
@@ -79,6 +80,10 @@ func (f *Spread) domainOf(env *Env, target string) string {
 // Apply implements Filter.
 func (f *Spread) Apply(env *Env, in *Candidates) (*Candidates, error) {
 	strs := in.Strings
+	attr := f.ServiceProperty
+	if attr == "" {
+		attr = "group"
+	}
 	groups := map[string][]int{}
 	var groupNames []string
 	for si, s := range in.Services {
@@ -86,13 +91,13 @@ func (f *Spread) Apply(env *Env, in *Candidates) (*Candidates, error) {
 		if svc == nil {
 			continue
 		}
-		v, ok := svc.Attr(f.ServiceProperty)
+		v, ok := svc.Attr(attr)
 		if !ok || v == nil {
 			continue
 		}
 		g, ok := model.ScalarText(v)
 		if !ok {
-			return nil, fmt.Errorf("spread: service %s: attribute %s: expected a string, got %s", s, f.ServiceProperty, model.TypeName(v))
+			return nil, fmt.Errorf("spread: service %s: attribute %s: expected a string, got %s", s, attr, model.TypeName(v))
 		}
 		if g == "" || (f.Group != "" && g != f.Group) {
 			continue
