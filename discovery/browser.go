@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/miekg/dns"
 	"go.uber.org/zap"
 
 	"github.com/dydisnix/dydisnix/model"
@@ -77,6 +76,8 @@ type BrowserConfig struct {
 	// Verifier, when set, makes the browser ignore unsigned or forged
 	// announcements (see LoadKey).
 	Verifier Verifier
+	// SignKey is a key file (LoadKey) used as Verifier when Verifier is nil.
+	SignKey string
 	// HTTPClient fetches compact announcements and probes endpoints.
 	HTTPClient *http.Client
 	// Logger receives warnings (default: no logging).
@@ -94,6 +95,13 @@ func NewMDNSSource(cfg BrowserConfig) (*MDNSSource, error) {
 		return nil, errors.New("mDNS browser: no interface given (browsing is always bound to named interfaces)")
 	}
 	cfg.Clock = clockOrReal(cfg.Clock)
+	if cfg.Verifier == nil && cfg.SignKey != "" {
+		k, err := LoadKey(cfg.SignKey)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Verifier = k
+	}
 	if cfg.Debounce <= 0 {
 		cfg.Debounce = DefaultDebounce
 	}
@@ -166,8 +174,8 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer conn.Close()
-	msgs := make(chan *dns.Msg, 64)
-	go conn.recv(msgs, ctx.Done())
+	msgs := make(chan inbound, 64)
+	go conn.recv(msgs, ctx.Done(), false)
 
 	clk := s.cfg.Clock
 	log := s.cfg.Logger
@@ -298,9 +306,9 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case msg := <-msgs:
+		case in := <-msgs:
 			now := clk.Now()
-			for _, r := range recordsOf(msg) {
+			for _, r := range recordsOf(in.msg) {
 				handle(r, now)
 			}
 		case fr := <-fetches:

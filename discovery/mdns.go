@@ -107,12 +107,20 @@ func (c *mdnsConn) send(msg *dns.Msg) error {
 	return errors.Join(errs...)
 }
 
+// inbound is one received mDNS message.
+type inbound struct {
+	msg     *dns.Msg
+	src     *net.UDPAddr
+	ifIndex int
+}
+
 // recv reads packets until the socket is closed, passing each parsed
-// message that arrived on one of our interfaces to out.
-func (c *mdnsConn) recv(out chan<- *dns.Msg, done <-chan struct{}) {
+// message that arrived on one of our interfaces to out: responses, and
+// queries too when queries is true.
+func (c *mdnsConn) recv(out chan<- inbound, done <-chan struct{}, queries bool) {
 	buf := make([]byte, 9000)
 	for {
-		n, cm, _, err := c.pc.ReadFrom(buf)
+		n, cm, src, err := c.pc.ReadFrom(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -125,19 +133,46 @@ func (c *mdnsConn) recv(out chan<- *dns.Msg, done <-chan struct{}) {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
-		if cm != nil && cm.IfIndex != 0 && !c.index[cm.IfIndex] {
+		ifIndex := 0
+		if cm != nil {
+			ifIndex = cm.IfIndex
+		}
+		if ifIndex != 0 && !c.index[ifIndex] {
 			continue
 		}
 		msg := new(dns.Msg)
-		if err := msg.Unpack(buf[:n]); err != nil || !msg.Response {
+		if err := msg.Unpack(buf[:n]); err != nil || (!msg.Response && !queries) {
 			continue
 		}
+		udp, _ := src.(*net.UDPAddr)
 		select {
-		case out <- msg:
+		case out <- inbound{msg: msg, src: udp, ifIndex: ifIndex}:
 		case <-done:
 			return
 		}
 	}
+}
+
+// sendTo sends msg on one interface (ifIndex 0: all) or, with dst, by
+// unicast to dst.
+func (c *mdnsConn) sendTo(msg *dns.Msg, ifIndex int, dst *net.UDPAddr) error {
+	if dst == nil && ifIndex == 0 {
+		return c.send(msg)
+	}
+	buf, err := msg.Pack()
+	if err != nil {
+		return err
+	}
+	to := mdnsGroup
+	if dst != nil {
+		to = dst
+	}
+	var cm *ipv4.ControlMessage
+	if ifIndex != 0 {
+		cm = &ipv4.ControlMessage{IfIndex: ifIndex}
+	}
+	_, err = c.pc.WriteTo(buf, cm, to)
+	return err
 }
 
 // browseQuery returns a query for the service's instances, plus SRV and TXT

@@ -49,7 +49,7 @@ func TestRecordsOf(t *testing.T) {
 	if !reflect.DeepEqual(r.txt, []string{`properties."hostname"="a\"b"`}) {
 		t.Fatalf("txt %q", r.txt)
 	}
-	bye := goodbyeMsg("disnix-a")
+	bye := (&responder{instance: "disnix-a", host: "a.local.", port: 22, ttl: 120, ips: []net.IP{net.IPv4(10, 0, 0, 1)}}).goodbyeMsg()
 	recs = recordsOf(bye)
 	if len(recs) != 1 || !recs[0].goodbye || recs[0].instance != "disnix-a" {
 		t.Fatalf("goodbye read as %+v", recs)

@@ -9,8 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/grandcat/zeroconf"
-	"github.com/miekg/dns"
 	"go.uber.org/zap"
 
 	"github.com/dydisnix/dydisnix/model"
@@ -48,6 +46,8 @@ type PublisherConfig struct {
 	TTL uint32
 	// Signer signs the announcements when set.
 	Signer Signer
+	// SignKey is a key file (LoadKey) used as Signer when Signer is nil.
+	SignKey string
 	// ForceCompact always publishes the compact form (needs Endpoint).
 	ForceCompact bool
 	// Addresses are the IP addresses announced for the host (default: the
@@ -68,7 +68,9 @@ type Publisher struct {
 	target  *model.Target // normalised, named
 	txt     []string
 	compact bool
-	server  *zeroconf.Server
+	resp    *responder
+	stop    chan struct{}
+	served  chan struct{}
 	inst    string
 }
 
@@ -77,6 +79,16 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 	ifaces, err := ResolveInterfaces(cfg.Interfaces)
 	if err != nil {
 		return nil, fmt.Errorf("mDNS publisher: %w", err)
+	}
+	if cfg.Signer == nil && cfg.SignKey != "" {
+		k, err := LoadKey(cfg.SignKey)
+		if err != nil {
+			return nil, err
+		}
+		if !k.CanSign() {
+			return nil, fmt.Errorf("sign key %s: a public key cannot sign", cfg.SignKey)
+		}
+		cfg.Signer = k
 	}
 	if cfg.Port == 0 {
 		cfg.Port = DefaultPort
@@ -158,18 +170,22 @@ func (p *Publisher) SetTarget(t *model.Target) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.target, p.txt, p.compact = n, txt, compact
-	if p.server == nil {
+	if p.resp == nil {
 		return nil
 	}
 	if InstancePrefix+n.Name != p.inst {
 		p.shutdownLocked()
 		return p.registerLocked()
 	}
-	p.server.SetText(wireTXT(txt))
+	p.resp.setTXT(txt)
+	if err := p.resp.announceTXT(); err != nil {
+		p.log.Warn("TXT announcement failed", zap.Error(err))
+	}
 	p.log.Info("re-announced", zap.String("instance", p.inst), zap.Bool("compact", compact))
 	return nil
 }
 
+// wireTXT escapes TXT strings for miekg/dns.
 func wireTXT(txt []string) []string {
 	out := make([]string, len(txt))
 	for i, s := range txt {
@@ -208,47 +224,50 @@ func (p *Publisher) addresses() []string {
 
 func (p *Publisher) registerLocked() error {
 	p.inst = InstancePrefix + p.target.Name
-	ips := p.addresses()
-	if len(ips) == 0 {
+	addrs := p.addresses()
+	if len(addrs) == 0 {
 		return fmt.Errorf("no IP address on %s to announce", ifaceNames(p.ifaces))
 	}
-	host := hostLabel(p.target.Name) // zeroconf appends ".local."
-	srv, err := zeroconf.RegisterProxy(p.inst, ServiceType, "local.", p.cfg.Port, host, ips, wireTXT(p.txt), p.ifaces)
-	if err != nil {
-		return fmt.Errorf("register %s on %s: %w", p.inst, ifaceNames(p.ifaces), err)
+	var ips []net.IP
+	for _, a := range addrs {
+		if ip := net.ParseIP(a); ip != nil {
+			ips = append(ips, ip)
+		} else {
+			return fmt.Errorf("address %q is not an IP address", a)
+		}
 	}
-	srv.TTL(p.cfg.TTL)
-	p.server = srv
+	conn, err := openMDNS(p.ifaces)
+	if err != nil {
+		return fmt.Errorf("announce %s on %s: %w", p.inst, ifaceNames(p.ifaces), err)
+	}
+	p.resp = &responder{
+		conn: conn, instance: p.inst, host: hostLabel(p.target.Name) + ".local.",
+		port: p.cfg.Port, ttl: p.cfg.TTL, txt: p.txt, ips: ips,
+	}
+	p.stop, p.served = make(chan struct{}), make(chan struct{})
+	go func(r *responder, stop, served chan struct{}) {
+		defer close(served)
+		r.serve(stop)
+	}(p.resp, p.stop, p.served)
 	p.log.Info("announcing", zap.String("instance", p.inst), zap.Strings("interfaces", p.cfg.Interfaces), zap.Bool("compact", p.compact), zap.Int("txtStrings", len(p.txt)))
 	return nil
 }
 
-// shutdownLocked sends the goodbye (zeroconf sends one; we repeat it once
-// on our own socket, so a single lost packet does not leave the browser
-// waiting for the no-answer timeout).
+// shutdownLocked stops answering and sends the goodbye twice, 100 ms
+// apart, so a single lost packet does not leave browsers waiting for the
+// no-answer timeout.
 func (p *Publisher) shutdownLocked() {
-	if p.server == nil {
+	if p.resp == nil {
 		return
 	}
-	p.server.Shutdown()
-	p.server = nil
-	if c, err := openMDNS(p.ifaces); err == nil {
-		time.Sleep(50 * time.Millisecond)
-		_ = c.send(goodbyeMsg(p.inst))
-		c.Close()
-	}
+	close(p.stop)
+	_ = p.resp.goodbye()
+	time.Sleep(100 * time.Millisecond)
+	_ = p.resp.goodbye()
+	p.resp.conn.Close()
+	<-p.served
+	p.resp = nil
 	p.log.Info("goodbye sent", zap.String("instance", p.inst))
-}
-
-func goodbyeMsg(instance string) *dns.Msg {
-	m := new(dns.Msg)
-	m.Response = true
-	m.Authoritative = true
-	m.Answer = []dns.RR{&dns.PTR{
-		Hdr: dns.RR_Header{Name: serviceName, Rrtype: dns.TypePTR, Class: dns.ClassINET, Ttl: 0},
-		Ptr: instanceFQDN(instance),
-	}}
-	return m
 }
 
 func hostLabel(name string) string {
