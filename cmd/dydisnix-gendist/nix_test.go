@@ -23,7 +23,7 @@ func TestNixDistributionEvaluates(t *testing.T) {
 		infra[n] = &model.Target{Name: n, Properties: map[string]any{"hostname": n}, Extra: map[string]any{}}
 	}
 	cases := map[string]model.Distribution{
-		"plain": {"a": {{Target: "t1"}, {Target: "t-2"}}, "b": {}, "my.svc": {{Target: "in"}}, "c": {{Target: "x.y"}}},
+		"plain":   {"a": {{Target: "t1"}, {Target: "t-2"}}, "b": {}, "my.svc": {{Target: "in"}}, "c": {{Target: "x.y"}}},
 		"records": {"a": {{Target: "t1"}, {Target: "t-2", Container: "c", Record: true}}},
 	}
 	for name, d := range cases {
