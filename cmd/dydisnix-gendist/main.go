@@ -37,6 +37,12 @@ Options:
       --previous FILE          distribution of the last deployment (a distribution
                                model, or a Disnix manifest: .json with
                                serviceMappings, or manifest .xml)
+  -p, --profile NAME            coordinator profile (default "default"); when
+                               --previous is not given and
+                               <coordinator-profile-path>/<profile> exists, the
+                               manifest it points to is the previous distribution
+      --coordinator-profile-path DIR
+                               default /nix/var/nix/profiles/per-user/$USER/disnix-coordinator
       --filter-buildable       first drop the targets a service cannot be built
                                for (service property supportedSystems vs the
                                target's system)
@@ -61,6 +67,7 @@ func main() {
 
 type options struct {
 	services, infra, qos, initial, previous string
+	profile, profilePath                    string
 	explain, filterBuildable, allowEmpty    bool
 	explainFormat, explainOutput            string
 	explainServices                         []string
@@ -77,6 +84,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVarP(&o.qos, "qos", "q", "", "")
 	fs.StringVarP(&o.initial, "distribution", "d", "", "")
 	fs.StringVar(&o.previous, "previous", "", "")
+	fs.StringVarP(&o.profile, "profile", "p", "default", "")
+	fs.StringVar(&o.profilePath, "coordinator-profile-path", "", "")
 	fs.BoolVar(&o.filterBuildable, "filter-buildable", false, "")
 	fs.BoolVar(&o.explain, "explain", false, "")
 	fs.StringVar(&o.explainFormat, "explain-format", "text", "")
@@ -159,6 +168,9 @@ func gendist(o *options, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
+	if o.previous == "" {
+		o.previous = coordinatorProfile(o.profilePath, o.profile)
+	}
 	if o.previous != "" {
 		if in.Previous, err = loadPrevious(o.previous, infra); err != nil {
 			return err
@@ -233,15 +245,43 @@ func writeExplanation(o *options, ex *qos.Explanation, stderr io.Writer) error {
 	return err
 }
 
+// coordinatorProfile returns the coordinator profile of the last Disnix
+// deployment when it exists (as the original gendist does), else "".
+func coordinatorProfile(dir, profile string) string {
+	if dir == "" {
+		user := os.Getenv("USER")
+		if user == "" {
+			return ""
+		}
+		dir = "/nix/var/nix/profiles/per-user/" + user + "/disnix-coordinator"
+	}
+	f := dir + "/" + profile
+	if st, err := os.Stat(f); err == nil && st.Mode().IsRegular() {
+		return f
+	}
+	return ""
+}
+
 // loadPrevious reads the previous distribution: a distribution model, or a
-// Disnix manifest (JSON/YAML with serviceMappings, or a manifest .xml).
+// Disnix manifest (JSON/YAML with serviceMappings, or manifest XML: a .xml
+// file, or any file starting with '<', such as a coordinator profile).
 func loadPrevious(file string, infra model.Infrastructure) (model.Distribution, error) {
-	if strings.HasSuffix(strings.ToLower(file), ".xml") {
+	if _, err := model.FormatOf(file); strings.HasSuffix(strings.ToLower(file), ".xml") || err != nil {
 		data, err := os.ReadFile(file)
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", file, err)
 		}
-		return previousFromXMLManifest(data, file)
+		if t := bytes.TrimSpace(data); len(t) > 0 && t[0] == '<' {
+			return previousFromXMLManifest(data, file)
+		}
+		v, err := model.DecodeValue(data, model.FormatJSON, file)
+		if err != nil {
+			return nil, err
+		}
+		if qos.IsManifest(v) {
+			return qos.PreviousFromManifest(v, file)
+		}
+		return model.DistributionFromValue(v, file)
 	}
 	v, err := model.LoadValue(file, model.KindDistribution, infra)
 	if err != nil {

@@ -170,6 +170,16 @@ func TestPreviousForms(t *testing.T) {
 			t.Fatalf("%s: %s", prev, out)
 		}
 	}
+	// a coordinator profile (no extension) holding a manifest
+	pdir := t.TempDir()
+	xml, _ := os.ReadFile("testdata/manifest.xml")
+	if err := os.WriteFile(filepath.Join(pdir, "prod"), xml, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := gendistRun(t, "-s", svcs, "-i", infra, "-q", q, "--coordinator-profile-path", pdir, "-p", "prod")
+	if code != 0 || !strings.Contains(out, "\"testService1\": [\n    \"testtarget2\"\n  ]") {
+		t.Fatalf("profile: %d %s %s", code, out, errs)
+	}
 	bad := writeFile(t, "m.xml", `<manifest version="1"></manifest>`)
 	if code, _, errs := gendistRun(t, "-s", svcs, "-i", infra, "--previous", bad); code != 1 || !strings.Contains(errs, "version") {
 		t.Fatalf("old manifest: %d %s", code, errs)
