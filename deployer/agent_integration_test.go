@@ -361,3 +361,46 @@ func TestAgentDrainWaitsForStateMigration(t *testing.T) {
 		t.Fatalf("processes = %v, want %v", got, want)
 	}
 }
+
+// TestReconcileReturningMachine: a machine drops off, its service is
+// placed elsewhere, and it comes back still carrying the old service:
+// merging what the targets report into the previous manifest makes the
+// next plan deactivate the stale copy, so no duplicate remains.
+func TestReconcileReturningMachine(t *testing.T) {
+	c := newCluster(t, 2)
+	svcs := model.Services{"x": {Name: "x", Type: "echo", Attrs: map[string]any{}}}
+	c.mustDeploy(svcs, dist("x", "t1"))
+	// t1 is unreachable for a while: x is placed on t2 without contacting t1.
+	ta := c.agents["t1"]
+	ta.stop(false)
+	p, err := c.deploy(svcs, dist("x", "t2"), deployer.PlanOptions{Unreachable: map[string]bool{"t1": true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Notes) == 0 {
+		t.Error("no note about the forgotten copy")
+	}
+	// t1 comes back with x still in its profile.
+	c.agents["t1"] = startAgent(t, "t1", ta.dir, ta.addr)
+	found := reconstruct.FromTargets(context.Background(), c.infra, "", reconstruct.Agents{Backend: c.be})
+	old, _ := c.store.Latest()
+	merged := reconstruct.Merge(old, found.Manifest)
+	man, _ := deployer.BuildManifest(svcs, c.infra, dist("x", "t2"), deployer.BuildOptions{})
+	plan, err := deployer.PlanTransition(merged, man, deployer.PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := countKind(plan, deployer.StepDeactivate), map[string]int{"x@t1": 1}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("deactivations = %v, want %v\n%s", got, want, plan)
+	}
+	if len(countKind(plan, deployer.StepActivate)) != 0 {
+		t.Errorf("x re-activated on t2:\n%s", plan)
+	}
+	if _, err := deployer.Deploy(context.Background(), c.be, c.store, plan, nil); err != nil {
+		t.Fatal(err)
+	}
+	res := reconstruct.FromTargets(context.Background(), c.infra, "", reconstruct.Agents{Backend: c.be})
+	if len(res.Manifest.Mappings) != 1 || res.Manifest.Mappings[0].Target != "t2" {
+		t.Fatalf("after reconciliation: %v", res.Manifest.Mappings)
+	}
+}
