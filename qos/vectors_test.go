@@ -33,6 +33,13 @@ var catalogFilters = map[string]bool{
 	"order": true, "divide": true, "minsetcover": true, "multiwaycut": true, "graphcol": true,
 }
 
+// intendedForReference gives, for vectors whose expected value is the
+// reference's unintended behaviour, what dydisnix does instead.
+var intendedForReference = map[string]string{
+	// graphcol names the target by its attribute name, not its hostname
+	"graphcol-hostname-is-output": `{"a": ["t1"]}`,
+}
+
 func loadVectors(t *testing.T) []vector {
 	t.Helper()
 	files, err := filepath.Glob(filepath.Join("testdata", "vectors", "*.json"))
@@ -171,7 +178,11 @@ func TestVectors(t *testing.T) {
 		ran++
 		t.Run(v.Name, func(t *testing.T) {
 			if v.ExpectedIs == "reference" {
-				t.Skipf("expected value is the reference's unintended behaviour: %s", v.Notes)
+				want, known := intendedForReference[v.Name]
+				if !known {
+					t.Skipf("expected value is the reference's unintended behaviour: %s", v.Notes)
+				}
+				v.Expected = mustJSON(t, want) // assert the intended behaviour instead
 			}
 			steps := []any{}
 			if v.Filter != "createCartesianProduct" {
