@@ -144,7 +144,7 @@ func TestAvahiInterop(t *testing.T) {
 		`containers.mysql-database."mysqlPort"="3306"`)
 	ap.Env = env
 	ap.Stdout, ap.Stderr = &pubOut, &pubOut
-	netns.StartT(t, ap)
+	apExited := netns.StartT(t, ap)
 	waitFor(t, 10*time.Second, "avahi-publish", func() bool { return strings.Contains(pubOut.String(), "Established") })
 
 	// 2. Our publisher, for avahi-browse.
@@ -173,6 +173,18 @@ func TestAvahiInterop(t *testing.T) {
 	if got := infra["avtest"]; got == nil || !discovery.TargetEqual(got, want) {
 		data, _ := json.Marshal(infra)
 		t.Fatalf("avahi-published target read as %s", data)
+	}
+
+	// Avahi's goodbye, when avahi-publish ends, removes the target.
+	w := startWatcher(t, us.Command(ctx, bin+"/dydisnix-geninfra-mdns", "--watch", "-i", us.Interface, "-t", "1s", "--browse-interval", "0.5s", "-q"))
+	w.wait(t, 10*time.Second, "avtest seen by the watcher", func(s discovery.Snapshot) bool { return s.Infrastructure["avtest"] != nil })
+	ap.Process.Signal(os.Interrupt)
+	<-apExited
+	s := w.wait(t, 10*time.Second, "avtest removed", hasEvent(discovery.EventRemoved, "avtest"))
+	for _, e := range s.Events {
+		if e.Target == "avtest" && e.Reason != discovery.ReasonGoodbye {
+			t.Errorf("avtest removed for %q, want goodbye", e.Reason)
+		}
 	}
 
 	// 3. avahi-browse lists our record with the expected TXT.
