@@ -12,10 +12,8 @@ all: build
 build:
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/ ./cmd/...
-	@for d in testbed/services/*/; do \
-		n=$$(basename $$d); \
-		if [ -f $$d/main.go ]; then $(GO) build -o $(BIN)/dydisnix-example-$$n ./$$d || exit 1; fi; \
-	done
+	@mkdir -p $(BIN)/examples
+	$(GO) build -o $(BIN)/examples/ ./testbed/services/kvstore ./testbed/services/webfront ./testbed/services/peer ./testbed/services/chord
 
 ## test: vet, the whole test suite, and the shared behaviour vectors through the CLI
 test: lint unit vectors

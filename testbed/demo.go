@@ -77,7 +77,7 @@ func DemoServicesModel(binDir string) map[string]any {
 		svc := map[string]any{
 			"name":        s.name,
 			"type":        "process",
-			"pkg":         filepath.Join(binDir, "dydisnix-example-"+s.bin),
+			"pkg":         filepath.Join(binDir, "examples", s.bin),
 			"port":        s.port,
 			"healthCheck": fmt.Sprintf("http://127.0.0.1:%d/healthz", s.port),
 		}

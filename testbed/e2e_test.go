@@ -39,7 +39,7 @@ func buildBinaries(t *testing.T) string {
 			{"dydisnix-self-adapt", "../cmd/dydisnix-self-adapt"},
 		}
 		for _, svc := range []string{"kvstore", "webfront", "peer", "chord"} {
-			pkgs = append(pkgs, [2]string{"dydisnix-example-" + svc, "./services/" + svc})
+			pkgs = append(pkgs, [2]string{filepath.Join("examples", svc), "./services/" + svc})
 		}
 		for _, p := range pkgs {
 			out, err := exec.Command("go", "build", "-o", filepath.Join(dir, p[0]), p[1]).CombinedOutput()
@@ -193,7 +193,7 @@ func TestE2EMachineAddedMovesNothingWithPreferPrevious(t *testing.T) {
 	// nothing that runs already may move.
 	svcs := DemoServicesModel(h.cfg.BinDir)
 	svcs["chord-node3"] = map[string]any{
-		"name": "chord-node3", "type": "process", "pkg": filepath.Join(h.cfg.BinDir, "dydisnix-example-chord"),
+		"name": "chord-node3", "type": "process", "pkg": filepath.Join(h.cfg.BinDir, "examples", "chord"),
 		"port": 7008, "dependsOn": []string{"chord-bootstrap"}, "healthCheck": "http://127.0.0.1:7008/healthz",
 	}
 	waitDiscovered(t, h, "machine4")

@@ -110,7 +110,7 @@ func WriteSystem(dir, binDir string) error {
 			// A path literal ../../../bin/x becomes the string "<bin>/x".
 			text := string(data)
 			for _, p := range Programs {
-				text = strings.ReplaceAll(text, "../../../bin/"+p+";", strings.TrimSuffix(nixBin, `"`)+p+`";`)
+				text = strings.ReplaceAll(text, "../../../bin/examples/"+p+";", strings.TrimSuffix(nixBin, `"`)+p+`";`)
 			}
 			data = []byte(text)
 		}

@@ -1,6 +1,6 @@
 # The testbed's example system as a Disnix services model (the same system
 # as services.json). pkg is a path to the built binary (make build puts them
-# in bin/ at the top of the repository); the dydisnix agent runs it as a
+# in bin/examples/ at the top of the repository); the dydisnix agent runs it as a
 # supervised process. `ids` are the assigned ports when the file is given
 # (dydisnix-id-assign --ids), as in Disnix's examples.
 { system, pkgs, distribution, invDistribution, ids ? { } }:
@@ -15,7 +15,7 @@ let
 in
 rec {
   kvstore = process "kvstore" {
-    pkg = ../../../bin/kvstore;
+    pkg = ../../../bin/examples/kvstore;
     description = "stateful HTTP key-value store; persists to its state directory";
     deployState = true;
     stateful = true;
@@ -24,7 +24,7 @@ rec {
   };
 
   webfront = process "webfront" {
-    pkg = ../../../bin/webfront;
+    pkg = ../../../bin/examples/webfront;
     description = "web front end proxying /kv/ to the store";
     dependsOn = { inherit kvstore; };
     port = port "webfront" 7002;
@@ -32,7 +32,7 @@ rec {
   };
 
   peerA = process "peerA" {
-    pkg = ../../../bin/peer;
+    pkg = ../../../bin/examples/peer;
     description = "pings peerB; connectsTo allows the cycle";
     connectsTo = { inherit peerB; };
     port = port "peerA" 7003;
@@ -40,7 +40,7 @@ rec {
   };
 
   peerB = process "peerB" {
-    pkg = ../../../bin/peer;
+    pkg = ../../../bin/examples/peer;
     description = "pings peerA; connectsTo allows the cycle";
     connectsTo = { inherit peerA; };
     port = port "peerB" 7004;
@@ -48,14 +48,14 @@ rec {
   };
 
   chordBootstrap = process "chordBootstrap" {
-    pkg = ../../../bin/chord;
+    pkg = ../../../bin/examples/chord;
     description = "first node of the Chord ring";
     port = port "chordBootstrap" 7005;
     requireMem = 64;
   };
 
   chordNode1 = process "chordNode1" {
-    pkg = ../../../bin/chord;
+    pkg = ../../../bin/examples/chord;
     description = "Chord node joining via the bootstrap node";
     dependsOn = { inherit chordBootstrap; };
     port = port "chordNode1" 7006;
@@ -64,7 +64,7 @@ rec {
   };
 
   chordNode2 = process "chordNode2" {
-    pkg = ../../../bin/chord;
+    pkg = ../../../bin/examples/chord;
     description = "Chord node joining via the bootstrap node";
     dependsOn = { inherit chordBootstrap; };
     port = port "chordNode2" 7007;
@@ -73,7 +73,7 @@ rec {
   };
 
   chordNode3 = process "chordNode3" {
-    pkg = ../../../bin/chord;
+    pkg = ../../../bin/examples/chord;
     description = "Chord node joining via the bootstrap node";
     dependsOn = { inherit chordBootstrap; };
     port = port "chordNode3" 7008;
