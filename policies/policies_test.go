@@ -31,6 +31,7 @@ func TestShippedPolicies(t *testing.T) {
 		"min-cost-cover":        {"testService1": t1, "testService2": t1, "testService3": t1},
 		"stateful-stays":        {"testService1": t1, "testService2": t2, "testService3": t1},
 		"zone-priority":         {"testService1": t1, "testService2": t1, "testService3": t2},
+		"stable-by-type-memory": {"testService1": t1, "testService2": t1, "testService3": t2},
 	}
 	names := Names()
 	if len(names) != len(want) {
@@ -75,6 +76,25 @@ func TestStatefulStaysKeepsPrevious(t *testing.T) {
 	}
 	if got := res.Distribution.Targets("testService1"); !reflect.DeepEqual(got, []string{"testtarget2"}) {
 		t.Fatalf("stateful testService1 moved to %v", got)
+	}
+}
+
+func TestStableKeepsPrevious(t *testing.T) {
+	svcs, _ := model.LoadServices("testdata/services.json")
+	infra, _ := model.LoadInfrastructure("testdata/infrastructure.json")
+	p, err := Load("stable-by-type-memory")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prev := model.Distribution{"testService1": {{Target: "testtarget2"}}, "testService3": {{Target: "testtarget2"}}}
+	res, err := p.Run(qos.Input{Services: svcs, Infrastructure: infra, Previous: prev})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for s, want := range map[string]string{"testService1": "testtarget2", "testService3": "testtarget2", "testService2": "testtarget1"} {
+		if got := res.Distribution.Targets(s); !reflect.DeepEqual(got, []string{want}) {
+			t.Errorf("%s on %v, want %s", s, got, want)
+		}
 	}
 }
 
