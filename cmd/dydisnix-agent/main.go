@@ -222,17 +222,13 @@ func serve(o options, log *zap.Logger) error {
 	case err := <-srvDone:
 		a.Close(false)
 		return err
-	case err := <-pubDone:
-		if o.publish && err != nil && !errors.Is(err, context.Canceled) {
+	case err, ok := <-pubDone:
+		if ok && err != nil && !errors.Is(err, context.Canceled) {
 			srv.Close()
 			a.Close(false)
 			return fmt.Errorf("publisher: %w", err)
 		}
-		if o.publish {
-			<-ctx.Done()
-		} else {
-			<-ctx.Done()
-		}
+		<-ctx.Done() // publisher ended cleanly (or none): serve until signalled
 	case <-ctx.Done():
 	}
 	stop()
@@ -241,7 +237,7 @@ func serve(o options, log *zap.Logger) error {
 	pubCancel()
 	if o.publish {
 		<-pubDone
-		log.Info("mDNS announcement withdrawn")
+		log.Info("mDNS announcement withdrawn (goodbye sent)")
 	}
 	moved := a.Drain(context.Background(), o.drainTimeout)
 	log.Info("drained", zap.Bool("servicesMovedAway", moved))
