@@ -218,11 +218,13 @@ func serve(o options, log *zap.Logger) error {
 	log.Info("agent listening", zap.String("address", ln.Addr().String()), zap.String("stateDir", o.stateDir))
 	notifySystemd("READY=1")
 
+	pubFinished := false
 	select {
 	case err := <-srvDone:
 		a.Close(false)
 		return err
 	case err, ok := <-pubDone:
+		pubFinished = true
 		if ok && err != nil && !errors.Is(err, context.Canceled) {
 			srv.Close()
 			a.Close(false)
@@ -235,7 +237,7 @@ func serve(o options, log *zap.Logger) error {
 	notifySystemd("STOPPING=1")
 	// Drain: goodbye first, then wait for the coordinator, then stop.
 	pubCancel()
-	if o.publish {
+	if o.publish && !pubFinished {
 		<-pubDone
 		log.Info("mDNS announcement withdrawn (goodbye sent)")
 	}
