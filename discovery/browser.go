@@ -190,6 +190,7 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 	// unresolved holds instances seen in a PTR answer without their TXT
 	// record: the next rounds ask for their SRV and TXT (per-instance lookup).
 	unresolved := map[string]time.Time{}
+	warnedFull := false
 	fetches := make(chan fetchResult, 16)
 	probes := make(chan probeResult, 16)
 	probing := map[string]bool{}
@@ -250,7 +251,7 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 			// an unknown one is looked up.
 			if table.Has(r.instance) {
 				deb.Add(table.Put(Observation{Instance: r.instance, TTL: r.ttl}, now), now)
-			} else if cache[r.instance] == nil {
+			} else if cache[r.instance] == nil && len(unresolved) < MaxInstances {
 				unresolved[r.instance] = now
 			}
 			return
@@ -266,6 +267,13 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 				o := *ce.obs
 				o.TTL = r.ttl
 				deb.Add(table.Put(o, now), now)
+			}
+			return
+		}
+		if ce == nil && len(cache) >= MaxInstances {
+			if !warnedFull {
+				warnedFull = true
+				log.Warn("too many instances; ignoring new ones", zap.Int("max", MaxInstances), zap.String("instance", r.instance))
 			}
 			return
 		}
@@ -380,6 +388,10 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 		rearm()
 	}
 }
+
+// MaxInstances bounds the instances a browser keeps track of, so a flood of
+// forged announcements cannot exhaust memory.
+const MaxInstances = 4096
 
 // maxLookups bounds the per-instance questions of one query packet.
 const maxLookups = 16

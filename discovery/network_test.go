@@ -51,7 +51,7 @@ func startPublisher(t testing.TB, nd *netns.Node, bin, props string, extra ...st
 
 // runRealNetwork is the real-network scenario: three namespaces on a
 // bridge, publishers in two, the browser in the third.
-func runRealNetwork(t testing.TB, timing browserTiming) detection {
+func runRealNetwork(t testing.TB, timing browserTiming, cable bool) detection {
 	netRemovalBound := timing.removalBound()
 	bin := commands(t)
 	nw := netns.NewNetworkT(t, "ddn", 3)
@@ -102,10 +102,28 @@ func runRealNetwork(t testing.TB, timing browserTiming) detection {
 	}
 	<-pub2.exited
 
-	// kill -9 of a machine without endpoint: no goodbye, no probe; the
-	// no-answer timeout removes it within the documented bound.
+	// It comes back.
 	pub2 = startPublisher(t, n2, bin, p2)
 	w.wait(t, 10*time.Second, "test2 back", hasEvent(discovery.EventAdded, "test2"))
+
+	if cable {
+		// A pulled cable: no answers, removed; plugged back in: added again
+		// without any re-announcement (it answers the next round).
+		if err := n2.Disconnect(); err != nil {
+			t.Fatal(err)
+		}
+		s = w.wait(t, netRemovalBound+2*time.Second, "test2 removed after the cable was pulled", hasEvent(discovery.EventRemoved, "test2"))
+		if r := lastEvent(s, "test2").Reason; r != discovery.ReasonNoAnswer {
+			t.Fatalf("test2 removed for %q, want no-answer", r)
+		}
+		if err := n2.Reconnect(); err != nil {
+			t.Fatal(err)
+		}
+		w.wait(t, 10*time.Second, "test2 back after the cable was plugged in", hasEvent(discovery.EventAdded, "test2"))
+	}
+
+	// kill -9 of a machine without endpoint: no goodbye, no probe; the
+	// no-answer timeout removes it within the documented bound.
 	start = time.Now()
 	pub2.cmd.Process.Kill()
 	s = w.wait(t, netRemovalBound+2*time.Second, "test2 removed after kill -9", hasEvent(discovery.EventRemoved, "test2"))
@@ -136,7 +154,7 @@ func lastEvent(s stampedSnap, target string) discovery.Event {
 }
 
 func TestMDNSRealNetwork(t *testing.T) {
-	d := runRealNetwork(t, fastTiming)
+	d := runRealNetwork(t, fastTiming, true)
 	netRemovalBound := fastTiming.removalBound()
 	t.Logf("properties change -> changed event: %v", d.change)
 	t.Logf("goodbye (SIGTERM) -> removed event: %v", d.goodbye)
@@ -155,7 +173,7 @@ func BenchmarkDetection(b *testing.B) {
 func benchDetection(b *testing.B, timing browserTiming) {
 	var sum detection
 	for i := 0; i < b.N; i++ {
-		d := runRealNetwork(b, timing)
+		d := runRealNetwork(b, timing, false)
 		sum.change += d.change
 		sum.goodbye += d.goodbye
 		sum.kill9NoEndpoint += d.kill9NoEndpoint
