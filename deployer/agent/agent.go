@@ -301,8 +301,8 @@ func (a *Agent) Activate(ctx context.Context, req agentapi.ActivateRequest) erro
 		return nil
 	}
 	a.mu.Unlock()
-	if req.Key == "" || req.Service.Name == "" {
-		return &httpError{400, "activate: key and service.name are required"}
+	if !safeName.MatchString(req.Key) || req.Service.Name == "" {
+		return &httpError{400, "activate: a key (letters, digits, '.', '_', '+', '-') and service.name are required"}
 	}
 	e := &entry{Req: req}
 	switch req.Service.Type {
@@ -401,6 +401,9 @@ func tail(file string, n int) string {
 // Deactivate stops a mapping (the process group is killed; state is kept
 // and marked as garbage). Deactivating an unknown key is a no-op.
 func (a *Agent) Deactivate(ctx context.Context, key string) error {
+	if !safeName.MatchString(key) {
+		return &httpError{400, fmt.Sprintf("deactivate: bad key %q", key)}
+	}
 	a.mu.Lock()
 	e, ok := a.profile[key]
 	a.mu.Unlock()

@@ -186,3 +186,24 @@ func TestActivateUnsupportedTypeAndDrainRefusal(t *testing.T) {
 		t.Errorf("activation while draining: %v", err)
 	}
 }
+
+func TestBadKeysRefused(t *testing.T) {
+	t.Parallel()
+	_, c := newAgent(t)
+	ctx := context.Background()
+	for _, k := range []string{"", "../x", "a/b", ".hidden"} {
+		err := c.Activate(ctx, agentapi.ActivateRequest{Key: k, Service: model.ManifestService{Name: "x", Type: "package"}})
+		if code(err) != 400 {
+			t.Errorf("activate key %q: %v", k, err)
+		}
+		if k != "" {
+			if err := c.Deactivate(ctx, k); code(err) != 400 {
+				t.Errorf("deactivate key %q: %v", k, err)
+			}
+		}
+	}
+	// A service that never wrote state still snapshots (empty state).
+	if _, err := c.Snapshot(ctx, "fresh"); err != nil {
+		t.Errorf("snapshot of an empty state: %v", err)
+	}
+}

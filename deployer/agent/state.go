@@ -157,8 +157,9 @@ func (a *Agent) Snapshot(service string) (agentapi.SnapshotInfo, error) {
 	a.opMu.Lock()
 	defer a.opMu.Unlock()
 	src := a.path("state", service)
-	if _, err := os.Stat(src); err != nil {
-		return agentapi.SnapshotInfo{}, &httpError{404, fmt.Sprintf("service %s has no state directory", service)}
+	// A service that never wrote anything has an empty state: snapshot that.
+	if err := os.MkdirAll(src, 0o700); err != nil {
+		return agentapi.SnapshotInfo{}, err
 	}
 	dir := a.path("snapshots", service)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
