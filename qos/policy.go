@@ -381,7 +381,9 @@ func (e *StepError) Error() string {
 func (e *StepError) Unwrap() error { return e.Err }
 
 // Run computes the distribution: it starts from Input.Initial (or the
-// cartesian product) and applies every step in order.
+// cartesian product) and applies every step in order. When the run fails
+// and Input.Explain was set, the Result is returned beside the error with
+// the explanation of the run so far (and no distribution).
 func (p *Policy) Run(in Input) (*Result, error) {
 	res, empty, err := p.run(in, in.Explain)
 	var se *StepError
@@ -398,6 +400,9 @@ func (p *Policy) Run(in Input) (*Result, error) {
 		}
 	}
 	if err != nil {
+		if res != nil && res.Explanation != nil {
+			return &Result{Explanation: res.Explanation}, err
+		}
 		return nil, err
 	}
 	if len(empty) == 0 {
@@ -435,6 +440,10 @@ func (p *Policy) Run(in Input) (*Result, error) {
 				}
 			}
 		}
+	}
+	if in.Explain {
+		// the explanation of the failed run, for the user
+		return &Result{Explanation: res.Explanation}, &NoCandidateError{Services: fatal}
 	}
 	return nil, &NoCandidateError{Services: fatal}
 }
@@ -504,7 +513,14 @@ func (p *Policy) run(in Input, explain bool) (*Result, []EmptyService, error) {
 			for i, s := range cur.Services {
 				if g, ok := gone[s]; ok && g.step > 0 && len(cur.Lists[i]) == 0 {
 					serr.Emptied = append(serr.Emptied, emptyService(s, g.step, g.label, g.from, g.last, ex))
+					if ex != nil && env.Explains(s) {
+						ex.svc(s).EmptiedBy = fmt.Sprintf("%d (%s)", g.step, g.label)
+					}
 				}
+			}
+			if ex != nil {
+				ex.finish(cur, env, in.Previous)
+				return &Result{Explanation: ex}, nil, serr
 			}
 			return nil, nil, serr
 		}
@@ -546,24 +562,7 @@ func (p *Policy) run(in Input, explain bool) (*Result, []EmptyService, error) {
 	}
 	res := &Result{Distribution: cur.Distribution(), Explanation: ex}
 	if ex != nil {
-		for i, s := range cur.Services {
-			if !env.Explains(s) {
-				continue
-			}
-			se := ex.svc(s)
-			se.Final = candNames(cur, cur.Lists[i])
-			if prev, ok := in.Previous[s]; ok {
-				pc := make([]Cand, len(prev))
-				for k, m := range prev {
-					pc[k] = cur.Cand(m)
-				}
-				se.Previous = candNames(cur, pc)
-				se.Moved = !sameSet(pc, cur.Lists[i])
-			}
-			if se.Initial == nil {
-				se.Initial = []string{}
-			}
-		}
+		ex.finish(cur, env, in.Previous)
 	}
 	var empty []EmptyService
 	for _, s := range cur.Services {
@@ -579,6 +578,28 @@ func (p *Policy) run(in Input, explain bool) (*Result, []EmptyService, error) {
 	}
 	sort.Slice(empty, func(i, j int) bool { return empty[i].Service < empty[j].Service })
 	return res, empty, nil
+}
+
+// finish records the final candidates (those left when a run stops).
+func (e *Explanation) finish(cur *Candidates, env *Env, previous model.Distribution) {
+	for i, s := range cur.Services {
+		if !env.Explains(s) {
+			continue
+		}
+		se := e.svc(s)
+		se.Final = candNames(cur, cur.Lists[i])
+		if prev, ok := previous[s]; ok {
+			pc := make([]Cand, len(prev))
+			for k, m := range prev {
+				pc[k] = cur.Cand(m)
+			}
+			se.Previous = candNames(cur, pc)
+			se.Moved = !sameSet(pc, cur.Lists[i])
+		}
+		if se.Initial == nil {
+			se.Initial = []string{}
+		}
+	}
 }
 
 // sameSet reports whether two candidate lists hold the same candidates,

@@ -177,6 +177,11 @@ func gendist(o *options, stdout, stderr io.Writer) error {
 		}
 	}
 	res, err := policy.Run(in)
+	if err != nil && res != nil && res.Explanation != nil {
+		if werr := writeExplanation(o, res.Explanation, stderr); werr != nil {
+			fmt.Fprintf(stderr, "dydisnix-gendist: explanation: %v\n", werr)
+		}
+	}
 	if err != nil {
 		var nc *qos.NoCandidateError
 		if errors.As(err, &nc) && !o.allowEmpty {

@@ -225,6 +225,12 @@ func TestNoCandidateExit(t *testing.T) {
 	if code != 1 || !strings.Contains(errs, "service testService1 has no candidate target left: step 1 (zone)") || !strings.Contains(errs, `requireZone "US" != access "public"`) {
 		t.Fatalf("%d %s", code, errs)
 	}
+	// with --explain the explanation of the failed run is printed too
+	code, _, errs = gendistRun(t, "-s", svcs, "-i", infra, "-q", q, "--explain")
+	if code != 1 || !strings.Contains(errs, "service testService1:\n  candidates: testtarget1, testtarget2\n") ||
+		!strings.Contains(errs, "chosen: none (step 1 (zone) removed the last candidate)") {
+		t.Fatalf("%d %s", code, errs)
+	}
 	code, out, errs := gendistRun(t, "-s", svcs, "-i", infra, "-q", q, "--allow-empty")
 	if code != 0 || !strings.Contains(out, `"testService1": []`) || !strings.Contains(errs, "warning") {
 		t.Fatalf("%d %s %s", code, out, errs)
