@@ -424,3 +424,25 @@ func TestEnvHelpers(t *testing.T) {
 		}
 	}
 }
+
+func TestFailedRunKeepsExplanation(t *testing.T) {
+	t.Parallel()
+	svcs, infra := testModels(t)
+	p := mustPolicy(t, "steps:\n- {filter: mapAttrOnAttr, serviceProperty: requireZone, targetProperty: priority}\n- {filter: divideRoundRobin}\n")
+	res, err := p.Run(Input{Services: svcs, Infrastructure: infra, Explain: true})
+	var se *StepError
+	if !errors.As(err, &se) || se.Index != 2 || len(se.Emptied) != 3 {
+		t.Fatalf("got %v", err)
+	}
+	if res == nil || res.Explanation == nil || res.Distribution != nil {
+		t.Fatalf("result %+v", res)
+	}
+	if e := res.Explanation.Services["web"]; e == nil || e.EmptiedBy != "1 (mapAttrOnAttr)" || len(e.Rejections) != 3 {
+		t.Fatalf("web: %+v", e)
+	}
+	// without Explain: no result, but the error still gives the reasons
+	res, err = p.Run(Input{Services: svcs, Infrastructure: infra})
+	if res != nil || err == nil || !strings.Contains(err.Error(), `requireZone "US" != priority 2`) {
+		t.Fatalf("%v %v", res, err)
+	}
+}
