@@ -134,7 +134,7 @@ func TestNixOutputVectors(t *testing.T) {
 		want := vm["expected"].(map[string]any)["nixText"].(string)
 		got := NixDistribution(d)
 		if strings.Contains(f, "mixed") {
-			want = "\n{infrastructure}:\n\n{\n  a = {\n    targets = [\n      { target = infrastructure.t1; }\n      { target = infrastructure.t2; container = \"c\"; }\n    ];\n  };\n  \n}\n\t"
+			want = "{infrastructure}:\n\n{\n  a = {\n    targets = [\n      { target = infrastructure.t1; }\n      { target = infrastructure.t2; container = \"c\"; }\n    ];\n  };\n}\n"
 		}
 		if got != want {
 			t.Errorf("%s:\ngot  %q\nwant %q", f, got, want)
