@@ -8,12 +8,15 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/dydisnix/dydisnix/deployer/agentapi"
 	"github.com/dydisnix/dydisnix/model"
@@ -205,5 +208,102 @@ func TestBadKeysRefused(t *testing.T) {
 	// A service that never wrote state still snapshots (empty state).
 	if _, err := c.Snapshot(ctx, "fresh"); err != nil {
 		t.Errorf("snapshot of an empty state: %v", err)
+	}
+}
+
+// pidsOfGroup lists the live processes of a process group.
+func pidsOfGroup(pgid int) []int {
+	ents, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range ents {
+		pid := 0
+		if _, err := fmt.Sscan(e.Name(), &pid); err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		f := strings.Fields(s[i+1:])
+		if len(f) > 2 && f[0] != "Z" && f[2] == fmt.Sprint(pgid) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+func TestProcessGroupSupervision(t *testing.T) {
+	t.Parallel()
+	a, c := newAgent(t)
+	ctx := context.Background()
+	req := agentapi.ActivateRequest{Key: "grp", Target: "t1", Container: "process",
+		Service: model.ManifestService{Name: "grp", Type: "process", Args: []string{"sh", "-c", "sleep 1000 & sleep 1000"}}}
+	if err := c.Activate(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	prof, _ := c.Profile(ctx)
+	pid := prof.Services[0].Pid
+	waitFor(t, func() bool { return len(pidsOfGroup(pid)) >= 2 }, "the service's child process")
+	// A crash is followed by a restart.
+	syscall.Kill(pid, syscall.SIGKILL)
+	waitFor(t, func() bool {
+		p, _ := c.Profile(ctx)
+		return p.Services[0].Running && p.Services[0].Pid != pid && p.Services[0].Restarts >= 1
+	}, "restart after a crash")
+	// The crashed shell's child was killed with its group: no orphan.
+	waitFor(t, func() bool { return len(pidsOfGroup(pid)) == 0 }, "the crashed group's orphan to be killed")
+	// Deactivation kills the current group completely.
+	prof, _ = c.Profile(ctx)
+	pid2 := prof.Services[0].Pid
+	waitFor(t, func() bool { return len(pidsOfGroup(pid2)) >= 2 }, "the restarted service's child")
+	if err := c.Deactivate(ctx, "grp"); err != nil {
+		t.Fatal(err)
+	}
+	if left := pidsOfGroup(pid2); len(left) > 0 {
+		t.Errorf("processes left after deactivation: %v", left)
+	}
+	if h := a.Health(); h.Services != 0 {
+		t.Errorf("health after deactivation: %+v", h)
+	}
+}
+
+func TestCollectGarbage(t *testing.T) {
+	t.Parallel()
+	a, c := newAgent(t)
+	ctx := context.Background()
+	file := filepath.Join(t.TempDir(), "exe")
+	os.WriteFile(file, []byte("unused"), 0o755)
+	sum := sha256.Sum256([]byte("unused"))
+	c.UploadArtifact(ctx, "sha256:"+hex.EncodeToString(sum[:]), file)
+	req := agentapi.ActivateRequest{Key: "st", Service: model.ManifestService{Name: "st", Type: "package", DeployState: true}}
+	c.Activate(ctx, req)
+	os.MkdirAll(filepath.Join(a.cfg.StateDir, "state", "st"), 0o700)
+	c.Deactivate(ctx, "st")
+	prof, _ := c.Profile(ctx)
+	if len(prof.Garbage) != 1 || prof.Garbage[0] != "st" {
+		t.Fatalf("garbage = %v", prof.Garbage)
+	}
+	res, err := c.CollectGarbage(ctx, agentapi.GCRequest{DeleteState: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Artifacts != 1 || res.States != 1 {
+		t.Errorf("gc = %+v", res)
+	}
+	if _, err := os.Stat(filepath.Join(a.cfg.StateDir, "state", "st")); !os.IsNotExist(err) {
+		t.Error("garbage state kept")
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -109,6 +109,14 @@ func (p *proc) run(adopt int) {
 				os.Remove(p.pidFile)
 				return
 			case <-exited:
+				// The main process died: kill what is left of its group so
+				// that no orphan outlives it (the restart makes a new group).
+				p.mu.Lock()
+				pgid := p.pid
+				p.mu.Unlock()
+				if pgid > 0 {
+					syscall.Kill(-pgid, syscall.SIGKILL)
+				}
 				p.setRunning(0, false)
 				p.mu.Lock()
 				p.exits++
