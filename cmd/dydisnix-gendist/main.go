@@ -43,6 +43,10 @@ Options:
                                manifest it points to is the previous distribution
       --coordinator-profile-path DIR
                                default /nix/var/nix/profiles/per-user/$USER/disnix-coordinator
+      --extra-params EXPR      Nix attribute set of extra arguments for .nix models
+      --target-property NAME   default property naming a target in a .nix
+                               distribution (default $DISNIX_TARGET_PROPERTY or hostname)
+      --show-trace             pass --show-trace to nix-instantiate
       --filter-buildable       first drop the targets a service cannot be built
                                for (service property supportedSystems vs the
                                target's system)
@@ -68,6 +72,7 @@ func main() {
 type options struct {
 	services, infra, qos, initial, previous string
 	profile, profilePath                    string
+	nix                                     model.NixOptions
 	explain, filterBuildable, allowEmpty    bool
 	explainFormat, explainOutput            string
 	explainServices                         []string
@@ -86,6 +91,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.previous, "previous", "", "")
 	fs.StringVarP(&o.profile, "profile", "p", "default", "")
 	fs.StringVar(&o.profilePath, "coordinator-profile-path", "", "")
+	fs.StringVar(&o.nix.ExtraParams, "extra-params", "", "")
+	fs.StringVar(&o.nix.TargetProperty, "target-property", "", "")
+	fs.BoolVar(&o.nix.ShowTrace, "show-trace", false, "")
 	fs.BoolVar(&o.filterBuildable, "filter-buildable", false, "")
 	fs.BoolVar(&o.explain, "explain", false, "")
 	fs.StringVar(&o.explainFormat, "explain-format", "text", "")
@@ -142,11 +150,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func gendist(o *options, stdout, stderr io.Writer) error {
-	services, err := model.LoadServices(o.services)
+	services, err := model.LoadServicesWith(o.services, o.nix)
 	if err != nil {
 		return err
 	}
-	infra, err := model.LoadInfrastructure(o.infra)
+	infra, err := model.LoadInfrastructureWith(o.infra, o.nix)
 	if err != nil {
 		return err
 	}
@@ -164,7 +172,7 @@ func gendist(o *options, stdout, stderr io.Writer) error {
 		in.Empty = qos.AllowEmpty
 	}
 	if o.initial != "" {
-		if in.Initial, err = model.LoadDistribution(o.initial, infra); err != nil {
+		if in.Initial, err = model.LoadDistributionWith(o.initial, infra, o.nix); err != nil {
 			return err
 		}
 	}
@@ -172,7 +180,7 @@ func gendist(o *options, stdout, stderr io.Writer) error {
 		o.previous = coordinatorProfile(o.profilePath, o.profile)
 	}
 	if o.previous != "" {
-		if in.Previous, err = loadPrevious(o.previous, infra); err != nil {
+		if in.Previous, err = loadPrevious(o.previous, infra, o.nix); err != nil {
 			return err
 		}
 	}
@@ -270,7 +278,7 @@ func coordinatorProfile(dir, profile string) string {
 // loadPrevious reads the previous distribution: a distribution model, or a
 // Disnix manifest (JSON/YAML with serviceMappings, or manifest XML: a .xml
 // file, or any file starting with '<', such as a coordinator profile).
-func loadPrevious(file string, infra model.Infrastructure) (model.Distribution, error) {
+func loadPrevious(file string, infra model.Infrastructure, opts model.NixOptions) (model.Distribution, error) {
 	if _, err := model.FormatOf(file); strings.HasSuffix(strings.ToLower(file), ".xml") || err != nil {
 		data, err := os.ReadFile(file)
 		if err != nil {
@@ -288,7 +296,7 @@ func loadPrevious(file string, infra model.Infrastructure) (model.Distribution, 
 		}
 		return model.DistributionFromValue(v, file)
 	}
-	v, err := model.LoadValue(file, model.KindDistribution, infra)
+	v, err := model.LoadValueWith(file, model.KindDistribution, infra, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/dydisnix/dydisnix/model"
@@ -46,6 +47,28 @@ func TestNixDistributionEvaluates(t *testing.T) {
 		}
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("%s: got %+v, want %+v", name, got, want)
+		}
+	}
+}
+
+// TestNixModelsExtraParams reads a .nix services model with --extra-params.
+func TestNixModelsExtraParams(t *testing.T) {
+	if _, err := exec.LookPath("nix-instantiate"); err != nil {
+		t.Skip("nix-instantiate not installed (CI installs nix-bin)")
+	}
+	t.Parallel()
+	s := writeFile(t, "services.nix", `{system, pkgs, distribution, invDistribution, myType ? "process"}:
+rec { web = { name = "web"; type = myType; }; }
+`)
+	i := writeFile(t, "infrastructure.json", `{"a": {"properties": {"supportedTypes": ["process"]}}, "b": {"properties": {"supportedTypes": ["echo"]}}}`)
+	for params, want := range map[string]string{"": `"a"`, `{ myType = "echo"; }`: `"b"`} {
+		args := []string{"-s", s, "-i", i, "-q", "builtin:by-type"}
+		if params != "" {
+			args = append(args, "--extra-params", params)
+		}
+		code, out, errs := gendistRun(t, args...)
+		if code != 0 || !strings.Contains(out, want) {
+			t.Fatalf("%q: %d %s %s", params, code, out, errs)
 		}
 	}
 }
