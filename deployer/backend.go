@@ -575,3 +575,34 @@ func (b *AgentBackend) SnapshotAll(ctx context.Context, man *model.Manifest, sto
 	sort.Slice(out, func(i, j int) bool { return out[i].Service < out[j].Service })
 	return out, errors.Join(errs...)
 }
+
+// Health queries the agent of every target of infra in parallel and
+// returns each answer (targets that do not answer within timeout are
+// absent). A coordinator uses it to see draining machines
+// (Health.Draining) and move their services away.
+func (b *AgentBackend) Health(ctx context.Context, infra model.Infrastructure, defProp string, timeout time.Duration) map[string]*agentapi.Health {
+	b.init()
+	out := map[string]*agentapi.Health{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, t := range infra {
+		wg.Add(1)
+		go func(t *model.Target) {
+			defer wg.Done()
+			c, err := b.ClientFor(t, defProp)
+			if err != nil {
+				return
+			}
+			cctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			h, err := c.Health(cctx)
+			if err == nil {
+				mu.Lock()
+				out[t.Name] = h
+				mu.Unlock()
+			}
+		}(t)
+	}
+	wg.Wait()
+	return out
+}
