@@ -23,6 +23,30 @@ type Explanation struct {
 	// of the initial one).
 	Services map[string]*ServiceExplanation `json:"services"`
 	only     map[string]bool
+	shared   map[listID][]string // rendered lists shared between services
+}
+
+type listID struct {
+	p *Cand
+	n int
+}
+
+// names renders a candidate list, sharing the result between services whose
+// lists share a backing array (the cartesian product).
+func (e *Explanation) names(c *Candidates, list []Cand) []string {
+	if len(list) < 2 {
+		return candNames(c, list)
+	}
+	id := listID{&list[0], len(list)}
+	if r, ok := e.shared[id]; ok {
+		return r
+	}
+	r := candNames(c, list)
+	if e.shared == nil {
+		e.shared = map[listID][]string{}
+	}
+	e.shared[id] = r
+	return r
 }
 
 // StepInfo names one step of the explained run.

@@ -483,7 +483,7 @@ func (p *Policy) run(in Input, explain bool) (*Result, []EmptyService, error) {
 		}
 		for i, s := range cur.Services {
 			if env.Explains(s) {
-				ex.svc(s).Initial = candNames(cur, cur.Lists[i])
+				ex.svc(s).Initial = ex.names(cur, cur.Lists[i])
 			}
 		}
 	}
@@ -587,7 +587,7 @@ func (e *Explanation) finish(cur *Candidates, env *Env, previous model.Distribut
 			continue
 		}
 		se := e.svc(s)
-		se.Final = candNames(cur, cur.Lists[i])
+		se.Final = e.names(cur, cur.Lists[i])
 		if prev, ok := previous[s]; ok {
 			pc := make([]Cand, len(prev))
 			for k, m := range prev {
