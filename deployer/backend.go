@@ -101,6 +101,10 @@ type AgentBackend struct {
 	HTTP *http.Client
 	// Owner identifies this coordinator in agent locks (default: "dydisnix-<pid>").
 	Owner string
+	// LockTTL is the lease of the agents' locks (default 30s); Execute
+	// refreshes held locks every LockTTL/3, so a coordinator that dies
+	// mid-transition blocks its targets for at most LockTTL.
+	LockTTL time.Duration
 
 	once    sync.Once
 	clients sync.Map // url → *agentapi.Client
@@ -118,6 +122,9 @@ func (b *AgentBackend) init() {
 		}
 		if b.HTTP == nil {
 			b.HTTP = &http.Client{Timeout: 5 * time.Minute}
+		}
+		if b.LockTTL <= 0 {
+			b.LockTTL = 30 * time.Second
 		}
 	})
 }
@@ -239,6 +246,8 @@ func (b *AgentBackend) Execute(ctx context.Context, plan *Plan, progress func(St
 			ready = append(ready, plan.Steps[i].ID)
 		}
 	}
+	stopRefresh := x.refreshLocks(ctx)
+	defer stopRefresh()
 	var completed []int
 	var failed *StepError
 	running := 0
@@ -335,7 +344,7 @@ func (x *execution) do(ctx context.Context, s Step) (string, error) {
 		}
 		return "", nil
 	case StepLock:
-		if err := c.Lock(ctx, x.b.Owner); err != nil {
+		if err := c.LockLease(ctx, x.b.Owner, x.b.LockTTL, false); err != nil {
 			return "", err
 		}
 		x.mu.Lock()
@@ -409,6 +418,37 @@ func (x *execution) do(ctx context.Context, s Step) (string, error) {
 		return "", c.DeleteState(ctx, s.Service)
 	}
 	return "", fmt.Errorf("unknown step kind %q", s.Kind)
+}
+
+// refreshLocks extends the leases of the held locks every LockTTL/3 until
+// the returned function is called.
+func (x *execution) refreshLocks(ctx context.Context) func() {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(x.b.LockTTL / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			x.mu.Lock()
+			var held []string
+			for tg := range x.locked {
+				held = append(held, tg)
+			}
+			x.mu.Unlock()
+			for _, tg := range held {
+				if c, err := x.client(tg); err == nil {
+					rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), x.b.LockTTL/3)
+					c.LockLease(rctx, x.b.Owner, x.b.LockTTL, true)
+					cancel()
+				}
+			}
+		}
+	}()
+	return func() { close(done) }
 }
 
 func (x *execution) setDigest(id int, d string) {

@@ -86,6 +86,7 @@ type Agent struct {
 	profile   map[string]*entry // by key
 	garbage   map[string]bool   // service names whose state is garbage
 	lockOwner string
+	lockUntil time.Time // zero: no expiry
 	draining  bool
 	drainEnd  time.Time
 	changed   chan struct{} // closed and replaced whenever the profile changes
@@ -456,20 +457,42 @@ func (a *Agent) Profile(ctx context.Context) agentapi.Profile {
 	return out
 }
 
-// Lock locks the agent for owner; it fails when locked already.
-func (a *Agent) Lock(owner string) error {
+// lockHeldLocked reports whether a lock is held and not expired; an
+// expired lease is released. The caller holds a.mu.
+func (a *Agent) lockHeldLocked() bool {
+	if a.lockOwner != "" && !a.lockUntil.IsZero() && time.Now().After(a.lockUntil) {
+		a.log.Warn("lock lease expired", zap.String("owner", a.lockOwner))
+		a.lockOwner, a.lockUntil = "", time.Time{}
+		a.notifyLocked()
+	}
+	return a.lockOwner != ""
+}
+
+// Lock locks the agent for owner with a lease of ttl (0: no expiry). A
+// second lock fails (409) while the lease runs, also for the same owner
+// (as Disnix's lock file), unless refresh is set and owner holds it: then
+// the lease is extended. A coordinator that died mid-transition thus
+// blocks the target for at most one lease.
+func (a *Agent) Lock(owner string, ttl time.Duration, refresh bool) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.lockOwner != "" && a.lockOwner != owner {
-		return &httpError{409, fmt.Sprintf("locked by %s", a.lockOwner)}
-	}
-	if a.lockOwner == owner && owner != "" {
-		return &httpError{409, "locked already"}
-	}
 	if owner == "" {
 		owner = "anonymous"
 	}
+	held := a.lockHeldLocked()
+	switch {
+	case held && a.lockOwner != owner:
+		return &httpError{409, fmt.Sprintf("locked by %s", a.lockOwner)}
+	case held && !refresh:
+		return &httpError{409, "locked already"}
+	case !held && refresh:
+		return &httpError{409, "not locked: the lease expired"}
+	}
 	a.lockOwner = owner
+	a.lockUntil = time.Time{}
+	if ttl > 0 {
+		a.lockUntil = time.Now().Add(ttl)
+	}
 	return nil
 }
 
@@ -480,13 +503,13 @@ func (a *Agent) Unlock(owner string) error {
 	if owner == "" {
 		owner = "anonymous"
 	}
-	if a.lockOwner == "" {
+	if !a.lockHeldLocked() {
 		return &httpError{409, "not locked"}
 	}
 	if a.lockOwner != owner {
 		return &httpError{409, fmt.Sprintf("locked by %s", a.lockOwner)}
 	}
-	a.lockOwner = ""
+	a.lockOwner, a.lockUntil = "", time.Time{}
 	a.notifyLocked()
 	return nil
 }
@@ -495,7 +518,7 @@ func (a *Agent) Unlock(owner string) error {
 func (a *Agent) Health() agentapi.Health {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	h := agentapi.Health{Status: "ok", Draining: a.draining, Locked: a.lockOwner != "", Services: len(a.profile), Version: Version}
+	h := agentapi.Health{Status: "ok", Draining: a.draining, Locked: a.lockHeldLocked(), Services: len(a.profile), Version: Version}
 	if a.draining {
 		h.Status = "draining"
 	}
@@ -535,7 +558,7 @@ func (a *Agent) Drain(ctx context.Context, timeout time.Duration) (moved bool) {
 	defer deadline.Stop()
 	for {
 		a.mu.Lock()
-		n, locked, ch := len(a.profile), a.lockOwner != "", a.changed
+		n, locked, ch := len(a.profile), a.lockHeldLocked(), a.changed
 		a.mu.Unlock()
 		// Done when nothing runs here any more and the coordinator's
 		// transition is over (it holds the lock until its state
@@ -546,6 +569,8 @@ func (a *Agent) Drain(ctx context.Context, timeout time.Duration) (moved bool) {
 		}
 		select {
 		case <-ch:
+			continue
+		case <-time.After(time.Second): // a lease may expire
 			continue
 		case <-deadline.C:
 		case <-ctx.Done():

@@ -307,3 +307,26 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func TestLockLeaseExpiresAndRefreshes(t *testing.T) {
+	t.Parallel()
+	_, c := newAgent(t)
+	ctx := context.Background()
+	if err := c.LockLease(ctx, "dead-coordinator", time.Second, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.LockLease(ctx, "dead-coordinator", time.Second, true); err != nil {
+		t.Errorf("refresh by the owner: %v", err)
+	}
+	if err := c.LockLease(ctx, "other", time.Second, true); code(err) != 409 {
+		t.Errorf("refresh by another owner: %v", err)
+	}
+	if err := c.Lock(ctx, "new-coordinator"); code(err) != 409 {
+		t.Errorf("lock during the lease: %v", err)
+	}
+	// The owner never refreshes again (it died): the lease runs out.
+	waitFor(t, func() bool { return c.Lock(ctx, "new-coordinator") == nil }, "the lease to expire")
+	if err := c.Unlock(ctx, "new-coordinator"); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -28,7 +29,7 @@ func (a *Agent) Handler() http.Handler {
 	mux.HandleFunc("POST "+agentapi.PathLock, func(w http.ResponseWriter, r *http.Request) {
 		var req agentapi.LockRequest
 		if decode(w, r, &req) {
-			a.reply(w, nil, a.Lock(req.Owner))
+			a.reply(w, nil, a.Lock(req.Owner, time.Duration(req.TTLSeconds)*time.Second, req.Refresh))
 		}
 	})
 	mux.HandleFunc("POST "+agentapi.PathUnlock, func(w http.ResponseWriter, r *http.Request) {

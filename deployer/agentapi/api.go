@@ -124,9 +124,13 @@ type DrainStatus struct {
 	Deadline string `json:"deadline,omitempty"`
 }
 
-// LockRequest locks the agent for a transition; Owner identifies the coordinator run.
+// LockRequest locks the agent for a transition; Owner identifies the
+// coordinator run. TTLSeconds > 0 makes the lock a lease that expires
+// unless refreshed (Refresh: extend the lease the owner holds).
 type LockRequest struct {
-	Owner string `json:"owner"`
+	Owner      string `json:"owner"`
+	TTLSeconds int    `json:"ttlSeconds,omitempty"`
+	Refresh    bool   `json:"refresh,omitempty"`
 }
 
 // Error is the body of every non-2xx answer.

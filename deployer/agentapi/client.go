@@ -102,6 +102,16 @@ func (c *Client) Lock(ctx context.Context, owner string) error {
 	return c.post(ctx, PathLock, LockRequest{Owner: owner}, nil)
 }
 
+// LockLease locks the agent for owner with a lease of ttl (whole seconds,
+// at least 1), or extends the lease owner holds when refresh is set.
+func (c *Client) LockLease(ctx context.Context, owner string, ttl time.Duration, refresh bool) error {
+	secs := int(ttl / time.Second)
+	if secs < 1 {
+		secs = 1
+	}
+	return c.post(ctx, PathLock, LockRequest{Owner: owner, TTLSeconds: secs, Refresh: refresh}, nil)
+}
+
 // Unlock releases the lock held by owner.
 func (c *Client) Unlock(ctx context.Context, owner string) error {
 	return c.post(ctx, PathUnlock, LockRequest{Owner: owner}, nil)
