@@ -87,6 +87,11 @@ func algAny(ss []string) []any {
 
 // Apply implements Filter.
 func (d *Divide) Apply(env *Env, in *Candidates) (*Candidates, error) {
+	for _, dim := range d.Dims {
+		if err := checkTargetNumbers(env.Infrastructure, dim.TargetProperty); err != nil {
+			return nil, err
+		}
+	}
 	out := in.Derive()
 	picked := make([]Cand, len(in.Services))
 	caps := newCapTable(env.Infrastructure, in.Strings, d.Dims)

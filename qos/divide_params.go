@@ -176,7 +176,44 @@ func algServiceNumber(services model.Services, service, key string) (int64, erro
 	if !ok {
 		return 0, fmt.Errorf("Service: %s property %s: expected a number, got %s", service, key, model.TypeName(v))
 	}
+	if !numericText(text) {
+		return 0, fmt.Errorf("Service: %s property %s: expected a number, got %q", service, key, text)
+	}
 	return model.Atoi(text), nil
+}
+
+// numericText reports whether text starts, after white space and a sign,
+// with a digit: what C's atoi reads as a number. "20", " 3", "1.5" and
+// "100MB" are numbers (20, 3, 1, 100 as in the reference); "abc", "" and
+// true are not, and are refused instead of silently becoming 0.
+func numericText(text string) bool {
+	i := 0
+	for i < len(text) && strings.ContainsRune(" \t\n\r\f\v", rune(text[i])) {
+		i++
+	}
+	if i < len(text) && (text[i] == '+' || text[i] == '-') {
+		i++
+	}
+	return i < len(text) && text[i] >= '0' && text[i] <= '9'
+}
+
+// checkTargetNumbers refuses a target whose capacity property is a scalar
+// that is not a number (a typo such as mem = "lots" must not read as 0).
+// Targets without the property, or with a list or attribute set, are
+// skipped by the filters as before.
+func checkTargetNumbers(infra model.Infrastructure, keys ...string) error {
+	for _, name := range infra.Names() {
+		for _, key := range keys {
+			v, ok := infra[name].Property(key)
+			if !ok {
+				continue
+			}
+			if text, ok := model.ScalarText(v); ok && !numericText(text) {
+				return fmt.Errorf("target %s: property %s: expected a number, got %q", name, key, text)
+			}
+		}
+	}
+	return nil
 }
 
 // capTable holds the remaining capacity of every target for a list of

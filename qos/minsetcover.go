@@ -51,6 +51,9 @@ func newMinSetCover(p Params) (Filter, error) {
 // (x/0 = +Inf, 0/0 = NaN seeding the minimum) and the strict "<" are the
 // reference's, so the results are the same.
 func (f *MinSetCover) Apply(env *Env, in *Candidates) (*Candidates, error) {
+	if err := checkTargetNumbers(env.Infrastructure, f.TargetProperty); err != nil {
+		return nil, err
+	}
 	strs := in.Strings
 	// Hosts: every target named by a candidate, in byte-wise sorted order.
 	// pos maps a Strings index to the host's position (-1: not a host).
