@@ -75,7 +75,7 @@ func TestHostDialFromNamespace(t *testing.T) {
 	client := a.HTTPClient(2 * time.Second)
 	var lastErr error
 	for i := 0; i < 50; i++ {
-		resp, err := client.Get("http://beta:8123/")
+		resp, err := client.Get("http://" + b.Addr.String() + ":8123/")
 		if err == nil {
 			resp.Body.Close()
 			return
