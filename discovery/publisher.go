@@ -312,6 +312,14 @@ func (p *Publisher) load(ctx context.Context) (*model.Target, error) {
 // PropertiesFile, a change of the file is announced at once; a file that
 // cannot be read keeps the previous announcement (with a warning).
 func (p *Publisher) Run(ctx context.Context) error {
+	var fw *FileWatcher
+	if p.cfg.Target == nil && p.cfg.PropertiesFile != "" {
+		var err error
+		if fw, err = NewFileWatcher(p.cfg.PropertiesFile); err != nil { // before loading: no change is missed
+			return err
+		}
+		defer fw.w.Close() // closing twice is harmless
+	}
 	t, err := p.load(ctx)
 	if err != nil {
 		return err
@@ -332,7 +340,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 		p.shutdownLocked()
 		p.mu.Unlock()
 	}()
-	if p.cfg.Target != nil || p.cfg.PropertiesFile == "" {
+	if fw == nil {
 		<-ctx.Done()
 		return nil
 	}
@@ -340,7 +348,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 	watchErr := make(chan error, 1)
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go func() { watchErr <- WatchFile(wctx, p.cfg.PropertiesFile, changed) }()
+	go func() { watchErr <- fw.Run(wctx, changed) }()
 	for {
 		select {
 		case <-ctx.Done():

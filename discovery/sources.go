@@ -180,7 +180,11 @@ func (s *FileSource) Run(ctx context.Context, out chan<- Snapshot) error {
 	defer cancel()
 	changed := make(chan struct{}, 1)
 	watchErr := make(chan error, 1)
-	go func() { watchErr <- WatchFile(ctx, s.Path, changed) }()
+	fw, err := NewFileWatcher(s.Path) // before the first load: no change is missed
+	if err != nil {
+		return err
+	}
+	go func() { watchErr <- fw.Run(ctx, changed) }()
 	prev, err := s.load(ctx)
 	if err != nil {
 		return err

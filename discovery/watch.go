@@ -8,44 +8,67 @@ import (
 	"github.com/fsnotify/fsnotify"
 )
 
-// WatchFile sends on changed (without blocking; one pending signal is
-// enough) whenever file is written, created, renamed over or removed. It
-// watches the file's directory, so editors and atomic renames are seen. It
-// returns when ctx ends.
-func WatchFile(ctx context.Context, file string, changed chan<- struct{}) error {
+// FileWatcher reports changes of one file. It watches the file's
+// directory, so editors' atomic renames and re-creations are seen.
+type FileWatcher struct {
+	w    *fsnotify.Watcher
+	base string
+	file string
+}
+
+// NewFileWatcher starts watching file; changes made after it returns are
+// reported by Run.
+func NewFileWatcher(file string) (*FileWatcher, error) {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
-		return fmt.Errorf("watch %s: %w", file, err)
+		return nil, fmt.Errorf("watch %s: %w", file, err)
 	}
-	defer w.Close()
 	abs, err := filepath.Abs(file)
 	if err != nil {
-		return fmt.Errorf("watch %s: %w", file, err)
+		w.Close()
+		return nil, fmt.Errorf("watch %s: %w", file, err)
 	}
 	if err := w.Add(filepath.Dir(abs)); err != nil {
-		return fmt.Errorf("watch %s: %w", file, err)
+		w.Close()
+		return nil, fmt.Errorf("watch %s: %w", file, err)
 	}
-	base := filepath.Base(abs)
+	return &FileWatcher{w: w, base: filepath.Base(abs), file: file}, nil
+}
+
+// Run sends on changed (without blocking; one pending signal is enough)
+// whenever the file is written, created, renamed over or removed, until ctx
+// ends. It closes the watcher when it returns.
+func (fw *FileWatcher) Run(ctx context.Context, changed chan<- struct{}) error {
+	defer fw.w.Close()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case ev, ok := <-w.Events:
+		case ev, ok := <-fw.w.Events:
 			if !ok {
 				return nil
 			}
-			if filepath.Base(ev.Name) != base || ev.Op == fsnotify.Chmod {
+			if filepath.Base(ev.Name) != fw.base || ev.Op == fsnotify.Chmod {
 				continue
 			}
 			select {
 			case changed <- struct{}{}:
 			default:
 			}
-		case err, ok := <-w.Errors:
+		case err, ok := <-fw.w.Errors:
 			if !ok {
 				return nil
 			}
-			return fmt.Errorf("watch %s: %w", file, err)
+			return fmt.Errorf("watch %s: %w", fw.file, err)
 		}
 	}
+}
+
+// WatchFile is NewFileWatcher followed by Run.
+func WatchFile(ctx context.Context, file string, changed chan<- struct{}) error {
+	fw, err := NewFileWatcher(file)
+	if err != nil {
+		return err
+	}
+	return fw.Run(ctx, changed)
 }
