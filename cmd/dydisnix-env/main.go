@@ -69,6 +69,10 @@ Options:
       --reconstruct           first merge what the targets report into the previous
                               manifest (adopt or remove stale services)
       --keep N                snapshot generations kept in the store (default 3)
+      --undeploy              deactivate everything deployed (no -s/-q needed)
+      --rollback              deploy the previous manifest generation again (no -s/-q/-i)
+      --switch-to-generation N  deploy manifest generation N (no -s/-q/-i)
+      --list-generations      list the manifest generations and exit
       --interface IF          interface to browse mDNS on (repeatable)
       --discovery-timeout D   how long to browse (default 3s)
       --format FMT            text (default) or json: the plan of --dry-run
@@ -86,6 +90,8 @@ type options struct {
 	deployer, tokenFile, stateDir, targetProp, format, out string
 	dryRun, deleteState, noMigration, deployState, noLock  bool
 	noUpgrade, reconstruct, help                           bool
+	undeploy, rollback, listGenerations                    bool
+	switchTo                                               int
 	parallel, keep                                         int
 	interfaces                                             []string
 	discoveryTimeout                                       time.Duration
@@ -108,6 +114,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.targetProp, "target-property", "", "")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "")
 	fs.IntVarP(&o.parallel, "max-concurrent", "m", 4, "")
+	fs.IntVar(&o.parallel, "max-concurrent-transfers", 4, "") // Disnix's name
+	fs.MarkHidden("max-concurrent-transfers")
+	fs.BoolVar(&o.undeploy, "undeploy", false, "")
+	fs.BoolVar(&o.rollback, "rollback", false, "")
+	fs.IntVar(&o.switchTo, "switch-to-generation", 0, "")
+	fs.BoolVar(&o.listGenerations, "list-generations", false, "")
 	fs.BoolVar(&o.deleteState, "delete-state", false, "")
 	fs.BoolVar(&o.noMigration, "no-migration", false, "")
 	fs.BoolVar(&o.deployState, "deploy-state", false, "")
@@ -132,16 +144,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "dydisnix-env: %s\n\n%s", msg, usage)
 		return 2
 	}
+	generational := o.rollback || o.switchTo != 0 || o.listGenerations
 	switch {
 	case fs.NArg() > 0:
 		return uerr("unexpected arguments: " + strings.Join(fs.Args(), " "))
+	case o.undeploy && generational, o.rollback && o.switchTo != 0:
+		return uerr("--undeploy, --rollback, --switch-to-generation and --list-generations exclude each other")
+	case o.undeploy || generational:
+		if o.deployer != "agent" {
+			return uerr("--undeploy, --rollback, --switch-to-generation and --list-generations need the agent deployer here (use disnix-env for Disnix)")
+		}
 	case o.services == "":
 		return uerr("-s/--services is required")
 	case o.qos == "":
 		return uerr("-q/--qos is required")
 	case o.deployer != "agent" && o.deployer != "disnix":
 		return uerr("--deployer: expected agent or disnix")
-	case o.deployer == "agent" && o.tokenFile == "" && !o.dryRun:
+	case o.deployer == "agent" && o.tokenFile == "" && !o.dryRun && !o.listGenerations:
 		return uerr("--agent-token-file is required with the agent deployer")
 	case (o.idResources == "") != (o.ids == ""):
 		return uerr("--id-resources and --ids go together")
@@ -155,6 +174,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if o.deployer == "agent" && o.tokenFile == "" && !o.dryRun && !o.listGenerations {
+		return uerr("--agent-token-file is required with the agent deployer")
+	}
 	if err := deploy(ctx, &o, stdout, stderr); err != nil {
 		fmt.Fprintln(stderr, "dydisnix-env:", err)
 		return 1
@@ -247,6 +269,9 @@ func injectAssignments(svcs model.Services, ports map[string]int64, ids map[stri
 }
 
 func deploy(ctx context.Context, o *options, stdout, stderr io.Writer) error {
+	if o.undeploy || o.rollback || o.switchTo != 0 || o.listGenerations {
+		return generations(ctx, o, stdout, stderr)
+	}
 	svcs, err := model.LoadServices(o.services)
 	if err != nil {
 		return err
@@ -361,6 +386,11 @@ func deploy(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	return execute(ctx, o, store, old, man, infra, stdout, stderr)
+}
+
+// execute plans old → man and deploys it (or prints the plan with --dry-run).
+func execute(ctx context.Context, o *options, store *deployer.Store, old, man *model.Manifest, infra model.Infrastructure, stdout, stderr io.Writer) error {
 	token := ""
 	if o.tokenFile != "" {
 		b, err := os.ReadFile(o.tokenFile)
@@ -434,4 +464,83 @@ func writeIDs(file string, ids *portassign.IDs) error {
 		return portassign.WriteFile(file, ids.Nix())
 	}
 	return portassign.WriteFile(file, ids.JSON())
+}
+
+// generations handles --undeploy, --rollback, --switch-to-generation and
+// --list-generations.
+func generations(ctx context.Context, o *options, stdout, stderr io.Writer) error {
+	store, err := deployer.OpenStore(o.stateDir, o.keep)
+	if err != nil {
+		return err
+	}
+	if o.listGenerations {
+		gens, err := store.Generations()
+		if err != nil {
+			return err
+		}
+		for i, g := range gens {
+			m, err := store.Manifest(g)
+			if err != nil {
+				return err
+			}
+			cur := ""
+			if i == len(gens)-1 {
+				cur = "   (current)"
+			}
+			fmt.Fprintf(stdout, "%4d   %d services on %d targets%s\n", g, len(m.Mappings), len(m.Targets()), cur)
+		}
+		return nil
+	}
+	if !o.dryRun {
+		unlock, err := store.Lock()
+		if err != nil {
+			return err
+		}
+		defer unlock()
+	}
+	old, err := store.Latest()
+	if err != nil {
+		return err
+	}
+	var man *model.Manifest
+	switch {
+	case o.undeploy:
+		var infra model.Infrastructure
+		if o.infra != "" {
+			if infra, err = model.LoadInfrastructure(o.infra); err != nil {
+				return err
+			}
+		} else if old != nil {
+			infra = old.Infrastructure
+		}
+		if man, err = deployer.BuildManifest(model.Services{}, infra, model.Distribution{}, deployer.BuildOptions{TargetProperty: o.targetProp}); err != nil {
+			return err
+		}
+	case o.rollback:
+		gens, err := store.Generations()
+		if err != nil {
+			return err
+		}
+		if len(gens) < 2 {
+			return fmt.Errorf("--rollback: %s holds %d generation(s), need 2", o.stateDir, len(gens))
+		}
+		if man, err = store.Manifest(gens[len(gens)-2]); err != nil {
+			return err
+		}
+	default:
+		if man, err = store.Manifest(o.switchTo); err != nil {
+			return fmt.Errorf("--switch-to-generation %d: %w", o.switchTo, err)
+		}
+	}
+	// Artifacts of an older generation must still be on the coordinator.
+	for _, s := range man.Services {
+		if s.Artifact != "" {
+			if d, err := deployer.FileDigest(s.Pkg); err != nil || d != s.Artifact {
+				return fmt.Errorf("service %s: its artifact %s is no longer at %s", s.Name, s.Artifact, s.Pkg)
+			}
+		}
+	}
+	c := *man
+	c.Generation = 0
+	return execute(ctx, o, store, old, &c, man.Infrastructure, stdout, stderr)
 }

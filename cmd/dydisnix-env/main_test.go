@@ -106,4 +106,24 @@ func TestDryRunThenDeploy(t *testing.T) {
 	if code := run(args, &out, &errb); code != 0 || !strings.Contains(errb.String(), "generation 1 (0 steps") {
 		t.Errorf("identical redeploy: %d %s", code, errb.String())
 	}
+	// Undeploy, list, roll back.
+	base := []string{"--state-dir", st, "--agent-token-file", tok}
+	errb.Reset()
+	if code := run(append(base, "--undeploy"), &out, &errb); code != 0 {
+		t.Fatalf("undeploy: %d %s", code, errb.String())
+	}
+	if p := a.Profile(t.Context()); len(p.Services) != 0 {
+		t.Fatalf("profile after undeploy: %+v", p)
+	}
+	out.Reset()
+	if code := run(append(base, "--list-generations"), &out, &errb); code != 0 || !strings.Contains(out.String(), "2   0 services on 0 targets   (current)") {
+		t.Errorf("list: %d %q", code, out.String())
+	}
+	errb.Reset()
+	if code := run(append(base, "--rollback"), &out, &errb); code != 0 {
+		t.Fatalf("rollback: %d %s", code, errb.String())
+	}
+	if p := a.Profile(t.Context()); len(p.Services) != 2 {
+		t.Fatalf("profile after rollback: %+v", p)
+	}
 }
