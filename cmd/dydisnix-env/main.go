@@ -289,6 +289,27 @@ func deploy(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 			return fmt.Errorf("augment %s: %w", o.augment, err)
 		}
 	}
+	if o.deployer == "agent" && o.tokenFile != "" {
+		// Machines that do not answer or drain (graceful leave) get no service.
+		tok, err := os.ReadFile(o.tokenFile)
+		if err != nil {
+			return fmt.Errorf("agent token file: %w", err)
+		}
+		probe := &deployer.AgentBackend{Token: strings.TrimSpace(string(tok))}
+		health := probe.Health(ctx, infra, o.targetProp, 3*time.Second)
+		usable := model.Infrastructure{}
+		for _, name := range infra.Names() {
+			switch h := health[name]; {
+			case h == nil:
+				fmt.Fprintf(stderr, "note: target %s does not answer: no service is placed on it\n", name)
+			case h.Draining:
+				fmt.Fprintf(stderr, "note: target %s is draining: its services move away\n", name)
+			default:
+				usable[name] = infra[name]
+			}
+		}
+		infra = usable
+	}
 	var store *deployer.Store
 	var old *model.Manifest
 	if o.deployer == "agent" {
