@@ -113,7 +113,12 @@ func (s *Store) SaveManifest(m *model.Manifest) (int, error) {
 	}
 	c := *m
 	c.Generation = gen
-	if err := model.WriteManifest(filepath.Join(s.Dir, "manifests", strconv.Itoa(gen)+".json"), &c); err != nil {
+	// 0600: the infrastructure may carry augmented secrets.
+	data, err := model.MarshalManifest(&c)
+	if err != nil {
+		return 0, err
+	}
+	if err := model.WriteFileAtomic(filepath.Join(s.Dir, "manifests", strconv.Itoa(gen)+".json"), data, 0o600); err != nil {
 		return 0, err
 	}
 	m.Generation = gen

@@ -209,18 +209,6 @@ func (a *Agent) notifyLocked() {
 	a.changed = make(chan struct{})
 }
 
-// envName turns a name into the environment variable form: upper case,
-// every character other than A-Z, 0-9 and _ replaced by _.
-func envName(s string) string {
-	b := []byte(strings.ToUpper(s))
-	for i, c := range b {
-		if !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
-			b[i] = '_'
-		}
-	}
-	return string(b)
-}
-
 func (a *Agent) newProc(req agentapi.ActivateRequest) (*proc, error) {
 	svc := req.Service
 	name := svc.Name
