@@ -191,9 +191,19 @@ func TestMDNSOneNamespaceInProcess(t *testing.T) {
 		t.Fatalf("changed test1: %v", s.Infrastructure["test1"].Properties)
 	}
 
+	// A new hostname is a new instance: the old one says goodbye.
+	if err := pub.SetTarget(target(t, "test9", map[string]any{"hostname": "test9"})); err != nil {
+		t.Fatal(err)
+	}
+	recvSnap(t, snaps, 5*time.Second, "test9 added", hasEvent(discovery.EventAdded, "test9"))
+	s = recvSnap(t, snaps, 5*time.Second, "test1 gone", func(s discovery.Snapshot) bool { return s.Infrastructure["test1"] == nil })
+	if pub.Instance() != "disnix-test9" || s.Infrastructure["test9"] == nil {
+		t.Fatalf("renamed: instance %s, infrastructure %v", pub.Instance(), s.Infrastructure)
+	}
+
 	// Goodbye removes it.
 	stop()
-	s = recvSnap(t, snaps, 5*time.Second, "test1 removed", hasEvent(discovery.EventRemoved, "test1"))
+	s = recvSnap(t, snaps, 5*time.Second, "test9 removed", hasEvent(discovery.EventRemoved, "test9"))
 	if s.Events[len(s.Events)-1].Reason != discovery.ReasonGoodbye {
 		t.Fatalf("removed for %q, want goodbye", s.Events[len(s.Events)-1].Reason)
 	}

@@ -82,6 +82,8 @@ Options:
                            (shared secret, or ed25519 PEM public/private key)
       --browse-interval D  time between browse rounds (default 2s)
       --debounce D         quiet period that ends a burst of changes (default 250ms)
+      --no-probe           do not probe announced endpoints (a machine whose agent
+                           endpoint this host cannot reach stays in the model)
   -q, --quiet              only print warnings on stderr
   -h, --help               show this help
 
@@ -100,6 +102,7 @@ func Geninfra(name string, args []string, stdout, stderr io.Writer) int {
 	verifyKey := fs.String("verify-key", "", "")
 	browse := fs.String("browse-interval", "", "")
 	debounce := fs.String("debounce", "", "")
+	noProbe := fs.Bool("no-probe", false, "")
 	quiet := fs.BoolP("quiet", "q", false, "")
 	help := fs.BoolP("help", "h", false, "")
 	usageErr := func(format string, a ...any) int {
@@ -129,6 +132,9 @@ func Geninfra(name string, args []string, stdout, stderr io.Writer) int {
 		return usageErr("--timeout: expected a duration such as 2s, got %q", *timeout)
 	}
 	cfg := discovery.BrowserConfig{Interfaces: names, InitialWait: wait, Logger: newLogger(stderr, *quiet)}
+	if *noProbe {
+		cfg.ProbeInterval = -1
+	}
 	if *browse != "" {
 		if cfg.BrowseInterval, err = parseDuration(*browse); err != nil {
 			return usageErr("--browse-interval: %v", err)
