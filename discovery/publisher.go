@@ -320,9 +320,15 @@ func (p *Publisher) Run(ctx context.Context) error {
 		}
 		defer fw.w.Close() // closing twice is harmless
 	}
-	t, err := p.load(ctx)
-	if err != nil {
-		return err
+	p.mu.Lock()
+	preset := p.target // SetTarget called before Run wins over the configuration
+	p.mu.Unlock()
+	t := preset
+	if t == nil {
+		var err error
+		if t, err = p.load(ctx); err != nil {
+			return err
+		}
 	}
 	n, txt, compact, err := p.prepare(t)
 	if err != nil {
