@@ -244,12 +244,12 @@ func loadInfra(ctx context.Context, o *options) (model.Infrastructure, error) {
 
 // injectAssignments sets each service's assigned port (property "port")
 // and IDs (property named by the resource; resource "ports" also sets
-// "port") unless the model sets them itself.
+// "port"). A service only gets a value when it asked for one (portAssign,
+// requiresUniqueIdsFor), so the assigned value wins over a value written
+// in the model (typically a default for deployments without assignment).
 func injectAssignments(svcs model.Services, ports map[string]int64, ids map[string]map[string]int64) {
 	set := func(s *model.Service, k string, v int64) {
-		if _, ok := s.Attrs[k]; !ok {
-			s.Attrs[k] = json.Number(fmt.Sprint(v))
-		}
+		s.Attrs[k] = json.Number(fmt.Sprint(v))
 	}
 	for name, p := range ports {
 		if s := svcs[name]; s != nil {
