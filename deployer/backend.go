@@ -2,6 +2,8 @@ package deployer
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -645,4 +647,27 @@ func (b *AgentBackend) Health(ctx context.Context, infra model.Infrastructure, d
 	}
 	wg.Wait()
 	return out
+}
+
+// HTTPClientWithCA returns an HTTP client for agents that trusts the PEM
+// certificates in caFile (in addition to the system's), for agents run
+// with --tls-cert/--tls-key. caFile "" returns nil (the default client).
+func HTTPClientWithCA(caFile string) (*http.Client, error) {
+	if caFile == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("agent CA file: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("agent CA file %s: no PEM certificate", caFile)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return &http.Client{Timeout: 5 * time.Minute, Transport: tr}, nil
 }

@@ -55,6 +55,7 @@ Options:
       --deployer NAME         agent (default) or disnix
       --agent-token-file F    bearer token of the agents (agent deployer; required
                               unless --dry-run)
+      --agent-ca-file F       PEM certificate(s) to trust for agents served over TLS
       --state-dir DIR         coordinator state: manifest generations and snapshot
                               store (default $DYDISNIX_STATE_DIR, else ~/.dydisnix)
       --target-property P     default target property holding the agent URL
@@ -88,6 +89,7 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 type options struct {
 	services, qos, infra, augment, ports, idResources, ids string
 	deployer, tokenFile, stateDir, targetProp, format, out string
+	caFile                                                 string
 	dryRun, deleteState, noMigration, deployState, noLock  bool
 	noUpgrade, reconstruct, help                           bool
 	undeploy, rollback, listGenerations                    bool
@@ -110,6 +112,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.ids, "ids", "", "")
 	fs.StringVar(&o.deployer, "deployer", "agent", "")
 	fs.StringVar(&o.tokenFile, "agent-token-file", "", "")
+	fs.StringVar(&o.caFile, "agent-ca-file", "", "")
 	fs.StringVar(&o.stateDir, "state-dir", "", "")
 	fs.StringVar(&o.targetProp, "target-property", "", "")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "")
@@ -295,7 +298,11 @@ func deploy(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("agent token file: %w", err)
 		}
-		probe := &deployer.AgentBackend{Token: strings.TrimSpace(string(tok))}
+		hc, err := deployer.HTTPClientWithCA(o.caFile)
+		if err != nil {
+			return err
+		}
+		probe := &deployer.AgentBackend{Token: strings.TrimSpace(string(tok)), HTTP: hc}
 		health := probe.Health(ctx, infra, o.targetProp, 3*time.Second)
 		usable := model.Infrastructure{}
 		for _, name := range infra.Names() {
@@ -420,7 +427,11 @@ func execute(ctx context.Context, o *options, store *deployer.Store, old, man *m
 		}
 		token = strings.TrimSpace(string(b))
 	}
-	be := &deployer.AgentBackend{Token: token, Parallel: o.parallel, Store: store}
+	hc, err := deployer.HTTPClientWithCA(o.caFile)
+	if err != nil {
+		return err
+	}
+	be := &deployer.AgentBackend{Token: token, Parallel: o.parallel, Store: store, HTTP: hc}
 	if o.reconstruct {
 		found := reconstruct.FromTargets(ctx, infra, o.targetProp, reconstruct.Agents{Backend: be})
 		for t, err := range found.Unreachable {

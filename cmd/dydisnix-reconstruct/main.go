@@ -37,6 +37,7 @@ Options:
   -i, --infrastructure FILE   infrastructure model (required; also positional)
   -a, --augment FILE          augmentation model (e.g. to add agentURL/secrets)
       --agent-token-file F    bearer token of the agents (required)
+      --agent-ca-file F       PEM certificate(s) to trust for agents served over TLS
       --state-dir DIR         coordinator state directory (default $DYDISNIX_STATE_DIR,
                               else ~/.dydisnix)
       --target-property P     default target property holding the agent URL (agentURL)
@@ -51,7 +52,7 @@ Exit status: 0 success, 1 error, 2 usage error.
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	var infraFile, augFile, tokenFile, stateDir, targetProp, out string
+	var infraFile, augFile, tokenFile, stateDir, targetProp, out, caFile string
 	var timeout time.Duration
 	var dryRun, help bool
 	fs := pflag.NewFlagSet("dydisnix-reconstruct", pflag.ContinueOnError)
@@ -59,6 +60,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVarP(&infraFile, "infrastructure", "i", "", "")
 	fs.StringVarP(&augFile, "augment", "a", "", "")
 	fs.StringVar(&tokenFile, "agent-token-file", "", "")
+	fs.StringVar(&caFile, "agent-ca-file", "", "")
 	fs.StringVar(&stateDir, "state-dir", "", "")
 	fs.StringVar(&targetProp, "target-property", "", "")
 	fs.DurationVar(&timeout, "timeout", 10*time.Second, "")
@@ -106,7 +108,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			return fmt.Errorf("agent token file: %w", err)
 		}
-		be := &deployer.AgentBackend{Token: strings.TrimSpace(string(tok))}
+		hc, err := deployer.HTTPClientWithCA(caFile)
+		if err != nil {
+			return err
+		}
+		be := &deployer.AgentBackend{Token: strings.TrimSpace(string(tok)), HTTP: hc}
 		res := reconstruct.FromTargets(ctx, infra, targetProp, reconstruct.Agents{Backend: be, Timeout: timeout})
 		var bad []string
 		for t := range res.Unreachable {

@@ -32,6 +32,7 @@ on the service's new machine.
 
 Options:
       --agent-token-file F   bearer token of the agents (required)
+      --agent-ca-file F      PEM certificate(s) to trust for agents served over TLS
       --state-dir DIR        coordinator state directory (default $DYDISNIX_STATE_DIR,
                              else ~/.dydisnix)
       --keep N               snapshot generations kept per service (default 3)
@@ -47,13 +48,14 @@ Exit status: 0 success, 1 error (some snapshot failed), 2 usage error.
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	var tokenFile, stateDir, format, out string
+	var tokenFile, stateDir, format, out, caFile string
 	var keep, parallel int
 	var only []string
 	var help bool
 	fs := pflag.NewFlagSet("dydisnix-snapshot", pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&tokenFile, "agent-token-file", "", "")
+	fs.StringVar(&caFile, "agent-ca-file", "", "")
 	fs.StringVar(&stateDir, "state-dir", "", "")
 	fs.IntVar(&keep, "keep", 3, "")
 	fs.StringArrayVar(&only, "service", nil, "")
@@ -124,7 +126,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 			c.Snapshots = sm
 			man = &c
 		}
-		be := &deployer.AgentBackend{Token: strings.TrimSpace(string(tok)), Parallel: parallel}
+		hc, err := deployer.HTTPClientWithCA(caFile)
+		if err != nil {
+			return err
+		}
+		be := &deployer.AgentBackend{Token: strings.TrimSpace(string(tok)), Parallel: parallel, HTTP: hc}
 		infos, snapErr := be.SnapshotAll(ctx, man, store, func(s string) { fmt.Fprintln(stderr, s) })
 		var data []byte
 		if format == "json" {
