@@ -9,7 +9,7 @@ import (
 	"github.com/dydisnix/dydisnix/model"
 )
 
-func mustTarget(t *testing.T, name string, v any) *model.Target {
+func mustTarget(t testing.TB, name string, v any) *model.Target {
 	t.Helper()
 	n, err := model.Normalize(v)
 	if err != nil {
