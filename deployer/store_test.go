@@ -1,0 +1,80 @@
+package deployer
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/dydisnix/dydisnix/model"
+)
+
+func TestStoreGenerations(t *testing.T) {
+	t.Parallel()
+	st, err := OpenStore(t.TempDir(), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := st.Latest(); err != nil || m != nil {
+		t.Fatalf("empty store: %v %v", m, err)
+	}
+	m1 := mustBuild(t, model.Services{"a": echoSvc("a", nil, nil, false)}, infraOf("t1"), distOf("a", "t1"))
+	if g, err := st.SaveManifest(m1); err != nil || g != 1 {
+		t.Fatalf("save: %d %v", g, err)
+	}
+	if g, _ := st.SaveManifest(m1); g != 1 {
+		t.Errorf("identical manifest got generation %d", g)
+	}
+	m2 := mustBuild(t, model.Services{"a": echoSvc("a", nil, nil, false)}, infraOf("t1", "t2"), distOf("a", "t2"))
+	if g, _ := st.SaveManifest(m2); g != 2 {
+		t.Errorf("new manifest got generation %d", g)
+	}
+	latest, _ := st.Latest()
+	if latest.Generation != 2 || !latest.Equivalent(m2) {
+		t.Error("latest is not generation 2")
+	}
+	fi, _ := os.Stat(filepath.Join(st.Dir, "manifests", "2.json"))
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("manifest mode %v", fi.Mode().Perm())
+	}
+	unlock, err := st.Lock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Lock(); err == nil {
+		t.Error("second lock of the state dir succeeded")
+	}
+	unlock()
+}
+
+func TestStoreSnapshotsKeepAndVerify(t *testing.T) {
+	t.Parallel()
+	st, _ := OpenStore(t.TempDir(), 2)
+	var digests []string
+	for _, body := range []string{"one", "two", "three"} {
+		sum := sha256.Sum256([]byte(body))
+		d := "sha256:" + hex.EncodeToString(sum[:])
+		digests = append(digests, d)
+		if _, err := st.PutSnapshot("db", d, strings.NewReader(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gens, _ := st.Snapshots("db")
+	if len(gens) != 2 || gens[1].Digest != digests[2] || gens[1].Generation != 3 {
+		t.Fatalf("generations = %+v", gens)
+	}
+	if _, err := os.Stat(st.SnapshotPath("db", digests[0])); !os.IsNotExist(err) {
+		t.Error("dropped generation's file kept")
+	}
+	if _, err := st.PutSnapshot("db", digests[0], strings.NewReader("tampered")); err == nil {
+		t.Error("corrupt transfer accepted")
+	}
+	if _, err := st.PutSnapshot("../x", "", strings.NewReader("x")); err == nil {
+		t.Error("bad service name accepted")
+	}
+	if info, ok, _ := st.LatestSnapshot("db"); !ok || info.Digest != digests[2] {
+		t.Errorf("latest = %+v", info)
+	}
+}
