@@ -31,7 +31,11 @@ func TestBrowserFakeClockNoAnswer(t *testing.T) {
 		txt: []string{"txtvers=1", `properties."hostname"="fake"`}, ips: []net.IP{net.IPv4(127, 0, 0, 1)}}
 	stop := make(chan struct{})
 	served := make(chan struct{})
-	go func() { defer close(served); r.serve(stop) }()
+	ready := make(chan error, 1)
+	go func() { defer close(served); r.serve(stop, ready) }()
+	if err := <-ready; err != nil {
+		t.Fatal(err)
+	}
 	crash := func() { // no goodbye
 		close(stop)
 		conn.Close()

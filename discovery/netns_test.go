@@ -209,6 +209,25 @@ func TestMDNSOneNamespaceInProcess(t *testing.T) {
 	}
 }
 
+// Two machines claiming the same hostname: the second publisher finds the
+// conflict while probing and refuses to start.
+func TestMDNSNameConflict(t *testing.T) {
+	if !netns.Inside(t) {
+		netns.NewT(t, "ddx").RerunTest(t)
+		return
+	}
+	log := zaptest.NewLogger(t)
+	first, _ := discovery.NewPublisher(discovery.PublisherConfig{Interfaces: []string{"lo"}, Target: target(t, "dup", map[string]any{"hostname": "dup", "mem": 1}), Logger: log})
+	runPublisher(t, first)
+	snaps := runSource(t, mustSource(t, fastBrowser("lo")))
+	recvSnap(t, snaps, 5*time.Second, "dup added", hasEvent(discovery.EventAdded, "dup"))
+	second, _ := discovery.NewPublisher(discovery.PublisherConfig{Interfaces: []string{"lo"}, Target: target(t, "dup", map[string]any{"hostname": "dup", "mem": 2}), Logger: log})
+	err := second.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "announced by another machine") {
+		t.Fatalf("second publisher: %v, want a name conflict", err)
+	}
+}
+
 // Compact announcements: properties too large for TXT are fetched from the
 // endpoint and checked against the hash; a dead endpoint removes the target.
 func TestMDNSCompactAndProbe(t *testing.T) {

@@ -245,10 +245,18 @@ func (p *Publisher) registerLocked() error {
 		port: p.cfg.Port, ttl: p.cfg.TTL, txt: p.txt, ips: ips,
 	}
 	p.stop, p.served = make(chan struct{}), make(chan struct{})
+	ready := make(chan error, 1)
 	go func(r *responder, stop, served chan struct{}) {
 		defer close(served)
-		r.serve(stop)
+		r.serve(stop, ready)
 	}(p.resp, p.stop, p.served)
+	if err := <-ready; err != nil {
+		close(p.stop)
+		conn.Close()
+		<-p.served
+		p.resp = nil
+		return fmt.Errorf("announce %s on %s: %w (is the hostname property unique?)", p.inst, ifaceNames(p.ifaces), err)
+	}
 	p.log.Info("announcing", zap.String("instance", p.inst), zap.Strings("interfaces", p.cfg.Interfaces), zap.Bool("compact", p.compact), zap.Int("txtStrings", len(p.txt)))
 	return nil
 }

@@ -1,6 +1,8 @@
 package discovery
 
 import (
+	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -163,7 +165,11 @@ func (r *responder) answer(q *dns.Msg, srcPort int) (*dns.Msg, bool) {
 		resp.Id = q.Id
 		resp.Question = q.Question
 	}
-	return resp, unicast || legacy
+	// QU questions are answered by multicast too: several sockets share
+	// port 5353 on a host (browser, publishers, Avahi) and a unicast reply
+	// reaches only one of them. RFC 6762 §5.4 allows it.
+	_ = unicast
+	return resp, legacy
 }
 
 func inAnswer(ans []dns.RR, rr dns.RR) bool {
@@ -188,22 +194,131 @@ func knownAnswer(q *dns.Msg, ptr dns.RR) bool {
 	return false
 }
 
-// serve answers queries until done is closed, and announces at start
-// (twice, one second apart, RFC 6762 §8.3).
-func (r *responder) serve(done <-chan struct{}) {
+// probeQuery asks whether anybody else holds our instance or host name
+// (RFC 6762 §8.1): QU questions of type ANY with our proposed records in the
+// authority section.
+func (r *responder) probeQuery() *dns.Msg {
+	r.mu.Lock()
+	_, srv, txt, addrs := r.records(r.ttl)
+	inst, host := instanceFQDN(r.instance), r.host
+	r.mu.Unlock()
+	m := new(dns.Msg)
+	m.Question = []dns.Question{
+		{Name: inst, Qtype: dns.TypeANY, Qclass: dns.ClassINET | qClassUnicast},
+		{Name: host, Qtype: dns.TypeANY, Qclass: dns.ClassINET | qClassUnicast},
+	}
+	m.Ns = append([]dns.RR{srv, txt}, addrs...)
+	return m
+}
+
+// conflict returns a description when a response carries records for our
+// instance or host name that are not ours (another machine claims them).
+func (r *responder) conflict(resp *dns.Msg) string {
+	r.mu.Lock()
+	_, srv, txt, addrs := r.records(r.ttl)
+	inst, host := strings.ToLower(instanceFQDN(r.instance)), strings.ToLower(r.host)
+	r.mu.Unlock()
+	same := func(a, b dns.RR) bool {
+		switch x := a.(type) {
+		case *dns.SRV:
+			y, ok := b.(*dns.SRV)
+			return ok && x.Port == y.Port && strings.EqualFold(x.Target, y.Target)
+		case *dns.TXT:
+			y, ok := b.(*dns.TXT)
+			if !ok || len(x.Txt) != len(y.Txt) {
+				return false
+			}
+			for i := range x.Txt {
+				if txtFromWire(x.Txt[i]) != txtFromWire(y.Txt[i]) {
+					return false
+				}
+			}
+			return true
+		case *dns.A:
+			y, ok := b.(*dns.A)
+			return ok && x.A.Equal(y.A)
+		case *dns.AAAA:
+			y, ok := b.(*dns.AAAA)
+			return ok && x.AAAA.Equal(y.AAAA)
+		}
+		return false
+	}
+	ours := func(rr dns.RR, candidates ...dns.RR) bool {
+		for _, c := range candidates {
+			if same(rr, c) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, rr := range append(append([]dns.RR(nil), resp.Answer...), resp.Extra...) {
+		name := strings.ToLower(rr.Header().Name)
+		if rr.Header().Ttl == 0 {
+			continue // a goodbye, e.g. from our own previous run
+		}
+		switch {
+		case name == inst && (rr.Header().Rrtype == dns.TypeSRV || rr.Header().Rrtype == dns.TypeTXT):
+			if !ours(rr, srv, txt) {
+				return fmt.Sprintf("instance %s is announced by another machine (%s)", r.instance, rr)
+			}
+		case name == host && (rr.Header().Rrtype == dns.TypeA || rr.Header().Rrtype == dns.TypeAAAA):
+			if !ours(rr, addrs...) {
+				return fmt.Sprintf("host name %s is announced by another machine (%s)", r.host, rr)
+			}
+		}
+	}
+	return ""
+}
+
+// probeTime is how long probing lasts: three probes 250 ms apart plus the
+// time for an answer to the last one.
+const probeTime = 750 * time.Millisecond
+
+// serve probes for our names (RFC 6762 §8.1; a conflict is sent on ready
+// and serve returns), then announces twice, one second apart (§8.3), and
+// answers queries until done is closed. ready receives nil once probing
+// succeeded.
+func (r *responder) serve(done <-chan struct{}, ready chan<- error) {
 	in := make(chan inbound, 32)
 	go r.conn.recv(in, done, true)
-	_ = r.announce()
-	again := time.NewTimer(time.Second)
-	defer again.Stop()
+	probes := 0
+	tick := time.NewTimer(0)
+	defer tick.Stop()
+	probing := true
 	for {
 		select {
 		case <-done:
+			if probing {
+				ready <- errors.New("stopped while probing")
+			}
 			return
-		case <-again.C:
-			_ = r.announce()
+		case <-tick.C:
+			switch {
+			case probing && probes < 3:
+				_ = r.conn.send(r.probeQuery())
+				probes++
+				tick.Reset(probeTime / 3)
+			case probing:
+				probing = false
+				ready <- nil
+				_ = r.announce()
+				tick.Reset(time.Second)
+				probes = 4 // one more announcement
+			case probes == 4:
+				_ = r.announce()
+				probes++
+			}
 		case p := <-in:
-			if p.msg.Response || p.msg.Opcode != dns.OpcodeQuery {
+			if p.msg.Response {
+				if c := r.conflict(p.msg); c != "" {
+					if probing {
+						ready <- errors.New(c)
+						return
+					}
+				}
+				continue
+			}
+			if probing || p.msg.Opcode != dns.OpcodeQuery {
 				continue
 			}
 			port := 5353
