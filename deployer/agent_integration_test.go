@@ -2,6 +2,7 @@ package deployer_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"os"
 	"reflect"
@@ -402,5 +403,40 @@ func TestReconcileReturningMachine(t *testing.T) {
 	res := reconstruct.FromTargets(context.Background(), c.infra, "", reconstruct.Agents{Backend: c.be})
 	if len(res.Manifest.Mappings) != 1 || res.Manifest.Mappings[0].Target != "t2" {
 		t.Fatalf("after reconciliation: %v", res.Manifest.Mappings)
+	}
+}
+
+// TestAgentConnectsToPeerMoveUpdatesContext: when a connectsTo peer moves,
+// its client is not restarted, but its DYDISNIX_CONTEXT file names the
+// peer's new place at once (and its environment does from the next restart).
+func TestAgentConnectsToPeerMoveUpdatesContext(t *testing.T) {
+	c := newCluster(t, 2)
+	c.infra["t2"].Properties["agentURL"] = strings.Replace(c.agents["t2"].url(), "127.0.0.1", "localhost", 1)
+	svcs := model.Services{
+		"peerA": svc(t, "peerA", "peer", nil, []string{"peerB"}, false),
+		"peerB": svc(t, "peerB", "peer", nil, []string{"peerA"}, false),
+	}
+	c.mustDeploy(svcs, dist("peerA", "t1", "peerB", "t1"))
+	pid := svcPid(t, svcs["peerA"])
+	p := c.mustDeploy(svcs, dist("peerA", "t1", "peerB", "t2"))
+	if got := countKind(p, deployer.StepUpdateContext); !reflect.DeepEqual(got, map[string]int{"peerA@t1": 1}) {
+		t.Errorf("context updates = %v\n%s", got, p)
+	}
+	if svcPid(t, svcs["peerA"]) != pid {
+		t.Fatal("peerA restarted because its connectsTo peer moved")
+	}
+	file := svcEnv(t, svcs["peerA"])["DYDISNIX_CONTEXT"]
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		ConnectsTo map[string]struct {
+			Targets []struct{ Target, Host string } `json:"targets"`
+		} `json:"connectsTo"`
+	}
+	json.Unmarshal(b, &doc)
+	if ts := doc.ConnectsTo["peerB"].Targets; len(ts) != 1 || ts[0].Target != "t2" || ts[0].Host != "localhost" {
+		t.Errorf("context file names peerB at %+v, want t2/localhost", ts)
 	}
 }

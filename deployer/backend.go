@@ -418,6 +418,9 @@ func (x *execution) do(ctx context.Context, s Step) (string, error) {
 		return fmt.Sprintf("%s (store generation %d)", info.Digest, info.Generation), c.Restore(ctx, s.Service, info.Digest)
 	case StepDeleteState:
 		return "", c.DeleteState(ctx, s.Service)
+	case StepUpdateContext:
+		req := ActivateRequest(x.plan.New, model.ServiceMapping{Service: s.Key, Target: s.Target, Container: s.Container})
+		return "", c.UpdateContext(ctx, req)
 	}
 	return "", fmt.Errorf("unknown step kind %q", s.Kind)
 }
@@ -522,6 +525,15 @@ func (x *execution) rollback(ctx context.Context, completed []int) error {
 			if c, err = x.client(s.Target); err == nil {
 				req := ActivateRequest(x.plan.Old, model.ServiceMapping{Service: s.Key, Target: s.Target, Container: s.Container})
 				err = c.Activate(ctx, req)
+			}
+		case StepUpdateContext:
+			if x.plan.Old == nil {
+				continue
+			}
+			x.emit(s, PhaseUndo, time.Time{}, "previous context", nil)
+			var c *agentapi.Client
+			if c, err = x.client(s.Target); err == nil {
+				err = c.UpdateContext(ctx, ActivateRequest(x.plan.Old, model.ServiceMapping{Service: s.Key, Target: s.Target, Container: s.Container}))
 			}
 		case StepUnlock:
 			// re-lock is pointless: the final unlock below only touches held locks

@@ -1,6 +1,7 @@
 package deployer
 
 import (
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -32,6 +33,10 @@ const (
 	StepActivate StepKind = "activate"
 	// StepDeleteState deletes obsolete state on an old target (--delete-state only).
 	StepDeleteState StepKind = "delete-state"
+	// StepUpdateContext rewrites the DYDISNIX_CONTEXT file (and the
+	// environment used at the next restart) of an untouched mapping whose
+	// connectsTo peers moved; the process is not restarted.
+	StepUpdateContext StepKind = "update-context"
 	// StepUnlock unlocks a target.
 	StepUnlock StepKind = "unlock"
 )
@@ -280,6 +285,16 @@ func PlanTransition(old, new *model.Manifest, opts PlanOptions) (*Plan, error) {
 		}
 	}
 
+	var ctxUpdates []model.ServiceMapping
+	if old != nil && !opts.NoUpgrade {
+		for _, m := range new.Mappings {
+			if inOld[mk(m)] && !unreach(m.Target) && contextChanged(old, new, m) {
+				ctxUpdates = append(ctxUpdates, m)
+				involved[m.Target] = true
+			}
+		}
+	}
+
 	add := func(s Step) int {
 		s.ID = len(p.Steps) + 1
 		sort.Ints(s.Deps)
@@ -431,6 +446,13 @@ func PlanTransition(old, new *model.Manifest, opts PlanOptions) (*Plan, error) {
 		allAct = append(allAct, id)
 	}
 
+	// 5b. Untouched mappings whose connectsTo peers moved get a fresh
+	// context (no restart: connectsTo never reactivates).
+	for _, m := range ctxUpdates {
+		allAct = append(allAct, add(Step{Kind: StepUpdateContext, Target: m.Target, Service: new.Services[m.Service].Name,
+			Key: m.Service, Container: m.Container, Deps: withLock(m.Target, allAct...)}))
+	}
+
 	// 6. Delete obsolete state (only with --delete-state), after everything is active.
 	var allDel []int
 	for _, s := range deleteState {
@@ -459,6 +481,32 @@ func PlanTransition(old, new *model.Manifest, opts PlanOptions) (*Plan, error) {
 	}
 	_ = allDel
 	return p, nil
+}
+
+// contextChanged reports whether the environment or context of mapping m
+// differs between the two manifests (a connectsTo peer moved).
+func contextChanged(old, new *model.Manifest, m model.ServiceMapping) bool {
+	a, b := ActivateRequest(old, m), ActivateRequest(new, m)
+	return !model.Equal(anyMap(a.Env), anyMap(b.Env)) || !model.Equal(normalizeAny(a.Context), normalizeAny(b.Context))
+}
+
+func anyMap(m map[string]string) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// normalizeAny turns a context document into plain JSON-like values.
+func normalizeAny(v map[string]any) any {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil
+	}
+	var out any
+	json.Unmarshal(b, &out)
+	return out
 }
 
 func dedupInts(xs []int) []int {

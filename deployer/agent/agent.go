@@ -242,6 +242,19 @@ func (a *Agent) newProc(req agentapi.ActivateRequest) (*proc, error) {
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return nil, err
 	}
+	env, err := a.writeContext(req, stateDir)
+	if err != nil {
+		return nil, err
+	}
+	return &proc{key: req.Key, name: name, exe: exe, args: args, env: env, dir: stateDir,
+		logFile: a.path("logs", name+".log"), pidFile: a.path("run", req.Key+".json"),
+		health: svc.HealthCheck, grace: a.cfg.StopGrace,
+		started: make(chan struct{}), stopCh: make(chan struct{}), detachCh: make(chan struct{}), done: make(chan struct{})}, nil
+}
+
+// writeContext writes the DYDISNIX_CONTEXT file of a mapping and returns
+// the process environment.
+func (a *Agent) writeContext(req agentapi.ActivateRequest, stateDir string) ([]string, error) {
 	ctxFile := a.path("context", req.Key+".json")
 	ctxDoc := map[string]any{}
 	for k, v := range req.Context {
@@ -257,21 +270,42 @@ func (a *Agent) newProc(req agentapi.ActivateRequest) (*proc, error) {
 		return nil, err
 	}
 	env := os.Environ()
-	keys := sortedKeys(req.Env)
-	for _, k := range keys {
-		if !strings.HasPrefix(k, "DYDISNIX_") {
-			continue
+	for _, k := range sortedKeys(req.Env) {
+		if strings.HasPrefix(k, "DYDISNIX_") {
+			env = append(env, k+"="+req.Env[k])
 		}
-		env = append(env, k+"="+req.Env[k])
 	}
 	env = append(env, "DYDISNIX_STATE_DIR="+stateDir, "DYDISNIX_CONTEXT="+ctxFile)
 	if _, ok := req.Env["DYDISNIX_SERVICE"]; !ok {
-		env = append(env, "DYDISNIX_SERVICE="+name)
+		env = append(env, "DYDISNIX_SERVICE="+req.Service.Name)
 	}
-	return &proc{key: req.Key, name: name, exe: exe, args: args, env: env, dir: stateDir,
-		logFile: a.path("logs", name+".log"), pidFile: a.path("run", req.Key+".json"),
-		health: svc.HealthCheck, grace: a.cfg.StopGrace,
-		started: make(chan struct{}), stopCh: make(chan struct{}), detachCh: make(chan struct{}), done: make(chan struct{})}, nil
+	return env, nil
+}
+
+// UpdateContext replaces the environment and context of an active key
+// without restarting its process: the context file is rewritten now, the
+// environment applies from the next restart.
+func (a *Agent) UpdateContext(req agentapi.ActivateRequest) error {
+	if !safeName.MatchString(req.Key) {
+		return &httpError{400, fmt.Sprintf("update context: bad key %q", req.Key)}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	e, ok := a.profile[req.Key]
+	if !ok {
+		return &httpError{404, fmt.Sprintf("update context: key %s is not active", req.Key)}
+	}
+	env, err := a.writeContext(req, a.path("state", e.Req.Service.Name))
+	if err != nil {
+		return err
+	}
+	e.Req.Env, e.Req.Context = req.Env, req.Context
+	if e.proc != nil {
+		e.proc.mu.Lock()
+		e.proc.env = env
+		e.proc.mu.Unlock()
+	}
+	return a.saveProfile()
 }
 
 // Activate starts a mapping and waits until it runs and is healthy.

@@ -52,6 +52,12 @@ func (a *Agent) Handler() http.Handler {
 			a.reply(w, nil, a.Activate(r.Context(), req))
 		}
 	})
+	mux.HandleFunc("POST "+agentapi.PathContext, func(w http.ResponseWriter, r *http.Request) {
+		var req agentapi.ActivateRequest
+		if decode(w, r, &req) {
+			a.reply(w, nil, a.UpdateContext(req))
+		}
+	})
 	mux.HandleFunc("POST "+agentapi.PathDeactivate, func(w http.ResponseWriter, r *http.Request) {
 		var req agentapi.KeyRequest
 		if decode(w, r, &req) {

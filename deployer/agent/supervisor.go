@@ -154,7 +154,9 @@ func (p *proc) start() (<-chan struct{}, int, error) {
 		return nil, 0, err
 	}
 	cmd := exec.Command(p.exe, p.args...)
+	p.mu.Lock()
 	cmd.Env = p.env
+	p.mu.Unlock()
 	cmd.Dir = p.dir
 	cmd.Stdout = logf
 	cmd.Stderr = logf

@@ -23,6 +23,7 @@ const (
 	PathGC          = "/v1/collect-garbage" // POST GCRequest
 	PathProfile     = "/v1/profile"         // GET → Profile
 	PathDrain       = "/v1/drain"           // GET → DrainStatus
+	PathContext     = "/v1/context"         // POST ActivateRequest of an active key: new env/context, no restart
 )
 
 // ActivateRequest starts a service mapping on the agent.

@@ -145,6 +145,13 @@ func (c *Client) Activate(ctx context.Context, req ActivateRequest) error {
 	return c.post(ctx, PathActivate, req, nil)
 }
 
+// UpdateContext replaces the environment and context document of an
+// active mapping (same key) without restarting it: the DYDISNIX_CONTEXT
+// file is rewritten at once, the environment applies from the next restart.
+func (c *Client) UpdateContext(ctx context.Context, req ActivateRequest) error {
+	return c.post(ctx, PathContext, req, nil)
+}
+
 // Deactivate stops a service mapping (its state directory is kept).
 func (c *Client) Deactivate(ctx context.Context, key string) error {
 	return c.post(ctx, PathDeactivate, KeyRequest{Key: key}, nil)
