@@ -471,9 +471,9 @@ func (a *Agent) Profile(ctx context.Context) agentapi.Profile {
 			pid, running, restarts := e.proc.status()
 			pe.Pid, pe.Running, pe.Restarts = pid, running, restarts
 			pe.Healthy = running && (e.proc.health == "" || checkHealth(ctx, e.proc.health) == nil)
-		} else {
-			pe.Running, pe.Healthy = true, true
-		}
+		} else if e.Req.Service.Type != "process" {
+			pe.Running, pe.Healthy = true, true // nothing to run: present is active
+		} // else: a process that could not be resumed (reported not running)
 		out.Services = append(out.Services, pe)
 	}
 	return out
