@@ -317,11 +317,15 @@ func (a *Agent) Activate(ctx context.Context, req agentapi.ActivateRequest) erro
 		return &httpError{503, "agent is draining: no new activations"}
 	}
 	if e, ok := a.profile[req.Key]; ok {
-		a.mu.Unlock()
 		if e.proc != nil {
+			a.mu.Unlock()
 			return a.waitHealthy(ctx, e.proc)
 		}
-		return nil
+		if e.Req.Service.Type != "process" {
+			a.mu.Unlock()
+			return nil
+		}
+		delete(a.profile, req.Key) // a process that could not be resumed: start afresh
 	}
 	a.mu.Unlock()
 	if !safeName.MatchString(req.Key) || req.Service.Name == "" {
