@@ -161,7 +161,11 @@ func New(cfg Config) (*Agent, error) {
 		}
 		p, err := a.newProc(e.Req)
 		if err != nil {
-			a.log.Warn("cannot resume service", zap.String("service", e.Req.Service.Name), zap.Error(err))
+			// It cannot run here any more (e.g. its artifact is gone): drop it
+			// from the profile so that the coordinator activates it again.
+			a.log.Warn("cannot resume service; removed from the profile", zap.String("service", e.Req.Service.Name), zap.Error(err))
+			delete(a.profile, key)
+			a.saveProfile()
 			continue
 		}
 		e.proc = p
