@@ -432,3 +432,30 @@ func checkPlan(t *testing.T, seed int64, old, new *model.Manifest, p *Plan, unre
 		}
 	}
 }
+
+// TestPlanIdenticalAfterRoundTrip: a manifest read back from disk plans no
+// work against the same deployment built afresh (no spurious restarts or
+// context updates), for random systems.
+func TestPlanIdenticalAfterRoundTrip(t *testing.T) {
+	targets := []string{"t1", "t2", "t3"}
+	for seed := int64(0); seed < 100; seed++ {
+		r := rand.New(rand.NewSource(seed))
+		svcs, d := randomSystem(r, 1+r.Intn(8), targets)
+		m := mustBuild(t, svcs, infraOf(targets...), d)
+		data, err := model.MarshalManifest(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := model.UnmarshalManifest(data, "m.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := PlanTransition(back, m, PlanOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p.Steps) != 0 {
+			t.Fatalf("seed %d: identical deployment planned work:\n%s", seed, p)
+		}
+	}
+}

@@ -100,7 +100,17 @@ func (s ManifestService) Key() string {
 		Properties  map[string]any   `json:"properties"`
 		DeployState bool             `json:"deployState"`
 		DependsOn   []ServiceMapping `json:"dependsOn"`
-	}{s.Name, s.Type, s.Artifact, "", s.Args, s.HealthCheck, s.Properties, s.DeployState, s.DependsOn}
+	}{s.Name, s.Type, s.Artifact, "", nil, s.HealthCheck, nil, s.DeployState, nil}
+	// Empty and absent collections hash alike (a JSON round trip drops them).
+	if len(s.Args) > 0 {
+		h.Args = s.Args
+	}
+	if len(s.Properties) > 0 {
+		h.Properties = s.Properties
+	}
+	if len(s.DependsOn) > 0 {
+		h.DependsOn = s.DependsOn
+	}
 	if s.Artifact == "" {
 		h.Pkg = s.Pkg
 	}
@@ -171,6 +181,12 @@ func (m *Manifest) Normalize() {
 	SortMappings(m.Mappings)
 	SortMappings(m.Snapshots)
 	for k, s := range m.Services {
+		if s.Properties == nil {
+			s.Properties = map[string]any{}
+		}
+		if len(s.Args) == 0 {
+			s.Args = nil
+		}
 		if s.DependsOn == nil {
 			s.DependsOn = []ServiceMapping{}
 		}

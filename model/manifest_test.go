@@ -111,3 +111,22 @@ func FuzzUnmarshalManifest(f *testing.F) {
 		}
 	})
 }
+
+func TestKeyIgnoresEmptyVersusAbsent(t *testing.T) {
+	a := ManifestService{Name: "a", Type: "process"}
+	b := ManifestService{Name: "a", Type: "process", Properties: map[string]any{}, Args: []string{}, DependsOn: []ServiceMapping{}}
+	if a.Key() != b.Key() {
+		t.Error("empty and absent collections hash differently")
+	}
+	m := &Manifest{Version: 1, Services: map[string]ManifestService{b.Key(): b}, Mappings: []ServiceMapping{{Service: b.Key(), Target: "t"}}}
+	data, _ := MarshalManifest(m)
+	back, err := UnmarshalManifest(data, "m.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, s := range back.Services {
+		if s.Key() != k {
+			t.Error("key changed by a round trip")
+		}
+	}
+}
