@@ -78,3 +78,34 @@ func TestTXTWireEscaping(t *testing.T) {
 		}
 	}
 }
+
+// FuzzPacket: any packet on the wire goes through the browser's reading
+// path (miekg unpack, grouping by instance, TXT parsing) without a panic.
+func FuzzPacket(f *testing.F) {
+	r := &responder{instance: "disnix-test1", host: "test1.local.", port: 22, ttl: 120,
+		txt: []string{"txtvers=1", `properties."hostname"="test1"`, `properties."l"=[ 1 "a" ]`}, ips: []net.IP{net.IPv4(10, 0, 0, 1)}}
+	ptr, srv, txt, addrs := r.records(120)
+	for _, m := range []*dns.Msg{r.goodbyeMsg(), unsolicited(append([]dns.RR{ptr, srv, txt}, addrs...)...), browseQuery([]string{"disnix-x"}), r.probeQuery()} {
+		buf, err := m.Pack()
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(buf)
+	}
+	f.Fuzz(func(t *testing.T, pkt []byte) {
+		var msg dns.Msg
+		if err := msg.Unpack(pkt); err != nil {
+			return
+		}
+		for _, rec := range recordsOf(&msg) {
+			if rec.hasTXT {
+				ann, _, err := ParseTXT(rec.txt, hostnameFromInstance(rec.instance))
+				if err == nil {
+					_ = ann.Verify(ann.Target, nil)
+				}
+			}
+		}
+		_, _ = r.answer(&msg, 5353)
+		_ = r.conflict(&msg)
+	})
+}
