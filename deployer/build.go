@@ -9,6 +9,7 @@ package deployer
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -71,8 +72,12 @@ func BuildManifest(svcs model.Services, infra model.Infrastructure, dist model.D
 	if err != nil {
 		return nil, err
 	}
+	cinfra, err := canonicalInfra(infra)
+	if err != nil {
+		return nil, err
+	}
 	man := &model.Manifest{Version: model.ManifestVersion, Services: map[string]model.ManifestService{},
-		Infrastructure: infra.Clone(), TargetProperty: opts.TargetProperty}
+		Infrastructure: cinfra, TargetProperty: opts.TargetProperty}
 	keys := map[string]string{} // service name → key
 	// mappingsOf returns a service's mappings as manifest mappings (container defaults to the type).
 	mappingsOf := func(name string) []model.ServiceMapping {
@@ -142,6 +147,20 @@ func BuildManifest(svcs model.Services, infra model.Infrastructure, dist model.D
 	return man, nil
 }
 
+// canonicalInfra returns a deep copy of infra whose values are canonical
+// JSON-like values (as a manifest read back from disk holds them).
+func canonicalInfra(infra model.Infrastructure) (model.Infrastructure, error) {
+	b, err := json.Marshal(infra)
+	if err != nil {
+		return nil, fmt.Errorf("infrastructure: %w", err)
+	}
+	v, err := model.DecodeValue(b, model.FormatJSON, "infrastructure")
+	if err != nil {
+		return nil, err
+	}
+	return model.InfrastructureFromValue(v, "infrastructure")
+}
+
 func containerOf(s *model.Service) string {
 	if s.Type != "" {
 		return s.Type
@@ -172,6 +191,15 @@ func manifestService(s *model.Service, opts BuildOptions) (model.ManifestService
 			continue
 		}
 		ms.Properties[k] = model.CloneValue(v)
+	}
+	// Canonical JSON-like values (json.Number for every number), exactly as
+	// a manifest read back from disk holds them.
+	if b, err := json.Marshal(ms.Properties); err == nil {
+		if v, err := model.DecodeValue(b, model.FormatJSON, "services"); err == nil {
+			if m, ok := v.(map[string]any); ok {
+				ms.Properties = m
+			}
+		}
 	}
 	if v, ok := s.Attrs[AttrArgs]; ok {
 		args, err := stringList(v)

@@ -459,3 +459,22 @@ func TestPlanIdenticalAfterRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestBuildManifestCanonicalValues: Go-typed values (as a program may
+// build models) plan no work against the same manifest read from disk.
+func TestBuildManifestCanonicalValues(t *testing.T) {
+	svcs := model.Services{"a": {Name: "a", Type: "echo", Attrs: map[string]any{"port": 8080, "ratio": 0.5, "tags": []string{"x"}}}}
+	infra := model.Infrastructure{"t1": {Name: "t1", Properties: map[string]any{"agentURL": "http://h:1", "mem": 2048}, Extra: map[string]any{}}}
+	m := mustBuild(t, svcs, infra, distOf("a", "t1"))
+	data, _ := model.MarshalManifest(m)
+	back, err := model.UnmarshalManifest(data, "m.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := PlanTransition(back, m, PlanOptions{}); len(p.Steps) != 0 {
+		t.Errorf("planned work:\n%s", p)
+	}
+	if env := ActivateRequest(m, m.Mappings[0]).Env; env["DYDISNIX_PROP_PORT"] != "8080" {
+		t.Errorf("env = %v", env)
+	}
+}
