@@ -74,7 +74,8 @@ Options:
                            DYDISNIX_MDNS_INTERFACES="eth0,eth1")
   -t, --timeout DUR        how long to listen before printing (default 2s;
                            a bare number means seconds)
-  -f, --format FMT         json (default) or nix
+  -f, --format FMT         json or nix (default: json; nix when run as
+                           dydisnix-geninfra-avahi, as the original printed)
   -o, --output FILE        write the model to FILE (atomically) instead of stdout
   -w, --watch              keep browsing; print one JSON line per snapshot
                            ({"infrastructure":..., "events":[...], "at":...})
@@ -96,7 +97,13 @@ func Geninfra(name string, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(io.Discard)
 	ifaces := fs.StringSliceP("interface", "i", nil, "")
 	timeout := fs.StringP("timeout", "t", "2s", "")
-	format := fs.StringP("format", "f", "json", "")
+	// Under the original tool's name the default output is Nix, as the
+	// original printed, for scripts that run it without options.
+	defFormat := "json"
+	if strings.HasSuffix(name, "geninfra-avahi") {
+		defFormat = "nix"
+	}
+	format := fs.StringP("format", "f", defFormat, "")
 	output := fs.StringP("output", "o", "", "")
 	watch := fs.BoolP("watch", "w", false, "")
 	verifyKey := fs.String("verify-key", "", "")

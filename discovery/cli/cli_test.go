@@ -142,3 +142,15 @@ func TestPublishPrintSigned(t *testing.T) {
 		t.Fatalf("short secret accepted: %d %s", code, errs)
 	}
 }
+
+func TestGeninfraAvahiDefaultsToNix(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := Geninfra("dydisnix-geninfra-avahi", []string{"-h"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "nix when run as") {
+		t.Fatalf("help: %d %s", code, out.String())
+	}
+	// Without an interface it is a usage error under both names.
+	t.Setenv("DYDISNIX_MDNS_INTERFACES", "")
+	if code := Geninfra("dydisnix-geninfra-avahi", nil, &out, &errb); code != 2 {
+		t.Fatalf("exit %d", code)
+	}
+}
