@@ -60,3 +60,19 @@ func TestRerunTest(t *testing.T) {
 		t.Fatalf("inside a fresh namespace only lo exists, got %d links:\n%s", n, out)
 	}
 }
+
+func TestSweep(t *testing.T) {
+	if err := Available(); err != nil {
+		t.Skipf("skipping: %v", err)
+	}
+	prefix := "ddsw" + randSuffix()
+	n, err := New(prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Delete() })
+	deleted, err := Sweep(prefix)
+	if err != nil || len(deleted) != 1 || deleted[0] != n.Name {
+		t.Fatalf("Sweep = %v, %v; want [%s]", deleted, err, n.Name)
+	}
+}
