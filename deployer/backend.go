@@ -19,7 +19,7 @@ import (
 )
 
 // Backend carries out a plan. Execute reports every step through
-// progress (which may be nil) and, when a step fails, undoes everything
+// progress (which may be nil; calls are serialised, never concurrent) and, when a step fails, undoes everything
 // done so far in reverse so that the previous configuration is active
 // again; the error is then a *StepError naming the step.
 type Backend interface {
@@ -215,6 +215,7 @@ type execution struct {
 	digests  map[int]string // snapshot/transfer step ID → digest
 	locked   map[string]bool
 	progress func(StepEvent)
+	progMu   sync.Mutex // progress is called by one goroutine at a time
 }
 
 // Execute runs the plan: steps whose dependencies are done run in
@@ -297,6 +298,8 @@ func (x *execution) emit(s Step, phase EventPhase, start time.Time, detail strin
 	if !start.IsZero() {
 		d = time.Since(start)
 	}
+	x.progMu.Lock()
+	defer x.progMu.Unlock()
 	x.progress(StepEvent{Step: s, Phase: phase, Err: err, Detail: detail, Duration: d})
 }
 
