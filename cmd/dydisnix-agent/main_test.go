@@ -48,7 +48,7 @@ func TestAgentBinary(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Process.Kill()
+	t.Cleanup(func() { cmd.Process.Kill() }) // harmless once it exited
 	url := "http://" + addr
 	var resp *http.Response
 	var err error
@@ -59,6 +59,8 @@ func TestAgentBinary(t *testing.T) {
 		time.Sleep(25 * time.Millisecond)
 	}
 	if err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
 		t.Fatalf("agent not up: %v\n%s", err, stderr.String())
 	}
 	resp.Body.Close()
@@ -71,9 +73,6 @@ func TestAgentBinary(t *testing.T) {
 		t.Fatalf("with token: %v %v", resp, err)
 	}
 	resp.Body.Close()
-	if strings.Contains(stderr.String(), "secret") {
-		t.Error("the token appears in the logs")
-	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -83,7 +82,12 @@ func TestAgentBinary(t *testing.T) {
 			t.Fatalf("exit after SIGTERM: %v\n%s", err, stderr.String())
 		}
 	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		<-done
 		t.Fatal("agent did not exit after SIGTERM")
+	}
+	if strings.Contains(stderr.String(), "secret") {
+		t.Error("the token appears in the logs")
 	}
 	if !strings.Contains(stderr.String(), "drained") {
 		t.Errorf("no drain in the log:\n%s", stderr.String())
