@@ -80,6 +80,17 @@ Options:
   -o, --output FILE           write the plan (--dry-run) or the new manifest there
   -h, --help                  show this help
 
+Disnix backend only (--deployer disnix), forwarded to disnix-env and friends:
+  -p, --profile NAME                  Disnix profile name
+      --coordinator-profile-path DIR  directory of the coordinator profile
+      --depth-first                   snapshot, transfer and clean per target
+      --build-on-targets              build every service on its target
+      --show-trace                    Nix evaluation traces
+      --extra-params EXPR             extra arguments for the Nix models
+  (also -m, --keep, --deploy-state, --no-migration, --delete-state, --no-lock,
+  --no-upgrade and --target-property above; DISNIX_CLIENT_INTERFACE and
+  DISNIX_TARGET_PROPERTY are passed through)
+
 Exit status: 0 success, 1 model, planning or deployment error (rolled back),
 2 usage error.
 `
@@ -87,6 +98,10 @@ Exit status: 0 success, 1 model, planning or deployment error (rolled back),
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 type options struct {
+	// disnix holds the Disnix backend's own flags (profile, coordinator
+	// profile path, --depth-first, --build-on-targets, --show-trace, ...);
+	// the flags dydisnix-env shares with it land in the fields below.
+	disnix disnix.Options
 	services, qos, infra, augment, ports, idResources, ids string
 	deployer, tokenFile, stateDir, targetProp, format, out string
 	caFile                                                 string
@@ -135,6 +150,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.format, "format", "text", "")
 	fs.StringVarP(&o.out, "output", "o", "", "")
 	fs.BoolVarP(&o.help, "help", "h", false, "")
+	o.disnix.AddFlags(fs) // the Disnix-only flags, under their original names
 	if err := fs.Parse(args); err != nil {
 		fmt.Fprintf(stderr, "dydisnix-env: %v\n\n%s", err, usage)
 		return 2
@@ -399,9 +415,11 @@ func deploy(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	injectAssignments(svcs, ports, ids)
 
 	if o.deployer == "disnix" {
-		b := &disnix.Backend{Options: disnix.Options{MaxConcurrentTransfers: o.parallel, Keep: o.keep, DeployState: o.deployState,
-			NoMigration: o.noMigration, DeleteState: o.deleteState, NoUpgrade: o.noUpgrade, NoLock: o.noLock,
-			TargetProperty: o.targetProp}, Log: stderr}
+		opts := o.disnix
+		opts.MaxConcurrentTransfers, opts.Keep, opts.DeployState = o.parallel, o.keep, o.deployState
+		opts.NoMigration, opts.DeleteState, opts.NoUpgrade, opts.NoLock = o.noMigration, o.deleteState, o.noUpgrade, o.noLock
+		opts.TargetProperty = o.targetProp
+		b := &disnix.Backend{Options: opts, Log: stderr}
 		if o.dryRun {
 			fmt.Fprintln(stdout, strings.Join(b.DeployCommand(o.services), " "))
 			return nil
