@@ -101,7 +101,7 @@ type options struct {
 	// disnix holds the Disnix backend's own flags (profile, coordinator
 	// profile path, --depth-first, --build-on-targets, --show-trace, ...);
 	// the flags dydisnix-env shares with it land in the fields below.
-	disnix disnix.Options
+	disnix                                                 disnix.Options
 	services, qos, infra, augment, ports, idResources, ids string
 	deployer, tokenFile, stateDir, targetProp, format, out string
 	caFile                                                 string
