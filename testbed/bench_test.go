@@ -23,6 +23,8 @@ import (
 //     and → every service healthy again (< 5 s);
 //   - BenchmarkAdaptCrash: kill -9 → detection (< 3 s), and → every service
 //     healthy again (< 5 s);
+//   - BenchmarkAdaptPowerCut: as the crash, but the link goes down, so
+//     nothing answers (no target in the issue; a real crash looks so);
 //   - BenchmarkAdaptIdle: idle CPU (< 1 %) and RSS of the coordinator
 //     (< 40 MB) and of an agent (< 20 MB).
 //
@@ -31,7 +33,7 @@ import (
 //	go test -run '^$' -bench BenchmarkAdapt -benchtime 1x ./testbed/
 //
 // Each b.Loop iteration removes one machine and (untimed) adds a fresh one,
-// so -benchtime Nx costs about 15 s per iteration. Set DYDISNIX_BENCH_DIR to
+// so -benchtime Nx costs about 5–15 s per iteration. Set DYDISNIX_BENCH_DIR to
 // keep the harness directories (coordinator log self-adapt.log, agent logs).
 
 var (
