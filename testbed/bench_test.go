@@ -43,12 +43,15 @@ var (
 )
 
 // benchBinaries compiles the commands and example services once per test
-// binary (the e2e tests' buildBinaries takes a *testing.T).
+// binary into $TMPDIR/dydisnix-bench-bin (the e2e tests' buildBinaries takes
+// a *testing.T).
 func benchBinaries(b *testing.B) string {
 	b.Helper()
 	benchBuildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "dydisnix-bench-bin-")
-		if err != nil {
+		// One fixed directory, rebuilt by every run, so that repeated
+		// benchmark runs do not pile up copies of the binaries.
+		dir := filepath.Join(os.TempDir(), "dydisnix-bench-bin")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
 			benchBuildErr = err
 			return
 		}
