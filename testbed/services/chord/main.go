@@ -62,7 +62,13 @@ func run(ctx context.Context, env *svcenv.Env, logger *log.Logger) error {
 	// bound port (DYDISNIX_PROP_PORT may be 0).
 	port := ln.Addr().(*net.TCPAddr).Port
 	self := net.JoinHostPort(env.AdvertiseHost(), strconv.Itoa(port))
-	ring := NewRing(self, bootstrap, 2*time.Second, logger)
+	// A request to a node that is gone (a crashed or cut-off machine) waits
+	// this long; short, so a ring heals quickly after a redeploy.
+	timeout, err := env.PropDuration("timeout", 500*time.Millisecond)
+	if err != nil {
+		return err
+	}
+	ring := NewRing(self, bootstrap, timeout, logger)
 	if bootstrap == "" {
 		logger.Printf("listening on %s; node %s (id %d) starts a new ring", ln.Addr(), self, ring.self.ID)
 	} else {
