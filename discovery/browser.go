@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -82,11 +84,16 @@ type BrowserConfig struct {
 	HTTPClient *http.Client
 	// Logger receives warnings (default: no logging).
 	Logger *zap.Logger
+
+	// noPassive disables the passive listener, so that a test sees what
+	// the zeroconf rounds alone find.
+	noPassive bool
 }
 
 // MDNSSource browses _disnix._tcp continuously. It implements Source.
 type MDNSSource struct {
 	cfg BrowserConfig
+	zc  atomic.Pointer[zeroconfRounds] // the running rounds, for tests
 }
 
 // NewMDNSSource returns a browser; it validates the configuration.
@@ -167,15 +174,34 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 	if err != nil {
 		return err
 	}
-	conn, err := openMDNS(ifaces)
-	if err != nil {
-		return err
-	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	defer conn.Close()
+	// The passive listener: every mDNS response on our interfaces,
+	// including goodbyes and unsolicited announcements, which zeroconf's
+	// browser does not report.
 	msgs := make(chan inbound, 64)
-	go conn.recv(msgs, ctx.Done(), false)
+	if !s.cfg.noPassive {
+		conn, err := openMDNS(ifaces)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		go conn.recv(msgs, ctx.Done(), false)
+	}
+	// The active half: zeroconf browse rounds and lookups (zeroconf.go).
+	zcRecords := make(chan *wireRecord, 64)
+	zc := newZeroconfRounds(ifaces, zcRecords, s.cfg.Logger)
+	s.zc.Store(zc)
+	var rounds sync.WaitGroup
+	roundCancel := func() {}
+	defer func() { roundCancel(); rounds.Wait() }()
+	startRound := func(lookups []string) {
+		roundCancel() // ends the previous round: its Resolver closes
+		rctx, c := context.WithCancel(ctx)
+		roundCancel = c
+		rounds.Add(1)
+		go func() { defer rounds.Done(); zc.round(rctx, lookups) }()
+	}
 
 	clk := s.cfg.Clock
 	log := s.cfg.Logger
@@ -307,9 +333,6 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 		deb.Add(table.Put(*obs, now), now)
 	}
 
-	if err := conn.send(browseQuery(nil)); err != nil {
-		log.Warn("mDNS query failed", zap.Error(err))
-	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -319,6 +342,8 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 			for _, r := range recordsOf(in.msg) {
 				handle(r, now)
 			}
+		case r := <-zcRecords:
+			handle(r, clk.Now())
 		case fr := <-fetches:
 			delete(fetching, fr.instance)
 			now := clk.Now()
@@ -341,10 +366,18 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 					lookups = append(lookups, inst)
 				}
 			}
-			s.forget(cache, table, now)
-			if err := conn.send(browseQuery(lookups)); err != nil {
-				log.Warn("mDNS query failed", zap.Error(err))
+			// TXT re-check: a member whose TXT record was not seen for two
+			// rounds (only PTR/SRV answers refreshed it) is looked up.
+			for inst, ce := range cache {
+				if len(lookups) >= maxLookups {
+					break
+				}
+				if _, ok := unresolved[inst]; !ok && table.Has(inst) && now.Sub(ce.seen) > 2*s.cfg.BrowseInterval {
+					lookups = append(lookups, inst)
+				}
 			}
+			s.forget(cache, table, now)
+			startRound(lookups)
 			next := s.cfg.BrowseInterval
 			if len(startup) > 0 {
 				next = startup[0] - now.Sub(start)
@@ -393,8 +426,9 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 // forged announcements cannot exhaust memory.
 const MaxInstances = 4096
 
-// maxLookups bounds the per-instance questions of one query packet.
-const maxLookups = 16
+// maxLookups bounds the zeroconf Lookups of one round (each opens its own
+// Resolver, i.e. one socket, for the round).
+const maxLookups = 8
 
 // forget drops cached TXT records of instances that left the table and have
 // not been heard of for the no-answer timeout, so a returning machine is

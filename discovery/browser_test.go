@@ -2,10 +2,13 @@ package discovery
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"testing"
 	"time"
 
+	"github.com/grandcat/zeroconf"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/dydisnix/dydisnix/internal/netns"
@@ -93,5 +96,133 @@ func TestBrowserFakeClockNoAnswer(t *testing.T) {
 	}
 	if s.At.Sub(ev.At) > src.cfg.Debounce+100*time.Millisecond {
 		t.Fatalf("snapshot %v after the event, debounce is %v", s.At.Sub(ev.At), src.cfg.Debounce)
+	}
+}
+
+// The zeroconf rounds alone (passive listener off) find a machine, see its
+// TXT change on a later round (a fresh Resolver per round), and lose it by
+// the no-answer timeout when it stops answering: the integration with
+// zeroconf cannot rot unnoticed behind the passive listener.
+func TestBrowserZeroconfOnly(t *testing.T) {
+	if !netns.Inside(t) {
+		netns.NewT(t, "ddz").RerunTest(t)
+		return
+	}
+	ifaces, err := ResolveInterfaces([]string{"lo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := openMDNS(ifaces)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &responder{conn: conn, instance: "disnix-zc", host: "zc.local.", port: 22, ttl: 120,
+		txt: []string{"txtvers=1", `properties."hostname"="zc"`, `properties."mem"="1"`}, ips: []net.IP{net.IPv4(127, 0, 0, 1)}}
+	stop := make(chan struct{})
+	served := make(chan struct{})
+	ready := make(chan error, 1)
+	go func() { defer close(served); r.serve(stop, ready) }()
+	if err := <-ready; err != nil {
+		t.Fatal(err)
+	}
+	crashed := false
+	crash := func() { // no goodbye (the browser would not hear it anyway)
+		if !crashed {
+			crashed = true
+			close(stop)
+			conn.Close()
+			<-served
+		}
+	}
+	t.Cleanup(crash)
+
+	src, err := NewMDNSSource(BrowserConfig{
+		Interfaces: []string{"lo"}, Logger: zaptest.NewLogger(t), noPassive: true,
+		BrowseInterval: 500 * time.Millisecond, InitialWait: 700 * time.Millisecond, Debounce: 100 * time.Millisecond, ProbeInterval: -1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	out := make(chan Snapshot, 8)
+	done := make(chan struct{})
+	go func() { defer close(done); src.Run(ctx, out) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	wait := func(what string, ok func(Snapshot) bool) Snapshot {
+		t.Helper()
+		deadline := time.After(15 * time.Second)
+		for {
+			select {
+			case s := <-out:
+				if ok(s) {
+					return s
+				}
+			case <-deadline:
+				t.Fatalf("waiting for %s: nothing after 15 s", what)
+			}
+		}
+	}
+	mem := func(s Snapshot) any {
+		if tg := s.Infrastructure["zc"]; tg != nil {
+			return tg.Properties["mem"]
+		}
+		return nil
+	}
+	wait("zc added", func(s Snapshot) bool { return mem(s) != nil })
+	if n := src.zc.Load().entries.Load(); n == 0 {
+		t.Fatal("target seen but no zeroconf entry counted")
+	}
+	r.setTXT([]string{"txtvers=1", `properties."hostname"="zc"`, `properties."mem"="2"`}) // no announcement: only the next round sees it
+	s := wait("zc changed", func(s Snapshot) bool { return fmt.Sprint(mem(s)) == "2" })
+	if !hasKind(s, "zc", EventChanged) {
+		t.Fatalf("events %+v, want changed", s.Events)
+	}
+	crash()
+	s = wait("zc removed", func(s Snapshot) bool { return s.Infrastructure["zc"] == nil })
+	for _, e := range s.Events {
+		if e.Target == "zc" && (e.Kind != EventRemoved || e.Reason != ReasonNoAnswer) {
+			t.Fatalf("event %+v, want removed/no-answer", e)
+		}
+	}
+}
+
+func hasKind(s Snapshot, target string, kind EventKind) bool {
+	for _, e := range s.Events {
+		if e.Target == target && e.Kind == kind {
+			return true
+		}
+	}
+	return false
+}
+
+// Entries from zeroconf are converted like packets of the passive listener
+// (escaped instance labels, TXT escapes) and dropped when none of their
+// addresses lies on a configured interface: zeroconf's wildcard socket also
+// receives the answers of other interfaces.
+func TestZeroconfEntryRecord(t *testing.T) {
+	_, n, _ := net.ParseCIDR("10.9.8.0/24")
+	z := &zeroconfRounds{nets: []*net.IPNet{n}, log: zap.NewNop()}
+	e := &zeroconf.ServiceEntry{HostName: "a.local.", Port: 22, TTL: 120,
+		Text: []string{`properties."hostname"=\"a\"`}, AddrIPv4: []net.IP{net.IPv4(10, 9, 8, 7)}}
+	e.Instance = `disnix-a\.b`
+	r, ok := z.record(e)
+	if !ok || r.instance != "disnix-a.b" || !r.hasTXT || r.txt[0] != `properties."hostname"="a"` || r.ttl != 120*time.Second || r.port != 22 {
+		t.Fatalf("record %+v %v", r, ok)
+	}
+	e.AddrIPv4 = []net.IP{net.IPv4(192, 0, 2, 1)}
+	if _, ok := z.record(e); ok || z.offLink.Load() != 1 {
+		t.Fatal("entry from another interface accepted")
+	}
+	e.AddrIPv4, e.TTL, e.Text = []net.IP{net.IPv4(10, 9, 8, 7)}, 0, nil
+	if _, ok := z.record(e); ok {
+		t.Fatal("goodbye entry accepted")
+	}
+	e.TTL = 10
+	if r, ok := z.record(e); !ok || r.hasTXT {
+		t.Fatalf("entry without TXT: %+v %v", r, ok)
+	}
+	if got := instanceLabel("disnix-a.b c"); got != `disnix-a\.b\ c` {
+		t.Fatalf("instanceLabel = %q", got)
 	}
 }

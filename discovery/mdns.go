@@ -175,24 +175,6 @@ func (c *mdnsConn) sendTo(msg *dns.Msg, ifIndex int, dst *net.UDPAddr) error {
 	return err
 }
 
-// browseQuery returns a query for the service's instances, plus SRV and TXT
-// questions for instances whose records we still need (per-instance
-// lookups). Known-answer lists are left out on purpose, so every live
-// responder answers every round (that is our liveness signal).
-func browseQuery(lookups []string) *dns.Msg {
-	m := new(dns.Msg)
-	m.Id = 0
-	m.RecursionDesired = false
-	m.Question = append(m.Question, dns.Question{Name: serviceName, Qtype: dns.TypePTR, Qclass: dns.ClassINET})
-	for _, inst := range lookups {
-		name := instanceFQDN(inst)
-		m.Question = append(m.Question,
-			dns.Question{Name: name, Qtype: dns.TypeSRV, Qclass: dns.ClassINET},
-			dns.Question{Name: name, Qtype: dns.TypeTXT, Qclass: dns.ClassINET})
-	}
-	return m
-}
-
 // instanceFQDN escapes an instance label and appends the service name.
 func instanceFQDN(instance string) string {
 	var b strings.Builder

@@ -109,3 +109,21 @@ func FuzzPacket(f *testing.F) {
 		_ = r.conflict(&msg)
 	})
 }
+
+// browseQuery is the query a DNS-SD browser sends (the browser's own
+// queries now come from zeroconf): a PTR question for the service's
+// instances, plus SRV and TXT questions for instances (per-instance
+// lookups), without known answers. The responder and fuzz tests use it.
+func browseQuery(lookups []string) *dns.Msg {
+	m := new(dns.Msg)
+	m.Id = 0
+	m.RecursionDesired = false
+	m.Question = append(m.Question, dns.Question{Name: serviceName, Qtype: dns.TypePTR, Qclass: dns.ClassINET})
+	for _, inst := range lookups {
+		name := instanceFQDN(inst)
+		m.Question = append(m.Question,
+			dns.Question{Name: name, Qtype: dns.TypeSRV, Qclass: dns.ClassINET},
+			dns.Question{Name: name, Qtype: dns.TypeTXT, Qclass: dns.ClassINET})
+	}
+	return m
+}
