@@ -167,6 +167,8 @@ type Decider struct {
 	members    map[string]*member
 	modelsHash string
 	haveModels bool
+	haveInfra  bool // a first snapshot arrived
+	keyStale   bool // membership, target data or models changed since key
 
 	key         string
 	deployedKey string
@@ -211,6 +213,7 @@ func (d *Decider) Decide(obs Observation, now time.Time) Action {
 	var act Action
 	switch obs.Kind {
 	case ObsSnapshot:
+		d.haveInfra, d.keyStale = true, true
 		d.observe(obs.Snapshot, now, &act)
 	case ObsModels:
 		if !d.haveModels || obs.ModelsHash != d.modelsHash {
@@ -219,6 +222,7 @@ func (d *Decider) Decide(obs Observation, now time.Time) Action {
 			}
 			d.modelsHash = obs.ModelsHash
 			d.haveModels = true
+			d.keyStale = true
 		}
 	case ObsResync:
 		if d.retryAt.IsZero() && !d.running {
@@ -247,6 +251,7 @@ func (d *Decider) change(act *Action, m *member, name string, to MemberState, re
 	}
 	m.state, m.since, m.reason = to, now, reason
 	m.deadline = time.Time{}
+	d.keyStale = true
 }
 
 func (d *Decider) observe(s Snapshot, now time.Time, act *Action) {
@@ -427,8 +432,11 @@ func inputKey(modelsHash string, infra model.Infrastructure) string {
 }
 
 func (d *Decider) schedule(now time.Time, act *Action) {
-	infra := d.used()
-	key := inputKey(d.modelsHash, infra)
+	key := d.key
+	if d.keyStale || d.key == "" {
+		key = inputKey(d.modelsHash, d.used())
+		d.keyStale = false
+	}
 	if key != d.key || d.check {
 		d.key = key
 		d.lastChange = now
@@ -443,7 +451,9 @@ func (d *Decider) schedule(now time.Time, act *Action) {
 		}
 	}
 	act.Wake = d.memberDeadline()
-	need := d.haveModels && (d.key != d.deployedKey || d.check)
+	// Nothing is deployed before the models are loaded and the source has
+	// reported once: an empty infrastructure is not "no machines".
+	need := d.haveModels && d.haveInfra && (d.key != d.deployedKey || d.check)
 	if !need {
 		d.dirtySince = time.Time{}
 		d.eventSince = time.Time{}
@@ -469,7 +479,7 @@ func (d *Decider) schedule(now time.Time, act *Action) {
 	}
 	order := &DeployOrder{
 		Key:            d.key,
-		Infrastructure: infra,
+		Infrastructure: d.used(),
 		Causes:         dedup(d.causes),
 		Since:          earlier(d.eventSince, d.dirtySince),
 		Attempt:        d.attempt,

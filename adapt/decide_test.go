@@ -346,6 +346,16 @@ func TestDecideModelsAndResync(t *testing.T) {
 	}
 }
 
+func TestDecideNoSnapshotNoDeploy(t *testing.T) {
+	t.Parallel()
+	d := NewDecider(testTiming())
+	for _, o := range []Observation{{Kind: ObsModels, ModelsHash: "m"}, {Kind: ObsResync}, {Kind: ObsTick}} {
+		if a := d.Decide(o, t0.Add(time.Hour)); a.Deploy != nil {
+			t.Fatalf("deployed before the first snapshot")
+		}
+	}
+}
+
 func TestDecideNoModelsNoDeploy(t *testing.T) {
 	t.Parallel()
 	d := NewDecider(testTiming())

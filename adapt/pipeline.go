@@ -92,6 +92,9 @@ func (p *ModelPlanner) Load(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if err := svcs.Validate(p.cfg.Services); err != nil {
+		return "", err
+	}
 	b, err := json.Marshal(svcs)
 	if err != nil {
 		return "", fmt.Errorf("hash services %s: %w", p.cfg.Services, err)

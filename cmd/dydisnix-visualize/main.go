@@ -97,6 +97,9 @@ func render(svcFile, infraFile, distFile, format string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if err := svcs.Validate(svcFile); err != nil {
+		return "", err
+	}
 	infra, err := model.LoadInfrastructure(infraFile)
 	if err != nil {
 		return "", err
