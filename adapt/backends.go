@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -197,6 +198,35 @@ func (a *AgentDeployer) Deploy(ctx context.Context, req DeployRequest) (*DeployR
 		return res, err
 	}
 	return res, nil
+}
+
+// Draining asks every target's agent whether it is draining (GET
+// /v1/health, 1 s timeout each, in parallel). Targets that do not answer
+// are not reported (discovery's probe decides about them).
+func (a *AgentDeployer) Draining(ctx context.Context, infra model.Infrastructure) map[string]bool {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	out := map[string]bool{}
+	for name, t := range infra {
+		c, err := a.backend.ClientFor(t, a.cfg.TargetProperty)
+		if err != nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			hctx, cancel := context.WithTimeout(ctx, a.cfg.ProbeTimeout)
+			defer cancel()
+			h, err := c.Health(hctx)
+			if err == nil && h.Draining {
+				mu.Lock()
+				out[name] = true
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return out
 }
 
 // Snapshot snapshots every stateful service of the newest generation into

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -134,7 +135,7 @@ exec sleep 600
 	reports := make(chan DeployReport, 20)
 	tm := DefaultTiming()
 	tm.InitialSettle, tm.Debounce, tm.Stabilise, tm.RemoveGrace = -1, 20*time.Millisecond, time.Second, 100*time.Millisecond
-	tm.BackoffRandomization = -1
+	tm.BackoffRandomization, tm.Resync = -1, 300*time.Millisecond
 	l, err := New(Config{Source: src, Planner: planner, Deployer: dep, Timing: tm, OnDeploy: func(r DeployReport) { reports <- r }})
 	if err != nil {
 		t.Fatal(err)
@@ -245,6 +246,29 @@ exec sleep 600
 	for _, svc := range []string{"store", "web"} {
 		where(svc) // fails on a duplicate
 	}
+
+	// 5. a machine drains without its goodbye reaching the coordinator
+	// (discovery keeps reporting it): the resync's drain check finds it,
+	// its services are moved away and its drain completes.
+	victim := where("store")
+	moved := make(chan bool, 1)
+	go func() { moved <- agents[victim].a.Drain(context.Background(), 30*time.Second) }()
+	for drained := false; !drained; {
+		r = next("drain")
+		drained = strings.Contains(strings.Join(r.Causes, ";"), "target "+victim+" removed (drain)")
+	}
+	select {
+	case ok := <-moved:
+		if !ok {
+			t.Errorf("the drain of %s timed out", victim)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the drain of %s did not finish", victim)
+	}
+	if at := where("store"); at == victim || data("store", at) != want {
+		t.Errorf("store after the drain on %s with %q", at, data("store", at))
+	}
+
 	cancel()
 	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
 		t.Fatal(err)

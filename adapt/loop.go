@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"sort"
 	"sync"
 	"time"
 
@@ -83,6 +84,14 @@ type Deployer interface {
 	// Deploy plans the transition from the current generation to the
 	// desired one and executes it.
 	Deploy(ctx context.Context, req DeployRequest) (*DeployResult, error)
+}
+
+// DrainChecker is implemented by deployers that can ask targets whether
+// they are draining (an agent stopping gracefully). When the Deployer
+// implements it, the loop asks at every resync and treats a draining target
+// as gracefully removed even if its mDNS goodbye was lost.
+type DrainChecker interface {
+	Draining(ctx context.Context, infra model.Infrastructure) map[string]bool
 }
 
 // Snapshotter takes snapshots of every stateful service into the
@@ -168,6 +177,11 @@ type Loop struct {
 	services   model.Services
 	modelsHash string
 	seq        int
+
+	// draining holds targets that reported a drain; they are filtered out
+	// of every snapshot until discovery stops reporting them.
+	draining map[string]bool
+	lastSnap *Snapshot
 
 	// stepped, when set (tests), receives after every decision step.
 	stepped chan struct{}
@@ -255,6 +269,11 @@ func (l *Loop) Run(ctx context.Context) error {
 	done := make(chan deployDone, 1)
 	running := false
 
+	dc, _ := l.cfg.Deployer.(DrainChecker)
+	drainRes := make(chan map[string]bool, 1)
+	drainBusy := false
+	l.draining = map[string]bool{}
+
 	var wake Timer
 	resync := l.clock.NewTimer(l.decider.Timing().Resync)
 	defer func() { resync.Stop() }()
@@ -332,7 +351,22 @@ func (l *Loop) Run(ctx context.Context) error {
 				s.At = l.clock.Now()
 			}
 			l.noteSnapshot(s)
-			step(Observation{Kind: ObsSnapshot, Snapshot: s})
+			l.lastSnap = &s
+			step(Observation{Kind: ObsSnapshot, Snapshot: l.withoutDraining(s, nil)})
+		case d := <-drainRes:
+			drainBusy = false
+			var fresh []string
+			for t := range d {
+				if !l.draining[t] {
+					fresh = append(fresh, t)
+					l.draining[t] = true
+				}
+			}
+			if len(fresh) > 0 && l.lastSnap != nil {
+				sort.Strings(fresh)
+				l.log.Info("targets are draining", zap.Strings("targets", fresh))
+				step(Observation{Kind: ObsSnapshot, Snapshot: l.withoutDraining(*l.lastSnap, fresh)})
+			}
 		case <-reload:
 			if err := l.load(ctx, false); err == nil {
 				step(Observation{Kind: ObsModels, ModelsHash: l.getModelsHash()})
@@ -343,6 +377,15 @@ func (l *Loop) Run(ctx context.Context) error {
 				step(Observation{Kind: ObsModels, ModelsHash: l.getModelsHash()})
 			}
 			step(Observation{Kind: ObsResync})
+			if dc != nil && !drainBusy && l.lastSnap != nil && len(l.lastSnap.Infrastructure) > 0 {
+				drainBusy = true
+				infra := l.lastSnap.Infrastructure
+				go func() {
+					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					defer cancel()
+					drainRes <- dc.Draining(ctx, infra)
+				}()
+			}
 		case <-wakeC:
 			wake = nil
 			step(Observation{Kind: ObsTick})
@@ -353,6 +396,30 @@ func (l *Loop) Run(ctx context.Context) error {
 			step(Observation{Kind: ObsDeployDone, Key: key, Err: d.err})
 		}
 	}
+}
+
+// withoutDraining removes draining targets from a snapshot, with a
+// graceful removal event for those newly found draining. A target that
+// discovery no longer reports leaves the draining set.
+func (l *Loop) withoutDraining(s Snapshot, fresh []string) Snapshot {
+	for t := range l.draining {
+		if _, ok := s.Infrastructure[t]; !ok {
+			delete(l.draining, t)
+		}
+	}
+	if len(l.draining) == 0 {
+		return s
+	}
+	out := Snapshot{Infrastructure: model.Infrastructure{}, Events: append([]Event(nil), s.Events...), At: s.At}
+	for name, t := range s.Infrastructure {
+		if !l.draining[name] {
+			out.Infrastructure[name] = t
+		}
+	}
+	for _, t := range fresh {
+		out.Events = append(out.Events, Event{Kind: EventRemoved, Target: t, Reason: "drain", At: l.clock.Now()})
+	}
+	return out
 }
 
 // shutdown waits for a running deploy, cancelling it (the deployer rolls

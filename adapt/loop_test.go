@@ -505,3 +505,44 @@ func TestLoopStopsWhenTheSourceFails(t *testing.T) {
 		t.Error("OnReady not called")
 	}
 }
+
+// drainingDeployer is a recording deployer whose targets can report a drain.
+type drainingDeployer struct {
+	recordingDeployer
+	mu2      sync.Mutex
+	draining map[string]bool
+}
+
+func (d *drainingDeployer) Draining(ctx context.Context, infra model.Infrastructure) map[string]bool {
+	d.mu2.Lock()
+	defer d.mu2.Unlock()
+	out := map[string]bool{}
+	for t := range infra {
+		if d.draining[t] {
+			out[t] = true
+		}
+	}
+	return out
+}
+
+func TestLoopDrainWithoutGoodbye(t *testing.T) {
+	t.Parallel()
+	dd := &drainingDeployer{draining: map[string]bool{}}
+	h := newHarness(t, func(c *Config) { c.Deployer = dd; c.Timing.Resync = time.Second })
+	h.dep = &dd.recordingDeployer
+	h.snap(infraOf("a", "b"))
+	h.waitDeploy(5 * time.Second)
+	dd.mu2.Lock()
+	dd.draining["b"] = true
+	dd.mu2.Unlock()
+	r := h.waitDeploy(5 * time.Second)
+	if fmt.Sprint(r.Targets) != "[a]" || !strings.Contains(fmt.Sprint(r.Causes), "target b removed (drain)") {
+		t.Fatalf("drain deploy = %+v", r)
+	}
+	// discovery still reports b (its goodbye was lost): it stays out
+	h.snap(infraOf("a", "b"))
+	h.noDeploy(3 * time.Second)
+	if st := h.l.Status(); len(st.Infrastructure) != 1 {
+		t.Errorf("draining target used again: %v", st.Infrastructure.Names())
+	}
+}
