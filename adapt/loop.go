@@ -125,8 +125,8 @@ type Config struct {
 	Clock Clock
 	// Logger defaults to a no-op logger.
 	Logger *zap.Logger
-	// Registerer receives the loop's metrics; nil uses a private registry
-	// (served by Handler).
+	// Registry receives the loop's metrics and is served on /metrics; nil
+	// uses a private registry.
 	Registry *prometheus.Registry
 	// OnDeploy is called after every deploy that was attempted (not for
 	// checks that found nothing changed). It must not block for long.
