@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 
 	"go.uber.org/zap"
 
@@ -49,6 +50,8 @@ type ModelPlanner struct {
 	cfg PipelineConfig
 
 	mu        sync.Mutex
+	sig       string // stat signature of the files at the last load
+	hash      string
 	services  model.Services
 	policy    *qos.Policy
 	augmenter augment.Augmenter
@@ -86,7 +89,20 @@ func (p *ModelPlanner) WatchFiles() []string {
 // Load reads every model file and returns a hash of their content: the
 // services model canonically (JSON with sorted keys), the other files as
 // bytes (a builtin policy by name).
+//
+// Evaluating a .nix model runs nix-instantiate, which costs far more than
+// the rest of an idle loop: when a model is a .nix file and no file changed
+// (same size, modification time and inode), the previous evaluation is
+// reused. JSON and YAML models are always read again.
 func (p *ModelPlanner) Load(ctx context.Context) (string, error) {
+	sig, nix := p.signature()
+	p.mu.Lock()
+	if nix && sig != "" && sig == p.sig && p.hash != "" {
+		h := p.hash
+		p.mu.Unlock()
+		return h, nil
+	}
+	p.mu.Unlock()
 	h := sha256.New()
 	svcs, err := model.LoadServices(p.cfg.Services)
 	if err != nil {
@@ -135,10 +151,31 @@ func (p *ModelPlanner) Load(ctx context.Context) (string, error) {
 			return "", err
 		}
 	}
+	sum := hex.EncodeToString(h.Sum(nil))
 	p.mu.Lock()
 	p.services, p.policy, p.augmenter, p.resources = svcs, policy, aug, res
+	p.sig, p.hash = sig, sum
 	p.mu.Unlock()
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return sum, nil
+}
+
+// signature identifies the current version of every model file by size,
+// modification time and inode; nix reports whether one is a .nix file.
+func (p *ModelPlanner) signature() (sig string, nix bool) {
+	var b strings.Builder
+	for _, f := range p.WatchFiles() {
+		st, err := os.Stat(f)
+		if err != nil {
+			return "", false
+		}
+		var ino uint64
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+			ino = sys.Ino
+		}
+		fmt.Fprintf(&b, "%s|%d|%d|%d;", f, st.Size(), st.ModTime().UnixNano(), ino)
+		nix = nix || strings.HasSuffix(f, ".nix")
+	}
+	return b.String(), nix
 }
 
 func hashFile(h interface{ Write([]byte) (int, error) }, file string) error {
