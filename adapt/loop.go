@@ -174,6 +174,8 @@ type Loop struct {
 	mu         sync.Mutex
 	status     Status
 	lastFull   string
+	lastKey    string    // order key of the last successful deploy
+	lastAugAt  time.Time // when the augmentation was last re-evaluated for it
 	services   model.Services
 	modelsHash string
 	seq        int
@@ -527,6 +529,15 @@ func (l *Loop) execute(ctx context.Context, order *DeployOrder) (*DeployReport, 
 	l.deployMu.Lock()
 	defer l.deployMu.Unlock()
 	started := l.clock.Now()
+	// A check of unchanged input (resync) re-evaluates the augmentation
+	// (secrets from files or the environment may have changed; a .nix
+	// augmentation runs nix-instantiate) at most once a minute.
+	l.mu.Lock()
+	quiet := order.Key == l.lastKey && len(order.Reconcile) == 0 && started.Sub(l.lastAugAt) < time.Minute
+	l.mu.Unlock()
+	if quiet {
+		return nil, nil
+	}
 	aug, err := l.cfg.Planner.Augment(order.Infrastructure)
 	if err != nil {
 		return l.report(order, started, nil, nil, fmt.Errorf("augment: %w", err)), err
@@ -534,6 +545,9 @@ func (l *Loop) execute(ctx context.Context, order *DeployOrder) (*DeployReport, 
 	full := fullHash(order.Key, aug)
 	l.mu.Lock()
 	same := full == l.lastFull && len(order.Reconcile) == 0
+	if same {
+		l.lastAugAt = started
+	}
 	l.mu.Unlock()
 	if same {
 		return nil, nil
@@ -562,7 +576,7 @@ func (l *Loop) execute(ctx context.Context, order *DeployOrder) (*DeployReport, 
 		return l.report(order, started, desired, res, err), err
 	}
 	l.mu.Lock()
-	l.lastFull = full
+	l.lastFull, l.lastKey, l.lastAugAt = full, order.Key, started
 	l.services = desired.Services
 	l.mu.Unlock()
 	return l.report(order, started, desired, res, nil), nil
