@@ -1,0 +1,83 @@
+package adapt
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/dydisnix/dydisnix/deployer/disnix"
+	"github.com/dydisnix/dydisnix/model"
+)
+
+// TestDisnixDeployerWithFakeDisnix runs the Disnix deployer against FAKE
+// disnix-env / disnix-snapshot scripts (Disnix cannot run here): the tool is
+// called with the services model and generated infrastructure and
+// distribution files, and the deployed distribution becomes the previous
+// one of the next policy run.
+func TestDisnixDeployerWithFakeDisnix(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "bin")
+	os.MkdirAll(bin, 0o755)
+	calls := filepath.Join(dir, "calls")
+	for _, tool := range []string{"disnix-env", "disnix-snapshot", "disnix-reconstruct"} {
+		script := "#!/bin/sh\necho \"" + tool + " $*\" >> " + calls + "\n"
+		if err := os.WriteFile(filepath.Join(bin, tool), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	svc := writeFile(t, dir, "services.nix", "{system, distribution, invDistribution, pkgs}: {}")
+	d, err := NewDisnixDeployer(DisnixConfig{ServicesFile: svc, StateDir: filepath.Join(dir, "state"), Bin: bin,
+		Options: disnix.Options{MaxConcurrentTransfers: 3}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if prev, err := d.Current(ctx); err != nil || prev != nil {
+		t.Fatalf("Current before any deploy = %v, %v", prev, err)
+	}
+	dist := model.Distribution{"web": {{Target: "t1"}}}
+	res, err := d.Deploy(ctx, DeployRequest{Desired: &Desired{Infrastructure: infraOf("t1"), Distribution: dist}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Plan) == 0 {
+		t.Errorf("no plan reported")
+	}
+	if err := d.Snapshot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Reconstruct(ctx, infraOf("t1")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := d.Current(ctx)
+	if err != nil || got.Targets("web")[0] != "t1" {
+		t.Fatalf("Current = %v, %v", got, err)
+	}
+	b, _ := os.ReadFile(calls)
+	log := string(b)
+	for _, want := range []string{"disnix-env ", "-s " + svc, "--max-concurrent-transfers 3", "disnix-snapshot", "disnix-reconstruct"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("fake Disnix calls lack %q:\n%s", want, log)
+		}
+	}
+}
+
+func TestMoved(t *testing.T) {
+	t.Parallel()
+	prev := model.Distribution{"a": {{Target: "t1"}}, "b": {{Target: "t1"}, {Target: "t2"}}, "gone": {{Target: "t1"}}}
+	next := model.Distribution{"a": {{Target: "t2"}}, "b": {{Target: "t2"}, {Target: "t1"}}, "new": {{Target: "t1"}}}
+	if got := Moved(prev, next); len(got) != 1 || got[0] != "a" {
+		t.Errorf("Moved = %v, want [a]", got)
+	}
+}
+
+func TestLockOwnerStable(t *testing.T) {
+	t.Parallel()
+	a, b := LockOwner("state"), LockOwner("./state")
+	if a != b || !strings.HasPrefix(a, "dydisnix-self-adapt@") {
+		t.Errorf("LockOwner = %q / %q", a, b)
+	}
+}
