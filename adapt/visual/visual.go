@@ -270,14 +270,34 @@ func (d *Diagram) SVG() string {
 		if !ok1 || !ok2 {
 			continue
 		}
-		x1, y1 := from.border(to.cx(), to.cy())
-		x2, y2 := to.border(from.cx(), from.cy())
 		dash, class := "", "dependsOn"
 		if e.Dashed {
 			dash, class = ` stroke-dasharray="5,4"`, "connectsTo"
 		}
-		fmt.Fprintf(&b, `<line class="%s" x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#333" stroke-width="1.5"%s marker-end="url(#arrow)"/>`+"\n",
-			class, x1, y1, x2, y2, dash)
+		var path string
+		if e.From.Target == e.To.Target {
+			// Inside one target: an arc on the right side, so it never
+			// crosses the services stacked in between.
+			x1, y1 := from.x+from.w, from.cy()
+			x2, y2 := to.x+to.w, to.cy()
+			bulge := 14 + math.Abs(y2-y1)/6
+			path = fmt.Sprintf("M%.1f,%.1f C%.1f,%.1f %.1f,%.1f %.1f,%.1f", x1, y1, x1+bulge, y1, x2+bulge, y2, x2, y2)
+		} else {
+			// Between targets: a gentle curve bent to the left of the
+			// direction of travel, so the two edges of a connectsTo pair
+			// (a → b, b → a) stay apart.
+			x1, y1 := from.border(to.cx(), to.cy())
+			x2, y2 := to.border(from.cx(), from.cy())
+			dx, dy := x2-x1, y2-y1
+			l := math.Hypot(dx, dy)
+			if l == 0 {
+				continue
+			}
+			mx, my := (x1+x2)/2-dy/l*18, (y1+y2)/2+dx/l*18
+			path = fmt.Sprintf("M%.1f,%.1f Q%.1f,%.1f %.1f,%.1f", x1, y1, mx, my, x2, y2)
+		}
+		fmt.Fprintf(&b, `<path class="%s" d="%s" fill="none" stroke="#333" stroke-width="1.5"%s marker-end="url(#arrow)"/>`+"\n",
+			class, path, dash)
 	}
 	b.WriteString("</svg>\n")
 	return b.String()
