@@ -167,8 +167,8 @@ func TestDecideRemovals(t *testing.T) {
 	}{
 		{name: "goodbye acts at once", reason: "goodbye", wantDelay: 150 * time.Millisecond},
 		{name: "drain acts at once", reason: "drain", wantDelay: 150 * time.Millisecond},
-		{name: "crash waits for grace", reason: "probe failed", wantDelay: 650 * time.Millisecond},
-		{name: "blip within grace is ignored", reason: "expired", back: 200 * time.Millisecond, wantDelay: -1},
+		{name: "crash waits for grace", reason: "probe failed", wantDelay: 400 * time.Millisecond},
+		{name: "blip within grace is ignored", reason: "expired", back: 150 * time.Millisecond, wantDelay: -1},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -20,9 +20,10 @@ type Timing struct {
 	InitialSettle time.Duration
 	// RemoveGrace is how long a target missing from discovery without a
 	// goodbye or drain (crash, expiry, failed probe) is still used; a
-	// return within it cancels the removal. 500 ms: discovery has already
-	// confirmed the loss with a liveness probe, and a crash must be
-	// redeployed within 5 s.
+	// return within it cancels the removal. 250 ms: discovery has already
+	// confirmed the loss (two failed liveness probes or an expired record),
+	// and a crash must be redeployed within 5 s; this only absorbs a
+	// removal immediately followed by a re-announcement.
 	RemoveGrace time.Duration
 	// Stabilise is how long a target that was removed once must be present
 	// without interruption before it is used again. 10 s.
@@ -57,7 +58,7 @@ func DefaultTiming() Timing {
 		Debounce:             150 * time.Millisecond,
 		MaxDelay:             time.Second,
 		InitialSettle:        2 * time.Second,
-		RemoveGrace:          500 * time.Millisecond,
+		RemoveGrace:          250 * time.Millisecond,
 		Stabilise:            10 * time.Second,
 		FlapStabilise:        2 * time.Minute,
 		MaxStabilise:         10 * time.Minute,

@@ -63,7 +63,7 @@ Loop:
       --snapshot-schedule SPEC cron schedule of --snapshot (robfig/cron, default "@every 1m")
       --reconstruct            rebuild the manifest from the targets before each deploy
       --debounce DUR           quiet period before a redeploy (default 150ms)
-      --remove-grace DUR       grace period of a removal without goodbye (default 500ms)
+      --remove-grace DUR       grace period of a removal without goodbye (default 250ms)
       --stabilise DUR          how long a returning machine must stay (default 10s)
       --flap-stabilise DUR     the same for a flapping machine (default 2m)
       --settle DUR             wait after start before the first deploy (default 2s)
