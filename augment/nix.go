@@ -48,7 +48,7 @@ func (a *NixAugmenter) Expr() string {
 	b.WriteString(Lib)
 	b.WriteString(";\n  infrastructure = builtins.fromJSON (builtins.readFile \"/dev/stdin\")")
 	b.WriteString(";\n  f = import ")
-	b.WriteString(nixString(a.File))
+	b.WriteString(model.QuoteNix(a.File))
 	b.WriteString(`;
   args = { inherit infrastructure lib; };
   formals = builtins.functionArgs f;
@@ -136,33 +136,4 @@ func (n NixInstantiate) EvalJSON(ctx context.Context, expr string, stdin []byte)
 		return nil, fmt.Errorf("run nix-instantiate: %w", err)
 	}
 	return stdout.Bytes(), nil
-}
-
-// nixString quotes s as a Nix string literal.
-func nixString(s string) string {
-	var b strings.Builder
-	b.WriteByte('"')
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; c {
-		case '"', '\\':
-			b.WriteByte('\\')
-			b.WriteByte(c)
-		case '\n':
-			b.WriteString(`\n`)
-		case '\r':
-			b.WriteString(`\r`)
-		case '\t':
-			b.WriteString(`\t`)
-		case '$':
-			if i+1 < len(s) && s[i+1] == '{' {
-				b.WriteString(`\$`)
-			} else {
-				b.WriteByte(c)
-			}
-		default:
-			b.WriteByte(c)
-		}
-	}
-	b.WriteByte('"')
-	return b.String()
 }

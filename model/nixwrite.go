@@ -127,6 +127,23 @@ func writeNix(buf *bytes.Buffer, v any, indent string) error {
 	return nil
 }
 
+// QuoteNix quotes s as a Nix string literal, usable wherever one is (also
+// as an attribute name). Nix strings cannot hold a NUL byte: each one is
+// written as an interpolated throw, so the text parses and evaluating it
+// fails with a clear message.
+func QuoteNix(s string) string {
+	if strings.IndexByte(s, 0) < 0 {
+		q, _ := NixString(s)
+		return q
+	}
+	parts := strings.Split(s, "\x00")
+	for i, p := range parts {
+		q, _ := NixString(p)
+		parts[i] = q[1 : len(q)-1]
+	}
+	return `"` + strings.Join(parts, `${throw "dydisnix: a string holds a NUL byte"}`) + `"`
+}
+
 // NixString quotes s as a Nix string literal. Nix strings cannot hold a NUL
 // byte; that is an error.
 func NixString(s string) (string, error) {

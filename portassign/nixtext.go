@@ -4,38 +4,9 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-)
 
-// nixString quotes s as a Nix string literal.
-func nixString(s string) string {
-	var b strings.Builder
-	b.WriteByte('"')
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch c {
-		case '"':
-			b.WriteString(`\"`)
-		case '\\':
-			b.WriteString(`\\`)
-		case '\n':
-			b.WriteString(`\n`)
-		case '\r':
-			b.WriteString(`\r`)
-		case '\t':
-			b.WriteString(`\t`)
-		case '$':
-			if i+1 < len(s) && s[i+1] == '{' {
-				b.WriteString(`\$`)
-			} else {
-				b.WriteByte(c)
-			}
-		default:
-			b.WriteByte(c)
-		}
-	}
-	b.WriteByte('"')
-	return b.String()
-}
+	"github.com/dydisnix/dydisnix/model"
+)
 
 // attrWriter prints nested attribute sets in the layout of the reference's
 // ids.nix: quoted keys, two-space indentation, closing braces at the
@@ -49,7 +20,7 @@ func (w *attrWriter) indent(n int) { w.b.WriteString(strings.Repeat(" ", n)) }
 // open starts an attribute whose value is an attribute set.
 func (w *attrWriter) open(depth int, key string) {
 	w.indent(2 * depth)
-	w.b.WriteString(nixString(key))
+	w.b.WriteString(model.QuoteNix(key))
 	w.b.WriteString(" = {\n")
 }
 
@@ -62,7 +33,7 @@ func (w *attrWriter) close(depth int) {
 // int writes key = n; at depth.
 func (w *attrWriter) int(depth int, key string, n int64) {
 	w.indent(2 * depth)
-	w.b.WriteString(nixString(key))
+	w.b.WriteString(model.QuoteNix(key))
 	w.b.WriteString(" = ")
 	w.b.WriteString(strconv.FormatInt(n, 10))
 	w.b.WriteString(";\n")
