@@ -177,6 +177,7 @@ type Loop struct {
 	lastKey    string    // order key of the last successful deploy
 	lastAugAt  time.Time // when the augmentation was last re-evaluated for it
 	services   model.Services
+	explanation any
 	modelsHash string
 	seq        int
 
@@ -578,6 +579,7 @@ func (l *Loop) execute(ctx context.Context, order *DeployOrder) (*DeployReport, 
 	l.mu.Lock()
 	l.lastFull, l.lastKey, l.lastAugAt = full, order.Key, started
 	l.services = desired.Services
+	l.explanation = desired.Explanation
 	l.mu.Unlock()
 	return l.report(order, started, desired, res, nil), nil
 }

@@ -65,7 +65,9 @@ func (l *Loop) Diagram() *visual.Diagram {
 	return visual.Build(svcs, names, st.Distribution, states)
 }
 
-// Handler serves /healthz, /status, /metrics and the status page /.
+// Handler serves /healthz, /status, /metrics, /explain (the policy's
+// explanation of the deployed distribution), /diagram.svg and the status
+// page /.
 func (l *Loop) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -84,6 +86,15 @@ func (l *Loop) Handler() http.Handler {
 		_ = enc.Encode(l.Status())
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(l.cfg.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /explain", func(w http.ResponseWriter, r *http.Request) {
+		l.mu.Lock()
+		ex := l.explanation
+		l.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(map[string]any{"explanation": ex})
+	})
 	mux.HandleFunc("GET /diagram.svg", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "image/svg+xml")
 		fmt.Fprint(w, l.Diagram().SVG())
@@ -135,7 +146,7 @@ func (l *Loop) page() string {
 <h2>Targets</h2>
 <table><tr><th>target</th><th>state</th><th>since</th><th>until</th><th>recent removals</th><th>reason</th></tr>
 ` + rows + `</table>
-<p><a href="/status">/status</a> &middot; <a href="/metrics">/metrics</a> &middot; <a href="/healthz">/healthz</a></p>
+<p><a href="/status">/status</a> &middot; <a href="/explain">/explain</a> &middot; <a href="/metrics">/metrics</a> &middot; <a href="/healthz">/healthz</a></p>
 </body></html>
 `
 }

@@ -81,6 +81,12 @@ func TestHandlers(t *testing.T) {
 	if strings.Contains(body, "<script") {
 		t.Errorf("status page uses scripts")
 	}
+	if code, ctype, body := get(t, srv, "/explain"); code != 200 || ctype != "application/json" || !strings.Contains(body, `"explanation"`) {
+		t.Errorf("/explain = %d %s %s", code, ctype, body)
+	}
+	if code, ctype, body := get(t, srv, "/diagram.svg"); code != 200 || ctype != "image/svg+xml" || !strings.HasPrefix(body, "<svg") {
+		t.Errorf("/diagram.svg = %d %s", code, ctype)
+	}
 	if code, _, _ := get(t, srv, "/nope"); code != 404 {
 		t.Errorf("/nope = %d", code)
 	}
