@@ -171,15 +171,15 @@ type Loop struct {
 
 	deployMu sync.Mutex // one deploy or snapshot at a time
 
-	mu         sync.Mutex
-	status     Status
-	lastFull   string
-	lastKey    string    // order key of the last successful deploy
-	lastAugAt  time.Time // when the augmentation was last re-evaluated for it
-	services   model.Services
+	mu          sync.Mutex
+	status      Status
+	lastFull    string
+	lastKey     string    // order key of the last successful deploy
+	lastAugAt   time.Time // when the augmentation was last re-evaluated for it
+	services    model.Services
 	explanation any
-	modelsHash string
-	seq        int
+	modelsHash  string
+	seq         int
 
 	// draining holds targets that reported a drain; they are filtered out
 	// of every snapshot until discovery stops reporting them.
