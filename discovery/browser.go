@@ -166,6 +166,38 @@ type txtCacheEntry struct {
 	joined string
 	obs    *Observation // nil: rejected, or waiting for a fetch
 	seen   time.Time
+
+	// prev is the record this one replaced at changed, by a record that
+	// came through zeroconf when viaZeroconf.
+	prev        string
+	changed     time.Time
+	viaZeroconf bool
+}
+
+// queryHold: zeroconf v1.0.0 reads the records of queries as answers too,
+// so a publisher still probing (RFC 6762 §8: three probes 250 ms apart, its
+// proposed records in the authority section) would be reported before it
+// has won its name, and one that loses the probe would appear with the
+// other machine's name. A zeroconf entry for an instance named in a query
+// within queryHold is ignored unless a response (seen by the passive
+// listener) named the instance since; a publisher announces 250 ms after
+// its last probe.
+const queryHold = time.Second
+
+// staleWindow: a record equal to the one just replaced, arriving through
+// the other path (passive listener vs zeroconf) within this time, is the
+// same packet overtaken on its way, not a revert (see handle).
+const staleWindow = 500 * time.Millisecond
+
+// overtaken says whether a TXT record (joined) that differs from ce is in
+// fact the record ce replaced, arriving late. Both paths (passive listener
+// and zeroconf) receive every answer, each through its own goroutines and
+// channel, so an answer can reach the browser loop through one path after a
+// newer one came through the other. A real revert within staleWindow is
+// read on the next round.
+func (ce *txtCacheEntry) overtaken(joined string, viaZeroconf bool, now time.Time) bool {
+	return ce != nil && ce.changed != (time.Time{}) && joined == ce.prev &&
+		now.Sub(ce.changed) < staleWindow && (viaZeroconf || ce.viaZeroconf)
 }
 
 // Run browses until ctx ends.
@@ -186,7 +218,7 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 			return err
 		}
 		defer conn.Close()
-		go conn.recv(msgs, ctx.Done(), false)
+		go conn.recv(msgs, ctx.Done(), true)
 	}
 	// The active half: zeroconf browse rounds and lookups (zeroconf.go).
 	zcRecords := make(chan *wireRecord, 64)
@@ -217,6 +249,10 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 	// record: the next rounds ask for their SRV and TXT (per-instance lookup).
 	unresolved := map[string]time.Time{}
 	warnedFull := false
+	// queried: instances named by records in a query (a probe's proposed
+	// records, known answers), when; zeroconf entries for them are held
+	// back until a response names them.
+	queried := map[string]time.Time{}
 	fetches := make(chan fetchResult, 16)
 	probes := make(chan probeResult, 16)
 	probing := map[string]bool{}
@@ -303,7 +339,14 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 			}
 			return
 		}
-		ce = &txtCacheEntry{joined: joined, seen: now}
+		if ce.overtaken(joined, r.viaZeroconf, now) {
+			return
+		}
+		nce := &txtCacheEntry{joined: joined, seen: now, viaZeroconf: r.viaZeroconf}
+		if ce != nil {
+			nce.prev, nce.changed = ce.joined, now
+		}
+		ce = nce
 		cache[r.instance] = ce
 		ann, warns, err := ParseTXT(r.txt, hostnameFromInstance(r.instance))
 		for _, w := range warns {
@@ -339,11 +382,27 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 			return nil
 		case in := <-msgs:
 			now := clk.Now()
+			if !in.msg.Response {
+				for _, inst := range queriedInstances(in.msg) {
+					if _, ok := queried[inst]; ok || len(queried) < MaxInstances {
+						queried[inst] = now
+					}
+				}
+				break
+			}
 			for _, r := range recordsOf(in.msg) {
+				delete(queried, r.instance)
 				handle(r, now)
 			}
 		case r := <-zcRecords:
-			handle(r, clk.Now())
+			now := clk.Now()
+			if at, ok := queried[r.instance]; ok {
+				if now.Sub(at) < queryHold {
+					break // maybe read from a query (see queryHold)
+				}
+				delete(queried, r.instance)
+			}
+			handle(r, now)
 		case fr := <-fetches:
 			delete(fetching, fr.instance)
 			now := clk.Now()
@@ -377,6 +436,11 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 				}
 			}
 			s.forget(cache, table, now)
+			for inst, at := range queried {
+				if now.Sub(at) >= queryHold {
+					delete(queried, inst)
+				}
+			}
 			startRound(lookups)
 			next := s.cfg.BrowseInterval
 			if len(startup) > 0 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -202,27 +203,189 @@ func hasKind(s Snapshot, target string, kind EventKind) bool {
 // receives the answers of other interfaces.
 func TestZeroconfEntryRecord(t *testing.T) {
 	_, n, _ := net.ParseCIDR("10.9.8.0/24")
-	z := &zeroconfRounds{nets: []*net.IPNet{n}, log: zap.NewNop()}
+	z := &zeroconfRounds{log: zap.NewNop()}
+	f := &linkFilter{nets: []*net.IPNet{n}}
 	e := &zeroconf.ServiceEntry{HostName: "a.local.", Port: 22, TTL: 120,
 		Text: []string{`properties."hostname"=\"a\"`}, AddrIPv4: []net.IP{net.IPv4(10, 9, 8, 7)}}
 	e.Instance = `disnix-a\.b`
-	r, ok := z.record(e)
+	r, ok := z.record(e, f)
 	if !ok || r.instance != "disnix-a.b" || !r.hasTXT || r.txt[0] != `properties."hostname"="a"` || r.ttl != 120*time.Second || r.port != 22 {
 		t.Fatalf("record %+v %v", r, ok)
 	}
 	e.AddrIPv4 = []net.IP{net.IPv4(192, 0, 2, 1)}
-	if _, ok := z.record(e); ok || z.offLink.Load() != 1 {
+	if _, ok := z.record(e, f); ok || z.offLink.Load() != 1 {
 		t.Fatal("entry from another interface accepted")
 	}
 	e.AddrIPv4, e.TTL, e.Text = []net.IP{net.IPv4(10, 9, 8, 7)}, 0, nil
-	if _, ok := z.record(e); ok {
+	if _, ok := z.record(e, f); ok {
 		t.Fatal("goodbye entry accepted")
 	}
 	e.TTL = 10
-	if r, ok := z.record(e); !ok || r.hasTXT {
+	if r, ok := z.record(e, f); !ok || r.hasTXT {
 		t.Fatalf("entry without TXT: %+v %v", r, ok)
+	}
+	e.AddrIPv4 = []net.IP{net.IPv4(192, 0, 2, 1)}
+	if _, ok := z.record(e, &linkFilter{anyAddr: true}); !ok {
+		t.Fatal("interface without IPv4 address: entry dropped")
 	}
 	if got := instanceLabel("disnix-a.b c"); got != `disnix-a\.b\ c` {
 		t.Fatalf("instanceLabel = %q", got)
+	}
+}
+
+// A record that a newer one overtook on the other path (passive listener vs
+// zeroconf) is not taken for a revert; one on the same passive path, or
+// after the window, is.
+func TestTXTCacheOvertaken(t *testing.T) {
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	ce := &txtCacheEntry{joined: "new", prev: "old", changed: t0}
+	for _, c := range []struct {
+		joined       string
+		viaZeroconf  bool
+		changedByZC  bool
+		after        time.Duration
+		wantOvertook bool
+	}{
+		{"old", true, false, 10 * time.Millisecond, true},
+		{"old", false, true, 10 * time.Millisecond, true},
+		{"old", false, false, 10 * time.Millisecond, false}, // passive path keeps packet order
+		{"old", true, false, staleWindow, false},
+		{"other", true, false, 10 * time.Millisecond, false},
+	} {
+		ce.viaZeroconf = c.changedByZC
+		if got := ce.overtaken(c.joined, c.viaZeroconf, t0.Add(c.after)); got != c.wantOvertook {
+			t.Errorf("%+v: overtaken = %v", c, got)
+		}
+	}
+	if (*txtCacheEntry)(nil).overtaken("old", true, t0) || (&txtCacheEntry{joined: "x"}).overtaken("", true, t0) {
+		t.Error("first record taken as overtaken")
+	}
+}
+
+// zeroconf's socket is bound to the wildcard and Linux hands it the mDNS
+// packets of every interface where some socket joined the group
+// (IP_MULTICAST_ALL): announcements on another interface of the host reach
+// it, and only the on-link filter keeps them out of a browser bound to lo.
+func TestBrowserZeroconfOtherInterface(t *testing.T) {
+	if !netns.Inside(t) {
+		netns.NewT(t, "ddo").RerunTest(t)
+		return
+	}
+	for _, args := range [][]string{
+		{"link", "add", "ddo0", "type", "veth", "peer", "name", "ddo1"},
+		{"link", "set", "ddo1", "up"},
+		{"link", "set", "ddo0", "multicast", "on", "up"},
+		{"addr", "add", "10.254.253.1/24", "dev", "ddo0"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v: %s", args, err, out)
+		}
+	}
+	ifaces, err := ResolveInterfaces([]string{"ddo0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := openMDNS(ifaces)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	r := &responder{conn: conn, instance: "disnix-other", host: "other.local.", port: 22, ttl: 120,
+		txt: []string{"txtvers=1", `properties."hostname"="other"`}, ips: []net.IP{net.IPv4(10, 254, 253, 1)}}
+
+	src, err := NewMDNSSource(BrowserConfig{
+		Interfaces: []string{"lo"}, Logger: zaptest.NewLogger(t), noPassive: true,
+		BrowseInterval: 300 * time.Millisecond, InitialWait: 300 * time.Millisecond, Debounce: 50 * time.Millisecond, ProbeInterval: -1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	out := make(chan Snapshot, 64)
+	done := make(chan struct{})
+	go func() { defer close(done); src.Run(ctx, out) }()
+	defer func() { cancel(); <-done }()
+
+	// Announce on ddo0 every 100 ms for 2 s, while the browser runs rounds
+	// on lo.
+	for i := 0; i < 20; i++ {
+		if err := r.announce(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+		select {
+		case s := <-out:
+			if s.Infrastructure["other"] != nil {
+				t.Fatal("browser bound to lo reports a machine announced on ddo0")
+			}
+		default:
+		}
+	}
+	zc := src.zc.Load()
+	t.Logf("zeroconf entries from other interfaces dropped: %d", zc.offLink.Load())
+	if zc.offLink.Load() == 0 {
+		t.Fatal("no announcement of ddo0 reached zeroconf's socket: the test did not exercise the on-link filter")
+	}
+}
+
+// A machine that only probes (RFC 6762 §8: its proposed records ride in
+// the queries' authority section) and never announces, like a publisher
+// that lost its name, is not reported: zeroconf v1.0.0 reads those records
+// as answers, and the browser holds such entries back.
+func TestBrowserIgnoresProbes(t *testing.T) {
+	if !netns.Inside(t) {
+		netns.NewT(t, "ddq").RerunTest(t)
+		return
+	}
+	ifaces, err := ResolveInterfaces([]string{"lo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := openMDNS(ifaces)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	r := &responder{conn: conn, instance: "disnix-prober", host: "prober.local.", port: 22, ttl: 120,
+		txt: []string{"txtvers=1", `properties."hostname"="prober"`}, ips: []net.IP{net.IPv4(127, 0, 0, 1)}}
+	src, err := NewMDNSSource(BrowserConfig{
+		Interfaces: []string{"lo"}, Logger: zaptest.NewLogger(t),
+		BrowseInterval: 300 * time.Millisecond, InitialWait: 300 * time.Millisecond, Debounce: 50 * time.Millisecond, ProbeInterval: -1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	out := make(chan Snapshot, 64)
+	done := make(chan struct{})
+	go func() { defer close(done); src.Run(ctx, out) }()
+	defer func() { cancel(); <-done }()
+	for i := 0; i < 12; i++ {
+		if err := conn.send(r.probeQuery()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond)
+		select {
+		case s := <-out:
+			if s.Infrastructure["prober"] != nil {
+				t.Fatal("a machine that only probed is reported")
+			}
+		default:
+		}
+	}
+	// It announces: now it is reported.
+	if err := r.announce(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case s := <-out:
+			if s.Infrastructure["prober"] != nil {
+				return
+			}
+		case <-deadline:
+			t.Fatal("announced machine not reported")
+		}
 	}
 }

@@ -236,6 +236,8 @@ type wireRecord struct {
 	ttl      time.Duration
 	host     string
 	port     int
+
+	viaZeroconf bool // from a zeroconf entry, not the passive listener
 }
 
 // recordsOf groups the records of an mDNS response by instance. A PTR or SRV
@@ -335,4 +337,30 @@ func txtFromWire(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
+}
+
+// queriedInstances returns the instances that records carried by a query
+// name: the proposed records of a probe (authority section, RFC 6762
+// §8.2) and known answers (answer section, §7.1). Such records are not
+// answers, but zeroconf v1.0.0 reads every message's records as answers,
+// whether it is a query or a response.
+func queriedInstances(msg *dns.Msg) []string {
+	if msg.Response {
+		return nil
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, sec := range [][]dns.RR{msg.Answer, msg.Ns} {
+		for _, rr := range sec {
+			name := rr.Header().Name
+			if p, ok := rr.(*dns.PTR); ok {
+				name = p.Ptr
+			}
+			if inst, ok := instanceOf(name); ok && !seen[inst] {
+				seen[inst] = true
+				out = append(out, inst)
+			}
+		}
+	}
+	return out
 }

@@ -105,6 +105,7 @@ func FuzzPacket(f *testing.F) {
 				}
 			}
 		}
+		_ = queriedInstances(&msg)
 		_, _ = r.answer(&msg, 5353)
 		_ = r.conflict(&msg)
 	})
@@ -126,4 +127,23 @@ func browseQuery(lookups []string) *dns.Msg {
 			dns.Question{Name: name, Qtype: dns.TypeTXT, Qclass: dns.ClassINET})
 	}
 	return m
+}
+
+// A probe names its instance through its proposed records, a query through
+// its known answers; a response names nothing here.
+func TestQueriedInstances(t *testing.T) {
+	r := &responder{instance: "disnix-a b", host: "a.local.", port: 22, ttl: 120,
+		txt: []string{"txtvers=1"}, ips: []net.IP{net.IPv4(10, 0, 0, 1)}}
+	if got := queriedInstances(r.probeQuery()); len(got) != 1 || got[0] != "disnix-a b" {
+		t.Fatalf("probe: %q", got)
+	}
+	ptr, _, _, _ := r.records(120)
+	q := browseQuery(nil)
+	q.Answer = []dns.RR{ptr}
+	if got := queriedInstances(q); len(got) != 1 || got[0] != "disnix-a b" {
+		t.Fatalf("known answer: %q", got)
+	}
+	if got := queriedInstances(r.goodbyeMsg()); got != nil {
+		t.Fatalf("response: %q", got)
+	}
 }

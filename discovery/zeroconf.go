@@ -37,11 +37,9 @@ import (
 // zeroconfRounds runs browse rounds and lookups with zeroconf and hands the
 // entries to the browser loop as wire records.
 type zeroconfRounds struct {
-	ifaces  []net.Interface
-	nets    []*net.IPNet
-	anyAddr bool // an interface without an IPv4 address: no address filter
-	out     chan<- *wireRecord
-	log     *zap.Logger
+	ifaces []net.Interface
+	out    chan<- *wireRecord
+	log    *zap.Logger
 
 	entries  atomic.Int64 // entries accepted (for tests and debugging)
 	offLink  atomic.Int64 // entries dropped: no address on our interfaces
@@ -49,30 +47,42 @@ type zeroconfRounds struct {
 }
 
 func newZeroconfRounds(ifaces []net.Interface, out chan<- *wireRecord, log *zap.Logger) *zeroconfRounds {
-	z := &zeroconfRounds{ifaces: ifaces, out: out, log: log}
-	for i := range ifaces {
-		addrs, err := ifaces[i].Addrs()
+	return &zeroconfRounds{ifaces: ifaces, out: out, log: log}
+}
+
+// linkFilter holds the IPv4 subnets of the configured interfaces, read at
+// the start of each round (addresses may change while the browser runs).
+type linkFilter struct {
+	nets    []*net.IPNet
+	anyAddr bool // an interface without an IPv4 address: no address filter
+}
+
+func (z *zeroconfRounds) linkFilter() *linkFilter {
+	f := &linkFilter{}
+	for i := range z.ifaces {
+		addrs, err := z.ifaces[i].Addrs()
 		found := false
 		for _, a := range addrs {
 			if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil {
-				z.nets = append(z.nets, n)
+				f.nets = append(f.nets, n)
 				found = true
 			}
 		}
 		if err != nil || !found {
-			z.anyAddr = true
+			f.anyAddr = true
 		}
 	}
-	return z
+	return f
 }
 
 // round runs one zeroconf Browse for ServiceType, plus one Lookup per
 // instance in lookups, until ctx ends.
 func (z *zeroconfRounds) round(ctx context.Context, lookups []string) {
+	f := z.linkFilter()
 	var wg sync.WaitGroup
 	run := func(instance string) {
 		defer wg.Done()
-		z.run(ctx, instance)
+		z.run(ctx, instance, f)
 	}
 	wg.Add(1 + len(lookups))
 	go run("")
@@ -83,7 +93,7 @@ func (z *zeroconfRounds) round(ctx context.Context, lookups []string) {
 }
 
 // run is one Browse (instance "") or Lookup with a fresh Resolver.
-func (z *zeroconfRounds) run(ctx context.Context, instance string) {
+func (z *zeroconfRounds) run(ctx context.Context, instance string, f *linkFilter) {
 	if len(z.ifaces) == 0 {
 		return // never: zeroconf takes "no interface" as "all interfaces"
 	}
@@ -106,7 +116,7 @@ func (z *zeroconfRounds) run(ctx context.Context, instance string) {
 	// zeroconf closes entries when ctx ends; until then its main loop
 	// blocks on every send, so read to the end.
 	for e := range entries {
-		r, ok := z.record(e)
+		r, ok := z.record(e, f)
 		if !ok {
 			continue
 		}
@@ -118,7 +128,7 @@ func (z *zeroconfRounds) run(ctx context.Context, instance string) {
 }
 
 // record converts a zeroconf entry into the browser's wire record.
-func (z *zeroconfRounds) record(e *zeroconf.ServiceEntry) (*wireRecord, bool) {
+func (z *zeroconfRounds) record(e *zeroconf.ServiceEntry, f *linkFilter) (*wireRecord, bool) {
 	if e == nil || e.TTL == 0 {
 		return nil, false
 	}
@@ -127,13 +137,13 @@ func (z *zeroconfRounds) record(e *zeroconf.ServiceEntry) (*wireRecord, bool) {
 	if !ok {
 		return nil, false
 	}
-	if !z.onLink(e.AddrIPv4) {
+	if !f.onLink(e.AddrIPv4) {
 		z.offLink.Add(1)
 		z.log.Debug("zeroconf entry from another interface ignored", zap.String("instance", inst))
 		return nil, false
 	}
 	z.entries.Add(1)
-	r := &wireRecord{instance: inst, ttl: time.Duration(e.TTL) * time.Second, host: e.HostName, port: e.Port}
+	r := &wireRecord{instance: inst, ttl: time.Duration(e.TTL) * time.Second, host: e.HostName, port: e.Port, viaZeroconf: true}
 	if e.Text != nil {
 		r.hasTXT = true
 		r.txt = make([]string, len(e.Text))
@@ -145,12 +155,12 @@ func (z *zeroconfRounds) record(e *zeroconf.ServiceEntry) (*wireRecord, bool) {
 }
 
 // onLink says whether one of addrs lies in a subnet of our interfaces.
-func (z *zeroconfRounds) onLink(addrs []net.IP) bool {
-	if z.anyAddr {
+func (f *linkFilter) onLink(addrs []net.IP) bool {
+	if f.anyAddr {
 		return true
 	}
 	for _, ip := range addrs {
-		for _, n := range z.nets {
+		for _, n := range f.nets {
 			if n.Contains(ip) {
 				return true
 			}
