@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/dydisnix/dydisnix/augment"
+	"github.com/dydisnix/dydisnix/internal/cli"
 	"github.com/dydisnix/dydisnix/model"
 )
 
@@ -34,8 +35,6 @@ Options:
 `
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, augment.Options{})) }
-
-var errUsage = errors.New("usage error")
 
 func run(args []string, stdout, stderr io.Writer, opts augment.Options) int {
 	fs := pflag.NewFlagSet("dydisnix-augment-infra", pflag.ContinueOnError)
@@ -61,32 +60,19 @@ func run(args []string, stdout, stderr io.Writer, opts augment.Options) int {
 		explainTo = stderr
 	}
 	err := apply(fs, *infra, *aug, *format, *outFile, stdout, explainTo, opts)
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, errUsage):
-		fmt.Fprintf(stderr, "dydisnix-augment-infra: %v\nTry 'dydisnix-augment-infra --help' for more information.\n", err)
-		return 2
-	default:
-		fmt.Fprintf(stderr, "dydisnix-augment-infra: %v\n", err)
-		return 1
-	}
-}
-
-func usageErr(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, args...))
+	return cli.Exit("dydisnix-augment-infra", err, stderr)
 }
 
 func apply(fs *pflag.FlagSet, infra, aug, format, outFile string, stdout, explain io.Writer, opts augment.Options) error {
 	switch {
 	case fs.NArg() > 0:
-		return usageErr("unexpected argument %q", fs.Arg(0))
+		return cli.Usagef("unexpected argument %q", fs.Arg(0))
 	case infra == "":
-		return usageErr("An infrastructure expression must be specified!")
+		return cli.Usagef("An infrastructure expression must be specified!")
 	case aug == "":
-		return usageErr("An augment file must be specified!")
+		return cli.Usagef("An augment file must be specified!")
 	case format != "json" && format != "nix":
-		return usageErr("--format must be json or nix, got %q", format)
+		return cli.Usagef("--format must be json or nix, got %q", format)
 	}
 	inf, err := model.LoadInfrastructure(infra)
 	if err != nil {

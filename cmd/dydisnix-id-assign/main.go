@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/dydisnix/dydisnix/internal/cli"
 	"github.com/dydisnix/dydisnix/model"
 	"github.com/dydisnix/dydisnix/portassign"
 )
@@ -42,9 +43,6 @@ Options:
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
-// errUsage marks errors that exit with status 2.
-var errUsage = errors.New("usage error")
-
 func run(args []string, stdout, stderr io.Writer) int {
 	fs := pflag.NewFlagSet("dydisnix-id-assign", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -71,39 +69,26 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	nixOpts := model.NixOptions{ExtraParams: *extra}
 	err := assign(fs, *services, *infra, *dist, *resources, *ids, *prop, *outFile, *format, nixOpts, stdout, stderr)
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, errUsage):
-		fmt.Fprintf(stderr, "dydisnix-id-assign: %v\nTry 'dydisnix-id-assign --help' for more information.\n", err)
-		return 2
-	default:
-		fmt.Fprintf(stderr, "dydisnix-id-assign: %v\n", err)
-		return 1
-	}
-}
-
-func usageErr(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, args...))
+	return cli.Exit("dydisnix-id-assign", err, stderr)
 }
 
 func assign(fs *pflag.FlagSet, services, infra, dist, resources, ids, prop, outFile, format string, nixOpts model.NixOptions, stdout, stderr io.Writer) error {
 	switch {
 	case fs.NArg() > 0:
-		return usageErr("unexpected argument %q", fs.Arg(0))
+		return cli.Usagef("unexpected argument %q", fs.Arg(0))
 	case services == "":
-		return usageErr("A services expression must be specified!")
+		return cli.Usagef("A services expression must be specified!")
 	case resources == "":
-		return usageErr("An ID resources expression must be specified!")
+		return cli.Usagef("An ID resources expression must be specified!")
 	case infra != "" && dist == "":
-		return usageErr("-i/--infrastructure needs -d/--distribution")
+		return cli.Usagef("-i/--infrastructure needs -d/--distribution")
 	case format != "json" && format != "nix":
-		return usageErr("--format must be json or nix, got %q", format)
+		return cli.Usagef("--format must be json or nix, got %q", format)
 	case prop == "":
-		return usageErr("--service-property must not be empty")
+		return cli.Usagef("--service-property must not be empty")
 	}
 	if dist != "" && infra == "" && strings.EqualFold(filepath.Ext(dist), ".nix") {
-		return usageErr("a .nix distribution model needs -i/--infrastructure")
+		return cli.Usagef("a .nix distribution model needs -i/--infrastructure")
 	}
 	svcs, err := model.LoadServicesWith(services, nixOpts)
 	if err != nil {

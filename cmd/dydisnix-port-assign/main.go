@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/dydisnix/dydisnix/internal/cli"
 	"github.com/dydisnix/dydisnix/model"
 	"github.com/dydisnix/dydisnix/portassign"
 )
@@ -41,8 +42,6 @@ Options:
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
-var errUsage = errors.New("usage error")
-
 func run(args []string, stdout, stderr io.Writer) int {
 	fs := pflag.NewFlagSet("dydisnix-port-assign", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -67,36 +66,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	nixOpts := model.NixOptions{ExtraParams: *extra}
 	err := assign(fs, *services, *infra, *dist, *ports, *prop, *outFile, *format, nixOpts, stdout, stderr)
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, errUsage):
-		fmt.Fprintf(stderr, "dydisnix-port-assign: %v\nTry 'dydisnix-port-assign --help' for more information.\n", err)
-		return 2
-	default:
-		fmt.Fprintf(stderr, "dydisnix-port-assign: %v\n", err)
-		return 1
-	}
-}
-
-func usageErr(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, args...))
+	return cli.Exit("dydisnix-port-assign", err, stderr)
 }
 
 func assign(fs *pflag.FlagSet, services, infra, dist, ports, prop, outFile, format string, nixOpts model.NixOptions, stdout, stderr io.Writer) error {
 	switch {
 	case fs.NArg() > 0:
-		return usageErr("unexpected argument %q", fs.Arg(0))
+		return cli.Usagef("unexpected argument %q", fs.Arg(0))
 	case services == "":
-		return usageErr("A services expression must be specified!")
+		return cli.Usagef("A services expression must be specified!")
 	case infra == "":
-		return usageErr("An infrastructure expression must be specified!")
+		return cli.Usagef("An infrastructure expression must be specified!")
 	case dist == "":
-		return usageErr("A distribution expression must be specified!")
+		return cli.Usagef("A distribution expression must be specified!")
 	case format != "json" && format != "nix":
-		return usageErr("--format must be json or nix, got %q", format)
+		return cli.Usagef("--format must be json or nix, got %q", format)
 	case prop == "":
-		return usageErr("--service-property must not be empty")
+		return cli.Usagef("--service-property must not be empty")
 	}
 	svcs, err := model.LoadServicesWith(services, nixOpts)
 	if err != nil {
