@@ -280,12 +280,20 @@ func serve(ctx context.Context, o *options, interval time.Duration, log *zap.Log
 		}()
 		log.Info("status page", zap.String("url", "http://"+ln.Addr().String()+"/"))
 	}
+	finished := make(chan struct{})
+	stopped := make(chan struct{})
 	go func() {
-		<-ctx.Done()
-		log.Info("stopping: finishing the running deploy, if any")
-		_ = adapt.Notify("STOPPING=1")
+		defer close(stopped)
+		select {
+		case <-ctx.Done():
+			log.Info("stopping: finishing the running deploy, if any")
+			_ = adapt.Notify("STOPPING=1")
+		case <-finished:
+		}
 	}()
 	err = loop.Run(ctx)
+	close(finished)
+	<-stopped
 	if srv != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
