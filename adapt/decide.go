@@ -404,6 +404,12 @@ func (d *Decider) advance(now time.Time, act *Action) {
 			}
 		}
 		d.prune(m, now)
+		// Forget a target gone for longer than FlapWindow: the table does
+		// not grow without bound, and a machine back after that long is
+		// treated as new (its stale services are still reconciled).
+		if m.state == MemberDown && len(m.removals) == 0 && now.Sub(m.since) >= d.t.FlapWindow {
+			delete(d.members, name)
+		}
 	}
 }
 

@@ -373,3 +373,22 @@ func TestGraceful(t *testing.T) {
 		}
 	}
 }
+
+func TestDecideForgetsLongGoneTargets(t *testing.T) {
+	t.Parallel()
+	s := newSim(t, testTiming())
+	s.snap("a", "b")
+	s.run(time.Second)
+	s.leave("goodbye", "a")
+	s.run(11 * time.Minute)
+	s.obs(Observation{Kind: ObsTick}) // the loop's resync ticks every few seconds
+	if ms := s.d.Members(); len(ms) != 1 || ms[0].Target != "a" {
+		t.Fatalf("members after 11 min = %+v, want b forgotten", ms)
+	}
+	n := len(s.deploys)
+	s.snap("a", "b")
+	s.run(time.Second)
+	if len(s.deploys) != n+1 || fmt.Sprint(s.deploys[n].Reconcile) != "[b]" {
+		t.Fatalf("a long-gone target is used at once and reconciled: %d deploys", len(s.deploys)-n)
+	}
+}
