@@ -173,6 +173,7 @@ type Decider struct {
 	key         string
 	deployedKey string
 	check       bool // a check was asked for (models reloaded, resync)
+	checkNew    bool // check was just asked for: start its debounce once
 	dirtySince  time.Time
 	lastChange  time.Time
 	causes      []string
@@ -226,6 +227,9 @@ func (d *Decider) Decide(obs Observation, now time.Time) Action {
 		}
 	case ObsResync:
 		if d.retryAt.IsZero() && !d.running {
+			if !d.check {
+				d.checkNew = true
+			}
 			d.check = true
 			d.causes = append(d.causes, "resync")
 		}
@@ -443,7 +447,11 @@ func (d *Decider) schedule(now time.Time, act *Action) {
 		key = inputKey(d.modelsHash, d.used())
 		d.keyStale = false
 	}
-	if key != d.key || d.check {
+	// The debounce starts when the input changes or a check is first asked
+	// for; renewing it on every step while a check is pending would push a
+	// real change that arrives meanwhile out to MaxDelay.
+	if key != d.key || d.checkNew {
+		d.checkNew = false
 		d.key = key
 		d.lastChange = now
 		if d.dirtySince.IsZero() {
@@ -487,7 +495,7 @@ func (d *Decider) schedule(now time.Time, act *Action) {
 		Key:            d.key,
 		Infrastructure: d.used(),
 		Causes:         dedup(d.causes),
-		Since:          earlier(d.eventSince, d.dirtySince),
+		Since:          since(d.eventSince, d.dirtySince),
 		Attempt:        d.attempt,
 	}
 	for t := range d.reconcile {
@@ -496,7 +504,7 @@ func (d *Decider) schedule(now time.Time, act *Action) {
 	sort.Strings(order.Reconcile)
 	d.reconcile = map[string]bool{}
 	d.causes = nil
-	d.check = false
+	d.check, d.checkNew = false, false
 	d.dirtySince = time.Time{}
 	d.eventSince = time.Time{}
 	d.running = true
@@ -572,4 +580,14 @@ func dedup(ss []string) []string {
 		}
 	}
 	return out
+}
+
+// since dates a change: from the observation behind it when there is one
+// (a resync or reload that happened first must not back-date a machine's
+// loss), else from when the input became dirty.
+func since(event, dirty time.Time) time.Time {
+	if !event.IsZero() {
+		return event
+	}
+	return dirty
 }

@@ -392,3 +392,31 @@ func TestDecideForgetsLongGoneTargets(t *testing.T) {
 		t.Fatalf("a long-gone target is used at once and reconciled: %d deploys", len(s.deploys)-n)
 	}
 }
+
+// TestDecideResyncDoesNotPostponeChange: a resync check pending when a
+// machine says goodbye must not push the redeploy out to MaxDelay, nor date
+// the change from the resync.
+func TestDecideResyncDoesNotPostponeChange(t *testing.T) {
+	t.Parallel()
+	s := newSim(t, testTiming())
+	s.snap("a", "b")
+	s.run(time.Second)
+	if len(s.deploys) != 1 {
+		t.Fatalf("initial deploys = %d", len(s.deploys))
+	}
+	resync := s.now
+	s.obs(Observation{Kind: ObsResync})
+	s.run(50 * time.Millisecond)
+	gone := s.now
+	s.leave("goodbye", "a")
+	s.run(2 * time.Second)
+	if len(s.deploys) != 2 {
+		t.Fatalf("got %d deploys after the resync and the goodbye, want 1", len(s.deploys)-1)
+	}
+	if got, want := s.deployedAt[1].Sub(resync), 200*time.Millisecond; got != want {
+		t.Errorf("redeploy %v after the resync, want %v (goodbye + debounce)", got, want)
+	}
+	if !s.deploys[1].Since.Equal(gone) {
+		t.Errorf("the order is dated %v, want the goodbye at %v", s.deploys[1].Since.Sub(t0), gone.Sub(t0))
+	}
+}
