@@ -170,6 +170,9 @@ type Loop struct {
 	metrics *metrics
 
 	deployMu sync.Mutex // one deploy or snapshot at a time
+	// cancelSnapshot stops the running snapshot job (nil when none runs):
+	// a deploy must never wait for a snapshot stuck on a vanished machine.
+	cancelSnapshot context.CancelFunc // guarded by mu
 
 	mu          sync.Mutex
 	status      Status
@@ -527,6 +530,14 @@ func (l *Loop) watch(reload chan<- struct{}) (*fsnotify.Watcher, error) {
 // plan with the previous distribution, deploy. A nil report means nothing
 // changed (a check).
 func (l *Loop) execute(ctx context.Context, order *DeployOrder) (*DeployReport, error) {
+	// A snapshot is best effort (the deploy migrates live state or
+	// restores from the store itself): a running one is cancelled rather
+	// than waited for.
+	l.mu.Lock()
+	if l.cancelSnapshot != nil {
+		l.cancelSnapshot()
+	}
+	l.mu.Unlock()
 	l.deployMu.Lock()
 	defer l.deployMu.Unlock()
 	started := l.clock.Now()
@@ -651,8 +662,21 @@ func (l *Loop) snapshotJob() {
 	}
 	defer l.deployMu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
+	l.mu.Lock()
+	l.cancelSnapshot = cancel
+	l.mu.Unlock()
+	defer func() {
+		l.mu.Lock()
+		l.cancelSnapshot = nil
+		l.mu.Unlock()
+		cancel()
+	}()
 	if err := l.cfg.Snapshotter.Snapshot(ctx); err != nil {
+		if errors.Is(ctx.Err(), context.Canceled) {
+			l.log.Info("snapshot cancelled: a deploy takes precedence")
+			l.metrics.snapshots.WithLabelValues("cancelled").Inc()
+			return
+		}
 		l.log.Error("snapshot failed", zap.Error(err))
 		l.metrics.snapshots.WithLabelValues("failure").Inc()
 		return

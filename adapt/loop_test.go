@@ -546,3 +546,51 @@ func TestLoopDrainWithoutGoodbye(t *testing.T) {
 		t.Errorf("draining target used again: %v", st.Infrastructure.Names())
 	}
 }
+
+// stuckSnapshotter blocks every snapshot until its context ends, as a
+// snapshot request to a machine that vanished silently would.
+type stuckSnapshotter struct {
+	started   chan struct{}
+	cancelled chan struct{}
+}
+
+func (s *stuckSnapshotter) Snapshot(ctx context.Context) error {
+	select {
+	case s.started <- struct{}{}:
+	default:
+	}
+	<-ctx.Done()
+	select {
+	case s.cancelled <- struct{}{}:
+	default:
+	}
+	return ctx.Err()
+}
+
+// TestLoopDeployCancelsStuckSnapshot: a deploy does not wait for a snapshot
+// stuck on a vanished machine; the snapshot is cancelled.
+func TestLoopDeployCancelsStuckSnapshot(t *testing.T) {
+	t.Parallel()
+	snap := &stuckSnapshotter{started: make(chan struct{}, 1), cancelled: make(chan struct{}, 1)}
+	h := newHarness(t, func(c *Config) {
+		c.SnapshotSchedule = "@every 1s"
+		c.Snapshotter = snap
+	})
+	h.snap(infraOf("a", "b"))
+	h.waitDeploy(5 * time.Second)
+	select {
+	case <-snap.started: // robfig/cron runs on the wall clock
+	case <-time.After(5 * time.Second):
+		t.Fatal("no snapshot started within 5 s of a 1 s schedule")
+	}
+	h.snap(infraOf("a"), Event{Kind: EventRemoved, Target: "b", Reason: "goodbye"})
+	r := h.waitDeploy(5 * time.Second)
+	if fmt.Sprint(r.Targets) != "[a]" {
+		t.Fatalf("deploy = %+v", r)
+	}
+	select {
+	case <-snap.cancelled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the stuck snapshot was not cancelled")
+	}
+}
