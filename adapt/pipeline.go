@@ -192,6 +192,10 @@ func hashFile(h interface{ Write([]byte) (int, error) }, file string) error {
 	return nil
 }
 
+// explainPairs bounds the size of a deployment the loop explains in full:
+// 100 000 service/target pairs take about 15 MB and 20 ms to explain.
+const explainPairs = 100_000
+
 // Augment applies the augmentation model (identity without -a).
 func (p *ModelPlanner) Augment(infra model.Infrastructure) (model.Infrastructure, error) {
 	p.mu.Lock()
@@ -218,7 +222,11 @@ func (p *ModelPlanner) Plan(ctx context.Context, infra model.Infrastructure, pre
 	if svcs == nil {
 		return nil, errors.New("models not loaded")
 	}
-	in := qos.Input{Services: svcs, Infrastructure: infra, Previous: previous, Explain: true, Empty: qos.RejectRemoved}
+	// Explanations (served on /explain) cost memory per service/target
+	// pair; past explainPairs pairs only failures are explained (the
+	// pipeline re-runs a failed policy explaining the failed services).
+	explain := len(svcs)*len(infra) <= explainPairs
+	in := qos.Input{Services: svcs, Infrastructure: infra, Previous: previous, Explain: explain, Empty: qos.RejectRemoved}
 	res, err := policy.Run(in)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", p.cfg.QoS, err)
