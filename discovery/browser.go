@@ -181,8 +181,15 @@ type txtCacheEntry struct {
 // other machine's name. A zeroconf entry for an instance named in a query
 // within queryHold is ignored unless a response (seen by the passive
 // listener) named the instance since; a publisher announces 250 ms after
-// its last probe.
+// its last probe. The same holds after a goodbye: a zeroconf entry read
+// from an answer just before it must not cancel it.
 const queryHold = time.Second
+
+// zcDelay defers the records of zeroconf entries: both halves of the
+// browser receive every answer, and the passive listener (which sees
+// whether a packet is a query or a response, and reads goodbyes) is to
+// read a packet first.
+const zcDelay = 100 * time.Millisecond
 
 // staleWindow: a record equal to the one just replaced, arriving through
 // the other path (passive listener vs zeroconf) within this time, is the
@@ -250,9 +257,17 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 	unresolved := map[string]time.Time{}
 	warnedFull := false
 	// queried: instances named by records in a query (a probe's proposed
-	// records, known answers), when; zeroconf entries for them are held
-	// back until a response names them.
+	// records, known answers) or by a goodbye, when; zeroconf entries for
+	// them are held back until a response names them (see queryHold).
 	queried := map[string]time.Time{}
+	type zcPending struct {
+		r  *wireRecord
+		at time.Time
+	}
+	var zcQueue []zcPending
+	zcT := clk.NewTimer(time.Hour)
+	zcT.Stop()
+	defer zcT.Stop()
 	fetches := make(chan fetchResult, 16)
 	probes := make(chan probeResult, 16)
 	probing := map[string]bool{}
@@ -391,18 +406,43 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 				break
 			}
 			for _, r := range recordsOf(in.msg) {
-				delete(queried, r.instance)
+				if r.goodbye {
+					if _, ok := queried[r.instance]; ok || len(queried) < MaxInstances {
+						queried[r.instance] = now
+					}
+				} else {
+					delete(queried, r.instance)
+				}
 				handle(r, now)
 			}
 		case r := <-zcRecords:
-			now := clk.Now()
-			if at, ok := queried[r.instance]; ok {
-				if now.Sub(at) < queryHold {
-					break // maybe read from a query (see queryHold)
+			// Deferred by zcDelay, so that the passive listener has read
+			// the same packet first (and seen whether it was a query).
+			if len(zcQueue) < MaxInstances {
+				zcQueue = append(zcQueue, zcPending{r: r, at: clk.Now().Add(zcDelay)})
+				if len(zcQueue) == 1 {
+					zcT.Reset(zcDelay)
 				}
-				delete(queried, r.instance)
 			}
-			handle(r, now)
+		case <-zcT.C():
+			now := clk.Now()
+			i := 0
+			for ; i < len(zcQueue) && !zcQueue[i].at.After(now); i++ {
+				r := zcQueue[i].r
+				if at, ok := queried[r.instance]; ok {
+					if now.Sub(at) < queryHold {
+						continue // maybe read from a query (see queryHold)
+					}
+					delete(queried, r.instance)
+				}
+				// As seen when it arrived, so that the deferral does not
+				// extend the no-answer deadline.
+				handle(r, zcQueue[i].at.Add(-zcDelay))
+			}
+			zcQueue = append(zcQueue[:0], zcQueue[i:]...)
+			if len(zcQueue) > 0 {
+				zcT.Reset(max(zcQueue[0].at.Sub(now), 0))
+			}
 		case fr := <-fetches:
 			delete(fetching, fr.instance)
 			now := clk.Now()
