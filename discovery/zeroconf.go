@@ -25,6 +25,14 @@ import (
 //     announced without a query, or expiry: the passive listener (mdns.go)
 //     sees those, and the membership table keeps TTLs and no-answer
 //     deadlines;
+//   - it reads the records of queries as answers (a probe's proposed
+//     records, known answers): the browser loop handles zeroconf entries
+//     zcDelay after they arrive, once the passive listener has read the
+//     same packet, and holds back those of instances that a query or a
+//     goodbye just named (queryHold);
+//   - its Lookup filters answers by the service, not by the instance
+//     (v1.0.0 sets the instance after building its parameters), so a
+//     lookup reports any instance's answer: harmless, all are valid;
 //   - its Browse blocks on sending an entry and closes the entries channel
 //     only when its context ends, so a round drains the channel to the end;
 //   - its socket is bound to the wildcard 0.0.0.0:5353 and, Linux's
