@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/grandcat/zeroconf"
+	"github.com/miekg/dns"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
@@ -386,6 +389,92 @@ func TestBrowserIgnoresProbes(t *testing.T) {
 			}
 		case <-deadline:
 			t.Fatal("announced machine not reported")
+		}
+	}
+}
+
+// A responder that leaves its TXT record out of its answers to the browse
+// query (allowed: additional records are optional) is read through a
+// per-instance lookup: a zeroconf Lookup asks for its SRV and TXT.
+func TestBrowserLookupFetchesTXT(t *testing.T) {
+	if !netns.Inside(t) {
+		netns.NewT(t, "ddl").RerunTest(t)
+		return
+	}
+	ifaces, err := ResolveInterfaces([]string{"lo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := openMDNS(ifaces)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	r := &responder{conn: conn, instance: "disnix-terse", host: "terse.local.", port: 22, ttl: 120,
+		txt: []string{"txtvers=1", `properties."hostname"="terse"`, `properties."mem"="7"`}, ips: []net.IP{net.IPv4(127, 0, 0, 1)}}
+	ptr, srv, txt, addrs := r.records(120)
+	inst := strings.ToLower(instanceFQDN(r.instance))
+	var txtAsked atomic.Bool
+	stop := make(chan struct{})
+	in := make(chan inbound, 16)
+	go conn.recv(in, stop, true)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case p := <-in:
+				if p.msg.Response {
+					continue
+				}
+				resp := new(dns.Msg)
+				resp.Response = true
+				for _, q := range p.msg.Question {
+					switch {
+					case strings.EqualFold(q.Name, serviceName) && q.Qtype == dns.TypePTR:
+						resp.Answer = append(resp.Answer, ptr)
+						resp.Extra = append(append(resp.Extra, srv), addrs...) // no TXT
+					case strings.ToLower(q.Name) == inst && q.Qtype == dns.TypeTXT:
+						txtAsked.Store(true)
+						resp.Answer = append(resp.Answer, txt, srv)
+						resp.Extra = append(resp.Extra, addrs...)
+					}
+				}
+				if len(resp.Answer) > 0 {
+					_ = conn.send(resp)
+				}
+			}
+		}
+	}()
+	defer close(stop)
+
+	src, err := NewMDNSSource(BrowserConfig{
+		Interfaces: []string{"lo"}, Logger: zaptest.NewLogger(t),
+		BrowseInterval: 300 * time.Millisecond, InitialWait: 300 * time.Millisecond, Debounce: 50 * time.Millisecond, ProbeInterval: -1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	out := make(chan Snapshot, 64)
+	done := make(chan struct{})
+	go func() { defer close(done); src.Run(ctx, out) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case s := <-out:
+			if tg := s.Infrastructure["terse"]; tg != nil {
+				if fmt.Sprint(tg.Properties["mem"]) != "7" {
+					t.Fatalf("terse: %v", tg.Properties)
+				}
+				if !txtAsked.Load() {
+					t.Fatal("target found without a TXT question")
+				}
+				return
+			}
+		case <-deadline:
+			t.Fatalf("terse not found (TXT asked: %v)", txtAsked.Load())
 		}
 	}
 }
