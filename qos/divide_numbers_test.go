@@ -34,7 +34,7 @@ func TestDivideRefusesNonNumericCapacities(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name, step, want string
-		svcs              model.Services
+		svcs             model.Services
 	}{
 		{"target", "{filter: divide, strategy: greedy, serviceProperty: mem, targetProperty: mem}", `target t2: property mem: expected a number, got "plenty"`, model.Services{"a": svcs["a"]}},
 		{"service", "{filter: divide, strategy: greedy, serviceProperty: mem, targetProperty: mem}", `expected a number, got "lots"`, svcs},
