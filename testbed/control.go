@@ -52,6 +52,9 @@ func (tb *Testbed) Serve(stop <-chan struct{}) error {
 		l.Close()
 		return fmt.Errorf("testbed control socket: %w", err)
 	}
+	// The socket file is removed by hand once everything is shut down, not
+	// when the listener closes (WaitDown relies on it).
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
 	down := make(chan struct{})
 	go func() {
 		select {
@@ -81,8 +84,24 @@ func (tb *Testbed) Serve(stop <-chan struct{}) error {
 			break
 		}
 	}
+	// The socket goes last: a client waiting for it to vanish knows that
+	// every namespace is gone.
+	err = tb.Close()
 	os.Remove(sock)
-	return tb.Close()
+	return err
+}
+
+// WaitDown waits until the daemon of dir has removed its control socket
+// (after "down": every machine stopped, every namespace deleted).
+func WaitDown(dir string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if _, err := os.Stat(SocketPath(dir)); errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("the testbed in %s did not finish shutting down within %s", dir, timeout)
 }
 
 func (tb *Testbed) handle(req Request, partitioned map[string]bool) Response {

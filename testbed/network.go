@@ -251,9 +251,10 @@ func (n *Network) Close() error {
 	return first
 }
 
-// CleanupStale deletes namespaces whose names start with prefix (left over by
-// a testbed that was killed).
+// CleanupStale deletes the namespaces of the network with this prefix (left
+// over by a testbed that was killed): those named prefix-*.
 func CleanupStale(prefix string) {
+	prefix += "-"
 	out, err := exec.Command("ip", "netns", "list").Output()
 	if err != nil {
 		return

@@ -15,6 +15,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -102,6 +104,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		if cmd == "list" {
 			printMachines(stdout, resp.Machines)
+		}
+		if cmd == "down" {
+			if err := testbed.WaitDown(*dir, time.Minute); err != nil {
+				fmt.Fprintln(stderr, "dydisnix-testbed:", err)
+				return 1
+			}
 		}
 		return 0
 	case "add", "crash", "stop", "start", "partition", "heal":
@@ -252,8 +260,12 @@ func serve(dir string, n int, propsFile, binDir string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "dydisnix-testbed:", err)
 		return 1
 	}
-	testbed.CleanupStale("dtbd")
-	tb, err := testbed.New(testbed.Config{Dir: dir, BinDir: binDir, Prefix: "dtbd"})
+	// One prefix per testbed directory: two testbeds never share names, and
+	// what a killed testbed of this directory left behind is cleaned up.
+	sum := sha256.Sum256([]byte(dir))
+	prefix := "dtbd" + hex.EncodeToString(sum[:2])
+	testbed.CleanupStale(prefix)
+	tb, err := testbed.New(testbed.Config{Dir: dir, BinDir: binDir, Prefix: prefix})
 	if err != nil {
 		fmt.Fprintln(stderr, "dydisnix-testbed:", err)
 		return 1
