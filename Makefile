@@ -28,9 +28,10 @@ vectors: build
 		echo "$(SHARED)/vectors not found: skipping the CLI vector run (the Go tests run a copy)"; \
 	fi
 
-## bench: the speed and memory benchmarks (see docs/benchmarks.md)
+## bench: the speed and memory benchmarks (see docs/benchmarks.md); the
+## testbed and discovery ones need root (network namespaces)
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x ./qos/... ./deployer/... ./discovery/... ./adapt/...
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x -timeout 30m ./...
 
 ## lint: gofmt and go vet
 lint:
