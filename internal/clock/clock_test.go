@@ -1,13 +1,15 @@
-package adapt
+package clock
 
 import (
 	"testing"
 	"time"
 )
 
-func TestFakeClock(t *testing.T) {
+var t0 = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+
+func TestFake(t *testing.T) {
 	t.Parallel()
-	c := NewFakeClock(t0)
+	c := NewFake(t0)
 	a := c.NewTimer(2 * time.Second)
 	b := c.NewTimer(time.Second)
 	stopped := c.NewTimer(time.Second)
@@ -40,10 +42,37 @@ func TestFakeClock(t *testing.T) {
 	}
 }
 
-func TestRealClock(t *testing.T) {
+func TestFakeReset(t *testing.T) {
 	t.Parallel()
-	var c Clock = RealClock{}
+	c := NewFake(t0)
+	tm := c.NewTimer(time.Second)
+	c.Advance(time.Second) // fired, not read
+	tm.Reset(2 * time.Second)
+	if len(tm.C()) != 0 {
+		t.Fatal("Reset must drop an unread firing")
+	}
+	c.Advance(time.Second)
+	if len(tm.C()) != 0 || c.Pending() != 1 {
+		t.Fatalf("fired early (pending %d)", c.Pending())
+	}
+	c.Advance(time.Second)
+	if at := <-tm.C(); !at.Equal(t0.Add(3 * time.Second)) {
+		t.Fatalf("fired with %v", at)
+	}
+	tm.Reset(time.Second)
+	tm.Reset(3 * time.Second) // re-arming an armed timer moves it
+	c.Advance(2 * time.Second)
+	if len(tm.C()) != 0 || c.Pending() != 1 {
+		t.Fatal("the first Reset still fired")
+	}
+}
+
+func TestReal(t *testing.T) {
+	t.Parallel()
+	c := OrReal(nil)
 	tm := c.NewTimer(time.Millisecond)
+	<-tm.C()
+	tm.Reset(time.Millisecond)
 	<-tm.C()
 	if c.Now().IsZero() {
 		t.Fatal("zero time")
