@@ -7,36 +7,12 @@ import (
 )
 
 // ManifestMapping is one service mapping of a Disnix manifest.
-type ManifestMapping struct {
-	Service, Target, Container string
-}
+type ManifestMapping = model.DisnixMapping
 
-// PreviousFromMappings converts a manifest's services (key → name, type)
-// and service mappings to the previous candidate distribution, as
-// dydisnix-previous-distribution does: each mapping, in manifest order, adds
-// its target to the list of the service's *name*; when every mapping's
-// container equals its service's type the lists hold plain target names,
-// otherwise every mapping is a {target, container} record.
+// PreviousFromMappings converts a manifest's services and service mappings
+// to the previous candidate distribution (model.PreviousFromDisnixMappings).
 func PreviousFromMappings(names, types map[string]string, mappings []ManifestMapping) (model.Distribution, error) {
-	automapped := true
-	for i, m := range mappings {
-		if _, ok := names[m.Service]; !ok {
-			return nil, fmt.Errorf("serviceMappings[%d]: service key %q is not in the manifest's services", i, m.Service)
-		}
-		if m.Container != types[m.Service] {
-			automapped = false
-		}
-	}
-	d := model.Distribution{}
-	for _, m := range mappings {
-		name := names[m.Service]
-		mp := model.Mapping{Target: m.Target}
-		if !automapped {
-			mp.Record, mp.Container = true, m.Container
-		}
-		d[name] = append(d[name], mp)
-	}
-	return d, nil
+	return model.PreviousFromDisnixMappings(names, types, mappings)
 }
 
 // IsManifest reports whether a JSON-like value looks like a Disnix manifest

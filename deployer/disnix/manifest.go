@@ -2,14 +2,12 @@ package disnix
 
 import (
 	"context"
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"os/user"
 	"path/filepath"
-	"strconv"
 
 	"github.com/dydisnix/dydisnix/deployer"
 	"github.com/dydisnix/dydisnix/model"
@@ -76,52 +74,7 @@ func (b *Backend) Current(ctx context.Context) (model.Distribution, error) {
 // every container equals its service's type the distribution uses plain
 // target names, otherwise every mapping is a {target, container} record.
 func PreviousDistribution(data []byte, file string) (model.Distribution, error) {
-	var m struct {
-		XMLName  xml.Name `xml:"manifest"`
-		Version  string   `xml:"version,attr"`
-		Services []struct {
-			Key  string `xml:"name,attr"`
-			Name string `xml:"name"`
-			Type string `xml:"type"`
-		} `xml:"services>service"`
-		Mappings []struct {
-			Service   string `xml:"service"`
-			Target    string `xml:"target"`
-			Container string `xml:"container"`
-		} `xml:"serviceMappings>mapping"`
-	}
-	if err := xml.Unmarshal(data, &m); err != nil {
-		return nil, fmt.Errorf("%s: the provided manifest cannot be read: %v", file, err)
-	}
-	if m.Version != "2" {
-		return nil, fmt.Errorf("%s: manifest version %s: only version 2 manifests are supported (convert older ones with disnix-convert)", file, strconv.Quote(m.Version))
-	}
-	names, types := map[string]string{}, map[string]string{}
-	for _, s := range m.Services {
-		names[s.Key], types[s.Key] = s.Name, s.Type
-	}
-	automapped := true
-	for i, x := range m.Mappings {
-		if _, ok := names[x.Service]; !ok {
-			return nil, fmt.Errorf("%s: serviceMappings[%d]: service %q is not in the manifest's services", file, i, x.Service)
-		}
-		if x.Target == "" {
-			return nil, fmt.Errorf("%s: serviceMappings[%d]: no target", file, i)
-		}
-		if x.Container != types[x.Service] {
-			automapped = false
-		}
-	}
-	d := model.Distribution{}
-	for _, x := range m.Mappings {
-		name := names[x.Service]
-		mp := model.Mapping{Target: x.Target}
-		if !automapped {
-			mp.Container, mp.Record = x.Container, true
-		}
-		d[name] = append(d[name], mp)
-	}
-	return d, nil
+	return model.PreviousFromDisnixManifestXML(data, file)
 }
 
 // DistributionOf returns the distribution a dydisnix manifest deploys:
