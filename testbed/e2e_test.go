@@ -271,13 +271,20 @@ func TestE2ECoordinatorKilledMidTransitionConverges(t *testing.T) {
 	if err := h.TB.Crash(victim); err != nil {
 		t.Fatal(err)
 	}
-	// Kill the coordinator as soon as it starts the transition.
+	// Kill the coordinator while the transition runs.
 	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if s, err := h.Status(); err == nil && (s.Phase == "deploying" || s.Seq() > st.Seq()) {
+	for {
+		s, err := h.Status()
+		if err == nil && s.Phase == "deploying" {
 			break
 		}
-		time.Sleep(20 * time.Millisecond)
+		if err == nil && s.Seq() > st.Seq() {
+			t.Fatalf("the transition finished before the test saw it run (deploy #%d)", s.Seq())
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no transition started within 30 s of the crash")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	h.KillLoop()
 	if err := h.StartLoop("--reconstruct"); err != nil {
