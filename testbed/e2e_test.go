@@ -303,15 +303,18 @@ func TestE2EFlappingMachineCausesFewRedeploys(t *testing.T) {
 	flapper := st.TargetOf("peerA")
 	start := st.Seq()
 	end := time.Now().Add(60 * time.Second)
-	for i := 0; time.Now().Before(end) && i < 40; i++ {
+	// Each cut lasts long enough for the loss to be detected (probe
+	// failures, about 2 s), each return long enough to be seen again.
+	flaps := 0
+	for ; time.Now().Before(end) && flaps < 20; flaps++ {
 		if err := h.TB.Partition(flapper); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(1500 * time.Millisecond)
+		time.Sleep(4 * time.Second)
 		if err := h.TB.Heal(flapper); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(1500 * time.Millisecond)
+		time.Sleep(3 * time.Second)
 	}
 	// Let the loop settle, then count.
 	time.Sleep(10 * time.Second)
@@ -319,8 +322,13 @@ func TestE2EFlappingMachineCausesFewRedeploys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := st2.Seq() - start; n > 3 {
+	n := st2.Seq() - start
+	t.Logf("%d flaps of %s in 60 s caused %d redeploys", flaps, flapper, n)
+	if n > 3 {
 		t.Fatalf("a machine flapping for 60 s caused %d redeploys, want at most 3", n)
+	}
+	if n == 0 {
+		t.Fatal("the flapping was never acted on: the test did not exercise a loss")
 	}
 }
 
