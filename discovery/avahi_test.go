@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/dydisnix/dydisnix/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -92,7 +93,7 @@ publish-workstation=no
 func startAvahi(t *testing.T, nd *netns.Node) []string {
 	for _, tool := range []string{"avahi-daemon", "avahi-publish", "avahi-browse", "dbus-daemon", "unshare"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("skipping: %s is not installed (apt-get install avahi-daemon avahi-utils dbus)", tool)
+			testenv.Missing(t, "%s is not installed (apt-get install avahi-daemon avahi-utils dbus)", tool)
 		}
 	}
 	dir, err := os.MkdirTemp("", "ddavahi-")
@@ -126,7 +127,7 @@ func startAvahi(t *testing.T, nd *netns.Node) []string {
 
 func TestAvahiInterop(t *testing.T) {
 	if err := netns.Available(); err != nil {
-		t.Skipf("skipping: %v", err)
+		testenv.Missing(t, "%v", err)
 	}
 	bin := commands(t)
 	nw := netns.NewNetworkT(t, "dda", 2)

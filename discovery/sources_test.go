@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"context"
+	"github.com/dydisnix/dydisnix/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,7 +39,7 @@ func waitTimer(t *testing.T, c *FakeClock) {
 
 func TestCommandSource(t *testing.T) {
 	if _, err := exec.LookPath("nix-instantiate"); err != nil {
-		t.Skip("nix-instantiate not installed")
+		testenv.Missing(t, "nix-instantiate is not installed")
 	}
 	dir := t.TempDir()
 	out := filepath.Join(dir, "infra.out")

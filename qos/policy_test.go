@@ -2,6 +2,7 @@ package qos
 
 import (
 	"errors"
+	"github.com/dydisnix/dydisnix/internal/testenv"
 	"os/exec"
 	"reflect"
 	"strings"
@@ -124,7 +125,7 @@ func TestEmptyStepsKeepInitial(t *testing.T) {
 
 func TestNixPolicy(t *testing.T) {
 	if _, err := exec.LookPath("nix-instantiate"); err != nil {
-		t.Skip("nix-instantiate not installed (CI installs nix-bin)")
+		testenv.Missing(t, "nix-instantiate not installed (CI installs nix-bin)")
 	}
 	t.Parallel()
 	pn, err := LoadPolicy("testdata/policies/by-type.nix")

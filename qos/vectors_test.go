@@ -193,7 +193,7 @@ func TestVectors(t *testing.T) {
 				steps = append(steps, step)
 			}
 			if _, ok := Lookup(v.Filter); !ok {
-				t.Skipf("filter not registered: %s", v.Filter)
+				t.Fatalf("filter not registered: %s", v.Filter)
 			}
 			pol, err := PolicyFromValue(map[string]any{"steps": steps}, v.Name+".policy")
 			if err != nil {

@@ -1,6 +1,7 @@
 package testbed
 
 import (
+	"github.com/dydisnix/dydisnix/internal/testenv"
 	"net/netip"
 	"os"
 	"strings"
@@ -11,7 +12,7 @@ import (
 func needRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root for network namespaces (CI runs as root)")
+		testenv.Missing(t, "needs root for network namespaces (CI runs as root)")
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/dydisnix/dydisnix/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,7 +17,7 @@ import (
 // reader calls the function with the infrastructure).
 func TestNixDistributionEvaluates(t *testing.T) {
 	if _, err := exec.LookPath("nix-instantiate"); err != nil {
-		t.Skip("nix-instantiate not installed (CI installs nix-bin)")
+		testenv.Missing(t, "nix-instantiate not installed (CI installs nix-bin)")
 	}
 	t.Parallel()
 	infra := model.Infrastructure{}
@@ -54,7 +55,7 @@ func TestNixDistributionEvaluates(t *testing.T) {
 // TestNixModelsExtraParams reads a .nix services model with --extra-params.
 func TestNixModelsExtraParams(t *testing.T) {
 	if _, err := exec.LookPath("nix-instantiate"); err != nil {
-		t.Skip("nix-instantiate not installed (CI installs nix-bin)")
+		testenv.Missing(t, "nix-instantiate not installed (CI installs nix-bin)")
 	}
 	t.Parallel()
 	s := writeFile(t, "services.nix", `{system, pkgs, distribution, invDistribution, myType ? "process"}:

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"github.com/dydisnix/dydisnix/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -37,7 +38,7 @@ func TestUsage(t *testing.T) {
 // down deletes every namespace.
 func TestDaemonLifecycle(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root for network namespaces (CI runs as root)")
+		testenv.Missing(t, "needs root for network namespaces (CI runs as root)")
 	}
 	bin := t.TempDir()
 	for _, p := range [][2]string{{"dydisnix-testbed", "."}, {"dydisnix-agent", "../dydisnix-agent"}} {

@@ -2,6 +2,7 @@ package netns
 
 import (
 	"context"
+	"github.com/dydisnix/dydisnix/internal/testenv"
 	"os/exec"
 	"strings"
 	"testing"
@@ -39,7 +40,7 @@ func TestCleanup(t *testing.T) {
 		name = NewT(t, "ddnc").Name
 	})
 	if name == "" {
-		t.Skip("namespaces not available")
+		testenv.Missing(t, "namespaces not available")
 	}
 	out, _ := exec.Command("ip", "netns", "list").Output()
 	if strings.Contains(string(out), name) {
@@ -63,7 +64,7 @@ func TestRerunTest(t *testing.T) {
 
 func TestSweep(t *testing.T) {
 	if err := Available(); err != nil {
-		t.Skipf("skipping: %v", err)
+		testenv.Missing(t, "%v", err)
 	}
 	prefix := "ddsw" + randSuffix()
 	n, err := New(prefix)

@@ -3,6 +3,7 @@ package netns
 import (
 	"bytes"
 	"context"
+	"github.com/dydisnix/dydisnix/internal/testenv"
 	"os"
 	"os/exec"
 	"regexp"
@@ -19,7 +20,7 @@ const envChild = "DYDISNIX_NETNS_CHILD_TEST"
 func NewT(t testing.TB, prefix string) *Namespace {
 	t.Helper()
 	if err := Available(); err != nil {
-		t.Skipf("skipping: %v", err)
+		testenv.Missing(t, "%v", err)
 	}
 	n, err := New(prefix)
 	if err != nil {
@@ -37,7 +38,7 @@ func NewT(t testing.TB, prefix string) *Namespace {
 func NewNetworkT(t testing.TB, prefix string, n int) *Network {
 	t.Helper()
 	if err := Available(); err != nil {
-		t.Skipf("skipping: %v", err)
+		testenv.Missing(t, "%v", err)
 	}
 	nw, err := NewNetwork(prefix, n)
 	if err != nil {
