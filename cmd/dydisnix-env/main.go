@@ -295,6 +295,11 @@ func deploy(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// A model Disnix could not deploy (unknown dependency, dependsOn
+	// cycle, name mismatch) is refused before anything is planned.
+	if err := svcs.Validate(o.services); err != nil {
+		return err
+	}
 	infra, err := loadInfra(ctx, o)
 	if err != nil {
 		return err

@@ -127,3 +127,18 @@ func TestDryRunThenDeploy(t *testing.T) {
 		t.Fatalf("profile after rollback: %+v", p)
 	}
 }
+
+// TestInvalidModelRefused: a services model Disnix could not deploy (a
+// dependsOn cycle) is refused before anything is planned, naming the file
+// and suggesting connectsTo.
+func TestInvalidModelRefused(t *testing.T) {
+	dir := t.TempDir()
+	svc := write(t, dir, "services.json", `{"a": {"name": "a", "type": "process", "dependsOn": ["b"]}, "b": {"name": "b", "type": "process", "dependsOn": ["a"]}}`)
+	infra := write(t, dir, "infra.json", `{"t1": {"properties": {"agentURL": "http://127.0.0.1:1"}}}`)
+	qos := write(t, dir, "qos.yaml", "steps: []\n")
+	var out, errb bytes.Buffer
+	code := run([]string{"-s", svc, "-i", infra, "-q", qos, "--state-dir", filepath.Join(dir, "st"), "--dry-run"}, &out, &errb)
+	if code != 1 || !strings.Contains(errb.String(), svc) || !strings.Contains(errb.String(), "connectsTo") {
+		t.Errorf("exit %d, stderr %s", code, errb.String())
+	}
+}

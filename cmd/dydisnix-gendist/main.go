@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/dydisnix/dydisnix/internal/cli"
 	"github.com/dydisnix/dydisnix/model"
 	"github.com/dydisnix/dydisnix/policies"
 	"github.com/dydisnix/dydisnix/qos"
@@ -154,6 +155,7 @@ func gendist(o *options, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	cli.Warn("dydisnix-gendist", services.Validate(o.services), stderr)
 	infra, err := model.LoadInfrastructureWith(o.infra, o.nix)
 	if err != nil {
 		return err

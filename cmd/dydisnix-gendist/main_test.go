@@ -256,3 +256,24 @@ func TestNixFormatAndFilterBuildable(t *testing.T) {
 		t.Fatalf("%q", out)
 	}
 }
+
+// TestInvalidModelWarns: an unknown dependency or a dependsOn cycle is
+// reported (file and place) but the distribution is still computed, as the
+// original tools, which did not check, would.
+func TestInvalidModelWarns(t *testing.T) {
+	t.Parallel()
+	bad := writeFile(t, "services.json", `{
+  "a": {"name": "a", "type": "process", "dependsOn": ["b"]},
+  "b": {"name": "b", "type": "process", "dependsOn": ["a"]},
+  "c": {"name": "c", "type": "process", "dependsOn": ["nosuch"]}
+}`)
+	code, out, errs := gendistRun(t, "-s", bad, "-i", infra, "-q", "builtin:by-type")
+	if code != 0 || !strings.Contains(out, `"c"`) {
+		t.Fatalf("exit %d, stdout %s, stderr %s", code, out, errs)
+	}
+	for _, want := range []string{"warning: " + bad, "nosuch", "cycle", "connectsTo"} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errs)
+		}
+	}
+}

@@ -94,6 +94,7 @@ func assign(fs *pflag.FlagSet, services, infra, dist, resources, ids, prop, outF
 	if err != nil {
 		return err
 	}
+	cli.Warn("dydisnix-id-assign", svcs.Validate(services), stderr)
 	res, err := portassign.LoadResources(resources)
 	if err != nil {
 		return err

@@ -88,6 +88,7 @@ func assign(fs *pflag.FlagSet, services, infra, dist, ports, prop, outFile, form
 	if err != nil {
 		return err
 	}
+	cli.Warn("dydisnix-port-assign", svcs.Validate(services), stderr)
 	inf, err := model.LoadInfrastructureWith(infra, nixOpts)
 	if err != nil {
 		return err

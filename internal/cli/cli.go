@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 )
 
 // ErrUsage marks an error in how a command was called: it exits with
@@ -30,5 +31,20 @@ func Exit(name string, err error, stderr io.Writer) int {
 	default:
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return 1
+	}
+}
+
+// Warn reports the problems in err (one per line, as errors.Join writes
+// them) as warnings on stderr; a nil err prints nothing. The planning
+// commands warn about an invalid services model (an unknown dependency, a
+// dependsOn cycle) where the original tools said nothing, and still plan.
+func Warn(name string, err error, stderr io.Writer) {
+	if err == nil {
+		return
+	}
+	for _, line := range strings.Split(err.Error(), "\n") {
+		if line != "" {
+			fmt.Fprintf(stderr, "%s: warning: %s\n", name, line)
+		}
 	}
 }

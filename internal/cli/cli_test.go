@@ -30,3 +30,14 @@ func TestExit(t *testing.T) {
 		}
 	}
 }
+
+func TestWarn(t *testing.T) {
+	t.Parallel()
+	var b bytes.Buffer
+	Warn("dydisnix-x", nil, &b)
+	Warn("dydisnix-x", errors.Join(errors.New("s.json: a: unknown dependency b"), errors.New("s.json: c: cycle")), &b)
+	want := "dydisnix-x: warning: s.json: a: unknown dependency b\ndydisnix-x: warning: s.json: c: cycle\n"
+	if b.String() != want {
+		t.Fatalf("got %q, want %q", b.String(), want)
+	}
+}
