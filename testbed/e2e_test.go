@@ -238,6 +238,11 @@ func TestE2EReturningMachineWithStaleServicesIsReconciled(t *testing.T) {
 		t.Fatal(err)
 	}
 	st2 := settle(t, h, st.Seq(), away)
+	// The precondition: the old copy still runs behind the partition next
+	// to the new one.
+	if where := h.ServiceProcesses()["chord-node1"]; len(where) != 2 {
+		t.Fatalf("chord-node1 runs on %v before the machine returns, want the stale copy on %s and the new one on %s", where, away, st2.TargetOf("chord-node1"))
+	}
 	if err := h.TB.Heal(away); err != nil {
 		t.Fatal(err)
 	}
