@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"github.com/robfig/cron/v3"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -195,6 +196,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return uerr("-m: expected a positive number")
 	case o.snapshotSchedule != "" && !o.snapshot:
 		return uerr("--snapshot-schedule needs --snapshot")
+	}
+	if o.snapshotSchedule != "" {
+		if _, err := cron.ParseStandard(o.snapshotSchedule); err != nil {
+			return uerr(fmt.Sprintf("--snapshot-schedule %q: %v", o.snapshotSchedule, err))
+		}
 	}
 	o.timing.Resync = interval
 	log, err := newLogger(o.logFormat, o.logLevel, stderr)

@@ -30,6 +30,7 @@ func TestUsageErrors(t *testing.T) {
 		{"bad interval", []string{"-s", "s", "-q", "q", "-i", "i", "--interval", "soon"}, "--interval"},
 		{"ids alone", []string{"-s", "s", "-q", "q", "-i", "i", "--agent-token-file", "t", "--ids", "ids.json"}, "go together"},
 		{"schedule without snapshot", []string{"-s", "s", "-q", "q", "-i", "i", "--agent-token-file", "t", "--snapshot-schedule", "@every 1m"}, "needs --snapshot"},
+		{"bad schedule", []string{"-s", "s", "-q", "q", "-i", "i", "--agent-token-file", "t", "--snapshot", "--snapshot-schedule", "every minute"}, "--snapshot-schedule"},
 		{"bad log format", []string{"-s", "s", "-q", "q", "-i", "i", "--agent-token-file", "t", "--log-format", "xml"}, "console or json"},
 		{"unknown flag", []string{"--bogus"}, "bogus"},
 	}
