@@ -22,8 +22,12 @@ type Explanation struct {
 	// Services holds one entry per service of the final distribution (and
 	// of the initial one).
 	Services map[string]*ServiceExplanation `json:"services"`
-	only     map[string]bool
-	shared   map[listID][]string // rendered lists shared between services
+	// FailedStep names the step whose error ended the run ("" when the run
+	// got to the end): the candidates shown are those before it, and
+	// nothing was chosen.
+	FailedStep string `json:"failedStep,omitempty"`
+	only       map[string]bool
+	shared     map[listID][]string // rendered lists shared between services
 }
 
 type listID struct {
@@ -333,6 +337,8 @@ func (e *Explanation) WriteText(w io.Writer, only ...string) error {
 			k = k[1:]
 		}
 		switch {
+		case e.FailedStep != "":
+			fmt.Fprintf(bw, "  chosen: none (step %s failed; candidates left before it: %s)\n", e.FailedStep, listOrNone(s.Final))
 		case len(s.Final) > 0:
 			fmt.Fprintf(bw, "  chosen: %s\n", strings.Join(s.Final, ", "))
 		case s.EmptiedBy != "":

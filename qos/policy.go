@@ -520,6 +520,7 @@ func (p *Policy) run(in Input, explain bool) (*Result, []EmptyService, error) {
 			}
 			if ex != nil {
 				ex.finish(cur, env, in.Previous)
+				ex.FailedStep = fmt.Sprintf("%d (%s)", st.Index, st.Label())
 				return &Result{Explanation: ex}, nil, serr
 			}
 			return nil, nil, serr
