@@ -234,6 +234,8 @@ func TestParseResources(t *testing.T) {
 		{in: `{"u": {"min": 1.5}}`, wantErr: "u.min: expected an integer"},
 		{in: `{"u": {"mni": 1}}`, wantErr: "u.mni: unknown resource attribute"},
 		{in: `{"u": {"step": -1}}`, wantErr: "u.step: expected a step of at least 1"},
+		{in: `{"u": {"min": -5, "max": 10}}`, wantErr: "r.json: u.min: expected a number of at least 0, got -5"},
+		{in: `{"u": {"min": 0, "max": -1}}`, wantErr: "u.max: expected a number of at least 0"},
 		{in: `{"u": {"scope": 1}}`, wantErr: "u.scope: expected"},
 		{in: `[1]`, wantErr: "expected an attribute set of resources"},
 		{in: `{"u": 3}`, wantErr: "u: expected a resource attribute set"},

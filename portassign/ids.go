@@ -165,6 +165,10 @@ func ParseResources(v any, file string) (Resources, error) {
 				if err != nil {
 					return nil, fileErr(file, place, "%v", err)
 				}
+				if n < 0 && k != "step" {
+					// Ports, UIDs and GIDs are never negative.
+					return nil, fileErr(file, place, "expected a number of at least 0, got %d", n)
+				}
 				switch k {
 				case "min":
 					r.Min = n
