@@ -81,35 +81,11 @@ func ToValue(v any) (any, error) {
 	case *Service:
 		return ToValue(x.ToMap())
 	case Services:
-		out := make(map[string]any, len(x))
-		for k, s := range x {
-			if s == nil {
-				out[k] = nil
-				continue
-			}
-			n, err := ToValue(s.ToMap())
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", k, err)
-			}
-			out[k] = n
-		}
-		return out, nil
+		return collectionValue(x, (*Service).ToMap)
 	case *Target:
 		return ToValue(x.ToMap())
 	case Infrastructure:
-		out := make(map[string]any, len(x))
-		for k, t := range x {
-			if t == nil {
-				out[k] = nil
-				continue
-			}
-			n, err := ToValue(t.ToMap())
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", k, err)
-			}
-			out[k] = n
-		}
-		return out, nil
+		return collectionValue(x, (*Target).ToMap)
 	case Mapping:
 		return mappingValue(x), nil
 	case []Mapping:
@@ -373,4 +349,22 @@ func appendJSONString(buf *bytes.Buffer, s string) {
 		i += size
 	}
 	buf.WriteByte('"')
+}
+
+// collectionValue converts a services or infrastructure model (name → entry)
+// to its JSON-like form; a nil entry becomes null.
+func collectionValue[E any](m map[string]*E, toMap func(*E) map[string]any) (any, error) {
+	out := make(map[string]any, len(m))
+	for k, e := range m {
+		if e == nil {
+			out[k] = nil
+			continue
+		}
+		n, err := ToValue(toMap(e))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", k, err)
+		}
+		out[k] = n
+	}
+	return out, nil
 }
