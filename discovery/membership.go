@@ -28,6 +28,9 @@ const (
 	ReasonTXTChanged  = "txt-changed"
 	ReasonGenerated   = "generated"
 	ReasonFile        = "file-changed"
+	// ReasonDrain: the target's agent reported that it drains (a graceful
+	// leave whose goodbye may have been lost).
+	ReasonDrain = "drain"
 )
 
 // Event is one change of the infrastructure.
@@ -36,6 +39,13 @@ type Event struct {
 	Target string    `json:"target"`
 	Reason string    `json:"reason"`
 	At     time.Time `json:"at"`
+}
+
+// Graceful reports whether the event is a removal the target confirmed:
+// an mDNS goodbye or an agent drain. The loop acts on it without a grace
+// period.
+func (e Event) Graceful() bool {
+	return e.Kind == EventRemoved && (e.Reason == ReasonGoodbye || e.Reason == ReasonDrain)
 }
 
 // Snapshot is the infrastructure as a source sees it, with the events since
