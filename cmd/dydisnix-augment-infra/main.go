@@ -32,9 +32,9 @@ func run(args []string, stdout, stderr io.Writer, opts augment.Options) int {
 	c := cli.New("dydisnix-augment-infra", "-i INFRASTRUCTURE -a AUGMENT [options]", doc)
 	fs := c.Flags
 	infra := fs.StringP("infrastructure", "i", "", "`FILE` infrastructure model: .json, .yaml or .nix (required)")
-	aug := fs.StringP("augment", "a", "", "augmentation `FILE`: rule file (.json/.yaml) or Nix model (.nix) (required)")
+	aug := fs.StringP("augment", "a", "", "`FILE` augmentation: rule file (.json/.yaml) or Nix model (.nix) (required)")
 	var format string
-	cli.ChoiceVarP(fs, &format, "format", "", "json", "output `FMT`: json or nix", "json", "nix")
+	cli.ChoiceVarP(fs, &format, "format", "", "json", "`FMT` output format: json or nix", "json", "nix")
 	outFile := fs.StringP("output", "o", "", "write the result to `FILE` (atomically, mode 0600) instead of stdout")
 	explain := fs.Bool("explain", false, "print to stderr which attributes of which targets were added (+), changed (~) or removed (-); never values")
 	if code, done := c.Parse(args, stdout, stderr); done {

@@ -46,13 +46,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVarP(&o.infra, "infrastructure", "i", "", "`FILE` infrastructure model (distribution mode)")
 	fs.StringVarP(&o.dist, "distribution", "d", "", "`FILE` distribution model (distribution mode)")
 	fs.StringVar(&o.resources, "id-resources", "", "`FILE` ID resources model {R = {min; max; scope; step;};} (required)")
-	fs.StringVar(&o.ids, "ids", "", "previous ids `FILE` (kept assignments)")
-	fs.StringVar(&o.prop, "service-property", portassign.DefaultIDServiceProperty, "service `PROPERTY` listing the resources a service needs")
+	fs.StringVar(&o.ids, "ids", "", "`FILE` previous ids file (kept assignments)")
+	fs.StringVar(&o.prop, "service-property", portassign.DefaultIDServiceProperty, "`PROPERTY` service property listing the resources a service needs")
 	fs.StringVarP(&o.output, "output-file", "o", "", "write the ids file to `FILE` (atomically) instead of stdout")
 	fs.StringVar(&o.output, "output", "", "same as --output-file")
 	fs.MarkHidden("output")
-	cli.ChoiceVarP(fs, &o.format, "format", "", "json", "output `FMT`: json or nix", "json", "nix")
-	fs.StringVar(&o.nix.ExtraParams, "extra-params", "", "Nix `EXPR` of extra arguments for .nix models, e.g. '{ x = 1; }'")
+	cli.ChoiceVarP(fs, &o.format, "format", "", "json", "`FMT` output format: json or nix", "json", "nix")
+	fs.StringVar(&o.nix.ExtraParams, "extra-params", "", "`EXPR` Nix attribute set of extra arguments for .nix models, e.g. '{ x = 1; }'")
 	if code, done := c.Parse(args, stdout, stderr); done {
 		return code
 	}

@@ -44,11 +44,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVarP(&o.services, "services", "s", "", "`FILE` services model (required)")
 	fs.StringVarP(&o.infra, "infrastructure", "i", "", "`FILE` infrastructure model (required)")
 	fs.StringVarP(&o.dist, "distribution", "d", "", "`FILE` distribution model (required)")
-	fs.StringVarP(&o.ports, "ports", "p", "", "previous ports `FILE`")
-	fs.StringVar(&o.prop, "service-property", portassign.DefaultPortServiceProperty, "service `PROPERTY` selecting the pool (shared or private)")
+	fs.StringVarP(&o.ports, "ports", "p", "", "`FILE` previous ports file")
+	fs.StringVar(&o.prop, "service-property", portassign.DefaultPortServiceProperty, "`PROPERTY` service property selecting the pool (shared or private)")
 	fs.StringVarP(&o.output, "output", "o", "", "write the ports file to `FILE` (atomically) instead of stdout")
-	cli.ChoiceVarP(fs, &o.format, "format", "", "json", "output `FMT`: json or nix", "json", "nix")
-	fs.StringVar(&o.nix.ExtraParams, "extra-params", "", "Nix `EXPR` of extra arguments for .nix models, e.g. '{ x = 1; }'")
+	cli.ChoiceVarP(fs, &o.format, "format", "", "json", "`FMT` output format: json or nix", "json", "nix")
+	fs.StringVar(&o.nix.ExtraParams, "extra-params", "", "`EXPR` Nix attribute set of extra arguments for .nix models, e.g. '{ x = 1; }'")
 	if code, done := c.Parse(args, stdout, stderr); done {
 		return code
 	}

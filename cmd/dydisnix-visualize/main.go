@@ -30,7 +30,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	infraFile := fs.StringP("infrastructure", "i", "", "`FILE` infrastructure model (required)")
 	distFile := fs.StringP("distribution", "d", "", "`FILE` distribution model (required)")
 	var format string
-	cli.ChoiceVarP(fs, &format, "format", "f", "dot", "output `FMT`: dot or svg", "dot", "svg")
+	cli.ChoiceVarP(fs, &format, "format", "f", "dot", "`FMT` output format: dot or svg", "dot", "svg")
 	out := fs.StringP("output", "o", "", "write to `FILE` (atomically) instead of stdout")
 	if code, done := c.Parse(args, stdout, stderr); done {
 		return code
