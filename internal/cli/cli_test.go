@@ -82,10 +82,10 @@ Options:
                               of the coordinator profiles; a long
                               description that wraps and wraps and wraps around
                               and around
-      --state-dir DIR         coordinator state DIR (default
+      --state-dir DIR         coordinator state directory (default
                               $DYDISNIX_STATE_DIR, else ~/.dydisnix)
-      --log-format FORMAT     log FORMAT: console or json (default "console")
-      --log-level LEVEL       lowest LEVEL logged: debug, info, warn or error
+      --log-format FORMAT     log format: console or json (default "console")
+      --log-level LEVEL       lowest level logged: debug, info, warn or error
                               (default info)
   -h, --help                  show this help and exit
       --version               print the version and exit

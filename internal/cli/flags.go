@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -29,7 +30,7 @@ type StateDir struct {
 
 // AddFlags defines --state-dir in fs.
 func (s *StateDir) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&s.Dir, "state-dir", "", "coordinator state `DIR` (default $"+StateDirEnv+", else ~/.dydisnix)")
+	fs.StringVar(&s.Dir, "state-dir", "", "`DIR` coordinator state directory (default $"+StateDirEnv+", else ~/.dydisnix)")
 }
 
 // Path is the state directory: --state-dir, else $DYDISNIX_STATE_DIR, else
@@ -60,8 +61,8 @@ type Agent struct {
 
 // AddFlags defines --agent-token-file and --agent-ca-file in fs.
 func (a *Agent) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&a.TokenFile, "agent-token-file", "", "`FILE` holding the agents' bearer token")
-	fs.StringVar(&a.CAFile, "agent-ca-file", "", "`FILE` of PEM certificates to trust for agents served over TLS")
+	fs.StringVar(&a.TokenFile, "agent-token-file", "", "`FILE` the agents' bearer token")
+	fs.StringVar(&a.CAFile, "agent-ca-file", "", "`FILE` PEM certificates to trust for agents served over TLS")
 }
 
 // Require is a usage error when --agent-token-file is not given.
@@ -106,8 +107,8 @@ type Log struct {
 // AddFlags defines --log-format and --log-level in fs; bad values are
 // usage errors when fs is parsed.
 func (l *Log) AddFlags(fs *pflag.FlagSet) {
-	ChoiceVarP(fs, &l.Format, "log-format", "", "console", "log `FORMAT`: console or json", "console", "json")
-	fs.Var((*levelValue)(&l.Level), "log-level", "lowest `LEVEL` logged: debug, info, warn or error")
+	ChoiceVarP(fs, &l.Format, "log-format", "", "console", "`FORMAT` log format: console or json", "console", "json")
+	fs.Var((*levelValue)(&l.Level), "log-level", "`LEVEL` lowest level logged: debug, info, warn or error")
 }
 
 // Logger returns the logger the flags ask for, writing to w: one line per
@@ -198,3 +199,19 @@ func (v *secondsValue) Set(s string) error {
 
 func (v *secondsValue) String() string { return time.Duration(*v).String() }
 func (v *secondsValue) Type() string   { return "duration" }
+
+// ReadPrevious reports whether a previous-state file (the -p ports file,
+// the --ids file) is to be read: it is given, and it is not the output
+// file of the first run of a cycle that reads and writes one file, where
+// it does not exist yet. Any other problem with it (a permission error)
+// is left for reading it to report.
+func ReadPrevious(prev, out string) bool {
+	if prev == "" {
+		return false
+	}
+	if out == "" || filepath.Clean(prev) != filepath.Clean(out) {
+		return true
+	}
+	_, err := os.Stat(prev)
+	return !errors.Is(err, os.ErrNotExist)
+}
