@@ -188,6 +188,11 @@ func (m *Membership) ProbeResult(instance string, ok bool, now time.Time) []Even
 		mb.probeFail = 0
 		if mb.down {
 			mb.down = false
+			// The endpoint it announced answers again (a partition healed):
+			// its record counts as fresh, or the no-answer deadline of the
+			// silence before would remove it right after this return and
+			// the loop would take it for a flapping machine.
+			mb.lastSeen = now
 			if !mb.present && mb.target != nil {
 				mb.present = true
 				return []Event{{Kind: EventAdded, Target: mb.target.Name, Reason: ReasonProbeOK, At: now}}
