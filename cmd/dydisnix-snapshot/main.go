@@ -58,9 +58,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if o.keep < 1 || o.parallel < 1 {
 		return c.Exit(cli.Usagef("--keep and -m must be positive"), stderr)
 	}
-	if err := o.agent.Require(); err != nil {
-		return c.Exit(err, stderr)
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	return c.Exit(snapshot(ctx, &o, stdout, stderr), stderr)
