@@ -104,12 +104,8 @@ func reconstructState(ctx context.Context, o *options, stdout, stderr io.Writer)
 		if err != nil {
 			return err
 		}
-		if o.output != "" {
-			err = model.WriteFileAtomic(o.output, data, 0o644)
-		} else {
-			_, err = stdout.Write(data)
-		}
-		if err != nil {
+		out := cli.Output{File: o.output}
+		if err := out.Write(data, stdout, func(file string, data []byte) error { return model.WriteFileAtomic(file, data, 0o644) }); err != nil {
 			return err
 		}
 	}
