@@ -31,11 +31,11 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, augment.Options{}))
 func run(args []string, stdout, stderr io.Writer, opts augment.Options) int {
 	c := cli.New("dydisnix-augment-infra", "-i INFRASTRUCTURE -a AUGMENT [options]", doc)
 	fs := c.Flags
-	infra := fs.StringP("infrastructure", "i", "", "`FILE` infrastructure model: .json, .yaml or .nix (required)")
+	var m cli.Models
+	m.AddFlags(fs, cli.InfrastructureFlag)
 	aug := fs.StringP("augment", "a", "", "`FILE` augmentation: rule file (.json/.yaml) or Nix model (.nix) (required)")
-	var format string
-	cli.ChoiceVarP(fs, &format, "format", "", "json", "`FMT` output format: json or nix", "json", "nix")
-	outFile := fs.StringP("output", "o", "", "write the result to `FILE` (atomically, mode 0600) instead of stdout")
+	var out cli.Output
+	out.AddFlags(fs, "the result (mode 0600)", "json", "nix")
 	explain := fs.Bool("explain", false, "print to stderr which attributes of which targets were added (+), changed (~) or removed (-); never values")
 	if code, done := c.Parse(args, stdout, stderr); done {
 		return code
@@ -44,15 +44,15 @@ func run(args []string, stdout, stderr io.Writer, opts augment.Options) int {
 	if *explain {
 		explainTo = stderr
 	}
-	return c.Exit(apply(*infra, *aug, format, *outFile, stdout, explainTo, opts), stderr)
+	if err := m.Require(cli.InfrastructureFlag); err != nil {
+		return c.Exit(err, stderr)
+	}
+	return c.Exit(apply(m.Infrastructure, *aug, out, stdout, explainTo, opts), stderr)
 }
 
-func apply(infra, aug, format, outFile string, stdout, explain io.Writer, opts augment.Options) error {
-	switch {
-	case infra == "":
-		return cli.Usagef("An infrastructure expression must be specified!")
-	case aug == "":
-		return cli.Usagef("An augment file must be specified!")
+func apply(infra, aug string, output cli.Output, stdout, explain io.Writer, opts augment.Options) error {
+	if aug == "" {
+		return cli.Usagef("An augment file must be specified! (-a)")
 	}
 	inf, err := model.LoadInfrastructure(infra)
 	if err != nil {
@@ -71,13 +71,9 @@ func apply(infra, aug, format, outFile string, stdout, explain io.Writer, opts a
 			fmt.Fprintln(explain, c)
 		}
 	}
-	data, err := model.Encode(out, model.Format(format))
+	data, err := model.Encode(out, model.Format(output.Format))
 	if err != nil {
 		return err
 	}
-	if outFile != "" {
-		return model.WriteFileAtomic(outFile, data, 0o600)
-	}
-	_, err = stdout.Write(data)
-	return err
+	return output.Write(data, stdout, func(file string, data []byte) error { return model.WriteFileAtomic(file, data, 0o600) })
 }

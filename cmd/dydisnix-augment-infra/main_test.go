@@ -37,7 +37,7 @@ func TestAugmentInfra(t *testing.T) {
 		clitest.C("help", []string{"-h"}, 0, "Usage: dydisnix-augment-infra", ""),
 		clitest.C("no augment", []string{"-i", infra}, 2, "", "An augment file must be specified!"),
 		clitest.C("no infrastructure", []string{"-a", rules}, 2, "", "An infrastructure expression must be specified!"),
-		clitest.C("bad format", []string{"-i", infra, "-a", rules, "--format", "xml"}, 2, "", `invalid argument "xml" for "--format" flag: expected json or nix`),
+		clitest.C("bad format", []string{"-i", infra, "-a", rules, "--format", "xml"}, 2, "", `invalid argument "xml" for "-f, --format" flag: expected json or nix`),
 		clitest.C("rules", []string{"-i", infra, "-a", rules}, 0, `"mysqlPassword": "hunter2"`, ""),
 		clitest.C("explain", []string{"-i", infra, "-a", rules, "--explain"}, 0, "", "test1: + containers.mysql-database.mysqlPassword"),
 		clitest.C("nix model, nix output", []string{"-i", infra, "-a", aug, "--format", "nix"}, 0, `augment = "augment";`, ""),

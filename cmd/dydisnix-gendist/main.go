@@ -15,7 +15,8 @@ import (
 
 const doc = `Computes a distribution: the candidate distribution starts as the cartesian
 product of services and targets (or -d INITIAL), and every step of the QoS
-policy filters it. Model files are .json, .yaml/.yml or .nix.`
+policy filters it. Model files are .json, .yaml/.yml or .nix; -f nix prints
+the distribution as a Disnix distribution function.`
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -26,14 +27,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var o gendist.Options
 	var listPolicies bool
 	fs := c.Flags
-	fs.StringVarP(&o.Services, "services", "s", "", "`FILE` services model (required)")
-	fs.StringVarP(&o.Infrastructure, "infrastructure", "i", "", "`FILE` infrastructure model (required)")
+	var m cli.Models
+	m.AddFlags(fs, cli.ServicesFlag|cli.InfrastructureFlag)
 	fs.StringVarP(&o.QoS, "qos", "q", "", "`POLICY` QoS policy: a file (.yaml, .json, .nix) or builtin:NAME; without it the initial distribution is printed")
 	fs.StringVarP(&o.Initial, "distribution", "d", "", "`FILE` initial candidate distribution instead of the cartesian product")
 	fs.StringVar(&o.Previous, "previous", "", "`FILE` distribution of the last deployment: a distribution model, or a Disnix manifest (.json with serviceMappings, or manifest .xml)")
 	fs.StringVarP(&o.Profile, "profile", "p", "default", "`NAME` coordinator profile: without --previous, the manifest <coordinator-profile-path>/<profile> points to, if it exists, is the previous distribution")
 	fs.StringVar(&o.ProfilePath, "coordinator-profile-path", "", "`DIR` coordinator profiles directory (default /nix/var/nix/profiles/per-user/$USER/disnix-coordinator)")
-	fs.StringVar(&o.Nix.ExtraParams, "extra-params", "", "`EXPR` Nix attribute set of extra arguments for .nix models")
+	m.AddFlags(fs, cli.ExtraParamsFlag)
 	fs.StringVar(&o.Nix.TargetProperty, "target-property", "", "`NAME` default property naming a target in a .nix distribution (default $DISNIX_TARGET_PROPERTY or hostname)")
 	fs.BoolVar(&o.Nix.ShowTrace, "show-trace", false, "pass --show-trace to nix-instantiate")
 	fs.BoolVar(&o.FilterBuildable, "filter-buildable", false, "first drop the targets a service cannot be built for (service property supportedSystems vs the target's system)")
@@ -42,21 +43,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.ExplainOutput, "explain-output", "", "write the explanation to `FILE` instead of stderr")
 	fs.StringArrayVar(&o.ExplainServices, "explain-service", nil, "`NAME` explain only this service (repeatable)")
 	fs.BoolVar(&o.AllowEmpty, "allow-empty", false, "print services left without a target as [] (the original's behaviour) instead of failing")
-	cli.ChoiceVarP(fs, &o.Format, "format", "f", "json", "`FMT` output format: json or nix (a Disnix distribution function)", "json", "nix")
-	fs.StringVarP(&o.Output, "output", "o", "", "write the distribution to `FILE` (atomically)")
+	o.Out.AddFlags(fs, "the distribution", "json", "nix")
 	fs.BoolVar(&listPolicies, "list-policies", false, "list the shipped policies (builtin:NAME) and exit")
 	if code, done := c.Parse(args, stdout, stderr); done {
 		return code
 	}
-	switch {
-	case listPolicies:
+	if listPolicies {
 		gendist.ListPolicies(stdout)
 		return 0
-	case o.Services == "":
-		return c.Exit(cli.Usagef("a services model must be specified (-s)"), stderr)
-	case o.Infrastructure == "":
-		return c.Exit(cli.Usagef("an infrastructure model must be specified (-i)"), stderr)
 	}
+	if err := m.Require(cli.ServicesFlag | cli.InfrastructureFlag); err != nil {
+		return c.Exit(err, stderr)
+	}
+	o.Services, o.Infrastructure, o.Nix.ExtraParams = m.Services, m.Infrastructure, m.ExtraParams
 	if o.ExplainOutput != "" || len(o.ExplainServices) > 0 || fs.Changed("explain-format") {
 		o.Explain = true
 	}

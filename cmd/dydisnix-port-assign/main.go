@@ -33,57 +33,55 @@ be missing on the first run.`
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 type options struct {
-	services, infra, dist, ports, prop, output, format string
-	nix                                                model.NixOptions
+	models      cli.Models
+	ports, prop string
+	out         cli.Output
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
 	c := cli.New("dydisnix-port-assign", `-s SERVICES -i INFRASTRUCTURE -d DISTRIBUTION [-p PORTS] [options]`, doc)
 	var o options
 	fs := c.Flags
-	fs.StringVarP(&o.services, "services", "s", "", "`FILE` services model (required)")
-	fs.StringVarP(&o.infra, "infrastructure", "i", "", "`FILE` infrastructure model (required)")
-	fs.StringVarP(&o.dist, "distribution", "d", "", "`FILE` distribution model (required)")
+	o.models.AddFlags(fs, required|cli.ExtraParamsFlag)
 	fs.StringVarP(&o.ports, "ports", "p", "", "`FILE` previous ports file")
 	fs.StringVar(&o.prop, "service-property", portassign.DefaultPortServiceProperty, "`PROPERTY` service property selecting the pool (shared or private)")
-	fs.StringVarP(&o.output, "output", "o", "", "write the ports file to `FILE` (atomically) instead of stdout")
-	cli.ChoiceVarP(fs, &o.format, "format", "", "json", "`FMT` output format: json or nix", "json", "nix")
-	fs.StringVar(&o.nix.ExtraParams, "extra-params", "", "`EXPR` Nix attribute set of extra arguments for .nix models, e.g. '{ x = 1; }'")
+	o.out.AddFlags(fs, "the ports file", "json", "nix")
 	if code, done := c.Parse(args, stdout, stderr); done {
 		return code
 	}
-	return c.Exit(assign(&o, stdout, stderr), stderr)
+	return c.Exit(assignPorts(&o, stdout, stderr), stderr)
 }
 
-func assign(o *options, stdout, stderr io.Writer) error {
-	switch {
-	case o.services == "":
-		return cli.Usagef("A services expression must be specified!")
-	case o.infra == "":
-		return cli.Usagef("An infrastructure expression must be specified!")
-	case o.dist == "":
-		return cli.Usagef("A distribution expression must be specified!")
-	case o.prop == "":
+// required are the models port-assign needs.
+const required = cli.ServicesFlag | cli.InfrastructureFlag | cli.DistributionFlag
+
+func assignPorts(o *options, stdout, stderr io.Writer) error {
+	m := o.models
+	if err := m.Require(required); err != nil {
+		return err
+	}
+	if o.prop == "" {
 		return cli.Usagef("--service-property must not be empty")
 	}
-	svcs, err := model.LoadServicesWith(o.services, o.nix)
+	nix := model.NixOptions{ExtraParams: m.ExtraParams}
+	svcs, err := model.LoadServicesWith(m.Services, nix)
 	if err != nil {
 		return err
 	}
-	cli.Warn("dydisnix-port-assign", svcs.Validate(o.services), stderr)
-	inf, err := model.LoadInfrastructureWith(o.infra, o.nix)
+	cli.Warn("dydisnix-port-assign", svcs.Validate(m.Services), stderr)
+	inf, err := model.LoadInfrastructureWith(m.Infrastructure, nix)
 	if err != nil {
 		return err
 	}
-	d, err := model.LoadDistributionWith(o.dist, inf, o.nix)
+	d, err := model.LoadDistributionWith(m.Distribution, inf, nix)
 	if err != nil {
 		return err
 	}
-	if err := d.Validate(o.dist, nil, inf); err != nil {
+	if err := d.Validate(m.Distribution, nil, inf); err != nil {
 		return err
 	}
 	req := portassign.PortRequest{Services: svcs, Distribution: d, ServiceProperty: o.prop}
-	if cli.ReadPrevious(o.ports, o.output) {
+	if cli.ReadPrevious(o.ports, o.out.File) {
 		if req.Previous, err = portassign.LoadPortConfig(o.ports); err != nil {
 			return err
 		}
@@ -95,13 +93,8 @@ func assign(o *options, stdout, stderr io.Writer) error {
 	for _, w := range out.Warnings {
 		fmt.Fprintln(stderr, w)
 	}
-	data := out.JSON()
-	if o.format == "nix" {
-		data = out.Nix()
+	if o.out.Format == "nix" {
+		return o.out.Write(out.Nix(), stdout, portassign.WriteFile)
 	}
-	if o.output != "" {
-		return portassign.WriteFile(o.output, data)
-	}
-	_, err = stdout.Write(data)
-	return err
+	return o.out.Write(out.JSON(), stdout, portassign.WriteFile)
 }

@@ -32,19 +32,20 @@ newest one). Unreachable targets are reported and skipped.`
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 type options struct {
-	infra, augment, targetProp, output string
-	timeout                            time.Duration
-	dryRun                             bool
-	agent                              cli.Agent
-	state                              cli.StateDir
+	models                      cli.Models
+	augment, targetProp, output string
+	timeout                     time.Duration
+	dryRun                      bool
+	agent                       cli.Agent
+	state                       cli.StateDir
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	c := cli.New("dydisnix-reconstruct", "-i INFRASTRUCTURE --agent-token-file FILE [options]", doc)
+	c := cli.New("dydisnix-reconstruct", "-i INFRASTRUCTURE --agent-token-file FILE [options]\n--agent-token-file FILE [options] INFRASTRUCTURE", doc)
 	c.MaxArgs = 1 // the infrastructure model may be given as the argument
 	var o options
 	fs := c.Flags
-	fs.StringVarP(&o.infra, "infrastructure", "i", "", "`FILE` infrastructure model (required; also as the argument)")
+	o.models.AddFlags(fs, cli.InfrastructureFlag)
 	fs.StringVarP(&o.augment, "augment", "a", "", "`FILE` augmentation model (e.g. to add agentURL or secrets)")
 	o.agent.AddFlags(fs)
 	o.state.AddFlags(fs)
@@ -56,14 +57,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	switch {
-	case o.infra != "" && fs.NArg() > 0:
+	case o.models.Infrastructure != "" && fs.NArg() > 0:
 		return c.Exit(cli.Usagef("unexpected argument %q (the infrastructure model is given with -i)", fs.Arg(0)), stderr)
 	case fs.NArg() > 0:
-		o.infra = fs.Arg(0)
-	case o.infra == "":
-		return c.Exit(cli.Usagef("-i/--infrastructure is required"), stderr)
+		o.models.Infrastructure = fs.Arg(0)
 	}
-	if err := o.agent.Require(); err != nil {
+	if err := o.models.Require(cli.InfrastructureFlag); err != nil {
 		return c.Exit(err, stderr)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -72,7 +71,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func reconstructState(ctx context.Context, o *options, stdout, stderr io.Writer) error {
-	infra, err := model.LoadInfrastructure(o.infra)
+	infra, err := model.LoadInfrastructure(o.models.Infrastructure)
 	if err != nil {
 		return err
 	}
@@ -105,12 +104,8 @@ func reconstructState(ctx context.Context, o *options, stdout, stderr io.Writer)
 		if err != nil {
 			return err
 		}
-		if o.output != "" {
-			err = model.WriteFileAtomic(o.output, data, 0o644)
-		} else {
-			_, err = stdout.Write(data)
-		}
-		if err != nil {
+		out := cli.Output{File: o.output}
+		if err := out.Write(data, stdout, func(file string, data []byte) error { return model.WriteFileAtomic(file, data, 0o644) }); err != nil {
 			return err
 		}
 	}

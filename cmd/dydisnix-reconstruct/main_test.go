@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -17,13 +16,13 @@ func TestReconstructInstallsGeneration(t *testing.T) {
 	dir := t.TempDir()
 	url, tok := clitest.StartAgent(t, dir)
 	infraFile := clitest.WriteFile(t, dir, "infra.json", fmt.Sprintf(`{"t1": {"properties": {"agentURL": %q}}, "gone": {"properties": {"agentURL": "http://127.0.0.1:1"}}}`, url))
-	infra, _ := model.LoadInfrastructure(infraFile)
-	svcs := model.Services{"x": {Name: "x", Type: "echo", Attrs: map[string]any{}}}
-	man, _ := deployer.BuildManifest(svcs, infra, model.Distribution{"x": {{Target: "t1"}}}, deployer.BuildOptions{})
-	plan, _ := deployer.PlanTransition(nil, man, deployer.PlanOptions{NoLock: true})
-	if err := (&deployer.AgentBackend{Token: clitest.AgentToken}).Execute(context.Background(), plan, nil); err != nil {
+	infra, err := model.LoadInfrastructure(infraFile)
+	if err != nil {
 		t.Fatal(err)
 	}
+	svcs := model.Services{"x": {Name: "x", Type: "echo", Attrs: map[string]any{}}}
+	// Deployed by another coordinator, whose state is lost.
+	man := clitest.Deploy(t, filepath.Join(dir, "lost"), svcs, infra, model.Distribution{"x": {{Target: "t1"}}})
 	st := filepath.Join(dir, "st")
 	var out, errb bytes.Buffer
 	if code := run([]string{"-i", infraFile, "--agent-token-file", tok, "--state-dir", st, "--timeout", "2s"}, &out, &errb); code != 0 {

@@ -30,11 +30,11 @@ on the service's new machine.`
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 type options struct {
-	format, output string
 	keep, parallel int
 	services       []string
 	agent          cli.Agent
 	state          cli.StateDir
+	out            cli.Output
 	manifest       string
 }
 
@@ -49,17 +49,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.keep, "keep", 3, "snapshot generations kept per service")
 	fs.StringArrayVar(&o.services, "service", nil, "`NAME` only this service (repeatable)")
 	fs.IntVarP(&o.parallel, "max-concurrent", "m", 4, "snapshots taken in parallel")
-	cli.ChoiceVarP(fs, &o.format, "format", "", "text", "`FMT` of the list of snapshots taken: text or json", "text", "json")
-	fs.StringVarP(&o.output, "output", "o", "", "write that list to `FILE`")
+	o.out.AddFlags(fs, "the list of snapshots taken", "text", "json")
 	if code, done := c.Parse(args, stdout, stderr); done {
 		return code
 	}
 	o.manifest = fs.Arg(0)
 	if o.keep < 1 || o.parallel < 1 {
 		return c.Exit(cli.Usagef("--keep and -m must be positive"), stderr)
-	}
-	if err := o.agent.Require(); err != nil {
-		return c.Exit(err, stderr)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -97,7 +93,7 @@ func snapshot(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	be := &deployer.AgentBackend{Token: tok, Parallel: o.parallel, HTTP: hc}
 	infos, snapErr := be.SnapshotAll(ctx, man, store, func(s string) { fmt.Fprintln(stderr, s) })
 	var data []byte
-	if o.format == "json" {
+	if o.out.Format == "json" {
 		data, _ = json.MarshalIndent(infos, "", "  ")
 		data = append(data, '\n')
 	} else {
@@ -107,16 +103,13 @@ func snapshot(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 		}
 		data = []byte(b.String())
 	}
-	if o.output != "" {
-		err = model.WriteFileAtomic(o.output, data, 0o644)
-	} else {
-		_, err = stdout.Write(data)
-	}
-	if err != nil {
+	if err := o.out.Write(data, stdout, writeFile); err != nil {
 		return err
 	}
 	return snapErr
 }
+
+func writeFile(file string, data []byte) error { return model.WriteFileAtomic(file, data, 0o644) }
 
 // onlyServices is man with the snapshots of the named services only.
 func onlyServices(man *model.Manifest, names []string) *model.Manifest {

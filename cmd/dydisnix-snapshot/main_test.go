@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,14 +17,10 @@ func TestSnapshotIntoStore(t *testing.T) {
 	url, tok := clitest.StartAgent(t, dir)
 	infra := model.Infrastructure{"t1": {Name: "t1", Properties: map[string]any{"agentURL": url}, Extra: map[string]any{}}}
 	svcs := model.Services{"db": {Name: "db", Type: "echo", Attrs: map[string]any{"deployState": true}}}
-	man, err := deployer.BuildManifest(svcs, infra, model.Distribution{"db": {{Target: "t1"}}}, deployer.BuildOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	st := filepath.Join(dir, "st")
-	store, _ := deployer.OpenStore(st, 3)
-	plan, _ := deployer.PlanTransition(nil, man, deployer.PlanOptions{})
-	if _, err := deployer.Deploy(context.Background(), &deployer.AgentBackend{Token: clitest.AgentToken}, store, plan, nil); err != nil {
+	clitest.Deploy(t, st, svcs, infra, model.Distribution{"db": {{Target: "t1"}}})
+	store, err := deployer.OpenStore(st, 3)
+	if err != nil {
 		t.Fatal(err)
 	}
 	os.MkdirAll(filepath.Join(dir, "agent", "state", "db"), 0o700)

@@ -26,36 +26,28 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 func run(args []string, stdout, stderr io.Writer) int {
 	c := cli.New("dydisnix-visualize", "-s SERVICES -i INFRASTRUCTURE -d DISTRIBUTION [options]", doc)
 	fs := c.Flags
-	svcFile := fs.StringP("services", "s", "", "`FILE` services model (required)")
-	infraFile := fs.StringP("infrastructure", "i", "", "`FILE` infrastructure model (required)")
-	distFile := fs.StringP("distribution", "d", "", "`FILE` distribution model (required)")
-	var format string
-	cli.ChoiceVarP(fs, &format, "format", "f", "dot", "`FMT` output format: dot or svg", "dot", "svg")
-	out := fs.StringP("output", "o", "", "write to `FILE` (atomically) instead of stdout")
+	var m cli.Models
+	m.AddFlags(fs, required)
+	var out cli.Output
+	out.AddFlags(fs, "the picture", "dot", "svg")
 	if code, done := c.Parse(args, stdout, stderr); done {
 		return code
 	}
-	return c.Exit(visualize(*svcFile, *infraFile, *distFile, format, *out, stdout), stderr)
+	return c.Exit(visualize(m, out, stdout), stderr)
 }
 
-func visualize(svcFile, infraFile, distFile, format, out string, stdout io.Writer) error {
-	switch {
-	case svcFile == "":
-		return cli.Usagef("-s/--services is required")
-	case infraFile == "":
-		return cli.Usagef("-i/--infrastructure is required")
-	case distFile == "":
-		return cli.Usagef("-d/--distribution is required")
+// required are the models visualize needs.
+const required = cli.ServicesFlag | cli.InfrastructureFlag | cli.DistributionFlag
+
+func visualize(m cli.Models, out cli.Output, stdout io.Writer) error {
+	if err := m.Require(required); err != nil {
+		return err
 	}
-	text, err := render(svcFile, infraFile, distFile, format)
+	text, err := render(m.Services, m.Infrastructure, m.Distribution, out.Format)
 	if err != nil {
 		return err
 	}
-	if out != "" {
-		return model.WriteFileAtomic(out, []byte(text), 0o644)
-	}
-	_, err = io.WriteString(stdout, text)
-	return err
+	return out.Write([]byte(text), stdout, func(file string, data []byte) error { return model.WriteFileAtomic(file, data, 0o644) })
 }
 
 func render(svcFile, infraFile, distFile, format string) (string, error) {

@@ -3,6 +3,8 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -157,6 +159,84 @@ func TestReadPrevious(t *testing.T) {
 	} {
 		if got := ReadPrevious(tc.prev, tc.out); got != tc.want {
 			t.Errorf("%s: ReadPrevious = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestModels(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		which int
+		args  []string
+		want  Models
+	}{
+		{"all", ServicesFlag | InfrastructureFlag | DistributionFlag | ExtraParamsFlag,
+			[]string{"-s", "s.nix", "-i", "i.nix", "-d", "d.nix", "--extra-params", "{ x = 1; }"},
+			Models{Services: "s.nix", Infrastructure: "i.nix", Distribution: "d.nix", ExtraParams: "{ x = 1; }"}},
+		{"infrastructure only", InfrastructureFlag, []string{"--infrastructure", "i.json"}, Models{Infrastructure: "i.json"}},
+	} {
+		c := New("x", "", "")
+		var m Models
+		m.AddFlags(c.Flags, tc.which)
+		if code, done := c.Parse(tc.args, &bytes.Buffer{}, &bytes.Buffer{}); done {
+			t.Fatalf("%s: exit %d", tc.name, code)
+		}
+		if m != tc.want {
+			t.Errorf("%s: %+v, want %+v", tc.name, m, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		m     Models
+		which int
+		want  string
+	}{
+		{Models{Infrastructure: "i"}, ServicesFlag | InfrastructureFlag, "A services expression must be specified! (-s)"},
+		{Models{Services: "s"}, ServicesFlag | InfrastructureFlag | DistributionFlag, "An infrastructure expression must be specified! (-i)"},
+		{Models{Services: "s", Infrastructure: "i"}, ServicesFlag | InfrastructureFlag | DistributionFlag, "A distribution expression must be specified! (-d)"},
+		{Models{Services: "s"}, ServicesFlag | ExtraParamsFlag, ""},
+	} {
+		err := tc.m.Require(tc.which)
+		if got := fmt.Sprint(err); (tc.want == "" && err != nil) || (tc.want != "" && (got != tc.want || !errors.Is(err, ErrUsage))) {
+			t.Errorf("%+v.Require(%b) = %v, want %q", tc.m, tc.which, err, tc.want)
+		}
+	}
+	c := New("x", "", "")
+	var m Models
+	m.AddFlags(c.Flags, InfrastructureFlag)
+	if code, _ := c.Parse([]string{"-s", "s.json"}, &bytes.Buffer{}, &bytes.Buffer{}); code != 2 {
+		t.Errorf("-s without ServicesFlag: exit %d, want 2", code)
+	}
+}
+
+func TestOutput(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name       string
+		args       []string
+		format     string
+		stdout     string
+		wroteTo    string
+		parseFails bool
+	}{
+		{"default", nil, "json", "doc", "", false},
+		{"file", []string{"-o", "out.nix", "-f", "nix"}, "nix", "", "out.nix", false},
+		{"bad format", []string{"--format", "xml"}, "", "", "", true},
+	} {
+		c := New("x", "", "")
+		var o Output
+		o.AddFlags(c.Flags, "the document", "json", "nix")
+		if _, done := c.Parse(tc.args, &bytes.Buffer{}, &bytes.Buffer{}); done != tc.parseFails {
+			t.Fatalf("%s: parse done=%v", tc.name, done)
+		}
+		if tc.parseFails {
+			continue
+		}
+		var out bytes.Buffer
+		wrote := ""
+		err := o.Write([]byte("doc"), &out, func(file string, data []byte) error { wrote = file; return nil })
+		if err != nil || o.Format != tc.format || out.String() != tc.stdout || wrote != tc.wroteTo {
+			t.Errorf("%s: format %q, stdout %q, file %q, %v", tc.name, o.Format, out.String(), wrote, err)
 		}
 	}
 }

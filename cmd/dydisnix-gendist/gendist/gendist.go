@@ -39,8 +39,8 @@ type Options struct {
 	Explain                      bool
 	ExplainFormat, ExplainOutput string
 	ExplainServices              []string
-	// Format (json or nix) and Output (stdout when "") of the distribution.
-	Format, Output string
+	// Out is where the distribution goes, as json or nix.
+	Out cli.Output
 }
 
 // Run computes the distribution and writes it (and the explanation).
@@ -98,16 +98,12 @@ func Run(o *Options, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "dydisnix-gendist: warning: %s\n", w)
 	}
 	var out []byte
-	if o.Format == "nix" {
+	if o.Out.Format == "nix" {
 		out = []byte(NixDistribution(res.Distribution))
 	} else if out, err = model.EncodeJSON(res.Distribution); err != nil {
 		return err
 	}
-	if o.Output != "" {
-		if err := model.WriteFileAtomic(o.Output, out, 0o644); err != nil {
-			return err
-		}
-	} else if _, err := stdout.Write(out); err != nil {
+	if err := o.Out.Write(out, stdout, func(file string, data []byte) error { return model.WriteFileAtomic(file, data, 0o644) }); err != nil {
 		return err
 	}
 	if res.Explanation != nil {
