@@ -135,7 +135,7 @@ func (p *ModelPlanner) Load(ctx context.Context) (string, error) {
 	}
 	var aug augment.Augmenter
 	if p.cfg.Augment != "" {
-		if aug, err = augment.Load(p.cfg.Augment, augment.Options{Context: ctx}); err != nil {
+		if aug, err = augment.Load(p.cfg.Augment, augment.Options{}); err != nil {
 			return "", err
 		}
 		if err := hashFile(h, p.cfg.Augment); err != nil {
@@ -204,7 +204,7 @@ func (p *ModelPlanner) Augment(infra model.Infrastructure) (model.Infrastructure
 	if aug == nil {
 		return infra.Clone(), nil
 	}
-	out, err := aug.Apply(infra)
+	out, err := aug.Apply(context.TODO(), infra) // the deploy pass passes its ctx
 	if err != nil {
 		return nil, fmt.Errorf("augment %s: %w", p.cfg.Augment, err)
 	}

@@ -5,6 +5,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -82,7 +83,7 @@ func apply(fs *pflag.FlagSet, infra, aug, format, outFile string, stdout, explai
 	if err != nil {
 		return err
 	}
-	out, err := a.Apply(inf)
+	out, err := a.Apply(context.Background(), inf)
 	if err != nil {
 		return err
 	}

@@ -309,7 +309,7 @@ func deploy(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if infra, err = aug.Apply(infra); err != nil {
+		if infra, err = aug.Apply(ctx, infra); err != nil {
 			return fmt.Errorf("augment %s: %w", o.augment, err)
 		}
 	}

@@ -100,7 +100,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			if err != nil {
 				return err
 			}
-			if infra, err = aug.Apply(infra); err != nil {
+			if infra, err = aug.Apply(ctx, infra); err != nil {
 				return fmt.Errorf("augment %s: %w", augFile, err)
 			}
 		}
