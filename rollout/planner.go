@@ -148,7 +148,7 @@ func (p *Planner) Load(ctx context.Context) (string, error) {
 	}
 	var aug augment.Augmenter
 	if p.cfg.Augment != "" {
-		if aug, err = augment.Load(p.cfg.Augment, augment.Options{Context: ctx}); err != nil {
+		if aug, err = augment.Load(p.cfg.Augment, augment.Options{}); err != nil {
 			return "", err
 		}
 		if err := hashFile(h, p.cfg.Augment); err != nil {
@@ -218,7 +218,7 @@ func (p *Planner) Augment(ctx context.Context, infra model.Infrastructure) (mode
 	if aug == nil {
 		return infra.Clone(), nil
 	}
-	out, err := aug.Apply(infra)
+	out, err := aug.Apply(context.TODO(), infra) // the deploy pass passes its ctx
 	if err != nil {
 		return nil, fmt.Errorf("augment %s: %w", p.cfg.Augment, err)
 	}
