@@ -14,8 +14,42 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dydisnix/dydisnix/discovery"
 	"github.com/dydisnix/dydisnix/model"
+	"github.com/dydisnix/dydisnix/rollout"
 )
+
+// The discovery types the loop consumes, under short names in the tests.
+type (
+	Snapshot = discovery.Snapshot
+	Event    = discovery.Event
+)
+
+// EventRemoved is discovery's removal kind.
+const EventRemoved = discovery.EventRemoved
+
+// ChanSource is a discovery.Source fed from a channel.
+type ChanSource chan Snapshot
+
+// Run forwards snapshots until ctx ends or the channel is closed.
+func (c ChanSource) Run(ctx context.Context, out chan<- Snapshot) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case s, ok := <-c:
+			if !ok {
+				<-ctx.Done()
+				return ctx.Err()
+			}
+			select {
+			case out <- s:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+}
 
 // fakePlanner places services round robin over the sorted targets, keeping
 // a service on its previous target while that target is still there (a
@@ -46,7 +80,7 @@ func (p *fakePlanner) Load(ctx context.Context) (string, error) {
 	return hex.EncodeToString(h[:]), nil
 }
 
-func (p *fakePlanner) Augment(infra model.Infrastructure) (model.Infrastructure, error) {
+func (p *fakePlanner) Augment(ctx context.Context, infra model.Infrastructure) (model.Infrastructure, error) {
 	out := infra.Clone()
 	for _, t := range out {
 		t.Properties["secret"] = "s3cret"
@@ -57,7 +91,7 @@ func (p *fakePlanner) Augment(infra model.Infrastructure) (model.Infrastructure,
 	return out, nil
 }
 
-func (p *fakePlanner) Plan(ctx context.Context, infra model.Infrastructure, prev model.Distribution) (*Desired, error) {
+func (p *fakePlanner) Plan(ctx context.Context, infra model.Infrastructure, prev model.Distribution) (*rollout.Desired, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.previous = append(p.previous, prev)
@@ -80,14 +114,14 @@ func (p *fakePlanner) Plan(ctx context.Context, infra model.Infrastructure, prev
 		}
 		dist[s] = []model.Mapping{{Target: t}}
 	}
-	return &Desired{Services: svcs, Infrastructure: infra, Distribution: dist}, nil
+	return &rollout.Desired{Services: svcs, Infrastructure: infra, Distribution: dist}, nil
 }
 
 // recordingDeployer records every request instead of deploying (as Nomad's
 // scheduler harness records plans); fail decides the outcome of each call.
 type recordingDeployer struct {
 	mu       sync.Mutex
-	requests []DeployRequest
+	requests []*rollout.Desired
 	current  model.Distribution
 	fail     func(n int) error
 	block    chan struct{} // when set, Deploy waits for it or ctx
@@ -117,7 +151,7 @@ func (r *recordingDeployer) Snapshot(ctx context.Context) error {
 	return nil
 }
 
-func (r *recordingDeployer) Deploy(ctx context.Context, req DeployRequest) (*DeployResult, error) {
+func (r *recordingDeployer) Deploy(ctx context.Context, desired *rollout.Desired) (*rollout.Result, error) {
 	if r.started != nil {
 		r.started <- struct{}{}
 	}
@@ -133,20 +167,39 @@ func (r *recordingDeployer) Deploy(ctx context.Context, req DeployRequest) (*Dep
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.requests = append(r.requests, req)
+	r.requests = append(r.requests, desired)
 	if r.fail != nil {
 		if err := r.fail(len(r.requests)); err != nil {
 			return nil, err
 		}
 	}
 	var moved []string
-	for _, s := range req.Desired.Distribution.Names() {
-		if fmt.Sprint(r.current.Targets(s)) != fmt.Sprint(req.Desired.Distribution.Targets(s)) {
+	for _, s := range desired.Distribution.Names() {
+		if fmt.Sprint(r.current.Targets(s)) != fmt.Sprint(desired.Distribution.Targets(s)) {
 			moved = append(moved, s)
 		}
 	}
-	r.current = req.Desired.Distribution.Clone()
-	return &DeployResult{Plan: []string{"lock", "activate", "unlock"}, Moved: moved}, nil
+	r.current = desired.Distribution.Clone()
+	return &rollout.Result{Desired: desired, Plan: []string{"lock", "activate", "unlock"}, Moved: moved}, nil
+}
+
+// fakePass composes the fake planner and the recording deployer as a
+// rollout.Pass does: previous distribution, plan, deploy.
+type fakePass struct {
+	*fakePlanner
+	*recordingDeployer
+}
+
+func (p fakePass) Apply(ctx context.Context, infra model.Infrastructure, req rollout.Request) (*rollout.Result, error) {
+	prev, err := p.Current(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d, err := p.Plan(ctx, infra, prev)
+	if err != nil {
+		return nil, err
+	}
+	return p.Deploy(ctx, d)
 }
 
 type harness struct {
@@ -177,7 +230,7 @@ func newHarness(t *testing.T, mod func(*Config)) *harness {
 	tm := testTiming()
 	tm.Resync = time.Hour
 	cfg := Config{
-		Source: h.src, Planner: h.planner, Deployer: h.dep, Clock: h.clock, Timing: tm,
+		Source: h.src, Pass: fakePass{h.planner, h.dep}, Clock: h.clock, Timing: tm,
 		OnDeploy: func(r DeployReport) { h.reports <- r },
 		OnChange: func(c MemberChange) { h.changes <- c },
 	}
@@ -352,7 +405,7 @@ func TestLoopReloadsModelsOnFileChange(t *testing.T) {
 	}
 	h := newHarness(t, func(c *Config) {
 		c.WatchFiles = []string{file}
-		c.Planner.(*fakePlanner).file = file
+		c.Pass.(fakePass).fakePlanner.file = file
 	})
 	h.snap(infraOf("a"))
 	h.waitDeploy(5 * time.Second)
@@ -372,7 +425,7 @@ func TestLoopReloadsModelsOnFileChange(t *testing.T) {
 
 func TestLoopBadModelsAtStart(t *testing.T) {
 	t.Parallel()
-	l, err := New(Config{Source: make(ChanSource), Planner: &fakePlanner{loadErr: errors.New("services.json:3:4: expected a list")}, Deployer: &recordingDeployer{}})
+	l, err := New(Config{Source: make(ChanSource), Pass: fakePass{&fakePlanner{loadErr: errors.New("services.json:3:4: expected a list")}, &recordingDeployer{}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -453,7 +506,7 @@ func TestLoopSnapshotsOnSchedule(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, func(c *Config) {
 		c.SnapshotSchedule = "@every 1s"
-		c.Snapshotter = c.Deployer.(*recordingDeployer)
+		c.Snapshotter = c.Pass.(fakePass).recordingDeployer
 	})
 	h.snap(infraOf("a"))
 	h.waitDeploy(5 * time.Second)
@@ -473,7 +526,7 @@ func TestLoopSnapshotsOnSchedule(t *testing.T) {
 
 func TestNewRejectsBadSchedule(t *testing.T) {
 	t.Parallel()
-	_, err := New(Config{Source: make(ChanSource), Planner: &fakePlanner{}, Deployer: &recordingDeployer{}, SnapshotSchedule: "every minute"})
+	_, err := New(Config{Source: make(ChanSource), Pass: fakePass{&fakePlanner{}, &recordingDeployer{}}, SnapshotSchedule: "every minute"})
 	if err == nil {
 		t.Fatal("bad cron spec accepted")
 	}
@@ -490,7 +543,7 @@ func (failingSource) Run(ctx context.Context, out chan<- Snapshot) error {
 func TestLoopStopsWhenTheSourceFails(t *testing.T) {
 	t.Parallel()
 	ready := make(chan struct{})
-	l, err := New(Config{Source: failingSource{}, Planner: &fakePlanner{}, Deployer: &recordingDeployer{},
+	l, err := New(Config{Source: failingSource{}, Pass: fakePass{&fakePlanner{}, &recordingDeployer{}},
 		OnReady: func() { close(ready) }})
 	if err != nil {
 		t.Fatal(err)
@@ -506,30 +559,32 @@ func TestLoopStopsWhenTheSourceFails(t *testing.T) {
 	}
 }
 
-// drainingDeployer is a recording deployer whose targets can report a drain.
-type drainingDeployer struct {
-	recordingDeployer
+// drainingPass is a fake pass whose targets can report a drain; every
+// target answers (true: draining, false: not).
+type drainingPass struct {
+	fakePass
 	mu2      sync.Mutex
 	draining map[string]bool
 }
 
-func (d *drainingDeployer) Draining(ctx context.Context, infra model.Infrastructure) map[string]bool {
+func (d *drainingPass) Draining(ctx context.Context, infra model.Infrastructure) map[string]bool {
 	d.mu2.Lock()
 	defer d.mu2.Unlock()
 	out := map[string]bool{}
 	for t := range infra {
-		if d.draining[t] {
-			out[t] = true
-		}
+		out[t] = d.draining[t]
 	}
 	return out
 }
 
 func TestLoopDrainWithoutGoodbye(t *testing.T) {
 	t.Parallel()
-	dd := &drainingDeployer{draining: map[string]bool{}}
-	h := newHarness(t, func(c *Config) { c.Deployer = dd; c.Timing.Resync = time.Second })
-	h.dep = &dd.recordingDeployer
+	var dd *drainingPass
+	h := newHarness(t, func(c *Config) {
+		dd = &drainingPass{fakePass: c.Pass.(fakePass), draining: map[string]bool{}}
+		c.Pass = dd
+		c.Timing.Resync = time.Second
+	})
 	h.snap(infraOf("a", "b"))
 	h.waitDeploy(5 * time.Second)
 	dd.mu2.Lock()
@@ -544,6 +599,15 @@ func TestLoopDrainWithoutGoodbye(t *testing.T) {
 	h.noDeploy(3 * time.Second)
 	if st := h.l.Status(); len(st.Infrastructure) != 1 {
 		t.Errorf("draining target used again: %v", st.Infrastructure.Names())
+	}
+	// b's agent restarts before discovery dropped its record: it answers
+	// that it does not drain, and b is used again (after its probation).
+	dd.mu2.Lock()
+	dd.draining["b"] = false
+	dd.mu2.Unlock()
+	r = h.waitDeploy(time.Minute)
+	if fmt.Sprint(r.Targets) != "[a b]" {
+		t.Fatalf("after the restart deploy = %+v, want b back", r)
 	}
 }
 

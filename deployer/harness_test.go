@@ -81,16 +81,11 @@ func startAgent(t testing.TB, name, dir, addr string) *testAgent {
 	}
 	var ln net.Listener
 	var err error
-	for i := 0; i < 50; i++ { // the port of a restarted agent may linger briefly
-		if ln, err = net.Listen("tcp", addr); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	a, err := agent.New(agent.Config{StateDir: dir, Token: []byte(testToken), StopGrace: 2 * time.Second, StartTimeout: 10 * time.Second})
+	// The port of a restarted agent may linger briefly.
+	eventually(t, time.Minute, func() bool { ln, err = net.Listen("tcp", addr); return err == nil }, "listen on %s", addr)
+	// The start timeout only bounds a broken activation; no test relies on
+	// it expiring, so it is generous for a loaded machine.
+	a, err := agent.New(agent.Config{StateDir: dir, Token: []byte(testToken), StopGrace: 2 * time.Second, StartTimeout: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +209,7 @@ func (c *cluster) mustDeploy(svcs model.Services, d model.Distribution) *deploye
 // httpGet returns the body of a GET on a service port.
 func httpGet(t testing.TB, s *model.Service, path string) (string, error) {
 	port, _ := model.ScalarText(s.Attrs["port"])
-	cl := http.Client{Timeout: 3 * time.Second}
+	cl := http.Client{Timeout: time.Minute} // a bound for a hung service, not a speed test
 	resp, err := cl.Get("http://127.0.0.1:" + port + path)
 	if err != nil {
 		return "", err
@@ -310,4 +305,21 @@ func (c *cluster) processes() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// eventually polls cond until it holds and fails the test if it does not
+// within timeout: for conditions no event announces. The timeout only
+// keeps a broken test from hanging. (It has the signature of
+// internal/testenv.Eventually, which replaces it once that is merged.)
+func eventually(t testing.TB, timeout time.Duration, cond func() bool, format string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	wait := time.Millisecond
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: "+format, append([]any{timeout}, args...)...)
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, 100*time.Millisecond)
+	}
 }

@@ -114,6 +114,17 @@ type Plan struct {
 	Notes []string `json:"notes,omitempty"`
 }
 
+// MarshalJSON renders the plan as {"steps": [...], "notes": [...]};
+// "steps" is always a list ([] for a plan without steps, never null).
+func (p Plan) MarshalJSON() ([]byte, error) {
+	type plain Plan // without this method
+	q := plain(p)
+	if q.Steps == nil {
+		q.Steps = []Step{}
+	}
+	return json.Marshal(q)
+}
+
 // String renders the plan as numbered lines.
 func (p *Plan) String() string {
 	var b strings.Builder

@@ -19,10 +19,8 @@ import (
 // declares nothing is buildable everywhere. Like the original, every service
 // keeps its key, possibly with no candidate left.
 
-func init() {
-	Register(Spec{Name: "filterBuildable", Params: []string{"serviceProperty", "defaultSystem"}, New: newBuildable,
-		Doc: "keep targets whose system is one of the service's supportedSystems (services without the property fit everywhere)"})
-}
+var buildableSpec = Spec{Name: "filterBuildable", Params: []string{"serviceProperty", "defaultSystem"}, New: newBuildable, Pure: true,
+	Doc: "keep targets whose system is one of the service's supportedSystems (services without the property fit everywhere)"}
 
 // BuildableCheck says whether a service can be built for a target and, when
 // not, why.
@@ -104,36 +102,47 @@ func newBuildable(p Params) (Filter, error) {
 	return &Buildable{Check: SystemsCheck(prop, def)}, nil
 }
 
-// Apply keeps the buildable candidates.
+// Apply keeps the buildable candidates (a per-pair filter: see PairFilter).
 func (b *Buildable) Apply(env *Env, in *Candidates) (*Candidates, error) {
 	check := b.Check
 	if check == nil {
 		check = SystemsCheck("supportedSystems", "")
 	}
-	out := in.Derive()
-	for i, svc := range in.Services {
-		list := in.Lists[i]
-		s := env.Services[svc]
-		if s == nil {
-			return nil, fmt.Errorf("service %s is not in the services model", svc)
-		}
-		kept := make([]Cand, 0, len(list))
-		for _, x := range list {
-			t := env.TargetOf(in.Strings, x)
-			if t == nil {
-				return nil, fmt.Errorf("candidate target %s of service %s is not in the infrastructure", in.Strings.Name(x.Target), svc)
-			}
-			if ok, why := check(s, t); ok {
-				kept = append(kept, x)
-			} else if env.Explains(svc) {
-				env.Reject(svc, candName(in, x), "not buildable: "+why)
-			}
-		}
-		if len(kept) == len(list) {
-			out.Lists[i] = list
-		} else {
-			out.Lists[i] = kept
-		}
+	return PairFilter[*model.Service, *model.Target](&buildablePredicate{check: check}).Apply(env, in)
+}
+
+// buildablePredicate is the predicate of filterBuildable. It keeps the
+// reason of the last failed check, which the loop asks for right after
+// (a check may be a costly real build).
+type buildablePredicate struct {
+	check   BuildableCheck
+	lastS   *model.Service
+	lastT   *model.Target
+	lastWhy string
+}
+
+func (p *buildablePredicate) Service(env *Env, name string, _ *ValueIDs) (ServiceCheck[*model.Service], error) {
+	s := env.Services[name]
+	if s == nil {
+		return ServiceCheck[*model.Service]{}, fmt.Errorf("service %s is not in the services model", name)
 	}
-	return out, nil
+	return ServiceCheck[*model.Service]{State: s}, nil
+}
+
+func (*buildablePredicate) Target(_ *Env, t *model.Target, _ *ValueIDs) (*model.Target, error) {
+	return t, nil
+}
+
+func (p *buildablePredicate) Fits(s *model.Service, t *model.Target) (bool, error) {
+	ok, why := p.check(s, t)
+	p.lastS, p.lastT, p.lastWhy = s, t, why
+	return ok, nil
+}
+
+func (p *buildablePredicate) Reason(s *model.Service, t *model.Target) string {
+	if s != p.lastS || t != p.lastT {
+		_, p.lastWhy = p.check(s, t)
+		p.lastS, p.lastT = s, t
+	}
+	return "not buildable: " + p.lastWhy
 }

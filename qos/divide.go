@@ -30,22 +30,18 @@ type Divide struct {
 
 var _ Filter = (*Divide)(nil)
 
-func init() {
-	Register(Spec{
-		Name:   "divide",
-		Params: []string{"strategy", "serviceProperty", "targetProperty", "serviceProperties", "targetProperties", "pinnedFirst"},
-		New:    newDivide,
-		Doc:    "give every service one candidate with enough capacity left (greedy, highest-bidder, lowest-bidder; several capacities at once)",
-	})
+var divideSpec = Spec{
+	Name:   "divide",
+	Params: []string{"strategy", "serviceProperty", "targetProperty", "serviceProperties", "targetProperties", "pinnedFirst"},
+	New:    newDivide,
+	Pure:   true,
+	Doc:    "give every service one candidate with enough capacity left (greedy, highest-bidder, lowest-bidder; several capacities at once)",
 }
 
 func newDivide(p Params) (Filter, error) {
-	if err := algCheckParams("divide", p, "strategy", "serviceProperty", "targetProperty", "serviceProperties", "targetProperties", "pinnedFirst"); err != nil {
-		return nil, err
-	}
-	strategy, ok, err := algString("divide", p, "strategy")
+	strategy, ok, err := p.Str("strategy")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("divide: %w", err)
 	}
 	if !ok || strategy == "" {
 		return nil, fmt.Errorf("ERROR: A strategy must be provided! (divide: parameter strategy: greedy, highest-bidder or lowest-bidder)")
@@ -59,9 +55,9 @@ func newDivide(p Params) (Filter, error) {
 	if err != nil {
 		return nil, err
 	}
-	pinned, err := algBool("divide", p, "pinnedFirst")
+	pinned, err := p.Bool("pinnedFirst")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("divide: %w", err)
 	}
 	return &Divide{Strategy: strategy, Dims: dims, PinnedFirst: pinned}, nil
 }

@@ -78,8 +78,8 @@ func FuzzAlgoFilters(f *testing.F) {
 					p[k] = x
 				}
 			}
-			spec, _ := Lookup(fp["filter"].(string))
-			flt, err := spec.New(p)
+			spec, _ := DefaultRegistry().Lookup(fp["filter"].(string))
+			flt, err := spec.Build(p)
 			if err != nil {
 				t.Fatalf("%v: %v", fp, err)
 			}

@@ -2,90 +2,16 @@ package qos
 
 import (
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/dydisnix/dydisnix/model"
 )
 
-// Parameter and property helpers shared by the algorithmic filters (divide,
-// minsetcover, multiwaycut, graphcol, spread, preferPrevious). They carry an
-// "alg" prefix so they never clash with the helpers of the Nix-style filters.
-
-// algCheckParams rejects parameters a filter does not know, naming them.
-func algCheckParams(filter string, p Params, known ...string) error {
-	var unknown []string
-	for k := range p {
-		ok := false
-		for _, n := range known {
-			if k == n {
-				ok = true
-				break
-			}
-		}
-		if !ok {
-			unknown = append(unknown, k)
-		}
-	}
-	if len(unknown) == 0 {
-		return nil
-	}
-	sort.Strings(unknown)
-	return fmt.Errorf("%s: unknown parameter(s) %s (accepted: %s)", filter, strings.Join(unknown, ", "), strings.Join(known, ", "))
-}
-
-// algString returns a string parameter; present is false when it is absent
-// or null.
-func algString(filter string, p Params, key string) (s string, present bool, err error) {
-	v, ok := p[key]
-	if !ok || v == nil {
-		return "", false, nil
-	}
-	s, ok = v.(string)
-	if !ok {
-		return "", false, fmt.Errorf("%s: parameter %s: expected a string, got %s", filter, key, model.TypeName(v))
-	}
-	return s, true, nil
-}
-
-// algBool returns a boolean parameter (false when absent or null).
-func algBool(filter string, p Params, key string) (bool, error) {
-	v, ok := p[key]
-	if !ok || v == nil {
-		return false, nil
-	}
-	b, ok := v.(bool)
-	if !ok {
-		return false, fmt.Errorf("%s: parameter %s: expected true or false, got %s", filter, key, model.TypeName(v))
-	}
-	return b, nil
-}
-
-// algStrings returns a parameter that is a list of strings (a single string
-// is accepted as a one-element list).
-func algStrings(filter string, p Params, key string) ([]string, bool, error) {
-	v, ok := p[key]
-	if !ok || v == nil {
-		return nil, false, nil
-	}
-	switch x := v.(type) {
-	case string:
-		return []string{x}, true, nil
-	case []string:
-		return append([]string(nil), x...), true, nil
-	case []any:
-		out := make([]string, len(x))
-		for i, e := range x {
-			s, ok := e.(string)
-			if !ok {
-				return nil, false, fmt.Errorf("%s: parameter %s[%d]: expected a string, got %s", filter, key, i, model.TypeName(e))
-			}
-			out[i] = s
-		}
-		return out, true, nil
-	}
-	return nil, false, fmt.Errorf("%s: parameter %s: expected a list of strings, got %s", filter, key, model.TypeName(v))
-}
+// Capacity and property helpers shared by the algorithmic filters (divide,
+// minsetcover, multiwaycut, graphcol, spread, preferPrevious); their
+// parameters are read with the Params methods like every filter's. They
+// carry an "alg" prefix so they never clash with the helpers of the
+// Nix-style filters.
 
 // algCapacityParams reads the capacity dimensions of divide and
 // preferPrevious: the reference pair serviceProperty/targetProperty and the
@@ -93,21 +19,21 @@ func algStrings(filter string, p Params, key string) ([]string, bool, error) {
 // The single pair, when given, is the first dimension. required says whether
 // at least one dimension must be given.
 func algCapacityParams(filter string, p Params, required bool) ([]Capacity, error) {
-	sp, hasSP, err := algString(filter, p, "serviceProperty")
+	sp, hasSP, err := p.Str("serviceProperty")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", filter, err)
 	}
-	tp, hasTP, err := algString(filter, p, "targetProperty")
+	tp, hasTP, err := p.Str("targetProperty")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", filter, err)
 	}
-	sps, hasSPs, err := algStrings(filter, p, "serviceProperties")
+	sps, hasSPs, err := p.Strs("serviceProperties")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", filter, err)
 	}
-	tps, hasTPs, err := algStrings(filter, p, "targetProperties")
+	tps, hasTPs, err := p.Strs("targetProperties")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", filter, err)
 	}
 	if hasSP != hasTP {
 		return nil, fmt.Errorf("%s: parameters serviceProperty and targetProperty must be given together", filter)

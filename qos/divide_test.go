@@ -19,7 +19,7 @@ func TestDivideParams(t *testing.T) {
 		{"no properties", Params{"strategy": "greedy"}, "are required"},
 		{"half pair", Params{"strategy": "greedy", "serviceProperty": "a"}, "must be given together"},
 		{"lists differ", Params{"strategy": "greedy", "serviceProperties": []any{"a", "b"}, "targetProperties": []any{"c"}}, "same length"},
-		{"unknown param", Params{"strategy": "greedy", "serviceProperty": "a", "targetProperty": "b", "bogus": 1}, "unknown parameter(s) bogus"},
+		{"unknown param", Params{"strategy": "greedy", "serviceProperty": "a", "targetProperty": "b", "bogus": 1}, `unknown parameter "bogus"; valid parameters: pinnedFirst, serviceProperties, serviceProperty, strategy, targetProperties, targetProperty`},
 		{"ill-typed", Params{"strategy": "greedy", "serviceProperty": 3, "targetProperty": "b"}, "serviceProperty: expected a string"},
 		{"ok single", Params{"strategy": "greedy", "serviceProperty": "a", "targetProperty": "b"}, ""},
 		{"ok lists", Params{"strategy": "lowest-bidder", "serviceProperties": []any{"a", "b"}, "targetProperties": []any{"c", "d"}}, ""},
@@ -28,7 +28,7 @@ func TestDivideParams(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := newDivide(c.p)
+			_, err := divideSpec.Build(c.p)
 			if c.wantErr == "" {
 				if err != nil {
 					t.Fatalf("unexpected error %v", err)

@@ -118,7 +118,7 @@ func algLoadModels(t testing.TB, file string, raw json.RawMessage) algModels {
 // explanations on, returning the result distribution and the explanation.
 func algRun(t testing.TB, v *algVector, m algModels) (model.Distribution, *Explanation, error) {
 	t.Helper()
-	spec, ok := Lookup(v.Filter)
+	spec, ok := DefaultRegistry().Lookup(v.Filter)
 	if !ok {
 		t.Fatalf("filter %q is not registered", v.Filter)
 	}
@@ -131,7 +131,7 @@ func algRun(t testing.TB, v *algVector, m algModels) (model.Distribution, *Expla
 			p[k] = a
 		}
 	}
-	f, err := spec.New(p)
+	f, err := spec.Build(p)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -24,10 +24,10 @@ import (
 // A non-zero exit, a timeout or a malformed answer is an error that names
 // the command and shows its stderr.
 
-func init() {
-	Register(Spec{Name: "external", Params: []string{"command", "timeout"}, New: newExternal,
-		Doc: "pipe the models as JSON to a command and read the distribution it prints"})
-}
+// externalSpec is not Pure: the command may have side effects and need
+// not answer the same twice, so a failed run is never repeated to explain it.
+var externalSpec = Spec{Name: "external", Params: []string{"command", "timeout"}, New: newExternal,
+	Doc: "pipe the models as JSON to a command and read the distribution it prints"}
 
 // DefaultExternalTimeout bounds an external filter's run unless the step
 // sets timeout.

@@ -140,16 +140,3 @@ func PropertyNumber(v any) (n int64, ok bool) {
 	}
 	return model.Atoi(text), true
 }
-
-// TargetNumber returns atoi(properties.<key>) of a target; ok is false when
-// the property is missing or not a scalar.
-func TargetNumber(t *model.Target, key string) (int64, bool) {
-	if t == nil {
-		return 0, false
-	}
-	v, ok := t.Properties[key]
-	if !ok {
-		return 0, false
-	}
-	return PropertyNumber(v)
-}

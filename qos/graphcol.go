@@ -22,22 +22,18 @@ type GraphCol struct {
 
 var _ Filter = GraphCol{}
 
-func init() {
-	Register(Spec{
-		Name:   "graphcol",
-		Params: []string{"outputProperty"},
-		New: func(p Params) (Filter, error) {
-			if err := algCheckParams("graphcol", p, "outputProperty"); err != nil {
-				return nil, err
-			}
-			op, _, err := algString("graphcol", p, "outputProperty")
-			if err != nil {
-				return nil, err
-			}
-			return GraphCol{OutputProperty: op}, nil
-		},
-		Doc: "DSatur graph colouring: linked services on different targets, as few targets as possible",
-	})
+var graphColSpec = Spec{
+	Name:   "graphcol",
+	Params: []string{"outputProperty"},
+	New: func(p Params) (Filter, error) {
+		op, _, err := p.Str("outputProperty")
+		if err != nil {
+			return nil, fmt.Errorf("graphcol: %w", err)
+		}
+		return GraphCol{OutputProperty: op}, nil
+	},
+	Pure: true,
+	Doc:  "DSatur graph colouring: linked services on different targets, as few targets as possible",
 }
 
 // Apply implements Filter.

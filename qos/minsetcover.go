@@ -19,22 +19,18 @@ type MinSetCover struct {
 
 var _ Filter = (*MinSetCover)(nil)
 
-func init() {
-	Register(Spec{
-		Name:   "minsetcover",
-		Params: []string{"targetProperty"},
-		New:    newMinSetCover,
-		Doc:    "greedy minimum-cost set cover: pick the cheapest targets per service hosted",
-	})
+var minSetCoverSpec = Spec{
+	Name:   "minsetcover",
+	Params: []string{"targetProperty"},
+	New:    newMinSetCover,
+	Pure:   true,
+	Doc:    "greedy minimum-cost set cover: pick the cheapest targets per service hosted",
 }
 
 func newMinSetCover(p Params) (Filter, error) {
-	if err := algCheckParams("minsetcover", p, "targetProperty"); err != nil {
-		return nil, err
-	}
-	tp, ok, err := algString("minsetcover", p, "targetProperty")
+	tp, ok, err := p.Str("targetProperty")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("minsetcover: %w", err)
 	}
 	if !ok || tp == "" {
 		return nil, fmt.Errorf("minsetcover: parameter targetProperty (the cost property) is required")

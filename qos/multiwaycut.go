@@ -19,17 +19,11 @@ type MultiwayCut struct{}
 
 var _ Filter = MultiwayCut{}
 
-func init() {
-	Register(Spec{
-		Name: "multiwaycut",
-		New: func(p Params) (Filter, error) {
-			if err := algCheckParams("multiwaycut", p); err != nil {
-				return nil, err
-			}
-			return MultiwayCut{}, nil
-		},
-		Doc: "multiway cut: one candidate per service, keeping linked services on the same target",
-	})
+var multiwayCutSpec = Spec{
+	Name: "multiwaycut",
+	New:  noParams(MultiwayCut{}),
+	Pure: true,
+	Doc:  "multiway cut: one candidate per service, keeping linked services on the same target",
 }
 
 // algUnionFind is a disjoint-set forest with path halving and union by size.

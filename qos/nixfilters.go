@@ -2,6 +2,7 @@ package qos
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -16,32 +17,30 @@ import (
 // {target, container} records are looked up by their target (the Nix code
 // would fail on them); they only ever equal identical records.
 
-func init() {
-	Register(Spec{Name: "createCartesianProduct", New: noParams(cartesianFilter{}),
-		Doc: "every service of the services model × every target (sorted); ignores the input distribution"})
-	Register(Spec{Name: "mapAttrOnList", Params: []string{"serviceProperty", "targetPropertyList"}, New: newMapAttrOnList,
-		Doc: "keep targets whose list property targetPropertyList contains the service's serviceProperty"})
-	Register(Spec{Name: "mapListOnAttr", Params: []string{"servicePropertyList", "targetProperty"}, New: newMapListOnAttr,
-		Doc: "keep targets whose property targetProperty is in the service's list servicePropertyList"})
-	Register(Spec{Name: "mapAttrOnAttr", Params: []string{"serviceProperty", "targetProperty"}, New: newMapAttrOnAttr,
-		Doc: "keep targets whose property targetProperty equals the service's serviceProperty"})
-	Register(Spec{Name: "mapStatefulToPrevious", New: noParams(statefulToPrevious{}),
-		Doc: "keep a stateful service on the candidates it was deployed to before"})
-	Register(Spec{Name: "mapBoundServicesToPrevious", New: noParams(boundToPrevious{}),
-		Doc: "map every previously deployed service to its previous targets, verbatim"})
-	Register(Spec{Name: "divideRoundRobin", New: noParams(roundRobin{}),
-		Doc: "pick one target per service, rotating through each service's candidates"})
-	Register(Spec{Name: "order", Params: []string{"targetProperty"}, New: newOrder,
-		Doc: "sort each candidate list ascending by the targets' targetProperty (stable)"})
-}
+// The specs of the filters of this file (see DefaultRegistry).
+var (
+	cartesianSpec = Spec{Name: "createCartesianProduct", New: noParams(cartesianFilter{}), Pure: true,
+		Doc: "every service of the services model × every target (sorted); ignores the input distribution"}
+	mapAttrOnListSpec = mapSpec(mapFilter{name: "mapAttrOnList", targetList: true},
+		"keep targets whose list property targetPropertyList contains the service's serviceProperty")
+	mapListOnAttrSpec = mapSpec(mapFilter{name: "mapListOnAttr", serviceList: true},
+		"keep targets whose property targetProperty is in the service's list servicePropertyList")
+	mapAttrOnAttrSpec = mapSpec(mapFilter{name: "mapAttrOnAttr"},
+		"keep targets whose property targetProperty equals the service's serviceProperty")
+	statefulSpec = Spec{Name: "mapStatefulToPrevious", New: noParams(statefulToPrevious{}), Pure: true,
+		Doc: "keep a stateful service on the candidates it was deployed to before"}
+	boundSpec = Spec{Name: "mapBoundServicesToPrevious", New: noParams(boundToPrevious{}), Pure: true,
+		Doc: "map every previously deployed service to its previous targets, verbatim"}
+	roundRobinSpec = Spec{Name: "divideRoundRobin", New: noParams(roundRobin{}), Pure: true,
+		Doc: "pick one target per service, rotating through each service's candidates"}
+	orderSpec = Spec{Name: "order", Params: []string{"targetProperty"}, New: newOrder, Pure: true,
+		Doc: "sort each candidate list ascending by the targets' targetProperty (stable)"}
+)
 
+// noParams is the factory of a filter without parameters (Spec.Build
+// refuses any).
 func noParams(f Filter) Factory {
-	return func(p Params) (Filter, error) {
-		for k := range p {
-			return nil, fmt.Errorf("unknown parameter %q: the filter takes none", k)
-		}
-		return f, nil
-	}
+	return func(Params) (Filter, error) { return f, nil }
 }
 
 // ---- lookups with the Nix filters' error messages ----
@@ -79,33 +78,6 @@ func nixServiceAttr(s *model.Service, prop, role string) (any, error) {
 	return v, nil
 }
 
-// targetInfo caches, per Strings index, what a filter computed about a target.
-type targetInfo struct {
-	done bool
-	id   int32   // value key id of a scalar property
-	ids  []int32 // value key ids of a list property
-	v    any
-	err  error
-}
-
-type targetCache struct {
-	infos []targetInfo
-}
-
-func (tc *targetCache) get(c *Candidates, x Cand) *targetInfo {
-	if int(x.Target) >= len(tc.infos) {
-		n := c.Strings.Len()
-		tc.infos = append(tc.infos, make([]targetInfo, n-len(tc.infos))...)
-	}
-	return &tc.infos[x.Target]
-}
-
-type listKey struct {
-	p  *Cand
-	n  int
-	id int32
-}
-
 // ---- createCartesianProduct ----
 
 type cartesianFilter struct{}
@@ -123,269 +95,146 @@ func (cartesianFilter) Apply(env *Env, in *Candidates) (*Candidates, error) {
 	return out, nil
 }
 
-// ---- mapAttrOnList ----
+// ---- mapAttrOnList, mapListOnAttr, mapAttrOnAttr ----
 
-type mapAttrOnList struct{ sp, tp string }
-
-func newMapAttrOnList(p Params) (Filter, error) {
-	sp, err := p.RequireStr("serviceProperty")
-	if err != nil {
-		return nil, err
-	}
-	tp, err := p.RequireStr("targetPropertyList")
-	if err != nil {
-		return nil, err
-	}
-	return mapAttrOnList{sp, tp}, nil
+// mapFilter is the predicate of the three map filters: a service property
+// compared with a target property, one side possibly a list whose elements
+// are compared with the other side (elem). As in the Nix code, the list
+// side is forced first and the element side only when the list is not
+// empty: mapAttrOnList looks at the service's attribute only for a target
+// whose list is not empty, and mapListOnAttr never looks at the targets of
+// a service whose list is empty.
+type mapFilter struct {
+	name                    string
+	sp, tp                  string // the property names
+	serviceList, targetList bool   // which side is a list
 }
 
-func (f mapAttrOnList) Apply(env *Env, in *Candidates) (*Candidates, error) {
-	out := in.Derive()
-	keys := keyTable{}
-	var tc targetCache
-	cache := map[listKey][]Cand{}
-	reasons := map[[2]int32]string{}
-	for i, svc := range in.Services {
-		list := in.Lists[i]
-		if len(list) == 0 {
-			out.Lists[i] = list
-			continue
-		}
-		// The service and its property are only forced by elem over a
-		// non-empty target list.
-		var v any
-		s, verr := nixService(env, svc)
-		if verr == nil {
-			v, verr = nixServiceAttr(s, f.sp, "serviceProperty of mapAttrOnList")
-		}
-		vid := int32(-1)
-		if verr == nil {
-			vid = keys.id(v)
-			if !env.Explains(svc) {
-				if r, ok := cache[listKey{&list[0], len(list), vid}]; ok {
-					out.Lists[i] = r
-					continue
-				}
-			}
-		}
-		kept := make([]Cand, 0, len(list))
-		for _, x := range list {
-			ti := tc.get(in, x)
-			if !ti.done {
-				ti.done = true
-				t, err := nixTarget(env, in, svc, x)
-				if err == nil {
-					ti.v, err = nixTargetProp(t, f.tp, "targetPropertyList of mapAttrOnList")
-				}
-				if err == nil {
-					l, ok := ti.v.([]any)
-					if !ok {
-						err = fmt.Errorf("property %s of target %s is %s, expected a list (targetPropertyList of mapAttrOnList)", f.tp, t.Name, nixKind(ti.v))
-					}
-					for _, e := range l {
-						ti.ids = append(ti.ids, keys.id(e))
-					}
-				}
-				ti.err = err
-			}
-			if ti.err != nil {
-				return nil, ti.err
-			}
-			if len(ti.ids) > 0 && verr != nil {
-				return nil, verr // forced by elem only when the list is not empty
-			}
-			found := false
-			for _, id := range ti.ids {
-				if id == vid {
-					found = true
-					break
-				}
-			}
-			if found {
-				kept = append(kept, x)
-			} else if env.Explains(svc) {
-				rk := [2]int32{vid, x.Target}
-				reason, ok := reasons[rk]
-				if !ok {
-					shown := "<missing>"
-					if verr == nil {
-						shown = show(v)
-					}
-					reason = fmt.Sprintf("%s %s not in %s %s", f.sp, shown, f.tp, show(ti.v))
-					reasons[rk] = reason
-				}
-				env.Reject(svc, candName(in, x), reason)
-			}
-		}
-		kept = kept[:len(kept):len(kept)]
-		if verr == nil && !env.Explains(svc) {
-			cache[listKey{&list[0], len(list), vid}] = kept
-		}
-		out.Lists[i] = kept
+// params names the filter's two parameters.
+func (f mapFilter) params() (service, target string) {
+	service, target = "serviceProperty", "targetProperty"
+	if f.serviceList {
+		service = "servicePropertyList"
 	}
-	return out, nil
+	if f.targetList {
+		target = "targetPropertyList"
+	}
+	return service, target
 }
 
-// ---- mapListOnAttr ----
-
-type mapListOnAttr struct{ sp, tp string }
-
-func newMapListOnAttr(p Params) (Filter, error) {
-	sp, err := p.RequireStr("servicePropertyList")
-	if err != nil {
-		return nil, err
-	}
-	tp, err := p.RequireStr("targetProperty")
-	if err != nil {
-		return nil, err
-	}
-	return mapListOnAttr{sp, tp}, nil
-}
-
-func (f mapListOnAttr) Apply(env *Env, in *Candidates) (*Candidates, error) {
-	out := in.Derive()
-	keys := keyTable{}
-	var tc targetCache
-	for i, svc := range in.Services {
-		list := in.Lists[i]
-		if len(list) == 0 {
-			out.Lists[i] = list
-			continue
-		}
-		s, err := nixService(env, svc)
-		if err != nil {
+func mapSpec(f mapFilter, doc string) Spec {
+	sk, tk := f.params()
+	return Spec{Name: f.name, Params: []string{sk, tk}, Doc: doc, Pure: true, New: func(p Params) (Filter, error) {
+		g := f
+		var err error
+		if g.sp, err = p.RequireStr(sk); err != nil {
 			return nil, err
 		}
-		v, err := nixServiceAttr(s, f.sp, "servicePropertyList of mapListOnAttr")
-		if err != nil {
+		if g.tp, err = p.RequireStr(tk); err != nil {
 			return nil, err
 		}
+		return PairFilter[mapService, mapTarget](g), nil
+	}}
+}
+
+// mapService is what mapFilter prepares about a service.
+type mapService struct {
+	v   any
+	id  int32   // the value's id (0 when err)
+	ids []int32 // the ids of the list's elements (serviceList)
+	err error   // the attribute is missing, forced only by a non-empty target list
+}
+
+// mapTarget is what mapFilter prepares about a target.
+type mapTarget struct {
+	v   any
+	id  int32
+	ids []int32 // targetList
+}
+
+func (f mapFilter) role(param string) string { return param + " of " + f.name }
+
+// Service implements Predicate.
+func (f mapFilter) Service(env *Env, name string, ids *ValueIDs) (ServiceCheck[mapService], error) {
+	sk, _ := f.params()
+	s, err := nixService(env, name)
+	var v any
+	if err == nil {
+		v, err = nixServiceAttr(s, f.sp, f.role(sk))
+	}
+	if err != nil {
+		if f.targetList {
+			return ServiceCheck[mapService]{State: mapService{err: err}}, nil
+		}
+		return ServiceCheck[mapService]{}, err
+	}
+	ms := mapService{v: v, id: ids.ID(v)}
+	if f.serviceList {
 		l, ok := v.([]any)
 		if !ok {
-			return nil, fmt.Errorf("attribute %s of service %s is %s, expected a list (servicePropertyList of mapListOnAttr)", f.sp, svc, nixKind(v))
+			return ServiceCheck[mapService]{}, fmt.Errorf("attribute %s of service %s is %s, expected a list (%s)", f.sp, name, nixKind(v), f.role(sk))
 		}
 		if len(l) == 0 {
-			// elem over an empty list never looks at the target
-			out.Lists[i] = []Cand{}
-			if env.Explains(svc) {
-				for _, x := range list {
-					env.Reject(svc, candName(in, x), fmt.Sprintf("%s is empty", f.sp))
-				}
-			}
-			continue
+			return ServiceCheck[mapService]{RejectAll: f.sp + " is empty"}, nil
 		}
-		ids := make([]int32, len(l))
+		ms.ids = make([]int32, len(l))
 		for k, e := range l {
-			ids[k] = keys.id(e)
+			ms.ids[k] = ids.ID(e)
 		}
-		kept := make([]Cand, 0, len(list))
-		for _, x := range list {
-			ti := tc.get(in, x)
-			if !ti.done {
-				ti.done = true
-				t, err := nixTarget(env, in, svc, x)
-				if err == nil {
-					ti.v, err = nixTargetProp(t, f.tp, "targetProperty of mapListOnAttr")
-				}
-				if err == nil {
-					ti.id = keys.id(ti.v)
-				}
-				ti.err = err
-			}
-			if ti.err != nil {
-				return nil, ti.err
-			}
-			found := false
-			for _, id := range ids {
-				if id == ti.id {
-					found = true
-					break
-				}
-			}
-			if found {
-				kept = append(kept, x)
-			} else if env.Explains(svc) {
-				env.Reject(svc, candName(in, x), fmt.Sprintf("%s %s not in %s %s", f.tp, show(ti.v), f.sp, show(v)))
-			}
-		}
-		out.Lists[i] = kept[:len(kept):len(kept)]
 	}
-	return out, nil
+	return ServiceCheck[mapService]{State: ms, Class: ms.id}, nil
 }
 
-// ---- mapAttrOnAttr ----
-
-type mapAttrOnAttr struct{ sp, tp string }
-
-func newMapAttrOnAttr(p Params) (Filter, error) {
-	sp, err := p.RequireStr("serviceProperty")
+// Target implements Predicate.
+func (f mapFilter) Target(_ *Env, t *model.Target, ids *ValueIDs) (mapTarget, error) {
+	_, tk := f.params()
+	v, err := nixTargetProp(t, f.tp, f.role(tk))
 	if err != nil {
-		return nil, err
+		return mapTarget{}, err
 	}
-	tp, err := p.RequireStr("targetProperty")
-	if err != nil {
-		return nil, err
+	mt := mapTarget{v: v}
+	if !f.targetList {
+		mt.id = ids.ID(v)
+		return mt, nil
 	}
-	return mapAttrOnAttr{sp, tp}, nil
+	l, ok := v.([]any)
+	if !ok {
+		return mapTarget{}, fmt.Errorf("property %s of target %s is %s, expected a list (%s)", f.tp, t.Name, nixKind(v), f.role(tk))
+	}
+	mt.ids = make([]int32, len(l))
+	for k, e := range l {
+		mt.ids[k] = ids.ID(e)
+	}
+	return mt, nil
 }
 
-func (f mapAttrOnAttr) Apply(env *Env, in *Candidates) (*Candidates, error) {
-	out := in.Derive()
-	keys := keyTable{}
-	var tc targetCache
-	cache := map[listKey][]Cand{}
-	for i, svc := range in.Services {
-		list := in.Lists[i]
-		if len(list) == 0 {
-			out.Lists[i] = list
-			continue
+// Fits implements Predicate.
+func (f mapFilter) Fits(s mapService, t mapTarget) (bool, error) {
+	switch {
+	case f.targetList:
+		if len(t.ids) > 0 && s.err != nil {
+			return false, s.err
 		}
-		s, err := nixService(env, svc)
-		if err != nil {
-			return nil, err
-		}
-		v, err := nixServiceAttr(s, f.sp, "serviceProperty of mapAttrOnAttr")
-		if err != nil {
-			return nil, err
-		}
-		vid := keys.id(v)
-		ck := listKey{&list[0], len(list), vid}
-		if !env.Explains(svc) {
-			if r, ok := cache[ck]; ok {
-				out.Lists[i] = r
-				continue
-			}
-		}
-		kept := make([]Cand, 0, len(list))
-		for _, x := range list {
-			ti := tc.get(in, x)
-			if !ti.done {
-				ti.done = true
-				t, err := nixTarget(env, in, svc, x)
-				if err == nil {
-					ti.v, err = nixTargetProp(t, f.tp, "targetProperty of mapAttrOnAttr")
-				}
-				if err == nil {
-					ti.id = keys.id(ti.v)
-				}
-				ti.err = err
-			}
-			if ti.err != nil {
-				return nil, ti.err
-			}
-			if ti.id == vid {
-				kept = append(kept, x)
-			} else if env.Explains(svc) {
-				env.Reject(svc, candName(in, x), fmt.Sprintf("%s %s != %s %s", f.sp, show(v), f.tp, show(ti.v)))
-			}
-		}
-		kept = kept[:len(kept):len(kept)]
-		if !env.Explains(svc) {
-			cache[ck] = kept
-		}
-		out.Lists[i] = kept
+		return slices.Contains(t.ids, s.id), nil
+	case f.serviceList:
+		return slices.Contains(s.ids, t.id), nil
 	}
-	return out, nil
+	return s.id == t.id, nil
+}
+
+// Reason implements Predicate.
+func (f mapFilter) Reason(s mapService, t mapTarget) string {
+	switch {
+	case f.targetList:
+		shown := "<missing>"
+		if s.err == nil {
+			shown = show(s.v)
+		}
+		return fmt.Sprintf("%s %s not in %s %s", f.sp, shown, f.tp, show(t.v))
+	case f.serviceList:
+		return fmt.Sprintf("%s %s not in %s %s", f.tp, show(t.v), f.sp, show(s.v))
+	}
+	return fmt.Sprintf("%s %s != %s %s", f.sp, show(s.v), f.tp, show(t.v))
 }
 
 // ---- mapStatefulToPrevious ----
@@ -490,38 +339,39 @@ func (roundRobin) Apply(env *Env, in *Candidates) (*Candidates, error) {
 	buf := make([]Cand, len(in.Services))
 	var prev Cand
 	var prevSvc string
-	first := true
 	for i, svc := range in.Services {
 		list := in.Lists[i]
-		var chosen Cand
-		why := ""
+		first := i == 0
 		switch {
 		case first && len(list) == 0:
 			return nil, fmt.Errorf("service %s has no candidate target to choose from (head of empty list)", svc)
-		case first:
-			chosen, why = list[0], "first service: its first candidate"
 		case len(list) == 0:
 			return nil, fmt.Errorf("Cannot find a target machine! (service %s has no candidate target)", svc)
-		case len(list) == 1:
-			chosen, why = list[0], "its only candidate"
-		default:
-			chosen, why = list[0], fmt.Sprintf("first candidate (%s, the target of %s, is not a candidate)", candName(in, prev), prevSvc)
-			for k, x := range list {
-				if x == prev {
-					if k+1 < len(list) {
-						chosen = list[k+1]
-						why = fmt.Sprintf("the candidate after %s, the target of %s", candName(in, prev), prevSvc)
-					} else {
-						chosen = list[0]
-						why = fmt.Sprintf("wrapped around after %s, the target of %s", candName(in, prev), prevSvc)
-					}
-					break
-				}
-			}
+		}
+		k := -1 // the position of the previous service's choice in list
+		if !first && len(list) > 1 {
+			k = slices.Index(list, prev)
+		}
+		chosen := list[0]
+		if k >= 0 && k+1 < len(list) {
+			chosen = list[k+1]
 		}
 		buf[i] = chosen
 		out.Lists[i] = buf[i : i+1 : i+1]
 		if env.Explains(svc) {
+			var why string
+			switch {
+			case first:
+				why = "first service: its first candidate"
+			case len(list) == 1:
+				why = "its only candidate"
+			case k < 0:
+				why = fmt.Sprintf("first candidate (%s, the target of %s, is not a candidate)", candName(in, prev), prevSvc)
+			case k+1 < len(list):
+				why = fmt.Sprintf("the candidate after %s, the target of %s", candName(in, prev), prevSvc)
+			default:
+				why = fmt.Sprintf("wrapped around after %s, the target of %s", candName(in, prev), prevSvc)
+			}
 			reason := fmt.Sprintf("round robin chose %s (%s)", candName(in, chosen), why)
 			for _, x := range list {
 				if x != chosen {
@@ -529,7 +379,7 @@ func (roundRobin) Apply(env *Env, in *Candidates) (*Candidates, error) {
 				}
 			}
 		}
-		prev, prevSvc, first = chosen, svc, false
+		prev, prevSvc = chosen, svc
 	}
 	return out, nil
 }
@@ -548,7 +398,9 @@ func newOrder(p Params) (Filter, error) {
 
 func (f orderFilter) Apply(env *Env, in *Candidates) (*Candidates, error) {
 	out := in.Derive()
-	var tc targetCache
+	targets := newTargetValues(in, func(t *model.Target) (any, error) {
+		return nixTargetProp(t, f.tp, "targetProperty of order")
+	})
 	type cacheKey struct {
 		p *Cand
 		n int
@@ -567,19 +419,11 @@ func (f orderFilter) Apply(env *Env, in *Candidates) (*Candidates, error) {
 		}
 		vals := make([]any, len(list))
 		for k, x := range list {
-			ti := tc.get(in, x)
-			if !ti.done {
-				ti.done = true
-				t, err := nixTarget(env, in, svc, x)
-				if err == nil {
-					ti.v, err = nixTargetProp(t, f.tp, "targetProperty of order")
-				}
-				ti.err = err
+			v, err := targets.get(env, in, svc, x)
+			if err != nil {
+				return nil, err
 			}
-			if ti.err != nil {
-				return nil, ti.err
-			}
-			vals[k] = ti.v
+			vals[k] = v
 		}
 		idx := make([]int, len(list))
 		for k := range idx {

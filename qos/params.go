@@ -21,6 +21,19 @@ func (p Params) Str(key string) (s string, present bool, err error) {
 	return s, true, nil
 }
 
+// Bool returns a boolean parameter (false when absent or null).
+func (p Params) Bool(key string) (bool, error) {
+	v, ok := p[key]
+	if !ok || v == nil {
+		return false, nil
+	}
+	b, ok := v.(bool)
+	if !ok {
+		return false, fmt.Errorf("parameter %s: expected true or false, got %s", key, model.TypeName(v))
+	}
+	return b, nil
+}
+
 // RequireStr returns a string parameter that must be present and not empty.
 func (p Params) RequireStr(key string) (string, error) {
 	s, ok, err := p.Str(key)

@@ -6,7 +6,6 @@ import (
 	"os"
 	"sort"
 	"strings"
-	"sync"
 
 	"github.com/dydisnix/dydisnix/model"
 )
@@ -32,7 +31,10 @@ type Step struct {
 	Name string
 	// Params are the step's own parameters.
 	Params Params
-	impl   Filter
+	// Pure is the filter's Spec.Pure: the step may be run again on the
+	// same input (see Spec.Pure).
+	Pure bool
+	impl Filter
 }
 
 // Label is the step's name, else its filter.
@@ -46,33 +48,25 @@ func (s *Step) Label() string {
 // reserved parameters come from the pipeline, never from the policy file.
 var reserved = map[string]bool{"services": true, "infrastructure": true, "distribution": true, "previousDistribution": true}
 
-var (
-	resolverMu sync.RWMutex
-	resolvers  = map[string]func(name string) (data []byte, file string, err error){}
-)
+// LoadPolicy reads a policy with DefaultRegistry (see Registry.LoadPolicy).
+func LoadPolicy(file string) (*Policy, error) {
+	return DefaultRegistry().LoadPolicy(file)
+}
 
-// RegisterPolicySource makes LoadPolicy understand "SCHEME:NAME" policy
-// references: fetch returns the policy text and a file name whose extension
-// picks the format (.yaml, .yml or .json). The policies package registers
-// "builtin" this way (qos does not depend on it).
-func RegisterPolicySource(scheme string, fetch func(name string) (data []byte, file string, err error)) {
-	resolverMu.Lock()
-	defer resolverMu.Unlock()
-	resolvers[scheme] = fetch
+// ParsePolicy parses policy text with DefaultRegistry (see
+// Registry.ParsePolicy).
+func ParsePolicy(data []byte, format model.Format, file string) (*Policy, error) {
+	return DefaultRegistry().ParsePolicy(data, format, file)
 }
 
 // LoadPolicy reads a policy file: YAML (.yaml, .yml), JSON (.json) or a .nix
-// file that evaluates to the same shape. "builtin:NAME" names a shipped
-// policy (see the policies package).
-func LoadPolicy(file string) (*Policy, error) {
+// file that evaluates to the same shape. "SCHEME:NAME" names a policy of a
+// source added with AddSource ("builtin:NAME" for a shipped policy in
+// DefaultRegistry), unless a file of that name exists.
+func (r *Registry) LoadPolicy(file string) (*Policy, error) {
 	if scheme, name, ok := strings.Cut(file, ":"); ok && len(scheme) > 1 && !strings.ContainsAny(scheme, `/\.`) && !fileExists(file) {
-		resolverMu.RLock()
-		fetch := resolvers[scheme]
-		resolverMu.RUnlock()
+		fetch := r.source(scheme)
 		if fetch == nil {
-			if scheme == "builtin" {
-				return nil, fmt.Errorf("%s: builtin policies are not available in this program (import github.com/dydisnix/dydisnix/policies)", file)
-			}
 			return nil, fmt.Errorf("%s: unknown policy source %q", file, scheme)
 		}
 		data, src, err := fetch(name)
@@ -83,17 +77,13 @@ func LoadPolicy(file string) (*Policy, error) {
 		if err != nil {
 			return nil, err
 		}
-		p, err := ParsePolicy(data, format, file)
-		if err != nil {
-			return nil, err
-		}
-		return p, nil
+		return r.ParsePolicy(data, format, file)
 	}
 	v, err := model.LoadValue(file, model.KindPlain, nil)
 	if err != nil {
 		return nil, err
 	}
-	return PolicyFromValue(v, file)
+	return r.PolicyFromValue(v, file)
 }
 
 func fileExists(f string) bool {
@@ -103,18 +93,18 @@ func fileExists(f string) bool {
 
 // ParsePolicy parses policy text in the given format (json or yaml); file
 // names it in error messages.
-func ParsePolicy(data []byte, format model.Format, file string) (*Policy, error) {
+func (r *Registry) ParsePolicy(data []byte, format model.Format, file string) (*Policy, error) {
 	v, err := model.DecodeValue(data, format, file)
 	if err != nil {
 		return nil, err
 	}
-	return PolicyFromValue(v, file)
+	return r.PolicyFromValue(v, file)
 }
 
 // PolicyFromValue builds a policy from its JSON-like form
 // {"steps": [{"filter": NAME, "name"?: LABEL, ...params}], "description"?: TEXT}.
 // Unknown filters and parameters are errors that list the valid ones.
-func PolicyFromValue(v any, file string) (*Policy, error) {
+func (r *Registry) PolicyFromValue(v any, file string) (*Policy, error) {
 	top, ok := v.(map[string]any)
 	if !ok {
 		return nil, perr(file, "", "expected a QoS policy {steps: [...]}, got %s", model.TypeName(v))
@@ -146,7 +136,7 @@ func PolicyFromValue(v any, file string) (*Policy, error) {
 		return nil, perr(file, "steps", "expected a list of steps, got %s", model.TypeName(raw))
 	}
 	for i, e := range list {
-		st, err := stepFromValue(e, i+1, file)
+		st, err := r.stepFromValue(e, i+1, file)
 		if err != nil {
 			return nil, err
 		}
@@ -155,7 +145,7 @@ func PolicyFromValue(v any, file string) (*Policy, error) {
 	return p, nil
 }
 
-func stepFromValue(v any, index int, file string) (*Step, error) {
+func (r *Registry) stepFromValue(v any, index int, file string) (*Step, error) {
 	place := fmt.Sprintf("step %d", index)
 	obj, ok := v.(map[string]any)
 	if !ok {
@@ -163,17 +153,17 @@ func stepFromValue(v any, index int, file string) (*Step, error) {
 	}
 	fv, has := obj["filter"]
 	if !has {
-		return nil, perr(file, place, "missing \"filter\"; valid filters: %s", strings.Join(FilterNames(), ", "))
+		return nil, perr(file, place, "missing \"filter\"; valid filters: %s", strings.Join(r.Names(), ", "))
 	}
 	filter, ok := fv.(string)
 	if !ok {
 		return nil, perr(file, place+".filter", "expected a filter name, got %s", model.TypeName(fv))
 	}
-	spec, ok := Lookup(filter)
+	spec, ok := r.Lookup(filter)
 	if !ok {
-		return nil, perr(file, place, "unknown filter %q; valid filters: %s", filter, strings.Join(FilterNames(), ", "))
+		return nil, perr(file, place, "unknown filter %q; valid filters: %s", filter, strings.Join(r.Names(), ", "))
 	}
-	st := &Step{Index: index, Filter: filter, Params: Params{}}
+	st := &Step{Index: index, Filter: filter, Params: Params{}, Pure: spec.Pure}
 	place = fmt.Sprintf("step %d (%s)", index, filter)
 	if nv, has := obj["name"]; has {
 		name, ok := nv.(string)
@@ -182,8 +172,6 @@ func stepFromValue(v any, index int, file string) (*Step, error) {
 		}
 		st.Name = name
 	}
-	valid := append([]string(nil), spec.Params...)
-	sort.Strings(valid)
 	for _, k := range model.SortedKeys(obj) {
 		if k == "filter" || k == "name" {
 			continue
@@ -191,22 +179,9 @@ func stepFromValue(v any, index int, file string) (*Step, error) {
 		if reserved[k] {
 			return nil, perr(file, place, "parameter %q comes from the pipeline and cannot be set in a policy", k)
 		}
-		known := false
-		for _, p := range spec.Params {
-			if p == k {
-				known = true
-				break
-			}
-		}
-		if !known {
-			if len(valid) == 0 {
-				return nil, perr(file, place, "unknown parameter %q; %s takes no parameters (besides \"name\")", k, filter)
-			}
-			return nil, perr(file, place, "unknown parameter %q; valid parameters: %s (and \"name\")", k, strings.Join(valid, ", "))
-		}
 		st.Params[k] = obj[k]
 	}
-	f, err := spec.New(st.Params)
+	f, err := spec.Build(st.Params)
 	if err != nil {
 		return nil, perr(file, place, "%v", err)
 	}
@@ -219,7 +194,9 @@ func perr(file, place, format string, args ...any) error {
 }
 
 // NewStep makes a step from a Go filter, for policies assembled in code
-// (for example a user's own filter, or the buildable check gendist adds).
+// (for example a user's own filter). The step is not Pure: set Pure when
+// the filter may be run again on the same input, or build a registered
+// filter's step with Registry.Step.
 func NewStep(label string, f Filter) *Step {
 	return &Step{Filter: label, impl: f, Params: Params{}}
 }
@@ -387,7 +364,7 @@ func (e *StepError) Unwrap() error { return e.Err }
 func (p *Policy) Run(in Input) (*Result, error) {
 	res, empty, err := p.run(in, in.Explain)
 	var se *StepError
-	if errors.As(err, &se) && len(se.Emptied) > 0 && !in.Explain && !p.hasExternal() {
+	if errors.As(err, &se) && len(se.Emptied) > 0 && !in.Explain && p.pure() {
 		// Run again, explaining the emptied services, to say why their
 		// last candidates went.
 		again := in
@@ -421,7 +398,7 @@ func (p *Policy) Run(in Input) (*Result, error) {
 	if len(fatal) == 0 {
 		return res, nil
 	}
-	if !in.Explain && !p.hasExternal() {
+	if !in.Explain && p.pure() {
 		// Run again, explaining the emptied services, to say why their
 		// last candidates went.
 		rerun := in
@@ -448,13 +425,15 @@ func (p *Policy) Run(in Input) (*Result, error) {
 	return nil, &NoCandidateError{Services: fatal}
 }
 
-func (p *Policy) hasExternal() bool {
+// pure reports whether every step may be run again on the same input, so
+// that a failed run may be repeated with explanations on.
+func (p *Policy) pure() bool {
 	for _, s := range p.Steps {
-		if s.Filter == "external" {
-			return true
+		if !s.Pure {
+			return false
 		}
 	}
-	return false
+	return true
 }
 
 func (p *Policy) run(in Input, explain bool) (*Result, []EmptyService, error) {

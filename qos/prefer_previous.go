@@ -27,19 +27,15 @@ type PreferPrevious struct {
 
 var _ Filter = (*PreferPrevious)(nil)
 
-func init() {
-	Register(Spec{
-		Name:   "preferPrevious",
-		Params: []string{"serviceProperty", "targetProperty", "serviceProperties", "targetProperties"},
-		New:    newPreferPrevious,
-		Doc:    "keep every service on its previous target while that is still a candidate (and has capacity): move as few services as possible",
-	})
+var preferPreviousSpec = Spec{
+	Name:   "preferPrevious",
+	Params: []string{"serviceProperty", "targetProperty", "serviceProperties", "targetProperties"},
+	New:    newPreferPrevious,
+	Pure:   true,
+	Doc:    "keep every service on its previous target while that is still a candidate (and has capacity): move as few services as possible",
 }
 
 func newPreferPrevious(p Params) (Filter, error) {
-	if err := algCheckParams("preferPrevious", p, "serviceProperty", "targetProperty", "serviceProperties", "targetProperties"); err != nil {
-		return nil, err
-	}
 	dims, err := algCapacityParams("preferPrevious", p, false)
 	if err != nil {
 		return nil, err

@@ -30,36 +30,32 @@ type Spread struct {
 
 var _ Filter = (*Spread)(nil)
 
-func init() {
-	Register(Spec{
-		Name:   "spread",
-		Params: []string{"targetProperty", "serviceProperty", "group"},
-		New:    newSpread,
-		Doc:    "spread each service group over a target property (zone, rack) for failure domains",
-	})
+var spreadSpec = Spec{
+	Name:   "spread",
+	Params: []string{"targetProperty", "serviceProperty", "group"},
+	New:    newSpread,
+	Pure:   true,
+	Doc:    "spread each service group over a target property (zone, rack) for failure domains",
 }
 
 func newSpread(p Params) (Filter, error) {
-	if err := algCheckParams("spread", p, "targetProperty", "serviceProperty", "group"); err != nil {
-		return nil, err
-	}
-	tp, ok, err := algString("spread", p, "targetProperty")
+	tp, ok, err := p.Str("targetProperty")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("spread: %w", err)
 	}
 	if !ok || tp == "" {
 		return nil, fmt.Errorf("spread: parameter targetProperty (the failure-domain property, e.g. zone) is required")
 	}
-	sp, ok, err := algString("spread", p, "serviceProperty")
+	sp, ok, err := p.Str("serviceProperty")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("spread: %w", err)
 	}
 	if !ok || sp == "" {
 		sp = "group"
 	}
-	g, _, err := algString("spread", p, "group")
+	g, _, err := p.Str("group")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("spread: %w", err)
 	}
 	return &Spread{TargetProperty: tp, ServiceProperty: sp, Group: g}, nil
 }

@@ -79,16 +79,26 @@ func numberKey(n json.Number) string {
 	return strconv.FormatFloat(f, 'g', -1, 64)
 }
 
-// keyTable interns value keys into small integers.
-type keyTable map[string]int32
+// ValueIDs numbers JSON-like values by Nix equality: two values get the
+// same id exactly when Nix's == says they are equal (1 == 1.0, "1" != 1,
+// lists and attribute sets structurally). Ids start at 1, so 0 never names
+// a value. A predicate compares ids instead of values, and a value's id
+// makes a good ServiceCheck.Class. The zero value is ready to use.
+type ValueIDs struct {
+	ids map[string]int32
+}
 
-func (k keyTable) id(v any) int32 {
+// ID returns the id of v, numbering it when new.
+func (k *ValueIDs) ID(v any) int32 {
 	key := valueKey(v)
-	if i, ok := k[key]; ok {
+	if i, ok := k.ids[key]; ok {
 		return i
 	}
-	i := int32(len(k))
-	k[key] = i
+	if k.ids == nil {
+		k.ids = map[string]int32{}
+	}
+	i := int32(len(k.ids)) + 1
+	k.ids[key] = i
 	return i
 }
 

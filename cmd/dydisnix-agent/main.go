@@ -7,8 +7,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -160,92 +158,56 @@ func serve(o options, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
+	ln, err := agent.Listen(o.listen, o.tlsCert, o.tlsKey)
+	if err != nil {
+		return err
+	}
 	a, err := agent.New(agent.Config{StateDir: o.stateDir, Token: token, Keep: o.keep, StartTimeout: o.startTimeout, Logger: log})
 	if err != nil {
+		ln.Close()
 		return err
 	}
-	ln, err := net.Listen("tcp", o.listen)
-	if err != nil {
-		a.Close(false)
-		return fmt.Errorf("listen %s: %w", o.listen, err)
-	}
-	scheme := "http"
-	if o.tlsCert != "" {
-		cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
-		if err != nil {
+	// Caught for the whole run: a second signal ends the drain, it never
+	// kills the agent with its services left running.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	cfg := agent.ServeConfig{Listener: ln, Signals: sigs, DrainTimeout: o.drainTimeout, Notify: notifySystemd}
+	if o.publish {
+		if err := publisher(o, ln, a, &cfg, log); err != nil {
 			ln.Close()
 			a.Close(false)
-			return fmt.Errorf("TLS: %w", err)
-		}
-		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
-		scheme = "https"
-	}
-	handler := a.Handler()
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-
-	var pub *discovery.Publisher
-	pubDone := make(chan error, 1)
-	pubCtx, pubCancel := context.WithCancel(context.Background())
-	defer pubCancel()
-	if o.publish {
-		endpoint := o.endpoint
-		if endpoint == "" {
-			endpoint, err = defaultEndpoint(scheme, ln.Addr().(*net.TCPAddr), o.interfaces[0])
-			if err != nil {
-				return err
-			}
-		}
-		pub, err = discovery.NewPublisher(discovery.PublisherConfig{Interfaces: o.interfaces, PropertiesFile: o.properties,
-			Endpoint: endpoint, Logger: log})
-		if err != nil {
 			return err
 		}
-		// The target document is what the announcement carries anyway
-		// (public, no secrets): the browser fetches it without a token.
-		mux := http.NewServeMux()
-		mux.Handle(discovery.TargetPath, discovery.TargetHandler(pub.Target))
-		mux.Handle("/", handler)
-		handler = mux
-		go func() { pubDone <- pub.Run(pubCtx) }()
-		log.Info("publishing", zap.String("endpoint", endpoint), zap.Strings("interfaces", o.interfaces))
-	} else {
-		close(pubDone)
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
-	srvDone := make(chan error, 1)
-	go func() { srvDone <- srv.Serve(ln) }()
-	log.Info("agent listening", zap.String("address", ln.Addr().String()), zap.String("stateDir", o.stateDir))
-	notifySystemd("READY=1")
+	return agent.Serve(context.Background(), a, cfg)
+}
 
-	pubFinished := false
-	select {
-	case err := <-srvDone:
-		a.Close(false)
-		return err
-	case err, ok := <-pubDone:
-		pubFinished = true
-		if ok && err != nil && !errors.Is(err, context.Canceled) {
-			srv.Close()
-			a.Close(false)
-			return fmt.Errorf("publisher: %w", err)
+// publisher sets up the mDNS announcement of --publish in cfg.
+func publisher(o options, ln net.Listener, a *agent.Agent, cfg *agent.ServeConfig, log *zap.Logger) error {
+	scheme := "http"
+	if o.tlsCert != "" {
+		scheme = "https"
+	}
+	endpoint := o.endpoint
+	if endpoint == "" {
+		var err error
+		if endpoint, err = defaultEndpoint(scheme, ln.Addr().(*net.TCPAddr), o.interfaces[0]); err != nil {
+			return err
 		}
-		<-ctx.Done() // publisher ended cleanly (or none): serve until signalled
-	case <-ctx.Done():
 	}
-	stop()
-	notifySystemd("STOPPING=1")
-	// Drain: goodbye first, then wait for the coordinator, then stop.
-	pubCancel()
-	if o.publish && !pubFinished {
-		<-pubDone
-		log.Info("mDNS announcement withdrawn (goodbye sent)")
+	pub, err := discovery.NewPublisher(discovery.PublisherConfig{Interfaces: o.interfaces, PropertiesFile: o.properties,
+		Endpoint: endpoint, Logger: log})
+	if err != nil {
+		return err
 	}
-	moved := a.Drain(context.Background(), o.drainTimeout)
-	log.Info("drained", zap.Bool("servicesMovedAway", moved))
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	srv.Shutdown(sctx)
+	// The target document is what the announcement carries anyway
+	// (public, no secrets): the browser fetches it without a token.
+	mux := http.NewServeMux()
+	mux.Handle(discovery.TargetPath, discovery.TargetHandler(pub.Target))
+	mux.Handle("/", a.Handler())
+	cfg.Handler, cfg.Announce = mux, pub.Run
+	log.Info("publishing", zap.String("endpoint", endpoint), zap.Strings("interfaces", o.interfaces))
 	return nil
 }
 

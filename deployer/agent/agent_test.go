@@ -2,6 +2,7 @@ package agent
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -12,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -19,6 +21,7 @@ import (
 	"time"
 
 	"github.com/dydisnix/dydisnix/deployer/agentapi"
+	"github.com/dydisnix/dydisnix/internal/clock"
 	"github.com/dydisnix/dydisnix/model"
 )
 
@@ -178,11 +181,9 @@ func TestActivateUnsupportedTypeAndDrainRefusal(t *testing.T) {
 	if len(prof.Services) != 1 {
 		t.Fatalf("profile: %+v", prof)
 	}
-	go a.Drain(ctx, 0)
-	for {
-		if h, _ := c.Health(ctx); h != nil && h.Draining {
-			break
-		}
+	a.Drain(ctx, 0) // marks the agent draining; the zero timeout ends the wait at once
+	if h, err := c.Health(ctx); err != nil || !h.Draining || h.Status != "draining" {
+		t.Fatalf("health after Drain: %+v %v", h, err)
 	}
 	err = c.Activate(ctx, agentapi.ActivateRequest{Key: "q", Service: model.ManifestService{Name: "pkg2", Type: "package"}})
 	if code(err) != http.StatusServiceUnavailable {
@@ -297,9 +298,12 @@ func TestCollectGarbage(t *testing.T) {
 	}
 }
 
+// waitFor polls cond until it holds, for conditions no event announces;
+// the deadline only keeps a broken test from hanging (internal/testenv's
+// Eventually replaces it once that is merged).
 func waitFor(t *testing.T, cond func() bool, what string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -308,25 +312,130 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 	}
 }
 
+// TestLockLeaseExpiresAndRefreshes runs the lease on a fake clock: the
+// calls within the lease need no wall-clock margin (a 1 s lease over three
+// HTTP calls used to expire on a loaded machine).
 func TestLockLeaseExpiresAndRefreshes(t *testing.T) {
 	t.Parallel()
-	_, c := newAgent(t)
-	ctx := context.Background()
-	if err := c.LockLease(ctx, "dead-coordinator", time.Second, false); err != nil {
+	clk := clock.NewFake(time.Unix(1_000_000, 0))
+	a, err := New(Config{StateDir: t.TempDir(), Token: []byte("tok"), Clock: clk})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.LockLease(ctx, "dead-coordinator", time.Second, true); err != nil {
+	srv := httptest.NewServer(a.Handler())
+	t.Cleanup(func() { srv.Close(); a.Close(true) })
+	c := agentapi.NewClient(srv.URL, "tok", nil)
+	ctx := context.Background()
+	if err := c.LockLease(ctx, "dead-coordinator", 10*time.Second, false); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(9 * time.Second)
+	if err := c.LockLease(ctx, "dead-coordinator", 10*time.Second, true); err != nil {
 		t.Errorf("refresh by the owner: %v", err)
 	}
-	if err := c.LockLease(ctx, "other", time.Second, true); code(err) != 409 {
+	if err := c.LockLease(ctx, "other", 10*time.Second, true); code(err) != 409 {
 		t.Errorf("refresh by another owner: %v", err)
 	}
+	clk.Advance(9 * time.Second) // 18 s after the lock: alive thanks to the refresh
 	if err := c.Lock(ctx, "new-coordinator"); code(err) != 409 {
 		t.Errorf("lock during the lease: %v", err)
 	}
 	// The owner never refreshes again (it died): the lease runs out.
-	waitFor(t, func() bool { return c.Lock(ctx, "new-coordinator") == nil }, "the lease to expire")
+	clk.Advance(time.Second)
+	if err := c.LockLease(ctx, "dead-coordinator", 10*time.Second, true); code(err) != 409 {
+		t.Errorf("refresh of an expired lease: %v", err)
+	}
+	if err := c.Lock(ctx, "new-coordinator"); err != nil {
+		t.Fatalf("lock after the lease expired: %v", err)
+	}
 	if err := c.Unlock(ctx, "new-coordinator"); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestDrainEndsWhenTheLeaseRunsOut: a drain waiting for a coordinator
+// that died holding the lock ends when its lease expires (fake clock).
+func TestDrainEndsWhenTheLeaseRunsOut(t *testing.T) {
+	t.Parallel()
+	clk := clock.NewFake(time.Unix(1_000_000, 0))
+	a, err := New(Config{StateDir: t.TempDir(), Token: []byte("tok"), Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close(true)
+	if err := a.Lock("dead-coordinator", 30*time.Second, false); err != nil {
+		t.Fatal(err)
+	}
+	moved := make(chan bool, 1)
+	go func() { moved <- a.Drain(context.Background(), time.Hour) }()
+	// Drain arms two timers: its deadline and the lease's expiry.
+	waitFor(t, func() bool { return clk.Pending() == 2 }, "the drain to wait for the lease")
+	clk.Advance(30 * time.Second)
+	if !<-moved {
+		t.Error("the drain did not end as moved away once the lease expired")
+	}
+}
+
+// TestTerminateIsBounded: stopping a process whose exit is never seen
+// (an unkillable process) gives up after SIGKILL and the grace period
+// instead of waiting for ever (the supervisor used to wait unboundedly).
+func TestTerminateIsBounded(t *testing.T) {
+	t.Parallel()
+	cmd := exec.Command("sh", "-c", `trap "" TERM; echo ready; sleep 1000`) // only SIGKILL stops it
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bufio.NewReader(out).ReadString('\n'); err != nil { // SIGTERM is ignored from now on
+		t.Fatal(err)
+	}
+	never := make(chan struct{}) // the exit is never reported
+	if terminate(cmd.Process.Pid, never, time.Millisecond) {
+		t.Error("terminate reported an exit it never saw")
+	}
+	// It did send the signals: the process is gone.
+	if err := cmd.Wait(); err == nil || !strings.Contains(err.Error(), "killed") {
+		t.Errorf("sleep ended with %v, want killed", err)
+	}
+}
+
+// TestWatchExit: the exit of a process the agent did not start (adopted)
+// is reported by its pidfd, and a watch can be ended.
+func TestWatchExit(t *testing.T) {
+	t.Parallel()
+	start := func() *exec.Cmd {
+		cmd := exec.Command("sleep", "1000")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		return cmd
+	}
+	cmd := start()
+	exited, unwatch := watchExit(cmd.Process.Pid)
+	defer unwatch()
+	select {
+	case <-exited:
+		t.Fatal("exit reported for a running process")
+	default:
+	}
+	cmd.Process.Kill()
+	<-exited // a hang here is the failure
+
+	cmd2 := start()
+	exited2, unwatch2 := watchExit(cmd2.Process.Pid)
+	unwatch2()
+	unwatch2() // idempotent
+	select {
+	case <-exited2:
+		t.Error("an ended watch reported an exit")
+	default:
+	}
+
+	gone, _ := watchExit(1 << 30) // no such process
+	<-gone
 }
