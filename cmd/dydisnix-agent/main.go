@@ -53,7 +53,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := c.Flags
 	fs.StringVar(&o.listen, "listen", ":7420", "`ADDR` address to listen on")
 	fs.StringVar(&o.stateDir, "state-dir", "", "`DIR` the agent's state directory (required)")
-	fs.StringVar(&o.tokenFile, "token-file", "", "`FILE` holding the bearer token (required)")
+	fs.StringVar(&o.tokenFile, "token-file", "", "read the bearer token from `FILE` (required)")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "`FILE` serve HTTPS with this certificate ...")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "`FILE` ... and this key")
 	fs.IntVar(&o.keep, "keep", 2, "`N` snapshot generations kept per service")
