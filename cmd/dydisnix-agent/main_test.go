@@ -22,8 +22,8 @@ func TestUsage(t *testing.T) {
 		{"--state-dir", "x", "--token-file", "t", "--publish"},
 		{"--state-dir", "x", "--token-file", "t", "extra"},
 	} {
-		var errb bytes.Buffer
-		if code := run(args, &errb); code != 2 {
+		var out, errb bytes.Buffer
+		if code := run(args, &out, &errb); code != 2 {
 			t.Errorf("%v: exit %d, want 2", args, code)
 		}
 	}

@@ -48,7 +48,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	o.state.AddFlags(fs)
 	fs.IntVar(&o.keep, "keep", 3, "snapshot generations kept per service")
 	fs.StringArrayVar(&o.services, "service", nil, "`NAME` only this service (repeatable)")
-	fs.IntVarP(&o.parallel, "max-concurrent", "m", 4, "snapshots taken in parallel")
+	fs.IntVarP(&o.parallel, "max-concurrent-transfers", "m", 4, "`N` snapshots taken in parallel")
+	fs.IntVar(&o.parallel, "max-concurrent", 4, "the same as --max-concurrent-transfers")
+	fs.MarkHidden("max-concurrent")
 	o.out.AddFlags(fs, "the list of snapshots taken", "text", "json")
 	if code, done := c.Parse(args, stdout, stderr); done {
 		return code

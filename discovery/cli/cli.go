@@ -6,7 +6,6 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -246,7 +245,7 @@ func announce(o *publishOptions, stdout, stderr io.Writer) error {
 			return fmt.Errorf("--serve %s: %w", o.serve, err)
 		}
 		if cfg.Endpoint == "" {
-			if cfg.Endpoint, err = endpointFor(ln.Addr().(*net.TCPAddr), cfg.Interfaces); err != nil {
+			if cfg.Endpoint, err = Endpoint("http", ln.Addr().(*net.TCPAddr), cfg.Interfaces); err != nil {
 				return err
 			}
 		}
@@ -256,7 +255,7 @@ func announce(o *publishOptions, stdout, stderr io.Writer) error {
 		return err
 	}
 	if ln != nil {
-		srv := &http.Server{Handler: routes(pub), ReadHeaderTimeout: 5 * time.Second}
+		srv := &http.Server{Handler: Routes(pub, nil), ReadHeaderTimeout: 5 * time.Second}
 		go srv.Serve(ln)
 		defer srv.Close()
 		log.Info("serving the target model", zap.String("addr", ln.Addr().String()), zap.String("endpoint", cfg.Endpoint+discovery.TargetPath))
@@ -290,12 +289,6 @@ func printTXT(ctx context.Context, cfg discovery.PublisherConfig, stdout io.Writ
 	return nil
 }
 
-func routes(pub *discovery.Publisher) http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle(discovery.TargetPath, discovery.TargetHandler(pub.Target))
-	return mux
-}
-
 func loadForPrint(ctx context.Context, cfg discovery.PublisherConfig) (*model.Target, error) {
 	switch {
 	case cfg.PropertiesFile != "":
@@ -306,11 +299,16 @@ func loadForPrint(ctx context.Context, cfg discovery.PublisherConfig) (*model.Ta
 	return &model.Target{Properties: map[string]any{}}, nil
 }
 
-// endpointFor turns a listening address into a URL others can reach: an
-// unspecified host becomes the first IPv4 address of the interfaces.
-func endpointFor(addr *net.TCPAddr, ifaces []string) (string, error) {
+// Endpoint is the URL to announce for a server listening on addr: addr
+// itself when its host is specific, else the first IPv4 address (else the
+// first IPv6 address that is not link-local) of the first of ifaces that
+// has one. Used by --serve here and by dydisnix-agent --publish.
+func Endpoint(scheme string, addr *net.TCPAddr, ifaces []string) (string, error) {
+	url := func(ip net.IP) string {
+		return scheme + "://" + net.JoinHostPort(ip.String(), strconv.Itoa(addr.Port))
+	}
 	if addr.IP != nil && !addr.IP.IsUnspecified() {
-		return "http://" + net.JoinHostPort(addr.IP.String(), strconv.Itoa(addr.Port)), nil
+		return url(addr.IP), nil
 	}
 	for _, n := range ifaces {
 		ifi, err := net.InterfaceByName(n)
@@ -318,11 +316,32 @@ func endpointFor(addr *net.TCPAddr, ifaces []string) (string, error) {
 			continue
 		}
 		addrs, _ := ifi.Addrs()
+		var v6 net.IP
 		for _, a := range addrs {
-			if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil {
-				return "http://" + net.JoinHostPort(ipn.IP.String(), strconv.Itoa(addr.Port)), nil
+			ipn, ok := a.(*net.IPNet)
+			switch {
+			case !ok || ipn.IP.IsLinkLocalUnicast():
+			case ipn.IP.To4() != nil:
+				return url(ipn.IP), nil
+			case v6 == nil:
+				v6 = ipn.IP
 			}
 		}
+		if v6 != nil {
+			return url(v6), nil
+		}
 	}
-	return "", errors.New("--serve: cannot tell which address to announce; give --endpoint")
+	return "", fmt.Errorf("cannot tell which address of %s to announce: give --endpoint", strings.Join(ifaces, ", "))
+}
+
+// Routes serves pub's target document (GET /v1/target: what the
+// announcement carries anyway, public, no secrets, so it needs no token)
+// and hands every other request to next (nil: not found).
+func Routes(pub *discovery.Publisher, next http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle(discovery.TargetPath, discovery.TargetHandler(pub.Target))
+	if next != nil {
+		mux.Handle("/", next)
+	}
+	return mux
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"flag"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -153,5 +154,25 @@ func TestGeninfraAvahiDefaultsToNix(t *testing.T) {
 	t.Setenv("DYDISNIX_MDNS_INTERFACES", "")
 	if code := Geninfra("dydisnix-geninfra-avahi", nil, &out, &errb); code != 2 {
 		t.Fatalf("exit %d", code)
+	}
+}
+
+func TestEndpoint(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name, scheme string
+		addr         *net.TCPAddr
+		ifaces       []string
+		want, err    string
+	}{
+		{"specific address", "https", &net.TCPAddr{IP: net.ParseIP("10.0.0.2"), Port: 7420}, nil, "https://10.0.0.2:7420", ""},
+		{"IPv6 address", "http", &net.TCPAddr{IP: net.ParseIP("fd00::2"), Port: 80}, nil, "http://[fd00::2]:80", ""},
+		{"unspecified: the interface's address", "http", &net.TCPAddr{IP: net.IPv4zero, Port: 9}, []string{"nosuch0", "lo"}, "http://127.0.0.1:9", ""},
+		{"no usable interface", "http", &net.TCPAddr{Port: 9}, []string{"nosuch0"}, "", "cannot tell which address of nosuch0 to announce: give --endpoint"},
+	} {
+		got, err := Endpoint(c.scheme, c.addr, c.ifaces)
+		if got != c.want || (err == nil) != (c.err == "") || (err != nil && err.Error() != c.err) {
+			t.Errorf("%s: %q, %v; want %q, %q", c.name, got, err, c.want, c.err)
+		}
 	}
 }

@@ -119,9 +119,6 @@ func (c *Command) Help(w io.Writer) {
 // the package's Exit).
 func (c *Command) Exit(err error, stderr io.Writer) int { return Exit(c.Name, err, stderr) }
 
-// Warn reports the problems in err as warnings (see the package's Warn).
-func (c *Command) Warn(err error, stderr io.Writer) { Warn(c.Name, err, stderr) }
-
 // ErrUsage marks an error in how a command was called: it exits with
 // status 2. Test for it with errors.Is.
 var ErrUsage = errors.New("usage error")

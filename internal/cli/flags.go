@@ -65,11 +65,19 @@ func (a *Agent) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&a.CAFile, "agent-ca-file", "", "`FILE` PEM certificates to trust for agents served over TLS")
 }
 
-// Token reads the bearer token of --agent-token-file (see ReadToken); a
-// missing --agent-token-file is a usage error.
-func (a *Agent) Token() (string, error) {
+// Require is a usage error when --agent-token-file is not given.
+func (a *Agent) Require() error {
 	if a.TokenFile == "" {
-		return "", Usagef("--agent-token-file is required")
+		return Usagef("--agent-token-file is required")
+	}
+	return nil
+}
+
+// Token reads the bearer token of --agent-token-file (see ReadToken); a
+// missing --agent-token-file is a usage error (see Require).
+func (a *Agent) Token() (string, error) {
+	if err := a.Require(); err != nil {
+		return "", err
 	}
 	return ReadToken(a.TokenFile)
 }
