@@ -439,3 +439,39 @@ func TestWatchExit(t *testing.T) {
 	gone, _ := watchExit(1 << 30) // no such process
 	<-gone
 }
+
+// TestConcurrentActivationsOfOneKey: three concurrent activations of one
+// key start one process (they used to start three and track one, the
+// others surviving deactivation), and a deactivation stops it.
+func TestConcurrentActivationsOfOneKey(t *testing.T) {
+	t.Parallel()
+	a, c := newAgent(t)
+	ctx := context.Background()
+	starts := filepath.Join(t.TempDir(), "starts")
+	req := agentapi.ActivateRequest{Key: "one", Target: "t1", Container: "process",
+		Service: model.ManifestService{Name: "one", Type: "process",
+			Args: []string{"sh", "-c", "echo $$ >> " + starts + "; exec sleep 1000"}}}
+	errs := make(chan error, 3)
+	for range 3 {
+		go func() { errs <- c.Activate(ctx, req) }()
+	}
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, _ := os.ReadFile(starts)
+	if n := len(strings.Fields(string(b))); n != 1 {
+		t.Fatalf("%d processes started for one key, want 1", n)
+	}
+	if err := c.Deactivate(ctx, "one"); err != nil {
+		t.Fatal(err)
+	}
+	pid := strings.TrimSpace(string(b))
+	if err := exec.Command("kill", "-0", pid).Run(); err == nil {
+		t.Errorf("process %s survived the deactivation", pid)
+	}
+	if h := a.Health(); h.Services != 0 {
+		t.Errorf("health after deactivation: %+v", h)
+	}
+}
