@@ -99,10 +99,10 @@ type Agent struct {
 	changed   chan struct{} // closed and replaced whenever the profile changes
 	opMu      sync.Mutex    // serialises state operations per agent (snapshot/restore/delete)
 
-	pending  sync.WaitGroup     // activations in flight (Close waits for them)
+	pending  sync.WaitGroup      // activations in flight (Close waits for them)
 	keys     map[string]*keyLock // per-key serialisation of activate/deactivate (guarded by mu)
-	stopping context.Context    // cancelled by Close: in-flight activations give up
-	stopAll  context.CancelFunc // cancels stopping
+	stopping context.Context     // cancelled by Close: in-flight activations give up
+	stopAll  context.CancelFunc  // cancels stopping
 }
 
 type entry struct {
