@@ -501,9 +501,6 @@ func (d *Decider) Members() []MemberStatus {
 // RetryAt returns when a failed deploy is retried (zero: none pending).
 func (d *Decider) RetryAt() time.Time { return d.retryAt }
 
-// Running reports whether a deploy is in progress.
-func (d *Decider) Running() bool { return d.running }
-
 func sortedMembers(m map[string]*member) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {

@@ -61,9 +61,11 @@ type Config struct {
 	Pass   Pass
 	// Snapshotter runs on SnapshotSchedule; nil disables snapshots.
 	Snapshotter Snapshotter
-	// SnapshotSchedule is a robfig/cron/v3 spec ("@every 1m" when empty
-	// and Snapshotter is set). A run never overlaps the previous one nor a
-	// deploy.
+	// SnapshotSchedule is a standard cron spec as robfig/cron/v3 parses
+	// it ("@every 1m" when empty and Snapshotter is set). Its activations
+	// are timers of Clock, like every other delay of the loop. A run that
+	// would overlap the previous one or a deploy is skipped; a deploy
+	// cancels a running snapshot.
 	SnapshotSchedule string
 	// WatchFiles are watched with fsnotify; a change reloads the models.
 	WatchFiles []string
@@ -87,6 +89,43 @@ type Config struct {
 	// OnReady is called once the models are loaded and the loop runs
 	// (dydisnix-self-adapt sends systemd's READY=1 then).
 	OnReady func()
+	// OnStep is called after the loop has handled each event, from the
+	// loop's goroutine (so in the order they were handled). It tells a
+	// driver, such as a test advancing a fake Clock, what the loop has
+	// consumed and whether work it started is still running. It must not
+	// block for long.
+	OnStep func(Step)
+}
+
+// StepEvent names the kind of event a Step handled.
+type StepEvent string
+
+// The events the loop handles.
+const (
+	// StepDiscovery is a snapshot from the discovery Source.
+	StepDiscovery StepEvent = "discovery"
+	// StepTimer is a timer of the Clock: a debounce or hysteresis
+	// deadline, the resync period or the snapshot schedule.
+	StepTimer StepEvent = "timer"
+	// StepDeployDone is the end of a deploy or of a check.
+	StepDeployDone StepEvent = "deploy-done"
+	// StepDrainCheck is the answer of the targets' drain check.
+	StepDrainCheck StepEvent = "drain-check"
+	// StepSnapshotDone is the end of a scheduled snapshot job.
+	StepSnapshotDone StepEvent = "snapshot-done"
+	// StepReload is a change of a watched model file.
+	StepReload StepEvent = "reload"
+	// StepStop is the start of the shutdown (the context ended or the
+	// source failed); Busy then tells whether a deploy is still running.
+	StepStop StepEvent = "stop"
+)
+
+// Step describes one event the loop has handled (Config.OnStep).
+type Step struct {
+	Event StepEvent
+	// Busy reports that a deploy, a drain check or a snapshot job started
+	// by the loop is still running: its end will be a further step.
+	Busy bool
 }
 
 // DeployReport describes one deploy attempt.
@@ -120,10 +159,9 @@ type Loop struct {
 	decider *Decider
 	metrics *metrics
 
+	// schedule is the parsed SnapshotSchedule (nil: no snapshots).
+	schedule cron.Schedule
 	deployMu sync.Mutex // one deploy or snapshot at a time
-	// cancelSnapshot stops the running snapshot job (nil when none runs):
-	// a deploy must never wait for a snapshot stuck on a vanished machine.
-	cancelSnapshot context.CancelFunc // guarded by mu
 
 	mu          sync.Mutex
 	status      Status
@@ -139,9 +177,6 @@ type Loop struct {
 	// of every snapshot until discovery stops reporting them.
 	draining map[string]bool
 	lastSnap *discovery.Snapshot
-
-	// stepped, when set (tests), receives after every decision step.
-	stepped chan struct{}
 }
 
 // New checks cfg and returns a loop ready to Run.
@@ -164,12 +199,19 @@ func New(cfg Config) (*Loop, error) {
 	if cfg.Snapshotter != nil && cfg.SnapshotSchedule == "" {
 		cfg.SnapshotSchedule = "@every 1m"
 	}
+	l := &Loop{cfg: cfg, clock: cfg.Clock, log: cfg.Logger, decider: NewDecider(cfg.Timing)}
 	if cfg.SnapshotSchedule != "" {
-		if _, err := cron.ParseStandard(cfg.SnapshotSchedule); err != nil {
+		sched, err := cron.ParseStandard(cfg.SnapshotSchedule)
+		if err != nil {
 			return nil, fmt.Errorf("snapshot schedule %q: %w", cfg.SnapshotSchedule, err)
 		}
+		if sched.Next(cfg.Clock.Now()).IsZero() {
+			return nil, fmt.Errorf("snapshot schedule %q: never activates", cfg.SnapshotSchedule)
+		}
+		if cfg.Snapshotter != nil {
+			l.schedule = sched
+		}
 	}
-	l := &Loop{cfg: cfg, clock: cfg.Clock, log: cfg.Logger, decider: NewDecider(cfg.Timing)}
 	m, err := newMetrics(cfg.Registry)
 	if err != nil {
 		return nil, err
@@ -211,16 +253,6 @@ func (l *Loop) Run(ctx context.Context) error {
 		defer w.Close()
 	}
 
-	var cr *cron.Cron
-	if l.cfg.Snapshotter != nil {
-		cr = cron.New(cron.WithChain(cron.SkipIfStillRunning(cronLogger{l.log})))
-		if _, err := cr.AddFunc(l.cfg.SnapshotSchedule, l.snapshotJob); err != nil {
-			return fmt.Errorf("snapshot schedule: %w", err)
-		}
-		cr.Start()
-		defer func() { <-cr.Stop().Done() }()
-	}
-
 	deployCtx, cancelDeploy := context.WithCancel(context.Background())
 	defer cancelDeploy()
 	done := make(chan deployDone, 1)
@@ -231,9 +263,50 @@ func (l *Loop) Run(ctx context.Context) error {
 	drainBusy := false
 	l.draining = map[string]bool{}
 
+	// The snapshot schedule runs on the loop's clock: a timer set to the
+	// schedule's next activation, re-armed when it fires.
+	var snapTimer Timer
+	armSnapshot := func() {
+		snapTimer = nil
+		if l.schedule == nil {
+			return
+		}
+		now := l.clock.Now()
+		if next := l.schedule.Next(now); !next.IsZero() {
+			snapTimer = l.clock.NewTimer(next.Sub(now))
+		}
+	}
+	armSnapshot()
+	snapDone := make(chan struct{}, 1)
+	// cancelSnap stops the running snapshot job (nil when none runs): a
+	// deploy must never wait for a snapshot stuck on a vanished machine.
+	var cancelSnap context.CancelFunc
+	defer func() {
+		if cancelSnap != nil {
+			cancelSnap()
+			<-snapDone
+		}
+	}()
+
 	var wake Timer
 	resync := l.clock.NewTimer(l.decider.Timing().Resync)
-	defer func() { resync.Stop() }()
+	stopTimers := func() {
+		for _, t := range []Timer{wake, resync, snapTimer} {
+			if t != nil {
+				t.Stop()
+			}
+		}
+	}
+	defer func() { stopTimers() }()
+	emit := func(ev StepEvent) {
+		if l.cfg.OnStep != nil {
+			l.cfg.OnStep(Step{Event: ev, Busy: running || drainBusy || cancelSnap != nil})
+		}
+	}
+	halt := func() error {
+		stopTimers()
+		return l.shutdown(running, done, cancelDeploy, func() { emit(StepStop) })
+	}
 
 	l.setPhase("idle")
 	step := func(obs Observation) {
@@ -257,6 +330,12 @@ func (l *Loop) Run(ctx context.Context) error {
 		if act.Deploy != nil {
 			running = true
 			l.setPhase("deploying")
+			if cancelSnap != nil {
+				// A snapshot is best effort (the deploy migrates live
+				// state or restores from the store itself): a running
+				// one is cancelled rather than waited for.
+				cancelSnap()
+			}
 			order := act.Deploy
 			go func() {
 				rep, err := l.execute(deployCtx, order)
@@ -269,9 +348,6 @@ func (l *Loop) Run(ctx context.Context) error {
 				l.setPhase("idle")
 			}
 		}
-		if l.stepped != nil {
-			l.stepped <- struct{}{}
-		}
 	}
 	step(Observation{Kind: ObsModels, ModelsHash: l.getModelsHash()})
 	if l.cfg.OnReady != nil {
@@ -279,16 +355,19 @@ func (l *Loop) Run(ctx context.Context) error {
 	}
 
 	for {
-		var wakeC <-chan time.Time
+		var wakeC, snapC <-chan time.Time
 		if wake != nil {
 			wakeC = wake.C()
 		}
+		if snapTimer != nil {
+			snapC = snapTimer.C()
+		}
 		select {
 		case <-ctx.Done():
-			return l.shutdown(running, done, cancelDeploy)
+			return halt()
 		case err := <-srcErr:
 			if ctx.Err() != nil {
-				return l.shutdown(running, done, cancelDeploy)
+				return halt()
 			}
 			// Without discovery the loop cannot adapt: stop (cleanly) and
 			// report it, so that systemd restarts the service.
@@ -299,7 +378,7 @@ func (l *Loop) Run(ctx context.Context) error {
 			l.mu.Lock()
 			l.status.SourceError = err.Error()
 			l.mu.Unlock()
-			if serr := l.shutdown(running, done, cancelDeploy); serr != nil {
+			if serr := halt(); serr != nil {
 				return serr
 			}
 			return fmt.Errorf("discovery: %w", err)
@@ -310,6 +389,7 @@ func (l *Loop) Run(ctx context.Context) error {
 			l.noteSnapshot(s)
 			l.lastSnap = &s
 			step(Observation{Kind: ObsSnapshot, Snapshot: l.withoutDraining(s, nil)})
+			emit(StepDiscovery)
 		case d := <-drainRes:
 			drainBusy = false
 			var fresh, back []string
@@ -336,10 +416,12 @@ func (l *Loop) Run(ctx context.Context) error {
 				}
 				step(Observation{Kind: ObsSnapshot, Snapshot: l.withoutDraining(*l.lastSnap, fresh)})
 			}
+			emit(StepDrainCheck)
 		case <-reload:
 			if err := l.load(ctx, false); err == nil {
 				step(Observation{Kind: ObsModels, ModelsHash: l.getModelsHash()})
 			}
+			emit(StepReload)
 		case <-resync.C():
 			resync = l.clock.NewTimer(l.decider.Timing().Resync)
 			if err := l.load(ctx, false); err == nil {
@@ -355,14 +437,39 @@ func (l *Loop) Run(ctx context.Context) error {
 					drainRes <- dc.Draining(ctx, infra)
 				}()
 			}
+			emit(StepTimer)
 		case <-wakeC:
 			wake = nil
 			step(Observation{Kind: ObsTick})
+			emit(StepTimer)
+		case <-snapC:
+			armSnapshot()
+			switch {
+			case running:
+				l.log.Info("snapshot skipped: a deploy is running")
+				l.metrics.snapshots.WithLabelValues("skipped").Inc()
+			case cancelSnap != nil:
+				l.log.Info("snapshot skipped: the previous one still runs")
+				l.metrics.snapshots.WithLabelValues("skipped").Inc()
+			default:
+				sctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+				cancelSnap = cancel
+				go func() {
+					l.snapshotJob(sctx)
+					snapDone <- struct{}{}
+				}()
+			}
+			emit(StepTimer)
+		case <-snapDone:
+			cancelSnap()
+			cancelSnap = nil
+			emit(StepSnapshotDone)
 		case d := <-done:
 			running = false
 			key := d.order.Key
 			l.finish(d)
 			step(Observation{Kind: ObsDeployDone, Key: key, Err: d.err})
+			emit(StepDeployDone)
 		}
 	}
 }
@@ -393,12 +500,16 @@ func (l *Loop) withoutDraining(s discovery.Snapshot, fresh []string) discovery.S
 }
 
 // shutdown waits for a running deploy, cancelling it (the deployer rolls
-// back and unlocks) when ShutdownTimeout passes.
-func (l *Loop) shutdown(running bool, done chan deployDone, cancel context.CancelFunc) error {
+// back and unlocks) when ShutdownTimeout passes. It calls stopping once it
+// waits.
+func (l *Loop) shutdown(running bool, done chan deployDone, cancel context.CancelFunc, stopping func()) error {
 	l.setPhase("stopping")
-	if running {
+	if !running {
+		stopping()
+	} else {
 		l.log.Info("waiting for the running deploy to finish", zap.Duration("timeout", l.cfg.ShutdownTimeout))
 		t := l.clock.NewTimer(l.cfg.ShutdownTimeout)
+		stopping()
 		select {
 		case d := <-done:
 			t.Stop()
@@ -494,14 +605,7 @@ func (l *Loop) watch(reload chan<- struct{}) (*fsnotify.Watcher, error) {
 // plan with the previous distribution, deploy. A nil report means nothing
 // changed (a check).
 func (l *Loop) execute(ctx context.Context, order *DeployOrder) (*DeployReport, error) {
-	// A snapshot is best effort (the deploy migrates live state or
-	// restores from the store itself): a running one is cancelled rather
-	// than waited for.
-	l.mu.Lock()
-	if l.cancelSnapshot != nil {
-		l.cancelSnapshot()
-	}
-	l.mu.Unlock()
+	// Wait for a snapshot job to end (the loop cancelled it).
 	l.deployMu.Lock()
 	defer l.deployMu.Unlock()
 	started := l.clock.Now()
@@ -601,25 +705,16 @@ func (l *Loop) finish(d deployDone) {
 	}
 }
 
-// snapshotJob is the --snapshot cron job. It skips a run while a deploy
-// holds the targets (cron's SkipIfStillRunning skips overlapping runs).
-func (l *Loop) snapshotJob() {
+// snapshotJob is the scheduled --snapshot job; the loop starts it only
+// while no deploy runs and cancels ctx when one starts. It skips the run
+// when a deploy got the targets first.
+func (l *Loop) snapshotJob(ctx context.Context) {
 	if !l.deployMu.TryLock() {
 		l.log.Info("snapshot skipped: a deploy is running")
 		l.metrics.snapshots.WithLabelValues("skipped").Inc()
 		return
 	}
 	defer l.deployMu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	l.mu.Lock()
-	l.cancelSnapshot = cancel
-	l.mu.Unlock()
-	defer func() {
-		l.mu.Lock()
-		l.cancelSnapshot = nil
-		l.mu.Unlock()
-		cancel()
-	}()
 	if err := l.cfg.Snapshotter.Snapshot(ctx); err != nil {
 		if errors.Is(ctx.Err(), context.Canceled) {
 			l.log.Info("snapshot cancelled: a deploy takes precedence")
@@ -692,11 +787,4 @@ func short(h string) string {
 		return h[:12]
 	}
 	return h
-}
-
-type cronLogger struct{ l *zap.Logger }
-
-func (c cronLogger) Info(msg string, kv ...any) { c.l.Sugar().Debugw("cron: "+msg, kv...) }
-func (c cronLogger) Error(err error, msg string, kv ...any) {
-	c.l.Sugar().Errorw("cron: "+msg, append(kv, "error", err)...)
 }

@@ -61,7 +61,9 @@ type Step struct {
 	Artifact string `json:"artifact,omitempty"`
 	// Old is true when the mapping belongs to the old manifest.
 	Old bool `json:"old,omitempty"`
-	// Deps are the IDs of the steps that must finish first (all smaller than ID).
+	// Deps are the IDs of the steps that must finish first (PlanTransition
+	// makes them all smaller than ID; Execute refuses a plan whose
+	// dependencies can never be met).
 	Deps []int `json:"deps,omitempty"`
 }
 

@@ -5,9 +5,12 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/dydisnix/dydisnix/augment"
 	"github.com/dydisnix/dydisnix/internal/cli"
@@ -47,10 +50,12 @@ func run(args []string, stdout, stderr io.Writer, opts augment.Options) int {
 	if err := m.Require(cli.InfrastructureFlag); err != nil {
 		return c.Exit(err, stderr)
 	}
-	return c.Exit(apply(m.Infrastructure, *aug, out, stdout, explainTo, opts), stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	return c.Exit(apply(ctx, m.Infrastructure, *aug, out, stdout, explainTo, opts), stderr)
 }
 
-func apply(infra, aug string, output cli.Output, stdout, explain io.Writer, opts augment.Options) error {
+func apply(ctx context.Context, infra, aug string, output cli.Output, stdout, explain io.Writer, opts augment.Options) error {
 	if aug == "" {
 		return cli.Usagef("An augment file must be specified! (-a)")
 	}
@@ -62,7 +67,7 @@ func apply(infra, aug string, output cli.Output, stdout, explain io.Writer, opts
 	if err != nil {
 		return err
 	}
-	out, err := a.Apply(inf)
+	out, err := a.Apply(ctx, inf)
 	if err != nil {
 		return err
 	}

@@ -112,8 +112,8 @@ func (o *options) check() error {
 		return cli.Usagef("--id-resources and --ids go together")
 	case o.pass.Parallel < 1:
 		return cli.Usagef("-m: expected a positive number")
-	case o.pass.Deployer == "agent" && !o.dryRun && !o.listGens:
-		return o.agent.Require()
+	case o.pass.Deployer == "agent" && !o.dryRun && !o.listGens && o.agent.TokenFile == "":
+		return cli.Usagef("--agent-token-file is required with the agent deployer")
 	}
 	return nil
 }

@@ -80,7 +80,7 @@ func reconstructState(ctx context.Context, o *options, stdout, stderr io.Writer)
 		if err != nil {
 			return err
 		}
-		if infra, err = aug.Apply(infra); err != nil {
+		if infra, err = aug.Apply(ctx, infra); err != nil {
 			return fmt.Errorf("augment %s: %w", o.augment, err)
 		}
 	}

@@ -124,10 +124,8 @@ func (o *options) check() error {
 		return cli.Usagef("-m: expected a positive number")
 	case o.snapshotSchedule != "" && !o.snapshot:
 		return cli.Usagef("--snapshot-schedule needs --snapshot")
-	case o.pass.Deployer == "agent":
-		if err := o.agent.Require(); err != nil {
-			return err
-		}
+	case o.pass.Deployer == "agent" && o.agent.TokenFile == "":
+		return cli.Usagef("--agent-token-file is required with the agent deployer")
 	}
 	if o.snapshotSchedule != "" {
 		if _, err := cron.ParseStandard(o.snapshotSchedule); err != nil {

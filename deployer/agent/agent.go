@@ -330,7 +330,7 @@ func (a *Agent) Activate(ctx context.Context, req agentapi.ActivateRequest) erro
 	a.mu.Lock()
 	if a.draining || a.closing {
 		a.mu.Unlock()
-		return &httpError{503, "agent is draining: no new activations"}
+		return &httpError{503, "agent is draining or stopping: no new activations"}
 	}
 	if e, ok := a.profile[req.Key]; ok {
 		if e.proc != nil {

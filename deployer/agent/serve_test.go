@@ -104,3 +104,31 @@ func TestServeAnnouncementFailureHandsOver(t *testing.T) {
 		t.Error("the service was stopped: it should be handed over to the next agent")
 	}
 }
+
+// TestCloseStopsAnActivationInFlight: a process whose activation is still
+// waiting for its health check when the agent stops is stopped too (Close
+// used to miss it: it was not in the profile yet, and outlived the agent).
+func TestCloseStopsAnActivationInFlight(t *testing.T) {
+	t.Parallel()
+	a, err := New(Config{StateDir: t.TempDir(), Token: []byte("tok")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := agentapi.ActivateRequest{Key: "slow", Service: model.ManifestService{Name: "slow", Type: "process",
+		Args: []string{"sleep", "1000"}, HealthCheck: "tcp://127.0.0.1:1"}} // never passes
+	activated := make(chan error, 1)
+	go func() { activated <- a.Activate(context.Background(), req) }()
+	var pid int
+	waitFor(t, func() bool { pid = findProcess(a.path("run", "slow.json")); return pid > 0 }, "the process to start")
+	a.Close(true)
+	if alive(pid) {
+		syscall.Kill(-pid, syscall.SIGKILL)
+		t.Fatalf("process %d of an activation in flight outlived Close(true)", pid)
+	}
+	if err := <-activated; err == nil {
+		t.Error("the activation succeeded although the agent stopped")
+	}
+	if n := len(a.Profile(context.Background()).Services); n != 0 {
+		t.Errorf("profile has %d services after the activation was given up", n)
+	}
+}
