@@ -27,8 +27,8 @@ every service of the services model is considered.
 
 Every model file may be .json, .yaml/.yml or .nix. The result is written to
 -o/--output-file atomically (only after the assignment succeeded) or to stdout.
---ids and --output-file may name the same file; on the first run it may be
-missing.`
+--ids and --output-file may name the same file. An --ids file that does not
+exist is the first run; one that cannot be read is an error.`
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
@@ -94,8 +94,8 @@ func assignIDs(o *options, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	if cli.ReadPrevious(o.ids, o.out.File) {
-		if req.Previous, err = portassign.LoadIDs(o.ids); err != nil {
+	if o.ids != "" {
+		if req.Previous, err = portassign.LoadPreviousIDs(o.ids); err != nil {
 			return err
 		}
 	}

@@ -27,8 +27,8 @@ service in the same run.
 
 Prints {"ports": {...}, "portConfiguration": {...}} (or the Nix form) to stdout
 or, with -o, writes it atomically (only after the assignment succeeded). The
-output is the next run's -p file; -o may name the -p file itself, which may
-be missing on the first run.`
+output is the next run's -p file; -o may name the -p file itself. A -p file
+that does not exist is the first run; one that cannot be read is an error.`
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
@@ -81,8 +81,8 @@ func assignPorts(o *options, stdout, stderr io.Writer) error {
 		return err
 	}
 	req := portassign.PortRequest{Services: svcs, Distribution: d, ServiceProperty: o.prop}
-	if cli.ReadPrevious(o.ports, o.out.File) {
-		if req.Previous, err = portassign.LoadPortConfig(o.ports); err != nil {
+	if o.ports != "" {
+		if req.Previous, err = portassign.LoadPreviousPortConfig(o.ports); err != nil {
 			return err
 		}
 	}
