@@ -43,7 +43,9 @@ func TestNetworkHostsReachEachOther(t *testing.T) {
 	if err := n.SetLink("beta", true); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := a.Command("ping", "-c", "1", "-W", "2", "beta").CombinedOutput(); err != nil {
+	// The link comes back asynchronously (carrier, neighbour entries):
+	// ping until the first reply; -w is a deadline, not a speed target.
+	if out, err := a.Command("ping", "-c", "1", "-i", "0.2", "-w", "30", "beta").CombinedOutput(); err != nil {
 		t.Fatalf("ping after heal: %v: %s", err, out)
 	}
 	hosts, _ := os.ReadFile("/etc/netns/" + a.Netns + "/hosts")
