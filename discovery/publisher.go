@@ -326,7 +326,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 		if fw, err = NewFileWatcher(p.cfg.PropertiesFile); err != nil { // before loading: no change is missed
 			return err
 		}
-		defer fw.w.Close() // closing twice is harmless
+		defer fw.Close() // Run closes it too: closing twice is harmless
 	}
 	p.mu.Lock()
 	preset := p.target // SetTarget called before Run wins over the configuration
