@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -93,7 +92,6 @@ type BrowserConfig struct {
 // MDNSSource browses _disnix._tcp continuously. It implements Source.
 type MDNSSource struct {
 	cfg BrowserConfig
-	zc  atomic.Pointer[zeroconfRounds] // the running rounds, for tests
 }
 
 // NewMDNSSource returns a browser; it validates the configuration.
@@ -230,7 +228,6 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 	// The active half: zeroconf browse rounds and lookups (zeroconf.go).
 	zcRecords := make(chan *wireRecord, 64)
 	zc := newZeroconfRounds(ifaces, zcRecords, s.cfg.Logger)
-	s.zc.Store(zc)
 	var rounds sync.WaitGroup
 	roundCancel := func() {}
 	defer func() { roundCancel(); rounds.Wait() }()
