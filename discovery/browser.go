@@ -183,6 +183,10 @@ type txtCacheEntry struct {
 // from an answer just before it must not cancel it.
 const queryHold = time.Second
 
+// logHeldBack is the debug message for a zeroconf entry held back by
+// queryHold.
+const logHeldBack = "zeroconf entry held back: a query named its instance"
+
 // zcDelay defers the records of zeroconf entries: both halves of the
 // browser receive every answer, and the passive listener (which sees
 // whether a packet is a query or a response, and reads goodbyes) is to
@@ -428,6 +432,7 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 				r := zcQueue[i].r
 				if at, ok := queried[r.instance]; ok {
 					if now.Sub(at) < queryHold {
+						log.Debug(logHeldBack, zap.String("instance", r.instance))
 						continue // maybe read from a query (see queryHold)
 					}
 					delete(queried, r.instance)

@@ -35,7 +35,10 @@ type Event struct {
 	Kind   EventKind `json:"kind"`
 	Target string    `json:"target"`
 	Reason string    `json:"reason"`
-	At     time.Time `json:"at"`
+	// At is when the change happened: for a removal by a deadline (no
+	// answer, TTL expiry, goodbye grace), the deadline that passed, which
+	// the browser may notice a little later.
+	At time.Time `json:"at"`
 }
 
 // Snapshot is the infrastructure as a source sees it, with the events since
@@ -211,7 +214,7 @@ func (m *Membership) deadline(mb *member) (time.Time, string) {
 }
 
 // Advance removes the members whose deadline has passed and returns the
-// removal events.
+// removal events, dated at their deadlines.
 func (m *Membership) Advance(now time.Time) []Event {
 	var evs []Event
 	for _, inst := range m.instances() {
@@ -222,7 +225,7 @@ func (m *Membership) Advance(now time.Time) []Event {
 		}
 		delete(m.members, inst)
 		if mb.present {
-			evs = append(evs, Event{Kind: EventRemoved, Target: mb.target.Name, Reason: why, At: now})
+			evs = append(evs, Event{Kind: EventRemoved, Target: mb.target.Name, Reason: why, At: at})
 		}
 	}
 	return evs

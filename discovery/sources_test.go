@@ -29,12 +29,7 @@ func waitSnap(t *testing.T, ch <-chan Snapshot, what string) Snapshot {
 // waitTimer waits until the source goroutine has armed a timer on the fake clock.
 func waitTimer(t *testing.T, c *FakeClock) {
 	t.Helper()
-	for i := 0; c.Pending() == 0; i++ {
-		if i > 20000 {
-			t.Fatal("source never armed its timer")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testenv.Eventually(t, time.Minute, func() bool { return c.Pending() > 0 }, "the source never armed a timer")
 }
 
 func TestCommandSource(t *testing.T) {
