@@ -207,22 +207,7 @@ func instanceOf(name string) (string, bool) {
 	if len(labels) != 1 {
 		return "", false
 	}
-	var b strings.Builder
-	s := labels[0]
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+1 < len(s) {
-			if i+3 < len(s) && isDigit(s[i+1]) && isDigit(s[i+2]) && isDigit(s[i+3]) {
-				b.WriteByte((s[i+1]-'0')*100 + (s[i+2]-'0')*10 + (s[i+3] - '0'))
-				i += 3
-				continue
-			}
-			b.WriteByte(s[i+1])
-			i++
-			continue
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String(), true
+	return unescapePresentation(labels[0]), true
 }
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
@@ -318,7 +303,11 @@ func txtToWire(s string) string { return strings.ReplaceAll(s, `\`, `\\`) }
 
 // txtFromWire undoes miekg/dns's presentation escaping of a received TXT
 // string (\" \\ and \DDD).
-func txtFromWire(s string) string {
+func txtFromWire(s string) string { return unescapePresentation(s) }
+
+// unescapePresentation undoes the escapes of miekg/dns's presentation form
+// (a backslash before a byte, or \DDD for a byte in decimal).
+func unescapePresentation(s string) string {
 	if !strings.Contains(s, `\`) {
 		return s
 	}

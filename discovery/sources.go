@@ -176,15 +176,11 @@ func (s *FileSource) Run(ctx context.Context, out chan<- Snapshot) error {
 	if deb <= 0 {
 		deb = 100 * time.Millisecond
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	changed := make(chan struct{}, 1)
-	watchErr := make(chan error, 1)
 	fw, err := NewFileWatcher(s.Path) // before the first load: no change is missed
 	if err != nil {
 		return err
 	}
-	go func() { watchErr <- fw.Run(ctx, changed) }()
+	defer fw.Close()
 	prev, err := s.load(ctx)
 	if err != nil {
 		return err
@@ -194,37 +190,21 @@ func (s *FileSource) Run(ctx context.Context, out chan<- Snapshot) error {
 	case <-ctx.Done():
 		return nil
 	}
-	t := clk.NewTimer(time.Hour)
-	t.Stop()
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case err := <-watchErr:
-			if err != nil && ctx.Err() == nil {
-				return err
-			}
-			return nil
-		case <-changed:
-			t.Reset(deb)
-		case <-t.C():
-			infra, err := s.load(ctx)
-			if err != nil {
-				log.Warn("keeping the previous infrastructure", zap.Error(err))
-				continue
-			}
-			now := clk.Now()
-			evs := Diff(prev, infra, ReasonFile, now)
-			if len(evs) == 0 {
-				continue
-			}
-			prev = infra
-			select {
-			case out <- Snapshot{Infrastructure: infra.Clone(), Events: evs, At: now}:
-			case <-ctx.Done():
-				return nil
-			}
+	return fw.runDebounced(ctx, clk, deb, func(ctx context.Context) {
+		infra, err := s.load(ctx)
+		if err != nil {
+			log.Warn("keeping the previous infrastructure", zap.Error(err))
+			return
 		}
-	}
+		now := clk.Now()
+		evs := Diff(prev, infra, ReasonFile, now)
+		if len(evs) == 0 {
+			return
+		}
+		prev = infra
+		select {
+		case out <- Snapshot{Infrastructure: infra.Clone(), Events: evs, At: now}:
+		case <-ctx.Done():
+		}
+	})
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/fsnotify/fsnotify"
 )
@@ -85,6 +86,37 @@ func (fw *FileWatcher) Run(ctx context.Context, changed chan<- struct{}) error {
 				continue
 			}
 			return fmt.Errorf("watch %s: %w", fw.names, err)
+		}
+	}
+}
+
+// runDebounced runs the watcher until ctx ends and calls reload once a
+// burst of changes has been quiet for quiet on clk (nil: the wall clock),
+// so that the several writes of one save give one reload. It returns the
+// watcher's error, nil when ctx ends.
+func (fw *FileWatcher) runDebounced(ctx context.Context, clk Clock, quiet time.Duration, reload func(context.Context)) error {
+	clk = clockOrReal(clk)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	changed := make(chan struct{}, 1)
+	watchErr := make(chan error, 1)
+	go func() { watchErr <- fw.Run(ctx, changed) }()
+	t := clk.NewTimer(time.Hour)
+	t.Stop()
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-watchErr:
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		case <-changed:
+			t.Reset(quiet)
+		case <-t.C():
+			reload(ctx)
 		}
 	}
 }
