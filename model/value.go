@@ -200,8 +200,9 @@ func Equal(a, b any) bool {
 	}
 }
 
-// SortedKeys returns the keys of a JSON-like attribute set in byte-wise order.
-func SortedKeys(m map[string]any) []string {
+// SortedKeys returns the keys of a map (a JSON-like attribute set, or any
+// map keyed by names) in byte-wise order.
+func SortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
