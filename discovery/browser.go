@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/dydisnix/dydisnix/internal/clock"
 	"github.com/dydisnix/dydisnix/model"
 )
 
@@ -51,7 +52,7 @@ type BrowserConfig struct {
 	// Interfaces to browse on (required; never all of the machine's).
 	Interfaces []string
 	// Clock drives rounds, probes, expiry and debouncing (default: real).
-	Clock Clock
+	Clock clock.Clock
 	// Debounce is the quiet period that ends a burst (default 250 ms).
 	Debounce time.Duration
 	// MaxDelay caps how long a burst is held back (default 2 s).
@@ -99,7 +100,7 @@ func NewMDNSSource(cfg BrowserConfig) (*MDNSSource, error) {
 	if len(cfg.Interfaces) == 0 {
 		return nil, errors.New("mDNS browser: no interface given (browsing is always bound to named interfaces)")
 	}
-	cfg.Clock = clockOrReal(cfg.Clock)
+	cfg.Clock = clock.OrReal(cfg.Clock)
 	if cfg.Verifier == nil && cfg.SignKey != "" {
 		k, err := LoadKey(cfg.SignKey)
 		if err != nil {

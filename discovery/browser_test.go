@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap/zaptest"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/dydisnix/dydisnix/internal/clock"
 	"github.com/dydisnix/dydisnix/internal/netns"
 	"github.com/dydisnix/dydisnix/internal/testenv"
 )
@@ -53,7 +54,7 @@ func TestBrowserFakeClockNoAnswer(t *testing.T) {
 	}
 
 	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	clk := NewFakeClock(t0)
+	clk := clock.NewFake(t0)
 	src, err := NewMDNSSource(BrowserConfig{
 		Interfaces: []string{"lo"}, Clock: clk, Logger: zaptest.NewLogger(t),
 		BrowseInterval: 2 * time.Second, InitialWait: time.Second, Debounce: 100 * time.Millisecond, ProbeInterval: -1,

@@ -168,28 +168,3 @@ func TestDebouncer(t *testing.T) {
 		t.Fatal("not released after the quiet period")
 	}
 }
-
-func TestFakeClock(t *testing.T) {
-	t.Parallel()
-	c := NewFakeClock(time.Unix(0, 0))
-	a := c.NewTimer(time.Second)
-	b := c.NewTimer(2 * time.Second)
-	c.Advance(1500 * time.Millisecond)
-	select {
-	case <-a.C():
-	default:
-		t.Fatal("timer a did not fire")
-	}
-	select {
-	case <-b.C():
-		t.Fatal("timer b fired early")
-	default:
-	}
-	b.Reset(100 * time.Millisecond)
-	c.Advance(100 * time.Millisecond)
-	select {
-	case <-b.C():
-	default:
-		t.Fatal("reset timer did not fire")
-	}
-}

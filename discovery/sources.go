@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/dydisnix/dydisnix/internal/clock"
 	"github.com/dydisnix/dydisnix/model"
 )
 
@@ -62,7 +63,7 @@ type CommandSource struct {
 	// Command is run with sh -c.
 	Command  string
 	Interval time.Duration
-	Clock    Clock
+	Clock    clock.Clock
 	Logger   *zap.Logger
 	// FailAfter makes Run return an error after this many consecutive
 	// failed runs (0: keep trying and only log).
@@ -101,7 +102,7 @@ func (s *CommandSource) Generate(ctx context.Context) (model.Infrastructure, err
 
 // Run implements Source.
 func (s *CommandSource) Run(ctx context.Context, out chan<- Snapshot) error {
-	clk := clockOrReal(s.Clock)
+	clk := clock.OrReal(s.Clock)
 	log := s.Logger
 	if log == nil {
 		log = zap.NewNop()
@@ -152,7 +153,7 @@ func (s *CommandSource) Run(ctx context.Context, out chan<- Snapshot) error {
 // cannot be read keeps the previous model and logs a warning.
 type FileSource struct {
 	Path   string
-	Clock  Clock
+	Clock  clock.Clock
 	Logger *zap.Logger
 	// Debounce coalesces the events of one save (default 100 ms).
 	Debounce time.Duration
@@ -167,7 +168,7 @@ func (s *FileSource) load(ctx context.Context) (model.Infrastructure, error) {
 
 // Run implements Source. The first load must succeed.
 func (s *FileSource) Run(ctx context.Context, out chan<- Snapshot) error {
-	clk := clockOrReal(s.Clock)
+	clk := clock.OrReal(s.Clock)
 	log := s.Logger
 	if log == nil {
 		log = zap.NewNop()

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+
+	"github.com/dydisnix/dydisnix/internal/clock"
 )
 
 // FileWatcher reports changes of a set of files. It watches the files'
@@ -94,8 +96,8 @@ func (fw *FileWatcher) Run(ctx context.Context, changed chan<- struct{}) error {
 // burst of changes has been quiet for quiet on clk (nil: the wall clock),
 // so that the several writes of one save give one reload. It returns the
 // watcher's error, nil when ctx ends.
-func (fw *FileWatcher) runDebounced(ctx context.Context, clk Clock, quiet time.Duration, reload func(context.Context)) error {
-	clk = clockOrReal(clk)
+func (fw *FileWatcher) runDebounced(ctx context.Context, clk clock.Clock, quiet time.Duration, reload func(context.Context)) error {
+	clk = clock.OrReal(clk)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	changed := make(chan struct{}, 1)
