@@ -6,6 +6,7 @@ import (
 	"net"
 	"os/exec"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -30,42 +31,13 @@ func TestBrowserFakeClockNoAnswer(t *testing.T) {
 		netns.NewT(t, "ddf").RerunTest(t)
 		return
 	}
-	ifaces, err := ResolveInterfaces([]string{"lo"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := openMDNS(ifaces)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &responder{conn: conn, instance: "disnix-fake", host: "fake.local.", port: 22, ttl: 120,
-		txt: []string{"txtvers=1", `properties."hostname"="fake"`}, ips: []net.IP{net.IPv4(127, 0, 0, 1)}}
-	stop := make(chan struct{})
-	served := make(chan struct{})
-	ready := make(chan error, 1)
-	go func() { defer close(served); r.serve(stop, ready) }()
-	if err := <-ready; err != nil {
-		t.Fatal(err)
-	}
-	crash := func() { // no goodbye
-		close(stop)
-		conn.Close()
-		<-served
-	}
+	crash := serveLo(t, loResponder(openLo(t), "fake"))
 
 	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	clk := clock.NewFake(t0)
-	src, err := NewMDNSSource(BrowserConfig{
-		Interfaces: []string{"lo"}, Clock: clk, Logger: zaptest.NewLogger(t),
-		BrowseInterval: 2 * time.Second, InitialWait: time.Second, Debounce: 100 * time.Millisecond, ProbeInterval: -1,
+	src, out := runBrowser(t, BrowserConfig{
+		Clock: clk, BrowseInterval: 2 * time.Second, InitialWait: time.Second, Debounce: 100 * time.Millisecond, ProbeInterval: -1,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	out := make(chan Snapshot, 8)
-	go src.Run(ctx, out)
 
 	// Step fake time in 100 ms steps until the target shows up. The short
 	// wall-clock wait only paces the steps: a slow loop lets more fake time
@@ -120,46 +92,12 @@ func TestBrowserZeroconfOnly(t *testing.T) {
 		netns.NewT(t, "ddz").RerunTest(t)
 		return
 	}
-	ifaces, err := ResolveInterfaces([]string{"lo"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := openMDNS(ifaces)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &responder{conn: conn, instance: "disnix-zc", host: "zc.local.", port: 22, ttl: 120,
-		txt: []string{"txtvers=1", `properties."hostname"="zc"`, `properties."mem"="1"`}, ips: []net.IP{net.IPv4(127, 0, 0, 1)}}
-	stop := make(chan struct{})
-	served := make(chan struct{})
-	ready := make(chan error, 1)
-	go func() { defer close(served); r.serve(stop, ready) }()
-	if err := <-ready; err != nil {
-		t.Fatal(err)
-	}
-	crashed := false
-	crash := func() { // no goodbye (the browser would not hear it anyway)
-		if !crashed {
-			crashed = true
-			close(stop)
-			conn.Close()
-			<-served
-		}
-	}
-	t.Cleanup(crash)
+	r := loResponder(openLo(t), "zc", `properties."mem"="1"`)
+	crash := serveLo(t, r)
 
-	src, err := NewMDNSSource(BrowserConfig{
-		Interfaces: []string{"lo"}, Logger: zaptest.NewLogger(t), noPassive: true,
-		BrowseInterval: 500 * time.Millisecond, InitialWait: 700 * time.Millisecond, Debounce: 100 * time.Millisecond, ProbeInterval: -1,
+	_, out := runBrowser(t, BrowserConfig{
+		noPassive: true, BrowseInterval: 500 * time.Millisecond, InitialWait: 700 * time.Millisecond, Debounce: 100 * time.Millisecond, ProbeInterval: -1,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	out := make(chan Snapshot, 8)
-	done := make(chan struct{})
-	go func() { defer close(done); src.Run(ctx, out) }()
-	t.Cleanup(func() { cancel(); <-done })
 
 	wait := func(what string, ok func(Snapshot) bool) Snapshot {
 		t.Helper()
@@ -303,18 +241,10 @@ func TestBrowserZeroconfOtherInterface(t *testing.T) {
 
 	// The browser's debug log says when the on-link filter drops an entry.
 	core, logs := observer.New(zap.DebugLevel)
-	src, err := NewMDNSSource(BrowserConfig{
-		Interfaces: []string{"lo"}, Logger: zap.New(zapcore.NewTee(core, zaptest.NewLogger(t).Core())), noPassive: true,
+	_, out := runBrowser(t, BrowserConfig{
+		Logger: zap.New(zapcore.NewTee(core, zaptest.NewLogger(t).Core())), noPassive: true,
 		BrowseInterval: 300 * time.Millisecond, InitialWait: 300 * time.Millisecond, Debounce: 50 * time.Millisecond, ProbeInterval: -1,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	out := make(chan Snapshot, 64)
-	done := make(chan struct{})
-	go func() { defer close(done); src.Run(ctx, out) }()
-	defer func() { cancel(); <-done }()
 
 	// Announce on ddo0, while the browser runs rounds on lo, until the
 	// filter has dropped one of its entries: no event says when zeroconf's
@@ -350,30 +280,13 @@ func TestBrowserIgnoresProbes(t *testing.T) {
 		netns.NewT(t, "ddq").RerunTest(t)
 		return
 	}
-	ifaces, err := ResolveInterfaces([]string{"lo"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := openMDNS(ifaces)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	r := &responder{conn: conn, instance: "disnix-prober", host: "prober.local.", port: 22, ttl: 120,
-		txt: []string{"txtvers=1", `properties."hostname"="prober"`}, ips: []net.IP{net.IPv4(127, 0, 0, 1)}}
+	conn := openLo(t)
+	r := loResponder(conn, "prober")
 	core, logs := observer.New(zap.DebugLevel)
-	src, err := NewMDNSSource(BrowserConfig{
-		Interfaces: []string{"lo"}, Logger: zap.New(zapcore.NewTee(core, zaptest.NewLogger(t).Core())),
+	_, out := runBrowser(t, BrowserConfig{
+		Logger:         zap.New(zapcore.NewTee(core, zaptest.NewLogger(t).Core())),
 		BrowseInterval: 300 * time.Millisecond, InitialWait: 300 * time.Millisecond, Debounce: 50 * time.Millisecond, ProbeInterval: -1,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	out := make(chan Snapshot, 64)
-	done := make(chan struct{})
-	go func() { defer close(done); src.Run(ctx, out) }()
-	defer func() { cancel(); <-done }()
 	// Probe until the browser has held back zeroconf entries read from
 	// the probes in three rounds: no event says when a probe reached it.
 	var probeErr error
@@ -421,17 +334,8 @@ func TestBrowserLookupFetchesTXT(t *testing.T) {
 		netns.NewT(t, "ddl").RerunTest(t)
 		return
 	}
-	ifaces, err := ResolveInterfaces([]string{"lo"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := openMDNS(ifaces)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	r := &responder{conn: conn, instance: "disnix-terse", host: "terse.local.", port: 22, ttl: 120,
-		txt: []string{"txtvers=1", `properties."hostname"="terse"`, `properties."mem"="7"`}, ips: []net.IP{net.IPv4(127, 0, 0, 1)}}
+	conn := openLo(t)
+	r := loResponder(conn, "terse", `properties."mem"="7"`)
 	ptr, srv, txt, addrs := r.records(120)
 	inst := strings.ToLower(instanceFQDN(r.instance))
 	var txtAsked atomic.Bool
@@ -468,18 +372,9 @@ func TestBrowserLookupFetchesTXT(t *testing.T) {
 	}()
 	defer close(stop)
 
-	src, err := NewMDNSSource(BrowserConfig{
-		Interfaces: []string{"lo"}, Logger: zaptest.NewLogger(t),
+	_, out := runBrowser(t, BrowserConfig{
 		BrowseInterval: 300 * time.Millisecond, InitialWait: 300 * time.Millisecond, Debounce: 50 * time.Millisecond, ProbeInterval: -1,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	out := make(chan Snapshot, 64)
-	done := make(chan struct{})
-	go func() { defer close(done); src.Run(ctx, out) }()
-	defer func() { cancel(); <-done }()
 	deadline := time.After(time.Minute)
 	for {
 		select {
@@ -497,4 +392,71 @@ func TestBrowserLookupFetchesTXT(t *testing.T) {
 			t.Fatalf("terse not found (TXT asked: %v)", txtAsked.Load())
 		}
 	}
+}
+
+// openLo opens the mDNS sockets on lo (inside the test's namespace), closed
+// at cleanup.
+func openLo(t *testing.T) *mdnsConn {
+	t.Helper()
+	ifaces, err := ResolveInterfaces([]string{"lo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := openMDNS(ifaces)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// loResponder is a responder on conn for the machine host at 127.0.0.1,
+// with the given properties TXT strings after txtvers and the hostname.
+func loResponder(conn *mdnsConn, host string, props ...string) *responder {
+	txt := append([]string{"txtvers=1", `properties."hostname"="` + host + `"`}, props...)
+	return &responder{conn: conn, instance: "disnix-" + host, host: host + ".local.", port: 22, ttl: 120,
+		txt: txt, ips: []net.IP{net.IPv4(127, 0, 0, 1)}}
+}
+
+// serveLo makes r answer queries until the returned crash is called (or the
+// test ends): the responder stops without a goodbye and its sockets close.
+func serveLo(t *testing.T, r *responder) (crash func()) {
+	t.Helper()
+	stop := make(chan struct{})
+	served := make(chan struct{})
+	ready := make(chan error, 1)
+	go func() { defer close(served); r.serve(stop, ready) }()
+	if err := <-ready; err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	crash = func() {
+		once.Do(func() {
+			close(stop)
+			r.conn.Close()
+			<-served
+		})
+	}
+	t.Cleanup(crash)
+	return crash
+}
+
+// runBrowser runs a browser on lo with cfg (Interfaces and, unless set,
+// Logger filled in) until the test ends, and returns it and its snapshots.
+func runBrowser(t *testing.T, cfg BrowserConfig) (*MDNSSource, <-chan Snapshot) {
+	t.Helper()
+	cfg.Interfaces = []string{"lo"}
+	if cfg.Logger == nil {
+		cfg.Logger = zaptest.NewLogger(t)
+	}
+	src, err := NewMDNSSource(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	out := make(chan Snapshot, 64)
+	done := make(chan struct{})
+	go func() { defer close(done); src.Run(ctx, out) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return src, out
 }
