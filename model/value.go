@@ -34,25 +34,9 @@ func Normalize(v any) (any, error) {
 		}
 		return json.Number(formatFloat(x)), nil
 	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			n, err := Normalize(e)
-			if err != nil {
-				return nil, fmt.Errorf("[%d]: %w", i, err)
-			}
-			out[i] = n
-		}
-		return out, nil
+		return convertList(x, Normalize)
 	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			n, err := Normalize(e)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", k, err)
-			}
-			out[k] = n
-		}
-		return out, nil
+		return convertAttrs(x, Normalize)
 	case map[any]any:
 		out := make(map[string]any, len(x))
 		for k, e := range x {
@@ -70,6 +54,34 @@ func Normalize(v any) (any, error) {
 	default:
 		return nil, fmt.Errorf("unsupported value of type %T", v)
 	}
+}
+
+// convertList converts each element of a list with conv; an error names
+// the index of the element.
+func convertList(x []any, conv func(any) (any, error)) ([]any, error) {
+	out := make([]any, len(x))
+	for i, e := range x {
+		n, err := conv(e)
+		if err != nil {
+			return nil, fmt.Errorf("[%d]: %w", i, err)
+		}
+		out[i] = n
+	}
+	return out, nil
+}
+
+// convertAttrs converts each value of an attribute set with conv; an error
+// names the key.
+func convertAttrs[V any](x map[string]V, conv func(V) (any, error)) (map[string]any, error) {
+	out := make(map[string]any, len(x))
+	for k, e := range x {
+		n, err := conv(e)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", k, err)
+		}
+		out[k] = n
+	}
+	return out, nil
 }
 
 // TypeName names the kind of a JSON-like value for error messages.
@@ -99,15 +111,6 @@ func TypeName(v any) string {
 func IsInt(n json.Number) bool {
 	_, err := strconv.ParseInt(string(n), 10, 64)
 	return err == nil
-}
-
-// Scalar reports whether v is a string, number or bool.
-func Scalar(v any) bool {
-	switch v.(type) {
-	case string, bool, json.Number:
-		return true
-	}
-	return false
 }
 
 // ScalarText renders a scalar as the original C tools do (libnixxml turns
@@ -197,8 +200,9 @@ func Equal(a, b any) bool {
 	}
 }
 
-// SortedKeys returns the keys of a JSON-like attribute set in byte-wise order.
-func SortedKeys(m map[string]any) []string {
+// SortedKeys returns the keys of a map (a JSON-like attribute set, or any
+// map keyed by names) in byte-wise order.
+func SortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)

@@ -1,12 +1,13 @@
 package testbed
 
 import (
-	"github.com/dydisnix/dydisnix/internal/testenv"
 	"net/netip"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dydisnix/dydisnix/internal/testenv"
 )
 
 func needRoot(t *testing.T) {
@@ -76,15 +77,12 @@ func TestHostDialFromNamespace(t *testing.T) {
 	}
 	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
 	client := a.HTTPClient(2 * time.Second)
-	var lastErr error
-	for i := 0; i < 50; i++ {
+	// The server gives no signal that it listens: poll.
+	testenv.Eventually(t, time.Minute, func() bool {
 		resp, err := client.Get("http://" + b.Addr.String() + ":8123/")
 		if err == nil {
 			resp.Body.Close()
-			return
 		}
-		lastErr = err
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("GET from alpha's namespace: %v", lastErr)
+		return err == nil
+	}, "GET from alpha's namespace to beta's server never succeeded")
 }
