@@ -80,6 +80,15 @@ func DecodeValue(data []byte, format Format, file string) (any, error) {
 }
 
 func decodeJSON(data []byte, file string) (any, error) {
+	if v, ok := decodeJSONFast(data); ok {
+		return v, nil
+	}
+	return decodeJSONSlow(data, file)
+}
+
+// decodeJSONSlow decodes with encoding/json and explains what is wrong with
+// the input: where the syntax breaks, trailing data, a duplicate key.
+func decodeJSONSlow(data []byte, file string) (any, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	var v any
@@ -289,7 +298,7 @@ func LoadServices(file string) (Services, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ServicesFromValue(v, file)
+	return servicesFromValue(v, file, true)
 }
 
 // LoadInfrastructure reads an infrastructure model (.json, .yaml or .nix).
@@ -332,7 +341,7 @@ func LoadServicesWith(file string, opts NixOptions) (Services, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ServicesFromValue(v, file)
+	return servicesFromValue(v, file, true)
 }
 
 // LoadInfrastructureWith is LoadInfrastructure with options for a .nix model.
