@@ -72,7 +72,9 @@ type Candidates struct {
 // empty lists, sharing the table strs.
 func NewCandidates(strs *Strings, services []string) *Candidates {
 	s := append([]string(nil), services...)
-	sort.Strings(s)
+	if !sort.StringsAreSorted(s) {
+		sort.Strings(s)
+	}
 	return &Candidates{Strings: strs, Services: s, Lists: make([][]Cand, len(s))}
 }
 
