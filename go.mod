@@ -11,9 +11,9 @@ require (
 	github.com/robfig/cron/v3 v3.0.1
 	github.com/spf13/pflag v1.0.5
 	go.uber.org/zap v1.27.0
+	go.yaml.in/yaml/v3 v3.0.6
 	golang.org/x/net v0.26.0
 	golang.org/x/sys v0.22.0
-	gopkg.in/yaml.v3 v3.0.1
 )
 
 require (

@@ -41,8 +41,8 @@ func BenchmarkLoopRedeploy(b *testing.B) {
 	reports := make(chan DeployReport, 1)
 	tm := testTiming()
 	tm.Debounce, tm.Resync = -1, time.Hour
-	l, err := New(Config{Source: src, Planner: &fakePlanner{services: []string{"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"}},
-		Deployer: &recordingDeployer{}, Timing: tm, OnDeploy: func(r DeployReport) { reports <- r }})
+	l, err := New(Config{Source: src, Pass: fakePass{&fakePlanner{services: []string{"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"}},
+		&recordingDeployer{}}, Timing: tm, OnDeploy: func(r DeployReport) { reports <- r }})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -6,53 +6,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
 
+	"github.com/dydisnix/dydisnix/discovery"
 	"github.com/dydisnix/dydisnix/model"
 )
-
-// Event kinds reported by discovery.
-const (
-	EventAdded   = "added"
-	EventRemoved = "removed"
-	EventChanged = "changed"
-)
-
-// Event is one membership change reported by a discovery source.
-type Event struct {
-	// Kind is "added", "removed" or "changed".
-	Kind string `json:"kind"`
-	// Target is the target's name.
-	Target string `json:"target"`
-	// Reason says why, e.g. "goodbye", "drain", "expired", "probe failed".
-	Reason string `json:"reason,omitempty"`
-	// At is when the source noticed the change.
-	At time.Time `json:"at"`
-}
-
-// Snapshot is one observation of the infrastructure: every target the
-// source currently sees, and the events that led to it.
-type Snapshot struct {
-	Infrastructure model.Infrastructure
-	Events         []Event
-	At             time.Time
-}
-
-// Graceful reports whether a removal reason means the target confirmed that
-// it is leaving (an mDNS goodbye or an agent drain), so the loop acts on it
-// without a grace period.
-func Graceful(reason string) bool {
-	r := strings.ToLower(reason)
-	for _, w := range []string{"goodbye", "drain", "leave", "leaving", "ttl 0", "ttl=0", "shutdown"} {
-		if strings.Contains(r, w) {
-			return true
-		}
-	}
-	return false
-}
 
 // MemberState is where a target stands in the loop's membership table.
 type MemberState string
@@ -101,7 +61,7 @@ const (
 // Observation is one input of the decision step.
 type Observation struct {
 	Kind       ObservationKind
-	Snapshot   Snapshot
+	Snapshot   discovery.Snapshot
 	ModelsHash string
 	// Deploy outcome (ObsDeployDone).
 	Key string
@@ -258,17 +218,17 @@ func (d *Decider) change(act *Action, m *member, name string, to MemberState, re
 	d.keyStale = true
 }
 
-func (d *Decider) observe(s Snapshot, now time.Time, act *Action) {
-	reasons := map[string]string{}
+func (d *Decider) observe(s discovery.Snapshot, now time.Time, act *Action) {
+	reasons := map[string]discovery.Event{}
 	at := map[string]time.Time{}
 	for _, e := range s.Events {
 		if !e.At.IsZero() && !e.At.After(now) {
 			at[e.Target] = e.At
 		}
-		if e.Kind == EventRemoved {
-			reasons[e.Target] = e.Reason
+		if e.Kind == discovery.EventRemoved {
+			reasons[e.Target] = e
 		}
-		if e.Kind == EventChanged {
+		if e.Kind == discovery.EventChanged {
 			if m := d.members[e.Target]; m != nil && m.state == MemberUp {
 				d.causes = append(d.causes, fmt.Sprintf("target %s changed", e.Target))
 			}
@@ -301,7 +261,8 @@ func (d *Decider) observe(s Snapshot, now time.Time, act *Action) {
 		if _, ok := s.Infrastructure[name]; ok {
 			continue
 		}
-		reason, ok := reasons[name]
+		ev, ok := reasons[name]
+		reason, graceful := ev.Reason, ev.Graceful()
 		if !ok {
 			reason = "missing from discovery"
 		}
@@ -311,7 +272,7 @@ func (d *Decider) observe(s Snapshot, now time.Time, act *Action) {
 		}
 		switch m.state {
 		case MemberUp:
-			if Graceful(reason) || d.t.RemoveGrace <= 0 {
+			if graceful || d.t.RemoveGrace <= 0 {
 				m.removals = append(m.removals, now)
 				d.eventSince = earlier(d.eventSince, seen)
 				d.change(act, m, name, MemberDown, reason, now)
@@ -321,7 +282,7 @@ func (d *Decider) observe(s Snapshot, now time.Time, act *Action) {
 				m.lostAt = seen
 			}
 		case MemberLeaving:
-			if Graceful(reason) {
+			if graceful {
 				m.removals = append(m.removals, now)
 				d.eventSince = earlier(d.eventSince, m.lostAt)
 				d.change(act, m, name, MemberDown, reason, now)
@@ -539,9 +500,6 @@ func (d *Decider) Members() []MemberStatus {
 
 // RetryAt returns when a failed deploy is retried (zero: none pending).
 func (d *Decider) RetryAt() time.Time { return d.retryAt }
-
-// Running reports whether a deploy is in progress.
-func (d *Decider) Running() bool { return d.running }
 
 func sortedMembers(m map[string]*member) []string {
 	out := make([]string, 0, len(m))

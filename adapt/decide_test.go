@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dydisnix/dydisnix/discovery"
 	"github.com/dydisnix/dydisnix/model"
 )
 
@@ -365,12 +366,18 @@ func TestDecideNoModelsNoDeploy(t *testing.T) {
 	}
 }
 
+// TestGraceful: the loop acts at once on the typed reasons discovery and
+// the drain check report for a confirmed leave, and on nothing else.
 func TestGraceful(t *testing.T) {
 	t.Parallel()
-	for reason, want := range map[string]bool{"goodbye": true, "Goodbye (TTL 0)": true, "draining": true, "expired": false, "probe failed": false, "": false} {
-		if got := Graceful(reason); got != want {
+	for reason, want := range map[string]bool{discovery.ReasonGoodbye: true, discovery.ReasonDrain: true,
+		discovery.ReasonTTLExpired: false, discovery.ReasonProbeFailed: false, discovery.ReasonNoAnswer: false, "": false} {
+		if got := (Event{Kind: EventRemoved, Reason: reason}).Graceful(); got != want {
 			t.Errorf("Graceful(%q) = %v", reason, got)
 		}
+	}
+	if (Event{Kind: discovery.EventChanged, Reason: discovery.ReasonGoodbye}).Graceful() {
+		t.Error("a change is not a leave")
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/dydisnix/dydisnix/deployer/agent"
 	"github.com/dydisnix/dydisnix/model"
+	"github.com/dydisnix/dydisnix/rollout"
 )
 
 // realAgent is a dydisnix-agent served in-process on a loopback port that
@@ -123,11 +124,8 @@ exec sleep 600
 	a1, a2, a3 := startAgent(t, "t1", token), startAgent(t, "t2", token), startAgent(t, "t3", token)
 	agents := map[string]*realAgent{"t1": a1, "t2": a2, "t3": a3}
 
-	planner, err := NewModelPlanner(PipelineConfig{Services: svcFile, QoS: qosFile})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dep, err := NewAgentDeployer(AgentConfig{StateDir: filepath.Join(dir, "coordinator"), Token: token, BaseDir: dir, Logger: zap.NewNop()})
+	pass, err := rollout.New(rollout.Config{Models: rollout.Models{Services: svcFile, QoS: qosFile},
+		StateDir: filepath.Join(dir, "coordinator"), Token: token, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +134,7 @@ exec sleep 600
 	tm := DefaultTiming()
 	tm.InitialSettle, tm.Debounce, tm.Stabilise, tm.RemoveGrace = -1, 20*time.Millisecond, time.Second, 100*time.Millisecond
 	tm.BackoffRandomization, tm.Resync = -1, 300*time.Millisecond
-	l, err := New(Config{Source: src, Planner: planner, Deployer: dep, Timing: tm, OnDeploy: func(r DeployReport) { reports <- r }})
+	l, err := New(Config{Source: src, Pass: pass, Timing: tm, OnDeploy: func(r DeployReport) { reports <- r }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +202,7 @@ exec sleep 600
 	left := agents[storeAt]
 
 	// 3. snapshot, then crash of the store's machine: restored elsewhere
-	if err := dep.Snapshot(context.Background()); err != nil {
+	if err := pass.Snapshot(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	crashed := agents[newAt]

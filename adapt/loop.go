@@ -17,105 +17,58 @@ import (
 	"github.com/robfig/cron/v3"
 	"go.uber.org/zap"
 
+	"github.com/dydisnix/dydisnix/discovery"
 	"github.com/dydisnix/dydisnix/model"
+	"github.com/dydisnix/dydisnix/rollout"
 )
 
-// Source delivers infrastructure snapshots until ctx ends. discovery's
-// sources are adapted to it by FromDiscovery-style wrappers; tests feed a
-// channel (ChanSource).
-type Source interface {
-	Run(ctx context.Context, out chan<- Snapshot) error
-}
-
-// Planner composes the pure planning rooms: augment, qos and portassign.
-type Planner interface {
-	// Load (re)reads the model files (services, QoS policy, augmentation,
-	// ID resources) and returns a hash of their content. On error the
-	// previously loaded models stay in use.
+// Pass is one deploy pass (rollout.Pass implements it): the loop decides
+// when to run one; the pass loads the models, augments, plans and deploys.
+type Pass interface {
+	// Load (re)reads the model files and returns a hash of their content.
+	// On error the previously loaded models stay in use.
 	Load(ctx context.Context) (string, error)
 	// Augment returns the infrastructure with the augmentation model
 	// applied (it may hold secrets: never log or publish it).
-	Augment(infra model.Infrastructure) (model.Infrastructure, error)
-	// Plan computes the distribution of the services over infra, with
-	// previous (the deployed distribution, or nil) passed to the policy,
-	// and assigns ports and IDs (saving the ids/ports files atomically).
-	Plan(ctx context.Context, infra model.Infrastructure, previous model.Distribution) (*Desired, error)
+	Augment(ctx context.Context, infra model.Infrastructure) (model.Infrastructure, error)
+	// Apply plans and carries out one deployment onto the augmented
+	// infrastructure. It either reaches the desired configuration or rolls
+	// back to the previous one and unlocks the targets before returning an
+	// error; when ctx is cancelled it stops at the next step and rolls
+	// back.
+	Apply(ctx context.Context, infra model.Infrastructure, req rollout.Request) (*rollout.Result, error)
 }
 
-// Desired is a planned deployment.
-type Desired struct {
-	Services       model.Services       `json:"-"`
-	Infrastructure model.Infrastructure `json:"-"`
-	Distribution   model.Distribution   `json:"distribution"`
-	// Explanation is the policy's explanation (printed in /status).
-	Explanation any `json:"explanation,omitempty"`
-}
-
-// DeployRequest asks a Deployer to carry the system to Desired.
-type DeployRequest struct {
-	Desired *Desired
-	// Previous is the distribution deployed before (nil: none).
-	Previous model.Distribution
-	// Reconcile lists targets that joined or returned: the services they
-	// already run must be compared with the manifest, and those the new
-	// distribution does not place there deactivated (never duplicated).
-	Reconcile []string
-}
-
-// DeployResult describes a finished deploy.
-type DeployResult struct {
-	// Plan holds the transition's steps, as text, in order.
-	Plan []string `json:"plan"`
-	// Moved lists services whose targets changed.
-	Moved []string `json:"moved,omitempty"`
-}
-
-// Deployer carries out transitions. Contract: Deploy either reaches the
-// desired configuration or rolls back to the previous one and unlocks the
-// targets before returning an error; when ctx is cancelled it stops at the
-// next step and rolls back.
-type Deployer interface {
-	// Current returns the distribution of the newest deployed generation
-	// (nil when nothing was deployed).
-	Current(ctx context.Context) (model.Distribution, error)
-	// Reconstruct rebuilds the deployed manifest from what the targets of
-	// infra report and installs it as the newest generation.
-	Reconstruct(ctx context.Context, infra model.Infrastructure) error
-	// Deploy plans the transition from the current generation to the
-	// desired one and executes it.
-	Deploy(ctx context.Context, req DeployRequest) (*DeployResult, error)
-}
-
-// DrainChecker is implemented by deployers that can ask targets whether
-// they are draining (an agent stopping gracefully). When the Deployer
-// implements it, the loop asks at every resync and treats a draining target
-// as gracefully removed even if its mDNS goodbye was lost.
+// DrainChecker is implemented by passes that can ask targets whether they
+// are draining (an agent stopping gracefully). When the Pass implements it,
+// the loop asks at every resync and treats a draining target as gracefully
+// removed even if its mDNS goodbye was lost. Draining reports every target
+// that answered: true when it drains, false when it does not (an agent
+// restarted since it drained is used again).
 type DrainChecker interface {
 	Draining(ctx context.Context, infra model.Infrastructure) map[string]bool
 }
 
 // Snapshotter takes snapshots of every stateful service into the
-// coordinator's store (the --snapshot job). A Deployer may implement it.
+// coordinator's store (the --snapshot job). A Pass may implement it.
 type Snapshotter interface {
 	Snapshot(ctx context.Context) error
 }
 
 // Config configures a Loop.
 type Config struct {
-	Source   Source
-	Planner  Planner
-	Deployer Deployer
+	Source discovery.Source
+	Pass   Pass
 	// Snapshotter runs on SnapshotSchedule; nil disables snapshots.
 	Snapshotter Snapshotter
-	// SnapshotSchedule is a robfig/cron/v3 spec ("@every 1m" when empty
-	// and Snapshotter is set). A run never overlaps the previous one nor a
-	// deploy.
+	// SnapshotSchedule is a standard cron spec as robfig/cron/v3 parses
+	// it ("@every 1m" when empty and Snapshotter is set). Its activations
+	// are timers of Clock, like every other delay of the loop. A run that
+	// would overlap the previous one or a deploy is skipped; a deploy
+	// cancels a running snapshot.
 	SnapshotSchedule string
 	// WatchFiles are watched with fsnotify; a change reloads the models.
 	WatchFiles []string
-	// Reconstruct rebuilds the manifest from the targets before every
-	// deploy (--reconstruct).
-	Reconstruct bool
 	// Timing holds the delays; zero fields take DefaultTiming's values.
 	Timing Timing
 	// ShutdownTimeout bounds how long a running deploy may go on after the
@@ -136,6 +89,43 @@ type Config struct {
 	// OnReady is called once the models are loaded and the loop runs
 	// (dydisnix-self-adapt sends systemd's READY=1 then).
 	OnReady func()
+	// OnStep is called after the loop has handled each event, from the
+	// loop's goroutine (so in the order they were handled). It tells a
+	// driver, such as a test advancing a fake Clock, what the loop has
+	// consumed and whether work it started is still running. It must not
+	// block for long.
+	OnStep func(Step)
+}
+
+// StepEvent names the kind of event a Step handled.
+type StepEvent string
+
+// The events the loop handles.
+const (
+	// StepDiscovery is a snapshot from the discovery Source.
+	StepDiscovery StepEvent = "discovery"
+	// StepTimer is a timer of the Clock: a debounce or hysteresis
+	// deadline, the resync period or the snapshot schedule.
+	StepTimer StepEvent = "timer"
+	// StepDeployDone is the end of a deploy or of a check.
+	StepDeployDone StepEvent = "deploy-done"
+	// StepDrainCheck is the answer of the targets' drain check.
+	StepDrainCheck StepEvent = "drain-check"
+	// StepSnapshotDone is the end of a scheduled snapshot job.
+	StepSnapshotDone StepEvent = "snapshot-done"
+	// StepReload is a change of a watched model file.
+	StepReload StepEvent = "reload"
+	// StepStop is the start of the shutdown (the context ended or the
+	// source failed); Busy then tells whether a deploy is still running.
+	StepStop StepEvent = "stop"
+)
+
+// Step describes one event the loop has handled (Config.OnStep).
+type Step struct {
+	Event StepEvent
+	// Busy reports that a deploy, a drain check or a snapshot job started
+	// by the loop is still running: its end will be a further step.
+	Busy bool
 }
 
 // DeployReport describes one deploy attempt.
@@ -169,10 +159,9 @@ type Loop struct {
 	decider *Decider
 	metrics *metrics
 
+	// schedule is the parsed SnapshotSchedule (nil: no snapshots).
+	schedule cron.Schedule
 	deployMu sync.Mutex // one deploy or snapshot at a time
-	// cancelSnapshot stops the running snapshot job (nil when none runs):
-	// a deploy must never wait for a snapshot stuck on a vanished machine.
-	cancelSnapshot context.CancelFunc // guarded by mu
 
 	mu          sync.Mutex
 	status      Status
@@ -187,16 +176,13 @@ type Loop struct {
 	// draining holds targets that reported a drain; they are filtered out
 	// of every snapshot until discovery stops reporting them.
 	draining map[string]bool
-	lastSnap *Snapshot
-
-	// stepped, when set (tests), receives after every decision step.
-	stepped chan struct{}
+	lastSnap *discovery.Snapshot
 }
 
 // New checks cfg and returns a loop ready to Run.
 func New(cfg Config) (*Loop, error) {
-	if cfg.Source == nil || cfg.Planner == nil || cfg.Deployer == nil {
-		return nil, errors.New("adapt: Config needs a Source, a Planner and a Deployer")
+	if cfg.Source == nil || cfg.Pass == nil {
+		return nil, errors.New("adapt: Config needs a Source and a Pass")
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = RealClock{}
@@ -213,12 +199,19 @@ func New(cfg Config) (*Loop, error) {
 	if cfg.Snapshotter != nil && cfg.SnapshotSchedule == "" {
 		cfg.SnapshotSchedule = "@every 1m"
 	}
+	l := &Loop{cfg: cfg, clock: cfg.Clock, log: cfg.Logger, decider: NewDecider(cfg.Timing)}
 	if cfg.SnapshotSchedule != "" {
-		if _, err := cron.ParseStandard(cfg.SnapshotSchedule); err != nil {
+		sched, err := cron.ParseStandard(cfg.SnapshotSchedule)
+		if err != nil {
 			return nil, fmt.Errorf("snapshot schedule %q: %w", cfg.SnapshotSchedule, err)
 		}
+		if sched.Next(cfg.Clock.Now()).IsZero() {
+			return nil, fmt.Errorf("snapshot schedule %q: never activates", cfg.SnapshotSchedule)
+		}
+		if cfg.Snapshotter != nil {
+			l.schedule = sched
+		}
 	}
-	l := &Loop{cfg: cfg, clock: cfg.Clock, log: cfg.Logger, decider: NewDecider(cfg.Timing)}
 	m, err := newMetrics(cfg.Registry)
 	if err != nil {
 		return nil, err
@@ -247,7 +240,7 @@ func (l *Loop) Run(ctx context.Context) error {
 
 	srcCtx, stopSrc := context.WithCancel(context.Background())
 	defer stopSrc()
-	snaps := make(chan Snapshot, 16)
+	snaps := make(chan discovery.Snapshot, 16)
 	srcErr := make(chan error, 1)
 	go func() { srcErr <- l.cfg.Source.Run(srcCtx, snaps) }()
 
@@ -260,29 +253,60 @@ func (l *Loop) Run(ctx context.Context) error {
 		defer w.Close()
 	}
 
-	var cr *cron.Cron
-	if l.cfg.Snapshotter != nil {
-		cr = cron.New(cron.WithChain(cron.SkipIfStillRunning(cronLogger{l.log})))
-		if _, err := cr.AddFunc(l.cfg.SnapshotSchedule, l.snapshotJob); err != nil {
-			return fmt.Errorf("snapshot schedule: %w", err)
-		}
-		cr.Start()
-		defer func() { <-cr.Stop().Done() }()
-	}
-
 	deployCtx, cancelDeploy := context.WithCancel(context.Background())
 	defer cancelDeploy()
 	done := make(chan deployDone, 1)
 	running := false
 
-	dc, _ := l.cfg.Deployer.(DrainChecker)
+	dc, _ := l.cfg.Pass.(DrainChecker)
 	drainRes := make(chan map[string]bool, 1)
 	drainBusy := false
 	l.draining = map[string]bool{}
 
+	// The snapshot schedule runs on the loop's clock: a timer set to the
+	// schedule's next activation, re-armed when it fires.
+	var snapTimer Timer
+	armSnapshot := func() {
+		snapTimer = nil
+		if l.schedule == nil {
+			return
+		}
+		now := l.clock.Now()
+		if next := l.schedule.Next(now); !next.IsZero() {
+			snapTimer = l.clock.NewTimer(next.Sub(now))
+		}
+	}
+	armSnapshot()
+	snapDone := make(chan struct{}, 1)
+	// cancelSnap stops the running snapshot job (nil when none runs): a
+	// deploy must never wait for a snapshot stuck on a vanished machine.
+	var cancelSnap context.CancelFunc
+	defer func() {
+		if cancelSnap != nil {
+			cancelSnap()
+			<-snapDone
+		}
+	}()
+
 	var wake Timer
 	resync := l.clock.NewTimer(l.decider.Timing().Resync)
-	defer func() { resync.Stop() }()
+	stopTimers := func() {
+		for _, t := range []Timer{wake, resync, snapTimer} {
+			if t != nil {
+				t.Stop()
+			}
+		}
+	}
+	defer func() { stopTimers() }()
+	emit := func(ev StepEvent) {
+		if l.cfg.OnStep != nil {
+			l.cfg.OnStep(Step{Event: ev, Busy: running || drainBusy || cancelSnap != nil})
+		}
+	}
+	halt := func() error {
+		stopTimers()
+		return l.shutdown(running, done, cancelDeploy, func() { emit(StepStop) })
+	}
 
 	l.setPhase("idle")
 	step := func(obs Observation) {
@@ -306,6 +330,12 @@ func (l *Loop) Run(ctx context.Context) error {
 		if act.Deploy != nil {
 			running = true
 			l.setPhase("deploying")
+			if cancelSnap != nil {
+				// A snapshot is best effort (the deploy migrates live
+				// state or restores from the store itself): a running
+				// one is cancelled rather than waited for.
+				cancelSnap()
+			}
 			order := act.Deploy
 			go func() {
 				rep, err := l.execute(deployCtx, order)
@@ -318,9 +348,6 @@ func (l *Loop) Run(ctx context.Context) error {
 				l.setPhase("idle")
 			}
 		}
-		if l.stepped != nil {
-			l.stepped <- struct{}{}
-		}
 	}
 	step(Observation{Kind: ObsModels, ModelsHash: l.getModelsHash()})
 	if l.cfg.OnReady != nil {
@@ -328,16 +355,19 @@ func (l *Loop) Run(ctx context.Context) error {
 	}
 
 	for {
-		var wakeC <-chan time.Time
+		var wakeC, snapC <-chan time.Time
 		if wake != nil {
 			wakeC = wake.C()
 		}
+		if snapTimer != nil {
+			snapC = snapTimer.C()
+		}
 		select {
 		case <-ctx.Done():
-			return l.shutdown(running, done, cancelDeploy)
+			return halt()
 		case err := <-srcErr:
 			if ctx.Err() != nil {
-				return l.shutdown(running, done, cancelDeploy)
+				return halt()
 			}
 			// Without discovery the loop cannot adapt: stop (cleanly) and
 			// report it, so that systemd restarts the service.
@@ -348,7 +378,7 @@ func (l *Loop) Run(ctx context.Context) error {
 			l.mu.Lock()
 			l.status.SourceError = err.Error()
 			l.mu.Unlock()
-			if serr := l.shutdown(running, done, cancelDeploy); serr != nil {
+			if serr := halt(); serr != nil {
 				return serr
 			}
 			return fmt.Errorf("discovery: %w", err)
@@ -359,24 +389,39 @@ func (l *Loop) Run(ctx context.Context) error {
 			l.noteSnapshot(s)
 			l.lastSnap = &s
 			step(Observation{Kind: ObsSnapshot, Snapshot: l.withoutDraining(s, nil)})
+			emit(StepDiscovery)
 		case d := <-drainRes:
 			drainBusy = false
-			var fresh []string
-			for t := range d {
-				if !l.draining[t] {
+			var fresh, back []string
+			for t, draining := range d {
+				switch {
+				case draining && !l.draining[t]:
 					fresh = append(fresh, t)
 					l.draining[t] = true
+				case !draining && l.draining[t]:
+					// The agent answers and no longer drains (restarted
+					// before discovery dropped its record): use it again.
+					back = append(back, t)
+					delete(l.draining, t)
 				}
 			}
-			if len(fresh) > 0 && l.lastSnap != nil {
+			if (len(fresh) > 0 || len(back) > 0) && l.lastSnap != nil {
 				sort.Strings(fresh)
-				l.log.Info("targets are draining", zap.Strings("targets", fresh))
+				sort.Strings(back)
+				if len(fresh) > 0 {
+					l.log.Info("targets are draining", zap.Strings("targets", fresh))
+				}
+				if len(back) > 0 {
+					l.log.Info("targets no longer drain", zap.Strings("targets", back))
+				}
 				step(Observation{Kind: ObsSnapshot, Snapshot: l.withoutDraining(*l.lastSnap, fresh)})
 			}
+			emit(StepDrainCheck)
 		case <-reload:
 			if err := l.load(ctx, false); err == nil {
 				step(Observation{Kind: ObsModels, ModelsHash: l.getModelsHash()})
 			}
+			emit(StepReload)
 		case <-resync.C():
 			resync = l.clock.NewTimer(l.decider.Timing().Resync)
 			if err := l.load(ctx, false); err == nil {
@@ -392,22 +437,48 @@ func (l *Loop) Run(ctx context.Context) error {
 					drainRes <- dc.Draining(ctx, infra)
 				}()
 			}
+			emit(StepTimer)
 		case <-wakeC:
 			wake = nil
 			step(Observation{Kind: ObsTick})
+			emit(StepTimer)
+		case <-snapC:
+			armSnapshot()
+			switch {
+			case running:
+				l.log.Info("snapshot skipped: a deploy is running")
+				l.metrics.snapshots.WithLabelValues("skipped").Inc()
+			case cancelSnap != nil:
+				l.log.Info("snapshot skipped: the previous one still runs")
+				l.metrics.snapshots.WithLabelValues("skipped").Inc()
+			default:
+				sctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+				cancelSnap = cancel
+				go func() {
+					l.snapshotJob(sctx)
+					snapDone <- struct{}{}
+				}()
+			}
+			emit(StepTimer)
+		case <-snapDone:
+			cancelSnap()
+			cancelSnap = nil
+			emit(StepSnapshotDone)
 		case d := <-done:
 			running = false
 			key := d.order.Key
 			l.finish(d)
 			step(Observation{Kind: ObsDeployDone, Key: key, Err: d.err})
+			emit(StepDeployDone)
 		}
 	}
 }
 
 // withoutDraining removes draining targets from a snapshot, with a
-// graceful removal event for those newly found draining. A target that
-// discovery no longer reports leaves the draining set.
-func (l *Loop) withoutDraining(s Snapshot, fresh []string) Snapshot {
+// graceful removal event for those newly found draining. A target leaves
+// the draining set when discovery no longer reports it or when its agent
+// answers that it does not drain.
+func (l *Loop) withoutDraining(s discovery.Snapshot, fresh []string) discovery.Snapshot {
 	for t := range l.draining {
 		if _, ok := s.Infrastructure[t]; !ok {
 			delete(l.draining, t)
@@ -416,25 +487,29 @@ func (l *Loop) withoutDraining(s Snapshot, fresh []string) Snapshot {
 	if len(l.draining) == 0 {
 		return s
 	}
-	out := Snapshot{Infrastructure: model.Infrastructure{}, Events: append([]Event(nil), s.Events...), At: s.At}
+	out := discovery.Snapshot{Infrastructure: model.Infrastructure{}, Events: append([]discovery.Event(nil), s.Events...), At: s.At}
 	for name, t := range s.Infrastructure {
 		if !l.draining[name] {
 			out.Infrastructure[name] = t
 		}
 	}
 	for _, t := range fresh {
-		out.Events = append(out.Events, Event{Kind: EventRemoved, Target: t, Reason: "drain", At: l.clock.Now()})
+		out.Events = append(out.Events, discovery.Event{Kind: discovery.EventRemoved, Target: t, Reason: discovery.ReasonDrain, At: l.clock.Now()})
 	}
 	return out
 }
 
 // shutdown waits for a running deploy, cancelling it (the deployer rolls
-// back and unlocks) when ShutdownTimeout passes.
-func (l *Loop) shutdown(running bool, done chan deployDone, cancel context.CancelFunc) error {
+// back and unlocks) when ShutdownTimeout passes. It calls stopping once it
+// waits.
+func (l *Loop) shutdown(running bool, done chan deployDone, cancel context.CancelFunc, stopping func()) error {
 	l.setPhase("stopping")
-	if running {
+	if !running {
+		stopping()
+	} else {
 		l.log.Info("waiting for the running deploy to finish", zap.Duration("timeout", l.cfg.ShutdownTimeout))
 		t := l.clock.NewTimer(l.cfg.ShutdownTimeout)
+		stopping()
 		select {
 		case d := <-done:
 			t.Stop()
@@ -452,7 +527,7 @@ func (l *Loop) shutdown(running bool, done chan deployDone, cancel context.Cance
 // load reloads the models. At start an error is fatal; later it is logged
 // and the previous models stay in use.
 func (l *Loop) load(ctx context.Context, initial bool) error {
-	h, err := l.cfg.Planner.Load(ctx)
+	h, err := l.cfg.Pass.Load(ctx)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err != nil {
@@ -530,14 +605,7 @@ func (l *Loop) watch(reload chan<- struct{}) (*fsnotify.Watcher, error) {
 // plan with the previous distribution, deploy. A nil report means nothing
 // changed (a check).
 func (l *Loop) execute(ctx context.Context, order *DeployOrder) (*DeployReport, error) {
-	// A snapshot is best effort (the deploy migrates live state or
-	// restores from the store itself): a running one is cancelled rather
-	// than waited for.
-	l.mu.Lock()
-	if l.cancelSnapshot != nil {
-		l.cancelSnapshot()
-	}
-	l.mu.Unlock()
+	// Wait for a snapshot job to end (the loop cancelled it).
 	l.deployMu.Lock()
 	defer l.deployMu.Unlock()
 	started := l.clock.Now()
@@ -550,9 +618,9 @@ func (l *Loop) execute(ctx context.Context, order *DeployOrder) (*DeployReport, 
 	if quiet {
 		return nil, nil
 	}
-	aug, err := l.cfg.Planner.Augment(order.Infrastructure)
+	aug, err := l.cfg.Pass.Augment(ctx, order.Infrastructure)
 	if err != nil {
-		return l.report(order, started, nil, nil, fmt.Errorf("augment: %w", err)), err
+		return l.report(order, started, nil, fmt.Errorf("augment: %w", err)), err
 	}
 	full := fullHash(order.Key, aug)
 	l.mu.Lock()
@@ -566,36 +634,21 @@ func (l *Loop) execute(ctx context.Context, order *DeployOrder) (*DeployReport, 
 	}
 	l.log.Info("change detected: redeploying", zap.Strings("causes", order.Causes), zap.Int("attempt", order.Attempt),
 		zap.Strings("targets", order.Infrastructure.Names()), zap.Strings("reconcile", order.Reconcile))
-	if l.cfg.Reconstruct {
-		if err := l.cfg.Deployer.Reconstruct(ctx, aug); err != nil {
-			err = fmt.Errorf("reconstruct: %w", err)
-			return l.report(order, started, nil, nil, err), err
-		}
-	}
-	prev, err := l.cfg.Deployer.Current(ctx)
-	if err != nil {
-		err = fmt.Errorf("read the deployed distribution: %w", err)
-		return l.report(order, started, nil, nil, err), err
-	}
-	desired, err := l.cfg.Planner.Plan(ctx, aug, prev)
-	if err != nil {
-		err = fmt.Errorf("plan: %w", err)
-		return l.report(order, started, nil, nil, err), err
-	}
-	res, err := l.cfg.Deployer.Deploy(ctx, DeployRequest{Desired: desired, Previous: prev, Reconcile: order.Reconcile})
+	res, err := l.cfg.Pass.Apply(ctx, aug, rollout.Request{Reconcile: order.Reconcile})
 	if err != nil {
 		err = fmt.Errorf("deploy: %w", err)
-		return l.report(order, started, desired, res, err), err
+		return l.report(order, started, res, err), err
 	}
+	desired := res.Desired
 	l.mu.Lock()
 	l.lastFull, l.lastKey, l.lastAugAt = full, order.Key, started
 	l.services = desired.Services
 	l.explanation = desired.Explanation
 	l.mu.Unlock()
-	return l.report(order, started, desired, res, nil), nil
+	return l.report(order, started, res, nil), nil
 }
 
-func (l *Loop) report(order *DeployOrder, started time.Time, desired *Desired, res *DeployResult, err error) *DeployReport {
+func (l *Loop) report(order *DeployOrder, started time.Time, res *rollout.Result, err error) *DeployReport {
 	now := l.clock.Now()
 	l.mu.Lock()
 	l.seq++
@@ -607,10 +660,10 @@ func (l *Loop) report(order *DeployOrder, started time.Time, desired *Desired, r
 		DetectionMs: started.Sub(order.Since).Milliseconds(), RedeployMs: now.Sub(order.Since).Milliseconds(),
 		Targets: order.Infrastructure.Names(),
 	}
-	if desired != nil {
-		r.Distribution = desired.Distribution
-	}
 	if res != nil {
+		if res.Desired != nil {
+			r.Distribution = res.Desired.Distribution
+		}
 		r.Plan, r.Moved = res.Plan, res.Moved
 	}
 	if err != nil {
@@ -652,25 +705,16 @@ func (l *Loop) finish(d deployDone) {
 	}
 }
 
-// snapshotJob is the --snapshot cron job. It skips a run while a deploy
-// holds the targets (cron's SkipIfStillRunning skips overlapping runs).
-func (l *Loop) snapshotJob() {
+// snapshotJob is the scheduled --snapshot job; the loop starts it only
+// while no deploy runs and cancels ctx when one starts. It skips the run
+// when a deploy got the targets first.
+func (l *Loop) snapshotJob(ctx context.Context) {
 	if !l.deployMu.TryLock() {
 		l.log.Info("snapshot skipped: a deploy is running")
 		l.metrics.snapshots.WithLabelValues("skipped").Inc()
 		return
 	}
 	defer l.deployMu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	l.mu.Lock()
-	l.cancelSnapshot = cancel
-	l.mu.Unlock()
-	defer func() {
-		l.mu.Lock()
-		l.cancelSnapshot = nil
-		l.mu.Unlock()
-		cancel()
-	}()
 	if err := l.cfg.Snapshotter.Snapshot(ctx); err != nil {
 		if errors.Is(ctx.Err(), context.Canceled) {
 			l.log.Info("snapshot cancelled: a deploy takes precedence")
@@ -687,13 +731,13 @@ func (l *Loop) snapshotJob() {
 	l.mu.Unlock()
 }
 
-func (l *Loop) noteSnapshot(s Snapshot) {
+func (l *Loop) noteSnapshot(s discovery.Snapshot) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, e := range s.Events {
 		ev := e
 		l.status.LastEvent = &ev
-		l.log.Info("discovery event", zap.String("kind", e.Kind), zap.String("target", e.Target), zap.String("reason", e.Reason))
+		l.log.Info("discovery event", zap.String("kind", string(e.Kind)), zap.String("target", e.Target), zap.String("reason", e.Reason))
 	}
 	l.status.Discovered = s.Infrastructure.Names()
 }
@@ -743,34 +787,4 @@ func short(h string) string {
 		return h[:12]
 	}
 	return h
-}
-
-type cronLogger struct{ l *zap.Logger }
-
-func (c cronLogger) Info(msg string, kv ...any) { c.l.Sugar().Debugw("cron: "+msg, kv...) }
-func (c cronLogger) Error(err error, msg string, kv ...any) {
-	c.l.Sugar().Errorw("cron: "+msg, append(kv, "error", err)...)
-}
-
-// ChanSource is a Source fed from a channel (tests, embedding).
-type ChanSource chan Snapshot
-
-// Run forwards snapshots until ctx ends or the channel is closed.
-func (c ChanSource) Run(ctx context.Context, out chan<- Snapshot) error {
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case s, ok := <-c:
-			if !ok {
-				<-ctx.Done()
-				return ctx.Err()
-			}
-			select {
-			case out <- s:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-	}
 }

@@ -8,14 +8,47 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/dydisnix/dydisnix/discovery"
 	"github.com/dydisnix/dydisnix/model"
+	"github.com/dydisnix/dydisnix/rollout"
 )
+
+// The discovery types the loop consumes, under short names in the tests.
+type (
+	Snapshot = discovery.Snapshot
+	Event    = discovery.Event
+)
+
+// EventRemoved is discovery's removal kind.
+const EventRemoved = discovery.EventRemoved
+
+// ChanSource is a discovery.Source fed from a channel.
+type ChanSource chan Snapshot
+
+// Run forwards snapshots until ctx ends or the channel is closed.
+func (c ChanSource) Run(ctx context.Context, out chan<- Snapshot) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case s, ok := <-c:
+			if !ok {
+				<-ctx.Done()
+				return ctx.Err()
+			}
+			select {
+			case out <- s:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+}
 
 // fakePlanner places services round robin over the sorted targets, keeping
 // a service on its previous target while that target is still there (a
@@ -46,7 +79,7 @@ func (p *fakePlanner) Load(ctx context.Context) (string, error) {
 	return hex.EncodeToString(h[:]), nil
 }
 
-func (p *fakePlanner) Augment(infra model.Infrastructure) (model.Infrastructure, error) {
+func (p *fakePlanner) Augment(ctx context.Context, infra model.Infrastructure) (model.Infrastructure, error) {
 	out := infra.Clone()
 	for _, t := range out {
 		t.Properties["secret"] = "s3cret"
@@ -57,7 +90,7 @@ func (p *fakePlanner) Augment(infra model.Infrastructure) (model.Infrastructure,
 	return out, nil
 }
 
-func (p *fakePlanner) Plan(ctx context.Context, infra model.Infrastructure, prev model.Distribution) (*Desired, error) {
+func (p *fakePlanner) Plan(ctx context.Context, infra model.Infrastructure, prev model.Distribution) (*rollout.Desired, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.previous = append(p.previous, prev)
@@ -80,14 +113,14 @@ func (p *fakePlanner) Plan(ctx context.Context, infra model.Infrastructure, prev
 		}
 		dist[s] = []model.Mapping{{Target: t}}
 	}
-	return &Desired{Services: svcs, Infrastructure: infra, Distribution: dist}, nil
+	return &rollout.Desired{Services: svcs, Infrastructure: infra, Distribution: dist}, nil
 }
 
 // recordingDeployer records every request instead of deploying (as Nomad's
 // scheduler harness records plans); fail decides the outcome of each call.
 type recordingDeployer struct {
 	mu       sync.Mutex
-	requests []DeployRequest
+	requests []*rollout.Desired
 	current  model.Distribution
 	fail     func(n int) error
 	block    chan struct{} // when set, Deploy waits for it or ctx
@@ -117,7 +150,7 @@ func (r *recordingDeployer) Snapshot(ctx context.Context) error {
 	return nil
 }
 
-func (r *recordingDeployer) Deploy(ctx context.Context, req DeployRequest) (*DeployResult, error) {
+func (r *recordingDeployer) Deploy(ctx context.Context, desired *rollout.Desired) (*rollout.Result, error) {
 	if r.started != nil {
 		r.started <- struct{}{}
 	}
@@ -133,26 +166,49 @@ func (r *recordingDeployer) Deploy(ctx context.Context, req DeployRequest) (*Dep
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.requests = append(r.requests, req)
+	r.requests = append(r.requests, desired)
 	if r.fail != nil {
 		if err := r.fail(len(r.requests)); err != nil {
 			return nil, err
 		}
 	}
 	var moved []string
-	for _, s := range req.Desired.Distribution.Names() {
-		if fmt.Sprint(r.current.Targets(s)) != fmt.Sprint(req.Desired.Distribution.Targets(s)) {
+	for _, s := range desired.Distribution.Names() {
+		if fmt.Sprint(r.current.Targets(s)) != fmt.Sprint(desired.Distribution.Targets(s)) {
 			moved = append(moved, s)
 		}
 	}
-	r.current = req.Desired.Distribution.Clone()
-	return &DeployResult{Plan: []string{"lock", "activate", "unlock"}, Moved: moved}, nil
+	r.current = desired.Distribution.Clone()
+	return &rollout.Result{Desired: desired, Plan: []string{"lock", "activate", "unlock"}, Moved: moved}, nil
 }
 
+// fakePass composes the fake planner and the recording deployer as a
+// rollout.Pass does: previous distribution, plan, deploy.
+type fakePass struct {
+	*fakePlanner
+	*recordingDeployer
+}
+
+func (p fakePass) Apply(ctx context.Context, infra model.Infrastructure, req rollout.Request) (*rollout.Result, error) {
+	prev, err := p.Current(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d, err := p.Plan(ctx, infra, prev)
+	if err != nil {
+		return nil, err
+	}
+	return p.Deploy(ctx, d)
+}
+
+// harness runs a Loop on a stepClock and follows, through Config.OnStep,
+// what the loop has handled: it moves time on only once the loop has
+// consumed every snapshot sent to it and every timer firing it received,
+// and runs nothing (no deploy, drain check or snapshot job).
 type harness struct {
 	t       *testing.T
 	l       *Loop
-	clock   *FakeClock
+	clock   *stepClock
 	src     ChanSource
 	dep     *recordingDeployer
 	planner *fakePlanner
@@ -160,26 +216,47 @@ type harness struct {
 	changes chan MemberChange
 	cancel  context.CancelFunc
 	errc    chan error
+
+	mu      sync.Mutex
+	stepped chan struct{}     // signalled (capacity 1) after every step
+	ready   bool              // OnReady was called
+	counts  map[StepEvent]int // steps handled, by event
+	busy    bool              // Busy of the last step
+	sent    int               // snapshots handed to the source
+	fired   int               // timer firings the loop received
 }
+
+// failAfter bounds every wait of the harness on the loop: only a stuck
+// loop (a bug) reaches it, not a slow machine.
+const failAfter = time.Minute
 
 func newHarness(t *testing.T, mod func(*Config)) *harness {
 	t.Helper()
 	h := &harness{
 		t:       t,
-		clock:   NewFakeClock(t0),
+		clock:   newStepClock(t0),
 		src:     make(ChanSource),
 		dep:     &recordingDeployer{},
 		planner: &fakePlanner{services: []string{"store", "web", "api", "worker"}},
 		reports: make(chan DeployReport, 100),
 		changes: make(chan MemberChange, 100),
 		errc:    make(chan error, 1),
+		stepped: make(chan struct{}, 1),
+		counts:  map[StepEvent]int{},
 	}
 	tm := testTiming()
 	tm.Resync = time.Hour
 	cfg := Config{
-		Source: h.src, Planner: h.planner, Deployer: h.dep, Clock: h.clock, Timing: tm,
+		Source: h.src, Pass: fakePass{h.planner, h.dep}, Clock: h.clock, Timing: tm,
 		OnDeploy: func(r DeployReport) { h.reports <- r },
 		OnChange: func(c MemberChange) { h.changes <- c },
+		OnReady:  func() { h.update(func() { h.ready = true }) },
+		OnStep: func(s Step) {
+			h.update(func() {
+				h.counts[s.Event]++
+				h.busy = s.Busy
+			})
+		},
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -188,7 +265,6 @@ func newHarness(t *testing.T, mod func(*Config)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.stepped = make(chan struct{}, 1000)
 	h.l = l
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
@@ -197,55 +273,155 @@ func newHarness(t *testing.T, mod func(*Config)) *harness {
 		cancel()
 		select {
 		case <-h.errc:
-		case <-time.After(10 * time.Second):
+		case <-time.After(failAfter):
 			t.Error("loop did not stop")
 		}
 	})
+	h.waitUntil("the loop to start", func() bool { return h.ready })
 	return h
+}
+
+// update changes the harness's record under its lock and wakes waitUntil.
+func (h *harness) update(f func()) {
+	h.mu.Lock()
+	f()
+	h.mu.Unlock()
+	select {
+	case h.stepped <- struct{}{}:
+	default:
+	}
+}
+
+// waitUntil waits until cond (called under the harness's lock) holds.
+func (h *harness) waitUntil(what string, cond func() bool) {
+	h.t.Helper()
+	deadline := time.After(failAfter)
+	for {
+		h.mu.Lock()
+		ok := cond()
+		h.mu.Unlock()
+		if ok {
+			return
+		}
+		select {
+		case <-h.stepped:
+		case <-deadline:
+			h.t.Fatalf("waiting for %s: the loop is stuck", what)
+		}
+	}
+}
+
+// waitChan waits for a signal of a fake.
+func waitChan(t *testing.T, c <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-c:
+	case <-time.After(failAfter):
+		t.Fatalf("waiting for %s: the loop is stuck", what)
+	}
 }
 
 func (h *harness) snap(infra model.Infrastructure, evs ...Event) {
 	h.t.Helper()
 	select {
 	case h.src <- Snapshot{Infrastructure: infra, Events: evs, At: h.clock.Now()}:
-	case <-time.After(10 * time.Second):
+		h.update(func() { h.sent++ })
+	case <-time.After(failAfter):
 		h.t.Fatal("loop does not take snapshots")
 	}
 }
 
-// waitDeploy advances the fake clock in 50 ms steps until a deploy is
-// reported, yielding to the loop after each step until it has handled it.
+// advance moves the fake time on by d; it returns once the loop has
+// received every timer that fired (not yet handled it: see handled).
+func (h *harness) advance(d time.Duration) {
+	n := h.clock.Advance(d)
+	h.update(func() { h.fired += n })
+}
+
+// handled waits until the loop has handled every snapshot sent and every
+// timer firing it received.
+func (h *harness) handled() {
+	h.t.Helper()
+	h.waitUntil("the loop to handle its input", func() bool {
+		return h.counts[StepDiscovery] >= h.sent && h.counts[StepTimer] >= h.fired
+	})
+}
+
+// settle waits until the loop is idle: its input handled, nothing running
+// and no timer due at the current time.
+func (h *harness) settle() {
+	h.t.Helper()
+	for {
+		h.waitUntil("the loop to become idle", func() bool {
+			return h.counts[StepDiscovery] >= h.sent && h.counts[StepTimer] >= h.fired && !h.busy
+		})
+		n := h.clock.Advance(0) // timers armed already due
+		if n == 0 {
+			return
+		}
+		h.update(func() { h.fired += n })
+	}
+}
+
+// waitEvent waits until the loop has handled n steps of event ev.
+func (h *harness) waitEvent(ev StepEvent, n int) {
+	h.t.Helper()
+	h.waitUntil(string(ev), func() bool { return h.counts[ev] >= n })
+}
+
+func (h *harness) count(ev StepEvent) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.counts[ev]
+}
+
+// tick is the simulated time waitDeploy and noDeploy move on at a time.
+const tick = 50 * time.Millisecond
+
+// waitDeploy lets the loop settle, then advances the fake clock one tick,
+// until a deploy is reported.
 func (h *harness) waitDeploy(max time.Duration) DeployReport {
 	h.t.Helper()
-	deadline := time.After(20 * time.Second)
-	for adv := time.Duration(0); adv <= max; adv += 50 * time.Millisecond {
+	for adv := time.Duration(0); ; adv += tick {
+		h.settle()
 		select {
 		case r := <-h.reports:
 			return r
-		case <-h.l.stepped:
-			continue
-		case <-time.After(5 * time.Millisecond): // the loop is idle: move time on
-		case <-deadline:
-			h.t.Fatal("no deploy reported")
+		default:
 		}
-		h.clock.Advance(50 * time.Millisecond)
+		if adv >= max {
+			h.t.Fatalf("no deploy within %v of simulated time", max)
+		}
+		h.advance(tick)
 	}
-	h.t.Fatalf("no deploy within %v of simulated time", max)
-	return DeployReport{}
 }
 
+// noDeploy fails when the loop reports a deploy within d of simulated time.
 func (h *harness) noDeploy(d time.Duration) {
 	h.t.Helper()
-	for adv := time.Duration(0); adv <= d; adv += 50 * time.Millisecond {
+	for adv := time.Duration(0); ; adv += tick {
+		h.settle()
 		select {
 		case r := <-h.reports:
 			h.t.Fatalf("unexpected deploy: %+v", r)
-		case <-h.l.stepped:
-			continue
-		case <-time.After(5 * time.Millisecond):
+		default:
 		}
-		h.clock.Advance(50 * time.Millisecond)
+		if adv >= d {
+			return
+		}
+		h.advance(tick)
 	}
+}
+
+// startBlockedDeploy makes the deployer block and starts a deploy.
+func (h *harness) startBlockedDeploy() {
+	h.t.Helper()
+	h.dep.block = make(chan struct{})
+	h.dep.started = make(chan struct{}, 1)
+	h.snap(infraOf("a"))
+	h.settle()             // the debounce is armed
+	h.advance(time.Second) // and passed: the deploy starts
+	waitChan(h.t, h.dep.started, "the deploy to start")
 }
 
 func TestLoopDeploysAndFollowsTheNetwork(t *testing.T) {
@@ -255,6 +431,11 @@ func TestLoopDeploysAndFollowsTheNetwork(t *testing.T) {
 	r1 := h.waitDeploy(5 * time.Second)
 	if r1.Result != "success" || fmt.Sprint(r1.Targets) != "[a b]" {
 		t.Fatalf("first deploy = %+v", r1)
+	}
+	// The harness moves time on only while the loop is idle: the deploy
+	// starts when the debounce ends and takes no simulated time.
+	if r1.DetectionMs != 150 || r1.RedeployMs != 150 {
+		t.Errorf("detection %d ms, redeploy %d ms; want 150 and 150 (the debounce)", r1.DetectionMs, r1.RedeployMs)
 	}
 	if fmt.Sprint(r1.Reconcile) != "[a b]" {
 		t.Errorf("new targets not reconciled: %v", r1.Reconcile)
@@ -352,7 +533,7 @@ func TestLoopReloadsModelsOnFileChange(t *testing.T) {
 	}
 	h := newHarness(t, func(c *Config) {
 		c.WatchFiles = []string{file}
-		c.Planner.(*fakePlanner).file = file
+		c.Pass.(fakePass).fakePlanner.file = file
 	})
 	h.snap(infraOf("a"))
 	h.waitDeploy(5 * time.Second)
@@ -361,9 +542,11 @@ func TestLoopReloadsModelsOnFileChange(t *testing.T) {
 	if err := os.WriteFile(tmp, []byte(`{"v":2}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	reloads := h.count(StepReload)
 	if err := os.Rename(tmp, file); err != nil {
 		t.Fatal(err)
 	}
+	h.waitEvent(StepReload, reloads+1) // fsnotify's event, on the wall clock
 	r := h.waitDeploy(5 * time.Second)
 	if len(r.Causes) == 0 || r.Causes[0] != "models changed" {
 		t.Fatalf("causes = %v", r.Causes)
@@ -372,7 +555,7 @@ func TestLoopReloadsModelsOnFileChange(t *testing.T) {
 
 func TestLoopBadModelsAtStart(t *testing.T) {
 	t.Parallel()
-	l, err := New(Config{Source: make(ChanSource), Planner: &fakePlanner{loadErr: errors.New("services.json:3:4: expected a list")}, Deployer: &recordingDeployer{}})
+	l, err := New(Config{Source: make(ChanSource), Pass: fakePass{&fakePlanner{loadErr: errors.New("services.json:3:4: expected a list")}, &recordingDeployer{}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -384,26 +567,22 @@ func TestLoopBadModelsAtStart(t *testing.T) {
 func TestLoopShutdownFinishesRunningDeploy(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil)
-	h.dep.block = make(chan struct{})
-	h.dep.started = make(chan struct{}, 1)
-	h.snap(infraOf("a"))
-	for started := false; !started; {
-		select {
-		case <-h.dep.started:
-			started = true
-		case <-h.l.stepped:
-		case <-time.After(5 * time.Millisecond):
-			h.clock.Advance(50 * time.Millisecond)
-		}
-	}
+	h.startBlockedDeploy()
 	h.cancel()
+	h.waitEvent(StepStop, 1)
 	select {
 	case <-h.errc:
 		t.Fatal("Run returned while a deploy was running")
-	case <-time.After(50 * time.Millisecond):
+	default:
 	}
 	close(h.dep.block)
-	r := <-h.reports
+	// Only a loop that waits for the deploy reports it.
+	var r DeployReport
+	select {
+	case r = <-h.reports:
+	case <-time.After(failAfter):
+		t.Fatal("the running deploy was not finished")
+	}
 	if r.Result != "success" {
 		t.Fatalf("deploy = %+v", r)
 	}
@@ -415,71 +594,98 @@ func TestLoopShutdownFinishesRunningDeploy(t *testing.T) {
 
 func TestLoopShutdownTimeoutRollsBack(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, func(c *Config) { c.ShutdownTimeout = time.Second })
-	h.dep.block = make(chan struct{})
-	h.dep.started = make(chan struct{}, 1)
-	h.snap(infraOf("a"))
-	for started := false; !started; {
-		select {
-		case <-h.dep.started:
-			started = true
-		case <-h.l.stepped:
-		case <-time.After(5 * time.Millisecond):
-			h.clock.Advance(50 * time.Millisecond)
-		}
-	}
+	h := newHarness(t, func(c *Config) { c.ShutdownTimeout = time.Minute })
+	h.startBlockedDeploy()
 	h.cancel()
-	for {
-		select {
-		case err := <-h.errc:
-			if err != nil {
-				t.Fatal(err)
-			}
-			if h.dep.ctxErr == nil {
-				t.Fatal("running deploy was not cancelled")
-			}
-			if r := <-h.reports; r.Result != "failure" {
-				t.Fatalf("cancelled deploy reported %+v", r)
-			}
-			h.errc <- nil
-			return
-		case <-time.After(5 * time.Millisecond):
-			h.clock.Advance(100 * time.Millisecond)
-		}
+	h.waitEvent(StepStop, 1)
+	h.advance(time.Minute - time.Millisecond)
+	select {
+	case <-h.errc:
+		t.Fatal("Run returned before the shutdown timeout")
+	default:
 	}
+	h.advance(time.Millisecond) // the timeout: the deploy is cancelled
+	select {
+	case err := <-h.errc:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(failAfter):
+		t.Fatal("Run did not return after the shutdown timeout")
+	}
+	h.dep.mu.Lock()
+	ctxErr := h.dep.ctxErr
+	h.dep.mu.Unlock()
+	if ctxErr == nil {
+		t.Fatal("running deploy was not cancelled")
+	}
+	if r := <-h.reports; r.Result != "failure" {
+		t.Fatalf("cancelled deploy reported %+v", r)
+	}
+	h.errc <- nil
 }
 
+// TestLoopSnapshotsOnSchedule: the snapshot schedule runs on the loop's
+// clock (it ran on the wall clock with robfig/cron's runner).
 func TestLoopSnapshotsOnSchedule(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, func(c *Config) {
-		c.SnapshotSchedule = "@every 1s"
-		c.Snapshotter = c.Deployer.(*recordingDeployer)
-	})
-	h.snap(infraOf("a"))
-	h.waitDeploy(5 * time.Second)
-	// robfig/cron runs on the wall clock: wait for its first run.
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		h.dep.mu.Lock()
-		n := h.dep.snaps
-		h.dep.mu.Unlock()
-		if n > 0 {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
+	for _, tc := range []struct {
+		spec          string
+		first, period time.Duration
+	}{
+		{"@every 1m", time.Minute, time.Minute},
+		{"*/5 * * * *", 5 * time.Minute, 5 * time.Minute},
+		{"@hourly", time.Hour, time.Hour},
+	} {
+		t.Run(tc.spec, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, func(c *Config) {
+				c.SnapshotSchedule = tc.spec
+				c.Snapshotter = c.Pass.(fakePass).recordingDeployer
+				c.Timing.Resync = 100 * time.Hour // no check (a deploy) at an activation
+			})
+			snaps := func() int {
+				h.dep.mu.Lock()
+				defer h.dep.mu.Unlock()
+				return h.dep.snaps
+			}
+			h.snap(infraOf("a"))
+			h.waitDeploy(5 * time.Second)
+			h.advance(t0.Add(tc.first).Sub(h.clock.Now()) - time.Second)
+			h.settle()
+			if n := snaps(); n != 0 {
+				t.Fatalf("%d snapshots a second before the schedule's first activation", n)
+			}
+			h.advance(time.Second)
+			h.settle()
+			if n := snaps(); n != 1 {
+				t.Fatalf("%d snapshots at the schedule's first activation, want 1", n)
+			}
+			if at := h.l.Status().LastSnapshot; !at.Equal(t0.Add(tc.first)) {
+				t.Errorf("lastSnapshot = %v, want %v", at, t0.Add(tc.first))
+			}
+			h.advance(tc.period)
+			h.settle()
+			if n := snaps(); n != 2 {
+				t.Fatalf("%d snapshots after a second period, want 2", n)
+			}
+		})
 	}
-	t.Fatal("no snapshot within 5 s of a 1 s schedule")
 }
 
 func TestNewRejectsBadSchedule(t *testing.T) {
 	t.Parallel()
-	_, err := New(Config{Source: make(ChanSource), Planner: &fakePlanner{}, Deployer: &recordingDeployer{}, SnapshotSchedule: "every minute"})
-	if err == nil {
-		t.Fatal("bad cron spec accepted")
+	for _, tc := range []struct{ spec, want string }{
+		{"every minute", "every minute"},
+		{"0 0 30 2 *", "never activates"}, // 30 February
+	} {
+		_, err := New(Config{Source: make(ChanSource), Pass: fakePass{&fakePlanner{}, &recordingDeployer{}},
+			Snapshotter: &recordingDeployer{}, SnapshotSchedule: tc.spec})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("New with schedule %q = %v, want an error naming %q", tc.spec, err, tc.want)
+		}
 	}
 }
-
-var _ = sort.Strings
 
 type failingSource struct{}
 
@@ -490,7 +696,7 @@ func (failingSource) Run(ctx context.Context, out chan<- Snapshot) error {
 func TestLoopStopsWhenTheSourceFails(t *testing.T) {
 	t.Parallel()
 	ready := make(chan struct{})
-	l, err := New(Config{Source: failingSource{}, Planner: &fakePlanner{}, Deployer: &recordingDeployer{},
+	l, err := New(Config{Source: failingSource{}, Pass: fakePass{&fakePlanner{}, &recordingDeployer{}},
 		OnReady: func() { close(ready) }})
 	if err != nil {
 		t.Fatal(err)
@@ -506,30 +712,32 @@ func TestLoopStopsWhenTheSourceFails(t *testing.T) {
 	}
 }
 
-// drainingDeployer is a recording deployer whose targets can report a drain.
-type drainingDeployer struct {
-	recordingDeployer
+// drainingPass is a fake pass whose targets can report a drain; every
+// target answers (true: draining, false: not).
+type drainingPass struct {
+	fakePass
 	mu2      sync.Mutex
 	draining map[string]bool
 }
 
-func (d *drainingDeployer) Draining(ctx context.Context, infra model.Infrastructure) map[string]bool {
+func (d *drainingPass) Draining(ctx context.Context, infra model.Infrastructure) map[string]bool {
 	d.mu2.Lock()
 	defer d.mu2.Unlock()
 	out := map[string]bool{}
 	for t := range infra {
-		if d.draining[t] {
-			out[t] = true
-		}
+		out[t] = d.draining[t]
 	}
 	return out
 }
 
 func TestLoopDrainWithoutGoodbye(t *testing.T) {
 	t.Parallel()
-	dd := &drainingDeployer{draining: map[string]bool{}}
-	h := newHarness(t, func(c *Config) { c.Deployer = dd; c.Timing.Resync = time.Second })
-	h.dep = &dd.recordingDeployer
+	var dd *drainingPass
+	h := newHarness(t, func(c *Config) {
+		dd = &drainingPass{fakePass: c.Pass.(fakePass), draining: map[string]bool{}}
+		c.Pass = dd
+		c.Timing.Resync = time.Second
+	})
 	h.snap(infraOf("a", "b"))
 	h.waitDeploy(5 * time.Second)
 	dd.mu2.Lock()
@@ -544,6 +752,15 @@ func TestLoopDrainWithoutGoodbye(t *testing.T) {
 	h.noDeploy(3 * time.Second)
 	if st := h.l.Status(); len(st.Infrastructure) != 1 {
 		t.Errorf("draining target used again: %v", st.Infrastructure.Names())
+	}
+	// b's agent restarts before discovery dropped its record: it answers
+	// that it does not drain, and b is used again (after its probation).
+	dd.mu2.Lock()
+	dd.draining["b"] = false
+	dd.mu2.Unlock()
+	r = h.waitDeploy(time.Minute)
+	if fmt.Sprint(r.Targets) != "[a b]" {
+		t.Fatalf("after the restart deploy = %+v, want b back", r)
 	}
 }
 
@@ -573,24 +790,44 @@ func TestLoopDeployCancelsStuckSnapshot(t *testing.T) {
 	t.Parallel()
 	snap := &stuckSnapshotter{started: make(chan struct{}, 1), cancelled: make(chan struct{}, 1)}
 	h := newHarness(t, func(c *Config) {
-		c.SnapshotSchedule = "@every 1s"
+		c.SnapshotSchedule = "@every 1m"
 		c.Snapshotter = snap
 	})
 	h.snap(infraOf("a", "b"))
 	h.waitDeploy(5 * time.Second)
-	select {
-	case <-snap.started: // robfig/cron runs on the wall clock
-	case <-time.After(5 * time.Second):
-		t.Fatal("no snapshot started within 5 s of a 1 s schedule")
-	}
+	h.advance(t0.Add(time.Minute).Sub(h.clock.Now())) // the schedule's activation
+	waitChan(t, snap.started, "the snapshot to start")
 	h.snap(infraOf("a"), Event{Kind: EventRemoved, Target: "b", Reason: "goodbye"})
+	h.handled()
+	h.advance(time.Second) // past the debounce: the deploy starts
+	waitChan(t, snap.cancelled, "the stuck snapshot to be cancelled")
 	r := h.waitDeploy(5 * time.Second)
 	if fmt.Sprint(r.Targets) != "[a]" {
 		t.Fatalf("deploy = %+v", r)
 	}
-	select {
-	case <-snap.cancelled:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the stuck snapshot was not cancelled")
+	if n := counterValue(t, h.l, MetricSnapshots, "cancelled"); n != 1 {
+		t.Errorf("%s{result=\"cancelled\"} = %v, want 1", MetricSnapshots, n)
 	}
+}
+
+// counterValue returns the value of the counter name{result=result}.
+func counterValue(t *testing.T, l *Loop, name, result string) float64 {
+	t.Helper()
+	mfs, err := l.cfg.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == "result" && lp.GetValue() == result {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/dydisnix/dydisnix/adapt/visual"
+	"github.com/dydisnix/dydisnix/discovery"
 	"github.com/dydisnix/dydisnix/model"
 )
 
@@ -26,7 +27,7 @@ type Status struct {
 	// Targets is the membership table (state, hysteresis deadlines).
 	Targets      []MemberStatus     `json:"targets"`
 	Distribution model.Distribution `json:"distribution"`
-	LastEvent    *Event             `json:"lastEvent"`
+	LastEvent    *discovery.Event   `json:"lastEvent"`
 	LastDeploy   *DeployReport      `json:"lastDeploy"`
 	LastCheck    time.Time          `json:"lastCheck,omitempty"`
 	LastSnapshot time.Time          `json:"lastSnapshot,omitempty"`

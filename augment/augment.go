@@ -30,7 +30,9 @@ import (
 // Augmenter turns an infrastructure model into the augmented one.
 type Augmenter interface {
 	// Apply returns the augmented infrastructure. It never modifies infra.
-	Apply(infra model.Infrastructure) (model.Infrastructure, error)
+	// Cancelling ctx stops an evaluation in progress; the error then wraps
+	// ctx.Err().
+	Apply(ctx context.Context, infra model.Infrastructure) (model.Infrastructure, error)
 }
 
 // NixEvaluator evaluates a Nix expression, with stdin as the data the
@@ -49,8 +51,6 @@ type Options struct {
 	ReadFile func(name string) ([]byte, error)
 	// Nix evaluates .nix augmentation models; default runs nix-instantiate.
 	Nix NixEvaluator
-	// Context bounds Nix evaluations; default context.Background().
-	Context context.Context
 }
 
 func (o Options) withDefaults() Options {
@@ -62,9 +62,6 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Nix == nil {
 		o.Nix = NixInstantiate{}
-	}
-	if o.Context == nil {
-		o.Context = context.Background()
 	}
 	return o
 }
@@ -86,7 +83,7 @@ func Load(file string, opts Options) (Augmenter, error) {
 		if _, err := opts.ReadFile(abs); err != nil {
 			return nil, fmt.Errorf("load augmentation: %w", err)
 		}
-		return &NixAugmenter{File: abs, Eval: opts.Nix, Context: opts.Context}, nil
+		return &NixAugmenter{File: abs, Eval: opts.Nix}, nil
 	}
 	data, err := opts.ReadFile(file)
 	if err != nil {

@@ -1,6 +1,7 @@
 package augment
 
 import (
+	"context"
 	"fmt"
 	"testing"
 
@@ -35,7 +36,7 @@ func BenchmarkRulesApply(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if _, err := rs.Apply(inf); err != nil {
+		if _, err := rs.Apply(context.Background(), inf); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -50,7 +51,7 @@ func BenchmarkNixApply(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if _, err := a.Apply(inf); err != nil {
+		if _, err := a.Apply(context.Background(), inf); err != nil {
 			b.Fatal(err)
 		}
 	}

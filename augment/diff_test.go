@@ -1,6 +1,7 @@
 package augment
 
 import (
+	"context"
 	"strings"
 	"testing"
 
@@ -20,7 +21,7 @@ func TestDiff(t *testing.T) {
 		t.Fatal(err)
 	}
 	in := testInfra(t)
-	out, _ := rs.Apply(in)
+	out, _ := rs.Apply(context.Background(), in)
 	in["gone"] = &model.Target{Name: "gone"}
 	var lines []string
 	for _, c := range Diff(in, out) {

@@ -1,6 +1,7 @@
 package augment
 
 import (
+	"context"
 	"encoding/json"
 	"testing"
 
@@ -27,7 +28,7 @@ func FuzzParseRules(f *testing.F) {
 			}
 			in := testInfra(t)
 			before, _ := json.Marshal(in)
-			out, err := rs.Apply(in)
+			out, err := rs.Apply(context.Background(), in)
 			if err != nil {
 				t.Fatalf("Apply: %v", err)
 			}

@@ -1,16 +1,15 @@
 package augment
 
 import (
-	"bytes"
 	"context"
 	_ "embed"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os/exec"
 	"strings"
 	"time"
 
+	"github.com/dydisnix/dydisnix/internal/nixeval"
 	"github.com/dydisnix/dydisnix/model"
 )
 
@@ -29,8 +28,6 @@ type NixAugmenter struct {
 	File string
 	// Eval evaluates the generated expression.
 	Eval NixEvaluator
-	// Context bounds the evaluation.
-	Context context.Context
 	// Timeout bounds one evaluation; zero means DefaultNixTimeout.
 	Timeout time.Duration
 }
@@ -69,15 +66,11 @@ in
 }
 
 // Apply evaluates the model on infra and reads the result back as an
-// infrastructure model.
-func (a *NixAugmenter) Apply(infra model.Infrastructure) (model.Infrastructure, error) {
+// infrastructure model. Cancelling ctx stops the evaluation.
+func (a *NixAugmenter) Apply(ctx context.Context, infra model.Infrastructure) (model.Infrastructure, error) {
 	data, err := json.Marshal(infra)
 	if err != nil {
 		return nil, fmt.Errorf("augment %s: encode infrastructure: %w", a.File, err)
-	}
-	ctx := a.Context
-	if ctx == nil {
-		ctx = context.Background()
 	}
 	timeout := a.Timeout
 	if timeout <= 0 {
@@ -111,29 +104,16 @@ type NixInstantiate struct {
 	Path string
 }
 
-// EvalJSON implements NixEvaluator.
+// EvalJSON implements NixEvaluator. Cancelling ctx kills the evaluator
+// with everything it started.
 func (n NixInstantiate) EvalJSON(ctx context.Context, expr string, stdin []byte) ([]byte, error) {
 	bin := n.Path
 	if bin == "" {
-		p, err := exec.LookPath("nix-instantiate")
+		p, err := exec.LookPath(nixeval.Command)
 		if err != nil {
-			return nil, fmt.Errorf("evaluating a .nix augmentation model needs nix-instantiate on PATH: %w", err)
+			return nil, fmt.Errorf("evaluating a .nix augmentation model needs %s on PATH: %w", nixeval.Command, err)
 		}
 		bin = p
 	}
-	cmd := exec.CommandContext(ctx, bin, "--eval", "--strict", "--json", "--expr", expr)
-	cmd.Stdin = bytes.NewReader(stdin)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("Nix evaluation stopped: %w", ctx.Err())
-		}
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return nil, fmt.Errorf("Nix evaluation failed: %s", strings.TrimSpace(stderr.String()))
-		}
-		return nil, fmt.Errorf("run nix-instantiate: %w", err)
-	}
-	return stdout.Bytes(), nil
+	return nixeval.Run(ctx, bin, []string{"--eval", "--strict", "--json", "--expr", expr}, stdin)
 }

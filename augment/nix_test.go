@@ -3,13 +3,14 @@ package augment
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/dydisnix/dydisnix/internal/nixeval"
 	"github.com/dydisnix/dydisnix/model"
 )
 
@@ -21,7 +22,7 @@ func TestNixReferenceAugmentation(t *testing.T) {
 	}
 	in := testInfra(t)
 	before, _ := json.Marshal(in)
-	out, err := a.Apply(in)
+	out, err := a.Apply(context.Background(), in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +49,7 @@ func TestNixLibAugmentation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := a.Apply(testInfra(t))
+	out, err := a.Apply(context.Background(), testInfra(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +93,7 @@ func TestNixModelErrors(t *testing.T) {
 			}
 			in := testInfra(t)
 			in["test1"].Properties["password"] = "hunter2-secret"
-			_, err = a.Apply(in)
+			_, err = a.Apply(context.Background(), in)
 			if tc.want == "" {
 				if err != nil {
 					t.Fatal(err)
@@ -162,9 +163,9 @@ func TestLib(t *testing.T) {
 		expr.WriteString("(" + call + ")\n")
 	}
 	expr.WriteString("]")
-	out, err := exec.CommandContext(context.Background(), "nix-instantiate", "--eval", "--strict", "--json", "--expr", expr.String()).CombinedOutput()
+	out, err := nixeval.Run(context.Background(), nixeval.Command, []string{"--eval", "--strict", "--json", "--expr", expr.String()}, nil)
 	if err != nil {
-		t.Fatalf("nix-instantiate: %v\n%s", err, out)
+		t.Fatalf("nix-instantiate: %v", err)
 	}
 	var results []json.RawMessage
 	if err := json.Unmarshal(out, &results); err != nil {
@@ -188,7 +189,39 @@ func TestNixTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.(*NixAugmenter).Timeout = 200 * time.Millisecond
-	if _, err := a.Apply(testInfra(t)); err == nil || !strings.Contains(err.Error(), "stopped") {
+	if _, err := a.Apply(context.Background(), testInfra(t)); err == nil || !strings.Contains(err.Error(), "stopped") {
 		t.Fatalf("got %v, want the evaluation stopped", err)
+	}
+}
+
+// blockingEval is a NixEvaluator that returns only when its context is done.
+type blockingEval struct{ started chan struct{} }
+
+func (b blockingEval) EvalJSON(ctx context.Context, _ string, _ []byte) ([]byte, error) {
+	close(b.started)
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// TestNixApplyCancel checks that the context given to Apply reaches the
+// evaluator (issue 8, defect 6: it was a field set at Load time).
+func TestNixApplyCancel(t *testing.T) {
+	t.Parallel()
+	eval := blockingEval{started: make(chan struct{})}
+	a, err := Load("testdata/augment.nix", Options{Nix: eval})
+	if err != nil {
+		t.Fatal(err)
+	}
+	infra := testInfra(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := a.Apply(ctx, infra)
+		done <- err
+	}()
+	<-eval.started
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("want an error wrapping context.Canceled, got %v", err)
 	}
 }

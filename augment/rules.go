@@ -1,6 +1,7 @@
 package augment
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"path"
@@ -552,8 +553,9 @@ func (p *parser) removal(v any, place string) (Removal, error) {
 	return r, nil
 }
 
-// Apply returns the augmented infrastructure; infra is not modified.
-func (rs *RuleSet) Apply(infra model.Infrastructure) (model.Infrastructure, error) {
+// Apply returns the augmented infrastructure; infra is not modified. Rules
+// do no I/O, so ctx is not consulted.
+func (rs *RuleSet) Apply(_ context.Context, infra model.Infrastructure) (model.Infrastructure, error) {
 	out := infra.Clone()
 	for _, name := range out.Names() {
 		t := out[name]

@@ -1,6 +1,7 @@
 package augment
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"os"
@@ -155,7 +156,7 @@ func TestRules(t *testing.T) {
 			}
 			in := testInfra(t)
 			before, _ := json.Marshal(in)
-			out, err := rs.Apply(in)
+			out, err := rs.Apply(context.Background(), in)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -223,7 +224,7 @@ func TestLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := a.Apply(testInfra(t))
+	out, err := a.Apply(context.Background(), testInfra(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/dydisnix/dydisnix/internal/testenv"
 	"io"
 	"net"
 	"net/http"
@@ -81,16 +82,11 @@ func startAgent(t testing.TB, name, dir, addr string) *testAgent {
 	}
 	var ln net.Listener
 	var err error
-	for i := 0; i < 50; i++ { // the port of a restarted agent may linger briefly
-		if ln, err = net.Listen("tcp", addr); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	a, err := agent.New(agent.Config{StateDir: dir, Token: []byte(testToken), StopGrace: 2 * time.Second, StartTimeout: 10 * time.Second})
+	// The port of a restarted agent may linger briefly.
+	testenv.Eventually(t, time.Minute, func() bool { ln, err = net.Listen("tcp", addr); return err == nil }, "listen on %s", addr)
+	// The start timeout only bounds a broken activation; no test relies on
+	// it expiring, so it is generous for a loaded machine.
+	a, err := agent.New(agent.Config{StateDir: dir, Token: []byte(testToken), StopGrace: 2 * time.Second, StartTimeout: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +210,7 @@ func (c *cluster) mustDeploy(svcs model.Services, d model.Distribution) *deploye
 // httpGet returns the body of a GET on a service port.
 func httpGet(t testing.TB, s *model.Service, path string) (string, error) {
 	port, _ := model.ScalarText(s.Attrs["port"])
-	cl := http.Client{Timeout: 3 * time.Second}
+	cl := http.Client{Timeout: time.Minute} // a bound for a hung service, not a speed test
 	resp, err := cl.Get("http://127.0.0.1:" + port + path)
 	if err != nil {
 		return "", err

@@ -61,7 +61,9 @@ type Step struct {
 	Artifact string `json:"artifact,omitempty"`
 	// Old is true when the mapping belongs to the old manifest.
 	Old bool `json:"old,omitempty"`
-	// Deps are the IDs of the steps that must finish first (all smaller than ID).
+	// Deps are the IDs of the steps that must finish first (PlanTransition
+	// makes them all smaller than ID; Execute refuses a plan whose
+	// dependencies can never be met).
 	Deps []int `json:"deps,omitempty"`
 }
 
@@ -112,6 +114,17 @@ type Plan struct {
 	Steps []Step          `json:"steps"`
 	// Notes explain decisions that produced no step (unreachable targets, skipped state).
 	Notes []string `json:"notes,omitempty"`
+}
+
+// MarshalJSON renders the plan as {"steps": [...], "notes": [...]};
+// "steps" is always a list ([] for a plan without steps, never null).
+func (p Plan) MarshalJSON() ([]byte, error) {
+	type plain Plan // without this method
+	q := plain(p)
+	if q.Steps == nil {
+		q.Steps = []Step{}
+	}
+	return json.Marshal(q)
 }
 
 // String renders the plan as numbered lines.

@@ -151,11 +151,11 @@ func TestAvahiInterop(t *testing.T) {
 	// 2. Our publisher, for avahi-browse.
 	props := filepath.Join(t.TempDir(), "test1.json")
 	writeJSON(t, props, map[string]any{"properties": map[string]any{"hostname": "test1", "mem": 1024, "supportedTypes": []any{"process", "wrapper"}}})
-	pub := us.Command(ctx, bin+"/dydisnix-publishinfra", "-i", us.Interface, "-p", props)
+	pub := us.Command(ctx, bin+"/dydisnix-publishinfra", "--interface", us.Interface, "--properties", props)
 	pub.Stderr = testWriter{t, "publisher"}
 	netns.StartT(t, pub)
 
-	gen, err := us.Command(ctx, bin+"/dydisnix-geninfra-mdns", "-i", us.Interface, "-t", "2s", "-q").Output()
+	gen, err := us.Command(ctx, bin+"/dydisnix-geninfra-mdns", "--interface", us.Interface, "-t", "2s", "--log-level", "error").Output()
 	if err != nil {
 		t.Fatalf("geninfra: %v", err)
 	}
@@ -177,7 +177,7 @@ func TestAvahiInterop(t *testing.T) {
 	}
 
 	// Avahi's goodbye, when avahi-publish ends, removes the target.
-	w := startWatcher(t, us.Command(ctx, bin+"/dydisnix-geninfra-mdns", "--watch", "-i", us.Interface, "-t", "1s", "--browse-interval", "0.5s", "-q"))
+	w := startWatcher(t, us.Command(ctx, bin+"/dydisnix-geninfra-mdns", "--watch", "--interface", us.Interface, "-t", "1s", "--browse-interval", "0.5s", "--log-level", "error"))
 	w.wait(t, 10*time.Second, "avtest seen by the watcher", func(s discovery.Snapshot) bool { return s.Infrastructure["avtest"] != nil })
 	ap.Process.Signal(os.Interrupt)
 	<-apExited

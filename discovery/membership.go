@@ -28,6 +28,9 @@ const (
 	ReasonTXTChanged  = "txt-changed"
 	ReasonGenerated   = "generated"
 	ReasonFile        = "file-changed"
+	// ReasonDrain: the target's agent reported that it drains (a graceful
+	// leave whose goodbye may have been lost).
+	ReasonDrain = "drain"
 )
 
 // Event is one change of the infrastructure.
@@ -36,6 +39,13 @@ type Event struct {
 	Target string    `json:"target"`
 	Reason string    `json:"reason"`
 	At     time.Time `json:"at"`
+}
+
+// Graceful reports whether the event is a removal the target confirmed:
+// an mDNS goodbye or an agent drain. The loop acts on it without a grace
+// period.
+func (e Event) Graceful() bool {
+	return e.Kind == EventRemoved && (e.Reason == ReasonGoodbye || e.Reason == ReasonDrain)
 }
 
 // Snapshot is the infrastructure as a source sees it, with the events since
@@ -178,6 +188,11 @@ func (m *Membership) ProbeResult(instance string, ok bool, now time.Time) []Even
 		mb.probeFail = 0
 		if mb.down {
 			mb.down = false
+			// The endpoint it announced answers again (a partition healed):
+			// its record counts as fresh, or the no-answer deadline of the
+			// silence before would remove it right after this return and
+			// the loop would take it for a flapping machine.
+			mb.lastSeen = now
 			if !mb.present && mb.target != nil {
 				mb.present = true
 				return []Event{{Kind: EventAdded, Target: mb.target.Name, Reason: ReasonProbeOK, At: now}}

@@ -77,6 +77,14 @@ func TestMembership(t *testing.T) {
 			{at: 2500 * time.Millisecond, put: &oe},
 			{at: 3 * time.Second, probe: &yes, inst: "disnix-b", want: []string{"added b probe-ok"}},
 		}},
+		{"a probe success after a partition keeps the record fresh", []step{
+			{at: 0, put: &oe, want: []string{"added b announced"}},
+			{at: time.Second, probe: &no, inst: "disnix-b"},
+			{at: 2 * time.Second, probe: &no, inst: "disnix-b", want: []string{"removed b probe-failed"}},
+			{at: 5900 * time.Millisecond, probe: &yes, inst: "disnix-b", want: []string{"added b probe-ok"}},
+			{at: 6 * time.Second}, // the no-answer deadline of the silence before
+			{at: 11 * time.Second, put: &oe},
+		}},
 		{"a success resets the failure count", []step{
 			{at: 0, put: &oe, want: []string{"added b announced"}},
 			{at: time.Second, probe: &no, inst: "disnix-b"},

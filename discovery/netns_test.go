@@ -369,8 +369,8 @@ func TestMDNSOneNamespaceAcrossProcesses(t *testing.T) {
 	props := filepath.Join(dir, "test1.json")
 	writeJSON(t, props, map[string]any{"properties": map[string]any{"hostname": "test1", "zone": "a"}})
 	ctx := context.Background()
-	w := startWatcher(t, ns.Command(ctx, bin+"/dydisnix-geninfra-mdns", "--watch", "-i", "lo", "--browse-interval", "0.5", "-t", "0.5", "--debounce", "100ms"))
-	pub := ns.Command(ctx, bin+"/dydisnix-publishinfra", "-i", "lo", "-p", props)
+	w := startWatcher(t, ns.Command(ctx, bin+"/dydisnix-geninfra-mdns", "--watch", "--interface", "lo", "--browse-interval", "0.5", "-t", "0.5", "--debounce", "100ms"))
+	pub := ns.Command(ctx, bin+"/dydisnix-publishinfra", "--interface", "lo", "--properties", props)
 	pub.Stderr = testWriter{t, "publisher"}
 	exited := netns.StartT(t, pub)
 	s := w.wait(t, 10*time.Second, "test1 added", hasEvent(discovery.EventAdded, "test1"))

@@ -44,7 +44,7 @@ type publisherProc struct {
 
 func startPublisher(t testing.TB, nd *netns.Node, bin, props string, extra ...string) publisherProc {
 	t.Helper()
-	args := append([]string{"-i", nd.Interface, "-p", props}, extra...)
+	args := append([]string{"--interface", nd.Interface, "--properties", props}, extra...)
 	cmd := nd.Command(context.Background(), bin+"/dydisnix-publishinfra", args...)
 	cmd.Stderr = testWriter{t, nd.Name}
 	return publisherProc{cmd, netns.StartT(t, cmd)}
@@ -62,7 +62,7 @@ func runRealNetwork(t testing.TB, timing browserTiming, cable bool) detection {
 	writeJSON(t, p1, map[string]any{"properties": map[string]any{"hostname": "test1", "mem": 1024, "zone": "a"}, "containers": map[string]any{"process": map[string]any{}}})
 	writeJSON(t, p2, map[string]any{"properties": map[string]any{"hostname": "test2", "mem": 512, "zone": "b"}}) // JSON is YAML too
 
-	w := startWatcher(t, n3.Command(context.Background(), bin+"/dydisnix-geninfra-mdns", "--watch", "-i", n3.Interface,
+	w := startWatcher(t, n3.Command(context.Background(), bin+"/dydisnix-geninfra-mdns", "--watch", "--interface", n3.Interface,
 		"--browse-interval", timing.browse.String(), "--debounce", timing.debounce.String(), "-t", "1s"))
 	w.wait(t, 10*time.Second, "first snapshot", func(discovery.Snapshot) bool { return true })
 

@@ -23,16 +23,7 @@ const DysnomiaCommand = "dysnomia-containers --generate-expr"
 // neither "properties" nor "containers" at the top is taken as the
 // properties themselves.
 func LoadTargetFile(ctx context.Context, file string) (*model.Target, error) {
-	format, err := model.FormatOf(file)
-	if err != nil {
-		return nil, err
-	}
-	var v any
-	if format == model.FormatNix {
-		v, err = EvalNixFile(ctx, file)
-	} else {
-		v, err = model.LoadValue(file, model.KindPlain, nil)
-	}
+	v, err := model.LoadValueContext(ctx, file, model.KindPlain, nil, model.NixOptions{})
 	if err != nil {
 		return nil, err
 	}
@@ -92,28 +83,9 @@ func ApplyHostname(t *model.Target) (*model.Target, error) {
 	return t, nil
 }
 
-// EvalNixFile evaluates a Nix file to its JSON-like value with
-// nix-instantiate --eval --strict --json.
-func EvalNixFile(ctx context.Context, file string) (any, error) {
-	if _, err := exec.LookPath("nix-instantiate"); err != nil {
-		return nil, fmt.Errorf("%s: reading a Nix file needs nix-instantiate on PATH: %w", file, err)
-	}
-	abs, err := filepath.Abs(file)
-	if err != nil {
-		return nil, err
-	}
-	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, "nix-instantiate", "--eval", "--strict", "--json", abs)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("%s: nix-instantiate: %w: %s", file, err, strings.TrimSpace(stderr.String()))
-	}
-	return model.DecodeValue(stdout.Bytes(), model.FormatJSON, file)
-}
-
 // EvalNixOrJSON reads generator output: JSON when it parses as JSON, else a
-// Nix expression evaluated with nix-instantiate. what names the producer in
-// errors.
+// Nix expression evaluated as a model file (model.LoadValueContext). what
+// names the producer in errors; cancelling ctx stops the evaluation.
 func EvalNixOrJSON(ctx context.Context, data []byte, what string) (any, error) {
 	trimmed := bytes.TrimSpace(data)
 	if len(trimmed) > 0 && (trimmed[0] == '{' || trimmed[0] == '[') {
@@ -130,7 +102,7 @@ func EvalNixOrJSON(ctx context.Context, data []byte, what string) (any, error) {
 	if err := os.WriteFile(f, data, 0o600); err != nil {
 		return nil, err
 	}
-	v, err := EvalNixFile(ctx, f)
+	v, err := model.LoadValueContext(ctx, f, model.KindPlain, nil, model.NixOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("output of %s: %w", what, err)
 	}

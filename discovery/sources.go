@@ -161,8 +161,8 @@ type FileSource struct {
 // NewFileSource returns a source for path.
 func NewFileSource(path string) *FileSource { return &FileSource{Path: path} }
 
-func (s *FileSource) load(context.Context) (model.Infrastructure, error) {
-	return model.LoadInfrastructure(s.Path)
+func (s *FileSource) load(ctx context.Context) (model.Infrastructure, error) {
+	return model.LoadInfrastructureContext(ctx, s.Path, model.NixOptions{})
 }
 
 // Run implements Source. The first load must succeed.

@@ -11,7 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // Kind names the kind of model a file holds; the Nix reader evaluates each
@@ -315,48 +315,6 @@ func LoadInfrastructure(file string) (Infrastructure, error) {
 // target attribute sets are turned back into target names.
 func LoadDistribution(file string, infra Infrastructure) (Distribution, error) {
 	v, err := LoadValue(file, KindDistribution, infra)
-	if err != nil {
-		return nil, err
-	}
-	return DistributionFromValue(v, file)
-}
-
-// LoadValueWith is LoadValue with options for .nix files (extra
-// parameters, default target property, timeout); other formats ignore them.
-func LoadValueWith(file string, kind Kind, infra Infrastructure, opts NixOptions) (any, error) {
-	format, err := FormatOf(file)
-	if err != nil {
-		return nil, err
-	}
-	if format == FormatNix {
-		return EvalNix(file, kind, infra, opts)
-	}
-	return LoadValue(file, kind, infra)
-}
-
-// LoadServicesWith is LoadServices with options for a .nix model (e.g. the
-// --extra-params expression).
-func LoadServicesWith(file string, opts NixOptions) (Services, error) {
-	v, err := LoadValueWith(file, KindServices, nil, opts)
-	if err != nil {
-		return nil, err
-	}
-	return servicesFromValue(v, file, true)
-}
-
-// LoadInfrastructureWith is LoadInfrastructure with options for a .nix model.
-func LoadInfrastructureWith(file string, opts NixOptions) (Infrastructure, error) {
-	v, err := LoadValueWith(file, KindInfrastructure, nil, opts)
-	if err != nil {
-		return nil, err
-	}
-	return InfrastructureFromValue(v, file)
-}
-
-// LoadDistributionWith is LoadDistribution with options for a .nix model
-// (e.g. the default target property).
-func LoadDistributionWith(file string, infra Infrastructure, opts NixOptions) (Distribution, error) {
-	v, err := LoadValueWith(file, KindDistribution, infra, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -299,3 +299,17 @@ func WriteManifest(file string, m *Manifest) error {
 	}
 	return WriteFileAtomic(file, b, 0o644)
 }
+
+// ManifestDistribution returns the distribution a manifest records (nil
+// for a nil manifest): the previous distribution of the next policy run.
+func ManifestDistribution(m *Manifest) Distribution {
+	if m == nil {
+		return nil
+	}
+	d := Distribution{}
+	for _, x := range m.Mappings {
+		name := m.Services[x.Service].Name
+		d[name] = append(d[name], Mapping{Target: x.Target})
+	}
+	return d
+}

@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/dydisnix/dydisnix/internal/nixeval"
 )
 
 //go:embed eval.nix
@@ -23,7 +25,7 @@ var evalNix string
 
 // NixInstantiate is the evaluator command used for .nix models. It must be
 // on PATH (or be an absolute path).
-var NixInstantiate = "nix-instantiate"
+var NixInstantiate = nixeval.Command
 
 // NixOptions tune how .nix models are evaluated.
 type NixOptions struct {
@@ -45,9 +47,11 @@ type NixOptions struct {
 const DefaultNixTimeout = 2 * time.Minute
 
 // evalNixModel evaluates a .nix model file with nix-instantiate and the
-// default options.
+// default options, for the loaders without a context (LoadValue and those
+// built on it): only DefaultNixTimeout bounds it. Callers that must be able
+// to stop an evaluation use LoadValueContext and the other Context loaders.
 func evalNixModel(file string, kind Kind, infra Infrastructure) (any, error) {
-	return EvalNix(file, kind, infra, NixOptions{})
+	return EvalNix(context.Background(), file, kind, infra, NixOptions{})
 }
 
 // EvalNix evaluates a .nix model file with `nix-instantiate --eval --strict
@@ -68,7 +72,10 @@ func evalNixModel(file string, kind Kind, infra Infrastructure) (any, error) {
 //
 // Floats are read exactly, paths become absolute path strings and are never
 // copied to the store. Errors name the file and carry nix's message.
-func EvalNix(file string, kind Kind, infra Infrastructure, opts NixOptions) (any, error) {
+//
+// Cancelling ctx kills the evaluator with everything it started; the error
+// then wraps ctx.Err().
+func EvalNix(ctx context.Context, file string, kind Kind, infra Infrastructure, opts NixOptions) (any, error) {
 	bin, err := exec.LookPath(NixInstantiate)
 	if err != nil {
 		return nil, errAt(file, "", "cannot evaluate a Nix model: %s is not on PATH (install Nix, e.g. the Debian package nix-bin, or use a .json/.yaml model)", NixInstantiate)
@@ -123,13 +130,13 @@ func EvalNix(file string, kind Kind, infra Infrastructure, opts NixOptions) (any
 	if timeout <= 0 {
 		timeout = DefaultNixTimeout
 	}
-	stdout, err := runNix(bin, args, file, timeout)
-	if err != nil && kind == KindServices {
+	stdout, err := runNix(ctx, bin, args, file, timeout)
+	if err != nil && kind == KindServices && ctx.Err() == nil {
 		// Inspecting pkg can hit an error tryEval cannot catch (a missing
 		// file, a missing attribute of a real package set): evaluate again
 		// without looking at pkg at all, dropping every pkg.
 		retry := append(args[:len(args):len(args)], "--arg", "inspectPkg", "false")
-		if out, rerr := runNix(bin, retry, file, timeout); rerr == nil {
+		if out, rerr := runNix(ctx, bin, retry, file, timeout); rerr == nil {
 			stdout, err = out, nil
 		}
 	}
@@ -156,41 +163,23 @@ func EvalNix(file string, kind Kind, infra Infrastructure, opts NixOptions) (any
 
 // runNix runs the evaluator in the caller's working directory, so relative
 // paths in NixOptions.ExtraParams mean what the user typed.
-func runNix(bin string, args []string, file string, timeout time.Duration) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+func runNix(ctx context.Context, bin string, args []string, file string, timeout time.Duration) ([]byte, error) {
+	tctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		if ctx.Err() != nil {
-			return nil, errAt(file, "", "nix evaluation did not finish within %s", timeout)
-		}
-		msg := nixMessage(stderr.String())
-		if msg == "" {
-			msg = err.Error()
-		}
-		return nil, errAt(file, "", "nix evaluation failed:\n%s", msg)
+	out, err := nixeval.Run(tctx, bin, args, nil)
+	if err == nil {
+		return out, nil
 	}
-	return stdout.Bytes(), nil
-}
-
-// nixMessage trims nix's stderr to the error itself (warnings dropped, at
-// most 60 lines).
-func nixMessage(stderr string) string {
-	lines := strings.Split(strings.TrimRight(stderr, "\n"), "\n")
-	start := 0
-	for i, l := range lines {
-		if strings.HasPrefix(l, "error") {
-			start = i
-			break
-		}
+	var ee *nixeval.Error
+	switch {
+	case ctx.Err() != nil:
+		return nil, fmt.Errorf("%s: %w", file, err)
+	case tctx.Err() != nil:
+		return nil, errAt(file, "", "nix evaluation did not finish within %s", timeout)
+	case errors.As(err, &ee):
+		return nil, errAt(file, "", "%v", ee)
 	}
-	lines = lines[start:]
-	if len(lines) > 60 {
-		lines = append(lines[:60], "...")
-	}
-	return strings.TrimSpace(strings.Join(lines, "\n"))
+	return nil, errAt(file, "", "%v", err)
 }
 
 func infraValue(infra Infrastructure) any {

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"os"
@@ -9,6 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dydisnix/dydisnix/internal/nixeval/nixevaltest"
+	"github.com/dydisnix/dydisnix/internal/testenv"
 )
 
 // requireNix fails (never skips) when nix-instantiate is missing: the Nix
@@ -183,6 +187,51 @@ func TestNixErrors(t *testing.T) {
 	}
 }
 
+// TestNixCancel cancels the evaluation of a model that would evaluate for
+// hours and checks that the loader returns at once with an error wrapping
+// context.Canceled and that the evaluator is gone (issue 8, defect 6: the
+// evaluation ran under context.Background() and only a 2-minute timeout
+// stopped it). It cannot run in parallel: it changes the package's
+// evaluator command to a wrapper that reports when the evaluator runs.
+func TestNixCancel(t *testing.T) {
+	requireNix(t)
+	old := NixInstantiate
+	t.Cleanup(func() { NixInstantiate = old })
+	file := writeFile(t, t.TempDir(), "forever.nix", nixevaltest.Forever)
+
+	for _, load := range []struct {
+		name string
+		run  func(ctx context.Context) error
+	}{
+		{"LoadValueContext", func(ctx context.Context) error {
+			_, err := LoadValueContext(ctx, file, KindPlain, nil, NixOptions{})
+			return err
+		}},
+		{"LoadServicesContext", func(ctx context.Context) error {
+			_, err := LoadServicesContext(ctx, file, NixOptions{})
+			return err
+		}},
+	} {
+		bin, started := nixevaltest.Wrapper(t)
+		NixInstantiate = bin
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- load.run(ctx) }()
+		pid := started(time.Minute)
+		cancel()
+		select {
+		case err := <-done:
+			if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), file) {
+				t.Errorf("%s: want an error naming %s and wrapping context.Canceled, got %v", load.name, file, err)
+			}
+		case <-time.After(time.Minute):
+			t.Fatalf("%s: the evaluation went on after its context was cancelled", load.name)
+		}
+		testenv.Eventually(t, time.Minute, func() bool { return !nixevaltest.Alive(pid) },
+			"%s: the evaluator %d still runs after the cancellation", load.name, pid)
+	}
+}
+
 // TestNixNotOnPath cannot run in parallel: it changes the package's
 // evaluator command.
 func TestNixNotOnPath(t *testing.T) {
@@ -227,7 +276,7 @@ func TestNixPlainFunctionAndExtraParams(t *testing.T) {
 	requireNix(t)
 	dir := t.TempDir()
 	file := writeFile(t, dir, "policy.nix", `{ factor ? 2, system, ... }: { steps = [ { filter = "x"; n = factor * 3; } ]; sys = builtins.isString system; }`)
-	v, err := EvalNix(file, KindPlain, nil, NixOptions{ExtraParams: "{ factor = 5; unused = 1; }"})
+	v, err := EvalNix(context.Background(), file, KindPlain, nil, NixOptions{ExtraParams: "{ factor = 5; unused = 1; }"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,7 +330,7 @@ func TestNixOptions(t *testing.T) {
 	svc := writeFile(t, dir, "services.nix", `{system, pkgs, distribution, invDistribution, basePort ? 1000}: {
   a = { name = "a"; type = "process"; port = basePort + 1; };
 }`)
-	s, err := LoadServicesWith(svc, NixOptions{ExtraParams: "{ basePort = 8000; other = 1; }"})
+	s, err := LoadServicesContext(context.Background(), svc, NixOptions{ExtraParams: "{ basePort = 8000; other = 1; }"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -293,7 +342,7 @@ func TestNixOptions(t *testing.T) {
 		"t2": {Name: "t2", Properties: map[string]any{"hostname": "h2", "ip": "10.0.0.2"}},
 	}
 	dist := writeFile(t, dir, "dist.nix", `{infrastructure}: { a = [ { properties.ip = "10.0.0.2"; } ]; }`)
-	d, err := LoadDistributionWith(dist, infra, NixOptions{TargetProperty: "ip"})
+	d, err := LoadDistributionContext(context.Background(), dist, infra, NixOptions{TargetProperty: "ip"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,7 +350,7 @@ func TestNixOptions(t *testing.T) {
 		t.Errorf("got %v", d)
 	}
 	slow := writeFile(t, dir, "slow.nix", `let f = n: if n == 0 then 0 else 1 + f (n - 1) + f (n - 1); in f 60`)
-	if _, err := EvalNix(slow, KindPlain, nil, NixOptions{Timeout: 300 * time.Millisecond}); err == nil || !strings.Contains(err.Error(), "did not finish") {
+	if _, err := EvalNix(context.Background(), slow, KindPlain, nil, NixOptions{Timeout: 300 * time.Millisecond}); err == nil || !strings.Contains(err.Error(), "did not finish") {
 		t.Errorf("want a timeout error, got %v", err)
 	}
 }

@@ -1,7 +1,9 @@
 package portassign
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 
 	"github.com/dydisnix/dydisnix/model"
 )
@@ -32,6 +34,37 @@ func LoadPortConfig(file string) (*PortConfiguration, error) {
 		return nil, fmt.Errorf("load ports: %w", err)
 	}
 	return ParsePortConfig(v, file)
+}
+
+// LoadPreviousIDs reads the ids file of the previous run. It returns
+// (nil, nil) only when the file does not exist (the first run); any other
+// problem (a file that cannot be read, a directory in its place, a
+// malformed file) is an error, so that a broken file never reads as "no
+// previous IDs" and every ID is reassigned.
+func LoadPreviousIDs(file string) (*IDs, error) {
+	ids, err := LoadIDs(file)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("previous ids file: %w", err)
+	}
+	return ids, nil
+}
+
+// LoadPreviousPortConfig reads the configuration of the ports file of the
+// previous run. It returns (nil, nil) only when the file does not exist
+// (the first run); any other problem is an error, so that a broken file
+// never reads as "no previous ports" and every port is reassigned.
+func LoadPreviousPortConfig(file string) (*PortConfiguration, error) {
+	conf, err := LoadPortConfig(file)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("previous ports file: %w", err)
+	}
+	return conf, nil
 }
 
 // WriteFile writes an ids or ports file atomically: readers see the old or

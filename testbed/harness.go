@@ -188,7 +188,7 @@ func (h *Harness) StartLoop(extra ...string) error {
 		"--agent-token-file", h.TB.TokenFile(),
 		"--state-dir", h.Path("coordinator"),
 		"--status-listen", statusAddr,
-		"--interface", coord.Iface,
+		"--mdns-interface", coord.Iface,
 		"--snapshot",
 		"--snapshot-schedule", "@every 2s",
 		"--log-format", "json",

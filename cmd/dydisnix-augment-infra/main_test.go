@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,23 +10,20 @@ import (
 	"testing"
 
 	"github.com/dydisnix/dydisnix/augment"
+	"github.com/dydisnix/dydisnix/internal/cli/clitest"
 	"github.com/dydisnix/dydisnix/model"
 )
 
-func write(t *testing.T, dir, name, content string) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
+var write = clitest.WriteFile
+
+// runWith is the command's run with env as its environment.
+func runWith(env map[string]string) clitest.RunFunc {
+	opts := augment.Options{LookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok }}
+	return func(args []string, stdout, stderr io.Writer) int { return run(args, stdout, stderr, opts) }
 }
 
 func runCmd(env map[string]string, args ...string) (int, string, string) {
-	var out, errb bytes.Buffer
-	opts := augment.Options{LookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok }}
-	code := run(args, &out, &errb, opts)
-	return code, out.String(), errb.String()
+	return clitest.Run(runWith(env), args...)
 }
 
 func TestAugmentInfra(t *testing.T) {
@@ -35,35 +33,21 @@ func TestAugmentInfra(t *testing.T) {
 	rules := write(t, dir, "rules.yaml", "rules:\n  - match: {container: mysql-database}\n    set: {containers: {mysql-database: {mysqlPassword: {$env: PW}}}}\n")
 	aug := write(t, dir, "augment.nix", `{infrastructure, lib}: lib.mapAttrs (n: t: lib.recursiveUpdate t { properties.augment = "augment"; }) infrastructure`)
 	env := map[string]string{"PW": "hunter2"}
-	cases := []struct {
-		name   string
-		args   []string
-		code   int
-		stdout string
-		stderr string
-	}{
-		{"help", []string{"-h"}, 0, "Usage: dydisnix-augment-infra", ""},
-		{"no augment", []string{"-i", infra}, 2, "", "An augment file must be specified!"},
-		{"no infrastructure", []string{"-a", rules}, 2, "", "An infrastructure expression must be specified!"},
-		{"bad format", []string{"-i", infra, "-a", rules, "--format", "xml"}, 2, "", "--format must be json or nix"},
-		{"rules", []string{"-i", infra, "-a", rules}, 0, `"mysqlPassword": "hunter2"`, ""},
-		{"explain", []string{"-i", infra, "-a", rules, "--explain"}, 0, "", "test1: + containers.mysql-database.mysqlPassword"},
-		{"nix model, nix output", []string{"-i", infra, "-a", aug, "--format", "nix"}, 0, `augment = "augment";`, ""},
-		{"missing secret", []string{"-i", infra, "-a", write(t, dir, "r2.json", `{"rules": [{"set": {"properties": {"k": {"$env": "NOPE"}}}}]}`)}, 1, "", "environment variable NOPE is not set"},
-		{"broken rules", []string{"-i", infra, "-a", write(t, dir, "r3.yaml", "rules: [")}, 1, "", "r3.yaml"},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			code, out, errs := runCmd(env, tc.args...)
-			if code != tc.code || !strings.Contains(out, tc.stdout) || !strings.Contains(errs, tc.stderr) {
-				t.Fatalf("exit %d (want %d)\nstdout: %s\nstderr: %s", code, tc.code, out, errs)
-			}
-			if strings.Contains(errs, "hunter2") {
-				t.Fatalf("stderr shows a secret: %s", errs)
-			}
-		})
-	}
+	clitest.RunCases(t, runWith(env), []clitest.Case{
+		clitest.C("help", []string{"-h"}, 0, "Usage: dydisnix-augment-infra", ""),
+		clitest.C("no augment", []string{"-i", infra}, 2, "", "An augment file must be specified!"),
+		clitest.C("no infrastructure", []string{"-a", rules}, 2, "", "An infrastructure expression must be specified!"),
+		clitest.C("bad format", []string{"-i", infra, "-a", rules, "--format", "xml"}, 2, "", `invalid argument "xml" for "-f, --format" flag: expected json or nix`),
+		clitest.C("rules", []string{"-i", infra, "-a", rules}, 0, `"mysqlPassword": "hunter2"`, ""),
+		clitest.C("explain", []string{"-i", infra, "-a", rules, "--explain"}, 0, "", "test1: + containers.mysql-database.mysqlPassword"),
+		clitest.C("nix model, nix output", []string{"-i", infra, "-a", aug, "--format", "nix"}, 0, `augment = "augment";`, ""),
+		clitest.C("missing secret", []string{"-i", infra, "-a", write(t, dir, "r2.json", `{"rules": [{"set": {"properties": {"k": {"$env": "NOPE"}}}}]}`)}, 1, "", "environment variable NOPE is not set"),
+		clitest.C("broken rules", []string{"-i", infra, "-a", write(t, dir, "r3.yaml", "rules: [")}, 1, "", "r3.yaml"),
+	}, func(t *testing.T, _, stderr string) {
+		if strings.Contains(stderr, "hunter2") {
+			t.Fatalf("stderr shows a secret: %s", stderr)
+		}
+	})
 }
 
 // TestOutputFile writes the augmented infrastructure as Nix with mode 0600,

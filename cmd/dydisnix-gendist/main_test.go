@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"flag"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/dydisnix/dydisnix/internal/cli/clitest"
+	"github.com/dydisnix/dydisnix/internal/testenv"
 	"github.com/dydisnix/dydisnix/model"
 )
 
@@ -17,18 +20,12 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 func gendistRun(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
-	var out, errb bytes.Buffer
-	code := run(args, &out, &errb)
-	return code, out.String(), errb.String()
+	return clitest.Run(run, args...)
 }
 
 func writeFile(t *testing.T, name, text string) string {
 	t.Helper()
-	f := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(f, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return f
+	return clitest.WriteFile(t, t.TempDir(), name, text)
 }
 
 const (
@@ -108,46 +105,6 @@ func TestOutputFileAtomicAndNoPartial(t *testing.T) {
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != 1 {
 		t.Fatalf("stray files: %v", entries)
-	}
-}
-
-// TestNixOutputVectors checks the Nix form against the gendist-output
-// vectors: byte for byte for plain target lists; for record mappings we
-// keep the containers (Disnix's targets form) where the original dropped them.
-func TestNixOutputVectors(t *testing.T) {
-	t.Parallel()
-	files, _ := filepath.Glob("testdata/gendist-output-*.json")
-	if len(files) == 0 {
-		t.Fatal("no vectors")
-	}
-	for _, f := range files {
-		data, _ := os.ReadFile(f)
-		v, err := model.DecodeValue(data, model.FormatJSON, f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		vm := v.(map[string]any)
-		d, err := model.DistributionFromValue(vm["input"].(map[string]any)["qosResult"], f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := vm["expected"].(map[string]any)["nixText"].(string)
-		got := NixDistribution(d)
-		if strings.Contains(f, "mixed") {
-			want = "{infrastructure}:\n\n{\n  a = {\n    targets = [\n      { target = infrastructure.t1; }\n      { target = infrastructure.t2; container = \"c\"; }\n    ];\n  };\n}\n"
-		}
-		if got != want {
-			t.Errorf("%s:\ngot  %q\nwant %q", f, got, want)
-		}
-	}
-	if got := NixDistribution(model.Distribution{}); got != "\n{infrastructure}:\n\n{\n  \n}\n\t" {
-		t.Errorf("empty: %q", got)
-	}
-	q := NixDistribution(model.Distribution{"my.svc": {{Target: "in"}}, "ok-1": {{Target: "host\"x"}}})
-	for _, w := range []string{`"my.svc" = [`, `infrastructure."in"`, `ok-1 = [`, `infrastructure."host\"x"`} {
-		if !strings.Contains(q, w) {
-			t.Errorf("%q lacks %s", q, w)
-		}
 	}
 }
 
@@ -274,6 +231,28 @@ func TestInvalidModelWarns(t *testing.T) {
 	for _, want := range []string{"warning: " + bad, "nosuch", "cycle", "connectsTo"} {
 		if !strings.Contains(errs, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, errs)
+		}
+	}
+}
+
+// TestNixModelsExtraParams reads a .nix services model with --extra-params.
+func TestNixModelsExtraParams(t *testing.T) {
+	if _, err := exec.LookPath("nix-instantiate"); err != nil {
+		testenv.Missing(t, "nix-instantiate not installed (CI installs nix-bin)")
+	}
+	t.Parallel()
+	s := writeFile(t, "services.nix", `{system, pkgs, distribution, invDistribution, myType ? "process"}:
+rec { web = { name = "web"; type = myType; }; }
+`)
+	i := writeFile(t, "infrastructure.json", `{"a": {"properties": {"supportedTypes": ["process"]}}, "b": {"properties": {"supportedTypes": ["echo"]}}}`)
+	for params, want := range map[string]string{"": `"a"`, `{ myType = "echo"; }`: `"b"`} {
+		args := []string{"-s", s, "-i", i, "-q", "builtin:by-type"}
+		if params != "" {
+			args = append(args, "--extra-params", params)
+		}
+		code, out, errs := gendistRun(t, args...)
+		if code != 0 || !strings.Contains(out, want) {
+			t.Fatalf("%q: %d %s %s", params, code, out, errs)
 		}
 	}
 }

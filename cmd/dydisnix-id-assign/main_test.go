@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/dydisnix/dydisnix/internal/cli/clitest"
 )
 
 const services = `{
@@ -14,55 +16,29 @@ const services = `{
   "c": {"name": "c"}
 }`
 
-func write(t *testing.T, dir, name, content string) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
+var write = clitest.WriteFile
 
-func runCmd(args ...string) (int, string, string) {
-	var out, errb bytes.Buffer
-	code := run(args, &out, &errb)
-	return code, out.String(), errb.String()
-}
+func runCmd(args ...string) (int, string, string) { return clitest.Run(run, args...) }
 
 func TestUsageAndExitCodes(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	s := write(t, dir, "s.json", services)
 	r := write(t, dir, "r.yaml", "ports: {min: 3000, max: 4000}\nuids: {min: 1, max: 1, scope: machine}\n")
-	cases := []struct {
-		name   string
-		args   []string
-		code   int
-		stdout string
-		stderr string
-	}{
-		{"help", []string{"-h"}, 0, "Usage: dydisnix-id-assign", ""},
-		{"no services", []string{"--id-resources", r}, 2, "", "A services expression must be specified!"},
-		{"no resources", []string{"-s", s}, 2, "", "An ID resources expression must be specified!"},
-		{"unknown flag", []string{"-s", s, "--id-resources", r, "--bogus"}, 2, "", "unknown flag: --bogus"},
-		{"bad format", []string{"-s", s, "--id-resources", r, "--format", "xml"}, 2, "", "--format must be json or nix"},
-		{"-i without -d", []string{"-s", s, "--id-resources", r, "-i", s}, 2, "", "needs -d"},
-		{"missing file", []string{"-s", filepath.Join(dir, "none.json"), "--id-resources", r}, 1, "", "none.json"},
-		{"machine scope in services mode", []string{"-s", s, "--id-resources", r}, 1, "", "Unknown scope: machine"},
-		{"distribution mode", []string{"-s", s, "--id-resources", r, "-d", write(t, dir, "d.json", `{"a": ["t1"], "b": ["t1"]}`)}, 0,
-			`"uids": {` + "\n      \"b\": 1", ""},
-		{"unknown target", []string{"-s", s, "--id-resources", r, "-i", write(t, dir, "i.json", `{"t2": {"properties": {}}}`), "-d", filepath.Join(dir, "d.json")}, 1,
-			"", `target "t1" is not in the infrastructure model`},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			code, out, errs := runCmd(tc.args...)
-			if code != tc.code || !strings.Contains(out, tc.stdout) || !strings.Contains(errs, tc.stderr) {
-				t.Fatalf("exit %d (want %d)\nstdout: %s\nstderr: %s\nwant stdout containing %q and stderr containing %q", code, tc.code, out, errs, tc.stdout, tc.stderr)
-			}
-		})
-	}
+	clitest.RunCases(t, run, []clitest.Case{
+		clitest.C("help", []string{"-h"}, 0, "Usage: dydisnix-id-assign", ""),
+		clitest.C("no services", []string{"--id-resources", r}, 2, "", "A services expression must be specified!"),
+		clitest.C("no resources", []string{"-s", s}, 2, "", "An ID resources expression must be specified!"),
+		clitest.C("unknown flag", []string{"-s", s, "--id-resources", r, "--bogus"}, 2, "", "unknown flag: --bogus"),
+		clitest.C("bad format", []string{"-s", s, "--id-resources", r, "--format", "xml"}, 2, "", `invalid argument "xml" for "-f, --format" flag: expected json or nix`),
+		clitest.C("-i without -d", []string{"-s", s, "--id-resources", r, "-i", s}, 2, "", "needs -d"),
+		clitest.C("missing file", []string{"-s", filepath.Join(dir, "none.json"), "--id-resources", r}, 1, "", "none.json"),
+		clitest.C("machine scope in services mode", []string{"-s", s, "--id-resources", r}, 1, "", "Unknown scope: machine"),
+		clitest.C("distribution mode", []string{"-s", s, "--id-resources", r, "-d", write(t, dir, "d.json", `{"a": ["t1"], "b": ["t1"]}`)}, 0,
+			`"uids": {`+"\n      \"b\": 1", ""),
+		clitest.C("unknown target", []string{"-s", s, "--id-resources", r, "-i", write(t, dir, "i.json", `{"t2": {"properties": {}}}`), "-d", filepath.Join(dir, "d.json")}, 1,
+			"", `a[0]: unknown target "t1": it is not in the infrastructure model`),
+	})
 }
 
 // TestNixRoundTrip writes ids.nix, reads it back with --ids (evaluated by

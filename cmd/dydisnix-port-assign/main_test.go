@@ -6,22 +6,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/dydisnix/dydisnix/internal/cli/clitest"
 )
 
-func write(t *testing.T, dir, name, content string) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
+var write = clitest.WriteFile
 
-func runCmd(args ...string) (int, string, string) {
-	var out, errb bytes.Buffer
-	code := run(args, &out, &errb)
-	return code, out.String(), errb.String()
-}
+func runCmd(args ...string) (int, string, string) { return clitest.Run(run, args...) }
 
 func models(t *testing.T, dir string) (string, string, string) {
 	s := write(t, dir, "s.yaml", "a: {name: a, portAssign: shared}\nb: {name: b, portAssign: private}\nc: {name: c, portAssign: private}\n")
@@ -34,31 +25,17 @@ func TestExitCodes(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	s, i, d := models(t, dir)
-	cases := []struct {
-		name   string
-		args   []string
-		code   int
-		stdout string
-		stderr string
-	}{
-		{"help", []string{"--help"}, 0, "Usage: dydisnix-port-assign", ""},
-		{"no services", []string{"-i", i, "-d", d}, 2, "", "A services expression must be specified!"},
-		{"no infrastructure", []string{"-s", s, "-d", d}, 2, "", "An infrastructure expression must be specified!"},
-		{"no distribution", []string{"-s", s, "-i", i}, 2, "", "A distribution expression must be specified!"},
-		{"extra argument", []string{"-s", s, "-i", i, "-d", d, "x"}, 2, "", `unexpected argument "x"`},
-		{"bad ports file", []string{"-s", s, "-i", i, "-d", d, "-p", write(t, dir, "p.json", `{"portConfiguration": {"globalConfig": {"minPort": "x"}}}`)}, 1, "",
-			"portConfiguration.globalConfig.minPort: expected an integer"},
-		{"ok with warning", []string{"-s", s, "-i", i, "-d", d}, 0, `"a": 3001`, "WARNING: c is not distributed to any machine. Skipping port assignment..."},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			code, out, errs := runCmd(tc.args...)
-			if code != tc.code || !strings.Contains(out, tc.stdout) || !strings.Contains(errs, tc.stderr) {
-				t.Fatalf("exit %d (want %d)\nstdout: %s\nstderr: %s", code, tc.code, out, errs)
-			}
-		})
-	}
+	clitest.RunCases(t, run, []clitest.Case{
+		clitest.C("help", []string{"--help"}, 0, "Usage: dydisnix-port-assign", ""),
+		clitest.C("no services", []string{"-i", i, "-d", d}, 2, "", "A services expression must be specified!"),
+		clitest.C("no infrastructure", []string{"-s", s, "-d", d}, 2, "", "An infrastructure expression must be specified!"),
+		clitest.C("no distribution", []string{"-s", s, "-i", i}, 2, "", "A distribution expression must be specified!"),
+		clitest.C("extra argument", []string{"-s", s, "-i", i, "-d", d, "x"}, 2, "", `unexpected argument "x"`),
+		clitest.C("bad ports file", []string{"-s", s, "-i", i, "-d", d, "-p", write(t, dir, "p.json", `{"portConfiguration": {"globalConfig": {"minPort": "x"}}}`)}, 1, "",
+			"portConfiguration.globalConfig.minPort: expected an integer"),
+		clitest.C("ok with warning", []string{"-s", s, "-i", i, "-d", d}, 0, `"a": 3001`, "WARNING: c is not distributed to any machine. Skipping port assignment..."),
+		clitest.C("unknown target", []string{"-s", s, "-i", i, "-d", write(t, dir, "d2.json", `{"a": ["t9"]}`)}, 1, "", `a[0]: unknown target "t9": it is not in the infrastructure model`),
+	})
 }
 
 // TestPortsFileCycle writes ports.nix, reads it back with -p (real

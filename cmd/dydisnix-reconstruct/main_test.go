@@ -2,41 +2,27 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
-	"net"
-	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/dydisnix/dydisnix/deployer"
-	"github.com/dydisnix/dydisnix/deployer/agent"
+	"github.com/dydisnix/dydisnix/internal/cli/clitest"
 	"github.com/dydisnix/dydisnix/model"
 )
 
 func TestReconstructInstallsGeneration(t *testing.T) {
 	dir := t.TempDir()
-	a, err := agent.New(agent.Config{StateDir: filepath.Join(dir, "agent"), Token: []byte("tok")})
+	url, tok := clitest.StartAgent(t, dir)
+	infraFile := clitest.WriteFile(t, dir, "infra.json", fmt.Sprintf(`{"t1": {"properties": {"agentURL": %q}}, "gone": {"properties": {"agentURL": "http://127.0.0.1:1"}}}`, url))
+	infra, err := model.LoadInfrastructure(infraFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	srv := &http.Server{Handler: a.Handler()}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close(); a.Close(true) })
-	infraFile := filepath.Join(dir, "infra.json")
-	os.WriteFile(infraFile, []byte(fmt.Sprintf(`{"t1": {"properties": {"agentURL": "http://%s"}}, "gone": {"properties": {"agentURL": "http://127.0.0.1:1"}}}`, ln.Addr())), 0o644)
-	infra, _ := model.LoadInfrastructure(infraFile)
 	svcs := model.Services{"x": {Name: "x", Type: "echo", Attrs: map[string]any{}}}
-	man, _ := deployer.BuildManifest(svcs, infra, model.Distribution{"x": {{Target: "t1"}}}, deployer.BuildOptions{})
-	plan, _ := deployer.PlanTransition(nil, man, deployer.PlanOptions{NoLock: true})
-	if err := (&deployer.AgentBackend{Token: "tok"}).Execute(context.Background(), plan, nil); err != nil {
-		t.Fatal(err)
-	}
-	tok := filepath.Join(dir, "token")
-	os.WriteFile(tok, []byte("tok"), 0o600)
+	// Deployed by another coordinator, whose state is lost.
+	man := clitest.Deploy(t, filepath.Join(dir, "lost"), svcs, infra, model.Distribution{"x": {{Target: "t1"}}})
 	st := filepath.Join(dir, "st")
 	var out, errb bytes.Buffer
 	if code := run([]string{"-i", infraFile, "--agent-token-file", tok, "--state-dir", st, "--timeout", "2s"}, &out, &errb); code != 0 {

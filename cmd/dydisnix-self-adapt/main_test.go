@@ -48,20 +48,6 @@ func TestUsageErrors(t *testing.T) {
 
 func firstLine(s string) string { l, _, _ := strings.Cut(s, "\n"); return l }
 
-func TestInterval(t *testing.T) {
-	t.Parallel()
-	for in, want := range map[string]time.Duration{"5": 5 * time.Second, "30s": 30 * time.Second, "1m": time.Minute} {
-		if got, err := parseInterval(in); err != nil || got != want {
-			t.Errorf("parseInterval(%q) = %v, %v", in, got, err)
-		}
-	}
-	for _, in := range []string{"0", "-3", "x", ""} {
-		if _, err := parseInterval(in); err == nil {
-			t.Errorf("parseInterval(%q) accepted", in)
-		}
-	}
-}
-
 func TestBadModelsExit1(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "s.json"), []byte(`{"a": {"name": "a", "dependsOn": ["nope"]}}`), 0o644)
@@ -101,14 +87,16 @@ func TestServeNotifiesSystemd(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	o := &options{listen: addr, deployer: "agent", tokenFile: write("token", "tok-0123456789"), stateDir: filepath.Join(dir, "state"),
-		infraFile: write("infra.json", "{}"), parallel: 2, keep: 2}
-	o.Services = write("services.json", `{"a": {"name": "a", "type": "process"}}`)
-	o.QoS = write("qos.yaml", "steps: []\n")
-	o.shutdownTimeout = time.Second
+	o := &options{listen: addr, shutdownTimeout: time.Second}
+	o.pass.Deployer, o.pass.Parallel, o.pass.Keep = "agent", 2, 2
+	o.agent.TokenFile, o.state.Dir = write("token", "tok-0123456789"), filepath.Join(dir, "state")
+	o.infra.File = write("infra.json", "{}")
+	o.timing.Resync = time.Hour
+	o.pass.Models.Services = write("services.json", `{"a": {"name": "a", "type": "process"}}`)
+	o.pass.Models.QoS = write("qos.yaml", "steps: []\n")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, o, time.Hour, zap.NewNop()) }()
+	go func() { done <- serve(ctx, o, zap.NewNop()) }()
 
 	read := func() string {
 		buf := make([]byte, 128)

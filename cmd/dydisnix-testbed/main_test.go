@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"github.com/dydisnix/dydisnix/internal/testenv"
+	"github.com/dydisnix/dydisnix/testbed"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -73,9 +74,18 @@ func TestDaemonLifecycle(t *testing.T) {
 	if !strings.Contains(out, "extra") {
 		t.Fatalf("add: %s", out)
 	}
+	// this testbed's namespaces (other testbeds may run beside it)
+	resp, err := testbed.Call(dir, testbed.Request{Op: "list"})
+	if err != nil || len(resp.Machines) == 0 {
+		t.Fatalf("list: %v %+v", err, resp)
+	}
 	tool("down")
 	ns, _ := exec.Command("ip", "netns", "list").Output()
-	if strings.Contains(string(ns), "extra") || strings.Contains(string(ns), "machine1") {
-		t.Fatalf("namespaces left after down:\n%s", ns)
+	for _, m := range resp.Machines {
+		for _, line := range strings.Split(string(ns), "\n") {
+			if f := strings.Fields(line); m.Netns != "" && len(f) > 0 && f[0] == m.Netns {
+				t.Errorf("namespace %s of %s left after down", m.Netns, m.Name)
+			}
+		}
 	}
 }

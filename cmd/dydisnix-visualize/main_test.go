@@ -62,7 +62,7 @@ func TestErrors(t *testing.T) {
 		code int
 		msg  string
 	}{
-		{"no services", []string{"-i", "x", "-d", "y"}, 2, "-s/--services is required"},
+		{"no services", []string{"-i", "x", "-d", "y"}, 2, "A services expression must be specified! (-s)"},
 		{"bad format", []string{"-s", "a", "-i", "b", "-d", "c", "--format", "png"}, 2, "expected dot or svg"},
 		{"unknown flag", []string{"--bogus"}, 2, "bogus"},
 		{"missing file", []string{"-s", "testdata/nope.json", "-i", "testdata/infrastructure.json", "-d", "testdata/distribution.json"}, 1, "nope.json"},

@@ -32,6 +32,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/dydisnix/dydisnix/deployer/agentapi"
+	"github.com/dydisnix/dydisnix/internal/clock"
 	"github.com/dydisnix/dydisnix/model"
 )
 
@@ -53,10 +54,14 @@ type Config struct {
 	// count as running (default 300ms), catching immediate crashes. A
 	// process with a health check counts as running once the check passes.
 	Settle time.Duration
-	// StopGrace is the time between SIGTERM and SIGKILL (default 5s).
+	// StopGrace is the time between SIGTERM and SIGKILL (default 5s); a
+	// process is given as long again to show its exit after SIGKILL.
 	StopGrace time.Duration
 	// Logger receives structured logs (default: no logs).
 	Logger *zap.Logger
+	// Clock runs the lock leases and the drain deadline (default: the
+	// wall clock).
+	Clock clock.Clock
 }
 
 func (c *Config) defaults() {
@@ -75,6 +80,7 @@ func (c *Config) defaults() {
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
+	c.Clock = clock.OrReal(c.Clock)
 }
 
 // Agent is a running agent.
@@ -89,8 +95,14 @@ type Agent struct {
 	lockUntil time.Time // zero: no expiry
 	draining  bool
 	drainEnd  time.Time
+	closing   bool          // Close was called: no activation may add a process
 	changed   chan struct{} // closed and replaced whenever the profile changes
 	opMu      sync.Mutex    // serialises state operations per agent (snapshot/restore/delete)
+
+	pending  sync.WaitGroup      // activations in flight (Close waits for them)
+	keys     map[string]*keyLock // per-key serialisation of activate/deactivate (guarded by mu)
+	stopping context.Context     // cancelled by Close: in-flight activations give up
+	stopAll  context.CancelFunc  // cancels stopping
 }
 
 type entry struct {
@@ -128,6 +140,7 @@ func New(cfg Config) (*Agent, error) {
 		}
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger, profile: map[string]*entry{}, garbage: map[string]bool{}, changed: make(chan struct{})}
+	a.stopping, a.stopAll = context.WithCancel(context.Background())
 	b, err := os.ReadFile(a.path("profile.json"))
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -315,10 +328,15 @@ func (a *Agent) UpdateContext(req agentapi.ActivateRequest) error {
 // Activate starts a mapping and waits until it runs and is healthy.
 // Activating a key that is active already is a no-op (idempotent).
 func (a *Agent) Activate(ctx context.Context, req agentapi.ActivateRequest) error {
+	unlockKey, err := a.lockKey(ctx, req.Key)
+	if err != nil {
+		return err
+	}
+	defer unlockKey()
 	a.mu.Lock()
-	if a.draining {
+	if a.draining || a.closing {
 		a.mu.Unlock()
-		return &httpError{503, "agent is draining: no new activations"}
+		return &httpError{503, "agent is draining or stopping: no new activations"}
 	}
 	if e, ok := a.profile[req.Key]; ok {
 		if e.proc != nil {
@@ -331,7 +349,12 @@ func (a *Agent) Activate(ctx context.Context, req agentapi.ActivateRequest) erro
 		}
 		delete(a.profile, req.Key) // a process that could not be resumed: start afresh
 	}
+	a.pending.Add(1) // under a.mu, before Close can see closing
 	a.mu.Unlock()
+	defer a.pending.Done()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(a.stopping, cancel)()
 	if !safeName.MatchString(req.Key) || req.Service.Name == "" {
 		return &httpError{400, "activate: a key (letters, digits, '.', '_', '+', '-') and service.name are required"}
 	}
@@ -354,6 +377,15 @@ func (a *Agent) Activate(ctx context.Context, req agentapi.ActivateRequest) erro
 		return &httpError{400, fmt.Sprintf("activate %s: type %q is not supported by the agent (supported: process, package, echo)", req.Service.Name, req.Service.Type)}
 	}
 	a.mu.Lock()
+	if a.closing {
+		// Close did not see this process: stop it here, so that stopping
+		// the agent stops every process it started.
+		a.mu.Unlock()
+		if e.proc != nil {
+			e.proc.stop()
+		}
+		return &httpError{503, fmt.Sprintf("activate %s: the agent is stopping", req.Service.Name)}
+	}
 	defer a.mu.Unlock()
 	a.profile[req.Key] = e
 	delete(a.garbage, req.Service.Name)
@@ -435,6 +467,14 @@ func (a *Agent) Deactivate(ctx context.Context, key string) error {
 	if !safeName.MatchString(key) {
 		return &httpError{400, fmt.Sprintf("deactivate: bad key %q", key)}
 	}
+	// An activation of the key in flight finishes first (a coordinator
+	// that gave up on it undoes it with this deactivation: its process
+	// must not start after the deactivation returned).
+	unlockKey, err := a.lockKey(ctx, key)
+	if err != nil {
+		return err
+	}
+	defer unlockKey()
 	a.mu.Lock()
 	e, ok := a.profile[key]
 	a.mu.Unlock()
@@ -490,7 +530,7 @@ func (a *Agent) Profile(ctx context.Context) agentapi.Profile {
 // lockHeldLocked reports whether a lock is held and not expired; an
 // expired lease is released. The caller holds a.mu.
 func (a *Agent) lockHeldLocked() bool {
-	if a.lockOwner != "" && !a.lockUntil.IsZero() && time.Now().After(a.lockUntil) {
+	if a.lockOwner != "" && !a.lockUntil.IsZero() && !a.cfg.Clock.Now().Before(a.lockUntil) {
 		a.log.Warn("lock lease expired", zap.String("owner", a.lockOwner))
 		a.lockOwner, a.lockUntil = "", time.Time{}
 		a.notifyLocked()
@@ -521,7 +561,7 @@ func (a *Agent) Lock(owner string, ttl time.Duration, refresh bool) error {
 	a.lockOwner = owner
 	a.lockUntil = time.Time{}
 	if ttl > 0 {
-		a.lockUntil = time.Now().Add(ttl)
+		a.lockUntil = a.cfg.Clock.Now().Add(ttl)
 	}
 	return nil
 }
@@ -576,46 +616,67 @@ func (a *Agent) DrainStatus() agentapi.DrainStatus {
 // Drain marks the agent as draining (visible in /v1/health and
 // /v1/drain; new activations are refused) and waits until the coordinator
 // has moved every service away (no service left and no transition lock
-// held) or timeout passes. It then stops every
-// process. The caller withdraws the mDNS announcement first.
+// held), timeout passes, or ctx ends. It then stops every process
+// (Close(true)) and reports whether the services had been moved away. The
+// caller withdraws the mDNS announcement first.
 func (a *Agent) Drain(ctx context.Context, timeout time.Duration) (moved bool) {
+	clk := a.cfg.Clock
 	a.mu.Lock()
 	a.draining = true
-	a.drainEnd = time.Now().Add(timeout)
+	a.drainEnd = clk.Now().Add(timeout)
 	a.mu.Unlock()
 	a.log.Info("draining", zap.Duration("timeout", timeout))
-	deadline := time.NewTimer(timeout)
+	deadline := clk.NewTimer(timeout)
 	defer deadline.Stop()
+	moved = a.waitMovedAway(ctx, deadline.C())
+	a.Close(true)
+	return moved
+}
+
+// waitMovedAway waits until no service is left and no lock is held, or
+// until end fires or ctx ends; it reports whether the first happened.
+func (a *Agent) waitMovedAway(ctx context.Context, end <-chan time.Time) bool {
 	for {
 		a.mu.Lock()
-		n, locked, ch := len(a.profile), a.lockHeldLocked(), a.changed
+		n, locked, until, ch := len(a.profile), a.lockHeldLocked(), a.lockUntil, a.changed
 		a.mu.Unlock()
 		// Done when nothing runs here any more and the coordinator's
 		// transition is over (it holds the lock until its state
 		// migration from this machine has finished).
 		if n == 0 && !locked {
-			moved = true
-			break
+			return true
+		}
+		var expiry clock.Timer // the held lease may run out
+		var expired <-chan time.Time
+		if locked && !until.IsZero() {
+			expiry = a.cfg.Clock.NewTimer(until.Sub(a.cfg.Clock.Now()))
+			expired = expiry.C()
 		}
 		select {
 		case <-ch:
-			continue
-		case <-time.After(time.Second): // a lease may expire
-			continue
-		case <-deadline.C:
+		case <-expired:
+		case <-end:
+			return false
 		case <-ctx.Done():
+			return false
 		}
-		break
+		if expiry != nil {
+			expiry.Stop()
+		}
 	}
-	a.Close(true)
-	return moved
 }
 
 // Close stops supervising. With stopProcesses the processes are killed (a
 // drained shutdown); without, they keep running and a restarted agent
 // adopts them.
+//
+// Activations in flight are given up (their processes stopped) and waited
+// for, so that no process the agent started outlives Close(true) nor is
+// left unrecorded by Close(false).
 func (a *Agent) Close(stopProcesses bool) {
 	a.mu.Lock()
+	a.closing = true
+	a.stopAll()
 	var ps []*proc
 	for _, e := range a.profile {
 		if e.proc != nil {
@@ -636,6 +697,7 @@ func (a *Agent) Close(stopProcesses bool) {
 		}(p)
 	}
 	wg.Wait()
+	a.pending.Wait()
 }
 
 type httpError struct {
@@ -644,3 +706,40 @@ type httpError struct {
 }
 
 func (e *httpError) Error() string { return e.msg }
+
+// keyLock serialises the activations and deactivations of one key:
+// concurrent requests for one key start one process, never several.
+type keyLock struct {
+	ch    chan struct{} // holds a token while the key is locked
+	users int           // requests holding or waiting for it (guarded by Agent.mu)
+}
+
+// lockKey waits until no other activation or deactivation of key runs (or
+// ctx ends) and returns the function that releases the key.
+func (a *Agent) lockKey(ctx context.Context, key string) (func(), error) {
+	a.mu.Lock()
+	if a.keys == nil {
+		a.keys = map[string]*keyLock{}
+	}
+	l := a.keys[key]
+	if l == nil {
+		l = &keyLock{ch: make(chan struct{}, 1)}
+		a.keys[key] = l
+	}
+	l.users++
+	a.mu.Unlock()
+	release := func() {
+		a.mu.Lock()
+		if l.users--; l.users == 0 {
+			delete(a.keys, key)
+		}
+		a.mu.Unlock()
+	}
+	select {
+	case l.ch <- struct{}{}:
+		return func() { <-l.ch; release() }, nil
+	case <-ctx.Done():
+		release()
+		return nil, ctx.Err()
+	}
+}

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -9,9 +10,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/dydisnix/dydisnix/internal/testenv"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -19,6 +22,7 @@ import (
 	"time"
 
 	"github.com/dydisnix/dydisnix/deployer/agentapi"
+	"github.com/dydisnix/dydisnix/internal/clock"
 	"github.com/dydisnix/dydisnix/model"
 )
 
@@ -178,11 +182,9 @@ func TestActivateUnsupportedTypeAndDrainRefusal(t *testing.T) {
 	if len(prof.Services) != 1 {
 		t.Fatalf("profile: %+v", prof)
 	}
-	go a.Drain(ctx, 0)
-	for {
-		if h, _ := c.Health(ctx); h != nil && h.Draining {
-			break
-		}
+	a.Drain(ctx, 0) // marks the agent draining; the zero timeout ends the wait at once
+	if h, err := c.Health(ctx); err != nil || !h.Draining || h.Status != "draining" {
+		t.Fatalf("health after Drain: %+v %v", h, err)
 	}
 	err = c.Activate(ctx, agentapi.ActivateRequest{Key: "q", Service: model.ManifestService{Name: "pkg2", Type: "package"}})
 	if code(err) != http.StatusServiceUnavailable {
@@ -245,19 +247,19 @@ func TestProcessGroupSupervision(t *testing.T) {
 	}
 	prof, _ := c.Profile(ctx)
 	pid := prof.Services[0].Pid
-	waitFor(t, func() bool { return len(pidsOfGroup(pid)) >= 2 }, "the service's child process")
+	testenv.Eventually(t, time.Minute, func() bool { return len(pidsOfGroup(pid)) >= 2 }, "the service's child process")
 	// A crash is followed by a restart.
 	syscall.Kill(pid, syscall.SIGKILL)
-	waitFor(t, func() bool {
+	testenv.Eventually(t, time.Minute, func() bool {
 		p, _ := c.Profile(ctx)
 		return p.Services[0].Running && p.Services[0].Pid != pid && p.Services[0].Restarts >= 1
 	}, "restart after a crash")
 	// The crashed shell's child was killed with its group: no orphan.
-	waitFor(t, func() bool { return len(pidsOfGroup(pid)) == 0 }, "the crashed group's orphan to be killed")
+	testenv.Eventually(t, time.Minute, func() bool { return len(pidsOfGroup(pid)) == 0 }, "the crashed group's orphan to be killed")
 	// Deactivation kills the current group completely.
 	prof, _ = c.Profile(ctx)
 	pid2 := prof.Services[0].Pid
-	waitFor(t, func() bool { return len(pidsOfGroup(pid2)) >= 2 }, "the restarted service's child")
+	testenv.Eventually(t, time.Minute, func() bool { return len(pidsOfGroup(pid2)) >= 2 }, "the restarted service's child")
 	if err := c.Deactivate(ctx, "grp"); err != nil {
 		t.Fatal(err)
 	}
@@ -297,36 +299,166 @@ func TestCollectGarbage(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, cond func() bool, what string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
+// TestLockLeaseExpiresAndRefreshes runs the lease on a fake clock: the
+// calls within the lease need no wall-clock margin (a 1 s lease over three
+// HTTP calls used to expire on a loaded machine).
 func TestLockLeaseExpiresAndRefreshes(t *testing.T) {
 	t.Parallel()
-	_, c := newAgent(t)
-	ctx := context.Background()
-	if err := c.LockLease(ctx, "dead-coordinator", time.Second, false); err != nil {
+	clk := clock.NewFake(time.Unix(1_000_000, 0))
+	a, err := New(Config{StateDir: t.TempDir(), Token: []byte("tok"), Clock: clk})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.LockLease(ctx, "dead-coordinator", time.Second, true); err != nil {
+	srv := httptest.NewServer(a.Handler())
+	t.Cleanup(func() { srv.Close(); a.Close(true) })
+	c := agentapi.NewClient(srv.URL, "tok", nil)
+	ctx := context.Background()
+	if err := c.LockLease(ctx, "dead-coordinator", 10*time.Second, false); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(9 * time.Second)
+	if err := c.LockLease(ctx, "dead-coordinator", 10*time.Second, true); err != nil {
 		t.Errorf("refresh by the owner: %v", err)
 	}
-	if err := c.LockLease(ctx, "other", time.Second, true); code(err) != 409 {
+	if err := c.LockLease(ctx, "other", 10*time.Second, true); code(err) != 409 {
 		t.Errorf("refresh by another owner: %v", err)
 	}
+	clk.Advance(9 * time.Second) // 18 s after the lock: alive thanks to the refresh
 	if err := c.Lock(ctx, "new-coordinator"); code(err) != 409 {
 		t.Errorf("lock during the lease: %v", err)
 	}
 	// The owner never refreshes again (it died): the lease runs out.
-	waitFor(t, func() bool { return c.Lock(ctx, "new-coordinator") == nil }, "the lease to expire")
+	clk.Advance(time.Second)
+	if err := c.LockLease(ctx, "dead-coordinator", 10*time.Second, true); code(err) != 409 {
+		t.Errorf("refresh of an expired lease: %v", err)
+	}
+	if err := c.Lock(ctx, "new-coordinator"); err != nil {
+		t.Fatalf("lock after the lease expired: %v", err)
+	}
 	if err := c.Unlock(ctx, "new-coordinator"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestDrainEndsWhenTheLeaseRunsOut: a drain waiting for a coordinator
+// that died holding the lock ends when its lease expires (fake clock).
+func TestDrainEndsWhenTheLeaseRunsOut(t *testing.T) {
+	t.Parallel()
+	clk := clock.NewFake(time.Unix(1_000_000, 0))
+	a, err := New(Config{StateDir: t.TempDir(), Token: []byte("tok"), Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close(true)
+	if err := a.Lock("dead-coordinator", 30*time.Second, false); err != nil {
+		t.Fatal(err)
+	}
+	moved := make(chan bool, 1)
+	go func() { moved <- a.Drain(context.Background(), time.Hour) }()
+	// Drain arms two timers: its deadline and the lease's expiry.
+	testenv.Eventually(t, time.Minute, func() bool { return clk.Pending() == 2 }, "the drain to wait for the lease")
+	clk.Advance(30 * time.Second)
+	if !<-moved {
+		t.Error("the drain did not end as moved away once the lease expired")
+	}
+}
+
+// TestTerminateIsBounded: stopping a process whose exit is never seen
+// (an unkillable process) gives up after SIGKILL and the grace period
+// instead of waiting for ever (the supervisor used to wait unboundedly).
+func TestTerminateIsBounded(t *testing.T) {
+	t.Parallel()
+	cmd := exec.Command("sh", "-c", `trap "" TERM; echo ready; sleep 1000`) // only SIGKILL stops it
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bufio.NewReader(out).ReadString('\n'); err != nil { // SIGTERM is ignored from now on
+		t.Fatal(err)
+	}
+	never := make(chan struct{}) // the exit is never reported
+	if terminate(cmd.Process.Pid, never, time.Millisecond) {
+		t.Error("terminate reported an exit it never saw")
+	}
+	// It did send the signals: the process is gone.
+	if err := cmd.Wait(); err == nil || !strings.Contains(err.Error(), "killed") {
+		t.Errorf("sleep ended with %v, want killed", err)
+	}
+}
+
+// TestWatchExit: the exit of a process the agent did not start (adopted)
+// is reported by its pidfd, and a watch can be ended.
+func TestWatchExit(t *testing.T) {
+	t.Parallel()
+	start := func() *exec.Cmd {
+		cmd := exec.Command("sleep", "1000")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		return cmd
+	}
+	cmd := start()
+	exited, unwatch := watchExit(cmd.Process.Pid)
+	defer unwatch()
+	select {
+	case <-exited:
+		t.Fatal("exit reported for a running process")
+	default:
+	}
+	cmd.Process.Kill()
+	<-exited // a hang here is the failure
+
+	cmd2 := start()
+	exited2, unwatch2 := watchExit(cmd2.Process.Pid)
+	unwatch2()
+	unwatch2() // idempotent
+	select {
+	case <-exited2:
+		t.Error("an ended watch reported an exit")
+	default:
+	}
+
+	gone, _ := watchExit(1 << 30) // no such process
+	<-gone
+}
+
+// TestConcurrentActivationsOfOneKey: three concurrent activations of one
+// key start one process (they used to start three and track one, the
+// others surviving deactivation), and a deactivation stops it.
+func TestConcurrentActivationsOfOneKey(t *testing.T) {
+	t.Parallel()
+	a, c := newAgent(t)
+	ctx := context.Background()
+	starts := filepath.Join(t.TempDir(), "starts")
+	req := agentapi.ActivateRequest{Key: "one", Target: "t1", Container: "process",
+		Service: model.ManifestService{Name: "one", Type: "process",
+			Args: []string{"sh", "-c", "echo $$ >> " + starts + "; exec sleep 1000"}}}
+	errs := make(chan error, 3)
+	for range 3 {
+		go func() { errs <- c.Activate(ctx, req) }()
+	}
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, _ := os.ReadFile(starts)
+	if n := len(strings.Fields(string(b))); n != 1 {
+		t.Fatalf("%d processes started for one key, want 1", n)
+	}
+	if err := c.Deactivate(ctx, "one"); err != nil {
+		t.Fatal(err)
+	}
+	pid := strings.TrimSpace(string(b))
+	if err := exec.Command("kill", "-0", pid).Run(); err == nil {
+		t.Errorf("process %s survived the deactivation", pid)
+	}
+	if h := a.Health(); h.Services != 0 {
+		t.Errorf("health after deactivation: %+v", h)
 	}
 }

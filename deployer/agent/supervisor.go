@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"golang.org/x/sys/unix"
 
 	"github.com/dydisnix/dydisnix/model"
 )
@@ -76,10 +77,11 @@ func (p *proc) run(adopt int) {
 	first := true
 	for {
 		var exited <-chan struct{}
+		unwatch := func() {}
 		var startedAt time.Time
 		if adopt > 0 {
 			p.setRunning(adopt, true)
-			exited = pollExit(adopt, p.stopCh)
+			exited, unwatch = watchExit(adopt)
 			adopt = 0
 		} else {
 			ch, pid, err := p.start()
@@ -101,10 +103,18 @@ func (p *proc) run(adopt int) {
 		if exited != nil {
 			select {
 			case <-p.detachCh:
+				unwatch()
 				return
 			case <-p.stopCh:
-				p.kill()
-				<-exited
+				p.mu.Lock()
+				pid := p.pid
+				p.mu.Unlock()
+				if !terminate(pid, exited, p.grace) {
+					p.mu.Lock()
+					p.lastErr = fmt.Sprintf("process %d did not exit after SIGKILL", pid)
+					p.mu.Unlock()
+				}
+				unwatch()
 				p.setRunning(0, false)
 				os.Remove(p.pidFile)
 				return
@@ -184,25 +194,34 @@ func (p *proc) start() (<-chan struct{}, int, error) {
 	return ch, pid, nil
 }
 
-// kill sends SIGTERM to the process group, then SIGKILL after the grace period.
-func (p *proc) kill() {
-	p.mu.Lock()
-	pid := p.pid
-	p.mu.Unlock()
+// terminate stops the process group of pid, whose exit closes exited:
+// SIGTERM, then, when the process has not exited within grace, SIGKILL to
+// the group, and at most grace more for the exit to show. What is left of
+// the group after the process exited is killed too. It reports whether the
+// exit was seen; it never waits longer than twice grace.
+func terminate(pid int, exited <-chan struct{}, grace time.Duration) bool {
 	if pid <= 0 {
-		return
+		return true
 	}
 	syscall.Kill(-pid, syscall.SIGTERM)
 	syscall.Kill(pid, syscall.SIGTERM)
-	deadline := time.Now().Add(p.grace)
-	for time.Now().Before(deadline) {
-		if !alive(pid) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-exited:
+		syscall.Kill(-pid, syscall.SIGKILL) // the rest of the group
+		return true
+	case <-t.C:
 	}
 	syscall.Kill(-pid, syscall.SIGKILL)
 	syscall.Kill(pid, syscall.SIGKILL)
+	t.Reset(grace)
+	select {
+	case <-exited:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 // stop stops supervision and kills the process group; it waits until the
@@ -219,29 +238,60 @@ func (p *proc) detach() {
 	<-p.done
 }
 
-// pollExit returns a channel closed when a process that is not our child exits.
-func pollExit(pid int, stop <-chan struct{}) <-chan struct{} {
+// watchExit returns a channel closed when process pid exits, for a
+// process the agent did not start (adopted after an agent restart: no Wait
+// reports its exit), and a function that ends the watch. The kernel reports
+// the exit through a pidfd; only where pidfds are unavailable is the
+// process polled (every 200 ms).
+func watchExit(pid int) (<-chan struct{}, func()) {
 	ch := make(chan struct{})
+	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
+	if errors.Is(err, unix.ESRCH) {
+		close(ch)
+		return ch, func() {}
+	}
+	if err != nil {
+		return pollExit(pid)
+	}
+	f := os.NewFile(uintptr(fd), "pidfd")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return pollExit(pid)
+	}
 	go func() {
-		defer close(ch)
+		// A pidfd is readable once the process has exited; Read waits for
+		// that in the runtime's poller and fails when f is closed.
+		err := rc.Read(func(fd uintptr) bool {
+			n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 0)
+			return err == nil && n > 0
+		})
+		if err == nil {
+			close(ch)
+		}
+		f.Close()
+	}()
+	return ch, func() { f.Close() }
+}
+
+// pollExit is watchExit without a pidfd.
+func pollExit(pid int) (<-chan struct{}, func()) {
+	ch := make(chan struct{})
+	stop := make(chan struct{})
+	go func() {
 		t := time.NewTicker(200 * time.Millisecond)
 		defer t.Stop()
-		for {
-			if !alive(pid) {
-				return
-			}
+		for alive(pid) {
 			select {
 			case <-t.C:
 			case <-stop:
-				// kill() follows; keep polling until gone
-				for alive(pid) {
-					time.Sleep(20 * time.Millisecond)
-				}
 				return
 			}
 		}
+		close(ch)
 	}()
-	return ch
+	var once sync.Once
+	return ch, func() { once.Do(func() { close(stop) }) }
 }
 
 // alive reports whether pid exists and is not a zombie.
@@ -299,15 +349,13 @@ func findProcess(pidFile string) int {
 	return rec.Pid
 }
 
-// killRecorded kills the process group recorded in pidFile if it still runs.
+// killRecorded kills the process group recorded in pidFile if it still
+// runs (waiting at most twice grace) and removes the record.
 func killRecorded(pidFile string, grace time.Duration) {
-	pid := findProcess(pidFile)
-	if pid > 0 {
-		p := &proc{pid: pid, grace: grace}
-		p.kill()
-		for i := 0; i < 250 && alive(pid); i++ {
-			time.Sleep(20 * time.Millisecond)
-		}
+	if pid := findProcess(pidFile); pid > 0 {
+		exited, unwatch := watchExit(pid)
+		terminate(pid, exited, grace)
+		unwatch()
 	}
 	os.Remove(pidFile)
 }

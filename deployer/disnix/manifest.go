@@ -103,8 +103,9 @@ func DistributionOf(man *model.Manifest) model.Distribution {
 // deployer.Backend. Disnix computes and carries out the transition itself
 // (including its own rollback), so the plan's steps are not executed one by
 // one: the plan's new manifest gives the infrastructure and the
-// distribution, and one disnix-env run deploys them. Progress reports that
-// run as a single step.
+// distribution, and one disnix-env run deploys them, as the single step
+// (StepDisnixEnv) of a plan run by deployer.Execute, the scheduler every
+// backend shares.
 type Executor struct {
 	*Backend
 	// ServicesFile is the Nix services model given to disnix-env -s.
@@ -113,26 +114,32 @@ type Executor struct {
 
 var _ deployer.Backend = (*Executor)(nil)
 
-// StepDisnixEnv is the kind of the single step an Executor reports.
+// StepDisnixEnv is the kind of the single step an Executor runs.
 const StepDisnixEnv deployer.StepKind = "disnix-env"
 
-// Execute deploys plan.New with disnix-env.
+// Execute deploys plan.New with disnix-env. Progress reports the run as
+// step 1 (StepDisnixEnv on target "*"); a failure is a *deployer.StepError
+// carrying disnix-env's standard error, a cancellation (disnix-env gets
+// SIGINT, see Backend.StopGrace) a *deployer.CancelledError. The step has
+// no undo: disnix-env rolls back by itself when it fails or is interrupted.
 func (e *Executor) Execute(ctx context.Context, plan *deployer.Plan, progress func(deployer.StepEvent)) error {
 	if plan == nil || plan.New == nil {
 		return errors.New("disnix: plan without a new manifest")
 	}
-	step := deployer.Step{ID: 1, Kind: StepDisnixEnv, Target: "*"}
-	report := func(ev deployer.StepEvent) {
-		if progress != nil {
-			progress(ev)
-		}
-	}
-	report(deployer.StepEvent{Step: step, Phase: deployer.PhaseStart})
-	err := e.Deploy(ctx, e.ServicesFile, plan.New.Infrastructure, DistributionOf(plan.New))
-	if err != nil {
-		report(deployer.StepEvent{Step: step, Phase: deployer.PhaseFailed, Err: err})
-		return &deployer.StepError{Step: step, Err: err}
-	}
-	report(deployer.StepEvent{Step: step, Phase: deployer.PhaseDone})
-	return nil
+	one := &deployer.Plan{Old: plan.Old, New: plan.New, Steps: []deployer.Step{{ID: 1, Kind: StepDisnixEnv, Target: "*"}}}
+	return deployer.Execute(ctx, one, envStepper{e: e, man: plan.New}, deployer.ExecOptions{Progress: progress})
 }
+
+// envStepper is the Stepper of an Executor: its one step runs disnix-env.
+type envStepper struct {
+	e   *Executor
+	man *model.Manifest
+}
+
+// Do runs disnix-env on the manifest's infrastructure and distribution.
+func (s envStepper) Do(ctx context.Context, _ deployer.Step) (deployer.StepResult, error) {
+	return deployer.StepResult{}, s.e.Deploy(ctx, s.e.ServicesFile, s.man.Infrastructure, DistributionOf(s.man))
+}
+
+// Undo does nothing: disnix-env rolled back by itself.
+func (envStepper) Undo(context.Context, deployer.Step) (string, error) { return "", nil }

@@ -6,7 +6,6 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -18,152 +17,98 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/spf13/pflag"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/dydisnix/dydisnix/discovery"
+	"github.com/dydisnix/dydisnix/internal/cli"
 	"github.com/dydisnix/dydisnix/model"
 )
 
-// Exit statuses of the commands.
-const (
-	exitOK    = 0
-	exitModel = 1
-	exitUsage = 2
-)
-
-func newLogger(w io.Writer, quiet bool) *zap.Logger {
-	level := zapcore.InfoLevel
-	if quiet {
-		level = zapcore.WarnLevel
-	}
-	enc := zap.NewDevelopmentEncoderConfig()
-	enc.TimeKey = ""
-	core := zapcore.NewCore(zapcore.NewConsoleEncoder(enc), zapcore.AddSync(w), level)
-	return zap.New(core)
-}
-
-// parseDuration accepts Go durations ("2s", "500ms") and bare seconds ("5").
-func parseDuration(s string) (time.Duration, error) {
-	if f, err := strconv.ParseFloat(s, 64); err == nil {
-		return time.Duration(f * float64(time.Second)), nil
-	}
-	return time.ParseDuration(s)
-}
+// InterfacesEnv names the environment variable that gives the interfaces
+// when --interface is not: "eth0,eth1" or "eth0 eth1".
+const InterfacesEnv = "DYDISNIX_MDNS_INTERFACES"
 
 func interfacesFromEnv(flagVals []string) []string {
 	if len(flagVals) > 0 {
 		return flagVals
 	}
-	if env := os.Getenv("DYDISNIX_MDNS_INTERFACES"); env != "" {
+	if env := os.Getenv(InterfacesEnv); env != "" {
 		return strings.FieldsFunc(env, func(r rune) bool { return r == ',' || r == ' ' })
 	}
 	return nil
 }
 
-const geninfraUsage = `Usage: %[1]s --interface IF [options]
+// errNoInterface is the usage error of both commands without --interface.
+var errNoInterface = cli.Usagef("no interface given: use --interface IF (mDNS is only used on named interfaces)")
 
-Browses mDNS (DNS-SD type _disnix._tcp) on the named interfaces and prints the
+const geninfraDoc = `Browses mDNS (DNS-SD type _disnix._tcp) on the named interfaces and prints the
 infrastructure model of the machines that announce themselves (with
 dydisnix-publishinfra, the original dydisnix-avahi publisher, or avahi-publish
-in the same TXT format).
+in the same TXT format). The interfaces may also come from
+DYDISNIX_MDNS_INTERFACES="eth0,eth1". The default format is json, and nix
+when the command runs as dydisnix-geninfra-avahi, as the original printed.`
 
-Options:
-  -i, --interface IF       interface to browse on (repeatable; required, or
-                           DYDISNIX_MDNS_INTERFACES="eth0,eth1")
-  -t, --timeout DUR        how long to listen before printing (default 2s;
-                           a bare number means seconds)
-  -f, --format FMT         json or nix (default: json; nix when run as
-                           dydisnix-geninfra-avahi, as the original printed)
-  -o, --output FILE        write the model to FILE (atomically) instead of stdout
-  -w, --watch              keep browsing; print one JSON line per snapshot
-                           ({"infrastructure":..., "events":[...], "at":...})
-      --verify-key FILE    ignore announcements not signed with this key
-                           (shared secret, or ed25519 PEM public/private key)
-      --browse-interval D  time between browse rounds (default 2s)
-      --debounce D         quiet period that ends a burst of changes (default 250ms)
-      --no-probe           do not probe announced endpoints (a machine whose agent
-                           endpoint this host cannot reach stays in the model)
-  -q, --quiet              only print warnings on stderr
-  -h, --help               show this help
-
-Exit status: 0 success, 1 error, 2 usage error.
-`
+type geninfraOptions struct {
+	interfaces []string
+	timeout    time.Duration
+	out        cli.Output
+	watch      bool
+	verifyKey  string
+	noProbe    bool
+	browser    discovery.BrowserConfig
+	log        cli.Log
+}
 
 // Geninfra is the main function of dydisnix-geninfra-mdns.
 func Geninfra(name string, args []string, stdout, stderr io.Writer) int {
-	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	ifaces := fs.StringSliceP("interface", "i", nil, "")
-	timeout := fs.StringP("timeout", "t", "2s", "")
+	c := cli.New(name, "--interface IF [options]", geninfraDoc)
+	c.ExitStatus = exitStatus
+	var o geninfraOptions
+	fs := c.Flags
+	fs.StringSliceVar(&o.interfaces, "interface", nil, "`IF` interface to browse on (repeatable)")
+	cli.SecondsVarP(fs, &o.timeout, "timeout", "t", 2*time.Second, "`DUR` how long to listen before printing (a bare number means seconds)")
+	formats := []string{"json", "nix"}
 	// Under the original tool's name the default output is Nix, as the
 	// original printed, for scripts that run it without options.
-	defFormat := "json"
 	if strings.HasSuffix(name, "geninfra-avahi") {
-		defFormat = "nix"
+		formats = []string{"nix", "json"}
 	}
-	format := fs.StringP("format", "f", defFormat, "")
-	output := fs.StringP("output", "o", "", "")
-	watch := fs.BoolP("watch", "w", false, "")
-	verifyKey := fs.String("verify-key", "", "")
-	browse := fs.String("browse-interval", "", "")
-	debounce := fs.String("debounce", "", "")
-	noProbe := fs.Bool("no-probe", false, "")
-	quiet := fs.BoolP("quiet", "q", false, "")
-	help := fs.BoolP("help", "h", false, "")
-	usageErr := func(format string, a ...any) int {
-		fmt.Fprintf(stderr, "%s: %s\n", name, fmt.Sprintf(format, a...))
-		fmt.Fprintf(stderr, "Try '%s --help'.\n", name)
-		return exitUsage
+	o.out.AddFlags(fs, "the model", formats...)
+	fs.BoolVarP(&o.watch, "watch", "w", false, `keep browsing; print one JSON line per snapshot ({"infrastructure":..., "events":[...], "at":...})`)
+	fs.StringVar(&o.verifyKey, "verify-key", "", "`FILE` ignore announcements not signed with this key (shared secret, or ed25519 PEM public or private key)")
+	cli.SecondsVarP(fs, &o.browser.BrowseInterval, "browse-interval", "", discovery.DefaultBrowseInterval, "`DUR` time between browse rounds")
+	cli.SecondsVarP(fs, &o.browser.Debounce, "debounce", "", discovery.DefaultDebounce, "`DUR` quiet period that ends a burst of changes")
+	fs.BoolVar(&o.noProbe, "no-probe", false, "do not probe announced endpoints (a machine whose agent endpoint this host cannot reach stays in the model)")
+	o.log.AddFlags(fs)
+	if code, done := c.Parse(args, stdout, stderr); done {
+		return code
 	}
-	if err := fs.Parse(args); err != nil {
-		return usageErr("%v", err)
+	return c.Exit(browse(&o, stdout, stderr), stderr)
+}
+
+func browse(o *geninfraOptions, stdout, stderr io.Writer) error {
+	cfg := o.browser
+	if cfg.Interfaces = interfacesFromEnv(o.interfaces); len(cfg.Interfaces) == 0 {
+		return errNoInterface
 	}
-	if *help {
-		fmt.Fprintf(stdout, geninfraUsage, name)
-		return exitOK
+	if o.timeout <= 0 {
+		return cli.Usagef("--timeout must be positive")
 	}
-	if fs.NArg() > 0 {
-		return usageErr("unexpected argument %q", fs.Arg(0))
-	}
-	if *format != "json" && *format != "nix" {
-		return usageErr("--format must be json or nix, not %q", *format)
-	}
-	names := interfacesFromEnv(*ifaces)
-	if len(names) == 0 {
-		return usageErr("no interface given: use --interface IF (mDNS is only used on named interfaces)")
-	}
-	wait, err := parseDuration(*timeout)
-	if err != nil || wait <= 0 {
-		return usageErr("--timeout: expected a duration such as 2s, got %q", *timeout)
-	}
-	cfg := discovery.BrowserConfig{Interfaces: names, InitialWait: wait, Logger: newLogger(stderr, *quiet)}
-	if *noProbe {
+	cfg.InitialWait = o.timeout
+	cfg.Logger = o.log.Logger(stderr)
+	if o.noProbe {
 		cfg.ProbeInterval = -1
 	}
-	if *browse != "" {
-		if cfg.BrowseInterval, err = parseDuration(*browse); err != nil {
-			return usageErr("--browse-interval: %v", err)
-		}
-	}
-	if *debounce != "" {
-		if cfg.Debounce, err = parseDuration(*debounce); err != nil {
-			return usageErr("--debounce: %v", err)
-		}
-	}
-	if *verifyKey != "" {
-		k, err := discovery.LoadKey(*verifyKey)
+	if o.verifyKey != "" {
+		k, err := discovery.LoadKey(o.verifyKey)
 		if err != nil {
-			fmt.Fprintf(stderr, "%s: %v\n", name, err)
-			return exitModel
+			return err
 		}
 		cfg.Verifier = k
 	}
 	src, err := discovery.NewMDNSSource(cfg)
 	if err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", name, err)
-		return exitModel
+		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -175,17 +120,12 @@ func Geninfra(name string, args []string, stdout, stderr io.Writer) int {
 	for {
 		select {
 		case err := <-errc:
-			if err != nil {
-				fmt.Fprintf(stderr, "%s: %v\n", name, err)
-				return exitModel
-			}
-			return exitOK
+			return err
 		case snap := <-snaps:
-			if *watch {
+			if o.watch {
 				line, err := json.Marshal(snap)
 				if err != nil {
-					fmt.Fprintf(stderr, "%s: %v\n", name, err)
-					return exitModel
+					return err
 				}
 				fmt.Fprintf(stdout, "%s\n", line)
 				if f, ok := stdout.(*os.File); ok {
@@ -195,201 +135,158 @@ func Geninfra(name string, args []string, stdout, stderr io.Writer) int {
 			}
 			cancel()
 			<-errc
-			if err := writeInfra(snap.Infrastructure, model.Format(*format), *output, stdout); err != nil {
-				fmt.Fprintf(stderr, "%s: %v\n", name, err)
-				return exitModel
+			data, err := model.Encode(snap.Infrastructure, model.Format(o.out.Format))
+			if err != nil {
+				return err
 			}
-			return exitOK
+			if len(data) > 0 && data[len(data)-1] != '\n' {
+				data = append(data, '\n')
+			}
+			return o.out.Write(data, stdout, func(file string, data []byte) error { return model.WriteFileAtomic(file, data, 0o644) })
 		}
 	}
 }
 
-func writeInfra(infra model.Infrastructure, format model.Format, output string, stdout io.Writer) error {
-	if output != "" {
-		return model.WriteModelFile(output, infra, format)
-	}
-	data, err := model.Encode(infra, format)
-	if err != nil {
-		return err
-	}
-	if len(data) > 0 && data[len(data)-1] != '\n' {
-		data = append(data, '\n')
-	}
-	_, err = stdout.Write(data)
-	return err
-}
+// exitStatus closes the help of both commands.
+const exitStatus = "Exit status: 0 success, 1 error, 2 usage error."
 
-const publishUsage = `Usage: %[1]s --interface IF [--properties FILE | --dysnomia] [options]
-
-Announces this machine over mDNS (DNS-SD type _disnix._tcp, instance
+const publishDoc = `Announces this machine over mDNS (DNS-SD type _disnix._tcp, instance
 disnix-<hostname>) until stopped; sends a goodbye on SIGTERM/SIGINT. The TXT
 record has the original dydisnix-avahi format (properties."<name>"=<value>,
 containers.<c>."<name>"=<value>) plus txtvers, a content hash and, with an
 endpoint, the agent URL. Properties too large for one TXT record are
 published in compact form and fetched from the endpoint (GET <endpoint>/v1/target).
+The interfaces may also come from DYDISNIX_MDNS_INTERFACES.`
 
-Options:
-  -i, --interface IF         interface to announce on (repeatable; required,
-                             or DYDISNIX_MDNS_INTERFACES)
-  -p, --properties FILE      the machine's properties (.json/.yaml/.nix, the
-                             shape of one infrastructure target); re-announced
-                             when the file changes
-      --dysnomia             read the properties from
-                             'dysnomia-containers --generate-expr'
-      --properties-command C read them from the Nix/JSON output of command C
-      --endpoint URL         announce URL as this machine's agent endpoint
-      --serve ADDR           serve GET /v1/target on ADDR (host:port) and, without
-                             --endpoint, announce it as the endpoint
-      --sign-key FILE        sign announcements (shared secret, or ed25519
-                             PEM private key)
-      --port N               SRV port (default 22, Disnix's SSH interface)
-      --ttl SECONDS          record TTL (default 120)
-      --compact              always publish the compact form (needs an endpoint)
-      --print                print the TXT strings and exit (nothing is sent)
-  -q, --quiet                only print warnings on stderr
-  -h, --help                 show this help
-
-Exit status: 0 success, 1 error, 2 usage error.
-`
+type publishOptions struct {
+	interfaces                                     []string
+	properties, propertiesCommand, endpoint, serve string
+	signKey                                        string
+	dysnomia, compact, printOnly                   bool
+	port                                           int
+	ttl                                            uint32
+	log                                            cli.Log
+}
 
 // Publish is the main function of dydisnix-publishinfra.
 func Publish(name string, args []string, stdout, stderr io.Writer) int {
-	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	ifaces := fs.StringSliceP("interface", "i", nil, "")
-	props := fs.StringP("properties", "p", "", "")
-	dysnomia := fs.Bool("dysnomia", false, "")
-	propsCmd := fs.String("properties-command", "", "")
-	endpoint := fs.String("endpoint", "", "")
-	serve := fs.String("serve", "", "")
-	signKey := fs.String("sign-key", "", "")
-	port := fs.Int("port", discovery.DefaultPort, "")
-	ttl := fs.Uint32("ttl", discovery.DefaultTTL, "")
-	compact := fs.Bool("compact", false, "")
-	printOnly := fs.Bool("print", false, "")
-	quiet := fs.BoolP("quiet", "q", false, "")
-	help := fs.BoolP("help", "h", false, "")
-	usageErr := func(format string, a ...any) int {
-		fmt.Fprintf(stderr, "%s: %s\n", name, fmt.Sprintf(format, a...))
-		fmt.Fprintf(stderr, "Try '%s --help'.\n", name)
-		return exitUsage
+	c := cli.New(name, "--interface IF [--properties FILE | --dysnomia] [options]", publishDoc)
+	c.ExitStatus = exitStatus
+	var o publishOptions
+	fs := c.Flags
+	fs.StringSliceVar(&o.interfaces, "interface", nil, "`IF` interface to announce on (repeatable)")
+	fs.StringVar(&o.properties, "properties", "", "`FILE` the machine's properties (.json/.yaml/.nix, the shape of one infrastructure target); re-announced when the file changes")
+	fs.BoolVar(&o.dysnomia, "dysnomia", false, "read the properties from 'dysnomia-containers --generate-expr'")
+	fs.StringVar(&o.propertiesCommand, "properties-command", "", "`CMD` read the properties from the Nix or JSON output of CMD")
+	fs.StringVar(&o.endpoint, "endpoint", "", "`URL` announce URL as this machine's agent endpoint")
+	fs.StringVar(&o.serve, "serve", "", "`ADDR` serve GET /v1/target on ADDR (host:port) and, without --endpoint, announce it as the endpoint")
+	fs.StringVar(&o.signKey, "sign-key", "", "`FILE` sign announcements (shared secret, or ed25519 PEM private key)")
+	fs.IntVar(&o.port, "port", discovery.DefaultPort, "`N` SRV port (Disnix's SSH interface)")
+	fs.Uint32Var(&o.ttl, "ttl", discovery.DefaultTTL, "`SECONDS` record TTL")
+	fs.BoolVar(&o.compact, "compact", false, "always publish the compact form (needs an endpoint)")
+	fs.BoolVar(&o.printOnly, "print", false, "print the TXT strings and exit (nothing is sent)")
+	o.log.AddFlags(fs)
+	if code, done := c.Parse(args, stdout, stderr); done {
+		return code
 	}
-	fail := func(err error) int {
-		fmt.Fprintf(stderr, "%s: %v\n", name, err)
-		return exitModel
-	}
-	if err := fs.Parse(args); err != nil {
-		return usageErr("%v", err)
-	}
-	if *help {
-		fmt.Fprintf(stdout, publishUsage, name)
-		return exitOK
-	}
-	if fs.NArg() > 0 {
-		return usageErr("unexpected argument %q", fs.Arg(0))
-	}
+	return c.Exit(announce(&o, stdout, stderr), stderr)
+}
+
+func announce(o *publishOptions, stdout, stderr io.Writer) error {
 	sources := 0
-	for _, set := range []bool{*props != "", *dysnomia, *propsCmd != ""} {
+	for _, set := range []bool{o.properties != "", o.dysnomia, o.propertiesCommand != ""} {
 		if set {
 			sources++
 		}
 	}
 	if sources > 1 {
-		return usageErr("give only one of --properties, --dysnomia and --properties-command")
+		return cli.Usagef("give only one of --properties, --dysnomia and --properties-command")
 	}
-	if *port <= 0 || *port > 65535 {
-		return usageErr("--port must be 1-65535")
+	if o.port <= 0 || o.port > 65535 {
+		return cli.Usagef("--port must be 1-65535")
 	}
-	log := newLogger(stderr, *quiet)
+	log := o.log.Logger(stderr)
 	cfg := discovery.PublisherConfig{
-		Interfaces:     interfacesFromEnv(*ifaces),
-		PropertiesFile: *props,
-		Endpoint:       strings.TrimRight(*endpoint, "/"),
-		Port:           *port,
-		TTL:            *ttl,
-		ForceCompact:   *compact,
+		Interfaces:     interfacesFromEnv(o.interfaces),
+		PropertiesFile: o.properties,
+		Endpoint:       strings.TrimRight(o.endpoint, "/"),
+		Port:           o.port,
+		TTL:            o.ttl,
+		ForceCompact:   o.compact,
 		Logger:         log,
 	}
-	if *dysnomia {
+	if o.dysnomia {
 		cfg.PropertiesCommand = discovery.DysnomiaCommand
-	} else if *propsCmd != "" {
-		cfg.PropertiesCommand = *propsCmd
+	} else if o.propertiesCommand != "" {
+		cfg.PropertiesCommand = o.propertiesCommand
 	}
-	if *signKey != "" {
-		k, err := discovery.LoadKey(*signKey)
+	if o.signKey != "" {
+		k, err := discovery.LoadKey(o.signKey)
 		if err != nil {
-			return fail(err)
+			return err
 		}
 		if !k.CanSign() {
-			return fail(fmt.Errorf("--sign-key %s: a public key cannot sign; give the private key or the shared secret", *signKey))
+			return fmt.Errorf("--sign-key %s: a public key cannot sign; give the private key or the shared secret", o.signKey)
 		}
 		cfg.Signer = k
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-
-	if *printOnly {
-		t, err := loadForPrint(ctx, cfg)
-		if err != nil {
-			return fail(err)
-		}
-		t, err = discovery.ApplyHostname(t)
-		if err == nil {
-			t, err = discovery.NormalizeTarget(t)
-		}
-		if err != nil {
-			return fail(err)
-		}
-		if len(t.Containers) == 0 {
-			t.Containers = nil
-		}
-		txt, _, err := discovery.EncodeTXT(t, discovery.EncodeOptions{Endpoint: cfg.Endpoint, Signer: cfg.Signer, ForceCompact: cfg.ForceCompact})
-		if err != nil {
-			return fail(err)
-		}
-		for _, s := range txt {
-			fmt.Fprintln(stdout, s)
-		}
-		return exitOK
+	if o.printOnly {
+		return printTXT(ctx, cfg, stdout)
 	}
 	if len(cfg.Interfaces) == 0 {
-		return usageErr("no interface given: use --interface IF (mDNS is only used on named interfaces)")
+		return errNoInterface
 	}
 	var ln net.Listener
-	if *serve != "" {
+	if o.serve != "" {
 		var err error
-		ln, err = net.Listen("tcp", *serve)
-		if err != nil {
-			return fail(fmt.Errorf("--serve %s: %w", *serve, err))
+		if ln, err = net.Listen("tcp", o.serve); err != nil {
+			return fmt.Errorf("--serve %s: %w", o.serve, err)
 		}
 		if cfg.Endpoint == "" {
-			ep, err := endpointFor(ln.Addr().(*net.TCPAddr), cfg.Interfaces)
-			if err != nil {
-				return fail(err)
+			if cfg.Endpoint, err = Endpoint("http", ln.Addr().(*net.TCPAddr), cfg.Interfaces); err != nil {
+				return err
 			}
-			cfg.Endpoint = ep
 		}
 	}
 	pub, err := discovery.NewPublisher(cfg)
 	if err != nil {
-		return fail(err)
+		return err
 	}
 	if ln != nil {
-		srv := &http.Server{Handler: routes(pub), ReadHeaderTimeout: 5 * time.Second}
+		srv := &http.Server{Handler: Routes(pub, nil), ReadHeaderTimeout: 5 * time.Second}
 		go srv.Serve(ln)
 		defer srv.Close()
 		log.Info("serving the target model", zap.String("addr", ln.Addr().String()), zap.String("endpoint", cfg.Endpoint+discovery.TargetPath))
 	}
-	if err := pub.Run(ctx); err != nil {
-		return fail(err)
-	}
-	return exitOK
+	return pub.Run(ctx)
 }
 
-func routes(pub *discovery.Publisher) http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle(discovery.TargetPath, discovery.TargetHandler(pub.Target))
-	return mux
+// printTXT prints the TXT strings the publisher would announce.
+func printTXT(ctx context.Context, cfg discovery.PublisherConfig, stdout io.Writer) error {
+	t, err := loadForPrint(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	t, err = discovery.ApplyHostname(t)
+	if err == nil {
+		t, err = discovery.NormalizeTarget(t)
+	}
+	if err != nil {
+		return err
+	}
+	if len(t.Containers) == 0 {
+		t.Containers = nil
+	}
+	txt, _, err := discovery.EncodeTXT(t, discovery.EncodeOptions{Endpoint: cfg.Endpoint, Signer: cfg.Signer, ForceCompact: cfg.ForceCompact})
+	if err != nil {
+		return err
+	}
+	for _, s := range txt {
+		fmt.Fprintln(stdout, s)
+	}
+	return nil
 }
 
 func loadForPrint(ctx context.Context, cfg discovery.PublisherConfig) (*model.Target, error) {
@@ -402,11 +299,16 @@ func loadForPrint(ctx context.Context, cfg discovery.PublisherConfig) (*model.Ta
 	return &model.Target{Properties: map[string]any{}}, nil
 }
 
-// endpointFor turns a listening address into a URL others can reach: an
-// unspecified host becomes the first IPv4 address of the interfaces.
-func endpointFor(addr *net.TCPAddr, ifaces []string) (string, error) {
+// Endpoint is the URL to announce for a server listening on addr: addr
+// itself when its host is specific, else the first IPv4 address (else the
+// first IPv6 address that is not link-local) of the first of ifaces that
+// has one. Used by --serve here and by dydisnix-agent --publish.
+func Endpoint(scheme string, addr *net.TCPAddr, ifaces []string) (string, error) {
+	url := func(ip net.IP) string {
+		return scheme + "://" + net.JoinHostPort(ip.String(), strconv.Itoa(addr.Port))
+	}
 	if addr.IP != nil && !addr.IP.IsUnspecified() {
-		return "http://" + net.JoinHostPort(addr.IP.String(), strconv.Itoa(addr.Port)), nil
+		return url(addr.IP), nil
 	}
 	for _, n := range ifaces {
 		ifi, err := net.InterfaceByName(n)
@@ -414,11 +316,32 @@ func endpointFor(addr *net.TCPAddr, ifaces []string) (string, error) {
 			continue
 		}
 		addrs, _ := ifi.Addrs()
+		var v6 net.IP
 		for _, a := range addrs {
-			if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil {
-				return "http://" + net.JoinHostPort(ipn.IP.String(), strconv.Itoa(addr.Port)), nil
+			ipn, ok := a.(*net.IPNet)
+			switch {
+			case !ok || ipn.IP.IsLinkLocalUnicast():
+			case ipn.IP.To4() != nil:
+				return url(ipn.IP), nil
+			case v6 == nil:
+				v6 = ipn.IP
 			}
 		}
+		if v6 != nil {
+			return url(v6), nil
+		}
 	}
-	return "", errors.New("--serve: cannot tell which address to announce; give --endpoint")
+	return "", fmt.Errorf("cannot tell which address of %s to announce: give --endpoint", strings.Join(ifaces, ", "))
+}
+
+// Routes serves pub's target document (GET /v1/target: what the
+// announcement carries anyway, public, no secrets, so it needs no token)
+// and hands every other request to next (nil: not found).
+func Routes(pub *discovery.Publisher, next http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle(discovery.TargetPath, discovery.TargetHandler(pub.Target))
+	if next != nil {
+		mux.Handle("/", next)
+	}
+	return mux
 }

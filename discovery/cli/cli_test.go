@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"flag"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -56,14 +57,15 @@ func TestUsageErrors(t *testing.T) {
 		msg  string
 	}{
 		{"geninfra without interface", geninfra, nil, 2, "no interface given"},
-		{"geninfra bad format", geninfra, []string{"-i", "lo", "-f", "xml"}, 2, "--format must be json or nix"},
-		{"geninfra bad timeout", geninfra, []string{"-i", "lo", "-t", "soon"}, 2, "--timeout"},
+		{"geninfra bad format", geninfra, []string{"--interface", "lo", "-f", "xml"}, 2, `invalid argument "xml" for "-f, --format" flag: expected json or nix`},
+		{"geninfra bad timeout", geninfra, []string{"--interface", "lo", "-t", "soon"}, 2, "--timeout"},
+		{"geninfra zero timeout", geninfra, []string{"--interface", "lo", "-t", "0"}, 2, "--timeout must be positive"},
 		{"geninfra unknown flag", geninfra, []string{"--bogus"}, 2, "unknown flag"},
 		{"geninfra help", geninfra, []string{"-h"}, 0, ""},
-		{"publish without interface", publish, []string{"-p", "testdata/flat.yaml"}, 2, "no interface given"},
-		{"publish two sources", publish, []string{"-p", "x.json", "--dysnomia"}, 2, "only one of"},
-		{"publish missing file", publish, []string{"--print", "-p", "testdata/missing.json"}, 1, "missing.json"},
-		{"publish bad extension", publish, []string{"--print", "-p", "testdata/machine.txt"}, 1, "unknown model file extension"},
+		{"publish without interface", publish, []string{"--properties", "testdata/flat.yaml"}, 2, "no interface given"},
+		{"publish two sources", publish, []string{"--properties", "x.json", "--dysnomia"}, 2, "only one of"},
+		{"publish missing file", publish, []string{"--print", "--properties", "testdata/missing.json"}, 1, "missing.json"},
+		{"publish bad extension", publish, []string{"--print", "--properties", "testdata/machine.txt"}, 1, "unknown model file extension"},
 		{"publish help", publish, []string{"--help"}, 0, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -88,10 +90,10 @@ func TestPublishPrint(t *testing.T) {
 		name string
 		args []string
 	}{
-		{"nix-file", []string{"-p", "testdata/machine.nix"}},
+		{"nix-file", []string{"--properties", "testdata/machine.nix"}},
 		{"fake-dysnomia", []string{"--properties-command", fake + " --generate-expr"}},
-		{"flat-yaml-endpoint", []string{"-p", "testdata/flat.yaml", "--endpoint", "http://10.0.0.2:9001/"}},
-		{"compact", []string{"-p", "testdata/flat.yaml", "--endpoint", "http://10.0.0.2:9001", "--compact"}},
+		{"flat-yaml-endpoint", []string{"--properties", "testdata/flat.yaml", "--endpoint", "http://10.0.0.2:9001/"}},
+		{"compact", []string{"--properties", "testdata/flat.yaml", "--endpoint", "http://10.0.0.2:9001", "--compact"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			code, out, errs := run(t, publish, append([]string{"--print"}, c.args...)...)
@@ -107,7 +109,7 @@ func TestPublishPrintHostnameFallback(t *testing.T) {
 	dir := t.TempDir()
 	f := filepath.Join(dir, "p.json")
 	os.WriteFile(f, []byte(`{"properties": {"mem": "1"}}`), 0o644)
-	code, out, errs := run(t, publish, "--print", "-p", f)
+	code, out, errs := run(t, publish, "--print", "--properties", f)
 	if code != 0 {
 		t.Fatal(errs)
 	}
@@ -123,7 +125,7 @@ func TestPublishPrintSigned(t *testing.T) {
 	der, _ := x509.MarshalPKCS8PrivateKey(priv)
 	keyFile := filepath.Join(dir, "key.pem")
 	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
-	code, out, errs := run(t, publish, "--print", "-p", "testdata/flat.yaml", "--sign-key", keyFile)
+	code, out, errs := run(t, publish, "--print", "--properties", "testdata/flat.yaml", "--sign-key", keyFile)
 	if code != 0 {
 		t.Fatal(errs)
 	}
@@ -133,24 +135,44 @@ func TestPublishPrintSigned(t *testing.T) {
 	pubDer, _ := x509.MarshalPKIXPublicKey(priv.Public())
 	pubFile := filepath.Join(dir, "pub.pem")
 	os.WriteFile(pubFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDer}), 0o644)
-	if code, _, errs := run(t, publish, "--print", "-p", "testdata/flat.yaml", "--sign-key", pubFile); code != 1 || !strings.Contains(errs, "cannot sign") {
+	if code, _, errs := run(t, publish, "--print", "--properties", "testdata/flat.yaml", "--sign-key", pubFile); code != 1 || !strings.Contains(errs, "cannot sign") {
 		t.Fatalf("public key accepted for signing: %d %s", code, errs)
 	}
 	short := filepath.Join(dir, "short")
 	os.WriteFile(short, []byte("tiny"), 0o600)
-	if code, _, errs := run(t, publish, "--print", "-p", "testdata/flat.yaml", "--sign-key", short); code != 1 || !strings.Contains(errs, "at least 16 bytes") {
+	if code, _, errs := run(t, publish, "--print", "--properties", "testdata/flat.yaml", "--sign-key", short); code != 1 || !strings.Contains(errs, "at least 16 bytes") {
 		t.Fatalf("short secret accepted: %d %s", code, errs)
 	}
 }
 
 func TestGeninfraAvahiDefaultsToNix(t *testing.T) {
 	var out, errb bytes.Buffer
-	if code := Geninfra("dydisnix-geninfra-avahi", []string{"-h"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "nix when run as") {
+	if code := Geninfra("dydisnix-geninfra-avahi", []string{"-h"}, &out, &errb); code != 0 || !strings.Contains(out.String(), `(default "nix")`) {
 		t.Fatalf("help: %d %s", code, out.String())
 	}
 	// Without an interface it is a usage error under both names.
 	t.Setenv("DYDISNIX_MDNS_INTERFACES", "")
 	if code := Geninfra("dydisnix-geninfra-avahi", nil, &out, &errb); code != 2 {
 		t.Fatalf("exit %d", code)
+	}
+}
+
+func TestEndpoint(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name, scheme string
+		addr         *net.TCPAddr
+		ifaces       []string
+		want, err    string
+	}{
+		{"specific address", "https", &net.TCPAddr{IP: net.ParseIP("10.0.0.2"), Port: 7420}, nil, "https://10.0.0.2:7420", ""},
+		{"IPv6 address", "http", &net.TCPAddr{IP: net.ParseIP("fd00::2"), Port: 80}, nil, "http://[fd00::2]:80", ""},
+		{"unspecified: the interface's address", "http", &net.TCPAddr{IP: net.IPv4zero, Port: 9}, []string{"nosuch0", "lo"}, "http://127.0.0.1:9", ""},
+		{"no usable interface", "http", &net.TCPAddr{Port: 9}, []string{"nosuch0"}, "", "cannot tell which address of nosuch0 to announce: give --endpoint"},
+	} {
+		got, err := Endpoint(c.scheme, c.addr, c.ifaces)
+		if got != c.want || (err == nil) != (c.err == "") || (err != nil && err.Error() != c.err) {
+			t.Errorf("%s: %q, %v; want %q, %q", c.name, got, err, c.want, c.err)
+		}
 	}
 }

@@ -1,10 +1,12 @@
-package adapt
+package rollout
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,6 +22,14 @@ func writeFile(t *testing.T, dir, name, text string) string {
 	return p
 }
 
+func infraOf(names ...string) model.Infrastructure {
+	infra := model.Infrastructure{}
+	for _, n := range names {
+		infra[n] = &model.Target{Name: n, Properties: map[string]any{"hostname": n}}
+	}
+	return infra
+}
+
 func TestModelPlanner(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -29,7 +39,7 @@ func TestModelPlanner(t *testing.T) {
 	qos := writeFile(t, dir, "qos.yaml", "steps:\n  - filter: mapStatefulToPrevious\n  - filter: divideRoundRobin\n")
 	aug := writeFile(t, dir, "augment.yaml", "rules:\n  - set:\n      properties:\n        secret: hunter2\n")
 	ports := filepath.Join(dir, "ports.json")
-	p, err := NewModelPlanner(PipelineConfig{Services: svc, QoS: qos, Augment: aug, Ports: ports})
+	p, err := NewPlanner(Models{Services: svc, QoS: qos, Augment: aug, Ports: ports}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +51,7 @@ func TestModelPlanner(t *testing.T) {
 		t.Fatalf("hash not stable")
 	}
 	infra := infraOf("t1", "t2")
-	augd, err := p.Augment(infra)
+	augd, err := p.Augment(context.Background(), infra)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +60,7 @@ func TestModelPlanner(t *testing.T) {
 	}
 	// the previous distribution reaches the policy: the stateful store stays
 	prev := model.Distribution{"store": {{Target: "t2"}}, "web": {{Target: "t1"}}}
-	d, err := p.Plan(context.Background(), augd, prev)
+	d, err := p.Plan(context.Background(), augd, prev, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +95,7 @@ func TestModelPlannerNixCache(t *testing.T) {
 	svc := writeFile(t, dir, "services.nix", `{system, distribution, invDistribution, pkgs}:
 rec { store = { name = "store"; type = "process"; }; web = { name = "web"; type = "process"; dependsOn = { inherit store; }; }; }`)
 	qos := writeFile(t, dir, "qos.yaml", "steps: []\n")
-	p, err := NewModelPlanner(PipelineConfig{Services: svc, QoS: qos})
+	p, err := NewPlanner(Models{Services: svc, QoS: qos}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,5 +118,73 @@ rec { store = { name = "store"; type = "process"; }; web = { name = "web"; type 
 	h2, err := p.Load(context.Background())
 	if err != nil || h2 == h1 || len(p.services) != 1 {
 		t.Fatalf("edited .nix model not re-evaluated: %v", err)
+	}
+}
+
+// TestAssignedPortRule: one rule for dydisnix-env and the loop (both plan
+// through Planner.Plan): a service that asked for a port gets the assigned
+// one even when the model writes another value (with a warning), and a
+// service that did not ask keeps its model value.
+func TestAssignedPortRule(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	svc := writeFile(t, dir, "services.json", `{
+  "web": {"name": "web", "type": "process", "portAssign": "shared", "port": 80},
+  "plain": {"name": "plain", "type": "process", "port": 81}}`)
+	qos := writeFile(t, dir, "qos.yaml", "steps:\n  - filter: divideRoundRobin\n")
+	ports := filepath.Join(dir, "ports.json")
+	p, err := NewPlanner(Models{Services: svc, QoS: qos, Ports: ports}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	d, err := p.Plan(context.Background(), infraOf("t1"), nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(d.Services["web"].Attrs["port"]); got != "3001" {
+		t.Errorf("web port = %s, want the assigned 3001 (assignment wins)", got)
+	}
+	if got := fmt.Sprint(d.Services["plain"].Attrs["port"]); got != "81" {
+		t.Errorf("plain port = %s, want the model's 81 (it asked for no assignment)", got)
+	}
+	w := InjectAssignments(model.Services{"x": {Name: "x", Attrs: map[string]any{"port": 1}}}, map[string]int64{"x": 2}, nil)
+	if len(w) != 1 || !strings.Contains(w[0], "replaces the model's value 1") {
+		t.Errorf("warnings = %q", w)
+	}
+}
+
+// TestPreviousPortsUnreadable: a ports or ids file that exists but cannot
+// be read is an error, never "no previous assignments" (which would
+// reassign every port).
+func TestPreviousPortsUnreadable(t *testing.T) {
+	t.Parallel()
+	for _, which := range []string{"ports", "ids"} {
+		t.Run(which, func(t *testing.T) {
+			dir := t.TempDir()
+			svc := writeFile(t, dir, "services.json", `{"web": {"name": "web", "type": "process", "portAssign": "shared", "requiresUniqueIdsFor": ["ports"]}}`)
+			qos := writeFile(t, dir, "qos.yaml", "steps:\n  - filter: divideRoundRobin\n")
+			res := writeFile(t, dir, "idresources.yaml", "ports: {min: 3000, max: 4000}\n")
+			// the file's parent is a regular file: stat fails with ENOTDIR
+			notDir := writeFile(t, dir, "notadir", "")
+			m := Models{Services: svc, QoS: qos}
+			if which == "ports" {
+				m.Ports = filepath.Join(notDir, "ports.json")
+			} else {
+				m.IDResources, m.IDs = res, filepath.Join(notDir, "ids.json")
+			}
+			p, err := NewPlanner(m, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := p.Load(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := p.Plan(context.Background(), infraOf("t1"), nil, false); err == nil || !strings.Contains(err.Error(), "notadir") {
+				t.Fatalf("Plan = %v, want an error naming the unreadable file", err)
+			}
+		})
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package gendist
 
 import (
 	"github.com/dydisnix/dydisnix/model"
@@ -31,10 +31,4 @@ func NixDistribution(d model.Distribution) string {
 		}
 	}
 	return model.DistributionNixReference(d)
-}
-
-// previousFromXMLManifest reads a Disnix manifest V2 (XML) and converts it
-// to the previous distribution (dydisnix-previous-distribution).
-func previousFromXMLManifest(data []byte, file string) (model.Distribution, error) {
-	return model.PreviousFromDisnixManifestXML(data, file)
 }

@@ -1,4 +1,4 @@
-package adapt
+package rollout
 
 import (
 	"context"
@@ -28,40 +28,59 @@ func TestDisnixDeployerWithFakeDisnix(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	svc := writeFile(t, dir, "services.nix", "{system, distribution, invDistribution, pkgs}: {}")
-	d, err := NewDisnixDeployer(DisnixConfig{ServicesFile: svc, StateDir: filepath.Join(dir, "state"), Bin: bin,
-		Options: disnix.Options{MaxConcurrentTransfers: 3}})
+	svc := writeFile(t, dir, "services.nix", `{system, distribution, invDistribution, pkgs}: { web = { name = "web"; type = "process"; }; }`)
+	qos := writeFile(t, dir, "qos.yaml", "steps:\n  - filter: divideRoundRobin\n")
+	p, err := New(Config{Deployer: "disnix", Models: Models{Services: svc, QoS: qos}, StateDir: filepath.Join(dir, "state"),
+		DisnixBin: bin, Parallel: 3, Reconstruct: true, Disnix: disnix.Options{Profile: "prof"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if prev, err := d.Current(ctx); err != nil || prev != nil {
+	if prev, err := p.Current(ctx); err != nil || prev != nil {
 		t.Fatalf("Current before any deploy = %v, %v", prev, err)
 	}
-	dist := model.Distribution{"web": {{Target: "t1"}}}
-	res, err := d.Deploy(ctx, DeployRequest{Desired: &Desired{Infrastructure: infraOf("t1"), Distribution: dist}})
+	if _, err := p.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	res, err := p.Apply(ctx, infraOf("t1"), Request{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(res.Plan) == 0 {
 		t.Errorf("no plan reported")
 	}
-	if err := d.Snapshot(ctx); err != nil {
+	if err := p.Snapshot(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Reconstruct(ctx, infraOf("t1")); err != nil {
-		t.Fatal(err)
-	}
-	got, err := d.Current(ctx)
+	got, err := p.Current(ctx)
 	if err != nil || got.Targets("web")[0] != "t1" {
 		t.Fatalf("Current = %v, %v", got, err)
 	}
 	b, _ := os.ReadFile(calls)
 	log := string(b)
-	for _, want := range []string{"disnix-env ", "-s " + svc, "--max-concurrent-transfers 3", "disnix-snapshot", "disnix-reconstruct"} {
+	for _, want := range []string{"disnix-env ", "-s " + svc, "--max-concurrent-transfers 3", "--profile prof", "disnix-snapshot", "disnix-reconstruct"} {
 		if !strings.Contains(log, want) {
 			t.Errorf("fake Disnix calls lack %q:\n%s", want, log)
 		}
+	}
+}
+
+// TestDisnixCurrentError: a deployed distribution that cannot be read is an
+// error, never "nothing deployed" (the policy would then move everything).
+func TestDisnixCurrentError(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	p, err := New(Config{Deployer: "disnix", StateDir: state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// a directory where the file should be: not "does not exist"
+	if err := os.MkdirAll(filepath.Join(state, "distribution.json", "x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := p.Current(context.Background()); err == nil {
+		t.Fatalf("Current = %v, nil; want an error", d)
 	}
 }
 
@@ -77,7 +96,7 @@ func TestMoved(t *testing.T) {
 func TestLockOwnerStable(t *testing.T) {
 	t.Parallel()
 	a, b := LockOwner("state"), LockOwner("./state")
-	if a != b || !strings.HasPrefix(a, "dydisnix-self-adapt@") {
+	if a != b || !strings.HasPrefix(a, "dydisnix@") {
 		t.Errorf("LockOwner = %q / %q", a, b)
 	}
 }

@@ -1,15 +1,17 @@
-package main
+package gendist
 
 import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/dydisnix/dydisnix/model"
 )
 
-// FuzzPreviousXMLManifest feeds arbitrary text to the manifest reader of
-// --previous: it must never panic, and errors name the file.
+// FuzzPreviousXMLManifest feeds arbitrary text to the XML manifest reader
+// of --previous: it must never panic, and errors name the file.
 func FuzzPreviousXMLManifest(f *testing.F) {
-	seed, err := os.ReadFile("testdata/manifest.xml")
+	seed, err := os.ReadFile("../testdata/manifest.xml")
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -18,7 +20,7 @@ func FuzzPreviousXMLManifest(f *testing.F) {
 	f.Add(`<manifest version="1"/>`)
 	f.Add(`<manifest`)
 	f.Fuzz(func(t *testing.T, text string) {
-		d, err := previousFromXMLManifest([]byte(text), "m.xml")
+		d, err := model.PreviousFromDisnixManifestXML([]byte(text), "m.xml")
 		if err != nil {
 			if !strings.Contains(err.Error(), "m.xml") {
 				t.Fatalf("error does not name the file: %v", err)

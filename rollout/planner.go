@@ -1,4 +1,4 @@
-package adapt
+package rollout
 
 import (
 	"context"
@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,8 +23,8 @@ import (
 	"github.com/dydisnix/dydisnix/qos"
 )
 
-// PipelineConfig names the model files of a ModelPlanner.
-type PipelineConfig struct {
+// Models names the model files of a deploy pass.
+type Models struct {
 	// Services is the services model (-s; required).
 	Services string
 	// QoS is the QoS policy file or builtin:NAME (-q; required).
@@ -40,14 +42,22 @@ type PipelineConfig struct {
 	IDResources, IDs string
 	// IDsServiceProperty is the ID assigner's --service-property.
 	IDsServiceProperty string
-	// Logger receives the policy's warnings.
-	Logger *zap.Logger
 }
 
-// ModelPlanner is the Planner of dydisnix-self-adapt: model files, the
-// augmenter, the QoS policy and the port and ID assigners.
-type ModelPlanner struct {
-	cfg PipelineConfig
+// Desired is a planned deployment.
+type Desired struct {
+	Services       model.Services       `json:"-"`
+	Infrastructure model.Infrastructure `json:"-"`
+	Distribution   model.Distribution   `json:"distribution"`
+	// Explanation is the policy's explanation (printed in /status).
+	Explanation any `json:"explanation,omitempty"`
+}
+
+// Planner loads the models and plans: augmentation, the QoS policy and
+// the port and ID assigners. It is safe for concurrent use.
+type Planner struct {
+	cfg Models
+	log *zap.Logger
 
 	mu        sync.Mutex
 	sig       string // stat signature of the files at the last load
@@ -58,25 +68,25 @@ type ModelPlanner struct {
 	resources portassign.Resources
 }
 
-// NewModelPlanner checks cfg; the files are read by Load.
-func NewModelPlanner(cfg PipelineConfig) (*ModelPlanner, error) {
-	if cfg.Services == "" {
+// NewPlanner checks the model file names; the files are read by Load.
+func NewPlanner(m Models, log *zap.Logger) (*Planner, error) {
+	if m.Services == "" {
 		return nil, errors.New("a services model must be specified")
 	}
-	if cfg.QoS == "" {
+	if m.QoS == "" {
 		return nil, errors.New("a quality of service model must be specified")
 	}
-	if (cfg.IDResources == "") != (cfg.IDs == "") {
+	if (m.IDResources == "") != (m.IDs == "") {
 		return nil, errors.New("--id-resources and --ids go together")
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = zap.NewNop()
+	if log == nil {
+		log = zap.NewNop()
 	}
-	return &ModelPlanner{cfg: cfg}, nil
+	return &Planner{cfg: m, log: log}, nil
 }
 
 // WatchFiles returns the files whose change must reload the models.
-func (p *ModelPlanner) WatchFiles() []string {
+func (p *Planner) WatchFiles() []string {
 	var out []string
 	for _, f := range []string{p.cfg.Services, p.cfg.QoS, p.cfg.Filters, p.cfg.Augment, p.cfg.IDResources} {
 		if f != "" && !strings.HasPrefix(f, "builtin:") {
@@ -88,13 +98,15 @@ func (p *ModelPlanner) WatchFiles() []string {
 
 // Load reads every model file and returns a hash of their content: the
 // services model canonically (JSON with sorted keys), the other files as
-// bytes (a builtin policy by name).
+// bytes (a builtin policy by name). A services model Disnix could not
+// deploy (unknown dependency, dependsOn cycle, name mismatch) is an error.
 //
 // Evaluating a .nix model runs nix-instantiate, which costs far more than
 // the rest of an idle loop: when a model is a .nix file and no file changed
 // (same size, modification time and inode), the previous evaluation is
-// reused. JSON and YAML models are always read again.
-func (p *ModelPlanner) Load(ctx context.Context) (string, error) {
+// reused. JSON and YAML models are always read again. On error the models
+// loaded before stay in use.
+func (p *Planner) Load(ctx context.Context) (string, error) {
 	sig, nix := p.signature()
 	p.mu.Lock()
 	if nix && sig != "" && sig == p.sig && p.hash != "" {
@@ -135,7 +147,7 @@ func (p *ModelPlanner) Load(ctx context.Context) (string, error) {
 	}
 	var aug augment.Augmenter
 	if p.cfg.Augment != "" {
-		if aug, err = augment.Load(p.cfg.Augment, augment.Options{Context: ctx}); err != nil {
+		if aug, err = augment.Load(p.cfg.Augment, augment.Options{}); err != nil {
 			return "", err
 		}
 		if err := hashFile(h, p.cfg.Augment); err != nil {
@@ -161,7 +173,7 @@ func (p *ModelPlanner) Load(ctx context.Context) (string, error) {
 
 // signature identifies the current version of every model file by size,
 // modification time and inode; nix reports whether one is a .nix file.
-func (p *ModelPlanner) signature() (sig string, nix bool) {
+func (p *Planner) signature() (sig string, nix bool) {
 	var b strings.Builder
 	for _, f := range p.WatchFiles() {
 		st, err := os.Stat(f)
@@ -192,19 +204,20 @@ func hashFile(h interface{ Write([]byte) (int, error) }, file string) error {
 	return nil
 }
 
-// explainPairs bounds the size of a deployment the loop explains in full:
-// 100 000 service/target pairs take about 15 MB and 20 ms to explain.
+// explainPairs bounds the size of a deployment explained in full: 100 000
+// service/target pairs take about 15 MB and 20 ms to explain.
 const explainPairs = 100_000
 
-// Augment applies the augmentation model (identity without -a).
-func (p *ModelPlanner) Augment(infra model.Infrastructure) (model.Infrastructure, error) {
+// Augment applies the augmentation model to a copy of infra (a copy
+// without -a). The result may hold secrets: never log or publish it.
+func (p *Planner) Augment(ctx context.Context, infra model.Infrastructure) (model.Infrastructure, error) {
 	p.mu.Lock()
 	aug := p.augmenter
 	p.mu.Unlock()
 	if aug == nil {
 		return infra.Clone(), nil
 	}
-	out, err := aug.Apply(infra)
+	out, err := aug.Apply(context.TODO(), infra) // the deploy pass passes its ctx
 	if err != nil {
 		return nil, fmt.Errorf("augment %s: %w", p.cfg.Augment, err)
 	}
@@ -212,19 +225,22 @@ func (p *ModelPlanner) Augment(infra model.Infrastructure) (model.Infrastructure
 }
 
 // Plan runs the QoS policy with the previous distribution, then assigns
-// ports (--ports) and IDs (--ids), saving both files atomically, and sets
-// the assigned values as service properties (port, and one property per ID
-// resource) unless the model sets them itself.
-func (p *ModelPlanner) Plan(ctx context.Context, infra model.Infrastructure, previous model.Distribution) (*Desired, error) {
+// ports (--ports) and IDs (--ids) and sets them on the services (see
+// InjectAssignments). With save, the ports and ids files are written
+// (atomically); a dry run leaves them alone.
+func (p *Planner) Plan(ctx context.Context, infra model.Infrastructure, previous model.Distribution, save bool) (*Desired, error) {
 	p.mu.Lock()
 	svcs, policy, resources := cloneServices(p.services), p.policy, p.resources
 	p.mu.Unlock()
 	if svcs == nil {
 		return nil, errors.New("models not loaded")
 	}
-	// Explanations (served on /explain) cost memory per service/target
-	// pair; past explainPairs pairs only failures are explained (the
-	// pipeline re-runs a failed policy explaining the failed services).
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	// Explanations cost memory per service/target pair; past explainPairs
+	// pairs only failures are explained (the pipeline re-runs a failed
+	// policy explaining the failed services).
 	explain := len(svcs)*len(infra) <= explainPairs
 	in := qos.Input{Services: svcs, Infrastructure: infra, Previous: previous, Explain: explain, Empty: qos.RejectRemoved}
 	res, err := policy.Run(in)
@@ -232,53 +248,47 @@ func (p *ModelPlanner) Plan(ctx context.Context, infra model.Infrastructure, pre
 		return nil, fmt.Errorf("%s: %w", p.cfg.QoS, err)
 	}
 	for _, w := range res.Warnings {
-		p.cfg.Logger.Warn("policy", zap.String("warning", w))
+		p.log.Warn("policy", zap.String("warning", w))
 	}
 	dist := res.Distribution
 	var ports map[string]int64
 	if p.cfg.Ports != "" {
-		var prev *portassign.PortConfiguration
-		if _, err := os.Stat(p.cfg.Ports); err == nil {
-			if prev, err = portassign.LoadPortConfig(p.cfg.Ports); err != nil {
-				return nil, err
-			}
+		prev, err := portassign.LoadPreviousPortConfig(p.cfg.Ports)
+		if err != nil {
+			return nil, err
 		}
 		got, err := portassign.AssignPorts(portassign.PortRequest{Services: svcs, Distribution: dist, Previous: prev})
 		if err != nil {
 			return nil, err
 		}
-		data := got.JSON()
-		if strings.HasSuffix(p.cfg.Ports, ".nix") {
-			data = got.Nix()
-		}
-		if err := portassign.WriteFile(p.cfg.Ports, data); err != nil {
-			return nil, err
+		if save {
+			if err := writeAssignment(p.cfg.Ports, got.JSON, got.Nix); err != nil {
+				return nil, err
+			}
 		}
 		ports = got.Ports
 	}
 	var ids map[string]map[string]int64
 	if p.cfg.IDResources != "" {
-		var prev *portassign.IDs
-		if _, err := os.Stat(p.cfg.IDs); err == nil {
-			if prev, err = portassign.LoadIDs(p.cfg.IDs); err != nil {
-				return nil, err
-			}
+		prev, err := portassign.LoadPreviousIDs(p.cfg.IDs)
+		if err != nil {
+			return nil, err
 		}
 		got, err := portassign.AssignIDs(portassign.IDRequest{Services: svcs, Distribution: dist, Resources: resources,
 			Previous: prev, ServiceProperty: p.cfg.IDsServiceProperty})
 		if err != nil {
 			return nil, err
 		}
-		data := got.JSON()
-		if strings.HasSuffix(p.cfg.IDs, ".nix") {
-			data = got.Nix()
-		}
-		if err := portassign.WriteFile(p.cfg.IDs, data); err != nil {
-			return nil, err
+		if save {
+			if err := writeAssignment(p.cfg.IDs, got.JSON, got.Nix); err != nil {
+				return nil, err
+			}
 		}
 		ids = got.IDs
 	}
-	InjectAssignments(svcs, ports, ids)
+	for _, w := range InjectAssignments(svcs, ports, ids) {
+		p.log.Warn("assignment", zap.String("warning", w))
+	}
 	var ex any
 	if res.Explanation != nil {
 		ex = res.Explanation
@@ -286,33 +296,51 @@ func (p *ModelPlanner) Plan(ctx context.Context, infra model.Infrastructure, pre
 	return &Desired{Services: svcs, Infrastructure: infra, Distribution: dist, Explanation: ex}, nil
 }
 
+func writeAssignment(file string, asJSON, asNix func() []byte) error {
+	if strings.HasSuffix(file, ".nix") {
+		return portassign.WriteFile(file, asNix())
+	}
+	return portassign.WriteFile(file, asJSON())
+}
+
 // InjectAssignments sets each service's assigned port (property "port")
 // and IDs (property named by the resource; resource "ports" also sets
-// "port") unless the model sets them itself — as dydisnix-env does.
-func InjectAssignments(svcs model.Services, ports map[string]int64, ids map[string]map[string]int64) {
+// "port"). The rule, the same in dydisnix-env and dydisnix-self-adapt: a
+// service only gets a value when it asked for one (portAssign,
+// requiresUniqueIdsFor), and then the assigned value wins over a value
+// written in the model, as the original's `port = ports.<name>` did: the
+// ports and ids files are the record of what every service uses, and
+// uniqueness holds only for assigned values. A model value that differs is
+// overridden with a warning (returned).
+func InjectAssignments(svcs model.Services, ports map[string]int64, ids map[string]map[string]int64) []string {
+	var warnings []string
 	set := func(s *model.Service, k string, v int64) {
 		if s.Attrs == nil {
 			s.Attrs = map[string]any{}
 		}
-		if _, ok := s.Attrs[k]; !ok {
-			s.Attrs[k] = json.Number(fmt.Sprint(v))
+		val := json.Number(fmt.Sprint(v))
+		if old, ok := s.Attrs[k]; ok && fmt.Sprint(old) != string(val) {
+			warnings = append(warnings, fmt.Sprintf("service %s: assigned %s %s replaces the model's value %v", s.Name, k, val, old))
 		}
+		s.Attrs[k] = val
 	}
-	for name, p := range ports {
+	for _, name := range slices.Sorted(maps.Keys(ports)) {
 		if s := svcs[name]; s != nil {
-			set(s, "port", p)
+			set(s, "port", ports[name])
 		}
 	}
-	for res, m := range ids {
-		for name, id := range m {
+	for _, res := range slices.Sorted(maps.Keys(ids)) {
+		m := ids[res]
+		for _, name := range slices.Sorted(maps.Keys(m)) {
 			if s := svcs[name]; s != nil {
-				set(s, res, id)
+				set(s, res, m[name])
 				if res == "ports" {
-					set(s, "port", id)
+					set(s, "port", m[name])
 				}
 			}
 		}
 	}
+	return warnings
 }
 
 func cloneServices(s model.Services) model.Services {

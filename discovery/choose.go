@@ -1,0 +1,111 @@
+package discovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/dydisnix/dydisnix/model"
+)
+
+// Choice says where the coordinators (dydisnix-env, dydisnix-self-adapt)
+// take the infrastructure from: the first field set wins, in the order
+// File, Command, Interfaces.
+type Choice struct {
+	// File is a static infrastructure model (-i), watched by the loop.
+	File string
+	// Command is an infrastructure generator (--geninfra or
+	// $DYDISNIX_GENINFRA), run every Interval by the loop.
+	Command  string
+	Interval time.Duration
+	// Interfaces are browsed for mDNS announcements, with Browser's other
+	// settings (its Interfaces field is ignored).
+	Interfaces []string
+	Browser    BrowserConfig
+}
+
+// errNoInfrastructure is what a Choice with nothing set says.
+var errNoInfrastructure = errors.New("no infrastructure: give -i FILE, --geninfra CMD (or $" + GeninfraEnv + "), or --mdns-interface IF to browse mDNS")
+
+// Source returns the continuous source of the choice (the loop's).
+func (c Choice) Source(log *zap.Logger) (Source, error) {
+	switch {
+	case c.File != "":
+		return NewFileSource(c.File), nil
+	case c.Command != "":
+		s, err := NewCommandSource(c.Command, c.Interval)
+		if err != nil {
+			return nil, err
+		}
+		s.Logger = log
+		return s, nil
+	case len(c.Interfaces) > 0:
+		cfg := c.Browser
+		cfg.Interfaces, cfg.Logger = c.Interfaces, log
+		return NewMDNSSource(cfg)
+	}
+	return nil, errNoInfrastructure
+}
+
+// Once returns the infrastructure as the choice sees it now (the one-shot
+// dydisnix-env's): the file read, the generator run once, or mDNS browsed
+// for browse and the last snapshot taken.
+func (c Choice) Once(ctx context.Context, browse time.Duration, log *zap.Logger) (model.Infrastructure, error) {
+	switch {
+	case c.File != "":
+		return model.LoadInfrastructure(c.File)
+	case c.Command != "":
+		s, err := NewCommandSource(c.Command, c.Interval)
+		if err != nil {
+			return nil, err
+		}
+		return s.Generate(ctx)
+	case len(c.Interfaces) == 0:
+		return nil, errNoInfrastructure
+	}
+	src, err := c.Source(log)
+	if err != nil {
+		return nil, err
+	}
+	return Collect(ctx, src, browse, fmt.Sprintf("mDNS on %s", strings.Join(c.Interfaces, ",")))
+}
+
+// Collect runs src for d and returns the infrastructure of its last
+// snapshot; what names the source in the error when it reported nothing.
+func Collect(ctx context.Context, src Source, d time.Duration, what string) (model.Infrastructure, error) {
+	bctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	snaps := make(chan Snapshot, 4)
+	errc := make(chan error, 1)
+	go func() { errc <- src.Run(bctx, snaps) }()
+	var last model.Infrastructure
+	for {
+		select {
+		case s := <-snaps:
+			last = s.Infrastructure
+		case err := <-errc:
+			for drained := false; !drained; {
+				select {
+				case s := <-snaps:
+					last = s.Infrastructure
+				default:
+					drained = true
+				}
+			}
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			if err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+				return nil, err
+			}
+			if last == nil {
+				return nil, fmt.Errorf("%s: no machine found within %s", what, d)
+			}
+			return last, nil
+		}
+	}
+}

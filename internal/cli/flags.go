@@ -1,0 +1,218 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// StateDirEnv names the environment variable that gives the coordinator's
+// state directory when --state-dir is not given.
+const StateDirEnv = "DYDISNIX_STATE_DIR"
+
+// StateDir is --state-dir: the coordinator's state directory (generations,
+// lock, snapshots).
+type StateDir struct {
+	// Dir is the flag's value, "" when not given.
+	Dir string
+}
+
+// AddFlags defines --state-dir in fs.
+func (s *StateDir) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&s.Dir, "state-dir", "", "`DIR` coordinator state directory (default $"+StateDirEnv+", else ~/.dydisnix)")
+}
+
+// Path is the state directory: --state-dir, else $DYDISNIX_STATE_DIR, else
+// ~/.dydisnix (.dydisnix in the working directory without a home).
+func (s *StateDir) Path() string {
+	if s.Dir != "" {
+		return s.Dir
+	}
+	if d := os.Getenv(StateDirEnv); d != "" {
+		return d
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return ".dydisnix"
+	}
+	return filepath.Join(home, ".dydisnix")
+}
+
+// Agent is how the coordinator's commands reach the targets' agents:
+// --agent-token-file and --agent-ca-file.
+type Agent struct {
+	// TokenFile holds the agents' bearer token ("" when not given).
+	TokenFile string
+	// CAFile holds the PEM certificates to trust for agents served over
+	// TLS ("" for the system's).
+	CAFile string
+}
+
+// AddFlags defines --agent-token-file and --agent-ca-file in fs.
+func (a *Agent) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&a.TokenFile, "agent-token-file", "", "`FILE` the agents' bearer token")
+	fs.StringVar(&a.CAFile, "agent-ca-file", "", "`FILE` PEM certificates to trust for agents served over TLS")
+}
+
+// Require is a usage error when --agent-token-file is not given.
+func (a *Agent) Require() error {
+	if a.TokenFile == "" {
+		return Usagef("--agent-token-file is required")
+	}
+	return nil
+}
+
+// Token reads the bearer token of --agent-token-file (see ReadToken); a
+// missing --agent-token-file is a usage error (see Require).
+func (a *Agent) Token() (string, error) {
+	if err := a.Require(); err != nil {
+		return "", err
+	}
+	return ReadToken(a.TokenFile)
+}
+
+// ReadToken reads a bearer token file: its content without surrounding
+// white space, which must not be empty. The error names the file, never
+// the token.
+func ReadToken(file string) (string, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("token file: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("token file %s is empty", file)
+	}
+	return tok, nil
+}
+
+// Log is --log-format and --log-level.
+type Log struct {
+	// Format is "console" (default) or "json".
+	Format string
+	// Level is the lowest level logged (default info).
+	Level zapcore.Level
+}
+
+// AddFlags defines --log-format and --log-level in fs; bad values are
+// usage errors when fs is parsed.
+func (l *Log) AddFlags(fs *pflag.FlagSet) {
+	ChoiceVarP(fs, &l.Format, "log-format", "", "console", "`FORMAT` log format: console or json", "console", "json")
+	fs.Var((*levelValue)(&l.Level), "log-level", "`LEVEL` lowest level logged: debug, info, warn or error")
+}
+
+// Logger returns the logger the flags ask for, writing to w: one line per
+// entry with an ISO 8601 time, as text (console) or as a JSON object.
+func (l *Log) Logger(w io.Writer) *zap.Logger {
+	ec := zap.NewProductionEncoderConfig()
+	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	var enc zapcore.Encoder
+	if l.Format == "json" {
+		enc = zapcore.NewJSONEncoder(ec)
+	} else {
+		ec.EncodeLevel = zapcore.CapitalLevelEncoder
+		enc = zapcore.NewConsoleEncoder(ec)
+	}
+	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), l.Level))
+}
+
+// levelValue is a zapcore.Level as a pflag value.
+type levelValue zapcore.Level
+
+func (v *levelValue) Set(s string) error {
+	var l zapcore.Level
+	if err := l.Set(s); err != nil || l > zapcore.ErrorLevel {
+		return fmt.Errorf("expected debug, info, warn or error")
+	}
+	*v = levelValue(l)
+	return nil
+}
+
+func (v *levelValue) String() string { return zapcore.Level(*v).String() }
+func (v *levelValue) Type() string   { return "level" }
+
+// ChoiceVarP defines a string flag (short may be "") whose value must be
+// one of allowed; any other value is a usage error when fs is parsed.
+func ChoiceVarP(fs *pflag.FlagSet, p *string, name, short, def, usage string, allowed ...string) {
+	*p = def
+	fs.VarP(&choiceValue{p: p, allowed: allowed}, name, short, usage)
+}
+
+type choiceValue struct {
+	p       *string
+	allowed []string
+}
+
+func (c *choiceValue) Set(s string) error {
+	if !slices.Contains(c.allowed, s) {
+		return fmt.Errorf("expected %s", orList(c.allowed))
+	}
+	*c.p = s
+	return nil
+}
+
+func (c *choiceValue) String() string { return *c.p }
+func (c *choiceValue) Type() string   { return "string" }
+
+// orList writes "a", "a or b", "a, b or c".
+func orList(s []string) string {
+	if len(s) < 2 {
+		return strings.Join(s, "")
+	}
+	return strings.Join(s[:len(s)-1], ", ") + " or " + s[len(s)-1]
+}
+
+// SecondsVarP defines a duration flag (short may be "") that also takes a
+// bare number of seconds ("5", "0.5"), as the original tools did; a
+// negative or unreadable value is a usage error when fs is parsed.
+func SecondsVarP(fs *pflag.FlagSet, p *time.Duration, name, short string, def time.Duration, usage string) {
+	*p = def
+	fs.VarP((*secondsValue)(p), name, short, usage)
+}
+
+type secondsValue time.Duration
+
+func (v *secondsValue) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if f, ferr := strconv.ParseFloat(s, 64); ferr == nil {
+		if math.IsNaN(f) || math.Abs(f) > math.MaxInt64/float64(time.Second) {
+			f = -1
+		}
+		d, err = time.Duration(f*float64(time.Second)), nil
+	}
+	if err != nil || d < 0 {
+		return fmt.Errorf("expected a duration such as 2s or 500ms, or a number of seconds")
+	}
+	*v = secondsValue(d)
+	return nil
+}
+
+func (v *secondsValue) String() string { return time.Duration(*v).String() }
+func (v *secondsValue) Type() string   { return "duration" }
+
+// ReadPrevious reports whether a previous-state file (the -p ports file,
+// the --ids file) is to be read: it is given, and it is not the output
+// file of the first run of a cycle that reads and writes one file, where
+// it does not exist yet. Any other problem with it (a permission error)
+// is left for reading it to report.
+func ReadPrevious(prev, out string) bool {
+	if prev == "" {
+		return false
+	}
+	if out == "" || filepath.Clean(prev) != filepath.Clean(out) {
+		return true
+	}
+	_, err := os.Stat(prev)
+	return !errors.Is(err, os.ErrNotExist)
+}

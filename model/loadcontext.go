@@ -1,0 +1,82 @@
+package model
+
+import "context"
+
+// LoadValueContext is LoadValue with options for a .nix file (extra
+// parameters, default target property, timeout) and a context: cancelling
+// ctx stops the Nix evaluation (see EvalNix). Other formats ignore ctx and
+// opts.
+func LoadValueContext(ctx context.Context, file string, kind Kind, infra Infrastructure, opts NixOptions) (any, error) {
+	format, err := FormatOf(file)
+	if err != nil {
+		return nil, err
+	}
+	if format == FormatNix {
+		return EvalNix(ctx, file, kind, infra, opts)
+	}
+	return LoadValue(file, kind, infra)
+}
+
+// LoadServicesContext is LoadServices with options for a .nix model (e.g.
+// the --extra-params expression) and a context that stops its evaluation.
+func LoadServicesContext(ctx context.Context, file string, opts NixOptions) (Services, error) {
+	v, err := LoadValueContext(ctx, file, KindServices, nil, opts)
+	if err != nil {
+		return nil, err
+	}
+	return ServicesFromValue(v, file)
+}
+
+// LoadInfrastructureContext is LoadInfrastructure with options for a .nix
+// model and a context that stops its evaluation.
+func LoadInfrastructureContext(ctx context.Context, file string, opts NixOptions) (Infrastructure, error) {
+	v, err := LoadValueContext(ctx, file, KindInfrastructure, nil, opts)
+	if err != nil {
+		return nil, err
+	}
+	return InfrastructureFromValue(v, file)
+}
+
+// LoadDistributionContext is LoadDistribution with options for a .nix model
+// (e.g. the default target property) and a context that stops its
+// evaluation.
+func LoadDistributionContext(ctx context.Context, file string, infra Infrastructure, opts NixOptions) (Distribution, error) {
+	v, err := LoadValueContext(ctx, file, KindDistribution, infra, opts)
+	if err != nil {
+		return nil, err
+	}
+	return DistributionFromValue(v, file)
+}
+
+// LoadValueWith is LoadValueContext without a way to stop the evaluation.
+//
+// Deprecated: use LoadValueContext with the command's signal context.
+func LoadValueWith(file string, kind Kind, infra Infrastructure, opts NixOptions) (any, error) {
+	return LoadValueContext(context.Background(), file, kind, infra, opts)
+}
+
+// LoadServicesWith is LoadServicesContext without a way to stop the
+// evaluation.
+//
+// Deprecated: use LoadServicesContext with the command's signal context.
+func LoadServicesWith(file string, opts NixOptions) (Services, error) {
+	return LoadServicesContext(context.Background(), file, opts)
+}
+
+// LoadInfrastructureWith is LoadInfrastructureContext without a way to stop
+// the evaluation.
+//
+// Deprecated: use LoadInfrastructureContext with the command's signal
+// context.
+func LoadInfrastructureWith(file string, opts NixOptions) (Infrastructure, error) {
+	return LoadInfrastructureContext(context.Background(), file, opts)
+}
+
+// LoadDistributionWith is LoadDistributionContext without a way to stop the
+// evaluation.
+//
+// Deprecated: use LoadDistributionContext with the command's signal
+// context.
+func LoadDistributionWith(file string, infra Infrastructure, opts NixOptions) (Distribution, error) {
+	return LoadDistributionContext(context.Background(), file, infra, opts)
+}
