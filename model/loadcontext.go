@@ -24,7 +24,7 @@ func LoadServicesContext(ctx context.Context, file string, opts NixOptions) (Ser
 	if err != nil {
 		return nil, err
 	}
-	return ServicesFromValue(v, file)
+	return servicesFromValue(v, file, true) // v is ours: no copy
 }
 
 // LoadInfrastructureContext is LoadInfrastructure with options for a .nix
