@@ -44,67 +44,90 @@ func servicesFromValue(v any, file string, own bool) (Services, error) {
 	if !ok {
 		return nil, errAt(file, "", "services model: expected an attribute set of services, got %s", TypeName(v))
 	}
-	var errs []error
-	out := make(Services, len(top))
-	services := make([]Service, len(top)) // one allocation for every service
-	n := 0
+	b := newServicesBuilder(file, len(top), own)
 	for key, val := range top {
-		raw, ok := val.(map[string]any)
+		b.add(key, val)
+	}
+	return b.done()
+}
+
+// servicesBuilder builds a services model one service at a time (from the
+// decoded model, or from the decoder as it reads each service). Its
+// errors are sorted in the end: the order of the services does not matter.
+type servicesBuilder struct {
+	file     string
+	own      bool
+	out      Services
+	services []Service // one allocation for every service
+	errs     []error
+}
+
+func newServicesBuilder(file string, n int, own bool) *servicesBuilder {
+	return &servicesBuilder{file: file, own: own, out: make(Services, n), services: make([]Service, 0, n)}
+}
+
+// add builds service key from its JSON-like value.
+func (b *servicesBuilder) add(key string, val any) {
+	raw, ok := val.(map[string]any)
+	if !ok {
+		b.errs = append(b.errs, errAt(b.file, attrPath(key), "expected a service attribute set, got %s", TypeName(val)))
+		return
+	}
+	if len(b.services) == cap(b.services) {
+		b.services = make([]Service, 0, 64)
+	}
+	b.services = append(b.services, Service{Name: key})
+	s := &b.services[len(b.services)-1]
+	// The reserved attributes get their fields; every other attribute is
+	// in Attrs (the decoded set itself when it is ours).
+	if b.own {
+		s.Attrs = raw
+	} else {
+		s.Attrs = make(map[string]any, len(raw))
+		for attr, val := range raw {
+			s.Attrs[attr] = val
+		}
+	}
+	if val, ok := raw[AttrName]; ok {
+		if name, ok := val.(string); ok {
+			s.Name = name
+		} else {
+			b.errs = append(b.errs, errAt(b.file, attrPath(key, AttrName), "expected a string, got %s", TypeName(val)))
+		}
+		delete(s.Attrs, AttrName)
+	}
+	if val, ok := raw[AttrType]; ok {
+		if t, ok := val.(string); ok {
+			s.Type = t
+		} else {
+			b.errs = append(b.errs, errAt(b.file, attrPath(key, AttrType), "expected a string, got %s", TypeName(val)))
+		}
+		delete(s.Attrs, AttrType)
+	}
+	for _, attr := range [2]string{AttrDependsOn, AttrConnectsTo} {
+		val, ok := raw[attr]
 		if !ok {
-			errs = append(errs, errAt(file, attrPath(key), "expected a service attribute set, got %s", TypeName(val)))
 			continue
 		}
-		s := &services[n]
-		n++
-		s.Name = key
-		// The reserved attributes get their fields; every other attribute
-		// is in Attrs (the decoded set itself when it is ours).
-		if own {
-			s.Attrs = raw
-		} else {
-			s.Attrs = make(map[string]any, len(raw))
-			for attr, val := range raw {
-				s.Attrs[attr] = val
-			}
+		delete(s.Attrs, attr)
+		names, err := nameList(val)
+		switch {
+		case err != nil:
+			b.errs = append(b.errs, errAt(b.file, attrPath(key, attr), "%v", err))
+		case attr == AttrDependsOn:
+			s.DependsOn, s.HasDependsOn = names, true
+		default:
+			s.ConnectsTo, s.HasConnectsTo = names, true
 		}
-		if val, ok := raw[AttrName]; ok {
-			if name, ok := val.(string); ok {
-				s.Name = name
-			} else {
-				errs = append(errs, errAt(file, attrPath(key, AttrName), "expected a string, got %s", TypeName(val)))
-			}
-			delete(s.Attrs, AttrName)
-		}
-		if val, ok := raw[AttrType]; ok {
-			if t, ok := val.(string); ok {
-				s.Type = t
-			} else {
-				errs = append(errs, errAt(file, attrPath(key, AttrType), "expected a string, got %s", TypeName(val)))
-			}
-			delete(s.Attrs, AttrType)
-		}
-		for _, attr := range [2]string{AttrDependsOn, AttrConnectsTo} {
-			val, ok := raw[attr]
-			if !ok {
-				continue
-			}
-			delete(s.Attrs, attr)
-			names, err := nameList(val)
-			switch {
-			case err != nil:
-				errs = append(errs, errAt(file, attrPath(key, attr), "%v", err))
-			case attr == AttrDependsOn:
-				s.DependsOn, s.HasDependsOn = names, true
-			default:
-				s.ConnectsTo, s.HasConnectsTo = names, true
-			}
-		}
-		out[key] = s
 	}
-	if len(errs) > 0 {
-		return nil, joinSorted(errs)
+	b.out[key] = s
+}
+
+func (b *servicesBuilder) done() (Services, error) {
+	if len(b.errs) > 0 {
+		return nil, joinSorted(b.errs)
 	}
-	return out, nil
+	return b.out, nil
 }
 
 // nameList reads a dependsOn/connectsTo value: a list of names, or an

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"bytes"
 	"encoding/json"
 	"unicode/utf8"
 )
@@ -19,9 +20,14 @@ type fastJSON struct {
 	data  []byte
 	pos   int
 	depth int
-	// members is the stack of the members of the objects being read.
+	// members and elems are the stacks of the members of the objects and
+	// the elements of the lists being read.
 	members []member
+	elems   []any
 	atoms   atomCache
+	// outer, when set, receives the members of the outermost object as
+	// they are read, instead of a map; it returns false to give up.
+	outer func(key string, value any) bool
 }
 
 type member struct {
@@ -33,7 +39,29 @@ type member struct {
 const maxFastDepth = 10000
 
 func decodeJSONFast(data []byte) (any, bool) {
-	p := fastJSON{data: data}
+	// Every object is a '{': room for the members of one object per '{'
+	// (the outermost object of a model holds most of them) saves growing
+	// the stack member by member.
+	p := fastJSON{data: data, members: make([]member, 0, bytes.Count(data, []byte{'{'})+8)}
+	return p.document()
+}
+
+// decodeObjectMembers is decodeJSONFast for a document that is an object,
+// handing each of its members to member as soon as it is read (while it is
+// still in the processor's cache) instead of making a map of them. ok is
+// false when the document is not an object, when the fast path gives up
+// or when member returns false.
+func decodeObjectMembers(data []byte, member func(key string, value any) bool) bool {
+	p := fastJSON{data: data, outer: member}
+	p.space()
+	if p.pos >= len(p.data) || p.data[p.pos] != '{' {
+		return false
+	}
+	_, ok := p.document()
+	return ok
+}
+
+func (p *fastJSON) document() (any, bool) {
 	v, ok := p.value()
 	if !ok {
 		return nil, false
@@ -118,7 +146,13 @@ func (p *fastJSON) object() (any, bool) {
 		if !ok {
 			return nil, false
 		}
-		p.members = append(p.members, member{k, v})
+		if p.depth == 1 && p.outer != nil {
+			if !p.outer(k, v) {
+				return nil, false
+			}
+		} else {
+			p.members = append(p.members, member{k, v})
+		}
 		p.space()
 		if p.pos >= len(p.data) {
 			return nil, false
@@ -132,6 +166,9 @@ func (p *fastJSON) object() (any, bool) {
 			p.depth--
 		default:
 			return nil, false
+		}
+		if p.depth == 0 && p.outer != nil {
+			return nil, true // the members went to outer
 		}
 		members := p.members[base:]
 		m := make(map[string]any, len(members))
@@ -152,19 +189,19 @@ func (p *fastJSON) array() (any, bool) {
 		return nil, false
 	}
 	p.pos++ // [
-	l := []any{}
 	p.space()
 	if p.pos < len(p.data) && p.data[p.pos] == ']' {
 		p.pos++
 		p.depth--
-		return l, true
+		return []any{}, true
 	}
+	base := len(p.elems) // gathered like an object's members, for an exact size
 	for {
 		v, ok := p.value()
 		if !ok {
 			return nil, false
 		}
-		l = append(l, v)
+		p.elems = append(p.elems, v)
 		p.space()
 		if p.pos >= len(p.data) {
 			return nil, false
@@ -172,13 +209,18 @@ func (p *fastJSON) array() (any, bool) {
 		switch p.data[p.pos] {
 		case ',':
 			p.pos++
+			continue
 		case ']':
 			p.pos++
 			p.depth--
-			return l, true
 		default:
 			return nil, false
 		}
+		elems := p.elems[base:]
+		l := append([]any(nil), elems...)
+		clear(elems)
+		p.elems = p.elems[:base]
+		return l, true
 	}
 }
 

@@ -78,3 +78,49 @@ func FuzzDecodeJSONFast(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) { sameAsSlow(t, data) })
 }
+
+// sameServicesAsSlow checks that decodeServicesJSON gives what the general
+// way gives: encoding/json, then ServicesFromValue.
+func sameServicesAsSlow(t *testing.T, data []byte) {
+	t.Helper()
+	got, gotErr := decodeServicesJSON(data, "s.json")
+	var want Services
+	v, wantErr := decodeJSONSlow(data, "s.json")
+	if wantErr == nil {
+		want, wantErr = ServicesFromValue(v, "s.json")
+	}
+	switch {
+	case (gotErr == nil) != (wantErr == nil):
+		t.Fatalf("%q: error %v, the general way says %v", data, gotErr, wantErr)
+	case gotErr != nil && gotErr.Error() != wantErr.Error():
+		t.Fatalf("%q: error %q, the general way says %q", data, gotErr, wantErr)
+	case !reflect.DeepEqual(got, want):
+		t.Fatalf("%q: services %#v, the general way gives %#v", data, got, want)
+	}
+}
+
+func TestDecodeServicesJSONMatchesGeneral(t *testing.T) {
+	t.Parallel()
+	for name, in := range map[string]string{
+		"services":           `{"a": {"name": "a", "type": "process", "dependsOn": ["b"], "connectsTo": {"x": "b"}, "mem": 3}, "b": {"stateful": true}}`,
+		"empty":              `{}`,
+		"repeated service":   `{"a": {}, "a": {}}`,
+		"repeated attribute": `{"a": {"name": "a", "name": "b"}}`,
+		"not a set":          `{"a": 1, "b": {"name": 2}}`,
+		"ill-typed":          `{"a": {"type": 3, "dependsOn": 4}}`,
+		"not an object":      `[{"a": {}}]`,
+		"invalid":            `{"a": {}`,
+		"trailing data":      `{"a": {}} {}`,
+		"nested objects":     `{"a": {"providesContainers": {"c": {"x": 1}}, "dependsOn": {"k": {"name": "b"}}}, "b": {}}`,
+	} {
+		t.Run(name, func(t *testing.T) { sameServicesAsSlow(t, []byte(in)) })
+	}
+}
+
+func FuzzDecodeServicesJSON(f *testing.F) {
+	seedFiles(f, "json")
+	for _, s := range jsonSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) { sameServicesAsSlow(t, data) })
+}

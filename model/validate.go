@@ -112,15 +112,14 @@ func validateServiceAttrs(key string, svc *Service, add func(place, format strin
 		if !ok {
 			continue
 		}
-		place := attrPath(key, attr)
 		if !hasType(v, want) {
-			add(place, "expected a %s, got %s", want, TypeName(v))
+			add(attrPath(key, attr), "expected a %s, got %s", want, TypeName(v))
 			continue
 		}
 		switch attr {
 		case "portAssign":
 			if v != "shared" && v != "private" {
-				add(place, "expected \"shared\" or \"private\", got %q", v)
+				add(attrPath(key, attr), "expected \"shared\" or \"private\", got %q", v)
 			}
 		case "providesContainers":
 			for _, c := range SortedKeys(v.(map[string]any)) {
@@ -168,10 +167,6 @@ func hasType(v any, want string) bool {
 // into names; names are looked at again only for a component with a cycle.
 func dependsOnCycles(s Services, names []string) [][]string {
 	n := len(names)
-	index := make(map[string]int32, n)
-	for i, name := range names {
-		index[name] = int32(i)
-	}
 	adj := make([][]int32, n)
 	total := 0
 	for _, svc := range s {
@@ -182,7 +177,7 @@ func dependsOnCycles(s Services, names []string) [][]string {
 	buf := make([]int32, 0, total) // one backing array for every list
 	for i, name := range names {
 		start := len(buf)
-		buf = appendDepIndices(buf, s[name], index)
+		buf = appendDepIndices(buf, s[name], names)
 		adj[i] = buf[start:len(buf):len(buf)]
 	}
 	const unvisited = -1
@@ -247,16 +242,17 @@ func dependsOnCycles(s Services, names []string) [][]string {
 	return cycles
 }
 
-// appendDepIndices appends to buf the indices of the known dependsOn
-// targets of a service, sorted and unique (so in name order).
-func appendDepIndices(buf []int32, svc *Service, index map[string]int32) []int32 {
+// appendDepIndices appends to buf the indices in names (sorted) of the
+// known dependsOn targets of a service, sorted and unique (so in name
+// order).
+func appendDepIndices(buf []int32, svc *Service, names []string) []int32 {
 	if svc == nil {
 		return buf
 	}
 	start := len(buf)
 	for _, d := range svc.DependsOn {
-		if i, ok := index[d]; ok {
-			buf = append(buf, i)
+		if i, ok := slices.BinarySearch(names, d); ok {
+			buf = append(buf, int32(i))
 		}
 	}
 	deps := buf[start:]
