@@ -86,7 +86,7 @@ func (cartesianFilter) Apply(env *Env, in *Candidates) (*Candidates, error) {
 	for i, t := range names {
 		all[i] = Cand{Target: in.Strings.Intern(t), Container: NoContainer}
 	}
-	out := NewCandidates(in.Strings, env.Services.Names())
+	out := candidatesOf(in.Strings, env.Services.Names())
 	for i := range out.Lists {
 		out.Lists[i] = all[:len(all):len(all)]
 	}
