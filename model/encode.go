@@ -103,6 +103,9 @@ func mappingsValue(ms []Mapping) []any {
 // byte-wise, two-space indentation, no HTML escaping, a trailing newline.
 // Numbers are written as they are held (1.0 stays 1.0).
 func EncodeJSON(v any) ([]byte, error) {
+	if d, ok := v.(Distribution); ok {
+		return encodeDistributionJSON(d), nil
+	}
 	buf, err := encodeJSON(v, true, false)
 	if err != nil {
 		return nil, err

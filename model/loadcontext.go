@@ -20,11 +20,14 @@ func LoadValueContext(ctx context.Context, file string, kind Kind, infra Infrast
 // LoadServicesContext is LoadServices with options for a .nix model (e.g.
 // the --extra-params expression) and a context that stops its evaluation.
 func LoadServicesContext(ctx context.Context, file string, opts NixOptions) (Services, error) {
+	if s, ok, err := loadServicesJSON(file); ok {
+		return s, err
+	}
 	v, err := LoadValueContext(ctx, file, KindServices, nil, opts)
 	if err != nil {
 		return nil, err
 	}
-	return ServicesFromValue(v, file)
+	return servicesFromValue(v, file, true) // v is ours: no copy
 }
 
 // LoadInfrastructureContext is LoadInfrastructure with options for a .nix
