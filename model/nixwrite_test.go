@@ -77,39 +77,11 @@ func nastyValues() []any {
 // sameValue compares a value read back with the one written: same JSON
 // types, numbers equal by value and of the same kind (int or float).
 func sameValue(a, b any) bool {
-	switch x := a.(type) {
-	case json.Number:
-		y, ok := b.(json.Number)
-		if !ok {
-			return false
-		}
+	return equalValues(a, b, func(x, y json.Number) bool {
 		cx, _ := CanonicalNumber(x)
 		cy, _ := CanonicalNumber(y)
 		return cx == cy && IsInt(x) == IsInt(y)
-	case []any:
-		y, ok := b.([]any)
-		if !ok || len(x) != len(y) {
-			return false
-		}
-		for i := range x {
-			if !sameValue(x[i], y[i]) {
-				return false
-			}
-		}
-		return true
-	case map[string]any:
-		y, ok := b.(map[string]any)
-		if !ok || len(x) != len(y) {
-			return false
-		}
-		for k := range x {
-			if _, ok := y[k]; !ok || !sameValue(x[k], y[k]) {
-				return false
-			}
-		}
-		return true
-	}
-	return a == b
+	})
 }
 
 // evalList writes the values as one Nix list and reads it back with the
@@ -340,8 +312,9 @@ func TestDistributionNixReference(t *testing.T) {
 	}
 }
 
-func TestWriterGoldens(t *testing.T) {
-	t.Parallel()
+// sameModels reads the models of testdata/same.
+func sameModels(t *testing.T) (Services, Infrastructure, Distribution) {
+	t.Helper()
 	svcs, err := LoadServices(filepath.Join("testdata", "same", "services.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -354,6 +327,12 @@ func TestWriterGoldens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return svcs, infra, dist
+}
+
+func TestWriterGoldens(t *testing.T) {
+	t.Parallel()
+	svcs, infra, dist := sameModels(t)
 	for _, c := range []struct {
 		name string
 		v    any
@@ -374,18 +353,7 @@ func TestWrittenFilesReadBack(t *testing.T) {
 	t.Parallel()
 	requireNix(t)
 	dir := t.TempDir()
-	svcs, err := LoadServices(filepath.Join("testdata", "same", "services.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	infra, err := LoadInfrastructure(filepath.Join("testdata", "same", "infrastructure.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dist, err := LoadDistribution(filepath.Join("testdata", "same", "distribution.json"), infra)
-	if err != nil {
-		t.Fatal(err)
-	}
+	svcs, infra, dist := sameModels(t)
 	for _, ext := range []string{"json", "yaml", "nix"} {
 		sf, inf, df := filepath.Join(dir, "s."+ext), filepath.Join(dir, "i."+ext), filepath.Join(dir, "d."+ext)
 		for file, v := range map[string]any{sf: svcs, inf: infra, df: dist} {

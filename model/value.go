@@ -158,27 +158,32 @@ func Atoi(s string) int64 {
 
 // Equal reports whether two JSON-like values are equal, comparing numbers
 // by value (1 == 1.0, as Nix does).
-func Equal(a, b any) bool {
+func Equal(a, b any) bool { return equalValues(a, b, numbersEqual) }
+
+// numbersEqual compares two numbers by value.
+func numbersEqual(x, y json.Number) bool {
+	if x == y {
+		return true
+	}
+	fx, e1 := x.Float64()
+	fy, e2 := y.Float64()
+	return e1 == nil && e2 == nil && fx == fy
+}
+
+// equalValues compares two JSON-like values, numbers with numEq.
+func equalValues(a, b any, numEq func(x, y json.Number) bool) bool {
 	a, b = generic(a), generic(b)
 	switch x := a.(type) {
 	case json.Number:
 		y, ok := b.(json.Number)
-		if !ok {
-			return false
-		}
-		if x == y {
-			return true
-		}
-		fx, e1 := x.Float64()
-		fy, e2 := y.Float64()
-		return e1 == nil && e2 == nil && fx == fy
+		return ok && numEq(x, y)
 	case []any:
 		y, ok := b.([]any)
 		if !ok || len(x) != len(y) {
 			return false
 		}
 		for i := range x {
-			if !Equal(x[i], y[i]) {
+			if !equalValues(x[i], y[i], numEq) {
 				return false
 			}
 		}
@@ -190,7 +195,7 @@ func Equal(a, b any) bool {
 		}
 		for k, v := range x {
 			w, ok := y[k]
-			if !ok || !Equal(v, w) {
+			if !ok || !equalValues(v, w, numEq) {
 				return false
 			}
 		}
