@@ -6,10 +6,13 @@
 package main
 
 import (
+	"context"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/dydisnix/dydisnix/internal/cli"
 	"github.com/dydisnix/dydisnix/model"
@@ -51,10 +54,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if code, done := c.Parse(args, stdout, stderr); done {
 		return code
 	}
-	return c.Exit(assignIDs(&o, stdout, stderr), stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	return c.Exit(assignIDs(ctx, &o, stdout, stderr), stderr)
 }
 
-func assignIDs(o *options, stdout, stderr io.Writer) error {
+func assignIDs(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	m := o.models
 	if err := m.Require(cli.ServicesFlag); err != nil {
 		return err
@@ -70,7 +75,7 @@ func assignIDs(o *options, stdout, stderr io.Writer) error {
 		return cli.Usagef("--service-property must not be empty")
 	}
 	nix := model.NixOptions{ExtraParams: m.ExtraParams}
-	svcs, err := model.LoadServicesWith(m.Services, nix)
+	svcs, err := model.LoadServicesContext(ctx, m.Services, nix)
 	if err != nil {
 		return err
 	}
@@ -83,11 +88,11 @@ func assignIDs(o *options, stdout, stderr io.Writer) error {
 	if m.Distribution != "" {
 		var inf model.Infrastructure
 		if m.Infrastructure != "" {
-			if inf, err = model.LoadInfrastructureWith(m.Infrastructure, nix); err != nil {
+			if inf, err = model.LoadInfrastructureContext(ctx, m.Infrastructure, nix); err != nil {
 				return err
 			}
 		}
-		if req.Distribution, err = model.LoadDistributionWith(m.Distribution, inf, nix); err != nil {
+		if req.Distribution, err = model.LoadDistributionContext(ctx, m.Distribution, inf, nix); err != nil {
 			return err
 		}
 		if err := req.Distribution.Validate(m.Distribution, nil, inf); err != nil {
