@@ -44,6 +44,10 @@ func (l *Loop) progress(e deployer.StepEvent, of int) {
 	l.status.Running = last
 }
 
+// ControlSocketName is the name of the control socket in the coordinator's
+// state directory (dydisnix-self-adapt serves it, dydisnix-ctl uses it).
+const ControlSocketName = "control.sock"
+
 type controlReq struct {
 	c     Control
 	reply chan error
