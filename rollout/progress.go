@@ -110,3 +110,13 @@ func LogProgress(log *zap.Logger) func(deployer.StepEvent, int) {
 		log.Info("step", fields...)
 	}
 }
+
+// ProgressFor returns the Config.Progress of a command with the given
+// --log-format: LogProgress(log) (JSON lines) for "json", else
+// PrintProgress(w) ([i/N] lines).
+func ProgressFor(logFormat string, w io.Writer, log *zap.Logger) func(deployer.StepEvent, int) {
+	if logFormat == "json" {
+		return LogProgress(log)
+	}
+	return PrintProgress(w)
+}
