@@ -3,10 +3,15 @@ package adapt
 import (
 	"context"
 	"fmt"
+	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 // control applies an operator's command and waits until the loop has
@@ -128,5 +133,33 @@ func TestLoopStatusHasTheRunningStep(t *testing.T) {
 	h.waitDeploy(time.Second)
 	if run := h.l.Status().Running; run != nil {
 		t.Fatalf("running step after the deploy = %+v", run)
+	}
+}
+
+// TestServeControlSocket: the socket is private, a stale one is replaced,
+// one a running loop serves is not taken over.
+func TestServeControlSocket(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), ControlSocketName)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	ln.Close() // a stale socket file stays
+	l, err := New(Config{Source: make(ChanSource), Pass: fakePass{&fakePlanner{}, &recordingDeployer{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := serveControl(l, path, zap.NewNop())
+	if err != nil {
+		t.Fatalf("stale socket not replaced: %v", err)
+	}
+	defer srv.Close()
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("socket %v %v, want mode 0600", fi, err)
+	}
+	if _, err := serveControl(l, path, zap.NewNop()); err == nil || !strings.Contains(err.Error(), "another loop serves it") {
+		t.Fatalf("second loop on the same socket: %v", err)
 	}
 }

@@ -82,9 +82,14 @@ func Serve(ctx context.Context, cfg Config, listen string) error {
 
 // serveControl serves the loop's control endpoints on a unix socket at
 // path, readable and writable by the loop's user only. A socket left
-// behind by a previous run is replaced.
+// behind by a previous run is replaced; one another loop still serves is
+// an error.
 func serveControl(loop *Loop, path string, log *zap.Logger) (*http.Server, error) {
 	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("control socket %s: another loop serves it (one loop per state directory)", path)
+		}
 		os.Remove(path)
 	}
 	// The socket is made private right after it is created; its directory
