@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -56,7 +57,37 @@ const (
 	ObsResync
 	// ObsDeployDone: the deploy ordered earlier finished.
 	ObsDeployDone
+	// ObsControl: an operator's command (Control; checked with
+	// CheckControl first).
+	ObsControl
 )
+
+// ControlOp names an operator's command.
+type ControlOp string
+
+// The operator's commands.
+const (
+	// ControlCordon: no new service is placed on the target; the ones
+	// there stay.
+	ControlCordon ControlOp = "cordon"
+	// ControlDrain: cordon, and move the target's services away.
+	ControlDrain ControlOp = "drain"
+	// ControlUncordon reverses cordon and drain.
+	ControlUncordon ControlOp = "uncordon"
+	// ControlPause: the loop observes but does not deploy.
+	ControlPause ControlOp = "pause"
+	// ControlResume ends a pause.
+	ControlResume ControlOp = "resume"
+	// ControlRedeploy runs a pass now even if nothing changed.
+	ControlRedeploy ControlOp = "redeploy"
+)
+
+// Control is an operator's command; Target is set for cordon, drain and
+// uncordon.
+type Control struct {
+	Op     ControlOp
+	Target string
+}
 
 // Observation is one input of the decision step.
 type Observation struct {
@@ -66,6 +97,8 @@ type Observation struct {
 	// Deploy outcome (ObsDeployDone).
 	Key string
 	Err error
+	// Control is the operator's command (ObsControl).
+	Control Control
 }
 
 // DeployOrder asks the loop to plan and deploy.
@@ -85,6 +118,12 @@ type DeployOrder struct {
 	// successful deploy: what they already run must be compared with the
 	// manifest (adopted or deactivated, never duplicated).
 	Reconcile []string
+	// Cordon lists the cordoned targets in use: the pass places no new
+	// service on them.
+	Cordon []string
+	// Force asks for a pass even if the input is unchanged (an operator's
+	// redeploy).
+	Force bool
 }
 
 // Action is the decision step's answer.
@@ -115,6 +154,10 @@ type MemberStatus struct {
 	Until    *time.Time  `json:"until,omitempty"`
 	Removals int         `json:"recentRemovals"`
 	Reason   string      `json:"reason,omitempty"`
+	// Cordoned: the operator cordoned the target (no new service placed
+	// there); Drained: drained (its services moved away, not used).
+	Cordoned bool `json:"cordoned,omitempty"`
+	Drained  bool `json:"drained,omitempty"`
 }
 
 // Decider is the loop's pure decision step: it holds the membership table
@@ -147,6 +190,12 @@ type Decider struct {
 	attempt    int
 	bo         *backoff.ExponentialBackOff
 	firstAfter time.Time
+
+	// The operator's commands.
+	cordoned map[string]bool
+	drained  map[string]bool
+	paused   bool
+	force    bool
 }
 
 // NewDecider returns a decider with the given timing (zero fields take the
@@ -160,7 +209,8 @@ func NewDecider(t Timing) *Decider {
 	bo.RandomizationFactor = t.BackoffRandomization
 	bo.MaxElapsedTime = 0 // retry until a newer change supersedes
 	bo.Reset()
-	return &Decider{t: t, members: map[string]*member{}, reconcile: map[string]bool{}, bo: bo}
+	return &Decider{t: t, members: map[string]*member{}, reconcile: map[string]bool{}, bo: bo,
+		cordoned: map[string]bool{}, drained: map[string]bool{}}
 }
 
 // Timing returns the decider's effective timing.
@@ -195,6 +245,8 @@ func (d *Decider) Decide(obs Observation, now time.Time) Action {
 		}
 	case ObsDeployDone:
 		d.done(obs, now)
+	case ObsControl:
+		d.control(obs.Control, now)
 	}
 	d.advance(now, &act)
 	d.schedule(now, &act)
@@ -378,11 +430,12 @@ func (d *Decider) advance(now time.Time, act *Action) {
 	}
 }
 
-// used returns the targets given to the policy: Up and Leaving ones.
+// used returns the targets given to the policy: Up and Leaving ones, but
+// not the drained ones.
 func (d *Decider) used() model.Infrastructure {
 	infra := model.Infrastructure{}
 	for name, m := range d.members {
-		if m.state == MemberUp || m.state == MemberLeaving {
+		if (m.state == MemberUp || m.state == MemberLeaving) && !d.drained[name] {
 			infra[name] = m.target
 		}
 	}
@@ -435,7 +488,7 @@ func (d *Decider) schedule(now time.Time, act *Action) {
 		d.causes = nil
 		return
 	}
-	if d.running {
+	if d.running || d.paused {
 		return
 	}
 	due := d.started.Add(d.t.InitialSettle)
@@ -458,14 +511,21 @@ func (d *Decider) schedule(now time.Time, act *Action) {
 		Causes:         dedup(d.causes),
 		Since:          since(d.eventSince, d.dirtySince),
 		Attempt:        d.attempt,
+		Force:          d.force,
 	}
+	for t := range d.cordoned {
+		if _, ok := order.Infrastructure[t]; ok {
+			order.Cordon = append(order.Cordon, t)
+		}
+	}
+	sort.Strings(order.Cordon)
 	for t := range d.reconcile {
 		order.Reconcile = append(order.Reconcile, t)
 	}
 	sort.Strings(order.Reconcile)
 	d.reconcile = map[string]bool{}
 	d.causes = nil
-	d.check, d.checkNew = false, false
+	d.check, d.checkNew, d.force = false, false, false
 	d.dirtySince = time.Time{}
 	d.eventSince = time.Time{}
 	d.running = true
@@ -488,7 +548,8 @@ func (d *Decider) Members() []MemberStatus {
 	out := make([]MemberStatus, 0, len(d.members))
 	for _, name := range sortedMembers(d.members) {
 		m := d.members[name]
-		st := MemberStatus{Target: name, State: m.state, Since: m.since, Removals: len(m.removals), Reason: m.reason}
+		st := MemberStatus{Target: name, State: m.state, Since: m.since, Removals: len(m.removals), Reason: m.reason,
+			Cordoned: d.cordoned[name], Drained: d.drained[name]}
 		if !m.deadline.IsZero() {
 			dl := m.deadline
 			st.Until = &dl
@@ -497,6 +558,66 @@ func (d *Decider) Members() []MemberStatus {
 	}
 	return out
 }
+
+// CheckControl says whether c can be applied: its target must be known
+// (in the membership table), a redeploy needs the loop not paused.
+func (d *Decider) CheckControl(c Control) error {
+	switch c.Op {
+	case ControlCordon, ControlDrain, ControlUncordon:
+		if c.Target == "" {
+			return fmt.Errorf("%s: no target given", c.Op)
+		}
+		if d.members[c.Target] == nil && !d.cordoned[c.Target] {
+			return fmt.Errorf("%s: unknown target %q (known: %v)", c.Op, c.Target, sortedMembers(d.members))
+		}
+	case ControlRedeploy:
+		if d.paused {
+			return errors.New("redeploy: the loop is paused (resume first)")
+		}
+	case ControlPause, ControlResume:
+	default:
+		return fmt.Errorf("unknown command %q", c.Op)
+	}
+	return nil
+}
+
+func (d *Decider) control(c Control, now time.Time) {
+	switch c.Op {
+	case ControlCordon:
+		d.cordoned[c.Target] = true
+	case ControlDrain:
+		d.cordoned[c.Target] = true
+		if !d.drained[c.Target] {
+			d.drained[c.Target] = true
+			d.keyStale = true
+			d.causes = append(d.causes, fmt.Sprintf("target %s drained by the operator", c.Target))
+		}
+	case ControlUncordon:
+		delete(d.cordoned, c.Target)
+		if d.drained[c.Target] {
+			delete(d.drained, c.Target)
+			d.keyStale = true
+			d.causes = append(d.causes, fmt.Sprintf("target %s uncordoned by the operator", c.Target))
+		}
+	case ControlPause:
+		d.paused = true
+	case ControlResume:
+		d.paused = false
+	case ControlRedeploy:
+		d.force = true
+		if !d.check {
+			d.checkNew = true
+		}
+		d.check = true
+		d.causes = append(d.causes, "redeploy asked by the operator")
+		if d.failedKey != "" {
+			d.retryAt = now
+		}
+	}
+}
+
+// Paused reports whether the operator paused the loop.
+func (d *Decider) Paused() bool { return d.paused }
 
 // RetryAt returns when a failed deploy is retried (zero: none pending).
 func (d *Decider) RetryAt() time.Time { return d.retryAt }

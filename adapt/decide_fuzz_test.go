@@ -18,6 +18,7 @@ func FuzzDecide(f *testing.F) {
 	f.Add([]byte{0, 0x0f, 1, 50, 2, 0, 0x80, 0x0e, 1, 10, 0, 0x0f, 1, 255, 1, 255, 2})
 	f.Add([]byte{4, 1, 5, 0, 0x05, 1, 30, 3, 1, 90, 4, 2, 1, 90, 2})
 	f.Add([]byte{0, 1, 0, 0x81, 0, 1, 0, 0x80, 0, 1, 0, 0x80, 1, 255, 2, 1, 255})
+	f.Add([]byte{0, 0x07, 1, 60, 2, 6, 7, 1, 10, 2, 6, 3, 0, 0x0f, 1, 60, 6, 4, 1, 60, 2, 6, 5, 1, 20, 2, 6, 8})
 	names := []string{"a", "b", "c", "d"}
 	f.Fuzz(func(t *testing.T, ops []byte) {
 		if len(ops) > 400 {
@@ -47,6 +48,12 @@ func FuzzDecide(f *testing.F) {
 				if st := states[name]; st != MemberUp && st != MemberLeaving {
 					t.Fatalf("deploy uses %s in state %s", name, st)
 				}
+				if d.drained[name] {
+					t.Fatalf("deploy uses drained %s", name)
+				}
+			}
+			if d.Paused() {
+				t.Fatalf("deploy ordered while paused")
 			}
 			running = a.Deploy
 		}
@@ -58,7 +65,7 @@ func FuzzDecide(f *testing.F) {
 			if i+1 < len(ops) {
 				arg = ops[i+1]
 			}
-			switch ops[i] % 6 {
+			switch ops[i] % 7 {
 			case 0: // snapshot: the low 4 bits say who is present, bit 7 graceful
 				i++
 				last = nil
@@ -78,7 +85,7 @@ func FuzzDecide(f *testing.F) {
 			case 2, 3: // the running deploy ends
 				if running != nil {
 					var err error
-					if ops[i]%6 == 3 {
+					if ops[i]%7 == 3 {
 						err = errors.New("failed")
 					}
 					o := running
@@ -90,9 +97,20 @@ func FuzzDecide(f *testing.F) {
 				decide(Observation{Kind: ObsModels, ModelsHash: fmt.Sprint("m", arg%3)})
 			case 5:
 				decide(Observation{Kind: ObsResync})
+			case 6: // an operator's command
+				i++
+				ops := []ControlOp{ControlCordon, ControlDrain, ControlUncordon, ControlPause, ControlResume, ControlRedeploy}
+				c := Control{Op: ops[arg%6]}
+				if c.Op == ControlCordon || c.Op == ControlDrain || c.Op == ControlUncordon {
+					c.Target = names[(arg/6)%4]
+				}
+				if d.CheckControl(c) == nil {
+					decide(Observation{Kind: ObsControl, Control: c})
+				}
 			}
 		}
-		// Quiet network, deploys succeed: converge within an hour.
+		// Quiet network, deploys succeed, not paused: converge within an hour.
+		decide(Observation{Kind: ObsControl, Control: Control{Op: ControlResume}})
 		for step := 0; step < 2000; step++ {
 			if running != nil {
 				o := running

@@ -87,6 +87,10 @@ type Config struct {
 	// OnReady is called once the models are loaded and the loop runs
 	// (dydisnix-self-adapt sends systemd's READY=1 then).
 	OnReady func()
+	// ControlSocket, when set, is the path of the unix socket on which
+	// Serve serves the operator's endpoints (ControlHandler), mode 0600: only
+	// the loop's user (and root) can pause, drain or redeploy.
+	ControlSocket string
 	// OnStep is called after the loop has handled each event, from the
 	// loop's goroutine (so in the order they were handled). It tells a
 	// driver, such as a test advancing a fake Clock, what the loop has
@@ -113,6 +117,8 @@ const (
 	StepSnapshotDone StepEvent = "snapshot-done"
 	// StepReload is a change of a watched model file.
 	StepReload StepEvent = "reload"
+	// StepControl is an operator's command (Loop.Control).
+	StepControl StepEvent = "control"
 	// StepStop is the start of the shutdown (the context ended or the
 	// source failed); Busy then tells whether a deploy is still running.
 	StepStop StepEvent = "stop"
@@ -175,6 +181,13 @@ type Loop struct {
 	// of every snapshot until discovery stops reporting them.
 	draining map[string]bool
 	lastSnap *discovery.Snapshot
+
+	// control carries the operator's commands into Run; done is closed
+	// when Run returns.
+	control chan controlReq
+	done    chan struct{}
+	// steps holds the running steps of the running deploy (by step ID).
+	steps map[int]RunningStep
 }
 
 // New checks cfg and returns a loop ready to Run.
@@ -197,7 +210,8 @@ func New(cfg Config) (*Loop, error) {
 	if cfg.Snapshotter != nil && cfg.SnapshotSchedule == "" {
 		cfg.SnapshotSchedule = "@every 1m"
 	}
-	l := &Loop{cfg: cfg, clock: cfg.Clock, log: cfg.Logger, decider: NewDecider(cfg.Timing)}
+	l := &Loop{cfg: cfg, clock: cfg.Clock, log: cfg.Logger, decider: NewDecider(cfg.Timing),
+		control: make(chan controlReq), done: make(chan struct{}), steps: map[int]RunningStep{}}
 	if cfg.SnapshotSchedule != "" {
 		sched, err := cron.ParseStandard(cfg.SnapshotSchedule)
 		if err != nil {
@@ -229,6 +243,7 @@ type deployDone struct {
 // ShutdownTimeout, cancels and rolls back) a running deploy and returns nil.
 // It returns an error when the models cannot be loaded at start.
 func (l *Loop) Run(ctx context.Context) error {
+	defer close(l.done)
 	l.mu.Lock()
 	l.status.Started = l.clock.Now()
 	l.mu.Unlock()
@@ -349,9 +364,12 @@ func (l *Loop) Run(ctx context.Context) error {
 				done <- deployDone{order: order, report: rep, err: err}
 			}()
 		} else if !running {
-			if !l.decider.RetryAt().IsZero() {
+			switch {
+			case l.decider.Paused():
+				l.setPhase("paused")
+			case !l.decider.RetryAt().IsZero():
 				l.setPhase("retrying")
-			} else {
+			default:
 				l.setPhase("idle")
 			}
 		}
@@ -424,6 +442,14 @@ func (l *Loop) Run(ctx context.Context) error {
 				step(Observation{Kind: ObsSnapshot, Snapshot: l.withoutDraining(*l.lastSnap, fresh)})
 			}
 			emit(StepDrainCheck)
+		case req := <-l.control:
+			err := l.decider.CheckControl(req.c)
+			if err == nil {
+				l.log.Info("operator command", zap.String("command", string(req.c.Op)), zap.String("target", req.c.Target))
+				step(Observation{Kind: ObsControl, Control: req.c})
+			}
+			req.reply <- err
+			emit(StepControl)
 		case <-reload:
 			if err := l.load(ctx, false); err == nil {
 				step(Observation{Kind: ObsModels, ModelsHash: l.getModelsHash()})
@@ -572,7 +598,7 @@ func (l *Loop) execute(ctx context.Context, order *DeployOrder) (*DeployReport, 
 	// (secrets from files or the environment may have changed; a .nix
 	// augmentation runs nix-instantiate) at most once a minute.
 	l.mu.Lock()
-	quiet := order.Key == l.lastKey && len(order.Reconcile) == 0 && started.Sub(l.lastAugAt) < time.Minute
+	quiet := order.Key == l.lastKey && len(order.Reconcile) == 0 && started.Sub(l.lastAugAt) < time.Minute && !order.Force
 	l.mu.Unlock()
 	if quiet {
 		return nil, nil
@@ -583,7 +609,7 @@ func (l *Loop) execute(ctx context.Context, order *DeployOrder) (*DeployReport, 
 	}
 	full := fullHash(order.Key, aug)
 	l.mu.Lock()
-	same := full == l.lastFull && len(order.Reconcile) == 0
+	same := full == l.lastFull && len(order.Reconcile) == 0 && !order.Force
 	if same {
 		l.lastAugAt = started
 	}
@@ -593,7 +619,7 @@ func (l *Loop) execute(ctx context.Context, order *DeployOrder) (*DeployReport, 
 	}
 	l.log.Info("change detected: redeploying", zap.Strings("causes", order.Causes), zap.Int("attempt", order.Attempt),
 		zap.Strings("targets", order.Infrastructure.Names()), zap.Strings("reconcile", order.Reconcile))
-	res, err := l.cfg.Pass.Apply(ctx, aug, rollout.Request{Reconcile: order.Reconcile})
+	res, err := l.cfg.Pass.Apply(ctx, aug, rollout.Request{Reconcile: order.Reconcile, Cordon: order.Cordon, Progress: l.progress})
 	if err != nil {
 		err = fmt.Errorf("deploy: %w", err)
 		return l.report(order, started, res, err), err
@@ -633,6 +659,10 @@ func (l *Loop) report(order *DeployOrder, started time.Time, res *rollout.Result
 
 // finish records a finished deploy in the status, the metrics and the log.
 func (l *Loop) finish(d deployDone) {
+	l.mu.Lock()
+	clear(l.steps)
+	l.status.Running = nil
+	l.mu.Unlock()
 	if d.report == nil {
 		l.metrics.checks.Inc()
 		l.mu.Lock()

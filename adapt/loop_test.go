@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dydisnix/dydisnix/deployer"
 	"github.com/dydisnix/dydisnix/discovery"
 	"github.com/dydisnix/dydisnix/model"
 	"github.com/dydisnix/dydisnix/rollout"
@@ -128,6 +129,7 @@ type recordingDeployer struct {
 	ctxErr   error
 	recons   int
 	snaps    int
+	reqs     []rollout.Request // every Apply's request
 }
 
 func (r *recordingDeployer) Current(ctx context.Context) (model.Distribution, error) {
@@ -190,6 +192,9 @@ type fakePass struct {
 }
 
 func (p fakePass) Apply(ctx context.Context, infra model.Infrastructure, req rollout.Request) (*rollout.Result, error) {
+	p.recordingDeployer.mu.Lock()
+	p.reqs = append(p.reqs, req)
+	p.recordingDeployer.mu.Unlock()
 	prev, err := p.Current(ctx)
 	if err != nil {
 		return nil, err
@@ -198,7 +203,16 @@ func (p fakePass) Apply(ctx context.Context, infra model.Infrastructure, req rol
 	if err != nil {
 		return nil, err
 	}
-	return p.Deploy(ctx, d)
+	// Step 1 of 3 runs while the deployer deploys (or blocks).
+	step := deployer.Step{ID: 1, Kind: deployer.StepActivate, Service: "web", Target: infra.Names()[0]}
+	if req.Progress != nil {
+		req.Progress(deployer.StepEvent{Step: step, Phase: deployer.PhaseStart}, 3)
+	}
+	res, err := p.Deploy(ctx, d)
+	if req.Progress != nil {
+		req.Progress(deployer.StepEvent{Step: step, Phase: deployer.PhaseDone, Duration: time.Millisecond}, 3)
+	}
+	return res, err
 }
 
 // harness runs a Loop on a stepClock and follows, through Config.OnStep,

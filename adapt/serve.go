@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"go.uber.org/zap"
@@ -49,6 +50,16 @@ func Serve(ctx context.Context, cfg Config, listen string) error {
 		}()
 		log.Info("status page", zap.String("url", "http://"+ln.Addr().String()+"/"))
 	}
+	if cfg.ControlSocket != "" {
+		ctl, err := serveControl(loop, cfg.ControlSocket, log)
+		if err != nil {
+			if srv != nil {
+				srv.Close()
+			}
+			return err
+		}
+		defer ctl.Close()
+	}
 	finished := make(chan struct{})
 	stopped := make(chan struct{})
 	go func() {
@@ -69,4 +80,36 @@ func Serve(ctx context.Context, cfg Config, listen string) error {
 		_ = srv.Shutdown(sctx)
 	}
 	return err
+}
+
+// serveControl serves the loop's control endpoints on a unix socket at
+// path, readable and writable by the loop's user only. A socket left
+// behind by a previous run is replaced; one another loop still serves is
+// an error.
+func serveControl(loop *Loop, path string, log *zap.Logger) (*http.Server, error) {
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("control socket %s: another loop serves it (one loop per state directory)", path)
+		}
+		os.Remove(path)
+	}
+	// The socket is made private right after it is created; its directory
+	// (the state directory, 0700) keeps others out meanwhile.
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	srv := &http.Server{Handler: loop.ControlHandler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("control socket", zap.Error(err))
+		}
+	}()
+	log.Info("control socket", zap.String("path", path))
+	return srv, nil
 }

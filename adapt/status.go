@@ -34,6 +34,9 @@ type Status struct {
 	RetryAt      *time.Time         `json:"retryAt,omitempty"`
 	ModelsError  string             `json:"modelsError,omitempty"`
 	SourceError  string             `json:"sourceError,omitempty"`
+	// Running is the step of the running deploy started last and still
+	// running (nil when no step runs).
+	Running *RunningStep `json:"running,omitempty"`
 }
 
 // Status returns a copy of the loop's status.

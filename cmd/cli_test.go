@@ -17,7 +17,7 @@ import (
 
 // commands are every program of cmd/.
 var commands = []string{
-	"dydisnix-agent", "dydisnix-augment-infra", "dydisnix-env", "dydisnix-gendist",
+	"dydisnix-agent", "dydisnix-augment-infra", "dydisnix-ctl", "dydisnix-env", "dydisnix-gendist",
 	"dydisnix-geninfra-avahi", "dydisnix-geninfra-mdns", "dydisnix-id-assign",
 	"dydisnix-port-assign", "dydisnix-publishinfra", "dydisnix-reconstruct",
 	"dydisnix-self-adapt", "dydisnix-snapshot", "dydisnix-testbed", "dydisnix-visualize",

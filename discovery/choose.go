@@ -71,6 +71,9 @@ func (c Choice) Once(ctx context.Context, browse time.Duration, log *zap.Logger)
 	if err != nil {
 		return nil, err
 	}
+	if log != nil { // the wait is not silent: say what is browsed and for how long
+		log.Info("browsing mDNS for the infrastructure", zap.Strings("interfaces", c.Interfaces), zap.String("for", browse.String()))
+	}
 	return Collect(ctx, src, browse, fmt.Sprintf("mDNS on %s", strings.Join(c.Interfaces, ",")))
 }
 

@@ -109,13 +109,3 @@ func (r *Result) Render(format string) ([]byte, error) {
 	}
 	return []byte(r.Transition.String()), nil
 }
-
-// PrintProgress returns a Config.Progress that writes a line "[i/N] done:
-// step" to w for every finished, failed, skipped or undone step.
-func PrintProgress(w io.Writer) func(deployer.StepEvent, int) {
-	return func(e deployer.StepEvent, of int) {
-		if e.Phase != deployer.PhaseStart {
-			fmt.Fprintf(w, "[%d/%d] %s\n", e.Step.ID, of, strings.TrimPrefix(e.String(), fmt.Sprintf("[%d] ", e.Step.ID)))
-		}
-	}
-}

@@ -87,6 +87,13 @@ type Request struct {
 	// DryRun plans the transition and changes nothing: no lock, no ports
 	// or ids file written, no step executed.
 	DryRun bool
+	// Cordon lists targets that take no new service: the services the
+	// previous distribution placed there stay where they were, the policy
+	// places the others on the remaining targets.
+	Cordon []string
+	// Progress, when set, receives every step event of this pass (after
+	// Config.Progress), with the number of steps of the transition.
+	Progress func(ev deployer.StepEvent, of int)
 }
 
 // Result describes a pass.
@@ -278,7 +285,7 @@ func (p *Pass) Apply(ctx context.Context, infra model.Infrastructure, req Reques
 	if old != nil {
 		prev = model.ManifestDistribution(old)
 	}
-	desired, err := p.planner.Plan(ctx, infra, prev, !req.DryRun)
+	desired, err := p.planner.plan(ctx, infra, prev, !req.DryRun, req.Cordon)
 	if err != nil {
 		return nil, fmt.Errorf("plan: %w", err)
 	}
@@ -390,8 +397,14 @@ func (p *Pass) transit(ctx context.Context, old, man *model.Manifest, req Reques
 		return res, nil
 	}
 	var progress func(deployer.StepEvent)
-	if p.cfg.Progress != nil {
-		progress = func(e deployer.StepEvent) { p.cfg.Progress(e, len(plan.Steps)) }
+	if p.cfg.Progress != nil || req.Progress != nil {
+		progress = func(e deployer.StepEvent) {
+			for _, f := range []func(deployer.StepEvent, int){p.cfg.Progress, req.Progress} {
+				if f != nil {
+					f(e, len(plan.Steps))
+				}
+			}
+		}
 	}
 	gen, err := deployer.Deploy(ctx, p.agents, p.store, plan, progress)
 	res.Generation = gen

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dydisnix/dydisnix/deployer"
 	"github.com/dydisnix/dydisnix/deployer/agent"
 	"github.com/dydisnix/dydisnix/model"
 )
@@ -140,5 +141,35 @@ func TestAgentsOverTLSWithPrivateCA(t *testing.T) {
 	applyOnce(t, Config{Models: m, StateDir: filepath.Join(dir, "trusting"), Token: testToken, CAFile: t1.caFile}, infra)
 	if got := t1.running(); !slices.Equal(got, []string{"a"}) {
 		t.Fatalf("t1 runs %v over TLS", got)
+	}
+}
+
+// TestRequestProgress: a pass reports its step events to Config.Progress
+// and to the request's Progress, both with the transition's length.
+func TestRequestProgress(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	infra := agentsInfra(map[string]*testAgent{"t1": startAgent(t, false)})
+	var fromConfig, fromRequest []StepProgress
+	p, err := New(Config{Models: testModels(t, dir), StateDir: filepath.Join(dir, "state"), Token: testToken,
+		Progress: func(e deployer.StepEvent, of int) { fromConfig = append(fromConfig, Progress(e, of)) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := p.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	res, err := p.Apply(ctx, infra, Request{Progress: func(e deployer.StepEvent, of int) { fromRequest = append(fromRequest, Progress(e, of)) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := len(res.Transition.Steps)
+	if len(fromRequest) != 2*n || !slices.Equal(fromConfig, fromRequest) {
+		t.Fatalf("request progress %v, config progress %v; want a start and an end for each of %d steps", fromRequest, fromConfig, n)
+	}
+	i := slices.IndexFunc(fromRequest, func(p StepProgress) bool { return p.Op == "activate" && p.Phase == PhaseDone })
+	if i < 0 || fromRequest[i].Of != n || fromRequest[i].Service != "a" || fromRequest[i].Target != "t1" {
+		t.Errorf("activation progress: %+v", fromRequest)
 	}
 }

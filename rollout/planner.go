@@ -229,6 +229,13 @@ func (p *Planner) Augment(ctx context.Context, infra model.Infrastructure) (mode
 // InjectAssignments). With save, the ports and ids files are written
 // (atomically); a dry run leaves them alone.
 func (p *Planner) Plan(ctx context.Context, infra model.Infrastructure, previous model.Distribution, save bool) (*Desired, error) {
+	return p.plan(ctx, infra, previous, save, nil)
+}
+
+// plan is Plan with cordoned targets: the services previous placed on one
+// of them (still in infra) keep their mappings and are not given to the
+// policy, which places the other services on the other targets.
+func (p *Planner) plan(ctx context.Context, infra model.Infrastructure, previous model.Distribution, save bool, cordon []string) (*Desired, error) {
 	p.mu.Lock()
 	svcs, policy, resources := cloneServices(p.services), p.policy, p.resources
 	p.mu.Unlock()
@@ -242,11 +249,16 @@ func (p *Planner) Plan(ctx context.Context, infra model.Infrastructure, previous
 	// pairs only failures are explained (the pipeline re-runs a failed
 	// policy explaining the failed services).
 	explain := len(svcs)*len(infra) <= explainPairs
-	in := qos.Input{Services: svcs, Infrastructure: infra, Previous: previous, Explain: explain, Empty: qos.RejectRemoved}
+	pinned, policySvcs, policyInfra := cordoned(svcs, infra, previous, cordon)
+	in := qos.Input{Services: policySvcs, Infrastructure: policyInfra, Previous: previous, Explain: explain, Empty: qos.RejectRemoved}
 	res, err := policy.Run(in)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", p.cfg.QoS, err)
 	}
+	if len(pinned) > 0 && res.Distribution == nil {
+		res.Distribution = model.Distribution{}
+	}
+	maps.Copy(res.Distribution, pinned)
 	for _, w := range res.Warnings {
 		p.log.Warn("policy", zap.String("warning", w))
 	}
@@ -356,4 +368,34 @@ func cloneServices(s model.Services) model.Services {
 		out[k] = &c
 	}
 	return out
+}
+
+// cordoned splits a planning input around cordoned targets: pinned holds
+// the previous mappings of the services placed on a cordoned target of
+// infra (only onto targets of infra); the policy gets the other services
+// and the targets that are not cordoned.
+func cordoned(svcs model.Services, infra model.Infrastructure, previous model.Distribution, cordon []string) (pinned model.Distribution, policySvcs model.Services, policyInfra model.Infrastructure) {
+	if len(cordon) == 0 {
+		return nil, svcs, infra
+	}
+	policyInfra = maps.Clone(infra)
+	for _, t := range cordon {
+		delete(policyInfra, t)
+	}
+	pinned = model.Distribution{}
+	for s, ms := range previous {
+		if _, ok := svcs[s]; !ok || !slices.ContainsFunc(ms, func(m model.Mapping) bool { return slices.Contains(cordon, m.Target) && infra[m.Target] != nil }) {
+			continue
+		}
+		for _, m := range ms {
+			if infra[m.Target] != nil {
+				pinned[s] = append(pinned[s], m)
+			}
+		}
+	}
+	policySvcs = maps.Clone(svcs)
+	for s := range pinned {
+		delete(policySvcs, s)
+	}
+	return pinned, policySvcs, policyInfra
 }

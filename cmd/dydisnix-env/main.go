@@ -109,7 +109,7 @@ func deploy(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	o.pass.Progress = rollout.PrintProgress(stderr)
+	o.pass.Progress = rollout.ProgressFor(o.log.Format, stderr, log)
 	p, err := rollout.New(o.pass)
 	if err != nil {
 		return err

@@ -2,11 +2,13 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"github.com/dydisnix/dydisnix/internal/testenv"
 	"net"
 	"net/http"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -93,7 +95,9 @@ func TestDryRunThenDeploy(t *testing.T) {
 	if code := run(args, &out, &errb); code != 0 {
 		t.Fatalf("deploy: %d %s", code, errb.String())
 	}
-	if !strings.Contains(errb.String(), "done: activate b") || !strings.Contains(errb.String(), "deployed generation 1") {
+	if !regexp.MustCompile(`(?m)^\[\d+/\d+\] started: activate b on t1$`).MatchString(errb.String()) ||
+		!regexp.MustCompile(`(?m)^\[\d+/\d+\] done: activate b on t1 \(`).MatchString(errb.String()) ||
+		!strings.Contains(errb.String(), "deployed generation 1") {
 		t.Errorf("progress:\n%s", errb.String())
 	}
 	if p := a.Profile(t.Context()); len(p.Services) != 2 {
@@ -118,8 +122,23 @@ func TestDryRunThenDeploy(t *testing.T) {
 		t.Errorf("list: %d %q", code, out.String())
 	}
 	errb.Reset()
-	if code := run(append(base, "--rollback"), &out, &errb); code != 0 {
+	if code := run(append(base, "--rollback", "--log-format", "json"), &out, &errb); code != 0 {
 		t.Fatalf("rollback: %d %s", code, errb.String())
+	}
+	// --log-format json: the progress is JSON lines with the step's fields
+	var steps int
+	for _, line := range strings.Split(strings.TrimSpace(errb.String()), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) != nil || m["msg"] != "step" {
+			continue
+		}
+		steps++
+		if m["step"] == nil || m["of"] == nil || m["op"] == nil || m["target"] != "t1" || m["phase"] == nil {
+			t.Errorf("progress line %s", line)
+		}
+	}
+	if steps == 0 {
+		t.Errorf("no JSON progress lines with --log-format json:\n%s", errb.String())
 	}
 	if p := a.Profile(t.Context()); len(p.Services) != 2 {
 		t.Fatalf("profile after rollback: %+v", p)
@@ -138,5 +157,18 @@ func TestInvalidModelRefused(t *testing.T) {
 	code := run([]string{"-s", svc, "-i", infra, "-q", qos, "--state-dir", filepath.Join(dir, "st"), "--dry-run"}, &out, &errb)
 	if code != 1 || !strings.Contains(errb.String(), svc) || !strings.Contains(errb.String(), "connectsTo") {
 		t.Errorf("exit %d, stderr %s", code, errb.String())
+	}
+}
+
+// TestSaysItBrowses: the wait for mDNS is announced on stderr, with its
+// length, before it starts (whether or not the interface can browse).
+func TestSaysItBrowses(t *testing.T) {
+	dir := t.TempDir()
+	svc := write(t, dir, "services.json", `{"a": {"name": "a", "type": "process"}}`)
+	var out, errb bytes.Buffer
+	run([]string{"-s", svc, "-q", "builtin:by-type", "--mdns-interface", "lo", "--discovery-timeout", "50ms",
+		"--dry-run", "--state-dir", filepath.Join(dir, "st")}, &out, &errb)
+	if !regexp.MustCompile(`browsing mDNS for the infrastructure.*"lo".*"50ms"`).MatchString(errb.String()) {
+		t.Errorf("stderr does not say it browses:\n%s", errb.String())
 	}
 }

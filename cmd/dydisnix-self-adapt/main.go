@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -17,7 +18,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/dydisnix/dydisnix/adapt"
-	"github.com/dydisnix/dydisnix/deployer"
 	"github.com/dydisnix/dydisnix/discovery"
 	"github.com/dydisnix/dydisnix/internal/cli"
 	"github.com/dydisnix/dydisnix/rollout"
@@ -30,7 +30,9 @@ as the previous one), assigns ports and IDs and redeploys. Bursts of events
 yield one redeploy; a machine that flaps is kept out until it is stable
 (see docs/adapt.md); failed deploys are retried with exponential backoff.
 The infrastructure comes from -i (a file, watched), else --geninfra (else
-$DYDISNIX_GENINFRA, run every --interval), else mDNS on --mdns-interface.`
+$DYDISNIX_GENINFRA, run every --interval), else mDNS on --mdns-interface.
+dydisnix-ctl pauses, drains, cordons or redeploys through the control
+socket control.sock in the state directory (mode 0600).`
 
 type options struct {
 	pass             rollout.Config
@@ -119,11 +121,7 @@ func (o *options) check() error {
 
 func serve(ctx context.Context, o *options, log *zap.Logger) error {
 	o.pass.StateDir, o.pass.Logger = o.state.Path(), log
-	o.pass.Progress = func(e deployer.StepEvent, of int) {
-		if e.Phase != deployer.PhaseStart {
-			log.Info("step", zap.Int("step", e.Step.ID), zap.Int("of", of), zap.String("progress", e.String()))
-		}
-	}
+	o.pass.Progress = rollout.LogProgress(log)
 	o.pass.CAFile = o.agent.CAFile
 	if o.agent.TokenFile != "" {
 		var err error
@@ -146,7 +144,7 @@ func serve(ctx context.Context, o *options, log *zap.Logger) error {
 		return err
 	}
 	cfg := adapt.Config{Source: src, Pass: pass, WatchFiles: pass.Planner().WatchFiles(), Timing: o.timing,
-		ShutdownTimeout: o.shutdownTimeout, Logger: log}
+		ShutdownTimeout: o.shutdownTimeout, Logger: log, ControlSocket: filepath.Join(o.pass.StateDir, adapt.ControlSocketName)}
 	if o.snapshot {
 		cfg.Snapshotter, cfg.SnapshotSchedule = pass, o.snapshotSchedule
 	}

@@ -29,6 +29,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/dydisnix/dydisnix/deployer/agentapi"
@@ -62,6 +63,16 @@ type Config struct {
 	// Clock runs the lock leases and the drain deadline (default: the
 	// wall clock).
 	Clock clock.Clock
+	// LogMaxBytes is the size past which a service's log (logs/NAME.log)
+	// is rotated (default 10 MiB); LogKeep the number of rotated copies
+	// kept (NAME.log.1 newest, default 3); LogCheck how often the sizes
+	// are checked (default 30s; also before every start of a process).
+	LogMaxBytes int64
+	LogKeep     int
+	LogCheck    time.Duration
+	// Registry receives the agent's metrics, served on /metrics (nil: a
+	// private registry).
+	Registry *prometheus.Registry
 }
 
 func (c *Config) defaults() {
@@ -81,12 +92,27 @@ func (c *Config) defaults() {
 		c.Logger = zap.NewNop()
 	}
 	c.Clock = clock.OrReal(c.Clock)
+	if c.LogMaxBytes <= 0 {
+		c.LogMaxBytes = 10 << 20
+	}
+	if c.LogKeep <= 0 {
+		c.LogKeep = 3
+	}
+	if c.LogCheck <= 0 {
+		c.LogCheck = 30 * time.Second
+	}
+	if c.Registry == nil {
+		c.Registry = prometheus.NewRegistry()
+	}
 }
 
 // Agent is a running agent.
 type Agent struct {
-	cfg Config
-	log *zap.Logger
+	cfg     Config
+	log     *zap.Logger
+	metrics *metrics
+	stopLog chan struct{} // closed by Close: the log rotation ends
+	logOnce sync.Once
 
 	mu        sync.Mutex
 	profile   map[string]*entry // by key
@@ -139,7 +165,11 @@ func New(cfg Config) (*Agent, error) {
 			return nil, fmt.Errorf("agent: state dir: %w", err)
 		}
 	}
-	a := &Agent{cfg: cfg, log: cfg.Logger, profile: map[string]*entry{}, garbage: map[string]bool{}, changed: make(chan struct{})}
+	a := &Agent{cfg: cfg, log: cfg.Logger, profile: map[string]*entry{}, garbage: map[string]bool{}, changed: make(chan struct{}),
+		stopLog: make(chan struct{})}
+	if a.metrics, err = newMetrics(a, cfg.Registry); err != nil {
+		return nil, fmt.Errorf("agent: metrics: %w", err)
+	}
 	a.stopping, a.stopAll = context.WithCancel(context.Background())
 	b, err := os.ReadFile(a.path("profile.json"))
 	switch {
@@ -190,6 +220,7 @@ func New(cfg Config) (*Agent, error) {
 		}
 		go p.run(pid)
 	}
+	go a.rotateLoop(a.stopLog)
 	return a, nil
 }
 
@@ -264,7 +295,12 @@ func (a *Agent) newProc(req agentapi.ActivateRequest) (*proc, error) {
 		return nil, err
 	}
 	return &proc{key: req.Key, name: name, exe: exe, args: args, env: env, dir: stateDir,
-		logFile: a.path("logs", name+".log"), pidFile: a.path("run", req.Key+".json"),
+		logFile: a.path("logs", name+".log"), pidFile: a.path("run", req.Key+".json"), log: a.log, metrics: a.metrics,
+		rotate: func(file string) {
+			if _, err := rotateLog(file, a.cfg.LogMaxBytes, a.cfg.LogKeep); err != nil {
+				a.log.Warn("rotate service log", zap.String("service", name), zap.Error(err))
+			}
+		},
 		health: svc.HealthCheck, grace: a.cfg.StopGrace,
 		started: make(chan struct{}), stopCh: make(chan struct{}), detachCh: make(chan struct{}), done: make(chan struct{})}, nil
 }
@@ -674,6 +710,7 @@ func (a *Agent) waitMovedAway(ctx context.Context, end <-chan time.Time) bool {
 // for, so that no process the agent started outlives Close(true) nor is
 // left unrecorded by Close(false).
 func (a *Agent) Close(stopProcesses bool) {
+	a.logOnce.Do(func() { close(a.stopLog) })
 	a.mu.Lock()
 	a.closing = true
 	a.stopAll()

@@ -20,7 +20,9 @@ const maxJSON = 8 << 20
 
 // Handler returns the agent's HTTP API. Every request must carry the
 // bearer token (compared in constant time); otherwise the answer is 401
-// whatever the path.
+// whatever the path — /metrics and /v1/logs included (the services' output
+// may hold anything; Prometheus sends the token with
+// authorization.credentials_file).
 func (a *Agent) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+agentapi.PathHealth, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, a.Health()) })
@@ -49,7 +51,9 @@ func (a *Agent) Handler() http.Handler {
 	mux.HandleFunc("POST "+agentapi.PathActivate, func(w http.ResponseWriter, r *http.Request) {
 		var req agentapi.ActivateRequest
 		if decode(w, r, &req) {
-			a.reply(w, nil, a.Activate(r.Context(), req))
+			err := a.Activate(r.Context(), req)
+			a.metrics.activations.WithLabelValues(result(err)).Inc()
+			a.reply(w, nil, err)
 		}
 	})
 	mux.HandleFunc("POST "+agentapi.PathContext, func(w http.ResponseWriter, r *http.Request) {
@@ -61,7 +65,11 @@ func (a *Agent) Handler() http.Handler {
 	mux.HandleFunc("POST "+agentapi.PathDeactivate, func(w http.ResponseWriter, r *http.Request) {
 		var req agentapi.KeyRequest
 		if decode(w, r, &req) {
-			a.reply(w, nil, a.Deactivate(r.Context(), req.Key))
+			err := a.Deactivate(r.Context(), req.Key)
+			if err == nil {
+				a.metrics.deactivated.Inc()
+			}
+			a.reply(w, nil, err)
 		}
 	})
 	mux.HandleFunc("POST "+agentapi.PathSnapshot, func(w http.ResponseWriter, r *http.Request) {
@@ -120,7 +128,29 @@ func (a *Agent) Handler() http.Handler {
 			a.reply(w, res, err)
 		}
 	})
-	return a.authenticate(mux)
+	mux.HandleFunc("GET "+agentapi.PathLogs+"{service}", func(w http.ResponseWriter, r *http.Request) {
+		n, err := parseTail(r.URL.Query().Get("tail"))
+		if err != nil {
+			a.reply(w, nil, err)
+			return
+		}
+		b, err := a.ServiceLog(r.PathValue("service"), n)
+		if err != nil {
+			a.reply(w, nil, err)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write(b)
+	})
+	mux.Handle("GET "+agentapi.PathMetrics, a.metrics.handler())
+	return a.metrics.count(a.authenticate(mux))
+}
+
+func result(err error) string {
+	if err != nil {
+		return "failure"
+	}
+	return "success"
 }
 
 func (a *Agent) authenticate(next http.Handler) http.Handler {

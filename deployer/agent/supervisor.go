@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
 	"github.com/dydisnix/dydisnix/model"
@@ -45,6 +46,9 @@ type proc struct {
 	pidFile string
 	health  string
 	grace   time.Duration
+	log     *zap.Logger
+	metrics *metrics
+	rotate  func(file string) // rotates the log when it is too large
 
 	mu       sync.Mutex
 	pid      int
@@ -52,6 +56,7 @@ type proc struct {
 	restarts int
 	exits    int
 	lastErr  string
+	exitText string        // how the last process started here ended
 	started  chan struct{} // closed when the first start attempt finished
 	stopCh   chan struct{}
 	detachCh chan struct{}
@@ -89,7 +94,10 @@ func (p *proc) run(adopt int) {
 				p.mu.Lock()
 				p.lastErr = err.Error()
 				p.exits++
+				restarts := p.restarts
 				p.mu.Unlock()
+				p.metrics.exits.WithLabelValues(p.name).Inc()
+				p.log.Warn("service failed to start", zap.String("service", p.name), zap.Int("restarts", restarts), zap.Error(err))
 			} else {
 				p.setRunning(pid, true)
 				exited = ch
@@ -122,8 +130,14 @@ func (p *proc) run(adopt int) {
 				// The main process died: kill what is left of its group so
 				// that no orphan outlives it (the restart makes a new group).
 				p.mu.Lock()
-				pgid := p.pid
+				pgid, status, restarts := p.pid, p.exitText, p.restarts
 				p.mu.Unlock()
+				if status == "" {
+					status = "unknown (a process adopted after an agent restart)"
+				}
+				p.metrics.exits.WithLabelValues(p.name).Inc()
+				p.log.Warn("service exited", zap.String("service", p.name), zap.Int("pid", pgid),
+					zap.String("exitStatus", status), zap.Int("restarts", restarts), zap.Duration("ran", time.Since(startedAt)))
 				if pgid > 0 {
 					syscall.Kill(-pgid, syscall.SIGKILL)
 				}
@@ -136,17 +150,21 @@ func (p *proc) run(adopt int) {
 		if time.Since(startedAt) > 30*time.Second {
 			bo.Reset()
 		}
+		delay := bo.NextBackOff()
 		select {
 		case <-p.detachCh:
 			return
 		case <-p.stopCh:
 			os.Remove(p.pidFile)
 			return
-		case <-time.After(bo.NextBackOff()):
+		case <-time.After(delay):
 		}
 		p.mu.Lock()
 		p.restarts++
+		restarts := p.restarts
 		p.mu.Unlock()
+		p.metrics.restarts.WithLabelValues(p.name).Inc()
+		p.log.Warn("restarting service", zap.String("service", p.name), zap.Int("restarts", restarts), zap.Duration("after", delay))
 	}
 }
 
@@ -159,6 +177,7 @@ func (p *proc) setRunning(pid int, running bool) {
 // start starts the process in a new process group and returns a channel
 // closed when it exits.
 func (p *proc) start() (<-chan struct{}, int, error) {
+	p.rotate(p.logFile)
 	logf, err := os.OpenFile(p.logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, 0, err
@@ -184,11 +203,12 @@ func (p *proc) start() (<-chan struct{}, int, error) {
 	ch := make(chan struct{})
 	go func() {
 		err := cmd.Wait()
+		p.mu.Lock()
 		if err != nil {
-			p.mu.Lock()
 			p.lastErr = err.Error()
-			p.mu.Unlock()
 		}
+		p.exitText = cmd.ProcessState.String()
+		p.mu.Unlock()
 		close(ch)
 	}()
 	return ch, pid, nil

@@ -24,6 +24,8 @@ const (
 	PathProfile     = "/v1/profile"         // GET → Profile
 	PathDrain       = "/v1/drain"           // GET → DrainStatus
 	PathContext     = "/v1/context"         // POST ActivateRequest of an active key: new env/context, no restart
+	PathLogs        = "/v1/logs/"           // + service, ?tail=N: GET → the last N lines of its output (text)
+	PathMetrics     = "/metrics"            // GET → Prometheus metrics
 )
 
 // ActivateRequest starts a service mapping on the agent.

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -205,4 +207,14 @@ func (c *Client) Profile(ctx context.Context) (*Profile, error) {
 func (c *Client) Drain(ctx context.Context) (*DrainStatus, error) {
 	var d DrainStatus
 	return &d, c.do(ctx, http.MethodGet, PathDrain, nil, "", &d)
+}
+
+// Logs writes the last tail lines of service's output on the agent to w
+// (tail 0: the agent's default).
+func (c *Client) Logs(ctx context.Context, service string, tail int, w io.Writer) error {
+	path := PathLogs + url.PathEscape(service)
+	if tail > 0 {
+		path += "?tail=" + strconv.Itoa(tail)
+	}
+	return c.do(ctx, http.MethodGet, path, nil, "", w)
 }
