@@ -165,7 +165,7 @@ func (d *Diagram) DOT() string {
 		} else {
 			b.WriteString("    style=filled;\n    bgcolor=\"#eef3fb\";\n    color=\"#3366cc\";\n")
 		}
-		fmt.Fprintf(&b, "    label=%s;\n", quote(label))
+		fmt.Fprintf(&b, "    label=%s;\n    id=%s;\n    class=%s;\n", quote(label), quote("target-"+box.Target), quote("target state-"+stateClass(box.State)))
 		switch box.State {
 		case "down":
 			b.WriteString("    color=red3;\n    bgcolor=\"#fbe3e3\";\n")
@@ -202,9 +202,9 @@ func (d *Diagram) DOT() string {
 		fmt.Fprintf(&b, "  %s [label=%s,color=red];\n", quote(s), quote(s+"\n(unplaced)"))
 	}
 	for _, e := range d.Edges {
-		attr := ""
+		attr := " [class=dependsOn]"
 		if e.Dashed {
-			attr = " [style=dashed]"
+			attr = " [style=dashed,class=connectsTo]"
 		}
 		fmt.Fprintf(&b, "  %s -> %s%s;\n", quote(e.From.ID()), quote(e.To.ID()), attr)
 	}
