@@ -154,31 +154,34 @@ func Build(svcs model.Services, targets []string, dist model.Distribution, state
 func (d *Diagram) DOT() string {
 	var b strings.Builder
 	b.WriteString("digraph G {\n")
-	b.WriteString("  compound=true;\n  rankdir=LR;\n")
-	b.WriteString("  node [shape=box,style=filled,fillcolor=white,color=black];\n")
+	b.WriteString("  compound=true;\n  rankdir=LR;\n  fontname=\"sans-serif\";\n")
+	b.WriteString("  node [shape=box,style=filled,fillcolor=white,color=black,fontname=\"sans-serif\"];\n")
+	b.WriteString("  edge [fontname=\"sans-serif\"];\n")
 	for _, box := range d.Boxes {
 		fmt.Fprintf(&b, "  subgraph %s {\n", quote("cluster_"+box.Target))
 		label := box.Target
+		fill, stroke, style := "#eef3fb", "#3366cc", "filled"
+		switch box.State {
+		case "", "up":
+		case "down":
+			fill, stroke, style = "#fbe3e3", "#cc0000", "dashed,filled"
+		case "leaving", "draining":
+			fill, stroke, style = "#fff4dc", "#cc8800", "dashed,filled"
+		default:
+			fill, stroke, style = "#f2f2f2", "#888888", "dashed,filled"
+		}
 		if box.State != "" && box.State != "up" {
 			label += " (" + box.State + ")"
-			b.WriteString("    style=\"dashed,filled\";\n")
-		} else {
-			b.WriteString("    style=filled;\n    bgcolor=\"#eef3fb\";\n    color=\"#3366cc\";\n")
 		}
+		fmt.Fprintf(&b, "    style=%s;\n    fillcolor=%s;\n    color=%s;\n    penwidth=2;\n", quote(style), quote(fill), quote(stroke))
 		fmt.Fprintf(&b, "    label=%s;\n    id=%s;\n    class=%s;\n", quote(label), quote("target-"+box.Target), quote("target state-"+stateClass(box.State)))
-		switch box.State {
-		case "down":
-			b.WriteString("    color=red3;\n    bgcolor=\"#fbe3e3\";\n")
-		case "leaving", "draining":
-			b.WriteString("    color=orange3;\n    bgcolor=\"#fff4dc\";\n")
-		}
 		if len(box.Services) == 0 {
 			fmt.Fprintf(&b, "    %s [label=\"(no services)\",style=dotted];\n", quote(box.Target+":"))
 		}
 		for _, g := range box.groups() {
 			indent := "    "
 			if g.container != "" {
-				fmt.Fprintf(&b, "    subgraph %s {\n      label=%s;\n      style=dashed;\n", quote("cluster_"+box.Target+"/"+g.container), quote(g.container))
+				fmt.Fprintf(&b, "    subgraph %s {\n      label=%s;\n      style=\"dashed,filled\";\n      fillcolor=\"#f8f8f8\";\n      color=\"#999999\";\n      penwidth=1;\n", quote("cluster_"+box.Target+"/"+g.container), quote(g.container))
 				indent = "      "
 			}
 			for _, s := range g.services {
