@@ -3,6 +3,7 @@ package adapt
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -26,34 +27,47 @@ import (
 // screenshots to (default: the test's temporary directory).
 const ScreenshotDirEnv = "DYDISNIX_SCREENSHOT_DIR"
 
-// browser runs Debian's Chromium headless (as root it needs --no-sandbox)
-// with a fresh profile and returns its standard output.
+// browser runs Debian's Chromium headless and returns its standard
+// output; it fails the test on an error, so only the test's goroutine may
+// call it (others use runBrowser).
 func browser(t *testing.T, args ...string) string {
 	t.Helper()
-	var path string
+	out, err := runBrowser(browserPath(t), t.TempDir(), args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// browserPath returns Chromium's path, or skips (fails in CI) without it.
+func browserPath(t *testing.T) string {
+	t.Helper()
 	for _, name := range []string{"chromium", "chromium-browser"} {
 		if p, err := exec.LookPath(name); err == nil {
-			path = p
-			break
+			return p
 		}
 	}
-	if path == "" {
-		testenv.Missing(t, "chromium is not installed (.ci/run installs it)")
-	}
+	testenv.Missing(t, "chromium is not installed (.ci/run installs it)")
+	return ""
+}
+
+// runBrowser runs Chromium headless (as root it needs --no-sandbox) with
+// a fresh profile in profileDir.
+func runBrowser(path, profileDir string, args ...string) (string, error) {
 	// A bound for a hung browser, not a timing expectation.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	base := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
 		"--disable-component-update", "--no-first-run", "--disable-sync", "--disable-dev-shm-usage",
-		"--hide-scrollbars", "--user-data-dir=" + t.TempDir()}
+		"--hide-scrollbars", "--user-data-dir=" + profileDir}
 	cmd := exec.CommandContext(ctx, path, append(base, args...)...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("chromium %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+		return "", fmt.Errorf("chromium %s: %w\n%s", strings.Join(args, " "), err, stderr.String())
 	}
-	return string(out)
+	return string(out), nil
 }
 
 // screenshot saves the page at url as name (PNG) and logs where.
@@ -99,6 +113,8 @@ func TestStatusPageInABrowser(t *testing.T) {
 		handler.ServeHTTP(w, r)
 	}))
 	defer srv.Close()
+	release := sync.OnceFunc(func() { close(fixed) })
+	defer release() // before srv.Close: a failing test must not leave the handler waiting
 
 	h.planner.mu.Lock()
 	h.planner.loadErr = errors.New("services.nix:12:5: dependsOn names the unknown service dbx")
@@ -116,20 +132,32 @@ func TestStatusPageInABrowser(t *testing.T) {
 
 	// Now the page stays open long enough (in virtual time) to fetch its
 	// live part; the model is fixed before the server answers.
-	domc := make(chan string, 1)
-	go func() { domc <- browser(t, "--dump-dom", "--virtual-time-budget=3000", srv.URL+"/") }()
+	type result struct {
+		dom string
+		err error
+	}
+	domc := make(chan result, 1)
+	path, profile := browserPath(t), t.TempDir()
+	go func() {
+		dom, err := runBrowser(path, profile, "--dump-dom", "--virtual-time-budget=3000", srv.URL+"/")
+		domc <- result{dom, err}
+	}()
 	select {
 	case <-asked:
-	case dom := <-domc:
-		t.Fatalf("the page never fetched its live part:\n%s", dom)
+	case r := <-domc:
+		t.Fatalf("the page never fetched its live part (%v):\n%s", r.err, r.dom)
 	}
 	h.planner.mu.Lock()
 	h.planner.loadErr = nil
 	h.planner.mu.Unlock()
 	h.advance(time.Hour)
 	h.settle()
-	close(fixed)
-	dom = <-domc
+	release()
+	r := <-domc
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	dom = r.dom
 	if strings.Contains(dom, `class="banner"`) {
 		t.Fatalf("the banner stays on the open page after the fix:\n%s", dom)
 	}

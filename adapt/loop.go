@@ -760,7 +760,9 @@ func (l *Loop) finish(d deployDone) {
 	}
 	l.mu.Lock()
 	l.status.LastDeploy = r
-	l.status.Deploys = keepLast(append(l.status.Deploys, *r))
+	past := *r
+	past.Distribution = nil // the history stays small; LastDeploy has it
+	l.status.Deploys = keepLast(append(l.status.Deploys, past))
 	l.status.DeployError = ""
 	if d.err == nil {
 		l.status.Distribution = r.Distribution
