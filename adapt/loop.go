@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -146,13 +147,28 @@ type DeployReport struct {
 	ChangeAt time.Time `json:"changeAt"`
 	Started  time.Time `json:"started"`
 	Finished time.Time `json:"finished"`
-	// DetectionMs is Started-ChangeAt, RedeployMs Finished-ChangeAt.
-	DetectionMs  int64              `json:"detectionMs"`
-	RedeployMs   int64              `json:"redeployMs"`
-	Targets      []string           `json:"targets"`
-	Distribution model.Distribution `json:"distribution,omitempty"`
-	Plan         []string           `json:"plan,omitempty"`
-	Moved        []string           `json:"moved,omitempty"`
+	// EventAt is when the earliest discovery event behind this deploy
+	// happened (the event's own time, zero when no event caused it);
+	// ObservedAt is when the loop saw the earliest change (ChangeAt when
+	// no event was seen).
+	EventAt    time.Time `json:"eventAt,omitempty"`
+	ObservedAt time.Time `json:"observedAt"`
+	// DetectionMs is Started-EventAt and RedeployMs Finished-EventAt:
+	// measured from the event (from ObservedAt when there is none).
+	DetectionMs int64 `json:"detectionMs"`
+	RedeployMs  int64 `json:"redeployMs"`
+	// ObservedDetectionMs and ObservedRedeployMs are measured from
+	// ObservedAt, the loop's observation.
+	ObservedDetectionMs int64              `json:"observedDetectionMs"`
+	ObservedRedeployMs  int64              `json:"observedRedeployMs"`
+	Targets             []string           `json:"targets"`
+	Distribution        model.Distribution `json:"distribution,omitempty"`
+	Plan                []string           `json:"plan,omitempty"`
+	// Moved lists the services placed on a target they were not on in the
+	// previous deployed distribution; Moves says from where to where. A
+	// stale copy removed from a returning machine is not a move.
+	Moved []string `json:"moved,omitempty"`
+	Moves []Move   `json:"moves,omitempty"`
 }
 
 // Loop is the self-adaptive control loop.
@@ -181,6 +197,12 @@ type Loop struct {
 	// of every snapshot until discovery stops reporting them.
 	draining map[string]bool
 	lastSnap *discovery.Snapshot
+	// svgMu guards the picture of the last diagram drawn (svgKey is its
+	// DOT text).
+	svgMu          sync.Mutex
+	svgKey, svgOut string
+	// polling is set while the agents' profiles are asked (pollHealth).
+	polling atomic.Bool
 
 	// control carries the operator's commands into Run; done is closed
 	// when Run returns.
@@ -470,6 +492,7 @@ func (l *Loop) Run(ctx context.Context) error {
 					drainRes <- dc.Draining(ctx, infra)
 				}()
 			}
+			l.pollHealth()
 			emit(StepTimer)
 		case <-wakeC:
 			wake = nil
@@ -642,14 +665,21 @@ func (l *Loop) report(order *DeployOrder, started time.Time, res *rollout.Result
 	r := &DeployReport{
 		Seq: seq, Result: "success", Attempt: order.Attempt, Causes: order.Causes, Reconcile: order.Reconcile,
 		ChangeAt: order.Since, Started: started, Finished: now,
-		DetectionMs: started.Sub(order.Since).Milliseconds(), RedeployMs: now.Sub(order.Since).Milliseconds(),
 		Targets: order.Infrastructure.Names(),
 	}
+	l.timings(r, order.Since)
 	if res != nil {
 		if res.Desired != nil {
 			r.Distribution = res.Desired.Distribution
+			l.mu.Lock()
+			prev := l.status.Distribution
+			l.mu.Unlock()
+			r.Moves = moves(prev, r.Distribution)
+			for _, m := range r.Moves {
+				r.Moved = append(r.Moved, m.Service)
+			}
 		}
-		r.Plan, r.Moved = res.Plan, res.Moved
+		r.Plan = res.Plan
 	}
 	if err != nil {
 		r.Result, r.Error = "failure", err.Error()
@@ -667,6 +697,11 @@ func (l *Loop) finish(d deployDone) {
 		l.metrics.checks.Inc()
 		l.mu.Lock()
 		l.status.LastCheck = l.clock.Now()
+		if d.err == nil {
+			// The system matches its models again: an earlier failure
+			// is over.
+			l.status.DeployError = ""
+		}
 		l.mu.Unlock()
 		return
 	}
@@ -684,11 +719,20 @@ func (l *Loop) finish(d deployDone) {
 	}
 	l.mu.Lock()
 	l.status.LastDeploy = r
+	past := *r
+	past.Distribution = nil // the history stays small; LastDeploy has it
+	l.status.Deploys = keepLast(append(l.status.Deploys, past))
+	l.status.DeployError = ""
 	if d.err == nil {
 		l.status.Distribution = r.Distribution
 		l.metrics.services.Set(float64(len(r.Distribution)))
+	} else {
+		l.status.DeployError = r.Error
 	}
 	l.mu.Unlock()
+	if d.err == nil {
+		l.pollHealth()
+	}
 	if l.cfg.OnDeploy != nil {
 		l.cfg.OnDeploy(*r)
 	}
@@ -723,9 +767,11 @@ func (l *Loop) snapshotJob(ctx context.Context) {
 func (l *Loop) noteSnapshot(s discovery.Snapshot) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	now := l.clock.Now()
 	for _, e := range s.Events {
 		ev := e
 		l.status.LastEvent = &ev
+		l.status.Events = keepLast(append(l.status.Events, newEventRecord(e, now)))
 		l.log.Info("discovery event", zap.String("kind", string(e.Kind)), zap.String("target", e.Target), zap.String("reason", e.Reason))
 	}
 	l.status.Discovered = s.Infrastructure.Names()
@@ -742,6 +788,12 @@ func (l *Loop) updateMembers() {
 	}
 	l.mu.Lock()
 	l.status.Targets = ms
+	l.status.Draining = sortedKeys(l.draining)
+	if l.decider.matches() {
+		// The system matches its models again: an earlier failure is
+		// over (a newer change superseded its retry).
+		l.status.DeployError = ""
+	}
 	l.status.Infrastructure = l.decider.used()
 	if r := l.decider.RetryAt(); !r.IsZero() {
 		l.status.RetryAt = &r

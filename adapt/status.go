@@ -1,10 +1,14 @@
 package adapt
 
 import (
+	"bytes"
+	"embed"
 	"encoding/json"
 	"fmt"
-	"html"
+	"html/template"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -34,6 +38,20 @@ type Status struct {
 	RetryAt      *time.Time         `json:"retryAt,omitempty"`
 	ModelsError  string             `json:"modelsError,omitempty"`
 	SourceError  string             `json:"sourceError,omitempty"`
+	// DeployError is the error of the last deploy when it failed; it is
+	// cleared by a later success or a check finding the system matching.
+	DeployError string `json:"deployError,omitempty"`
+	// Draining lists the targets whose agents drain.
+	Draining []string `json:"draining,omitempty"`
+	// Events and Deploys are the last 50 discovery events and deploys,
+	// oldest first.
+	Events  []EventRecord  `json:"events"`
+	Deploys []DeployReport `json:"deploys"`
+	// Services is what the agents report of every service instance (only
+	// with a Pass implementing Profiler).
+	Services []ServiceHealth `json:"services,omitempty"`
+	// Alerts lists the problems the page shows in red banners.
+	Alerts []Alert `json:"alerts,omitempty"`
 	// Running is the step of the running deploy started last and still
 	// running (nil when no step runs).
 	Running *RunningStep `json:"running,omitempty"`
@@ -45,33 +63,77 @@ func (l *Loop) Status() Status {
 	defer l.mu.Unlock()
 	s := l.status
 	s.Targets = append([]MemberStatus(nil), s.Targets...)
+	s.Events = append([]EventRecord(nil), s.Events...)
+	s.Deploys = append([]DeployReport(nil), s.Deploys...)
+	s.Alerts = l.alerts(&s, l.clock.Now())
 	return s
 }
 
-// Diagram returns the picture of the current deployment.
+// Diagram returns the picture of the current deployment: the targets in
+// use and those still holding services of the deployed distribution
+// (down, leaving, draining or in probation, drawn as such), the services
+// the last deploy moved and those their agents report unhealthy marked.
 func (l *Loop) Diagram() *visual.Diagram {
 	l.mu.Lock()
 	svcs := l.services
 	st := l.status
 	l.mu.Unlock()
+	holds := map[string]bool{}
+	for _, s := range st.Distribution.Names() {
+		for _, t := range st.Distribution.Targets(s) {
+			holds[t] = true
+		}
+	}
 	states := map[string]string{}
 	var names []string
 	for _, m := range st.Targets {
-		if m.State == MemberDown {
+		if m.State == MemberDown && !holds[m.Target] {
 			continue
 		}
 		names = append(names, m.Target)
 		states[m.Target] = string(m.State)
+		if slices.Contains(st.Draining, m.Target) {
+			states[m.Target] = "draining"
+		}
 	}
 	if svcs == nil {
 		svcs = model.Services{}
 	}
-	return visual.Build(svcs, names, st.Distribution, states)
+	d := visual.Build(svcs, names, st.Distribution, states)
+	d.Marks = map[visual.Node]string{}
+	if r := st.LastDeploy; r != nil && r.Result == "success" {
+		for _, m := range r.Moves {
+			for _, t := range m.To {
+				if !slices.Contains(m.From, t) {
+					d.Marks[visual.Node{Service: m.Service, Target: t}] = visual.MarkMoved + "from " + strings.Join(m.From, ", ")
+				}
+			}
+		}
+	}
+	for _, h := range st.Services {
+		if !h.Running || !h.Healthy {
+			d.Marks[visual.Node{Service: h.Service, Target: h.Target}] = visual.MarkUnhealthy
+		}
+	}
+	return d
+}
+
+// svg renders the diagram, with Graphviz's dot when installed; the
+// picture of an unchanged diagram is reused.
+func (l *Loop) svg(r *http.Request) string {
+	d := l.Diagram()
+	key := d.DOT()
+	l.svgMu.Lock()
+	defer l.svgMu.Unlock()
+	if key != l.svgKey {
+		l.svgKey, l.svgOut = key, d.Render(r.Context())
+	}
+	return l.svgOut
 }
 
 // Handler serves /healthz, /status, /metrics, /explain (the policy's
-// explanation of the deployed distribution), /diagram.svg and the status
-// page /.
+// explanation of the deployed distribution), /diagram.svg, the status
+// page / and its live part /live (the page fetches it every second).
 func (l *Loop) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -101,56 +163,64 @@ func (l *Loop) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /diagram.svg", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "image/svg+xml")
-		fmt.Fprint(w, l.Diagram().SVG())
+		fmt.Fprint(w, l.svg(r))
 	})
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		fmt.Fprint(w, l.page())
-	})
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { l.render(w, r, "page") })
+	mux.HandleFunc("GET /live", func(w http.ResponseWriter, r *http.Request) { l.render(w, r, "live") })
 	return mux
 }
 
-// page renders the self-refreshing HTML status page.
-func (l *Loop) page() string {
-	st := l.Status()
-	svg := l.Diagram().SVG()
-	e := html.EscapeString
-	last := "none yet"
-	if d := st.LastDeploy; d != nil {
-		last = fmt.Sprintf("#%d %s at %s (detection %d ms, redeploy %d ms, %d steps)",
-			d.Seq, d.Result, d.Finished.Format(time.RFC3339), d.DetectionMs, d.RedeployMs, len(d.Plan))
-		if d.Error != "" {
-			last += ": " + d.Error
+//go:embed page.html
+var pageFS embed.FS
+
+var pageTmpl = template.Must(template.New("page.html").Funcs(template.FuncMap{
+	"clock": func(t time.Time) string {
+		if t.IsZero() {
+			return "–"
 		}
-	}
-	ev := "none yet"
-	if x := st.LastEvent; x != nil {
-		ev = fmt.Sprintf("%s %s (%s) at %s", x.Target, x.Kind, x.Reason, x.At.Format(time.RFC3339))
-	}
-	rows := ""
-	for _, m := range st.Targets {
-		until := ""
-		if m.Until != nil {
-			until = m.Until.Format(time.RFC3339)
+		return t.UTC().Format("15:04:05.000")
+	},
+	"stamp": func(t time.Time) string {
+		if t.IsZero() {
+			return "–"
 		}
-		rows += fmt.Sprintf("<tr><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%d</td><td>%s</td></tr>\n",
-			e(m.Target), e(string(m.State)), m.Since.Format(time.RFC3339), until, m.Removals, e(m.Reason))
+		return t.UTC().Format(time.RFC3339)
+	},
+	"join": strings.Join,
+	"newestFirst": func(v any) any {
+		switch s := v.(type) {
+		case []EventRecord:
+			s = slices.Clone(s)
+			slices.Reverse(s)
+			return s
+		case []DeployReport:
+			s = slices.Clone(s)
+			slices.Reverse(s)
+			return s
+		}
+		return v
+	},
+}).ParseFS(pageFS, "page.html"))
+
+// pageData is what the page's templates render.
+type pageData struct {
+	Status
+	Now time.Time
+	// SVG is the picture, generated by the visual package (names escaped)
+	// or by Graphviz's dot.
+	SVG template.HTML
+}
+
+// render executes the page template name ("page" or its live part
+// "live") on the current status.
+func (l *Loop) render(w http.ResponseWriter, r *http.Request, name string) {
+	data := pageData{Status: l.Status(), Now: l.clock.Now(), SVG: template.HTML(l.svg(r))} // #nosec G203: generated SVG, names escaped
+	var buf bytes.Buffer
+	if err := pageTmpl.ExecuteTemplate(&buf, name, data); err != nil {
+		http.Error(w, "rendering the page: "+err.Error(), http.StatusInternalServerError)
+		return
 	}
-	return `<!DOCTYPE html>
-<html><head><meta charset="utf-8"><meta http-equiv="refresh" content="2">
-<title>dydisnix self-adapt</title>
-<style>body{font-family:sans-serif;margin:1.5em}td,th{padding:2px 10px;text-align:left}
-.k{color:#555}</style></head><body>
-<h1>dydisnix self-adapt</h1>
-<p><span class="k">phase:</span> ` + e(st.Phase) + `<br>
-<span class="k">last event:</span> ` + e(ev) + `<br>
-<span class="k">last deploy:</span> ` + e(last) + `</p>
-` + svg + `
-<p class="k">solid arrow: dependsOn &middot; dashed arrow: connectsTo &middot; grey box: target not in use yet</p>
-<h2>Targets</h2>
-<table><tr><th>target</th><th>state</th><th>since</th><th>until</th><th>recent removals</th><th>reason</th></tr>
-` + rows + `</table>
-<p><a href="/status">/status</a> &middot; <a href="/explain">/explain</a> &middot; <a href="/metrics">/metrics</a> &middot; <a href="/healthz">/healthz</a></p>
-</body></html>
-`
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = buf.WriteTo(w)
 }
