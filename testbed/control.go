@@ -24,6 +24,12 @@ type Response struct {
 	OK       bool          `json:"ok"`
 	Error    string        `json:"error,omitempty"`
 	Machines []MachineInfo `json:"machines,omitempty"`
+	// PID is the daemon's process; Coordinator the coordinator's network
+	// namespace (both for entering namespaces: EnterCommand).
+	PID         int    `json:"pid,omitempty"`
+	Coordinator string `json:"coordinator,omitempty"`
+	// StatusURL is the loop's page on the host, when the daemon runs one.
+	StatusURL string `json:"statusURL,omitempty"`
 }
 
 // MachineInfo describes one machine for `list`.
@@ -133,7 +139,7 @@ func (tb *Testbed) handle(req Request, partitioned map[string]bool) Response {
 	if err != nil {
 		return Response{Error: err.Error()}
 	}
-	resp := Response{OK: true}
+	resp := Response{OK: true, PID: os.Getpid(), Coordinator: tb.coord.Netns, StatusURL: tb.statusURL}
 	for _, m := range tb.Machines() {
 		resp.Machines = append(resp.Machines, MachineInfo{
 			Name: m.Name, Netns: m.Host.Netns, Address: m.Host.Addr.String(),

@@ -68,3 +68,23 @@ func TestPrintMachines(t *testing.T) {
 		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
 	}
 }
+
+func TestEnterArgs(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		same bool
+		want []string
+	}{
+		{"root: the namespaces are the host's", true, []string{"ip", "netns", "exec", "ns1", "sh", "-c", "x"}},
+		{"without root: through the daemon's user and mount namespaces", false,
+			[]string{"nsenter", "--target", "42", "--user", "--mount", "--preserve-credentials", "--", "ip", "netns", "exec", "ns1", "sh", "-c", "x"}},
+	} {
+		if got := enterArgs("ns1", 42, tc.same, []string{"sh", "-c", "x"}); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+	if _, err := EnterCommand(&Response{Machines: []MachineInfo{{Name: "m1", Netns: "ns1"}}}, "m2", nil); err == nil || !strings.Contains(err.Error(), "no machine m2") {
+		t.Errorf("unknown machine: %v", err)
+	}
+}

@@ -51,6 +51,9 @@ type Testbed struct {
 	mu       sync.Mutex
 	machines map[string]*Machine
 	count    int
+	onClose  []func()
+	// statusURL is the loop's page as seen from the host (daemon only).
+	statusURL string
 }
 
 // Machine is one simulated machine.
@@ -340,8 +343,23 @@ func (tb *Testbed) Remove(name string) error {
 	return err
 }
 
+// OnClose registers f to run first when the testbed closes (in reverse
+// order of registration), while every namespace still exists.
+func (tb *Testbed) OnClose(f func()) {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	tb.onClose = append(tb.onClose, f)
+}
+
 // Close kills every machine and deletes every namespace of the testbed.
 func (tb *Testbed) Close() error {
+	tb.mu.Lock()
+	fs := tb.onClose
+	tb.onClose = nil
+	tb.mu.Unlock()
+	for i := len(fs) - 1; i >= 0; i-- {
+		fs[i]()
+	}
 	for _, m := range tb.Machines() {
 		m.Host.KillAll()
 	}
