@@ -30,6 +30,9 @@ type Response struct {
 	Coordinator string `json:"coordinator,omitempty"`
 	// StatusURL is the loop's page on the host, when the daemon runs one.
 	StatusURL string `json:"statusURL,omitempty"`
+	// LoopError says that the daemon's loop has exited, with the end of
+	// its log.
+	LoopError string `json:"loopError,omitempty"`
 }
 
 // MachineInfo describes one machine for `list`.
@@ -140,6 +143,13 @@ func (tb *Testbed) handle(req Request, partitioned map[string]bool) Response {
 		return Response{Error: err.Error()}
 	}
 	resp := Response{OK: true, PID: os.Getpid(), Coordinator: tb.coord.Netns, StatusURL: tb.statusURL}
+	if tb.loop != nil {
+		select {
+		case <-tb.loop.loopExited():
+			resp.LoopError = fmt.Sprintf("dydisnix-self-adapt has exited; the end of %s:\n%s", tb.loop.Path("self-adapt.log"), tb.loop.LoopLog(5))
+		default:
+		}
+	}
 	for _, m := range tb.Machines() {
 		resp.Machines = append(resp.Machines, MachineInfo{
 			Name: m.Name, Netns: m.Host.Netns, Address: m.Host.Addr.String(),

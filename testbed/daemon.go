@@ -51,6 +51,12 @@ func SelfCommand(exe string, args []string) *exec.Cmd {
 	script := `mount -t tmpfs tmpfs /run && mkdir -p /run/netns && exec "$0" "$@"`
 	c := exec.Command("unshare", append([]string{"--user", "--map-root-user", "--net", "--mount", "--propagation", "private", "--fork", "--", "sh", "-c", script, exe}, args...)...)
 	c.Env = append(os.Environ(), UserNSEnv+"=1")
+	if os.Getenv("NIX_REMOTE") == "" {
+		// Inside the namespace this user is root, so Nix would open the
+		// store of /nix itself, which belongs to the real root; the loop
+		// only evaluates models, which needs no store.
+		c.Env = append(c.Env, "NIX_REMOTE=dummy://")
+	}
 	return c
 }
 
@@ -327,6 +333,7 @@ func (tb *Testbed) startCoordinator(cc CoordinatorConfig, stop <-chan struct{}) 
 		return err
 	}
 	tb.OnClose(h.StopLoop)
+	tb.loop = h
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
@@ -352,6 +359,9 @@ func PrintResponse(w io.Writer, resp *Response) {
 	PrintMachines(w, resp.Machines)
 	if resp.StatusURL != "" {
 		fmt.Fprintf(w, "\nThe loop's status page: %s\n", resp.StatusURL)
+	}
+	if resp.LoopError != "" {
+		fmt.Fprintf(w, "\n%s\n", resp.LoopError)
 	}
 }
 

@@ -52,8 +52,10 @@ type Testbed struct {
 	machines map[string]*Machine
 	count    int
 	onClose  []func()
-	// statusURL is the loop's page as seen from the host (daemon only).
+	// statusURL is the loop's page as seen from the host, loop the loop
+	// (daemon only).
 	statusURL string
+	loop      *Harness
 }
 
 // Machine is one simulated machine.
