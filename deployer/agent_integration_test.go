@@ -3,6 +3,7 @@ package deployer_test
 import (
 	"context"
 	"encoding/json"
+	"github.com/dydisnix/dydisnix/internal/testenv"
 	"net/http"
 	"os"
 	"reflect"
@@ -267,7 +268,7 @@ func TestAgentRestartKeepsItsServices(t *testing.T) {
 	if p, err := os.FindProcess(pid); err == nil {
 		p.Kill()
 	}
-	eventually(t, time.Minute, func() bool {
+	testenv.Eventually(t, time.Minute, func() bool {
 		got, err := httpGet(t, svcs["kv"], "/health")
 		return err == nil && strings.TrimSpace(got) == "ok" && svcPid(t, svcs["kv"]) != pid
 	}, "adopted process restarted after it died")
@@ -325,7 +326,7 @@ func TestAgentDrainWaitsForStateMigration(t *testing.T) {
 	drained := make(chan bool, 1)
 	go func() { drained <- c.agents["t1"].a.Drain(context.Background(), 30*time.Second) }()
 	cl, _ := c.be.Client("t1", &model.Manifest{Infrastructure: c.infra})
-	eventually(t, time.Minute, func() bool {
+	testenv.Eventually(t, time.Minute, func() bool {
 		h, err := cl.Health(context.Background())
 		return err == nil && h.Draining && h.Status == "draining"
 	}, "agent reports draining")

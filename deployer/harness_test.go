@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/dydisnix/dydisnix/internal/testenv"
 	"io"
 	"net"
 	"net/http"
@@ -82,7 +83,7 @@ func startAgent(t testing.TB, name, dir, addr string) *testAgent {
 	var ln net.Listener
 	var err error
 	// The port of a restarted agent may linger briefly.
-	eventually(t, time.Minute, func() bool { ln, err = net.Listen("tcp", addr); return err == nil }, "listen on %s", addr)
+	testenv.Eventually(t, time.Minute, func() bool { ln, err = net.Listen("tcp", addr); return err == nil }, "listen on %s", addr)
 	// The start timeout only bounds a broken activation; no test relies on
 	// it expiring, so it is generous for a loaded machine.
 	a, err := agent.New(agent.Config{StateDir: dir, Token: []byte(testToken), StopGrace: 2 * time.Second, StartTimeout: time.Minute})
@@ -305,21 +306,4 @@ func (c *cluster) processes() []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-// eventually polls cond until it holds and fails the test if it does not
-// within timeout: for conditions no event announces. The timeout only
-// keeps a broken test from hanging. (It has the signature of
-// internal/testenv.Eventually, which replaces it once that is merged.)
-func eventually(t testing.TB, timeout time.Duration, cond func() bool, format string, args ...any) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	wait := time.Millisecond
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: "+format, append([]any{timeout}, args...)...)
-		}
-		time.Sleep(wait)
-		wait = min(2*wait, 100*time.Millisecond)
-	}
 }

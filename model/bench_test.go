@@ -6,6 +6,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -27,7 +28,7 @@ func synthServices(n int) Services {
 		}
 		for k := r.Intn(4); k > 0 && i > 0; k-- {
 			dep := fmt.Sprintf("s%04d", r.Intn(i))
-			if !contains(svc.DependsOn, dep) {
+			if !slices.Contains(svc.DependsOn, dep) {
 				svc.DependsOn = append(svc.DependsOn, dep)
 			}
 		}
@@ -74,6 +75,44 @@ func BenchmarkDecodeServicesJSON5000(b *testing.B) {
 			b.Fatal(err)
 		}
 		if _, err := ServicesFromValue(v, "s.json"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkLoadServicesJSON5000 is what a command does with a services
+// file: read, decode (the one-pass decoder) and build the model in place.
+func BenchmarkLoadServicesJSON5000(b *testing.B) {
+	data, err := EncodeJSON(synthServices(5000))
+	if err != nil {
+		b.Fatal(err)
+	}
+	file := filepath.Join(b.TempDir(), "services.json")
+	if err := os.WriteFile(file, data, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := LoadServices(file); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDecodeJSONSlow5000 is the encoding/json path the one-pass
+// decoder replaces (and that still explains invalid input), for comparison.
+func BenchmarkDecodeJSONSlow5000(b *testing.B) {
+	data, err := EncodeJSON(synthServices(5000))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := decodeJSONSlow(data, "s.json"); err != nil {
 			b.Fatal(err)
 		}
 	}

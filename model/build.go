@@ -31,59 +31,103 @@ func errAt(file, place, format string, args ...any) error {
 // ServicesFromValue builds a services model from its JSON-like form (the
 // filtered model of the contract). file is used in error messages; every
 // problem is reported (joined, sorted), not only the first. A service
-// without a name attribute gets its key as name.
+// without a name attribute gets its key as name. v is not modified.
 func ServicesFromValue(v any, file string) (Services, error) {
+	return servicesFromValue(v, file, false)
+}
+
+// servicesFromValue is ServicesFromValue; with own, v belongs to the caller
+// alone (freshly decoded) and each service's attribute set becomes its
+// Attrs instead of being copied.
+func servicesFromValue(v any, file string, own bool) (Services, error) {
 	top, ok := v.(map[string]any)
 	if !ok {
 		return nil, errAt(file, "", "services model: expected an attribute set of services, got %s", TypeName(v))
 	}
-	var errs []error
-	out := make(Services, len(top))
-	for _, key := range SortedKeys(top) {
-		raw, ok := top[key].(map[string]any)
+	b := newServicesBuilder(file, len(top), own)
+	for key, val := range top {
+		b.add(key, val)
+	}
+	return b.done()
+}
+
+// servicesBuilder builds a services model one service at a time (from the
+// decoded model, or from the decoder as it reads each service). Its
+// errors are sorted in the end: the order of the services does not matter.
+type servicesBuilder struct {
+	file     string
+	own      bool
+	out      Services
+	services []Service // one allocation for every service
+	errs     []error
+}
+
+func newServicesBuilder(file string, n int, own bool) *servicesBuilder {
+	return &servicesBuilder{file: file, own: own, out: make(Services, n), services: make([]Service, 0, n)}
+}
+
+// add builds service key from its JSON-like value.
+func (b *servicesBuilder) add(key string, val any) {
+	raw, ok := val.(map[string]any)
+	if !ok {
+		b.errs = append(b.errs, errAt(b.file, attrPath(key), "expected a service attribute set, got %s", TypeName(val)))
+		return
+	}
+	if len(b.services) == cap(b.services) {
+		b.services = make([]Service, 0, 64)
+	}
+	b.services = append(b.services, Service{Name: key})
+	s := &b.services[len(b.services)-1]
+	// The reserved attributes get their fields; every other attribute is
+	// in Attrs (the decoded set itself when it is ours).
+	if b.own {
+		s.Attrs = raw
+	} else {
+		s.Attrs = make(map[string]any, len(raw))
+		for attr, val := range raw {
+			s.Attrs[attr] = val
+		}
+	}
+	if val, ok := raw[AttrName]; ok {
+		if name, ok := val.(string); ok {
+			s.Name = name
+		} else {
+			b.errs = append(b.errs, errAt(b.file, attrPath(key, AttrName), "expected a string, got %s", TypeName(val)))
+		}
+		delete(s.Attrs, AttrName)
+	}
+	if val, ok := raw[AttrType]; ok {
+		if t, ok := val.(string); ok {
+			s.Type = t
+		} else {
+			b.errs = append(b.errs, errAt(b.file, attrPath(key, AttrType), "expected a string, got %s", TypeName(val)))
+		}
+		delete(s.Attrs, AttrType)
+	}
+	for _, attr := range [2]string{AttrDependsOn, AttrConnectsTo} {
+		val, ok := raw[attr]
 		if !ok {
-			errs = append(errs, errAt(file, attrPath(key), "expected a service attribute set, got %s", TypeName(top[key])))
 			continue
 		}
-		s := &Service{Name: key, Attrs: map[string]any{}}
-		for _, attr := range SortedKeys(raw) {
-			val := raw[attr]
-			switch attr {
-			case AttrName:
-				name, ok := val.(string)
-				if !ok {
-					errs = append(errs, errAt(file, attrPath(key, attr), "expected a string, got %s", TypeName(val)))
-					continue
-				}
-				s.Name = name
-			case AttrType:
-				t, ok := val.(string)
-				if !ok {
-					errs = append(errs, errAt(file, attrPath(key, attr), "expected a string, got %s", TypeName(val)))
-					continue
-				}
-				s.Type = t
-			case AttrDependsOn, AttrConnectsTo:
-				names, err := nameList(val)
-				if err != nil {
-					errs = append(errs, errAt(file, attrPath(key, attr), "%v", err))
-					continue
-				}
-				if attr == AttrDependsOn {
-					s.DependsOn, s.HasDependsOn = names, true
-				} else {
-					s.ConnectsTo, s.HasConnectsTo = names, true
-				}
-			default:
-				s.Attrs[attr] = val
-			}
+		delete(s.Attrs, attr)
+		names, err := nameList(val)
+		switch {
+		case err != nil:
+			b.errs = append(b.errs, errAt(b.file, attrPath(key, attr), "%v", err))
+		case attr == AttrDependsOn:
+			s.DependsOn, s.HasDependsOn = names, true
+		default:
+			s.ConnectsTo, s.HasConnectsTo = names, true
 		}
-		out[key] = s
 	}
-	if len(errs) > 0 {
-		return nil, joinSorted(errs)
+	b.out[key] = s
+}
+
+func (b *servicesBuilder) done() (Services, error) {
+	if len(b.errs) > 0 {
+		return nil, joinSorted(b.errs)
 	}
-	return out, nil
+	return b.out, nil
 }
 
 // nameList reads a dependsOn/connectsTo value: a list of names, or an
@@ -138,8 +182,8 @@ func InfrastructureFromValue(v any, file string) (Infrastructure, error) {
 	}
 	var errs []error
 	out := make(Infrastructure, len(top))
-	for _, name := range SortedKeys(top) {
-		t, err := TargetFromValue(name, top[name], file)
+	for name, val := range top { // errors are sorted in the end
+		t, err := TargetFromValue(name, val, file)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -160,8 +204,7 @@ func TargetFromValue(name string, v any, file string) (*Target, error) {
 	}
 	var errs []error
 	t := &Target{Name: name, Properties: map[string]any{}, Extra: map[string]any{}}
-	for _, attr := range SortedKeys(raw) {
-		val := raw[attr]
+	for attr, val := range raw { // errors are sorted in the end
 		switch attr {
 		case "properties":
 			props, ok := val.(map[string]any)
@@ -211,8 +254,7 @@ func DistributionFromValue(v any, file string) (Distribution, error) {
 	}
 	var errs []error
 	out := make(Distribution, len(top))
-	for _, svc := range SortedKeys(top) {
-		val := top[svc]
+	for svc, val := range top { // errors are sorted in the end
 		place := attrPath(svc)
 		if obj, ok := val.(map[string]any); ok {
 			t, has := obj["targets"]

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -81,7 +82,7 @@ func checkValue(t *testing.T, v any, file string) {
 		checkErr(err)
 	}
 	checkRoundTrip(t, v)
-	_ = NixValue(v)
+	_, _ = EncodeNix(v) // may refuse a NUL byte, must not panic
 	if _, err := EncodeYAML(v); err != nil {
 		t.Fatalf("EncodeYAML of a decoded value: %v", err)
 	}
@@ -158,7 +159,7 @@ func FuzzServicesFromValue(f *testing.F) {
 		}
 		err = s.Validate("s.json")
 		if err == nil {
-			if c := dependsOnCycles(s); len(c) > 0 {
+			if c := dependsOnCycles(s, s.Names()); len(c) > 0 {
 				t.Fatalf("valid model with a cycle %v", c)
 			}
 			for _, svc := range s {
@@ -169,12 +170,12 @@ func FuzzServicesFromValue(f *testing.F) {
 				}
 			}
 		}
-		for _, c := range dependsOnCycles(s) {
+		for _, c := range dependsOnCycles(s, s.Names()) {
 			if len(c) < 2 || c[0] != c[len(c)-1] {
 				t.Fatalf("bad cycle %v", c)
 			}
 			for i := 0; i+1 < len(c); i++ {
-				if !contains(s[c[i]].DependsOn, c[i+1]) {
+				if !slices.Contains(s[c[i]].DependsOn, c[i+1]) {
 					t.Fatalf("cycle %v: %s does not depend on %s", c, c[i], c[i+1])
 				}
 			}

@@ -80,6 +80,15 @@ func DecodeValue(data []byte, format Format, file string) (any, error) {
 }
 
 func decodeJSON(data []byte, file string) (any, error) {
+	if v, ok := decodeJSONFast(data); ok {
+		return v, nil
+	}
+	return decodeJSONSlow(data, file)
+}
+
+// decodeJSONSlow decodes with encoding/json and explains what is wrong with
+// the input: where the syntax breaks, trailing data, a duplicate key.
+func decodeJSONSlow(data []byte, file string) (any, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	var v any
@@ -285,11 +294,14 @@ func yamlValue(n *yaml.Node, file string, budget *int) (any, error) {
 
 // LoadServices reads a services model (.json, .yaml or .nix).
 func LoadServices(file string) (Services, error) {
+	if s, ok, err := loadServicesJSON(file); ok {
+		return s, err
+	}
 	v, err := LoadValue(file, KindServices, nil)
 	if err != nil {
 		return nil, err
 	}
-	return ServicesFromValue(v, file)
+	return servicesFromValue(v, file, true)
 }
 
 // LoadInfrastructure reads an infrastructure model (.json, .yaml or .nix).
@@ -310,4 +322,48 @@ func LoadDistribution(file string, infra Infrastructure) (Distribution, error) {
 		return nil, err
 	}
 	return DistributionFromValue(v, file)
+}
+
+// loadServicesJSON is the services loaders' path for a .json file: the
+// services are built as the decoder reads them, with no map of the whole
+// model in between. ok is false for another format (the caller loads it
+// the general way); with ok, the result is what LoadValue and
+// ServicesFromValue give, errors included.
+func loadServicesJSON(file string) (s Services, ok bool, err error) {
+	if format, err := FormatOf(file); err != nil || format != FormatJSON {
+		return nil, false, nil
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, true, fmt.Errorf("read %s: %w", file, err)
+	}
+	s, err = decodeServicesJSON(data, file)
+	return s, true, err
+}
+
+// decodeServicesJSON decodes a JSON services model. The services are built
+// from each service's attribute set as soon as it is decoded; anything
+// unusual (invalid JSON, a repeated name, a service that is not an
+// attribute set or has an ill-typed attribute) goes the general way, which
+// says what is wrong.
+func decodeServicesJSON(data []byte, file string) (Services, error) {
+	b := newServicesBuilder(file, bytes.Count(data, []byte{'{'}), true) // at most one service per '{'
+	ok := decodeObjectMembers(data, func(key string, val any) bool {
+		if _, isSet := val.(map[string]any); !isSet {
+			return false
+		}
+		if _, dup := b.out[key]; dup {
+			return false
+		}
+		b.add(key, val)
+		return len(b.errs) == 0
+	})
+	if ok {
+		return b.done()
+	}
+	v, err := decodeJSON(data, file)
+	if err != nil {
+		return nil, err
+	}
+	return servicesFromValue(v, file, true)
 }

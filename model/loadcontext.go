@@ -20,11 +20,14 @@ func LoadValueContext(ctx context.Context, file string, kind Kind, infra Infrast
 // LoadServicesContext is LoadServices with options for a .nix model (e.g.
 // the --extra-params expression) and a context that stops its evaluation.
 func LoadServicesContext(ctx context.Context, file string, opts NixOptions) (Services, error) {
+	if s, ok, err := loadServicesJSON(file); ok {
+		return s, err
+	}
 	v, err := LoadValueContext(ctx, file, KindServices, nil, opts)
 	if err != nil {
 		return nil, err
 	}
-	return ServicesFromValue(v, file)
+	return servicesFromValue(v, file, true) // v is ours: no copy
 }
 
 // LoadInfrastructureContext is LoadInfrastructure with options for a .nix
@@ -46,37 +49,4 @@ func LoadDistributionContext(ctx context.Context, file string, infra Infrastruct
 		return nil, err
 	}
 	return DistributionFromValue(v, file)
-}
-
-// LoadValueWith is LoadValueContext without a way to stop the evaluation.
-//
-// Deprecated: use LoadValueContext with the command's signal context.
-func LoadValueWith(file string, kind Kind, infra Infrastructure, opts NixOptions) (any, error) {
-	return LoadValueContext(context.Background(), file, kind, infra, opts)
-}
-
-// LoadServicesWith is LoadServicesContext without a way to stop the
-// evaluation.
-//
-// Deprecated: use LoadServicesContext with the command's signal context.
-func LoadServicesWith(file string, opts NixOptions) (Services, error) {
-	return LoadServicesContext(context.Background(), file, opts)
-}
-
-// LoadInfrastructureWith is LoadInfrastructureContext without a way to stop
-// the evaluation.
-//
-// Deprecated: use LoadInfrastructureContext with the command's signal
-// context.
-func LoadInfrastructureWith(file string, opts NixOptions) (Infrastructure, error) {
-	return LoadInfrastructureContext(context.Background(), file, opts)
-}
-
-// LoadDistributionWith is LoadDistributionContext without a way to stop the
-// evaluation.
-//
-// Deprecated: use LoadDistributionContext with the command's signal
-// context.
-func LoadDistributionWith(file string, infra Infrastructure, opts NixOptions) (Distribution, error) {
-	return LoadDistributionContext(context.Background(), file, infra, opts)
 }

@@ -19,15 +19,17 @@ func (s Services) Validate(file string) error {
 	add := func(place, format string, args ...any) {
 		errs = append(errs, errAt(file, place, format, args...))
 	}
-	byName := map[string][]string{}
-	for _, key := range s.Names() {
+	names := s.Names()
+	// renamed are the names of services whose name differs from their key:
+	// only they can clash with another service's name.
+	var renamed map[string]bool
+	for _, key := range names {
 		svc := s[key]
-		place := attrPath(key)
 		if key == "" {
-			add(place, "a service has an empty name")
+			add(attrPath(key), "a service has an empty name")
 		}
 		if svc == nil {
-			add(place, "expected a service attribute set, got null")
+			add(attrPath(key), "expected a service attribute set, got null")
 			continue
 		}
 		switch {
@@ -35,40 +37,54 @@ func (s Services) Validate(file string) error {
 			add(attrPath(key, AttrName), "expected a non-empty service name")
 		case svc.Name != key:
 			add(attrPath(key, AttrName), "the name attribute is %q but the service is defined as %q: they must be equal", svc.Name, key)
-		}
-		if svc.Name != "" {
-			byName[svc.Name] = append(byName[svc.Name], key)
+			if svc.Name != "" {
+				if renamed == nil {
+					renamed = map[string]bool{}
+				}
+				renamed[svc.Name] = true
+			}
 		}
 		if svc.Type == "" {
 			if v, ok := svc.Attrs[AttrType]; ok {
 				add(attrPath(key, AttrType), "expected a string, got %s", TypeName(v))
 			}
 		}
-		for _, link := range []struct {
+		for _, link := range [2]struct {
 			attr  string
 			names []string
 		}{{AttrDependsOn, svc.DependsOn}, {AttrConnectsTo, svc.ConnectsTo}} {
 			for i, dep := range link.names {
-				p := fmt.Sprintf("%s[%d]", attrPath(key, link.attr), i)
 				d, ok := s[dep]
+				if dep != "" && ok && (d == nil || d.Type != "package") {
+					continue
+				}
+				p := fmt.Sprintf("%s[%d]", attrPath(key, link.attr), i)
 				switch {
 				case dep == "":
 					add(p, "expected a service name, got an empty string")
 				case !ok:
-					add(p, "unknown service %q%s", dep, suggest(dep, s.Names()))
-				case d != nil && d.Type == "package":
+					add(p, "unknown service %q%s", dep, suggest(dep, names))
+				default:
 					add(p, "service %q has type \"package\", which cannot be the target of an inter-dependency", dep)
 				}
 			}
 		}
 		validateServiceAttrs(key, svc, add)
 	}
-	for name, keys := range byName {
-		if len(keys) > 1 {
-			add(attrPath(keys[0], AttrName), "duplicate service name %q, also used by %s", name, strings.Join(quoteAll(keys[1:]), ", "))
+	if renamed != nil {
+		byName := map[string][]string{}
+		for _, key := range names {
+			if svc := s[key]; svc != nil && renamed[svc.Name] {
+				byName[svc.Name] = append(byName[svc.Name], key)
+			}
+		}
+		for name, keys := range byName {
+			if len(keys) > 1 {
+				add(attrPath(keys[0], AttrName), "duplicate service name %q, also used by %s", name, strings.Join(quoteAll(keys[1:]), ", "))
+			}
 		}
 	}
-	for _, cycle := range dependsOnCycles(s) {
+	for _, cycle := range dependsOnCycles(s, names) {
 		add(attrPath(cycle[0], AttrDependsOn),
 			"dependsOn cycle %s: Disnix cannot order the activation of these services; use connectsTo for a link that needs no activation order",
 			strings.Join(cycle, " -> "))
@@ -91,21 +107,19 @@ var serviceAttrTypes = map[string]string{
 }
 
 func validateServiceAttrs(key string, svc *Service, add func(place, format string, args ...any)) {
-	for _, attr := range SortedKeys(svc.Attrs) {
+	for attr, v := range svc.Attrs { // errors are sorted in the end
 		want, ok := serviceAttrTypes[attr]
 		if !ok {
 			continue
 		}
-		v := svc.Attrs[attr]
-		place := attrPath(key, attr)
 		if !hasType(v, want) {
-			add(place, "expected a %s, got %s", want, TypeName(v))
+			add(attrPath(key, attr), "expected a %s, got %s", want, TypeName(v))
 			continue
 		}
 		switch attr {
 		case "portAssign":
 			if v != "shared" && v != "private" {
-				add(place, "expected \"shared\" or \"private\", got %q", v)
+				add(attrPath(key, attr), "expected \"shared\" or \"private\", got %q", v)
 			}
 		case "providesContainers":
 			for _, c := range SortedKeys(v.(map[string]any)) {
@@ -149,82 +163,101 @@ func hasType(v any, want string) bool {
 // dependsOnCycles returns one cycle per strongly connected component of the
 // dependsOn graph that has a cycle, each starting and ending at the
 // component's smallest service name, e.g. [a b c a]. Cycles are sorted.
-func dependsOnCycles(s Services) [][]string {
-	names := s.Names()
-	adj := make(map[string][]string, len(s))
-	for _, n := range names {
-		adj[n] = deps(s, n)
+// names are the service names, sorted. Tarjan's algorithm runs on indices
+// into names; names are looked at again only for a component with a cycle.
+func dependsOnCycles(s Services, names []string) [][]string {
+	n := len(names)
+	adj := make([][]int32, n)
+	total := 0
+	for _, svc := range s {
+		if svc != nil {
+			total += len(svc.DependsOn)
+		}
 	}
-	index := map[string]int{}
-	low := map[string]int{}
-	onStack := map[string]bool{}
-	var stack []string
-	var sccs [][]string
-	counter := 0
-	var strong func(v string)
-	strong = func(v string) {
-		index[v], low[v] = counter, counter
+	buf := make([]int32, 0, total) // one backing array for every list
+	for i, name := range names {
+		start := len(buf)
+		buf = appendDepIndices(buf, s[name], names)
+		adj[i] = buf[start:len(buf):len(buf)]
+	}
+	const unvisited = -1
+	order := make([]int32, n) // visiting order, unvisited before
+	low := make([]int32, n)
+	onStack := make([]bool, n)
+	for i := range order {
+		order[i] = unvisited
+	}
+	var stack []int32
+	var cycles [][]string
+	counter := int32(0)
+	var strong func(v int32)
+	strong = func(v int32) {
+		order[v], low[v] = counter, counter
 		counter++
 		stack = append(stack, v)
 		onStack[v] = true
 		for _, w := range adj[v] {
-			if _, seen := index[w]; !seen {
+			if order[w] == unvisited {
 				strong(w)
 				low[v] = min(low[v], low[w])
 			} else if onStack[w] {
-				low[v] = min(low[v], index[w])
+				low[v] = min(low[v], order[w])
 			}
 		}
-		if low[v] == index[v] {
-			var comp []string
-			for {
-				w := stack[len(stack)-1]
-				stack = stack[:len(stack)-1]
-				onStack[w] = false
-				comp = append(comp, w)
-				if w == v {
-					break
-				}
+		if low[v] != order[v] {
+			return
+		}
+		var comp []int32
+		for {
+			w := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			onStack[w] = false
+			comp = append(comp, w)
+			if w == v {
+				break
 			}
-			sccs = append(sccs, comp)
 		}
-	}
-	for _, n := range names {
-		if _, seen := index[n]; !seen {
-			strong(n)
+		if len(comp) == 1 && !slices.Contains(adj[v], v) {
+			return
 		}
-	}
-	var cycles [][]string
-	for _, comp := range sccs {
-		sort.Strings(comp)
-		start := comp[0]
-		if len(comp) == 1 && !contains(adj[start], start) {
-			continue
-		}
-		in := map[string]bool{}
+		slices.Sort(comp) // names are sorted: the smallest index is the smallest name
+		in := make(map[string]bool, len(comp))
+		named := make(map[string][]string, len(comp))
 		for _, c := range comp {
-			in[c] = true
+			in[names[c]] = true
 		}
-		cycles = append(cycles, shortestCycle(adj, start, in))
+		for _, c := range comp {
+			for _, d := range adj[c] {
+				named[names[c]] = append(named[names[c]], names[d])
+			}
+		}
+		cycles = append(cycles, shortestCycle(named, names[comp[0]], in))
+	}
+	for v := range int32(n) {
+		if order[v] == unvisited {
+			strong(v)
+		}
 	}
 	sort.Slice(cycles, func(i, j int) bool { return cycles[i][0] < cycles[j][0] })
 	return cycles
 }
 
-// deps returns the known dependsOn targets of a service, sorted and unique.
-func deps(s Services, name string) []string {
-	svc := s[name]
+// appendDepIndices appends to buf the indices in names (sorted) of the
+// known dependsOn targets of a service, sorted and unique (so in name
+// order).
+func appendDepIndices(buf []int32, svc *Service, names []string) []int32 {
 	if svc == nil {
-		return nil
+		return buf
 	}
-	out := make([]string, 0, len(svc.DependsOn))
+	start := len(buf)
 	for _, d := range svc.DependsOn {
-		if _, ok := s[d]; ok {
-			out = append(out, d)
+		if i, ok := slices.BinarySearch(names, d); ok {
+			buf = append(buf, int32(i))
 		}
 	}
-	sort.Strings(out)
-	return slices.Compact(out)
+	deps := buf[start:]
+	slices.Sort(deps)
+	return buf[:start+len(slices.Compact(deps))]
 }
 
 // shortestCycle finds a shortest path start → ... → start inside a component.
@@ -259,15 +292,6 @@ func shortestCycle(adj map[string][]string, start string, in map[string]bool) []
 		}
 	}
 	return []string{start, start}
-}
-
-func contains(list []string, s string) bool {
-	for _, e := range list {
-		if e == s {
-			return true
-		}
-	}
-	return false
 }
 
 // Validate checks an infrastructure model: non-empty target names, an

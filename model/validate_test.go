@@ -48,6 +48,18 @@ func TestServicesValidate(t *testing.T) {
 			`services.json: a.name: duplicate service name "b", also used by "b"`,
 			`services.json: a.name: the name attribute is "b" but the service is defined as "a": they must be equal`,
 		}},
+		{"three services, one name", `{"a":{"name":"c"},"b":{"name":"c"},"c":{"name":"c"},"x":{"name":"z"},"y":{"name":"z"}}`, []string{
+			`services.json: a.name: duplicate service name "c", also used by "b", "c"`,
+			`services.json: a.name: the name attribute is "c" but the service is defined as "a": they must be equal`,
+			`services.json: b.name: the name attribute is "c" but the service is defined as "b": they must be equal`,
+			`services.json: x.name: duplicate service name "z", also used by "y"`,
+			`services.json: x.name: the name attribute is "z" but the service is defined as "x": they must be equal`,
+			`services.json: y.name: the name attribute is "z" but the service is defined as "y": they must be equal`,
+		}},
+		{"two cycles, shortest path", `{"p":{"dependsOn":["q","r"]},"q":{"dependsOn":["r","p"]},"r":{"dependsOn":["p"]},"x":{"dependsOn":["y","y"]},"y":{"dependsOn":["x","p"]}}`, []string{
+			`services.json: p.dependsOn: dependsOn cycle p -> q -> p: Disnix cannot order the activation of these services; use connectsTo for a link that needs no activation order`,
+			`services.json: x.dependsOn: dependsOn cycle x -> y -> x: Disnix cannot order the activation of these services; use connectsTo for a link that needs no activation order`,
+		}},
 		{"empty names", `{"":{"name":""},"x":{"name":""}}`, []string{
 			`services.json: "": a service has an empty name`,
 			`services.json: x.name: expected a non-empty service name`,

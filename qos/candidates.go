@@ -71,9 +71,16 @@ type Candidates struct {
 // NewCandidates returns candidates for the given services (sorted here) with
 // empty lists, sharing the table strs.
 func NewCandidates(strs *Strings, services []string) *Candidates {
-	s := append([]string(nil), services...)
-	sort.Strings(s)
-	return &Candidates{Strings: strs, Services: s, Lists: make([][]Cand, len(s))}
+	return candidatesOf(strs, append([]string(nil), services...))
+}
+
+// candidatesOf is NewCandidates taking services itself (a slice the caller
+// gives away, such as the result of Names).
+func candidatesOf(strs *Strings, services []string) *Candidates {
+	if !sort.StringsAreSorted(services) {
+		sort.Strings(services)
+	}
+	return &Candidates{Strings: strs, Services: services, Lists: make([][]Cand, len(services))}
 }
 
 // Derive returns empty candidates with the same services and table, for a
@@ -112,7 +119,7 @@ func (c *Candidates) Cand(m model.Mapping) Cand {
 
 // FromDistribution converts a model distribution to candidates.
 func FromDistribution(strs *Strings, d model.Distribution) *Candidates {
-	c := NewCandidates(strs, d.Names())
+	c := candidatesOf(strs, d.Names())
 	for i, s := range c.Services {
 		ms := d[s]
 		list := make([]Cand, len(ms))
@@ -136,6 +143,7 @@ func (c *Candidates) Distribution() model.Distribution {
 		n int
 	}
 	var shared map[key][]model.Mapping
+	var chunk []model.Mapping // the lists are cut from chunks: few allocations
 	for i, s := range c.Services {
 		l := c.Lists[i]
 		if len(l) == 0 {
@@ -147,11 +155,14 @@ func (c *Candidates) Distribution() model.Distribution {
 			d[s] = ms
 			continue
 		}
-		ms := make([]model.Mapping, len(l))
-		for j, x := range l {
-			ms[j] = c.Mapping(x)
+		if cap(chunk)-len(chunk) < len(l) {
+			chunk = make([]model.Mapping, 0, max(len(l), 1024))
 		}
-		ms = ms[:len(ms):len(ms)]
+		start := len(chunk)
+		for _, x := range l {
+			chunk = append(chunk, c.Mapping(x))
+		}
+		ms := chunk[start:len(chunk):len(chunk)]
 		if len(l) > 1 {
 			if shared == nil {
 				shared = map[key][]model.Mapping{}

@@ -105,8 +105,9 @@ steps:
 `
 
 // BenchmarkGendist5000x500 is the whole dydisnix-gendist run on 5000
-// services × 500 targets with the type filter + round robin: read the
-// models, parse the policy, run it, encode the JSON distribution.
+// services × 500 targets with the type filter + round robin, with the
+// calls the command makes: read and validate the models, parse the
+// policy, run it, encode the JSON distribution.
 func BenchmarkGendist5000x500(b *testing.B) {
 	sf, inf := writeGendistModels(b, 5000, 500)
 	pf := filepath.Join(b.TempDir(), "qos.yaml")
@@ -118,6 +119,9 @@ func BenchmarkGendist5000x500(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		svcs, err := model.LoadServices(sf)
 		if err != nil {
+			b.Fatal(err)
+		}
+		if err := svcs.Validate(sf); err != nil {
 			b.Fatal(err)
 		}
 		infra, err := model.LoadInfrastructure(inf)

@@ -70,12 +70,10 @@ func nixTargetProp(t *model.Target, prop, role string) (any, error) {
 	return v, nil
 }
 
-func nixServiceAttr(s *model.Service, prop, role string) (any, error) {
-	v, ok := s.Attr(prop)
-	if !ok {
-		return nil, fmt.Errorf("service %s has no attribute %s (%s; attribute '%s' missing)", s.Name, prop, role, prop)
-	}
-	return v, nil
+// attrMissing is the error for a service without the attribute a filter
+// needs; role names the filter's parameter.
+func attrMissing(s *model.Service, prop, role string) error {
+	return fmt.Errorf("service %s has no attribute %s (%s; attribute '%s' missing)", s.Name, prop, role, prop)
 }
 
 // ---- createCartesianProduct ----
@@ -88,7 +86,7 @@ func (cartesianFilter) Apply(env *Env, in *Candidates) (*Candidates, error) {
 	for i, t := range names {
 		all[i] = Cand{Target: in.Strings.Intern(t), Container: NoContainer}
 	}
-	out := NewCandidates(in.Strings, env.Services.Names())
+	out := candidatesOf(in.Strings, env.Services.Names())
 	for i := range out.Lists {
 		out.Lists[i] = all[:len(all):len(all)]
 	}
@@ -122,6 +120,11 @@ func (f mapFilter) params() (service, target string) {
 	return service, target
 }
 
+// serviceRole and targetRole name the parameters in error messages, e.g.
+// "serviceProperty of mapAttrOnAttr".
+func (f mapFilter) serviceRole() string { sk, _ := f.params(); return sk + " of " + f.name }
+func (f mapFilter) targetRole() string  { _, tk := f.params(); return tk + " of " + f.name }
+
 func mapSpec(f mapFilter, doc string) Spec {
 	sk, tk := f.params()
 	return Spec{Name: f.name, Params: []string{sk, tk}, Doc: doc, Pure: true, New: func(p Params) (Filter, error) {
@@ -152,15 +155,15 @@ type mapTarget struct {
 	ids []int32 // targetList
 }
 
-func (f mapFilter) role(param string) string { return param + " of " + f.name }
-
 // Service implements Predicate.
 func (f mapFilter) Service(env *Env, name string, ids *ValueIDs) (ServiceCheck[mapService], error) {
-	sk, _ := f.params()
 	s, err := nixService(env, name)
 	var v any
 	if err == nil {
-		v, err = nixServiceAttr(s, f.sp, f.role(sk))
+		var ok bool
+		if v, ok = s.Attr(f.sp); !ok {
+			err = attrMissing(s, f.sp, f.serviceRole())
+		}
 	}
 	if err != nil {
 		if f.targetList {
@@ -172,7 +175,7 @@ func (f mapFilter) Service(env *Env, name string, ids *ValueIDs) (ServiceCheck[m
 	if f.serviceList {
 		l, ok := v.([]any)
 		if !ok {
-			return ServiceCheck[mapService]{}, fmt.Errorf("attribute %s of service %s is %s, expected a list (%s)", f.sp, name, nixKind(v), f.role(sk))
+			return ServiceCheck[mapService]{}, fmt.Errorf("attribute %s of service %s is %s, expected a list (%s)", f.sp, name, nixKind(v), f.serviceRole())
 		}
 		if len(l) == 0 {
 			return ServiceCheck[mapService]{RejectAll: f.sp + " is empty"}, nil
@@ -187,8 +190,7 @@ func (f mapFilter) Service(env *Env, name string, ids *ValueIDs) (ServiceCheck[m
 
 // Target implements Predicate.
 func (f mapFilter) Target(_ *Env, t *model.Target, ids *ValueIDs) (mapTarget, error) {
-	_, tk := f.params()
-	v, err := nixTargetProp(t, f.tp, f.role(tk))
+	v, err := nixTargetProp(t, f.tp, f.targetRole())
 	if err != nil {
 		return mapTarget{}, err
 	}
@@ -199,7 +201,7 @@ func (f mapFilter) Target(_ *Env, t *model.Target, ids *ValueIDs) (mapTarget, er
 	}
 	l, ok := v.([]any)
 	if !ok {
-		return mapTarget{}, fmt.Errorf("property %s of target %s is %s, expected a list (%s)", f.tp, t.Name, nixKind(v), f.role(tk))
+		return mapTarget{}, fmt.Errorf("property %s of target %s is %s, expected a list (%s)", f.tp, t.Name, nixKind(v), f.targetRole())
 	}
 	mt.ids = make([]int32, len(l))
 	for k, e := range l {

@@ -622,8 +622,9 @@ func emptyService(s string, step int, label string, from *Candidates, last []Can
 
 // cartesian returns every service × every target; the first n Strings
 // entries are the sorted target names, and all services share one list.
+// It takes services itself.
 func cartesian(strs *Strings, services []string, n int) *Candidates {
-	c := NewCandidates(strs, services)
+	c := candidatesOf(strs, services)
 	all := make([]Cand, n)
 	for i := range all {
 		all[i] = Cand{Target: int32(i), Container: NoContainer}

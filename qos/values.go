@@ -85,21 +85,29 @@ func numberKey(n json.Number) string {
 // a value. A predicate compares ids instead of values, and a value's id
 // makes a good ServiceCheck.Class. The zero value is ready to use.
 type ValueIDs struct {
-	ids map[string]int32
+	strs map[string]int32 // strings, by themselves
+	ids  map[string]int32 // every other value, by its valueKey
+	n    int32
 }
 
 // ID returns the id of v, numbering it when new.
 func (k *ValueIDs) ID(v any) int32 {
-	key := valueKey(v)
-	if i, ok := k.ids[key]; ok {
+	table, key := &k.ids, ""
+	if s, ok := v.(string); ok {
+		// A string only equals the same string: no key to build.
+		table, key = &k.strs, s
+	} else {
+		key = valueKey(v)
+	}
+	if i, ok := (*table)[key]; ok {
 		return i
 	}
-	if k.ids == nil {
-		k.ids = map[string]int32{}
+	if *table == nil {
+		*table = map[string]int32{}
 	}
-	i := int32(len(k.ids)) + 1
-	k.ids[key] = i
-	return i
+	k.n++
+	(*table)[key] = k.n
+	return k.n
 }
 
 // show renders a value for explanations and errors: compact JSON, with

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"maps"
 	"os"
 	"slices"
@@ -117,7 +116,7 @@ func (p *Planner) Load(ctx context.Context) (string, error) {
 	}
 	p.mu.Unlock()
 	h := sha256.New()
-	svcs, err := model.LoadServices(p.cfg.Services)
+	svcs, err := model.LoadServicesContext(ctx, p.cfg.Services, model.NixOptions{})
 	if err != nil {
 		return "", err
 	}
@@ -218,7 +217,7 @@ func (p *Planner) Augment(ctx context.Context, infra model.Infrastructure) (mode
 	if aug == nil {
 		return infra.Clone(), nil
 	}
-	out, err := aug.Apply(context.TODO(), infra) // the deploy pass passes its ctx
+	out, err := aug.Apply(ctx, infra)
 	if err != nil {
 		return nil, fmt.Errorf("augment %s: %w", p.cfg.Augment, err)
 	}
@@ -254,7 +253,7 @@ func (p *Planner) Plan(ctx context.Context, infra model.Infrastructure, previous
 	dist := res.Distribution
 	var ports map[string]int64
 	if p.cfg.Ports != "" {
-		prev, err := loadIfExists(p.cfg.Ports, portassign.LoadPortConfig)
+		prev, err := portassign.LoadPreviousPortConfig(p.cfg.Ports)
 		if err != nil {
 			return nil, err
 		}
@@ -271,7 +270,7 @@ func (p *Planner) Plan(ctx context.Context, infra model.Infrastructure, previous
 	}
 	var ids map[string]map[string]int64
 	if p.cfg.IDResources != "" {
-		prev, err := loadIfExists(p.cfg.IDs, portassign.LoadIDs)
+		prev, err := portassign.LoadPreviousIDs(p.cfg.IDs)
 		if err != nil {
 			return nil, err
 		}
@@ -295,19 +294,6 @@ func (p *Planner) Plan(ctx context.Context, infra model.Infrastructure, previous
 		ex = res.Explanation
 	}
 	return &Desired{Services: svcs, Infrastructure: infra, Distribution: dist, Explanation: ex}, nil
-}
-
-// loadIfExists loads a previous ports or ids file: nil when the file does
-// not exist, an error when it exists but cannot be read or parsed (a
-// permission error must never read as "no previous assignments": every
-// port would be reassigned).
-func loadIfExists[T any](file string, load func(string) (*T, error)) (*T, error) {
-	if _, err := os.Stat(file); errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	} else if err != nil {
-		return nil, fmt.Errorf("previous assignments %s: %w", file, err)
-	}
-	return load(file)
 }
 
 func writeAssignment(file string, asJSON, asNix func() []byte) error {

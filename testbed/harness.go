@@ -140,7 +140,7 @@ func NewHarness(cfg HarnessConfig) (*Harness, error) {
 // cfg.DrainTimeout are not used; Close closes tb.
 func AttachHarness(tb *Testbed, cfg HarnessConfig) (*Harness, error) {
 	if cfg.BinDir == "" {
-		cfg.BinDir = tb.Config().BinDir
+		cfg.BinDir = tb.cfg.BinDir
 	}
 	if cfg.Services == nil {
 		cfg.Services = DemoServicesModel(cfg.BinDir)

@@ -99,9 +99,10 @@ type Agent struct {
 	changed   chan struct{} // closed and replaced whenever the profile changes
 	opMu      sync.Mutex    // serialises state operations per agent (snapshot/restore/delete)
 
-	pending  sync.WaitGroup     // activations in flight (Close waits for them)
-	stopping context.Context    // cancelled by Close: in-flight activations give up
-	stopAll  context.CancelFunc // cancels stopping
+	pending  sync.WaitGroup      // activations in flight (Close waits for them)
+	keys     map[string]*keyLock // per-key serialisation of activate/deactivate (guarded by mu)
+	stopping context.Context     // cancelled by Close: in-flight activations give up
+	stopAll  context.CancelFunc  // cancels stopping
 }
 
 type entry struct {
@@ -327,6 +328,11 @@ func (a *Agent) UpdateContext(req agentapi.ActivateRequest) error {
 // Activate starts a mapping and waits until it runs and is healthy.
 // Activating a key that is active already is a no-op (idempotent).
 func (a *Agent) Activate(ctx context.Context, req agentapi.ActivateRequest) error {
+	unlockKey, err := a.lockKey(ctx, req.Key)
+	if err != nil {
+		return err
+	}
+	defer unlockKey()
 	a.mu.Lock()
 	if a.draining || a.closing {
 		a.mu.Unlock()
@@ -461,6 +467,14 @@ func (a *Agent) Deactivate(ctx context.Context, key string) error {
 	if !safeName.MatchString(key) {
 		return &httpError{400, fmt.Sprintf("deactivate: bad key %q", key)}
 	}
+	// An activation of the key in flight finishes first (a coordinator
+	// that gave up on it undoes it with this deactivation: its process
+	// must not start after the deactivation returned).
+	unlockKey, err := a.lockKey(ctx, key)
+	if err != nil {
+		return err
+	}
+	defer unlockKey()
 	a.mu.Lock()
 	e, ok := a.profile[key]
 	a.mu.Unlock()
@@ -692,3 +706,40 @@ type httpError struct {
 }
 
 func (e *httpError) Error() string { return e.msg }
+
+// keyLock serialises the activations and deactivations of one key:
+// concurrent requests for one key start one process, never several.
+type keyLock struct {
+	ch    chan struct{} // holds a token while the key is locked
+	users int           // requests holding or waiting for it (guarded by Agent.mu)
+}
+
+// lockKey waits until no other activation or deactivation of key runs (or
+// ctx ends) and returns the function that releases the key.
+func (a *Agent) lockKey(ctx context.Context, key string) (func(), error) {
+	a.mu.Lock()
+	if a.keys == nil {
+		a.keys = map[string]*keyLock{}
+	}
+	l := a.keys[key]
+	if l == nil {
+		l = &keyLock{ch: make(chan struct{}, 1)}
+		a.keys[key] = l
+	}
+	l.users++
+	a.mu.Unlock()
+	release := func() {
+		a.mu.Lock()
+		if l.users--; l.users == 0 {
+			delete(a.keys, key)
+		}
+		a.mu.Unlock()
+	}
+	select {
+	case l.ch <- struct{}{}:
+		return func() { <-l.ch; release() }, nil
+	case <-ctx.Done():
+		release()
+		return nil, ctx.Err()
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/dydisnix/dydisnix/internal/testenv"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -246,19 +247,19 @@ func TestProcessGroupSupervision(t *testing.T) {
 	}
 	prof, _ := c.Profile(ctx)
 	pid := prof.Services[0].Pid
-	waitFor(t, func() bool { return len(pidsOfGroup(pid)) >= 2 }, "the service's child process")
+	testenv.Eventually(t, time.Minute, func() bool { return len(pidsOfGroup(pid)) >= 2 }, "the service's child process")
 	// A crash is followed by a restart.
 	syscall.Kill(pid, syscall.SIGKILL)
-	waitFor(t, func() bool {
+	testenv.Eventually(t, time.Minute, func() bool {
 		p, _ := c.Profile(ctx)
 		return p.Services[0].Running && p.Services[0].Pid != pid && p.Services[0].Restarts >= 1
 	}, "restart after a crash")
 	// The crashed shell's child was killed with its group: no orphan.
-	waitFor(t, func() bool { return len(pidsOfGroup(pid)) == 0 }, "the crashed group's orphan to be killed")
+	testenv.Eventually(t, time.Minute, func() bool { return len(pidsOfGroup(pid)) == 0 }, "the crashed group's orphan to be killed")
 	// Deactivation kills the current group completely.
 	prof, _ = c.Profile(ctx)
 	pid2 := prof.Services[0].Pid
-	waitFor(t, func() bool { return len(pidsOfGroup(pid2)) >= 2 }, "the restarted service's child")
+	testenv.Eventually(t, time.Minute, func() bool { return len(pidsOfGroup(pid2)) >= 2 }, "the restarted service's child")
 	if err := c.Deactivate(ctx, "grp"); err != nil {
 		t.Fatal(err)
 	}
@@ -295,20 +296,6 @@ func TestCollectGarbage(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(a.cfg.StateDir, "state", "st")); !os.IsNotExist(err) {
 		t.Error("garbage state kept")
-	}
-}
-
-// waitFor polls cond until it holds, for conditions no event announces;
-// the deadline only keeps a broken test from hanging (internal/testenv's
-// Eventually replaces it once that is merged).
-func waitFor(t *testing.T, cond func() bool, what string) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -369,7 +356,7 @@ func TestDrainEndsWhenTheLeaseRunsOut(t *testing.T) {
 	moved := make(chan bool, 1)
 	go func() { moved <- a.Drain(context.Background(), time.Hour) }()
 	// Drain arms two timers: its deadline and the lease's expiry.
-	waitFor(t, func() bool { return clk.Pending() == 2 }, "the drain to wait for the lease")
+	testenv.Eventually(t, time.Minute, func() bool { return clk.Pending() == 2 }, "the drain to wait for the lease")
 	clk.Advance(30 * time.Second)
 	if !<-moved {
 		t.Error("the drain did not end as moved away once the lease expired")
@@ -438,4 +425,40 @@ func TestWatchExit(t *testing.T) {
 
 	gone, _ := watchExit(1 << 30) // no such process
 	<-gone
+}
+
+// TestConcurrentActivationsOfOneKey: three concurrent activations of one
+// key start one process (they used to start three and track one, the
+// others surviving deactivation), and a deactivation stops it.
+func TestConcurrentActivationsOfOneKey(t *testing.T) {
+	t.Parallel()
+	a, c := newAgent(t)
+	ctx := context.Background()
+	starts := filepath.Join(t.TempDir(), "starts")
+	req := agentapi.ActivateRequest{Key: "one", Target: "t1", Container: "process",
+		Service: model.ManifestService{Name: "one", Type: "process",
+			Args: []string{"sh", "-c", "echo $$ >> " + starts + "; exec sleep 1000"}}}
+	errs := make(chan error, 3)
+	for range 3 {
+		go func() { errs <- c.Activate(ctx, req) }()
+	}
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, _ := os.ReadFile(starts)
+	if n := len(strings.Fields(string(b))); n != 1 {
+		t.Fatalf("%d processes started for one key, want 1", n)
+	}
+	if err := c.Deactivate(ctx, "one"); err != nil {
+		t.Fatal(err)
+	}
+	pid := strings.TrimSpace(string(b))
+	if err := exec.Command("kill", "-0", pid).Run(); err == nil {
+		t.Errorf("process %s survived the deactivation", pid)
+	}
+	if h := a.Health(); h.Services != 0 {
+		t.Errorf("health after deactivation: %+v", h)
+	}
 }

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"github.com/dydisnix/dydisnix/internal/testenv"
 	"os"
 	"strings"
 	"syscall"
@@ -64,7 +65,7 @@ func TestServeDrainAndSecondSignal(t *testing.T) {
 		t.Errorf("draining before the goodbye was sent: %+v %v", h, err)
 	}
 	close(goodbye)
-	waitFor(t, func() bool { return a.Health().Draining }, "the drain")
+	testenv.Eventually(t, time.Minute, func() bool { return a.Health().Draining }, "the drain")
 	if !alive(pid) {
 		t.Fatal("the service stopped before the drain ended")
 	}
@@ -119,7 +120,7 @@ func TestCloseStopsAnActivationInFlight(t *testing.T) {
 	activated := make(chan error, 1)
 	go func() { activated <- a.Activate(context.Background(), req) }()
 	var pid int
-	waitFor(t, func() bool { pid = findProcess(a.path("run", "slow.json")); return pid > 0 }, "the process to start")
+	testenv.Eventually(t, time.Minute, func() bool { pid = findProcess(a.path("run", "slow.json")); return pid > 0 }, "the process to start")
 	a.Close(true)
 	if alive(pid) {
 		syscall.Kill(-pid, syscall.SIGKILL)
