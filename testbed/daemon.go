@@ -78,13 +78,17 @@ type UpConfig struct {
 	StatusPort                            int
 }
 
-// Up starts the testbed daemon in the background: exe (this program)
+// Up starts the testbed daemon in the background: this program
 // re-executed with its hidden command serve, inside a user namespace of
 // its own when needed (SelfCommand). The host's end of the status page is
 // opened here, before any namespace is entered, and inherited by the
 // daemon as fd 3. Up waits until every machine runs (StartDaemon) and the
 // page answers, and returns the daemon's "list" answer.
-func Up(ctx context.Context, exe string, cfg UpConfig) (*Response, error) {
+func Up(ctx context.Context, cfg UpConfig) (*Response, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
 	names, _, err := LoadMachines(cfg.PropertiesFile, cfg.Machines)
 	if err != nil {
 		return nil, err

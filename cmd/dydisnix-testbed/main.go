@@ -95,6 +95,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return c.Exit(cli.Usagef("exec: a command is required: exec NAME -- CMD [ARG...]"), stderr)
 	case !named[cmd] && name != "":
 		return c.Exit(cli.Usagef("unexpected argument %q", name), stderr)
+	case cmd == "up" && !u.Coordinator && u.ServicesFile+u.PolicyFile+u.AugmentFile != "":
+		return c.Exit(cli.Usagef("up: -s, -q and -a go with --coordinator"), stderr)
 	case cmd != "exec" && len(rest) > 0:
 		return c.Exit(cli.Usagef("unexpected argument %q", rest[0]), stderr)
 	}
@@ -121,11 +123,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 // up starts the daemon in the background and prints the machines once they run.
 func up(ctx context.Context, u *testbed.UpConfig, stdout io.Writer) error {
-	exe, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	resp, err := testbed.Up(ctx, exe, *u)
+	resp, err := testbed.Up(ctx, *u)
 	if err == nil {
 		testbed.PrintResponse(stdout, resp)
 	}

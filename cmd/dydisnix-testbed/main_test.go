@@ -31,6 +31,7 @@ func TestUsage(t *testing.T) {
 		{[]string{"crash"}, 2},
 		{[]string{"up", "--no-such-flag"}, 2},
 		{[]string{"exec", "machine1"}, 2},
+		{[]string{"up", "-s", "services.yaml"}, 2},
 		{[]string{"shell"}, 2},
 		{[]string{"list", "extra"}, 2},
 		{[]string{"crash", "machine1", "extra"}, 2},
