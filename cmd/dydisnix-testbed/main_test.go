@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -209,3 +211,51 @@ func TestUpCoordinator(t *testing.T) {
 type lazy func() string
 
 func (f lazy) String() string { return f() }
+
+// TestDemoPageOnHost: the demo prints a status page reachable from the
+// host, and --keep-running keeps it until interrupted.
+func TestDemoPageOnHost(t *testing.T) {
+	buildAll(t)
+	cmd := exec.Command(filepath.Join(binDir, "dydisnix-testbed"), "demo", "--keep-running", "--status-port", "0", "--dir", t.TempDir())
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	pageRE := regexp.MustCompile(`status page: (http://127\.0\.0\.1:\d+/)`)
+	var url string
+	var story strings.Builder
+	lines := bufio.NewScanner(out)
+	for lines.Scan() {
+		story.WriteString(lines.Text() + "\n")
+		if m := pageRE.FindStringSubmatch(lines.Text()); m != nil {
+			url = m[1]
+		}
+		if strings.Contains(lines.Text(), "Still running") {
+			break
+		}
+	}
+	if url == "" || !strings.Contains(story.String(), "Still running") {
+		t.Fatalf("the demo did not print its page and keep running:\n%s%s", story.String(), stderr.String())
+	}
+	resp, err := http.Get(url + "status")
+	if err != nil {
+		t.Fatalf("GET %sstatus from the host: %v", url, err)
+	}
+	var st struct{ LastDeploy *struct{ Seq int } }
+	json.NewDecoder(resp.Body).Decode(&st)
+	resp.Body.Close()
+	if st.LastDeploy == nil || st.LastDeploy.Seq < 4 {
+		t.Errorf("the page after the demo's four deploys shows %+v", st.LastDeploy)
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	go io.Copy(io.Discard, out)
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("demo after Ctrl-C: %v\n%s", err, stderr.String())
+	}
+}
