@@ -55,6 +55,14 @@ var (
 	buildErr  error
 )
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
 // buildAll compiles this command, the agent, the loop and the example
 // services into one directory, once per test binary.
 func buildAll(t *testing.T) string {
