@@ -24,6 +24,15 @@ type Response struct {
 	OK       bool          `json:"ok"`
 	Error    string        `json:"error,omitempty"`
 	Machines []MachineInfo `json:"machines,omitempty"`
+	// PID is the daemon's process; Coordinator the coordinator's network
+	// namespace (both for entering namespaces: EnterCommand).
+	PID         int    `json:"pid,omitempty"`
+	Coordinator string `json:"coordinator,omitempty"`
+	// StatusURL is the loop's page on the host, when the daemon runs one.
+	StatusURL string `json:"statusURL,omitempty"`
+	// LoopError says that the daemon's loop has exited, with the end of
+	// its log.
+	LoopError string `json:"loopError,omitempty"`
 }
 
 // MachineInfo describes one machine for `list`.
@@ -133,7 +142,14 @@ func (tb *Testbed) handle(req Request, partitioned map[string]bool) Response {
 	if err != nil {
 		return Response{Error: err.Error()}
 	}
-	resp := Response{OK: true}
+	resp := Response{OK: true, PID: os.Getpid(), Coordinator: tb.coord.Netns, StatusURL: tb.statusURL}
+	if tb.loop != nil {
+		select {
+		case <-tb.loop.loopExited():
+			resp.LoopError = fmt.Sprintf("dydisnix-self-adapt has exited; the end of %s:\n%s", tb.loop.Path("self-adapt.log"), tb.loop.LoopLog(5))
+		default:
+		}
+	}
 	for _, m := range tb.Machines() {
 		resp.Machines = append(resp.Machines, MachineInfo{
 			Name: m.Name, Netns: m.Host.Netns, Address: m.Host.Addr.String(),

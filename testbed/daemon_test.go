@@ -2,11 +2,17 @@ package testbed
 
 import (
 	"bytes"
+	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/dydisnix/dydisnix/internal/testenv"
 )
 
 func TestLoadMachines(t *testing.T) {
@@ -66,5 +72,52 @@ func TestPrintMachines(t *testing.T) {
 		"m3           10.0.0.4       cut-off  null\n"
 	if b.String() != want {
 		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
+	}
+}
+
+func TestEnterArgs(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		same bool
+		want []string
+	}{
+		{"root: the namespaces are the host's", true, []string{"ip", "netns", "exec", "ns1", "sh", "-c", "x"}},
+		{"without root: through the daemon's user and mount namespaces", false,
+			[]string{"nsenter", "--target", "42", "--user", "--mount", "--preserve-credentials", "--", "ip", "netns", "exec", "ns1", "sh", "-c", "x"}},
+	} {
+		if got := enterArgs("ns1", 42, tc.same, []string{"sh", "-c", "x"}); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+	if _, err := EnterCommand(&Response{Machines: []MachineInfo{{Name: "m1", Netns: "ns1"}}}, "m2", nil); err == nil || !strings.Contains(err.Error(), "no machine m2") {
+		t.Errorf("unknown machine: %v", err)
+	}
+}
+
+// TestStartDaemonWaitsForTheDaemon: up has no fixed deadline; it ends when
+// the daemon answers, exits (with its log) or the caller gives up (the
+// daemon is then killed).
+func TestStartDaemonWaitsForTheDaemon(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	_, err := StartDaemon(context.Background(), dir, exec.Command("sh", "-c", "echo cannot create namespaces; exit 3"), 1)
+	if err == nil || !strings.Contains(err.Error(), "cannot create namespaces") {
+		t.Errorf("a daemon that exits: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.Command("sh", "-c", "echo started; exec sleep 600")
+	done := make(chan error, 1)
+	go func() { _, err := StartDaemon(ctx, dir, cmd, 1); done <- err }()
+	testenv.Eventually(t, time.Minute, func() bool {
+		log, _ := os.ReadFile(filepath.Join(dir, "testbed.log"))
+		return strings.Contains(string(log), "started")
+	}, "the daemon did not start")
+	cancel()
+	if err := <-done; err == nil || !strings.Contains(err.Error(), "interrupted") {
+		t.Errorf("cancelled: %v", err)
+	}
+	if err := cmd.Process.Signal(syscall.Signal(0)); err == nil {
+		t.Errorf("the daemon still runs after the cancelled start")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"path/filepath"
 	"sort"
@@ -21,6 +22,12 @@ type DemoConfig struct {
 	Progress io.Writer
 	// Machines is the number of machines at the start (default 4).
 	Machines int
+	// Status, when set, is a listener in the host's network namespace
+	// forwarded to the loop's status page.
+	Status net.Listener
+	// KeepRunning keeps the machines and the loop running after the story
+	// until ctx ends.
+	KeepRunning bool
 }
 
 // DemoEvent is what one network change did.
@@ -131,9 +138,22 @@ func RunDemo(ctx context.Context, cfg DemoConfig) (*DemoReport, error) {
 	if err := h.StartLoop(); err != nil {
 		return nil, err
 	}
-	h.Say("Coordinator: dydisnix-self-adapt in a namespace of its own, status on %s", strings.TrimSuffix(h.statusURL, "status"))
+	if l := cfg.Status; l != nil {
+		if err := h.WaitStatus(ctx); err != nil {
+			return nil, err
+		}
+		go h.TB.Coordinator().Forward(l, h.StatusAddr())
+		defer l.Close()
+		h.Say("Coordinator: dydisnix-self-adapt in a namespace of its own; its status page: http://%s/", l.Addr())
+	} else {
+		h.Say("Coordinator: dydisnix-self-adapt in a namespace of its own (status page not forwarded to the host)")
+	}
 	d := &demo{h: h, keys: map[string]string{}}
 	err = d.story(ctx, cfg.Machines)
+	if err == nil && cfg.KeepRunning {
+		h.Say("Still running (--keep-running); Ctrl-C stops the machines and the loop")
+		<-ctx.Done()
+	}
 	return &d.report, err
 }
 

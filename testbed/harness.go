@@ -29,6 +29,10 @@ type HarnessConfig struct {
 	Services map[string]any
 	// Policy is the QoS policy (YAML); default DemoPolicy.
 	Policy string
+	// ServicesFile, PolicyFile and AugmentFile, when set, are model files
+	// the loop reads instead of the Services and Policy written into Dir
+	// (AugmentFile: its -a; none by default).
+	ServicesFile, PolicyFile, AugmentFile string
 	// LoopArgs are extra flags of dydisnix-self-adapt.
 	LoopArgs []string
 	// Progress receives a running story; nil discards it.
@@ -106,18 +110,8 @@ func NewHarness(cfg HarnessConfig) (*Harness, error) {
 		}
 		cfg.BinDir = filepath.Dir(exe)
 	}
-	if cfg.Services == nil {
-		cfg.Services = DemoServicesModel(cfg.BinDir)
-	}
-	if cfg.Policy == "" {
-		cfg.Policy = DemoPolicy
-	}
 	if cfg.DrainTimeout == 0 {
 		cfg.DrainTimeout = 30 * time.Second
-	}
-	h := &Harness{cfg: cfg, out: cfg.Progress}
-	if h.out == nil {
-		h.out = io.Discard
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("harness: %w", err)
@@ -126,21 +120,51 @@ func NewHarness(cfg HarnessConfig) (*Harness, error) {
 	if err != nil {
 		return nil, err
 	}
-	h.TB = tb
 	for i := 1; i <= cfg.Machines; i++ {
 		if _, err := tb.Add(fmt.Sprintf("machine%d", i), nil); err != nil {
 			tb.Close()
 			return nil, err
 		}
 	}
-	h.client = tb.Coordinator().HTTPClient(5 * time.Second)
-	if err := h.WriteServices(cfg.Services); err != nil {
+	h, err := AttachHarness(tb, cfg)
+	if err != nil {
 		tb.Close()
 		return nil, err
 	}
-	if err := os.WriteFile(h.Path("qos.yaml"), []byte(cfg.Policy), 0o644); err != nil {
-		tb.Close()
+	return h, nil
+}
+
+// AttachHarness puts a harness around a running testbed: it writes the
+// models into cfg.Dir (those not given as files) for the loop StartLoop
+// starts in the testbed's coordinator namespace. cfg.Machines and
+// cfg.DrainTimeout are not used; Close closes tb.
+func AttachHarness(tb *Testbed, cfg HarnessConfig) (*Harness, error) {
+	if cfg.BinDir == "" {
+		cfg.BinDir = tb.cfg.BinDir
+	}
+	if cfg.Services == nil {
+		cfg.Services = DemoServicesModel(cfg.BinDir)
+	}
+	if cfg.Policy == "" {
+		cfg.Policy = DemoPolicy
+	}
+	h := &Harness{TB: tb, cfg: cfg, out: cfg.Progress}
+	if h.out == nil {
+		h.out = io.Discard
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("harness: %w", err)
+	}
+	h.client = tb.Coordinator().HTTPClient(5 * time.Second)
+	if cfg.ServicesFile == "" {
+		if err := h.WriteServices(cfg.Services); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.PolicyFile == "" {
+		if err := os.WriteFile(h.Path("qos.yaml"), []byte(cfg.Policy), 0o644); err != nil {
+			return nil, fmt.Errorf("harness: %w", err)
+		}
 	}
 	return h, nil
 }
@@ -175,15 +199,22 @@ func (h *Harness) StartLoop(extra ...string) error {
 		return fmt.Errorf("the loop runs already")
 	}
 	coord := h.TB.Coordinator()
-	statusAddr := fmt.Sprintf("%s:9200", coord.Addr)
+	statusAddr := h.StatusAddr()
 	h.statusURL = "http://" + statusAddr + "/status"
 	logf, err := os.OpenFile(h.Path("self-adapt.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return fmt.Errorf("harness: %w", err)
 	}
+	services, policy := h.cfg.ServicesFile, h.cfg.PolicyFile
+	if services == "" {
+		services = h.Path("services.json")
+	}
+	if policy == "" {
+		policy = h.Path("qos.yaml")
+	}
 	args := []string{
-		"-s", h.Path("services.json"),
-		"-q", h.Path("qos.yaml"),
+		"-s", services,
+		"-q", policy,
 		"--deployer", "agent",
 		"--agent-token-file", h.TB.TokenFile(),
 		"--state-dir", h.Path("coordinator"),
@@ -192,6 +223,9 @@ func (h *Harness) StartLoop(extra ...string) error {
 		"--snapshot",
 		"--snapshot-schedule", "@every 2s",
 		"--log-format", "json",
+	}
+	if h.cfg.AugmentFile != "" {
+		args = append(args, "-a", h.cfg.AugmentFile)
 	}
 	args = append(args, h.cfg.LoopArgs...)
 	args = append(args, extra...)
@@ -206,6 +240,31 @@ func (h *Harness) StartLoop(extra ...string) error {
 	go func() { cmd.Wait(); logf.Close(); close(done) }()
 	h.loop, h.loopDone = cmd, done
 	return nil
+}
+
+// StatusAddr is host:port of the loop's status server inside the
+// coordinator's namespace.
+func (h *Harness) StatusAddr() string {
+	return fmt.Sprintf("%s:9200", h.TB.Coordinator().Addr)
+}
+
+// WaitStatus waits until the loop's status server answers, the loop exits
+// (an error with the end of its log) or ctx is done.
+func (h *Harness) WaitStatus(ctx context.Context) error {
+	poll := time.NewTicker(100 * time.Millisecond)
+	defer poll.Stop()
+	for {
+		if _, err := h.Status(); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-h.loopExited():
+			return fmt.Errorf("dydisnix-self-adapt exited; its log ends:\n%s", h.LoopLog(15))
+		case <-poll.C:
+		}
+	}
 }
 
 // StopLoop stops the coordinator gracefully (SIGTERM).

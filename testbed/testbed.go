@@ -51,6 +51,11 @@ type Testbed struct {
 	mu       sync.Mutex
 	machines map[string]*Machine
 	count    int
+	onClose  []func()
+	// statusURL is the loop's page as seen from the host, loop the loop
+	// (daemon only).
+	statusURL string
+	loop      *Harness
 }
 
 // Machine is one simulated machine.
@@ -318,8 +323,23 @@ func (tb *Testbed) Partition(name string) error { return tb.net.SetLink(name, fa
 // Heal restores a partitioned machine's link.
 func (tb *Testbed) Heal(name string) error { return tb.net.SetLink(name, true) }
 
+// OnClose registers f to run first when the testbed closes (in reverse
+// order of registration), while every namespace still exists.
+func (tb *Testbed) OnClose(f func()) {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	tb.onClose = append(tb.onClose, f)
+}
+
 // Close kills every machine and deletes every namespace of the testbed.
 func (tb *Testbed) Close() error {
+	tb.mu.Lock()
+	fs := tb.onClose
+	tb.onClose = nil
+	tb.mu.Unlock()
+	for i := len(fs) - 1; i >= 0; i-- {
+		fs[i]()
+	}
 	for _, m := range tb.Machines() {
 		m.Host.KillAll()
 	}

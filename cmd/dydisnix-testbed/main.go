@@ -1,17 +1,16 @@
 // Command dydisnix-testbed runs a simulated network of machines on this host
-// (up, list, add, crash, stop, start, partition, heal, down) and the
-// self-adaptive demo on it (demo). See dydisnix-testbed --help and the
-// README's section on the testbed.
+// (up, list, add, crash, stop, start, partition, heal, shell, exec, down),
+// optionally with the self-adaptive loop on it (up --coordinator), and the
+// self-adaptive demo (demo). See dydisnix-testbed --help and docs/testbed.md.
 package main
 
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
@@ -25,26 +24,30 @@ import (
 
 const doc = `Runs simulated machines on this host, each a network namespace on a private
 bridge with a real dydisnix-agent announcing itself over mDNS (without root,
-inside a user namespace of its own).
+inside a user namespace of its own). See docs/testbed.md.
 
 Commands:
-  up [-n N] [--properties FILE]   start N machines in the background
-  list                            list the machines
+  up [-n N] [--properties FILE] [--coordinator [-s F] [-q F] [-a F]]
+                                  start N machines in the background (and the
+                                  loop, its page on http://127.0.0.1:9470/)
+  list                            list the machines (and the status page)
   add [NAME] [--properties FILE]  add a machine
   crash NAME                      kill -9 every process of a machine
   stop NAME                       stop a machine gracefully (its agent drains)
   start NAME                      start a stopped or crashed machine again
   partition NAME | heal NAME      take a machine's link down / up
+  shell NAME                      a shell inside a machine ("coordinator" too)
+  exec NAME -- CMD [ARG...]       run a command inside a machine
   down                            stop everything and delete the namespaces
-  demo [--json] [--keep]          run the self-adaptive demo end to end`
+  demo [--json] [--keep] [--keep-running]  run the self-adaptive demo end to end`
 
 // named lists the commands that act on one machine.
-var named = map[string]bool{"add": true, "crash": true, "stop": true, "start": true, "partition": true, "heal": true}
+var named = map[string]bool{"add": true, "crash": true, "stop": true, "start": true, "partition": true, "heal": true, "shell": true, "exec": true}
 
 type options struct {
-	dir, props, binDir string
-	n                  int
-	jsonOut, keep      bool
+	up                   testbed.UpConfig
+	jsonOut, keep, runOn bool
+	statusFD             int
 }
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -52,130 +55,136 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 func run(args []string, stdout, stderr io.Writer) int {
 	c := cli.New("dydisnix-testbed", "COMMAND [NAME] [options]", doc)
 	c.ExitStatus = "Exit status: 0 success, 1 error (the demo: a check failed), 2 usage error."
-	c.MaxArgs = 2
+	c.MaxArgs = math.MaxInt
 	var o options
+	u := &o.up
 	fs := c.Flags
-	fs.StringVar(&o.dir, "dir", "", "`DIR` the testbed's directory (default /run/dydisnix-testbed as root, else /tmp/dydisnix-testbed-UID)")
-	fs.IntVarP(&o.n, "machines", "n", 4, "`N` number of machines (up)")
-	fs.StringVar(&o.props, "properties", "", "`FILE` the machines' properties (JSON, YAML or Nix): {name: {properties}} for up, {properties} for add")
-	fs.StringVar(&o.binDir, "bin-dir", "", "`DIR` directory of dydisnix-agent and the example services (default: this program's)")
+	fs.StringVar(&u.Dir, "dir", "", "`DIR` the testbed's directory (default /run/dydisnix-testbed as root, else /tmp/dydisnix-testbed-UID)")
+	fs.IntVarP(&u.Machines, "machines", "n", 4, "`N` number of machines (up)")
+	fs.StringVar(&u.PropertiesFile, "properties", "", "`FILE` the machines' properties (JSON, YAML or Nix): an infrastructure model for up, {properties} for add")
+	fs.StringVar(&u.BinDir, "bin-dir", "", "`DIR` directory of dydisnix-agent, dydisnix-self-adapt and the example services (default: this program's)")
+	fs.BoolVar(&u.KeepState, "keep-state", false, "up: keep the machines' state of the last testbed in --dir (its services come back)")
+	fs.BoolVar(&u.Coordinator, "coordinator", false, "up: also run the loop (dydisnix-self-adapt) in the coordinator's namespace")
+	fs.StringVarP(&u.ServicesFile, "services", "s", "", "`FILE` up --coordinator: the services model (default: the example system)")
+	fs.StringVarP(&u.PolicyFile, "qos", "q", "", "`FILE` up --coordinator: the QoS policy (default: the example policy)")
+	fs.StringVarP(&u.AugmentFile, "augment", "a", "", "`FILE` up --coordinator: the augmentation model")
+	fs.IntVar(&u.StatusPort, "status-port", 9470, "`PORT` on 127.0.0.1 of the host for the loop's status page (0: any free port; demo: any free port if it is taken)")
 	fs.BoolVar(&o.jsonOut, "json", false, "demo: print the report as one JSON document")
 	fs.BoolVar(&o.keep, "keep", false, "demo: leave the demo's files in --dir for inspection")
+	fs.BoolVar(&o.runOn, "keep-running", false, "demo: keep the machines and the loop (and its page) running until Ctrl-C")
+	fs.IntVar(&o.statusFD, "status-fd", 0, "inherited listener of the status page (internal)")
+	fs.MarkHidden("status-fd")
 	if code, done := c.Parse(args, stdout, stderr); done {
 		return code
 	}
-	if o.dir == "" {
-		o.dir = testbed.DefaultDir()
+	if u.Dir == "" {
+		u.Dir = testbed.DefaultDir()
 	}
-	cmd, name := fs.Arg(0), fs.Arg(1)
+	if u.BinDir == "" {
+		if exe, err := os.Executable(); err == nil {
+			u.BinDir = filepath.Dir(exe)
+		}
+	}
+	cmd, name, rest := fs.Arg(0), fs.Arg(1), fs.Args()[min(2, fs.NArg()):]
 	switch {
 	case cmd == "":
-		return c.Exit(cli.Usagef("a command is required: up, list, add, crash, stop, start, partition, heal, down or demo"), stderr)
+		return c.Exit(cli.Usagef("a command is required: up, list, add, crash, stop, start, partition, heal, shell, exec, down or demo"), stderr)
 	case named[cmd] && name == "" && cmd != "add":
 		return c.Exit(cli.Usagef("%s: a machine name is required", cmd), stderr)
+	case cmd == "exec" && len(rest) == 0:
+		return c.Exit(cli.Usagef("exec: a command is required: exec NAME -- CMD [ARG...]"), stderr)
 	case !named[cmd] && name != "":
 		return c.Exit(cli.Usagef("unexpected argument %q", name), stderr)
+	case cmd == "up" && !u.Coordinator && u.ServicesFile+u.PolicyFile+u.AugmentFile != "":
+		return c.Exit(cli.Usagef("up: -s, -q and -a go with --coordinator"), stderr)
+	case cmd != "exec" && len(rest) > 0:
+		return c.Exit(cli.Usagef("unexpected argument %q", rest[0]), stderr)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	var err error
 	switch cmd {
 	case "up":
-		err = up(&o, stdout)
+		err = up(ctx, u, stdout)
 	case "serve": // the daemon up starts
-		var names []string
-		var props map[string]map[string]any
-		if names, props, err = testbed.LoadMachines(o.props, o.n); err == nil {
-			err = testbed.ServeMachines(o.dir, o.binDir, names, props, ctx.Done())
-		}
+		err = testbed.Serve(ctx, *u, o.statusFD)
 	case "demo":
 		return demo(ctx, &o, stdout, stderr)
+	case "shell", "exec":
+		err = testbed.Enter(u.Dir, name, rest)
 	default:
 		if !named[cmd] && cmd != "list" && cmd != "down" {
 			return c.Exit(cli.Usagef("unknown command %q", cmd), stderr)
 		}
-		err = control(cmd, name, &o, stdout)
+		err = control(cmd, name, u, stdout)
 	}
 	return c.Exit(err, stderr)
 }
 
-// up starts the daemon (this program's hidden command serve) in the
-// background and prints the machines once they run.
-func up(o *options, stdout io.Writer) error {
-	exe, err := os.Executable()
-	if err != nil {
-		return err
+// up starts the daemon in the background and prints the machines once they run.
+func up(ctx context.Context, u *testbed.UpConfig, stdout io.Writer) error {
+	resp, err := testbed.Up(ctx, *u)
+	if err == nil {
+		testbed.PrintResponse(stdout, resp)
 	}
-	if o.binDir == "" {
-		o.binDir = filepath.Dir(exe)
-	}
-	args := []string{"serve", "--dir", o.dir, "-n", strconv.Itoa(o.n), "--bin-dir", o.binDir}
-	if o.props != "" {
-		abs, err := filepath.Abs(o.props)
-		if err != nil {
-			return err
-		}
-		args = append(args, "--properties", abs)
-	}
-	ms, err := testbed.StartDaemon(o.dir, testbed.SelfCommand(exe, args), o.n, time.Minute)
-	if err != nil {
-		return err
-	}
-	testbed.PrintMachines(stdout, ms)
-	return nil
+	return err
 }
 
 // control sends a command to the daemon and prints the machines it reports.
-func control(cmd, name string, o *options, stdout io.Writer) error {
+func control(cmd, name string, u *testbed.UpConfig, stdout io.Writer) error {
 	req := testbed.Request{Op: cmd, Name: name}
-	if cmd == "add" && o.props != "" {
+	if cmd == "add" && u.PropertiesFile != "" {
 		var err error
-		if req.Properties, err = testbed.LoadMachineProperties(o.props); err != nil {
+		if req.Properties, err = testbed.LoadMachineProperties(u.PropertiesFile); err != nil {
 			return err
 		}
 	}
-	resp, err := testbed.Call(o.dir, req)
+	resp, err := testbed.Call(u.Dir, req)
 	if err != nil {
 		return err
 	}
 	if cmd == "down" {
-		return testbed.WaitDown(o.dir, time.Minute)
+		return testbed.WaitDown(u.Dir, time.Minute)
 	}
-	testbed.PrintMachines(stdout, resp.Machines)
+	testbed.PrintResponse(stdout, resp)
 	return nil
 }
 
 // demo runs testbed.RunDemo, re-executed in a user namespace when needed.
 func demo(ctx context.Context, o *options, stdout, stderr io.Writer) int {
+	u := &o.up
+	fail := func(err error) int { return cli.Exit("dydisnix-testbed", err, stderr) }
 	if testbed.NeedsUserNS() {
 		exe, err := os.Executable()
 		if err != nil {
-			return cli.Exit("dydisnix-testbed", err, stderr)
+			return fail(err)
 		}
-		if o.binDir == "" {
-			o.binDir = filepath.Dir(exe)
+		args := []string{"demo", "--dir", u.Dir, "--bin-dir", u.BinDir, "--json=" + strconv.FormatBool(o.jsonOut),
+			"--keep=" + strconv.FormatBool(o.keep), "--keep-running=" + strconv.FormatBool(o.runOn)}
+		code, err := testbed.ReexecDemo(exe, args, u.StatusPort, stdout, stderr)
+		if err != nil {
+			return fail(err)
 		}
-		args := []string{"demo", "--dir", o.dir, "--bin-dir", o.binDir, "--json=" + strconv.FormatBool(o.jsonOut), "--keep=" + strconv.FormatBool(o.keep)}
-		c := testbed.SelfCommand(exe, args)
-		c.Stdout, c.Stderr = stdout, stderr
-		var ee *exec.ExitError
-		if err := c.Run(); errors.As(err, &ee) {
-			return ee.ExitCode()
-		} else if err != nil {
-			return cli.Exit("dydisnix-testbed", err, stderr)
-		}
-		return 0
+		return code
 	}
-	demoDir := filepath.Join(o.dir, "demo")
-	os.RemoveAll(demoDir)
+	cfg := testbed.DemoConfig{Dir: filepath.Join(u.Dir, "demo"), BinDir: u.BinDir, Progress: stdout, KeepRunning: o.runOn}
+	var err error
+	if o.statusFD > 0 {
+		cfg.Status, err = testbed.InheritedListener(o.statusFD)
+	} else {
+		cfg.Status, err = testbed.ListenStatus(u.StatusPort, true)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	os.RemoveAll(cfg.Dir)
 	if !o.keep {
-		defer os.RemoveAll(demoDir)
+		defer os.RemoveAll(cfg.Dir)
 	}
-	progress := stdout
 	if o.jsonOut {
-		progress = stderr
+		cfg.Progress = stderr
 	}
-	report, err := testbed.RunDemo(ctx, testbed.DemoConfig{Dir: demoDir, BinDir: o.binDir, Progress: progress})
+	report, err := testbed.RunDemo(ctx, cfg)
 	if o.jsonOut && report != nil {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
