@@ -40,9 +40,11 @@ func TestInstall(t *testing.T) {
 // and the units name PREFIX/bin, where the files will be at run time.
 func TestInstallDestdir(t *testing.T) {
 	t.Parallel()
-	inst := installed(t) // the build is shared, and cached by go
+	installed(t) // first, so the two builds share go's cache
 	stage := filepath.Join(tmpRoot, "stage")
-	if err := makeInstall("DESTDIR="+stage, "PREFIX=/opt/dydisnix", "BIN="+inst.bin); err != nil {
+	// A BIN of its own: `go build -o` rewrites the binaries in place, which
+	// the other tests run meanwhile.
+	if err := makeInstall("DESTDIR="+stage, "PREFIX=/opt/dydisnix", "BIN="+filepath.Join(tmpRoot, "bin-stage")); err != nil {
 		t.Fatal(err)
 	}
 	checkInstall(t, filepath.Join(stage, "opt", "dydisnix"), "/opt/dydisnix")
