@@ -1,11 +1,14 @@
 package dist_test
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Where `make install` puts things, relative to PREFIX.
@@ -243,6 +246,36 @@ func TestCompletionsZsh(t *testing.T) {
 					t.Errorf("%s: no _arguments spec for %s in\n%s", c, flag, out)
 				}
 			}
+		})
+	}
+}
+
+// TestCompletionsZshCompsys completes in a real interactive zsh, on a
+// pseudo-terminal, with compinit loading the installed functions: the
+// result is what a user sees after TAB (the completed line or the list).
+func TestCompletionsZshCompsys(t *testing.T) {
+	t.Parallel()
+	zsh := requireTool(t, "zsh")
+	dir := filepath.Join(installed(t).prefix, zshDir)
+	script, err := filepath.Abs(filepath.Join("testdata", "zsh-complete.zsh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	escape := regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]`)
+	for _, tc := range completionCases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			// The deadline only keeps a broken zsh from hanging the test.
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, zsh, "-f", script, dir, strings.Join(tc.words, " "))
+			cmd.Dir = t.TempDir() // no file of the repository is a match
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("zsh: %v\n%q", err, out)
+			}
+			screen := stripOverstrike(escape.ReplaceAllString(string(out), ""))
+			checkOffered(t, strings.Fields(screen), tc.want, nil)
 		})
 	}
 }
