@@ -2,9 +2,9 @@
 GO      ?= go
 BIN     ?= bin
 SHARED  ?= ../shared
-CMDS    := $(notdir $(wildcard cmd/*))
+CMDS    := $(notdir $(wildcard cmd/dydisnix-*))
 
-.PHONY: all build test unit vectors bench lint fuzz demo clean
+.PHONY: all build test unit vectors bench lint fuzz demo clean install
 
 all: build
 
@@ -55,6 +55,29 @@ fuzz:
 ## demo: the self-adaptive loop on the embedded testbed
 demo: build
 	$(BIN)/dydisnix-testbed demo
+
+## install: the commands, systemd units, man pages and bash/zsh/fish completions
+## under $(PREFIX) (staged under $(DESTDIR) if set); the units' ExecStart
+## name $(PREFIX)/bin, without $(DESTDIR)
+PREFIX      ?= /usr/local
+DESTDIR     ?=
+BINDIR      ?= $(PREFIX)/bin
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+MANDIR      ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/site-functions
+FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
+
+install: build
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR)
+	install -m 0755 $(addprefix $(BIN)/,$(CMDS)) $(DESTDIR)$(BINDIR)/
+	for u in dist/systemd/*.service; do \
+		sed 's|/usr/bin/dydisnix-|$(BINDIR)/dydisnix-|g' $$u > $(DESTDIR)$(UNITDIR)/$$(basename $$u) && \
+		chmod 0644 $(DESTDIR)$(UNITDIR)/$$(basename $$u) || exit 1; \
+	done
+	$(GO) run ./dist/gen -bin $(BIN) -man $(DESTDIR)$(MANDIR)/man1 \
+		-bash $(DESTDIR)$(BASHCOMPDIR) -zsh $(DESTDIR)$(ZSHCOMPDIR) -fish $(DESTDIR)$(FISHCOMPDIR) \
+		$(CMDS)
 
 clean:
 	rm -rf $(BIN)

@@ -1,0 +1,220 @@
+# NixOS module: services.dydisnix.{agent,selfAdapt,publisher}, the units of
+# dist/systemd/ as NixOS services (same flags, same credentials, same
+# hardening; the settings of /etc/default/<unit> become options). The files
+# default to the names the units and the README use: /etc/dydisnix/agent.token
+# (handed over with LoadCredential=) and /etc/dydisnix/properties.yaml.
+#
+# go test ./dist (TestNixOSModuleWithStubModuleSystem) evaluates this module
+# with nix-instantiate against a stub of the module system and compares the
+# services it defines with the unit files.
+{ config, lib, pkgs, ... }:
+
+let
+  inherit (lib) mkOption mkEnableOption mkIf mkMerge types concatStringsSep concatMap;
+
+  top = config.services.dydisnix;
+
+  # A command-line word: systemd splits ExecStart at white space, expands
+  # "$" and "%" and interprets quotes and backslashes, none of which a value
+  # may hold.
+  word = types.strMatching "[^[:space:]\"'\\\\$%;]+";
+
+  tokenFileOption = mkOption {
+    type = word;
+    default = "/etc/dydisnix/agent.token";
+    description = "File holding the agents' bearer token (readable by root only); handed to the service with LoadCredential=agent.token.";
+  };
+
+  interfacesOption = what: mkOption {
+    type = types.listOf word;
+    example = [ "eth0" ];
+    description = "Network interfaces to ${what} on.";
+  };
+
+  extraArgsOption = mkOption {
+    type = types.listOf word;
+    default = [ ];
+    example = [ "--log-level" "debug" ];
+    description = "Further command-line arguments (the units' EXTRA_ARGS).";
+  };
+
+  propertiesFileOption = mkOption {
+    type = word;
+    default = "/etc/dydisnix/properties.yaml";
+    description = "This machine's properties (JSON, YAML or Nix; the shape of one infrastructure target).";
+  };
+
+  # Settings every unit shares: ordering after the network and documentation.
+  common = {
+    documentation = [ "https://github.com/dydisnix/dydisnix/blob/main/docs/adapt.md" ];
+    wants = [ "network-online.target" ];
+    wantedBy = [ "multi-user.target" ];
+  };
+
+  execStart = command: args: concatStringsSep " " ([ "${top.package}/bin/${command}" ] ++ args);
+
+  flagEach = flag: values: concatMap (v: [ flag v ]) values;
+in
+{
+  options.services.dydisnix = {
+    package = mkOption {
+      type = types.package;
+      default = pkgs.dydisnix or (pkgs.callPackage ./package.nix { });
+      defaultText = lib.literalExpression "pkgs.dydisnix";
+      description = "The dydisnix package whose commands the services run.";
+    };
+
+    agent = {
+      enable = mkEnableOption "the dydisnix deployment agent of this target";
+      listen = mkOption {
+        type = word;
+        default = ":7420";
+        description = "Address the agent listens on (--listen).";
+      };
+      interfaces = interfacesOption "announce this machine (with the agent's URL) over mDNS";
+      tokenFile = tokenFileOption;
+      propertiesFile = propertiesFileOption;
+      drainTimeout = mkOption {
+        type = word;
+        default = "2m";
+        description = "How long a drain waits for the coordinator to move the services away (--drain-timeout); the stop timeout is 180 s, keep it above this plus 10 s per service.";
+      };
+      extraArgs = extraArgsOption;
+    };
+
+    selfAdapt = {
+      enable = mkEnableOption "the dydisnix self-adaptive deployment loop (the coordinator)";
+      services = mkOption {
+        type = word;
+        example = "/etc/dydisnix/services.nix";
+        description = "The services model (-s).";
+      };
+      qos = mkOption {
+        type = word;
+        default = "builtin:stable-by-type-memory";
+        description = "The QoS policy: a file or builtin:NAME (-q).";
+      };
+      augment = mkOption {
+        type = types.nullOr word;
+        default = null;
+        example = "/etc/dydisnix/augment.yaml";
+        description = "The augmentation model (-a/--augment), if any.";
+      };
+      interfaces = interfacesOption "browse mDNS";
+      tokenFile = tokenFileOption;
+      statusListen = mkOption {
+        type = word;
+        default = "127.0.0.1:9470";
+        description = "Address of the status page, /status and /metrics (--status-listen).";
+      };
+      shutdownTimeout = mkOption {
+        type = word;
+        default = "2m";
+        description = "How long a running deploy may go on after SIGTERM (--shutdown-timeout); the stop timeout is 180 s.";
+      };
+      extraArgs = extraArgsOption;
+    };
+
+    publisher = {
+      enable = mkEnableOption "the dydisnix mDNS publisher (not needed when the agent publishes)";
+      interfaces = interfacesOption "announce this machine";
+      propertiesFile = propertiesFileOption;
+      extraArgs = extraArgsOption;
+    };
+  };
+
+  config = mkMerge [
+    (mkIf top.agent.enable {
+      systemd.services.dydisnix-agent = common // {
+        description = "dydisnix deployment agent (target)";
+        after = [ "network-online.target" ];
+        before = [ "dydisnix-publishinfra.service" ];
+        serviceConfig = {
+          Type = "notify";
+          NotifyAccess = "main";
+          LoadCredential = [ "agent.token:${top.agent.tokenFile}" ];
+          StateDirectory = "dydisnix-agent";
+          StateDirectoryMode = "0700";
+          ExecStart = execStart "dydisnix-agent" ([
+            "--listen" top.agent.listen
+            "--state-dir" "\${STATE_DIRECTORY}"
+            "--token-file" "\${CREDENTIALS_DIRECTORY}/agent.token"
+            "--publish" "--properties" top.agent.propertiesFile
+          ] ++ flagEach "--interface" top.agent.interfaces ++ [
+            "--drain-timeout" top.agent.drainTimeout "--log-format" "json"
+          ] ++ top.agent.extraArgs);
+          KillMode = "mixed";
+          KillSignal = "SIGTERM";
+          TimeoutStopSec = "180";
+          Restart = "on-failure";
+          RestartSec = "2s";
+          NoNewPrivileges = "yes";
+          RestrictAddressFamilies = "AF_UNIX AF_INET AF_INET6 AF_NETLINK";
+        };
+      };
+    })
+
+    (mkIf top.selfAdapt.enable {
+      systemd.services.dydisnix-self-adapt = common // {
+        description = "dydisnix self-adaptive deployment loop (coordinator)";
+        after = [ "network-online.target" ];
+        # .nix models are evaluated with nix-instantiate.
+        path = [ config.nix.package ];
+        serviceConfig = {
+          Type = "notify";
+          NotifyAccess = "main";
+          LoadCredential = [ "agent.token:${top.selfAdapt.tokenFile}" ];
+          StateDirectory = "dydisnix";
+          StateDirectoryMode = "0700";
+          ExecStart = execStart "dydisnix-self-adapt" ([
+            "-s" top.selfAdapt.services "-q" top.selfAdapt.qos
+          ] ++ flagEach "--mdns-interface" top.selfAdapt.interfaces ++ [
+            "--agent-token-file" "\${CREDENTIALS_DIRECTORY}/agent.token"
+            "--state-dir" "\${STATE_DIRECTORY}"
+            "--snapshot" "--reconstruct"
+            "--status-listen" top.selfAdapt.statusListen "--log-format" "json"
+            "--shutdown-timeout" top.selfAdapt.shutdownTimeout
+          ] ++ lib.optionals (top.selfAdapt.augment != null) [ "--augment" top.selfAdapt.augment ]
+            ++ top.selfAdapt.extraArgs);
+          KillMode = "mixed";
+          KillSignal = "SIGTERM";
+          TimeoutStopSec = "180";
+          Restart = "on-failure";
+          RestartSec = "5s";
+          NoNewPrivileges = "yes";
+          ProtectSystem = "strict";
+          ProtectHome = "yes";
+          PrivateTmp = "yes";
+          ProtectKernelTunables = "yes";
+          ProtectControlGroups = "yes";
+          RestrictAddressFamilies = "AF_UNIX AF_INET AF_INET6 AF_NETLINK";
+          ReadWritePaths = "/var/lib/dydisnix";
+        };
+      };
+    })
+
+    (mkIf top.publisher.enable {
+      systemd.services.dydisnix-publishinfra = common // {
+        description = "dydisnix mDNS publisher of this machine's properties";
+        after = [ "network-online.target" "dydisnix-agent.service" ];
+        serviceConfig = {
+          Type = "simple";
+          ExecStart = execStart "dydisnix-publishinfra"
+            (flagEach "--interface" top.publisher.interfaces
+              ++ [ "--properties" top.publisher.propertiesFile ]
+              ++ top.publisher.extraArgs);
+          KillMode = "mixed";
+          TimeoutStopSec = "10";
+          Restart = "on-failure";
+          RestartSec = "2s";
+          DynamicUser = "yes";
+          NoNewPrivileges = "yes";
+          ProtectSystem = "strict";
+          ProtectHome = "yes";
+          PrivateTmp = "yes";
+          RestrictAddressFamilies = "AF_UNIX AF_INET AF_INET6 AF_NETLINK";
+        };
+      };
+    })
+  ];
+}
