@@ -34,11 +34,15 @@ vectors: build
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x -timeout 30m ./...
 
-## lint: gofmt and go vet
+DEADCODE ?= golang.org/x/tools/cmd/deadcode@v0.52.0
+
+## lint: gofmt, go vet and no dead code (deadcode -test)
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	@out=$$($(GO) run $(DEADCODE) -test ./...) || exit 1; \
+	if [ -n "$$out" ]; then echo "dead code:"; echo "$$out"; exit 1; fi
 
 ## fuzz: run every fuzz target for a short while
 fuzz:

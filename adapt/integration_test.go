@@ -3,6 +3,7 @@ package adapt
 import (
 	"context"
 	"errors"
+	"github.com/dydisnix/dydisnix/internal/testenv"
 	"net"
 	"net/http"
 	"os"
@@ -114,7 +115,7 @@ exec sleep 600
 		}
 		return p
 	}
-	write("svc.sh", script, 0o755)
+	testenv.WriteExecutable(t, filepath.Join(dir, "svc.sh"), script)
 	svcFile := write("services.json", `{
   "store": {"name": "store", "type": "process", "pkg": "svc.sh", "deployState": true},
   "web":   {"name": "web", "type": "process", "pkg": "svc.sh", "dependsOn": ["store"]}

@@ -7,12 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"sort"
 	"sync"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/robfig/cron/v3"
 	"go.uber.org/zap"
@@ -246,11 +244,20 @@ func (l *Loop) Run(ctx context.Context) error {
 
 	reload := make(chan struct{}, 1)
 	if len(l.cfg.WatchFiles) > 0 {
-		w, err := l.watch(reload)
+		// The model files' directories are watched (editors replace files
+		// by renaming); a watcher that fails is logged and the resync
+		// still reloads the models.
+		w, err := discovery.NewFileWatcher(l.cfg.WatchFiles...)
 		if err != nil {
-			return err
+			return fmt.Errorf("watch model files: %w", err)
 		}
-		defer w.Close()
+		watchCtx, stopWatch := context.WithCancel(context.Background())
+		defer stopWatch()
+		go func() {
+			if err := w.Run(watchCtx, reload); err != nil {
+				l.log.Warn("file watcher", zap.Error(err))
+			}
+		}()
 	}
 
 	deployCtx, cancelDeploy := context.WithCancel(context.Background())
@@ -551,54 +558,6 @@ func (l *Loop) getModelsHash() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.modelsHash
-}
-
-// watch watches the directories of the model files (editors replace files
-// by renaming) and signals reload for events on the files themselves.
-func (l *Loop) watch(reload chan<- struct{}) (*fsnotify.Watcher, error) {
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		return nil, fmt.Errorf("watch model files: %w", err)
-	}
-	files := map[string]bool{}
-	dirs := map[string]bool{}
-	for _, f := range l.cfg.WatchFiles {
-		abs, err := filepath.Abs(f)
-		if err != nil {
-			w.Close()
-			return nil, fmt.Errorf("watch %s: %w", f, err)
-		}
-		files[abs] = true
-		dirs[filepath.Dir(abs)] = true
-	}
-	for d := range dirs {
-		if err := w.Add(d); err != nil {
-			w.Close()
-			return nil, fmt.Errorf("watch %s: %w", d, err)
-		}
-	}
-	go func() {
-		for {
-			select {
-			case ev, ok := <-w.Events:
-				if !ok {
-					return
-				}
-				if files[filepath.Clean(ev.Name)] && ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename|fsnotify.Remove) != 0 {
-					select {
-					case reload <- struct{}{}:
-					default:
-					}
-				}
-			case err, ok := <-w.Errors:
-				if !ok {
-					return
-				}
-				l.log.Warn("file watcher", zap.Error(err))
-			}
-		}
-	}()
-	return w, nil
 }
 
 // execute carries out one order: augment, compare the full hash, reconstruct,

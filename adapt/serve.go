@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/dydisnix/dydisnix/internal/sdnotify"
 )
 
 // Serve runs the loop until ctx ends, with its status server on listen
@@ -22,7 +24,7 @@ func Serve(ctx context.Context, cfg Config, listen string) error {
 	}
 	ready := cfg.OnReady
 	cfg.OnReady = func() {
-		if err := Notify("READY=1"); err != nil {
+		if err := sdnotify.Notify("READY=1"); err != nil {
 			log.Warn("systemd notify", zap.Error(err))
 		}
 		if ready != nil {
@@ -54,7 +56,7 @@ func Serve(ctx context.Context, cfg Config, listen string) error {
 		select {
 		case <-ctx.Done():
 			log.Info("stopping: finishing the running deploy, if any")
-			_ = Notify("STOPPING=1")
+			_ = sdnotify.Notify("STOPPING=1")
 		case <-finished:
 		}
 	}()

@@ -32,11 +32,16 @@ func BenchmarkRulesApply(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	benchApply(b, rs)
+}
+
+// benchApply measures a.Apply on 500 targets.
+func benchApply(b *testing.B, a Augmenter) {
 	inf := benchInfra(500)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if _, err := rs.Apply(context.Background(), inf); err != nil {
+		if _, err := a.Apply(context.Background(), inf); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -47,12 +52,5 @@ func BenchmarkNixApply(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	inf := benchInfra(500)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if _, err := a.Apply(context.Background(), inf); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchApply(b, a)
 }

@@ -44,7 +44,7 @@ func Diff(before, after model.Infrastructure) []Change {
 	for n := range after {
 		names[n] = true
 	}
-	for _, n := range sortedKeys(names) {
+	for _, n := range model.SortedKeys(names) {
 		b, a := before[n], after[n]
 		switch {
 		case b == nil:
@@ -74,7 +74,7 @@ func diffValue(out []Change, target, path string, b, a any) []Change {
 	for k := range am {
 		keys[k] = true
 	}
-	for _, k := range sortedKeys(keys) {
+	for _, k := range model.SortedKeys(keys) {
 		bv, inB := bm[k]
 		av, inA := am[k]
 		p := join(path, k)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"path"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -657,7 +656,7 @@ func (r Rule) apply(t *model.Target) {
 	for _, c := range r.Remove.Containers {
 		delete(t.Containers, c)
 	}
-	for _, c := range sortedKeys(r.Remove.ContainerProperties) {
+	for _, c := range model.SortedKeys(r.Remove.ContainerProperties) {
 		for _, k := range r.Remove.ContainerProperties[c] {
 			delete(t.Containers[c], k)
 		}
@@ -673,23 +672,23 @@ func (p Patch) apply(t *model.Target, put func(m map[string]any, k string, v any
 	if len(p.Properties) > 0 && t.Properties == nil {
 		t.Properties = map[string]any{}
 	}
-	for _, k := range sortedKeys(p.Properties) {
+	for _, k := range model.SortedKeys(p.Properties) {
 		put(t.Properties, k, p.Properties[k])
 	}
 	if len(p.Attributes) > 0 && t.Extra == nil {
 		t.Extra = map[string]any{}
 	}
-	for _, k := range sortedKeys(p.Attributes) {
+	for _, k := range model.SortedKeys(p.Attributes) {
 		put(t.Extra, k, p.Attributes[k])
 	}
 	if len(p.Containers) > 0 && t.Containers == nil {
 		t.Containers = map[string]map[string]any{}
 	}
-	for _, c := range sortedKeys(p.Containers) {
+	for _, c := range model.SortedKeys(p.Containers) {
 		if t.Containers[c] == nil {
 			t.Containers[c] = map[string]any{}
 		}
-		for _, k := range sortedKeys(p.Containers[c]) {
+		for _, k := range model.SortedKeys(p.Containers[c]) {
 			put(t.Containers[c], k, p.Containers[c][k])
 		}
 	}
@@ -711,13 +710,4 @@ func merge(base, over any) any {
 		out[k] = merge(bm[k], v)
 	}
 	return out
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

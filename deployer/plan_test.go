@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/dydisnix/dydisnix/internal/testenv"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -169,7 +170,7 @@ func TestBuildManifestPkgDirectoryAndKeyStability(t *testing.T) {
 	dir := t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "svc", "bin"), 0o755)
 	exe := filepath.Join(dir, "svc", "bin", "run")
-	os.WriteFile(exe, []byte("#!/bin/sh\nexec sleep 1000\n"), 0o755)
+	testenv.WriteExecutable(t, exe, "#!/bin/sh\nexec sleep 1000\n")
 	svcs := model.Services{"a": {Name: "a", Type: "process", Attrs: map[string]any{"pkg": "svc", "port": json.Number("8080")}}}
 	m, err := BuildManifest(svcs, infraOf("t1"), distOf("a", "t1"), BuildOptions{BaseDir: dir})
 	if err != nil {
@@ -200,7 +201,7 @@ func TestBuildManifestPkgDirectoryAndKeyStability(t *testing.T) {
 		}
 	}
 	// Changing the artifact changes the key.
-	os.WriteFile(exe, []byte("#!/bin/sh\nexec sleep 1001\n"), 0o755)
+	testenv.WriteExecutable(t, exe, "#!/bin/sh\nexec sleep 1001\n")
 	m2, _ := BuildManifest(svcs, infraOf("t1"), distOf("a", "t1"), BuildOptions{BaseDir: dir})
 	if m2.Mappings[0].Service == m.Mappings[0].Service {
 		t.Error("a new artifact kept the key")

@@ -37,17 +37,6 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-func waitFor(t testing.TB, timeout time.Duration, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waiting for %s: timed out after %v", what, timeout)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 const busConfig = `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig>
@@ -111,7 +100,7 @@ func startAvahi(t *testing.T, nd *netns.Node) []string {
 	dbus := nd.Command(ctx, "dbus-daemon", "--config-file="+busConf, "--nofork", "--nopidfile")
 	dbus.Stderr = testWriter{t, "dbus-daemon"}
 	netns.StartT(t, dbus)
-	waitFor(t, 10*time.Second, "dbus socket", func() bool { _, err := os.Stat(bus); return err == nil })
+	testenv.Eventually(t, time.Minute, func() bool { _, err := os.Stat(bus); return err == nil }, "the D-Bus socket did not appear")
 
 	env := append(os.Environ(), "DBUS_SYSTEM_BUS_ADDRESS=unix:path="+bus)
 	var out syncBuffer
@@ -121,7 +110,7 @@ func startAvahi(t *testing.T, nd *netns.Node) []string {
 	avahi.Stdout, avahi.Stderr = &out, &out
 	netns.StartT(t, avahi)
 	t.Cleanup(func() { t.Logf("avahi-daemon output:\n%s", out.String()) })
-	waitFor(t, 15*time.Second, "avahi-daemon startup", func() bool { return strings.Contains(out.String(), "Server startup complete") })
+	testenv.Eventually(t, time.Minute, func() bool { return strings.Contains(out.String(), "Server startup complete") }, "avahi-daemon did not start")
 	return env
 }
 
@@ -146,7 +135,7 @@ func TestAvahiInterop(t *testing.T) {
 	ap.Env = env
 	ap.Stdout, ap.Stderr = &pubOut, &pubOut
 	apExited := netns.StartT(t, ap)
-	waitFor(t, 10*time.Second, "avahi-publish", func() bool { return strings.Contains(pubOut.String(), "Established") })
+	testenv.Eventually(t, time.Minute, func() bool { return strings.Contains(pubOut.String(), "Established") }, "avahi-publish did not establish its service")
 
 	// 2. Our publisher, for avahi-browse.
 	props := filepath.Join(t.TempDir(), "test1.json")
@@ -178,10 +167,10 @@ func TestAvahiInterop(t *testing.T) {
 
 	// Avahi's goodbye, when avahi-publish ends, removes the target.
 	w := startWatcher(t, us.Command(ctx, bin+"/dydisnix-geninfra-mdns", "--watch", "--interface", us.Interface, "-t", "1s", "--browse-interval", "0.5s", "--log-level", "error"))
-	w.wait(t, 10*time.Second, "avtest seen by the watcher", func(s discovery.Snapshot) bool { return s.Infrastructure["avtest"] != nil })
+	w.wait(t, "avtest seen by the watcher", func(s discovery.Snapshot) bool { return s.Infrastructure["avtest"] != nil })
 	ap.Process.Signal(os.Interrupt)
 	<-apExited
-	s := w.wait(t, 10*time.Second, "avtest removed", hasEvent(discovery.EventRemoved, "avtest"))
+	s := w.wait(t, "avtest removed", hasEvent(discovery.EventRemoved, "avtest"))
 	for _, e := range s.Events {
 		if e.Target == "avtest" && e.Reason != discovery.ReasonGoodbye {
 			t.Errorf("avtest removed for %q, want goodbye", e.Reason)
@@ -197,7 +186,7 @@ func TestAvahiInterop(t *testing.T) {
 		`"hash=\"sha256-`,
 	}
 	var line string
-	waitFor(t, 15*time.Second, "avahi-browse to list disnix-test1", func() bool {
+	testenv.Eventually(t, time.Minute, func() bool {
 		cmd := av.Command(ctx, "avahi-browse", "-rpt", "_disnix._tcp")
 		cmd.Env = env
 		out, _ := cmd.Output()
@@ -208,7 +197,7 @@ func TestAvahiInterop(t *testing.T) {
 			}
 		}
 		return false
-	})
+	}, "avahi-browse did not list disnix-test1")
 	for _, w := range wantTXT {
 		if !strings.Contains(line, w) {
 			t.Errorf("avahi-browse line lacks %s:\n%s", w, line)

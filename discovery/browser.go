@@ -9,11 +9,11 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/dydisnix/dydisnix/internal/clock"
 	"github.com/dydisnix/dydisnix/model"
 )
 
@@ -52,7 +52,7 @@ type BrowserConfig struct {
 	// Interfaces to browse on (required; never all of the machine's).
 	Interfaces []string
 	// Clock drives rounds, probes, expiry and debouncing (default: real).
-	Clock Clock
+	Clock clock.Clock
 	// Debounce is the quiet period that ends a burst (default 250 ms).
 	Debounce time.Duration
 	// MaxDelay caps how long a burst is held back (default 2 s).
@@ -93,7 +93,6 @@ type BrowserConfig struct {
 // MDNSSource browses _disnix._tcp continuously. It implements Source.
 type MDNSSource struct {
 	cfg BrowserConfig
-	zc  atomic.Pointer[zeroconfRounds] // the running rounds, for tests
 }
 
 // NewMDNSSource returns a browser; it validates the configuration.
@@ -101,7 +100,7 @@ func NewMDNSSource(cfg BrowserConfig) (*MDNSSource, error) {
 	if len(cfg.Interfaces) == 0 {
 		return nil, errors.New("mDNS browser: no interface given (browsing is always bound to named interfaces)")
 	}
-	cfg.Clock = clockOrReal(cfg.Clock)
+	cfg.Clock = clock.OrReal(cfg.Clock)
 	if cfg.Verifier == nil && cfg.SignKey != "" {
 		k, err := LoadKey(cfg.SignKey)
 		if err != nil {
@@ -185,6 +184,10 @@ type txtCacheEntry struct {
 // from an answer just before it must not cancel it.
 const queryHold = time.Second
 
+// logHeldBack is the debug message for a zeroconf entry held back by
+// queryHold.
+const logHeldBack = "zeroconf entry held back: a query named its instance"
+
 // zcDelay defers the records of zeroconf entries: both halves of the
 // browser receive every answer, and the passive listener (which sees
 // whether a packet is a query or a response, and reads goodbyes) is to
@@ -230,7 +233,6 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 	// The active half: zeroconf browse rounds and lookups (zeroconf.go).
 	zcRecords := make(chan *wireRecord, 64)
 	zc := newZeroconfRounds(ifaces, zcRecords, s.cfg.Logger)
-	s.zc.Store(zc)
 	var rounds sync.WaitGroup
 	roundCancel := func() {}
 	defer func() { roundCancel(); rounds.Wait() }()
@@ -431,6 +433,7 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 				r := zcQueue[i].r
 				if at, ok := queried[r.instance]; ok {
 					if now.Sub(at) < queryHold {
+						log.Debug(logHeldBack, zap.String("instance", r.instance))
 						continue // maybe read from a query (see queryHold)
 					}
 					delete(queried, r.instance)

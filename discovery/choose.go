@@ -57,7 +57,7 @@ func (c Choice) Source(log *zap.Logger) (Source, error) {
 func (c Choice) Once(ctx context.Context, browse time.Duration, log *zap.Logger) (model.Infrastructure, error) {
 	switch {
 	case c.File != "":
-		return model.LoadInfrastructure(c.File)
+		return model.LoadInfrastructureContext(ctx, c.File, model.NixOptions{})
 	case c.Command != "":
 		s, err := NewCommandSource(c.Command, c.Interval)
 		if err != nil {

@@ -26,9 +26,6 @@ func (d *Debouncer) Add(evs []Event, now time.Time) {
 	d.pending = append(d.pending, evs...)
 }
 
-// Pending reports whether events are waiting.
-func (d *Debouncer) Pending() bool { return len(d.pending) > 0 }
-
 // Deadline returns when the pending burst is due (false when nothing waits).
 func (d *Debouncer) Deadline() (time.Time, bool) {
 	if len(d.pending) == 0 {

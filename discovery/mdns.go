@@ -207,22 +207,7 @@ func instanceOf(name string) (string, bool) {
 	if len(labels) != 1 {
 		return "", false
 	}
-	var b strings.Builder
-	s := labels[0]
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+1 < len(s) {
-			if i+3 < len(s) && isDigit(s[i+1]) && isDigit(s[i+2]) && isDigit(s[i+3]) {
-				b.WriteByte((s[i+1]-'0')*100 + (s[i+2]-'0')*10 + (s[i+3] - '0'))
-				i += 3
-				continue
-			}
-			b.WriteByte(s[i+1])
-			i++
-			continue
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String(), true
+	return unescapePresentation(labels[0]), true
 }
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
@@ -254,11 +239,20 @@ func recordsOf(msg *dns.Msg) []*wireRecord {
 		}
 		return r
 	}
-	minTTL := func(r *wireRecord, ttl uint32) {
-		d := time.Duration(ttl) * time.Second
-		if r.ttl == 0 || d < r.ttl {
+	// seen records that an instance's record was received with ttl; TTL 0
+	// is a goodbye. It returns nil for a name outside our service type.
+	seen := func(name string, ttl uint32) *wireRecord {
+		inst, ok := instanceOf(name)
+		if !ok {
+			return nil
+		}
+		r := get(inst)
+		if ttl == 0 {
+			r.goodbye = true
+		} else if d := time.Duration(ttl) * time.Second; r.ttl == 0 || d < r.ttl {
 			r.ttl = d
 		}
+		return r
 	}
 	all := make([]dns.RR, 0, len(msg.Answer)+len(msg.Extra))
 	all = append(all, msg.Answer...)
@@ -266,43 +260,24 @@ func recordsOf(msg *dns.Msg) []*wireRecord {
 	for _, rr := range all {
 		switch x := rr.(type) {
 		case *dns.PTR:
-			if !strings.EqualFold(x.Hdr.Name, serviceName) {
-				continue
-			}
-			inst, ok := instanceOf(x.Ptr)
-			if !ok {
-				continue
-			}
-			r := get(inst)
-			if x.Hdr.Ttl == 0 {
-				r.goodbye = true
-			} else {
-				minTTL(r, x.Hdr.Ttl)
+			if strings.EqualFold(x.Hdr.Name, serviceName) {
+				seen(x.Ptr, x.Hdr.Ttl)
 			}
 		case *dns.SRV:
-			inst, ok := instanceOf(x.Hdr.Name)
-			if !ok {
-				continue
-			}
-			r := get(inst)
-			if x.Hdr.Ttl == 0 {
-				r.goodbye = true
-			} else {
-				minTTL(r, x.Hdr.Ttl)
+			if r := seen(x.Hdr.Name, x.Hdr.Ttl); r != nil && x.Hdr.Ttl != 0 {
 				r.host, r.port = x.Target, int(x.Port)
 			}
 		case *dns.TXT:
-			inst, ok := instanceOf(x.Hdr.Name)
-			if !ok || x.Hdr.Ttl == 0 {
-				continue
+			if x.Hdr.Ttl == 0 {
+				continue // a TXT goodbye alone says nothing about the instance
 			}
-			r := get(inst)
-			r.hasTXT = true
-			r.txt = make([]string, len(x.Txt))
-			for i, s := range x.Txt {
-				r.txt[i] = txtFromWire(s)
+			if r := seen(x.Hdr.Name, x.Hdr.Ttl); r != nil {
+				r.hasTXT = true
+				r.txt = make([]string, len(x.Txt))
+				for i, s := range x.Txt {
+					r.txt[i] = txtFromWire(s)
+				}
 			}
-			minTTL(r, x.Hdr.Ttl)
 		}
 	}
 	out := make([]*wireRecord, 0, len(order))
@@ -318,7 +293,11 @@ func txtToWire(s string) string { return strings.ReplaceAll(s, `\`, `\\`) }
 
 // txtFromWire undoes miekg/dns's presentation escaping of a received TXT
 // string (\" \\ and \DDD).
-func txtFromWire(s string) string {
+func txtFromWire(s string) string { return unescapePresentation(s) }
+
+// unescapePresentation undoes the escapes of miekg/dns's presentation form
+// (a backslash before a byte, or \DDD for a byte in decimal).
+func unescapePresentation(s string) string {
 	if !strings.Contains(s, `\`) {
 		return s
 	}

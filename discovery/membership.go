@@ -38,7 +38,10 @@ type Event struct {
 	Kind   EventKind `json:"kind"`
 	Target string    `json:"target"`
 	Reason string    `json:"reason"`
-	At     time.Time `json:"at"`
+	// At is when the change happened: for a removal by a deadline (no
+	// answer, TTL expiry, goodbye grace), the deadline that passed, which
+	// the browser may notice a little later.
+	At time.Time `json:"at"`
 }
 
 // Graceful reports whether the event is a removal the target confirmed:
@@ -226,7 +229,7 @@ func (m *Membership) deadline(mb *member) (time.Time, string) {
 }
 
 // Advance removes the members whose deadline has passed and returns the
-// removal events.
+// removal events, dated at their deadlines.
 func (m *Membership) Advance(now time.Time) []Event {
 	var evs []Event
 	for _, inst := range m.instances() {
@@ -237,7 +240,7 @@ func (m *Membership) Advance(now time.Time) []Event {
 		}
 		delete(m.members, inst)
 		if mb.present {
-			evs = append(evs, Event{Kind: EventRemoved, Target: mb.target.Name, Reason: why, At: now})
+			evs = append(evs, Event{Kind: EventRemoved, Target: mb.target.Name, Reason: why, At: at})
 		}
 	}
 	return evs

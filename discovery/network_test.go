@@ -52,8 +52,9 @@ func startPublisher(t testing.TB, nd *netns.Node, bin, props string, extra ...st
 
 // runRealNetwork is the real-network scenario: three namespaces on a
 // bridge, publishers in two, the browser in the third.
+// It checks what happens; how fast is measured (the returned delays) and
+// compared with the documented bounds by BenchmarkDetection.
 func runRealNetwork(t testing.TB, timing browserTiming, cable bool) detection {
-	netRemovalBound := timing.removalBound()
 	bin := commands(t)
 	nw := netns.NewNetworkT(t, "ddn", 3)
 	n1, n2, n3 := nw.Nodes[0], nw.Nodes[1], nw.Nodes[2]
@@ -64,11 +65,11 @@ func runRealNetwork(t testing.TB, timing browserTiming, cable bool) detection {
 
 	w := startWatcher(t, n3.Command(context.Background(), bin+"/dydisnix-geninfra-mdns", "--watch", "--interface", n3.Interface,
 		"--browse-interval", timing.browse.String(), "--debounce", timing.debounce.String(), "-t", "1s"))
-	w.wait(t, 10*time.Second, "first snapshot", func(discovery.Snapshot) bool { return true })
+	w.wait(t, "first snapshot", func(discovery.Snapshot) bool { return true })
 
 	pub1 := startPublisher(t, n1, bin, p1, "--serve", "0.0.0.0:9001")
 	pub2 := startPublisher(t, n2, bin, p2)
-	both := w.wait(t, 10*time.Second, "both targets", func(s discovery.Snapshot) bool { return len(s.Infrastructure) == 2 })
+	both := w.wait(t, "both targets", func(s discovery.Snapshot) bool { return len(s.Infrastructure) == 2 })
 	t1, t2 := both.Infrastructure["test1"], both.Infrastructure["test2"]
 	if t1 == nil || t2 == nil {
 		t.Fatalf("targets: %v", both.Infrastructure)
@@ -95,7 +96,7 @@ func runRealNetwork(t testing.TB, timing browserTiming, cable bool) detection {
 	if err := os.Rename(tmp, p1); err != nil {
 		t.Fatal(err)
 	}
-	s := w.wait(t, 10*time.Second, "test1 changed", hasEvent(discovery.EventChanged, "test1"))
+	s := w.wait(t, "test1 changed", hasEvent(discovery.EventChanged, "test1"))
 	d.change = s.got.Sub(start)
 	if s.Infrastructure["test1"].Properties["zone"] != "c" {
 		t.Fatalf("changed test1: %v", s.Infrastructure["test1"].Properties)
@@ -104,7 +105,7 @@ func runRealNetwork(t testing.TB, timing browserTiming, cable bool) detection {
 	// A graceful stop says goodbye.
 	start = time.Now()
 	pub2.cmd.Process.Signal(syscall.SIGTERM)
-	s = w.wait(t, 10*time.Second, "test2 removed", hasEvent(discovery.EventRemoved, "test2"))
+	s = w.wait(t, "test2 removed", hasEvent(discovery.EventRemoved, "test2"))
 	d.goodbye = s.got.Sub(start)
 	if r := lastEvent(s, "test2").Reason; r != discovery.ReasonGoodbye {
 		t.Fatalf("test2 removed for %q, want goodbye", r)
@@ -113,7 +114,7 @@ func runRealNetwork(t testing.TB, timing browserTiming, cable bool) detection {
 
 	// It comes back.
 	pub2 = startPublisher(t, n2, bin, p2)
-	w.wait(t, 10*time.Second, "test2 back", hasEvent(discovery.EventAdded, "test2"))
+	w.wait(t, "test2 back", hasEvent(discovery.EventAdded, "test2"))
 
 	if cable {
 		// A pulled cable: no answers, removed; plugged back in: added again
@@ -121,21 +122,21 @@ func runRealNetwork(t testing.TB, timing browserTiming, cable bool) detection {
 		if err := n2.Disconnect(); err != nil {
 			t.Fatal(err)
 		}
-		s = w.wait(t, netRemovalBound+2*time.Second, "test2 removed after the cable was pulled", hasEvent(discovery.EventRemoved, "test2"))
+		s = w.wait(t, "test2 removed after the cable was pulled", hasEvent(discovery.EventRemoved, "test2"))
 		if r := lastEvent(s, "test2").Reason; r != discovery.ReasonNoAnswer {
 			t.Fatalf("test2 removed for %q, want no-answer", r)
 		}
 		if err := n2.Reconnect(); err != nil {
 			t.Fatal(err)
 		}
-		w.wait(t, 10*time.Second, "test2 back after the cable was plugged in", hasEvent(discovery.EventAdded, "test2"))
+		w.wait(t, "test2 back after the cable was plugged in", hasEvent(discovery.EventAdded, "test2"))
 	}
 
 	// kill -9 of a machine without endpoint: no goodbye, no probe; the
-	// no-answer timeout removes it within the documented bound.
+	// no-answer timeout removes it.
 	start = time.Now()
 	pub2.cmd.Process.Kill()
-	s = w.wait(t, netRemovalBound+2*time.Second, "test2 removed after kill -9", hasEvent(discovery.EventRemoved, "test2"))
+	s = w.wait(t, "test2 removed after kill -9", hasEvent(discovery.EventRemoved, "test2"))
 	d.kill9NoEndpoint = s.got.Sub(start)
 	if r := lastEvent(s, "test2").Reason; r != discovery.ReasonNoAnswer {
 		t.Fatalf("test2 removed for %q, want no-answer", r)
@@ -144,7 +145,7 @@ func runRealNetwork(t testing.TB, timing browserTiming, cable bool) detection {
 	// kill -9 of a machine whose endpoint is probed.
 	start = time.Now()
 	pub1.cmd.Process.Kill()
-	s = w.wait(t, netRemovalBound+2*time.Second, "test1 removed after kill -9", hasEvent(discovery.EventRemoved, "test1"))
+	s = w.wait(t, "test1 removed after kill -9", hasEvent(discovery.EventRemoved, "test1"))
 	d.kill9Endpoint = s.got.Sub(start)
 	if len(s.Infrastructure) != 0 {
 		t.Fatalf("left over: %v", s.Infrastructure)
@@ -193,5 +194,9 @@ func benchDetection(b *testing.B, timing browserTiming) {
 	b.ReportMetric(float64(sum.goodbye.Milliseconds())/n, "goodbye-ms")
 	b.ReportMetric(float64(sum.kill9NoEndpoint.Milliseconds())/n, "kill9-ms")
 	b.ReportMetric(float64(sum.kill9Endpoint.Milliseconds())/n, "kill9-probed-ms")
+	b.ReportMetric(float64(timing.removalBound().Milliseconds()), "kill9-bound-ms")
+	if avg := sum.kill9NoEndpoint / time.Duration(b.N); avg > timing.removalBound() {
+		b.Errorf("kill -9 without endpoint: removed after %v on average, over the documented bound %v", avg, timing.removalBound())
+	}
 	b.ReportMetric(0, "ns/op")
 }

@@ -4,16 +4,21 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"sort"
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/dydisnix/dydisnix/model"
 )
 
 // FormatNix writes a JSON-like value (string, bool, json.Number, []any,
-// map[string]any, nil) as a Nix value in the layout the original publisher
-// uses: strings quoted, numbers bare, lists "[ "a" "b" ]", attribute sets
-// "{ "k" = v; }" with sorted keys.
+// map[string]any, nil; also int, float64 and []string) as a Nix value in the
+// layout the original publisher uses: strings quoted, numbers bare, lists
+// "[ "a" "b" ]", attribute sets "{ "k" = v; }" with sorted keys. Strings,
+// names and numbers are written by the model's Nix printer (model.NixString,
+// model.NixNumber), so nix-instantiate reads the text back as the value: a
+// NUL byte in a string is an error, and the smallest int and subnormal
+// floats are written as the arithmetic ParseNixValue also reads.
 func FormatNix(v any) (string, error) {
 	var b strings.Builder
 	if err := formatNix(&b, v, 0); err != nil {
@@ -32,27 +37,21 @@ func formatNix(b *strings.Builder, v any, depth int) error {
 	case nil:
 		b.WriteString("null")
 	case bool:
-		if x {
-			b.WriteString("true")
-		} else {
-			b.WriteString("false")
-		}
+		b.WriteString(strconv.FormatBool(x))
 	case string:
-		b.WriteString(QuoteNix(x))
+		return writeString(b, x)
 	case json.Number:
-		s, err := nixNumber(x)
+		s, err := model.NixNumber(x)
 		if err != nil {
 			return err
 		}
 		b.WriteString(s)
-	case int:
-		b.WriteString(strconv.Itoa(x))
-	case float64:
-		s, err := nixNumber(json.Number(strconv.FormatFloat(x, 'g', -1, 64)))
+	case int, float64:
+		n, err := model.Normalize(x)
 		if err != nil {
 			return err
 		}
-		b.WriteString(s)
+		return formatNix(b, n, depth)
 	case []any:
 		b.WriteString("[")
 		for _, e := range x {
@@ -66,19 +65,18 @@ func formatNix(b *strings.Builder, v any, depth int) error {
 		b.WriteString("[")
 		for _, e := range x {
 			b.WriteString(" ")
-			b.WriteString(QuoteNix(e))
+			if err := writeString(b, e); err != nil {
+				return err
+			}
 		}
 		b.WriteString(" ]")
 	case map[string]any:
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
 		b.WriteString("{")
-		for _, k := range keys {
+		for _, k := range model.SortedKeys(x) {
 			b.WriteString(" ")
-			b.WriteString(QuoteNix(k))
+			if err := writeString(b, k); err != nil {
+				return err
+			}
 			b.WriteString(" = ")
 			if err := formatNix(b, x[k], depth+1); err != nil {
 				return err
@@ -92,61 +90,13 @@ func formatNix(b *strings.Builder, v any, depth int) error {
 	return nil
 }
 
-// nixNumber renders a JSON number in Nix syntax. Negative numbers are
-// parenthesised (a bare "-1" is not a list element in Nix) and floats always
-// carry a decimal point.
-func nixNumber(n json.Number) (string, error) {
-	s := string(n)
-	neg := strings.HasPrefix(s, "-")
-	if _, err := strconv.ParseInt(s, 10, 64); err == nil {
-		if neg {
-			return "(" + s + ")", nil
-		}
-		return s, nil
+func writeString(b *strings.Builder, s string) error {
+	q, err := model.NixString(s)
+	if err != nil {
+		return err
 	}
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
-		return "", fmt.Errorf("invalid number %q", s)
-	}
-	out := strconv.FormatFloat(f, 'f', -1, 64)
-	if !strings.Contains(out, ".") {
-		out += ".0"
-	}
-	if neg {
-		return "(" + out + ")", nil
-	}
-	return out, nil
-}
-
-// QuoteNix quotes a string as a Nix string literal.
-func QuoteNix(s string) string {
-	var b strings.Builder
-	b.WriteByte('"')
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch c {
-		case '"':
-			b.WriteString(`\"`)
-		case '\\':
-			b.WriteString(`\\`)
-		case '\n':
-			b.WriteString(`\n`)
-		case '\r':
-			b.WriteString(`\r`)
-		case '\t':
-			b.WriteString(`\t`)
-		case '$':
-			if i+1 < len(s) && s[i+1] == '{' {
-				b.WriteString(`\$`)
-			} else {
-				b.WriteByte('$')
-			}
-		default:
-			b.WriteByte(c)
-		}
-	}
-	b.WriteByte('"')
-	return b.String()
+	b.WriteString(q)
+	return nil
 }
 
 // nixParser reads the subset of Nix that TXT values use: strings, numbers,
@@ -277,11 +227,35 @@ func (p *nixParser) value(depth int) (any, error) {
 			return nil, err
 		}
 		p.skip()
+		if op := p.peek(); op == '-' || op == '/' {
+			// The one operation model.NixNumber writes: (a - b) or (a / b).
+			p.pos++
+			w, err := p.value(depth + 1)
+			if err != nil {
+				return nil, err
+			}
+			if v, err = arith(v, op, w); err != nil {
+				return nil, p.errf("%v", err)
+			}
+			p.skip()
+		}
 		if p.peek() != ')' {
 			return nil, p.errf("expected ')', got %q", p.rest())
 		}
 		p.pos++
 		return v, nil
+	case c == '-' && strings.HasPrefix(strings.TrimLeft(p.s[p.pos+1:], " \t\n\r"), "("):
+		// -( ... ): a negated parenthesised number.
+		p.pos++
+		v, err := p.value(depth + 1)
+		if err != nil {
+			return nil, err
+		}
+		n, err := arith(json.Number("0"), '-', v)
+		if err != nil {
+			return nil, p.errf("%v", err)
+		}
+		return n, nil
 	case c == '-' || c == '.' || (c >= '0' && c <= '9'):
 		return p.number()
 	case isIdentStart(c):
@@ -357,17 +331,64 @@ func (p *nixParser) number() (any, error) {
 		if err != nil || math.IsInf(f, 0) {
 			return nil, p.errf("malformed number %q", text)
 		}
-		out := strconv.FormatFloat(f, 'f', -1, 64)
-		if !strings.Contains(out, ".") {
-			out += ".0"
-		}
-		return json.Number(out), nil
+		return floatNumber(f), nil
 	}
 	n, err := strconv.ParseInt(text, 10, 64)
 	if err != nil {
 		return nil, p.errf("integer %q out of range", text)
 	}
 	return json.Number(strconv.FormatInt(n, 10)), nil
+}
+
+// floatNumber writes a float as the parser's numbers hold it: positional
+// notation, always with a ".".
+func floatNumber(f float64) json.Number {
+	out := strconv.FormatFloat(f, 'f', -1, 64)
+	if !strings.Contains(out, ".") {
+		out += ".0"
+	}
+	return json.Number(out)
+}
+
+// arith computes a - b or a / b as Nix does: on two ints an int (division
+// truncates; overflow is an error, where Nix would wrap), else a float.
+func arith(a any, op byte, b any) (json.Number, error) {
+	x, ok1 := a.(json.Number)
+	y, ok2 := b.(json.Number)
+	if !ok1 || !ok2 {
+		return "", fmt.Errorf("cannot compute %c with a %s and a %s", op, model.TypeName(a), model.TypeName(b))
+	}
+	if model.IsInt(x) && model.IsInt(y) {
+		i, _ := x.Int64()
+		j, _ := y.Int64()
+		switch {
+		case op == '-' && (j > 0 && i < math.MinInt64+j || j < 0 && i > math.MaxInt64+j):
+			return "", fmt.Errorf("integer overflow in %d - %d", i, j)
+		case op == '-':
+			return json.Number(strconv.FormatInt(i-j, 10)), nil
+		case j == 0:
+			return "", fmt.Errorf("division by zero")
+		case i == math.MinInt64 && j == -1:
+			return "", fmt.Errorf("integer overflow in %d / %d", i, j)
+		}
+		return json.Number(strconv.FormatInt(i/j, 10)), nil
+	}
+	f, err1 := x.Float64()
+	g, err2 := y.Float64()
+	if err1 != nil || err2 != nil {
+		return "", fmt.Errorf("malformed number in %s %c %s", x, op, y)
+	}
+	r := f - g
+	if op == '/' {
+		if g == 0 {
+			return "", fmt.Errorf("division by zero")
+		}
+		r = f / g
+	}
+	if math.IsInf(r, 0) || math.IsNaN(r) {
+		return "", fmt.Errorf("%s %c %s is not a finite number", x, op, y)
+	}
+	return floatNumber(r), nil
 }
 
 func (p *nixParser) str() (string, error) {

@@ -2,7 +2,6 @@ package discovery
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -326,7 +325,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 		if fw, err = NewFileWatcher(p.cfg.PropertiesFile); err != nil { // before loading: no change is missed
 			return err
 		}
-		defer fw.w.Close() // closing twice is harmless
+		defer fw.Close() // Run closes it too: closing twice is harmless
 	}
 	p.mu.Lock()
 	preset := p.target // SetTarget called before Run wins over the configuration
@@ -358,39 +357,15 @@ func (p *Publisher) Run(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	}
-	changed := make(chan struct{}, 1)
-	watchErr := make(chan error, 1)
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() { watchErr <- fw.Run(wctx, changed) }()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case err := <-watchErr:
-			if err != nil && ctx.Err() == nil {
-				return err
-			}
-			return nil
-		case <-changed:
-			// Let an editor finish writing: coalesce events for 50 ms.
-			time.Sleep(50 * time.Millisecond)
-			select {
-			case <-changed:
-			default:
-			}
-			t, err := LoadTargetFile(ctx, p.cfg.PropertiesFile)
-			if err != nil {
-				p.log.Warn("keeping the previous announcement", zap.Error(err))
-				continue
-			}
-			if err := p.SetTarget(t); err != nil {
-				if errors.Is(err, ErrTooLarge) {
-					p.log.Warn("keeping the previous announcement", zap.Error(err))
-					continue
-				}
-				p.log.Warn("keeping the previous announcement", zap.Error(err))
-			}
+	// Let an editor finish writing: a reload once the file was quiet for
+	// 50 ms.
+	return fw.runDebounced(ctx, nil, 50*time.Millisecond, func(ctx context.Context) {
+		t, err := LoadTargetFile(ctx, p.cfg.PropertiesFile)
+		if err == nil {
+			err = p.SetTarget(t)
 		}
-	}
+		if err != nil {
+			p.log.Warn("keeping the previous announcement", zap.Error(err))
+		}
+	})
 }

@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/dydisnix/dydisnix/internal/clock"
 	"github.com/dydisnix/dydisnix/model"
 )
 
@@ -62,7 +63,7 @@ type CommandSource struct {
 	// Command is run with sh -c.
 	Command  string
 	Interval time.Duration
-	Clock    Clock
+	Clock    clock.Clock
 	Logger   *zap.Logger
 	// FailAfter makes Run return an error after this many consecutive
 	// failed runs (0: keep trying and only log).
@@ -101,7 +102,7 @@ func (s *CommandSource) Generate(ctx context.Context) (model.Infrastructure, err
 
 // Run implements Source.
 func (s *CommandSource) Run(ctx context.Context, out chan<- Snapshot) error {
-	clk := clockOrReal(s.Clock)
+	clk := clock.OrReal(s.Clock)
 	log := s.Logger
 	if log == nil {
 		log = zap.NewNop()
@@ -152,7 +153,7 @@ func (s *CommandSource) Run(ctx context.Context, out chan<- Snapshot) error {
 // cannot be read keeps the previous model and logs a warning.
 type FileSource struct {
 	Path   string
-	Clock  Clock
+	Clock  clock.Clock
 	Logger *zap.Logger
 	// Debounce coalesces the events of one save (default 100 ms).
 	Debounce time.Duration
@@ -167,7 +168,7 @@ func (s *FileSource) load(ctx context.Context) (model.Infrastructure, error) {
 
 // Run implements Source. The first load must succeed.
 func (s *FileSource) Run(ctx context.Context, out chan<- Snapshot) error {
-	clk := clockOrReal(s.Clock)
+	clk := clock.OrReal(s.Clock)
 	log := s.Logger
 	if log == nil {
 		log = zap.NewNop()
@@ -176,15 +177,11 @@ func (s *FileSource) Run(ctx context.Context, out chan<- Snapshot) error {
 	if deb <= 0 {
 		deb = 100 * time.Millisecond
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	changed := make(chan struct{}, 1)
-	watchErr := make(chan error, 1)
 	fw, err := NewFileWatcher(s.Path) // before the first load: no change is missed
 	if err != nil {
 		return err
 	}
-	go func() { watchErr <- fw.Run(ctx, changed) }()
+	defer fw.Close()
 	prev, err := s.load(ctx)
 	if err != nil {
 		return err
@@ -194,37 +191,21 @@ func (s *FileSource) Run(ctx context.Context, out chan<- Snapshot) error {
 	case <-ctx.Done():
 		return nil
 	}
-	t := clk.NewTimer(time.Hour)
-	t.Stop()
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case err := <-watchErr:
-			if err != nil && ctx.Err() == nil {
-				return err
-			}
-			return nil
-		case <-changed:
-			t.Reset(deb)
-		case <-t.C():
-			infra, err := s.load(ctx)
-			if err != nil {
-				log.Warn("keeping the previous infrastructure", zap.Error(err))
-				continue
-			}
-			now := clk.Now()
-			evs := Diff(prev, infra, ReasonFile, now)
-			if len(evs) == 0 {
-				continue
-			}
-			prev = infra
-			select {
-			case out <- Snapshot{Infrastructure: infra.Clone(), Events: evs, At: now}:
-			case <-ctx.Done():
-				return nil
-			}
+	return fw.runDebounced(ctx, clk, deb, func(ctx context.Context) {
+		infra, err := s.load(ctx)
+		if err != nil {
+			log.Warn("keeping the previous infrastructure", zap.Error(err))
+			return
 		}
-	}
+		now := clk.Now()
+		evs := Diff(prev, infra, ReasonFile, now)
+		if len(evs) == 0 {
+			return
+		}
+		prev = infra
+		select {
+		case out <- Snapshot{Infrastructure: infra.Clone(), Events: evs, At: now}:
+		case <-ctx.Done():
+		}
+	})
 }

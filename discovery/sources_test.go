@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"context"
+	"github.com/dydisnix/dydisnix/internal/clock"
 	"github.com/dydisnix/dydisnix/internal/testenv"
 	"os"
 	"os/exec"
@@ -27,14 +28,9 @@ func waitSnap(t *testing.T, ch <-chan Snapshot, what string) Snapshot {
 }
 
 // waitTimer waits until the source goroutine has armed a timer on the fake clock.
-func waitTimer(t *testing.T, c *FakeClock) {
+func waitTimer(t *testing.T, c *clock.Fake) {
 	t.Helper()
-	for i := 0; c.Pending() == 0; i++ {
-		if i > 20000 {
-			t.Fatal("source never armed its timer")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testenv.Eventually(t, time.Minute, func() bool { return c.Pending() > 0 }, "the source never armed a timer")
 }
 
 func TestCommandSource(t *testing.T) {
@@ -54,7 +50,7 @@ func TestCommandSource(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := NewFakeClock(time.Unix(0, 0))
+	clk := clock.NewFake(time.Unix(0, 0))
 	src.Clock, src.Logger = clk, zaptest.NewLogger(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

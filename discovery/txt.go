@@ -136,16 +136,23 @@ func EncodeTXT(t *model.Target, opts EncodeOptions) (txt []string, compact bool,
 	if err != nil {
 		return nil, false, err
 	}
-	head := []string{KeyTXTVers + "=" + TXTVersion, KeyHash + "=" + QuoteNix(hash)}
+	head := []string{KeyTXTVers + "=" + TXTVersion}
+	if head, err = appendString(head, KeyHash+"=", hash); err != nil {
+		return nil, false, err
+	}
 	if opts.Endpoint != "" {
-		head = append(head, KeyEndpoint+"="+QuoteNix(opts.Endpoint))
+		if head, err = appendString(head, KeyEndpoint+"=", opts.Endpoint); err != nil {
+			return nil, false, err
+		}
 	}
 	if opts.Signer != nil {
 		sig, err := opts.Signer.Sign(signedMessage(t.Name, hash, opts.Endpoint))
 		if err != nil {
 			return nil, false, fmt.Errorf("sign announcement: %w", err)
 		}
-		head = append(head, KeySig+"="+QuoteNix(sig))
+		if head, err = appendString(head, KeySig+"=", sig); err != nil {
+			return nil, false, err
+		}
 	}
 	body, err := bodyStrings(t)
 	if err != nil {
@@ -160,12 +167,23 @@ func EncodeTXT(t *model.Target, opts EncodeOptions) (txt []string, compact bool,
 	}
 	out := append(head, KeyCompact+"=true")
 	if h, ok := t.Properties["hostname"].(string); ok {
-		out = append(out, `properties."hostname"=`+QuoteNix(h))
+		if out, err = appendString(out, `properties."hostname"=`, h); err != nil {
+			return nil, false, err
+		}
 	}
 	if !fits(out) {
 		return nil, false, fmt.Errorf("even the compact TXT record is too large (hostname or endpoint too long)")
 	}
 	return out, true, nil
+}
+
+// appendString appends prefix and the Nix string literal of s to txt.
+func appendString(txt []string, prefix, s string) ([]string, error) {
+	q, err := model.NixString(s)
+	if err != nil {
+		return nil, fmt.Errorf("TXT string %s: %w", prefix, err)
+	}
+	return append(txt, prefix+q), nil
 }
 
 func fits(txt []string) bool {
@@ -188,7 +206,11 @@ func bodyStrings(t *model.Target) ([]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("property %s: %w", k, err)
 		}
-		out = append(out, "properties."+QuoteNix(k)+"="+v)
+		name, err := model.NixString(k)
+		if err != nil {
+			return nil, fmt.Errorf("property name: %w", err)
+		}
+		out = append(out, "properties."+name+"="+v)
 	}
 	cs := make([]string, 0, len(t.Containers))
 	for c := range t.Containers {
@@ -197,8 +219,12 @@ func bodyStrings(t *model.Target) ([]string, error) {
 	sort.Strings(cs)
 	for _, c := range cs {
 		props := t.Containers[c]
+		cname, err := model.NixAttrName(c)
+		if err != nil {
+			return nil, fmt.Errorf("container name: %w", err)
+		}
 		if len(props) == 0 {
-			out = append(out, "containers."+attrName(c)+"={ }")
+			out = append(out, "containers."+cname+"={ }")
 			continue
 		}
 		for _, k := range model.SortedKeys(props) {
@@ -206,7 +232,11 @@ func bodyStrings(t *model.Target) ([]string, error) {
 			if err != nil {
 				return nil, fmt.Errorf("container %s property %s: %w", c, k, err)
 			}
-			out = append(out, "containers."+attrName(c)+"."+QuoteNix(k)+"="+v)
+			name, err := model.NixString(k)
+			if err != nil {
+				return nil, fmt.Errorf("container %s property name: %w", c, err)
+			}
+			out = append(out, "containers."+cname+"."+name+"="+v)
 		}
 	}
 	for _, k := range model.SortedKeys(t.Extra) {
@@ -217,27 +247,13 @@ func bodyStrings(t *model.Target) ([]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("attribute %s: %w", k, err)
 		}
-		out = append(out, QuoteNix(k)+"="+v)
+		name, err := model.NixString(k)
+		if err != nil {
+			return nil, fmt.Errorf("attribute name: %w", err)
+		}
+		out = append(out, name+"="+v)
 	}
 	return out, nil
-}
-
-// attrName writes a container name as the original does: bare when it is a
-// Nix identifier, quoted otherwise.
-func attrName(s string) string {
-	if s == "" || !isIdentStart(s[0]) {
-		return QuoteNix(s)
-	}
-	for i := 0; i < len(s); i++ {
-		if !isIdentChar(s[i]) {
-			return QuoteNix(s)
-		}
-	}
-	switch s {
-	case "true", "false", "null", "let", "in", "with", "rec", "inherit", "if", "then", "else", "assert", "or":
-		return QuoteNix(s)
-	}
-	return s
 }
 
 func isMetaKey(k string) bool {

@@ -3,9 +3,12 @@ package discovery
 import (
 	"crypto/ed25519"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/dydisnix/dydisnix/internal/testenv"
 	"github.com/dydisnix/dydisnix/model"
 )
 
@@ -243,6 +246,10 @@ func TestFormatNix(t *testing.T) {
 		{[]any{}, `[ ]`},
 		{map[string]any{"b": true, "a": nil}, `{ "a" = null; "b" = true; }`},
 		{"${x}", `"\${x}"`},
+		// No literal exists for these two (issue 8, defect 11: the smallest
+		// int was written as (-9223372036854775808), which Nix rejects).
+		{json.Number("-9223372036854775808"), `(-9223372036854775807 - 1)`},
+		{json.Number("-5e-324"), `(-(7.939328826636877e-264 / 1.6069380442589903e+60))`},
 	} {
 		got, err := FormatNix(c.v)
 		if err != nil || got != c.want {
@@ -253,9 +260,59 @@ func TestFormatNix(t *testing.T) {
 			t.Errorf("ParseNixValue(%q): %v", got, err)
 			continue
 		}
+		if !model.Equal(back, c.v) {
+			t.Errorf("ParseNixValue(%q) = %#v, want %#v", got, back, c.v)
+		}
 		again, _ := FormatNix(back)
 		if again != got {
 			t.Errorf("reformat %q = %q", got, again)
+		}
+	}
+	// Nix strings cannot hold a NUL byte: refused, never cut short.
+	for _, v := range []any{"a\x00b", map[string]any{"k\x00": "v"}, []string{"\x00"}} {
+		if got, err := FormatNix(v); err == nil || !strings.Contains(err.Error(), "NUL") {
+			t.Errorf("FormatNix(%q) = %q, %v; want an error about the NUL byte", v, got, err)
+		}
+	}
+}
+
+// TestFormatNixEvaluates checks that nix-instantiate (as the original's
+// browser and a user's tools read TXT values) reads what FormatNix writes
+// as the value ParseNixValue reads.
+func TestFormatNixEvaluates(t *testing.T) {
+	t.Parallel()
+	testenv.NeedCommand(t, "nix-instantiate")
+	vals := []any{
+		"x${y}\n\"$\t\\", json.Number("-9223372036854775808"), json.Number("9223372036854775807"),
+		json.Number("5e-324"), json.Number("-2.2250738585072014e-308"), json.Number("1e300"), json.Number("-0.5"),
+		json.Number("0.1"), []any{json.Number("-1"), nil, true}, map[string]any{"a b": []string{"c"}, "if": "x"},
+	}
+	var b strings.Builder
+	b.WriteString("[")
+	for _, v := range vals {
+		text, err := FormatNix(v)
+		if err != nil {
+			t.Fatalf("FormatNix(%#v): %v", v, err)
+		}
+		b.WriteString(" " + text)
+	}
+	b.WriteString(" ]")
+	file := filepath.Join(t.TempDir(), "values.nix")
+	if err := os.WriteFile(file, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := model.LoadValue(file, model.KindPlain, nil) // floats exact
+	if err != nil {
+		t.Fatalf("%v\n%s", err, b.String())
+	}
+	parsed, err := ParseNixValue(b.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := model.CanonicalJSON(vals)
+	for what, v := range map[string]any{"nix-instantiate": got, "ParseNixValue": parsed} {
+		if c, _ := model.CanonicalJSON(v); string(c) != string(want) {
+			t.Errorf("%s read\n%s\nwant\n%s", what, c, want)
 		}
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/grandcat/zeroconf"
@@ -42,6 +41,9 @@ import (
 //     which interface an answer came, so an entry is only accepted when one
 //     of its IPv4 addresses lies in a subnet of a configured interface.
 
+// logOffLink is the debug message for a zeroconf entry of another link.
+const logOffLink = "zeroconf entry from another interface ignored"
+
 // zeroconfRounds runs browse rounds and lookups with zeroconf and hands the
 // entries to the browser loop as wire records.
 type zeroconfRounds struct {
@@ -49,8 +51,6 @@ type zeroconfRounds struct {
 	out    chan<- *wireRecord
 	log    *zap.Logger
 
-	entries  atomic.Int64 // entries accepted (for tests and debugging)
-	offLink  atomic.Int64 // entries dropped: no address on our interfaces
 	warnOnce sync.Once
 }
 
@@ -146,11 +146,9 @@ func (z *zeroconfRounds) record(e *zeroconf.ServiceEntry, f *linkFilter) (*wireR
 		return nil, false
 	}
 	if !f.onLink(e.AddrIPv4) {
-		z.offLink.Add(1)
-		z.log.Debug("zeroconf entry from another interface ignored", zap.String("instance", inst))
+		z.log.Debug(logOffLink, zap.String("instance", inst))
 		return nil, false
 	}
-	z.entries.Add(1)
 	r := &wireRecord{instance: inst, ttl: time.Duration(e.TTL) * time.Second, host: e.HostName, port: e.Port, viaZeroconf: true}
 	if e.Text != nil {
 		r.hasTXT = true

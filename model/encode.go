@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math"
 	"reflect"
 	"strconv"
@@ -35,49 +34,17 @@ func ToValue(v any) (any, error) {
 	case float32:
 		return Normalize(float64(x))
 	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			n, err := ToValue(e)
-			if err != nil {
-				return nil, fmt.Errorf("[%d]: %w", i, err)
-			}
-			out[i] = n
-		}
-		return out, nil
+		return convertList(x, ToValue)
 	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			n, err := ToValue(e)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", k, err)
-			}
-			out[k] = n
-		}
-		return out, nil
+		return convertAttrs(x, ToValue)
 	case []string:
 		return stringsToAny(x), nil
 	case map[string]string:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			out[k] = e
-		}
-		return out, nil
+		return convertAttrs(x, func(e string) (any, error) { return e, nil })
 	case map[string][]string:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			out[k] = stringsToAny(e)
-		}
-		return out, nil
+		return convertAttrs(x, func(e []string) (any, error) { return stringsToAny(e), nil })
 	case map[string]map[string]any:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			n, err := ToValue(e)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", k, err)
-			}
-			out[k] = n
-		}
-		return out, nil
+		return convertAttrs(x, func(e map[string]any) (any, error) { return ToValue(e) })
 	case *Service:
 		return ToValue(x.ToMap())
 	case Services:
@@ -139,26 +106,12 @@ func EncodeJSON(v any) ([]byte, error) {
 	if d, ok := v.(Distribution); ok {
 		return encodeDistributionJSON(d), nil
 	}
-	val, err := ToValue(v)
+	buf, err := encodeJSON(v, true, false)
 	if err != nil {
-		return nil, err
-	}
-	var buf bytes.Buffer
-	if err := writeJSON(&buf, val, "", true, false); err != nil {
 		return nil, err
 	}
 	buf.WriteByte('\n')
 	return buf.Bytes(), nil
-}
-
-// WriteJSON writes the stable JSON text of a model value (see EncodeJSON) to w.
-func WriteJSON(w io.Writer, v any) error {
-	data, err := EncodeJSON(v)
-	if err != nil {
-		return err
-	}
-	_, err = w.Write(data)
-	return err
 }
 
 // CanonicalJSON returns the canonical encoding of a model value used for
@@ -166,15 +119,25 @@ func WriteJSON(w io.Writer, v any) error {
 // numbers normalised by value (see CanonicalNumber), so 1, 1.0 and 1e0 encode
 // alike, as Nix compares them equal.
 func CanonicalJSON(v any) ([]byte, error) {
+	buf, err := encodeJSON(v, false, true)
+	if err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// encodeJSON converts a model value (ToValue) and writes it as JSON,
+// indented when pretty, with numbers normalised when canonical.
+func encodeJSON(v any, pretty, canonical bool) (*bytes.Buffer, error) {
 	val, err := ToValue(v)
 	if err != nil {
 		return nil, err
 	}
 	var buf bytes.Buffer
-	if err := writeJSON(&buf, val, "", false, true); err != nil {
+	if err := writeJSON(&buf, val, "", pretty, canonical); err != nil {
 		return nil, err
 	}
-	return buf.Bytes(), nil
+	return &buf, nil
 }
 
 // Hash returns the hex SHA-256 of the canonical encoding of a model value
@@ -357,17 +320,10 @@ func appendJSONString(buf *bytes.Buffer, s string) {
 // collectionValue converts a services or infrastructure model (name → entry)
 // to its JSON-like form; a nil entry becomes null.
 func collectionValue[E any](m map[string]*E, toMap func(*E) map[string]any) (any, error) {
-	out := make(map[string]any, len(m))
-	for k, e := range m {
+	return convertAttrs(m, func(e *E) (any, error) {
 		if e == nil {
-			out[k] = nil
-			continue
+			return nil, nil
 		}
-		n, err := ToValue(toMap(e))
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", k, err)
-		}
-		out[k] = n
-	}
-	return out, nil
+		return ToValue(toMap(e))
+	})
 }

@@ -112,7 +112,7 @@ func rawServicesNix(t *testing.T, raw map[string]map[string]any) string {
 				}
 				b.WriteString("    };\n")
 			default:
-				fmt.Fprintf(&b, "    %s = %s;\n", QuoteNix(a), NixValue(val))
+				fmt.Fprintf(&b, "    %s = %s;\n", QuoteNix(a), nixText(t, val))
 			}
 		}
 		b.WriteString("  };\n")

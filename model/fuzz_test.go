@@ -82,7 +82,7 @@ func checkValue(t *testing.T, v any, file string) {
 		checkErr(err)
 	}
 	checkRoundTrip(t, v)
-	_ = NixValue(v)
+	_, _ = EncodeNix(v) // may refuse a NUL byte, must not panic
 	if _, err := EncodeYAML(v); err != nil {
 		t.Fatalf("EncodeYAML of a decoded value: %v", err)
 	}

@@ -50,36 +50,3 @@ func LoadDistributionContext(ctx context.Context, file string, infra Infrastruct
 	}
 	return DistributionFromValue(v, file)
 }
-
-// LoadValueWith is LoadValueContext without a way to stop the evaluation.
-//
-// Deprecated: use LoadValueContext with the command's signal context.
-func LoadValueWith(file string, kind Kind, infra Infrastructure, opts NixOptions) (any, error) {
-	return LoadValueContext(context.Background(), file, kind, infra, opts)
-}
-
-// LoadServicesWith is LoadServicesContext without a way to stop the
-// evaluation.
-//
-// Deprecated: use LoadServicesContext with the command's signal context.
-func LoadServicesWith(file string, opts NixOptions) (Services, error) {
-	return LoadServicesContext(context.Background(), file, opts)
-}
-
-// LoadInfrastructureWith is LoadInfrastructureContext without a way to stop
-// the evaluation.
-//
-// Deprecated: use LoadInfrastructureContext with the command's signal
-// context.
-func LoadInfrastructureWith(file string, opts NixOptions) (Infrastructure, error) {
-	return LoadInfrastructureContext(context.Background(), file, opts)
-}
-
-// LoadDistributionWith is LoadDistributionContext without a way to stop the
-// evaluation.
-//
-// Deprecated: use LoadDistributionContext with the command's signal
-// context.
-func LoadDistributionWith(file string, infra Infrastructure, opts NixOptions) (Distribution, error) {
-	return LoadDistributionContext(context.Background(), file, infra, opts)
-}

@@ -4,30 +4,19 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math"
 	"regexp"
 	"strconv"
 	"strings"
 )
 
-// WriteNix writes a model value (anything ToValue accepts) as a Nix
-// expression that evaluates to the same JSON: attribute names sorted and
-// quoted when they are not plain identifiers, strings escaped (`"`, `\`,
-// `${`, newline, carriage return, tab), ints exact, floats as float literals
-// that read back to the same float64, negative numbers in parentheses. A
-// string with a NUL byte cannot be written (Nix strings cannot hold one).
-func WriteNix(w io.Writer, v any) error {
-	data, err := EncodeNix(v)
-	if err != nil {
-		return err
-	}
-	_, err = w.Write(data)
-	return err
-}
-
-// EncodeNix returns the Nix text of a model value (see WriteNix), with a
-// trailing newline.
+// EncodeNix returns the Nix text of a model value (anything ToValue
+// accepts), with a trailing newline, that evaluates to the same JSON:
+// attribute names sorted and quoted when they are not plain identifiers,
+// strings escaped (NixString), ints exact, floats as float literals that
+// read back to the same float64, negative numbers in parentheses
+// (NixNumber). A string with a NUL byte is an error: Nix strings cannot hold
+// one.
 func EncodeNix(v any) ([]byte, error) {
 	val, err := ToValue(v)
 	if err != nil {
@@ -40,26 +29,6 @@ func EncodeNix(v any) ([]byte, error) {
 	buf.WriteByte('\n')
 	return buf.Bytes(), nil
 }
-
-// NixValue returns the Nix text of a model value (see WriteNix), without a
-// trailing newline. A value that cannot be written becomes a Nix `throw`
-// expression naming the problem, so evaluating the text fails loudly; use
-// EncodeNix to get the error instead.
-func NixValue(v any) string {
-	data, err := EncodeNix(v)
-	if err != nil {
-		s, _ := NixString("dydisnix: cannot write this value as Nix: " + strings.ReplaceAll(err.Error(), "\x00", "NUL"))
-		return "(throw " + s + ")"
-	}
-	return strings.TrimSuffix(string(data), "\n")
-}
-
-// InfrastructureNix returns the Nix text of an infrastructure model.
-func InfrastructureNix(i Infrastructure) string { return NixValue(i) }
-
-// ServicesNix returns the Nix text of a (filtered) services model: a plain
-// attribute set that the .nix services reader accepts as it is.
-func ServicesNix(s Services) string { return NixValue(s) }
 
 func writeNix(buf *bytes.Buffer, v any, indent string) error {
 	switch x := v.(type) {
@@ -128,9 +97,11 @@ func writeNix(buf *bytes.Buffer, v any, indent string) error {
 }
 
 // QuoteNix quotes s as a Nix string literal, usable wherever one is (also
-// as an attribute name). Nix strings cannot hold a NUL byte: each one is
-// written as an interpolated throw, so the text parses and evaluating it
-// fails with a clear message.
+// as an attribute name), for text builders that cannot fail. Nix strings
+// cannot hold a NUL byte: each one is written as an interpolated throw, so
+// the text parses and evaluating it fails with a clear message, never
+// silently cut at the NUL. Writers that can return an error use NixString,
+// which refuses a NUL byte.
 func QuoteNix(s string) string {
 	if strings.IndexByte(s, 0) < 0 {
 		q, _ := NixString(s)
@@ -144,8 +115,10 @@ func QuoteNix(s string) string {
 	return `"` + strings.Join(parts, `${throw "dydisnix: a string holds a NUL byte"}`) + `"`
 }
 
-// NixString quotes s as a Nix string literal. Nix strings cannot hold a NUL
-// byte; that is an error.
+// NixString quotes s as a Nix string literal: `"`, `\`, `${`, newline,
+// carriage return and tab escaped, every other byte as it is. Nix strings
+// cannot hold a NUL byte (nix-instantiate would cut the string there); that
+// is an error.
 func NixString(s string) (string, error) {
 	if strings.IndexByte(s, 0) >= 0 {
 		return "", fmt.Errorf("string %q holds a NUL byte, which a Nix string cannot hold", s)
@@ -204,7 +177,11 @@ func NixAttrName(name string) (string, error) {
 // NixNumber writes a number as a Nix literal: integers that fit in 64 bits
 // exactly, any other number as a float literal (with a "." so Nix reads a
 // float) that reads back to the same float64. Negative numbers are
-// parenthesised so they are safe inside lists.
+// parenthesised so they are safe inside lists. Two values have no literal
+// and are written as the arithmetic nix-instantiate evaluates back to them:
+// the smallest int, (-9223372036854775807 - 1) (Nix reads the literal
+// 9223372036854775808 before negating it, and it overflows), and subnormal
+// floats, (m / 2^200) with both literals normal.
 func NixNumber(n json.Number) (string, error) {
 	s := string(n)
 	if !validNumber(s) {
@@ -278,7 +255,7 @@ func DistributionNix(d Distribution) string {
 	for _, svc := range d.Names() {
 		ms := d[svc]
 		b.WriteString("  ")
-		b.WriteString(attrNameOrThrow(svc))
+		b.WriteString(quoteAttrName(svc))
 		b.WriteString(" = ")
 		records := false
 		for _, m := range ms {
@@ -303,7 +280,7 @@ func DistributionNix(d Distribution) string {
 				b.WriteString(";")
 				if m.Container != "" {
 					b.WriteString(" container = ")
-					b.WriteString(stringOrThrow(m.Container))
+					b.WriteString(QuoteNix(m.Container))
 					b.WriteString(";")
 				}
 				b.WriteString(" }\n")
@@ -325,7 +302,7 @@ func DistributionNixReference(d Distribution) string {
 	b.WriteString("\n{infrastructure}:\n\n{\n")
 	for _, svc := range d.Names() {
 		b.WriteString("  ")
-		b.WriteString(attrNameOrThrow(svc))
+		b.WriteString(quoteAttrName(svc))
 		b.WriteString(" = [\n")
 		for _, m := range d[svc] {
 			if m.Record {
@@ -342,21 +319,14 @@ func DistributionNixReference(d Distribution) string {
 }
 
 func targetRef(name string) string {
-	return "infrastructure." + attrNameOrThrow(name)
+	return "infrastructure." + quoteAttrName(name)
 }
 
-func attrNameOrThrow(name string) string {
-	s, err := NixAttrName(name)
-	if err != nil {
-		return `${throw "dydisnix: a name holds a NUL byte"}`
+// quoteAttrName writes name as an attribute name: bare when it is a plain
+// identifier, else quoted by QuoteNix (a NUL byte becomes a throw).
+func quoteAttrName(name string) string {
+	if IsNixIdent(name) {
+		return name
 	}
-	return s
-}
-
-func stringOrThrow(s string) string {
-	q, err := NixString(s)
-	if err != nil {
-		return `(throw "dydisnix: a string holds a NUL byte")`
-	}
-	return q
+	return QuoteNix(name)
 }

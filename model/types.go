@@ -3,7 +3,6 @@ package model
 import (
 	"encoding/json"
 	"fmt"
-	"sort"
 )
 
 // Reserved service attributes that have a dedicated field in Service.
@@ -276,14 +275,7 @@ func (d Distribution) Clone() Distribution {
 	return c
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
+func sortedKeys[V any](m map[string]V) []string { return SortedKeys(m) }
 
 func stringsToAny(ss []string) []any {
 	out := make([]any, len(ss))

@@ -34,25 +34,9 @@ func Normalize(v any) (any, error) {
 		}
 		return json.Number(formatFloat(x)), nil
 	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			n, err := Normalize(e)
-			if err != nil {
-				return nil, fmt.Errorf("[%d]: %w", i, err)
-			}
-			out[i] = n
-		}
-		return out, nil
+		return convertList(x, Normalize)
 	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			n, err := Normalize(e)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", k, err)
-			}
-			out[k] = n
-		}
-		return out, nil
+		return convertAttrs(x, Normalize)
 	case map[any]any:
 		out := make(map[string]any, len(x))
 		for k, e := range x {
@@ -70,6 +54,34 @@ func Normalize(v any) (any, error) {
 	default:
 		return nil, fmt.Errorf("unsupported value of type %T", v)
 	}
+}
+
+// convertList converts each element of a list with conv; an error names
+// the index of the element.
+func convertList(x []any, conv func(any) (any, error)) ([]any, error) {
+	out := make([]any, len(x))
+	for i, e := range x {
+		n, err := conv(e)
+		if err != nil {
+			return nil, fmt.Errorf("[%d]: %w", i, err)
+		}
+		out[i] = n
+	}
+	return out, nil
+}
+
+// convertAttrs converts each value of an attribute set with conv; an error
+// names the key.
+func convertAttrs[V any](x map[string]V, conv func(V) (any, error)) (map[string]any, error) {
+	out := make(map[string]any, len(x))
+	for k, e := range x {
+		n, err := conv(e)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", k, err)
+		}
+		out[k] = n
+	}
+	return out, nil
 }
 
 // TypeName names the kind of a JSON-like value for error messages.
@@ -99,15 +111,6 @@ func TypeName(v any) string {
 func IsInt(n json.Number) bool {
 	_, err := strconv.ParseInt(string(n), 10, 64)
 	return err == nil
-}
-
-// Scalar reports whether v is a string, number or bool.
-func Scalar(v any) bool {
-	switch v.(type) {
-	case string, bool, json.Number:
-		return true
-	}
-	return false
 }
 
 // ScalarText renders a scalar as the original C tools do (libnixxml turns
@@ -155,27 +158,32 @@ func Atoi(s string) int64 {
 
 // Equal reports whether two JSON-like values are equal, comparing numbers
 // by value (1 == 1.0, as Nix does).
-func Equal(a, b any) bool {
+func Equal(a, b any) bool { return equalValues(a, b, numbersEqual) }
+
+// numbersEqual compares two numbers by value.
+func numbersEqual(x, y json.Number) bool {
+	if x == y {
+		return true
+	}
+	fx, e1 := x.Float64()
+	fy, e2 := y.Float64()
+	return e1 == nil && e2 == nil && fx == fy
+}
+
+// equalValues compares two JSON-like values, numbers with numEq.
+func equalValues(a, b any, numEq func(x, y json.Number) bool) bool {
 	a, b = generic(a), generic(b)
 	switch x := a.(type) {
 	case json.Number:
 		y, ok := b.(json.Number)
-		if !ok {
-			return false
-		}
-		if x == y {
-			return true
-		}
-		fx, e1 := x.Float64()
-		fy, e2 := y.Float64()
-		return e1 == nil && e2 == nil && fx == fy
+		return ok && numEq(x, y)
 	case []any:
 		y, ok := b.([]any)
 		if !ok || len(x) != len(y) {
 			return false
 		}
 		for i := range x {
-			if !Equal(x[i], y[i]) {
+			if !equalValues(x[i], y[i], numEq) {
 				return false
 			}
 		}
@@ -187,7 +195,7 @@ func Equal(a, b any) bool {
 		}
 		for k, v := range x {
 			w, ok := y[k]
-			if !ok || !Equal(v, w) {
+			if !ok || !equalValues(v, w, numEq) {
 				return false
 			}
 		}
@@ -197,8 +205,9 @@ func Equal(a, b any) bool {
 	}
 }
 
-// SortedKeys returns the keys of a JSON-like attribute set in byte-wise order.
-func SortedKeys(m map[string]any) []string {
+// SortedKeys returns the keys of a map (a JSON-like attribute set, or any
+// map keyed by names) in byte-wise order.
+func SortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)

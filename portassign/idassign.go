@@ -85,7 +85,7 @@ func AssignIDs(req IDRequest) (*IDs, error) {
 			}
 		}
 	}
-	for _, r := range sortedKeys(req.Resources) {
+	for _, r := range model.SortedKeys(req.Resources) {
 		res := req.Resources[r]
 		switch {
 		case res.Scope == ScopeGlobal:
@@ -95,7 +95,7 @@ func AssignIDs(req IDRequest) (*IDs, error) {
 		}
 	}
 	a.invalidate()
-	for _, r := range sortedKeys(req.Resources) {
+	for _, r := range model.SortedKeys(req.Resources) {
 		if err := a.assign(req.Resources[r]); err != nil {
 			return nil, err
 		}
@@ -150,10 +150,10 @@ func (a *idAssigner) eligible(svc string) bool {
 // invalidate is phase 1: drop the assignments and last-ID slots that no
 // longer apply, remembering released IDs so they are held back.
 func (a *idAssigner) invalidate() {
-	for _, r := range sortedKeys(a.out.IDs) {
+	for _, r := range model.SortedKeys(a.out.IDs) {
 		table := a.out.IDs[r]
 		res, ok := a.req.Resources[r]
-		for _, svc := range sortedKeys(table) {
+		for _, svc := range model.SortedKeys(table) {
 			id := table[svc]
 			if ok && a.eligible(svc) && a.requires(svc, r) && id >= res.Min && id <= res.Max {
 				continue
@@ -194,7 +194,7 @@ func (a *idAssigner) invalidate() {
 func (a *idAssigner) dropDuplicates(res Resource, table map[string]int64) {
 	if res.Scope == ScopeMachine && a.req.Distribution != nil {
 		perTarget := map[string]map[int64]bool{}
-		for _, svc := range sortedKeys(table) {
+		for _, svc := range model.SortedKeys(table) {
 			id := table[svc]
 			clash := false
 			for _, t := range a.targetsOf[svc] {
@@ -216,7 +216,7 @@ func (a *idAssigner) dropDuplicates(res Resource, table map[string]int64) {
 		return
 	}
 	seen := map[int64]bool{}
-	for _, svc := range sortedKeys(table) {
+	for _, svc := range model.SortedKeys(table) {
 		id := table[svc]
 		if seen[id] {
 			delete(table, svc)
@@ -285,7 +285,7 @@ func (a *idAssigner) assign(res Resource) error {
 			}
 		}
 	}
-	for _, t := range sortedKeys(a.hosted) {
+	for _, t := range model.SortedKeys(a.hosted) {
 		last := a.out.LastAssignmentsPerTarget[t]
 		if last == nil {
 			last = map[string]int64{}

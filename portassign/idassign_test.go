@@ -35,6 +35,22 @@ func dist(m map[string][]string) model.Distribution {
 	return d
 }
 
+// checkErr checks err against want, a part of the expected message ("":
+// no error), and reports whether an error was expected (the case is done).
+func checkErr(t *testing.T, err error, want string) bool {
+	t.Helper()
+	if want != "" {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("error %v, want one containing %q", err, want)
+		}
+		return true
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return false
+}
+
 func mustJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
@@ -141,14 +157,8 @@ func TestAssignIDs(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			out, err := AssignIDs(tc.req)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
-				}
+			if checkErr(t, err, tc.wantErr) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if got := mustJSON(out.Value()); got != tc.want {
 				t.Fatalf("got  %s\nwant %s", got, tc.want)

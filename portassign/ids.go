@@ -123,7 +123,7 @@ func (x *IDs) Nix() []byte {
 	var w attrWriter
 	w.b.WriteString("{\n")
 	w.open(1, "ids")
-	for _, r := range sortedKeys(x.IDs) {
+	for _, r := range model.SortedKeys(x.IDs) {
 		w.intTable(2, r, x.IDs[r])
 	}
 	w.close(1)
@@ -132,7 +132,7 @@ func (x *IDs) Nix() []byte {
 	}
 	if len(x.LastAssignmentsPerTarget) > 0 {
 		w.open(1, "lastAssignmentsPerTarget")
-		for _, t := range sortedKeys(x.LastAssignmentsPerTarget) {
+		for _, t := range model.SortedKeys(x.LastAssignmentsPerTarget) {
 			w.intTable(2, t, x.LastAssignmentsPerTarget[t])
 		}
 		w.close(1)

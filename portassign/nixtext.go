@@ -1,7 +1,6 @@
 package portassign
 
 import (
-	"sort"
 	"strconv"
 	"strings"
 
@@ -42,17 +41,8 @@ func (w *attrWriter) int(depth int, key string, n int64) {
 // intTable writes key = { k = n; ... }; with sorted keys.
 func (w *attrWriter) intTable(depth int, key string, m map[string]int64) {
 	w.open(depth, key)
-	for _, k := range sortedKeys(m) {
+	for _, k := range model.SortedKeys(m) {
 		w.int(depth+1, k, m[k])
 	}
 	w.close(depth)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

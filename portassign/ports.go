@@ -134,7 +134,7 @@ func (p *Ports) Nix() []byte {
 		p.Config.Global.nix(&w, 2, "globalConfig")
 	}
 	w.open(2, "targetConfigs")
-	for _, t := range sortedKeys(p.Config.Targets) {
+	for _, t := range model.SortedKeys(p.Config.Targets) {
 		p.Config.Targets[t].nix(&w, 3, t)
 	}
 	w.close(2)
@@ -292,7 +292,7 @@ func AssignPorts(req PortRequest) (*Ports, error) {
 	distributed := func(svc string) bool { _, ok := dist[svc]; return ok }
 	held := map[int64]bool{}
 	release := func(p *Pool, want string) {
-		for _, svc := range sortedKeys(p.ServicesToPorts) {
+		for _, svc := range model.SortedKeys(p.ServicesToPorts) {
 			if !distributed(svc) || kind(svc) != want {
 				held[p.ServicesToPorts[svc]] = true
 				delete(p.ServicesToPorts, svc)
@@ -309,7 +309,7 @@ func AssignPorts(req PortRequest) (*Ports, error) {
 			hosts[t] = true
 		}
 	}
-	for _, t := range sortedKeys(conf.Targets) {
+	for _, t := range model.SortedKeys(conf.Targets) {
 		p := conf.Targets[t]
 		if !hosts[t] {
 			for _, port := range p.ServicesToPorts {
@@ -325,7 +325,7 @@ func AssignPorts(req PortRequest) (*Ports, error) {
 	// the port, the others get a new one below.
 	dedupe := func(p *Pool, global map[int64]bool) map[int64]bool {
 		seen := map[int64]bool{}
-		for _, svc := range sortedKeys(p.ServicesToPorts) {
+		for _, svc := range model.SortedKeys(p.ServicesToPorts) {
 			port := p.ServicesToPorts[svc]
 			if seen[port] || global[port] {
 				delete(p.ServicesToPorts, svc)
@@ -339,7 +339,7 @@ func AssignPorts(req PortRequest) (*Ports, error) {
 	if conf.Global != nil {
 		globalTaken = dedupe(conf.Global, nil)
 	}
-	for _, t := range sortedKeys(conf.Targets) {
+	for _, t := range model.SortedKeys(conf.Targets) {
 		dedupe(conf.Targets[t], globalTaken)
 	}
 

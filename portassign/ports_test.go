@@ -94,14 +94,8 @@ func TestAssignPorts(t *testing.T) {
 			if tc.req.Previous != nil && mustJSON((&Ports{Config: before}).Value()) != mustJSON((&Ports{Config: tc.req.Previous}).Value()) {
 				t.Errorf("AssignPorts modified its input")
 			}
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
-				}
+			if checkErr(t, err, tc.wantErr) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if got := mustJSON(out.Value()); !sameJSON(t, got, tc.want) {
 				t.Fatalf("got  %s\nwant %s", got, tc.want)

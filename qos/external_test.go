@@ -1,6 +1,7 @@
 package qos
 
 import (
+	"github.com/dydisnix/dydisnix/internal/testenv"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -12,9 +13,7 @@ import (
 func writeScript(t *testing.T, body string) string {
 	t.Helper()
 	f := filepath.Join(t.TempDir(), "filter.sh")
-	if err := os.WriteFile(f, []byte("#!/bin/sh\n"+body), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	testenv.WriteExecutable(t, f, "#!/bin/sh\n"+body)
 	return f
 }
 

@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"context"
+	"github.com/dydisnix/dydisnix/internal/testenv"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,9 +25,7 @@ func TestDisnixDeployerWithFakeDisnix(t *testing.T) {
 	calls := filepath.Join(dir, "calls")
 	for _, tool := range []string{"disnix-env", "disnix-snapshot", "disnix-reconstruct"} {
 		script := "#!/bin/sh\necho \"" + tool + " $*\" >> " + calls + "\n"
-		if err := os.WriteFile(filepath.Join(bin, tool), []byte(script), 0o755); err != nil {
-			t.Fatal(err)
-		}
+		testenv.WriteExecutable(t, filepath.Join(bin, tool), script)
 	}
 	svc := writeFile(t, dir, "services.nix", `{system, distribution, invDistribution, pkgs}: { web = { name = "web"; type = "process"; }; }`)
 	qos := writeFile(t, dir, "qos.yaml", "steps:\n  - filter: divideRoundRobin\n")

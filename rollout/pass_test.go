@@ -3,6 +3,7 @@ package rollout
 import (
 	"context"
 	"encoding/pem"
+	"github.com/dydisnix/dydisnix/internal/testenv"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -70,8 +71,7 @@ func agentsInfra(agents map[string]*testAgent) model.Infrastructure {
 // round robin.
 func testModels(t *testing.T, dir string) Models {
 	t.Helper()
-	writeFile(t, dir, "svc.sh", "#!/bin/sh\nexec sleep 600\n")
-	os.Chmod(filepath.Join(dir, "svc.sh"), 0o755)
+	testenv.WriteExecutable(t, filepath.Join(dir, "svc.sh"), "#!/bin/sh\nexec sleep 600\n")
 	svc := writeFile(t, dir, "services.json", `{"a": {"name": "a", "type": "process", "pkg": "svc.sh", "stateful": true}}`)
 	qos := writeFile(t, dir, "qos.yaml", "steps:\n  - filter: mapStatefulToPrevious\n  - filter: divideRoundRobin\n")
 	return Models{Services: svc, QoS: qos}

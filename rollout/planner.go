@@ -116,7 +116,7 @@ func (p *Planner) Load(ctx context.Context) (string, error) {
 	}
 	p.mu.Unlock()
 	h := sha256.New()
-	svcs, err := model.LoadServices(p.cfg.Services)
+	svcs, err := model.LoadServicesContext(ctx, p.cfg.Services, model.NixOptions{})
 	if err != nil {
 		return "", err
 	}
@@ -217,7 +217,7 @@ func (p *Planner) Augment(ctx context.Context, infra model.Infrastructure) (mode
 	if aug == nil {
 		return infra.Clone(), nil
 	}
-	out, err := aug.Apply(context.TODO(), infra) // the deploy pass passes its ctx
+	out, err := aug.Apply(ctx, infra)
 	if err != nil {
 		return nil, fmt.Errorf("augment %s: %w", p.cfg.Augment, err)
 	}

@@ -1,12 +1,13 @@
 package testbed
 
 import (
-	"github.com/dydisnix/dydisnix/internal/testenv"
 	"net/netip"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dydisnix/dydisnix/internal/testenv"
 )
 
 func needRoot(t *testing.T) {
@@ -16,20 +17,27 @@ func needRoot(t *testing.T) {
 	}
 }
 
-func TestNetworkHostsReachEachOther(t *testing.T) {
+// alphaBeta starts a network (namespaces named after prefix, addresses in
+// cidr) with the hosts alpha and beta; it is removed when the test ends.
+func alphaBeta(t *testing.T, prefix, cidr string) (n *Network, alpha, beta *Host) {
+	t.Helper()
 	needRoot(t)
-	n, err := NewNetwork(RandomPrefix("tbt"), netip.MustParsePrefix("10.231.7.0/24"))
+	n, err := NewNetwork(RandomPrefix(prefix), netip.MustParsePrefix(cidr))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.Close() })
-	a, err := n.AddHost("alpha")
-	if err != nil {
+	if alpha, err = n.AddHost("alpha"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n.AddHost("beta"); err != nil {
+	if beta, err = n.AddHost("beta"); err != nil {
 		t.Fatal(err)
 	}
+	return n, alpha, beta
+}
+
+func TestNetworkHostsReachEachOther(t *testing.T) {
+	n, a, _ := alphaBeta(t, "tbt", "10.231.7.0/24")
 	out, err := a.Command("ping", "-c", "1", "-W", "2", "beta").CombinedOutput()
 	if err != nil {
 		t.Fatalf("ping beta from alpha: %v: %s", err, out)
@@ -43,7 +51,9 @@ func TestNetworkHostsReachEachOther(t *testing.T) {
 	if err := n.SetLink("beta", true); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := a.Command("ping", "-c", "1", "-W", "2", "beta").CombinedOutput(); err != nil {
+	// The link comes back asynchronously (carrier, neighbour entries):
+	// ping until the first reply; -w is a deadline, not a speed target.
+	if out, err := a.Command("ping", "-c", "1", "-i", "0.2", "-w", "30", "beta").CombinedOutput(); err != nil {
 		t.Fatalf("ping after heal: %v: %s", err, out)
 	}
 	hosts, _ := os.ReadFile("/etc/netns/" + a.Netns + "/hosts")
@@ -53,20 +63,7 @@ func TestNetworkHostsReachEachOther(t *testing.T) {
 }
 
 func TestHostDialFromNamespace(t *testing.T) {
-	needRoot(t)
-	n, err := NewNetwork(RandomPrefix("tbd"), netip.MustParsePrefix("10.231.8.0/24"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close() })
-	a, err := n.AddHost("alpha")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := n.AddHost("beta")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, a, b := alphaBeta(t, "tbd", "10.231.8.0/24")
 	srv := b.Command("python3", "-c", "import http.server as h; h.HTTPServer(('0.0.0.0', 8123), h.SimpleHTTPRequestHandler).serve_forever()")
 	srv.Dir = t.TempDir()
 	if err := srv.Start(); err != nil {
@@ -74,15 +71,12 @@ func TestHostDialFromNamespace(t *testing.T) {
 	}
 	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
 	client := a.HTTPClient(2 * time.Second)
-	var lastErr error
-	for i := 0; i < 50; i++ {
+	// The server gives no signal that it listens: poll.
+	testenv.Eventually(t, time.Minute, func() bool {
 		resp, err := client.Get("http://" + b.Addr.String() + ":8123/")
 		if err == nil {
 			resp.Body.Close()
-			return
 		}
-		lastErr = err
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("GET from alpha's namespace: %v", lastErr)
+		return err == nil
+	}, "GET from alpha's namespace to beta's server never succeeded")
 }

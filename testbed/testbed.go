@@ -135,17 +135,11 @@ func New(cfg Config) (*Testbed, error) {
 	return tb, nil
 }
 
-// Config returns the testbed's effective configuration.
-func (tb *Testbed) Config() Config { return tb.cfg }
-
 // TokenFile is the file holding the agents' bearer token.
 func (tb *Testbed) TokenFile() string { return tb.tokenFile }
 
 // Coordinator is the coordinator's namespace.
 func (tb *Testbed) Coordinator() *Host { return tb.coord }
-
-// Network is the testbed's network.
-func (tb *Testbed) Network() *Network { return tb.net }
 
 // GenerateProperties returns the properties of the i-th generated machine:
 // memory, a zone out of two, and the types it runs.
@@ -323,22 +317,6 @@ func (tb *Testbed) Partition(name string) error { return tb.net.SetLink(name, fa
 
 // Heal restores a partitioned machine's link.
 func (tb *Testbed) Heal(name string) error { return tb.net.SetLink(name, true) }
-
-// Remove stops a machine hard and deletes its namespace.
-func (tb *Testbed) Remove(name string) error {
-	m, err := tb.machine(name)
-	if err != nil {
-		return err
-	}
-	tb.mu.Lock()
-	delete(tb.machines, name)
-	tb.mu.Unlock()
-	err = tb.net.RemoveHost(name)
-	if m.done != nil {
-		<-m.done
-	}
-	return err
-}
 
 // Close kills every machine and deletes every namespace of the testbed.
 func (tb *Testbed) Close() error {

@@ -11,7 +11,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 	"github.com/dydisnix/dydisnix/discovery"
 	dcli "github.com/dydisnix/dydisnix/discovery/cli"
 	"github.com/dydisnix/dydisnix/internal/cli"
+	"github.com/dydisnix/dydisnix/internal/sdnotify"
 )
 
 const doc = `Runs the deployment agent of a target. Every request must carry
@@ -109,7 +109,7 @@ func serve(o options, log *zap.Logger) error {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
-	cfg := agent.ServeConfig{Listener: ln, Signals: sigs, DrainTimeout: o.drainTimeout, Notify: notifySystemd}
+	cfg := agent.ServeConfig{Listener: ln, Signals: sigs, DrainTimeout: o.drainTimeout, Notify: func(state string) { _ = sdnotify.Notify(state) }}
 	if o.publish {
 		if err := publisher(o, ln, a, &cfg, log); err != nil {
 			ln.Close()
@@ -141,21 +141,4 @@ func publisher(o options, ln net.Listener, a *agent.Agent, cfg *agent.ServeConfi
 	cfg.Handler, cfg.Announce = dcli.Routes(pub, a.Handler()), pub.Run
 	log.Info("publishing", zap.String("endpoint", endpoint), zap.Strings("interfaces", o.interfaces))
 	return nil
-}
-
-// notifySystemd sends a state to systemd's notify socket (Type=notify), if any.
-func notifySystemd(state string) {
-	sock := os.Getenv("NOTIFY_SOCKET")
-	if sock == "" {
-		return
-	}
-	if strings.HasPrefix(sock, "@") {
-		sock = "\x00" + sock[1:]
-	}
-	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: sock, Net: "unixgram"})
-	if err != nil {
-		return
-	}
-	defer c.Close()
-	c.Write([]byte(state))
 }

@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -38,7 +37,7 @@ func TestPublishAndGoodbyeInNamespaces(t *testing.T) {
 	defer cancel()
 	agent := node.Command(ctx, agentBin, "--listen", node.Addr+":7420", "--state-dir", filepath.Join(dir, "state"),
 		"--token-file", tok, "--publish", "--interface", node.Interface, "--properties", props, "--drain-timeout", "5s")
-	var agentLog strings.Builder
+	var agentLog syncBuffer
 	agent.Stderr = &agentLog
 	if err := agent.Start(); err != nil {
 		t.Fatal(err)
@@ -70,17 +69,7 @@ func TestPublishAndGoodbyeInNamespaces(t *testing.T) {
 	if !found {
 		t.Fatalf("the agent's announcement with agentURL %s was not seen\nagent log:\n%s", want, agentLog.String())
 	}
-	agent.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- agent.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("agent exit: %v\n%s", err, agentLog.String())
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("agent did not exit after SIGTERM")
-	}
+	terminate(t, agent, 30*time.Second, &agentLog)
 	if !strings.Contains(agentLog.String(), "goodbye") {
 		t.Errorf("no goodbye in the log:\n%s", agentLog.String())
 	}

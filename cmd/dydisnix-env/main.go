@@ -50,32 +50,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		"--rollback | --switch-to-generation N | --undeploy | --list-generations [options]", doc)
 	c.Footer = "DISNIX_CLIENT_INTERFACE and DISNIX_TARGET_PROPERTY reach the Disnix tools (--deployer disnix)."
 	o := &options{}
-	m, f := &o.pass.Models, c.Flags
-	f.StringVarP(&m.Services, "services", "s", "", "`FILE` services model (required)")
-	f.StringVarP(&m.QoS, "qos", "q", "", "`POLICY` QoS policy file or builtin:NAME (required)")
-	f.StringVarP(&m.Filters, "filters", "F", "", "`FILE` policy whose steps run before the QoS policy's")
+	f := c.Flags
+	o.pass.AddFlags(f, true)
 	f.StringVarP(&o.infra.File, "infrastructure", "i", "", "`FILE` infrastructure model")
 	f.StringVar(&o.infra.Command, "geninfra", os.Getenv(discovery.GeninfraEnv), "`CMD` infrastructure generator (default $"+discovery.GeninfraEnv+")")
 	f.StringArrayVar(&o.infra.Interfaces, "mdns-interface", nil, "browse mDNS on `IF` (repeatable)")
 	f.DurationVar(&o.discoveryTimeout, "discovery-timeout", 3*time.Second, "how long to browse mDNS")
-	f.StringVarP(&m.Augment, "augment", "a", "", "`FILE` augmentation model (secrets added to the infrastructure)")
-	f.StringVar(&m.Ports, "ports", "", "ports `FILE`: assign ports (portAssign), keep the file")
-	f.StringVar(&m.IDResources, "id-resources", "", "`FILE` ID resources model (with --ids)")
-	f.StringVar(&m.IDs, "ids", "", "ids `FILE` to assign IDs into (with --id-resources)")
-	f.StringVar(&m.IDsServiceProperty, "ids-service-property", "", "service `PROPERTY` listing a service's ID resources")
-	cli.ChoiceVarP(f, &o.pass.Deployer, "deployer", "", "agent", "`NAME` of the deployer: agent or disnix", "agent", "disnix")
 	o.agent.AddFlags(f)
 	o.state.AddFlags(f)
-	f.StringVar(&o.pass.TargetProperty, "target-property", "", "target `PROPERTY` holding the agent URL (default agentURL)")
-	f.IntVarP(&o.pass.Parallel, "max-concurrent-transfers", "m", 4, "steps run in parallel")
-	f.IntVar(&o.pass.Keep, "keep", 3, "snapshot generations kept in the store")
-	t := &o.pass.Transition
-	f.BoolVar(&t.DeleteState, "delete-state", false, "delete the old copy of moved state")
-	f.BoolVar(&t.NoMigration, "no-migration", false, "do not move state")
-	f.BoolVar(&t.DeployState, "deploy-state", false, "every service's state is managed (deployState default)")
-	f.BoolVar(&t.NoLock, "no-lock", false, "do not lock the targets")
-	f.BoolVar(&t.NoUpgrade, "no-upgrade", false, "ignore the previous deployment (activate everything)")
-	f.BoolVar(&o.pass.Reconstruct, "reconstruct", false, "first merge what the targets report into the previous manifest")
 	f.BoolVar(&o.dryRun, "dry-run", false, "print the plan (numbered steps) and change nothing")
 	cli.ChoiceVarP(f, &o.format, "format", "", "text", "`FORMAT` of the --dry-run plan: text or json", "text", "json")
 	f.StringVarP(&o.out, "output", "o", "", "write the plan (--dry-run) or the new manifest to `FILE`")
@@ -84,7 +66,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	f.IntVar(&o.switchTo, "switch-to-generation", 0, "deploy manifest generation `N`")
 	f.BoolVar(&o.listGens, "list-generations", false, "list the manifest generations and exit")
 	o.log.AddFlags(f)
-	o.pass.Disnix.AddFlags(f) // the Disnix backend's flags, under their original names
 	if code, done := c.Parse(args, stdout, stderr); done {
 		return code
 	}

@@ -6,8 +6,11 @@
 package main
 
 import (
+	"context"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/dydisnix/dydisnix/cmd/dydisnix-gendist/gendist"
 	"github.com/dydisnix/dydisnix/internal/cli"
@@ -59,5 +62,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if o.ExplainOutput != "" || len(o.ExplainServices) > 0 || fs.Changed("explain-format") {
 		o.Explain = true
 	}
-	return c.Exit(gendist.Run(&o, stdout, stderr), stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	return c.Exit(gendist.Run(ctx, &o, stdout, stderr), stderr)
 }

@@ -6,10 +6,13 @@
 package main
 
 import (
+	"context"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/dydisnix/dydisnix/internal/cli"
 	"github.com/dydisnix/dydisnix/model"
@@ -27,8 +30,8 @@ every service of the services model is considered.
 
 Every model file may be .json, .yaml/.yml or .nix. The result is written to
 -o/--output-file atomically (only after the assignment succeeded) or to stdout.
---ids and --output-file may name the same file; on the first run it may be
-missing.`
+--ids and --output-file may name the same file. An --ids file that does not
+exist is the first run; one that cannot be read is an error.`
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
@@ -51,10 +54,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if code, done := c.Parse(args, stdout, stderr); done {
 		return code
 	}
-	return c.Exit(assignIDs(&o, stdout, stderr), stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	return c.Exit(assignIDs(ctx, &o, stdout, stderr), stderr)
 }
 
-func assignIDs(o *options, stdout, stderr io.Writer) error {
+func assignIDs(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	m := o.models
 	if err := m.Require(cli.ServicesFlag); err != nil {
 		return err
@@ -70,7 +75,7 @@ func assignIDs(o *options, stdout, stderr io.Writer) error {
 		return cli.Usagef("--service-property must not be empty")
 	}
 	nix := model.NixOptions{ExtraParams: m.ExtraParams}
-	svcs, err := model.LoadServicesWith(m.Services, nix)
+	svcs, err := model.LoadServicesContext(ctx, m.Services, nix)
 	if err != nil {
 		return err
 	}
@@ -83,19 +88,19 @@ func assignIDs(o *options, stdout, stderr io.Writer) error {
 	if m.Distribution != "" {
 		var inf model.Infrastructure
 		if m.Infrastructure != "" {
-			if inf, err = model.LoadInfrastructureWith(m.Infrastructure, nix); err != nil {
+			if inf, err = model.LoadInfrastructureContext(ctx, m.Infrastructure, nix); err != nil {
 				return err
 			}
 		}
-		if req.Distribution, err = model.LoadDistributionWith(m.Distribution, inf, nix); err != nil {
+		if req.Distribution, err = model.LoadDistributionContext(ctx, m.Distribution, inf, nix); err != nil {
 			return err
 		}
 		if err := req.Distribution.Validate(m.Distribution, nil, inf); err != nil {
 			return err
 		}
 	}
-	if cli.ReadPrevious(o.ids, o.out.File) {
-		if req.Previous, err = portassign.LoadIDs(o.ids); err != nil {
+	if o.ids != "" {
+		if req.Previous, err = portassign.LoadPreviousIDs(o.ids); err != nil {
 			return err
 		}
 	}

@@ -36,6 +36,8 @@ func TestUsageAndExitCodes(t *testing.T) {
 		clitest.C("machine scope in services mode", []string{"-s", s, "--id-resources", r}, 1, "", "Unknown scope: machine"),
 		clitest.C("distribution mode", []string{"-s", s, "--id-resources", r, "-d", write(t, dir, "d.json", `{"a": ["t1"], "b": ["t1"]}`)}, 0,
 			`"uids": {`+"\n      \"b\": 1", ""),
+		clitest.C("missing ids file", []string{"-s", s, "--id-resources", r, "-d", filepath.Join(dir, "d.json"), "--ids", filepath.Join(dir, "none.json")}, 0, `"uids": {`, ""),
+		clitest.C("unreadable ids file", []string{"-s", s, "--id-resources", r, "-d", filepath.Join(dir, "d.json"), "--ids", dir}, 1, "", "previous ids file"),
 		clitest.C("unknown target", []string{"-s", s, "--id-resources", r, "-i", write(t, dir, "i.json", `{"t2": {"properties": {}}}`), "-d", filepath.Join(dir, "d.json")}, 1,
 			"", `a[0]: unknown target "t1": it is not in the infrastructure model`),
 	})

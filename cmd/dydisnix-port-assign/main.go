@@ -8,9 +8,12 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/dydisnix/dydisnix/internal/cli"
 	"github.com/dydisnix/dydisnix/model"
@@ -27,8 +30,8 @@ service in the same run.
 
 Prints {"ports": {...}, "portConfiguration": {...}} (or the Nix form) to stdout
 or, with -o, writes it atomically (only after the assignment succeeded). The
-output is the next run's -p file; -o may name the -p file itself, which may
-be missing on the first run.`
+output is the next run's -p file; -o may name the -p file itself. A -p file
+that does not exist is the first run; one that cannot be read is an error.`
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
@@ -49,13 +52,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if code, done := c.Parse(args, stdout, stderr); done {
 		return code
 	}
-	return c.Exit(assignPorts(&o, stdout, stderr), stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	return c.Exit(assignPorts(ctx, &o, stdout, stderr), stderr)
 }
 
 // required are the models port-assign needs.
 const required = cli.ServicesFlag | cli.InfrastructureFlag | cli.DistributionFlag
 
-func assignPorts(o *options, stdout, stderr io.Writer) error {
+func assignPorts(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	m := o.models
 	if err := m.Require(required); err != nil {
 		return err
@@ -64,16 +69,16 @@ func assignPorts(o *options, stdout, stderr io.Writer) error {
 		return cli.Usagef("--service-property must not be empty")
 	}
 	nix := model.NixOptions{ExtraParams: m.ExtraParams}
-	svcs, err := model.LoadServicesWith(m.Services, nix)
+	svcs, err := model.LoadServicesContext(ctx, m.Services, nix)
 	if err != nil {
 		return err
 	}
 	cli.Warn("dydisnix-port-assign", svcs.Validate(m.Services), stderr)
-	inf, err := model.LoadInfrastructureWith(m.Infrastructure, nix)
+	inf, err := model.LoadInfrastructureContext(ctx, m.Infrastructure, nix)
 	if err != nil {
 		return err
 	}
-	d, err := model.LoadDistributionWith(m.Distribution, inf, nix)
+	d, err := model.LoadDistributionContext(ctx, m.Distribution, inf, nix)
 	if err != nil {
 		return err
 	}
@@ -81,8 +86,8 @@ func assignPorts(o *options, stdout, stderr io.Writer) error {
 		return err
 	}
 	req := portassign.PortRequest{Services: svcs, Distribution: d, ServiceProperty: o.prop}
-	if cli.ReadPrevious(o.ports, o.out.File) {
-		if req.Previous, err = portassign.LoadPortConfig(o.ports); err != nil {
+	if o.ports != "" {
+		if req.Previous, err = portassign.LoadPreviousPortConfig(o.ports); err != nil {
 			return err
 		}
 	}

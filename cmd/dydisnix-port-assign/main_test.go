@@ -35,6 +35,10 @@ func TestExitCodes(t *testing.T) {
 			"portConfiguration.globalConfig.minPort: expected an integer"),
 		clitest.C("ok with warning", []string{"-s", s, "-i", i, "-d", d}, 0, `"a": 3001`, "WARNING: c is not distributed to any machine. Skipping port assignment..."),
 		clitest.C("unknown target", []string{"-s", s, "-i", i, "-d", write(t, dir, "d2.json", `{"a": ["t9"]}`)}, 1, "", `a[0]: unknown target "t9": it is not in the infrastructure model`),
+		// A missing ports file is the first run; one that cannot be read
+		// (here a directory) is an error, never "no previous ports".
+		clitest.C("missing ports file", []string{"-s", s, "-i", i, "-d", d, "-p", filepath.Join(dir, "none.json")}, 0, `"a": 3001`, ""),
+		clitest.C("unreadable ports file", []string{"-s", s, "-i", i, "-d", d, "-p", dir}, 1, "", "previous ports file"),
 	})
 }
 

@@ -53,15 +53,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	c.ExitStatus = "Exit status: 0 after SIGTERM/SIGINT (a running deploy finished or rolled back), 1 on a model\n" +
 		"error at start or when discovery fails, 2 on a usage error."
 	o := &options{}
-	m, f := &o.pass.Models, c.Flags
-	f.StringVarP(&m.Services, "services", "s", "", "`FILE` services model (required)")
-	f.StringVarP(&m.QoS, "qos", "q", "", "`POLICY` QoS policy file or builtin:NAME (required)")
-	f.StringVarP(&m.Filters, "filters", "F", "", "`FILE` policy whose steps run before the QoS policy's")
-	f.StringVarP(&m.Augment, "augment", "a", "", "`FILE` augmentation model (secrets added on the coordinator)")
-	f.StringVar(&m.Ports, "ports", "", "ports `FILE`: assign ports, keep the file")
-	f.StringVar(&m.IDResources, "id-resources", "", "`FILE` ID resources model (with --ids)")
-	f.StringVar(&m.IDs, "ids", "", "ids `FILE` to assign IDs into (with --id-resources)")
-	f.StringVar(&m.IDsServiceProperty, "ids-service-property", "", "service `PROPERTY` listing a service's ID resources")
+	f := c.Flags
+	o.pass.AddFlags(f, false)
 	f.StringVarP(&o.infra.File, "infrastructure", "i", "", "`FILE` static infrastructure model, watched for changes")
 	f.StringVar(&o.infra.Command, "geninfra", os.Getenv(discovery.GeninfraEnv), "`CMD` infrastructure generator run every --interval (default $"+discovery.GeninfraEnv+")")
 	f.StringArrayVar(&o.infra.Interfaces, "mdns-interface", nil, "browse mDNS (_disnix._tcp) on `IF` (repeatable)")
@@ -69,27 +62,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cli.SecondsVarP(f, &o.timing.Resync, "interval", "", 5*time.Second, "resync period (seconds or a duration): models reloaded, hash compared")
 	f.BoolVar(&o.snapshot, "snapshot", false, "snapshot the state of every stateful service on a schedule")
 	f.StringVar(&o.snapshotSchedule, "snapshot-schedule", "", "cron `SPEC` of --snapshot (default \"@every 1m\")")
-	f.BoolVar(&o.pass.Reconstruct, "reconstruct", false, "rebuild the manifest from the targets before each deploy")
 	f.DurationVar(&o.timing.Debounce, "debounce", 0, "quiet period before a redeploy (default 150ms)")
 	f.DurationVar(&o.timing.RemoveGrace, "remove-grace", 0, "grace period of a removal without goodbye (default 250ms)")
 	f.DurationVar(&o.timing.Stabilise, "stabilise", 0, "how long a returning machine must stay (default 10s)")
 	f.DurationVar(&o.timing.FlapStabilise, "flap-stabilise", 0, "the same for a flapping machine (default 2m)")
 	f.DurationVar(&o.timing.InitialSettle, "settle", 0, "wait after start before the first deploy (default 2s)")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 2*time.Minute, "on SIGTERM, how long a running deploy may go on")
-	cli.ChoiceVarP(f, &o.pass.Deployer, "deployer", "", "agent", "`NAME` of the deployer: agent or disnix", "agent", "disnix")
 	o.agent.AddFlags(f)
 	o.state.AddFlags(f)
-	f.StringVar(&o.pass.TargetProperty, "target-property", "", "target `PROPERTY` holding the agent URL (default agentURL)")
-	f.IntVarP(&o.pass.Parallel, "max-concurrent-transfers", "m", 4, "steps run in parallel")
-	f.IntVar(&o.pass.Keep, "keep", 3, "snapshot generations kept")
-	t := &o.pass.Transition
-	f.BoolVar(&t.DeleteState, "delete-state", false, "delete the old copy of moved state")
-	f.BoolVar(&t.NoMigration, "no-migration", false, "do not move state")
-	f.BoolVar(&t.DeployState, "deploy-state", false, "every service's state is managed")
-	f.BoolVar(&t.NoLock, "no-lock", false, "do not lock the targets")
 	f.StringVar(&o.listen, "status-listen", "127.0.0.1:9470", "serve /, /status, /metrics, /healthz on `ADDR` (\"\" disables)")
 	o.log.AddFlags(f)
-	o.pass.Disnix.AddFlags(f) // the Disnix backend's flags, under their original names
 	if code, done := c.Parse(args, stdout, stderr); done {
 		return code
 	}

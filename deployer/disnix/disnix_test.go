@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/dydisnix/dydisnix/internal/testenv"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -24,9 +25,7 @@ func fakeDisnix(t *testing.T) (bin, rec string) {
 	}
 	bin, rec = t.TempDir(), t.TempDir()
 	for _, tool := range []string{ToolEnv, ToolSnapshot, ToolReconstruct, ToolDeleteState, ToolCleanSnapshots} {
-		if err := os.WriteFile(filepath.Join(bin, tool), script, 0o755); err != nil {
-			t.Fatal(err)
-		}
+		testenv.WriteExecutable(t, filepath.Join(bin, tool), string(script))
 	}
 	return bin, rec
 }

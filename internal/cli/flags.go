@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -200,19 +199,3 @@ func (v *secondsValue) Set(s string) error {
 
 func (v *secondsValue) String() string { return time.Duration(*v).String() }
 func (v *secondsValue) Type() string   { return "duration" }
-
-// ReadPrevious reports whether a previous-state file (the -p ports file,
-// the --ids file) is to be read: it is given, and it is not the output
-// file of the first run of a cycle that reads and writes one file, where
-// it does not exist yet. Any other problem with it (a permission error)
-// is left for reading it to report.
-func ReadPrevious(prev, out string) bool {
-	if prev == "" {
-		return false
-	}
-	if out == "" || filepath.Clean(prev) != filepath.Clean(out) {
-		return true
-	}
-	_, err := os.Stat(prev)
-	return !errors.Is(err, os.ErrNotExist)
-}

@@ -139,30 +139,6 @@ func TestSeconds(t *testing.T) {
 	}
 }
 
-func TestReadPrevious(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	exists := filepath.Join(dir, "ports.json")
-	if err := os.WriteFile(exists, []byte("{}"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	missing := filepath.Join(dir, "ids.json")
-	for _, tc := range []struct {
-		name, prev, out string
-		want            bool
-	}{
-		{"not given", "", exists, false},
-		{"no output", missing, "", true},
-		{"other output", missing, exists, true},
-		{"cycle, first run", missing, filepath.Join(dir, ".", "ids.json"), false},
-		{"cycle, later run", exists, exists, true},
-	} {
-		if got := ReadPrevious(tc.prev, tc.out); got != tc.want {
-			t.Errorf("%s: ReadPrevious = %v, want %v", tc.name, got, tc.want)
-		}
-	}
-}
-
 func TestModels(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {

@@ -24,14 +24,6 @@ func Missing(t testing.TB, format string, args ...any) {
 	t.Skipf("skipping: "+format, args...)
 }
 
-// NeedRoot calls Missing unless the test runs as root.
-func NeedRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		Missing(t, "needs root for network namespaces (CI runs as root)")
-	}
-}
-
 // NeedCommand calls Missing unless every named command is on PATH.
 func NeedCommand(t testing.TB, names ...string) {
 	t.Helper()

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"os/exec"
+	"path/filepath"
 	"testing"
 )
 
@@ -27,4 +28,14 @@ func TestHelperMissing(t *testing.T) {
 		t.Skip("run by TestMissingFailsWhenRequired")
 	}
 	NeedCommand(t, "dydisnix-no-such-command")
+}
+
+func TestWriteExecutable(t *testing.T) {
+	t.Parallel()
+	p := filepath.Join(t.TempDir(), "tool")
+	WriteExecutable(t, p, "#!/bin/sh\necho ran\n")
+	out, err := exec.Command(p).Output()
+	if err != nil || string(out) != "ran\n" {
+		t.Fatalf("run: %q %v", out, err)
+	}
 }

@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dydisnix/dydisnix/internal/testenv"
 )
 
 // binDir holds the example programs, built once by TestMain.
@@ -132,10 +134,10 @@ func (p *proc) stop() error {
 	select {
 	case <-p.done:
 		return p.err
-	case <-time.After(10 * time.Second):
+	case <-time.After(time.Minute):
 		p.cmd.Process.Kill()
 		<-p.done
-		return errors.New("still running 10s after SIGTERM")
+		return errors.New("still running a minute after SIGTERM")
 	}
 }
 
@@ -165,18 +167,18 @@ func do(t *testing.T, method, url, body string) int {
 	return resp.StatusCode
 }
 
+// lazy formats as what its function returns when a message is printed.
+type lazy func() string
+
+func (l lazy) String() string { return l() }
+
 // eventually polls cond (an external process gives no other signal) until
-// it holds or 15 seconds pass.
+// it holds; it fails at once when one of the processes p exits, and with
+// their output after a generous deadline.
 func eventually(t *testing.T, what string, p []*proc, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
 	var last string
-	for time.Now().Before(deadline) {
-		ok, info := cond()
-		if ok {
-			return
-		}
-		last = info
+	testenv.Eventually(t, time.Minute, func() bool {
 		for _, q := range p {
 			select {
 			case <-q.done:
@@ -184,13 +186,16 @@ func eventually(t *testing.T, what string, p []*proc, cond func() (bool, string)
 			default:
 			}
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	var logs strings.Builder
-	for _, q := range p {
-		fmt.Fprintf(&logs, "--- %s\n%s", q.name, q.out)
-	}
-	t.Fatalf("timed out waiting for %s (last: %s)\n%s", what, last, logs.String())
+		ok, info := cond()
+		last = info
+		return ok
+	}, "%s (last: %s)\n%s", what, lazy(func() string { return last }), lazy(func() string {
+		var logs strings.Builder
+		for _, q := range p {
+			fmt.Fprintf(&logs, "--- %s\n%s", q.name, q.out)
+		}
+		return logs.String()
+	}))
 }
 
 func healthy(base string) func() (bool, string) {
@@ -316,6 +321,7 @@ func TestWebfrontProxiesToStore(t *testing.T) {
 	kv := start(t, "kvstore", kvEnv(t, kvPort, t.TempDir()))
 	kvBase := fmt.Sprintf("http://127.0.0.1:%d", kvPort)
 	webBase := fmt.Sprintf("http://127.0.0.1:%d", webPort)
+	gate := filepath.Join(t.TempDir(), "gate")
 	// The environment the agent gives a service with dependsOn = [kvstore]:
 	// DYDISNIX_DEP_KVSTORE_TARGET is the host of the store's target.
 	web := start(t, "webfront", map[string]string{
@@ -328,7 +334,16 @@ func TestWebfrontProxiesToStore(t *testing.T) {
 		"DYDISNIX_DEP_KVSTORE_TARGETNAME": "test1",
 		"DYDISNIX_DEP_KVSTORE_PORT":       strconv.Itoa(kvPort),
 		"DYDISNIX_DEP_KVSTORE_STATEFUL":   "true",
+		"DYDISNIX_PROP_HEALTHGATE":        gate,
 	})
+	// Closed health gate: unhealthy although the store answers.
+	eventually(t, "webfront listening", []*proc{kv, web}, func() (bool, string) {
+		code, body, err := get(webBase + "/healthz")
+		return err == nil && code == http.StatusServiceUnavailable && strings.Contains(body, "health gate"), fmt.Sprint(code, body, err)
+	})
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	eventually(t, "webfront healthy", []*proc{kv, web}, healthy(webBase))
 
 	if code := do(t, http.MethodPut, webBase+"/kv/greeting", "hello"); code != http.StatusNoContent {

@@ -5,6 +5,7 @@ package gendist
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -44,13 +45,13 @@ type Options struct {
 }
 
 // Run computes the distribution and writes it (and the explanation).
-func Run(o *Options, stdout, stderr io.Writer) error {
-	services, err := model.LoadServicesWith(o.Services, o.Nix)
+func Run(ctx context.Context, o *Options, stdout, stderr io.Writer) error {
+	services, err := model.LoadServicesContext(ctx, o.Services, o.Nix)
 	if err != nil {
 		return err
 	}
 	cli.Warn("dydisnix-gendist", services.Validate(o.Services), stderr)
-	infra, err := model.LoadInfrastructureWith(o.Infrastructure, o.Nix)
+	infra, err := model.LoadInfrastructureContext(ctx, o.Infrastructure, o.Nix)
 	if err != nil {
 		return err
 	}
@@ -68,7 +69,7 @@ func Run(o *Options, stdout, stderr io.Writer) error {
 		in.Empty = qos.AllowEmpty
 	}
 	if o.Initial != "" {
-		if in.Initial, err = model.LoadDistributionWith(o.Initial, infra, o.Nix); err != nil {
+		if in.Initial, err = model.LoadDistributionContext(ctx, o.Initial, infra, o.Nix); err != nil {
 			return err
 		}
 	}
@@ -77,7 +78,7 @@ func Run(o *Options, stdout, stderr io.Writer) error {
 		previous = coordinatorProfile(o.ProfilePath, o.Profile)
 	}
 	if previous != "" {
-		if in.Previous, err = loadPrevious(previous, infra, o.Nix); err != nil {
+		if in.Previous, err = loadPrevious(ctx, previous, infra, o.Nix); err != nil {
 			return err
 		}
 	}
@@ -180,7 +181,7 @@ func coordinatorProfile(dir, profile string) string {
 // loadPrevious reads the previous distribution: a distribution model, or a
 // Disnix manifest (JSON/YAML with serviceMappings, or manifest XML: a .xml
 // file, or any file starting with '<', such as a coordinator profile).
-func loadPrevious(file string, infra model.Infrastructure, opts model.NixOptions) (model.Distribution, error) {
+func loadPrevious(ctx context.Context, file string, infra model.Infrastructure, opts model.NixOptions) (model.Distribution, error) {
 	if _, err := model.FormatOf(file); strings.HasSuffix(strings.ToLower(file), ".xml") || err != nil {
 		data, err := os.ReadFile(file)
 		if err != nil {
@@ -198,7 +199,7 @@ func loadPrevious(file string, infra model.Infrastructure, opts model.NixOptions
 		}
 		return model.DistributionFromValue(v, file)
 	}
-	v, err := model.LoadValueWith(file, model.KindDistribution, infra, opts)
+	v, err := model.LoadValueContext(ctx, file, model.KindDistribution, infra, opts)
 	if err != nil {
 		return nil, err
 	}

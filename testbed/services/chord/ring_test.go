@@ -7,6 +7,8 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/dydisnix/dydisnix/internal/testenv"
 )
 
 func TestBetween(t *testing.T) {
@@ -80,18 +82,11 @@ func TestRingInProcess(t *testing.T) {
 	}
 	waitRing := func(rs []*Ring) {
 		t.Helper()
-		deadline := time.Now().Add(15 * time.Second)
 		for _, r := range rs {
-			for {
+			testenv.Eventually(t, time.Minute, func() bool {
 				nodes, complete, _ := r.Walk(ctx)
-				if complete && len(nodes) == len(rs) && clockwise(nodes) {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("no complete ring of %d from %s: %v %v", len(rs), r.self.Addr, nodes, complete)
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
+				return complete && len(nodes) == len(rs) && clockwise(nodes)
+			}, "no complete ring of %d from %s", len(rs), r.self.Addr)
 		}
 	}
 	waitRing(rings)

@@ -11,9 +11,10 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"sync"
 )
@@ -187,12 +188,7 @@ func (s *Store) Get(key string) ([]byte, bool) {
 func (s *Store) Keys() []string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	keys := make([]string, 0, len(s.data))
-	for k := range s.data {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
+	return slices.Sorted(maps.Keys(s.data))
 }
 
 // Checksum returns the hex SHA-256 of the whole store: for every key in
@@ -202,11 +198,7 @@ func (s *Store) Keys() []string {
 func (s *Store) Checksum() (string, int) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	keys := make([]string, 0, len(s.data))
-	for k := range s.data {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	keys := slices.Sorted(maps.Keys(s.data))
 	h := sha256.New()
 	var n [binary.MaxVarintLen64]byte
 	for _, k := range keys {
@@ -229,13 +221,8 @@ func (s *Store) compact() error {
 		return fmt.Errorf("compact: %w", err)
 	}
 	defer os.Remove(tmp.Name())
-	keys := make([]string, 0, len(s.data))
-	for k := range s.data {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	w := bufio.NewWriter(tmp)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(s.data)) {
 		w.Write(encodeRecord(record{Op: "put", K: k, V: s.data[k]}))
 	}
 	if err := w.Flush(); err != nil {
@@ -259,7 +246,7 @@ func (s *Store) compact() error {
 	if _, err := tmp.Seek(0, io.SeekEnd); err != nil {
 		return err
 	}
-	s.recs = len(keys)
+	s.recs = len(s.data)
 	return nil
 }
 

@@ -9,6 +9,11 @@
 // The store is the dependency named by DYDISNIX_PROP_STORE, else the only
 // dependency, else "kvstore"; its address comes from the
 // DYDISNIX_DEP_<STORE>_* variables (see svcenv.Env.Dep).
+//
+// With DYDISNIX_PROP_HEALTHGATE (the service property healthGate) naming a
+// file, /healthz answers 503 while that file does not exist: a test holds a
+// transition that starts this front end (the agent waits for its health
+// check) for as long as it needs, instead of racing it.
 package main
 
 import (
@@ -19,6 +24,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"time"
 
 	"github.com/dydisnix/dydisnix/testbed/services/internal/svcenv"
@@ -42,11 +48,12 @@ func run(ctx context.Context, env *svcenv.Env, logger *log.Logger) error {
 		return err
 	}
 	logger.Printf("store %s at %s (target %s)", name, store.Addr(), store.Target)
-	h := handler(env, store, logger)
+	gate, _ := env.Prop("healthGate")
+	h := handler(env, store, gate, logger)
 	return svcenv.Serve(ctx, addr, h, func(a net.Addr) { logger.Printf("listening on %s", a) })
 }
 
-func handler(env *svcenv.Env, store svcenv.Dep, logger *log.Logger) http.Handler {
+func handler(env *svcenv.Env, store svcenv.Dep, gate string, logger *log.Logger) http.Handler {
 	base := &url.URL{Scheme: "http", Host: store.Addr()}
 	proxy := httputil.NewSingleHostReverseProxy(base)
 	proxy.ErrorLog = logger
@@ -58,6 +65,12 @@ func handler(env *svcenv.Env, store svcenv.Dep, logger *log.Logger) http.Handler
 	mux.Handle("/kv/", proxy)
 	mux.Handle("GET /checksum", proxy)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		if gate != "" {
+			if _, err := os.Stat(gate); err != nil {
+				http.Error(w, "held by the health gate: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		}
 		resp, err := client.Get(base.String() + "/healthz")
 		if err != nil {
 			http.Error(w, "store unreachable: "+err.Error(), http.StatusServiceUnavailable)

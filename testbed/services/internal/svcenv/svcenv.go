@@ -100,27 +100,6 @@ func (e *Env) Prop(name string) (string, bool) {
 	return e.Get(PrefixProp + EnvName(name))
 }
 
-// PropDefault returns the property name, or def when it is not set.
-func (e *Env) PropDefault(name, def string) string {
-	if v, ok := e.Prop(name); ok {
-		return v
-	}
-	return def
-}
-
-// PropInt returns an integer property, def when it is not set.
-func (e *Env) PropInt(name string, def int) (int, error) {
-	v, ok := e.Prop(name)
-	if !ok {
-		return def, nil
-	}
-	n, err := strconv.Atoi(strings.TrimSpace(v))
-	if err != nil {
-		return 0, fmt.Errorf("%s%s=%q: expected an integer", PrefixProp, EnvName(name), v)
-	}
-	return n, nil
-}
-
 // PropDuration returns a duration property given in milliseconds (a plain
 // number) or as a Go duration ("250ms", "2s"); def when it is not set.
 func (e *Env) PropDuration(name string, def time.Duration) (time.Duration, error) {

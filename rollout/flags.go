@@ -1,0 +1,41 @@
+package rollout
+
+import (
+	"github.com/spf13/pflag"
+
+	"github.com/dydisnix/dydisnix/internal/cli"
+)
+
+// AddFlags defines on fs the flags of a deploy pass that dydisnix-env and
+// dydisnix-self-adapt share, under the original tools' names: the models
+// (-s, -q, -F, -a, --ports, --id-resources, --ids,
+// --ids-service-property), --deployer, --target-property,
+// -m/--max-concurrent-transfers, --keep, the transition options,
+// --reconstruct and the Disnix backend's flags. The agents' token and CA,
+// the state directory and logging are internal/cli's shared flags. With
+// oneShot, --no-upgrade is defined too (a loop always upgrades).
+func (c *Config) AddFlags(fs *pflag.FlagSet, oneShot bool) {
+	m := &c.Models
+	fs.StringVarP(&m.Services, "services", "s", "", "`FILE` services model (required)")
+	fs.StringVarP(&m.QoS, "qos", "q", "", "`POLICY` QoS policy file or builtin:NAME (required)")
+	fs.StringVarP(&m.Filters, "filters", "F", "", "`FILE` policy whose steps run before the QoS policy's")
+	fs.StringVarP(&m.Augment, "augment", "a", "", "`FILE` augmentation model (secrets added on the coordinator)")
+	fs.StringVar(&m.Ports, "ports", "", "ports `FILE`: assign ports (portAssign), keep the file")
+	fs.StringVar(&m.IDResources, "id-resources", "", "`FILE` ID resources model (with --ids)")
+	fs.StringVar(&m.IDs, "ids", "", "ids `FILE` to assign IDs into (with --id-resources)")
+	fs.StringVar(&m.IDsServiceProperty, "ids-service-property", "", "service `PROPERTY` listing a service's ID resources")
+	cli.ChoiceVarP(fs, &c.Deployer, "deployer", "", "agent", "`NAME` of the deployer: agent or disnix", "agent", "disnix")
+	fs.StringVar(&c.TargetProperty, "target-property", "", "target `PROPERTY` holding the agent URL (default agentURL)")
+	fs.IntVarP(&c.Parallel, "max-concurrent-transfers", "m", 4, "steps run in parallel")
+	fs.IntVar(&c.Keep, "keep", 3, "snapshot generations kept in the store")
+	t := &c.Transition
+	fs.BoolVar(&t.DeleteState, "delete-state", false, "delete the old copy of moved state")
+	fs.BoolVar(&t.NoMigration, "no-migration", false, "do not move state")
+	fs.BoolVar(&t.DeployState, "deploy-state", false, "every service's state is managed (deployState default)")
+	fs.BoolVar(&t.NoLock, "no-lock", false, "do not lock the targets")
+	if oneShot {
+		fs.BoolVar(&t.NoUpgrade, "no-upgrade", false, "ignore the previous deployment (activate everything)")
+	}
+	fs.BoolVar(&c.Reconstruct, "reconstruct", false, "merge what the targets report into the previous manifest before planning")
+	c.Disnix.AddFlags(fs) // the Disnix backend's own flags (-p, --coordinator-profile-path, ...)
+}
