@@ -164,6 +164,22 @@ func BenchmarkEncodeJSONServices5000(b *testing.B) {
 	}
 }
 
+// BenchmarkEncodeJSONDistribution5000 is the output of a planner: 5000
+// services on one target each.
+func BenchmarkEncodeJSONDistribution5000(b *testing.B) {
+	d := Distribution{}
+	for i := 0; i < 5000; i++ {
+		d[fmt.Sprintf("s%04d", i)] = []Mapping{{Target: fmt.Sprintf("m%03d", i%500)}}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := EncodeJSON(d); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 func BenchmarkEncodeNixServices5000(b *testing.B) {
 	s := synthServices(5000)
 	b.ResetTimer()

@@ -3,6 +3,8 @@ package model
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -25,9 +27,6 @@ type fastJSON struct {
 	members []member
 	elems   []any
 	atoms   atomCache
-	// outer, when set, receives the members of the outermost object as
-	// they are read, instead of a map; it returns false to give up.
-	outer func(key string, value any) bool
 }
 
 type member struct {
@@ -48,18 +47,119 @@ func decodeJSONFast(data []byte) (any, bool) {
 
 // decodeObjectMembers is decodeJSONFast for a document that is an object,
 // handing each of its members to member as soon as it is read (while it is
-// still in the processor's cache) instead of making a map of them. ok is
-// false when the document is not an object, when the fast path gives up
-// or when member returns false.
-func decodeObjectMembers(data []byte, member func(key string, value any) bool) bool {
-	p := fastJSON{data: data, outer: member}
-	p.space()
-	if p.pos >= len(p.data) || p.data[p.pos] != '{' {
+// still in the processor's cache) instead of making a map of them. The
+// members are read in up to parts parts at once, each by its own
+// goroutine: member(part, key, value) is called from the goroutine of the
+// part, in the order of the document within a part. ok is false when the
+// document is not an object, when the fast path gives up or when member
+// returns false.
+func decodeObjectMembers(data []byte, parts int, member func(part int, key string, value any) bool) bool {
+	start := 0
+	for start < len(data) && isSpace(data[start]) {
+		start++
+	}
+	end := len(data) - 1
+	for end >= 0 && isSpace(data[end]) {
+		end--
+	}
+	if start >= end || data[start] != '{' || data[end] != '}' {
 		return false
 	}
-	_, ok := p.document()
-	return ok
+	empty := true
+	for _, c := range data[start+1 : end] {
+		if !isSpace(c) {
+			empty = false
+			break
+		}
+	}
+	if empty {
+		return true // {}
+	}
+	// bounds[i]..bounds[i+1] are the members of part i, between commas
+	bounds := []int{start + 1}
+	for i, from := 1, start+1; i < parts; i++ {
+		at := memberBoundary(data, from, start+(end-start)*i/parts)
+		if at < 0 {
+			break
+		}
+		bounds = append(bounds, at)
+		from = at + 1
+	}
+	bounds = append(bounds, end)
+	n := len(bounds) - 1
+	ok := make([]bool, n)
+	var wg sync.WaitGroup
+	for i := 1; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ok[i] = membersPart(data, bounds[i]+1, bounds[i+1], func(k string, v any) bool { return member(i, k, v) })
+		}()
+	}
+	ok[0] = membersPart(data, bounds[0], bounds[1], func(k string, v any) bool { return member(0, k, v) })
+	wg.Wait()
+	return !slices.Contains(ok, false)
 }
+
+// membersPart reads the members "key": value, separated by commas, in
+// data[from:to]: one at least, and all of them.
+func membersPart(data []byte, from, to int, member func(key string, value any) bool) bool {
+	p := fastJSON{data: data[:to], pos: from, depth: 1} // the members of the outermost object
+	for {
+		k, v, ok := p.member()
+		if !ok || !member(k, v) {
+			return false
+		}
+		p.space()
+		if p.pos == to {
+			return true
+		}
+		if p.data[p.pos] != ',' {
+			return false
+		}
+		p.pos++
+	}
+}
+
+// memberBoundary returns the position of the first comma at or after mid
+// that separates two members of the object whose members start at from, or
+// -1. It only follows strings and nesting: membersPart checks the rest.
+func memberBoundary(data []byte, from, mid int) int {
+	depth := 0
+	for i := from; i < len(data); i++ {
+		switch data[i] {
+		case '"':
+			// skip the string: the next quote that no backslash escapes
+			for {
+				j := bytes.IndexByte(data[i+1:], '"')
+				if j < 0 {
+					return -1
+				}
+				i += 1 + j
+				k := i - 1
+				for k > from && data[k] == '\\' {
+					k--
+				}
+				if (i-1-k)%2 == 0 {
+					break
+				}
+			}
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth--; depth < 0 {
+				return -1
+			}
+		case ',':
+			if depth == 0 && i >= mid {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
 
 func (p *fastJSON) document() (any, bool) {
 	v, ok := p.value()
@@ -71,13 +171,8 @@ func (p *fastJSON) document() (any, bool) {
 }
 
 func (p *fastJSON) space() {
-	for p.pos < len(p.data) {
-		switch p.data[p.pos] {
-		case ' ', '\t', '\n', '\r':
-			p.pos++
-		default:
-			return
-		}
+	for p.pos < len(p.data) && isSpace(p.data[p.pos]) {
+		p.pos++
 	}
 }
 
@@ -128,60 +223,65 @@ func (p *fastJSON) object() (any, bool) {
 		p.depth--
 		return map[string]any{}, true
 	}
-	for {
-		p.space()
-		if p.pos >= len(p.data) || p.data[p.pos] != '"' {
-			return nil, false
-		}
-		k, ok := p.string(true)
+	for more := true; more; {
+		k, v, ok := p.member()
 		if !ok {
 			return nil, false
 		}
-		p.space()
-		if p.pos >= len(p.data) || p.data[p.pos] != ':' {
+		p.members = append(p.members, member{k, v})
+		if more, ok = p.next('}'); !ok {
 			return nil, false
 		}
-		p.pos++
-		v, ok := p.value()
-		if !ok {
-			return nil, false
-		}
-		if p.depth == 1 && p.outer != nil {
-			if !p.outer(k, v) {
-				return nil, false
-			}
-		} else {
-			p.members = append(p.members, member{k, v})
-		}
-		p.space()
-		if p.pos >= len(p.data) {
-			return nil, false
-		}
-		switch p.data[p.pos] {
-		case ',':
-			p.pos++
-			continue
-		case '}':
-			p.pos++
-			p.depth--
-		default:
-			return nil, false
-		}
-		if p.depth == 0 && p.outer != nil {
-			return nil, true // the members went to outer
-		}
-		members := p.members[base:]
-		m := make(map[string]any, len(members))
-		for _, kv := range members {
-			m[kv.key] = kv.value
-		}
-		clear(members) // drop the references held by the stack
-		p.members = p.members[:base]
-		if len(m) != len(members) {
-			return nil, false // a repeated key
-		}
-		return m, true
 	}
+	members := p.members[base:]
+	m := make(map[string]any, len(members))
+	for _, kv := range members {
+		m[kv.key] = kv.value
+	}
+	clear(members) // drop the references held by the stack
+	p.members = p.members[:base]
+	if len(m) != len(members) {
+		return nil, false // a repeated key
+	}
+	return m, true
+}
+
+// member reads one member of an object: "key": value.
+func (p *fastJSON) member() (string, any, bool) {
+	p.space()
+	if p.pos >= len(p.data) || p.data[p.pos] != '"' {
+		return "", nil, false
+	}
+	k, ok := p.string(true)
+	if !ok {
+		return "", nil, false
+	}
+	p.space()
+	if p.pos >= len(p.data) || p.data[p.pos] != ':' {
+		return "", nil, false
+	}
+	p.pos++
+	v, ok := p.value()
+	return k, v, ok
+}
+
+// next reads what follows a member or an element: a comma (more is true)
+// or the closing byte of the object or list, which ends it.
+func (p *fastJSON) next(closing byte) (more, ok bool) {
+	p.space()
+	if p.pos >= len(p.data) {
+		return false, false
+	}
+	switch p.data[p.pos] {
+	case ',':
+		p.pos++
+		return true, true
+	case closing:
+		p.pos++
+		p.depth--
+		return false, true
+	}
+	return false, false
 }
 
 func (p *fastJSON) array() (any, bool) {
@@ -196,37 +296,23 @@ func (p *fastJSON) array() (any, bool) {
 		return []any{}, true
 	}
 	base := len(p.elems) // gathered like an object's members, for an exact size
-	for {
+	for more := true; more; {
 		v, ok := p.value()
 		if !ok {
 			return nil, false
 		}
 		p.elems = append(p.elems, v)
-		p.space()
-		if p.pos >= len(p.data) {
+		if more, ok = p.next(']'); !ok {
 			return nil, false
 		}
-		switch p.data[p.pos] {
-		case ',':
-			p.pos++
-			continue
-		case ']':
-			p.pos++
-			p.depth--
-		default:
-			return nil, false
-		}
-		elems := p.elems[base:]
-		l := append([]any(nil), elems...)
-		clear(elems)
-		p.elems = p.elems[:base]
-		return l, true
 	}
+	elems := p.elems[base:]
+	l := append([]any(nil), elems...)
+	clear(elems) // drop the references held by the stack
+	p.elems = p.elems[:base]
+	return l, true
 }
 
-// string reads a string literal at p.pos. Escapes and text that is not
-// valid UTF-8 are decoded by encoding/json itself (it replaces bad bytes
-// with U+FFFD), so the result is always its result.
 // stringValue reads a string value, boxed.
 func (p *fastJSON) stringValue() (any, bool) {
 	if raw := p.plainString(); raw != nil {
@@ -254,7 +340,9 @@ func (p *fastJSON) plainString() []byte {
 	return nil
 }
 
-// string reads a string literal at p.pos.
+// string reads a string literal at p.pos. Escapes and text that is not
+// valid UTF-8 are decoded by encoding/json itself (it replaces bad bytes
+// with U+FFFD), so the result is always its result.
 func (p *fastJSON) string(key bool) (string, bool) {
 	start := p.pos
 	escaped, ascii := false, true

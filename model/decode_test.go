@@ -2,7 +2,9 @@ package model
 
 import (
 	"reflect"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -81,21 +83,24 @@ func FuzzDecodeJSONFast(f *testing.F) {
 
 // sameServicesAsSlow checks that decodeServicesJSON gives what the general
 // way gives: encoding/json, then ServicesFromValue.
+// It reads the model in one, two and three parts at once.
 func sameServicesAsSlow(t *testing.T, data []byte) {
 	t.Helper()
-	got, gotErr := decodeServicesJSON(data, "s.json")
 	var want Services
 	v, wantErr := decodeJSONSlow(data, "s.json")
 	if wantErr == nil {
 		want, wantErr = ServicesFromValue(v, "s.json")
 	}
-	switch {
-	case (gotErr == nil) != (wantErr == nil):
-		t.Fatalf("%q: error %v, the general way says %v", data, gotErr, wantErr)
-	case gotErr != nil && gotErr.Error() != wantErr.Error():
-		t.Fatalf("%q: error %q, the general way says %q", data, gotErr, wantErr)
-	case !reflect.DeepEqual(got, want):
-		t.Fatalf("%q: services %#v, the general way gives %#v", data, got, want)
+	for parts := 1; parts <= 3; parts++ {
+		got, gotErr := decodeServicesJSONParts(data, "s.json", parts)
+		switch {
+		case (gotErr == nil) != (wantErr == nil):
+			t.Fatalf("%q in %d parts: error %v, the general way says %v", data, parts, gotErr, wantErr)
+		case gotErr != nil && gotErr.Error() != wantErr.Error():
+			t.Fatalf("%q in %d parts: error %q, the general way says %q", data, parts, gotErr, wantErr)
+		case !reflect.DeepEqual(got, want):
+			t.Fatalf("%q in %d parts: services %#v, the general way gives %#v", data, parts, got, want)
+		}
 	}
 }
 
@@ -112,6 +117,11 @@ func TestDecodeServicesJSONMatchesGeneral(t *testing.T) {
 		"invalid":            `{"a": {}`,
 		"trailing data":      `{"a": {}} {}`,
 		"nested objects":     `{"a": {"providesContainers": {"c": {"x": 1}}, "dependsOn": {"k": {"name": "b"}}}, "b": {}}`,
+		"commas in strings":  `{"a,": {"d": "x\",{[", "e": ["]", "\\"]}, "b": {"f": ","}, "c": {}, "d": {"g": [1, {"h": ","}]}}`,
+		"repeated in halves": `{"a": {}, "b": {}, "c": {}, "a": {}}`,
+		"trailing comma":     `{"a": {}, "b": {},}`,
+		"empty member":       `{"a": {}, , "b": {}}`,
+		"spaces":             " \n{ \"a\" : { } ,\n \"b\" :{\"x\":1} }\n ",
 	} {
 		t.Run(name, func(t *testing.T) { sameServicesAsSlow(t, []byte(in)) })
 	}
@@ -123,4 +133,55 @@ func FuzzDecodeServicesJSON(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) { sameServicesAsSlow(t, data) })
+}
+
+// The members of a large object are read in parts: every part gets some,
+// none is lost or read twice, and commas inside strings or nested values
+// never split it.
+func TestDecodeObjectMembersParts(t *testing.T) {
+	t.Parallel()
+	data := []byte(`{"a": {"s": "x,y\",{"}, "b": [1, 2, {"c": ","}], "c": "\\\\", "d": {}, "e": "e", "f": 6}`)
+	var mu sync.Mutex
+	got := map[string]int{}
+	ok := decodeObjectMembers(data, 3, func(part int, key string, _ any) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if _, twice := got[key]; twice {
+			t.Errorf("member %s read twice", key)
+		}
+		got[key] = part
+		return true
+	})
+	if !ok {
+		t.Fatal("the fast path gave up on valid JSON")
+	}
+	// in document order, the parts follow each other: 0…, 1…, 2…
+	last, used := 0, map[int]bool{}
+	for _, key := range []string{"a", "b", "c", "d", "e", "f"} {
+		part, ok := got[key]
+		if !ok || part < last {
+			t.Fatalf("members by part %v: %s missing or out of order", got, key)
+		}
+		last, used[part] = part, true
+	}
+	if len(used) != 3 {
+		t.Fatalf("members by part %v: want three parts", got)
+	}
+}
+
+// A part boundary far past the middle leaves no empty part behind it.
+func TestDecodeObjectMembersFewMembers(t *testing.T) {
+	t.Parallel()
+	data := []byte(`{"a": {"long": "` + strings.Repeat("x", 100) + `"}, "b": {}}`)
+	var mu sync.Mutex
+	var got []string
+	ok := decodeObjectMembers(data, 4, func(_ int, key string, _ any) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, key)
+		return true
+	})
+	if slices.Sort(got); !ok || !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("ok %v, members %v", ok, got)
+	}
 }

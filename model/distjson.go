@@ -33,7 +33,7 @@ func encodeDistributionJSON(d Distribution) []byte {
 			buf.WriteByte(',')
 		}
 		buf.WriteString("\n  ")
-		appendJSONString(&buf, s)
+		appendPlainJSONString(&buf, s)
 		ms := d[s]
 		if len(ms) == 0 {
 			buf.WriteString(": []")
@@ -46,22 +46,37 @@ func encodeDistributionJSON(d Distribution) []byte {
 			}
 			buf.WriteString("\n    ")
 			if !m.Record {
-				appendJSONString(&buf, m.Target)
+				appendPlainJSONString(&buf, m.Target)
 				continue
 			}
 			// a record: its keys sorted, "container" only when set
 			buf.WriteString("{\n")
 			if m.Container != "" {
 				buf.WriteString(`      "container": `)
-				appendJSONString(&buf, m.Container)
+				appendPlainJSONString(&buf, m.Container)
 				buf.WriteString(",\n")
 			}
 			buf.WriteString(`      "target": `)
-			appendJSONString(&buf, m.Target)
+			appendPlainJSONString(&buf, m.Target)
 			buf.WriteString("\n    }")
 		}
 		buf.WriteString("\n  ]")
 	}
 	buf.WriteString("\n}\n")
 	return buf.Bytes()
+}
+
+// appendPlainJSONString is appendJSONString, writing a string that needs
+// no escape (printable ASCII without quote or backslash, as most names
+// are) in one piece.
+func appendPlainJSONString(buf *bytes.Buffer, s string) {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			appendJSONString(buf, s)
+			return
+		}
+	}
+	buf.WriteByte('"')
+	buf.WriteString(s)
+	buf.WriteByte('"')
 }

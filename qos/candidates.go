@@ -143,7 +143,7 @@ func (c *Candidates) Distribution() model.Distribution {
 		n int
 	}
 	var shared map[key][]model.Mapping
-	var chunk []model.Mapping // the lists are cut from chunks: few allocations
+	var chunk []model.Mapping // short lists are cut from chunks: few allocations
 	for i, s := range c.Services {
 		l := c.Lists[i]
 		if len(l) == 0 {
@@ -155,14 +155,20 @@ func (c *Candidates) Distribution() model.Distribution {
 			d[s] = ms
 			continue
 		}
-		if cap(chunk)-len(chunk) < len(l) {
-			chunk = make([]model.Mapping, 0, max(len(l), 1024))
+		var ms []model.Mapping
+		if len(l) > 16 {
+			ms = make([]model.Mapping, 0, len(l))
+		} else {
+			if cap(chunk)-len(chunk) < len(l) {
+				chunk = make([]model.Mapping, 0, 1024)
+			}
+			ms = chunk[len(chunk):len(chunk)]
+			chunk = chunk[:len(chunk)+len(l)]
 		}
-		start := len(chunk)
 		for _, x := range l {
-			chunk = append(chunk, c.Mapping(x))
+			ms = append(ms, c.Mapping(x))
 		}
-		ms := chunk[start:len(chunk):len(chunk)]
+		ms = ms[:len(ms):len(ms)]
 		if len(l) > 1 {
 			if shared == nil {
 				shared = map[key][]model.Mapping{}

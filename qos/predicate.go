@@ -116,15 +116,15 @@ func (f pairFilter[S, T]) Apply(env *Env, in *Candidates) (*Candidates, error) {
 		}
 		kept := make([]Cand, 0, len(list))
 		for _, x := range list {
-			t, err := targets.get(env, in, svc, x)
-			if err != nil {
-				return nil, err
-			}
 			var v uint8
 			if row != nil {
-				v = row[x.Target]
+				v = row[x.Target] // known: the target was read without error
 			}
 			if v == verdictUnknown {
+				t, err := targets.get(env, in, svc, x)
+				if err != nil {
+					return nil, err
+				}
 				ok, err := f.p.Fits(sc.State, t)
 				if err != nil {
 					return nil, err
@@ -147,6 +147,7 @@ func (f pairFilter[S, T]) Apply(env *Env, in *Candidates) (*Candidates, error) {
 			rk := reasonKey{sc.Class, x.Target}
 			reason, ok := reasons[rk]
 			if !ok {
+				t, _ := targets.get(env, in, svc, x) // read above, without error
 				reason = f.p.Reason(sc.State, t)
 				if sc.Class != 0 {
 					reasons[rk] = reason

@@ -25,13 +25,7 @@ func algNotes(ex *Explanation, s string) string {
 
 func TestPreferPrevious(t *testing.T) {
 	t.Parallel()
-	ms := func(ts ...string) []model.Mapping {
-		out := make([]model.Mapping, len(ts))
-		for i, x := range ts {
-			out[i] = model.Mapping{Target: x}
-		}
-		return out
-	}
+	ms := plainMappings
 	infra := model.Infrastructure{
 		"a": {Name: "a", Properties: map[string]any{"mem": algNum(10)}},
 		"b": {Name: "b", Properties: map[string]any{"mem": algNum(10)}},

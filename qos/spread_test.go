@@ -34,13 +34,7 @@ func spreadSvc(names map[string]string) model.Services {
 
 func TestSpread(t *testing.T) {
 	t.Parallel()
-	ms := func(ts ...string) []model.Mapping {
-		out := make([]model.Mapping, len(ts))
-		for i, x := range ts {
-			out[i] = model.Mapping{Target: x}
-		}
-		return out
-	}
+	ms := plainMappings
 	cases := []struct {
 		name     string
 		params   Params
