@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/dydisnix/dydisnix/internal/testenv"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -120,7 +122,7 @@ func TestServiceLogsExitsAndMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	var b bytes.Buffer
-	waitFor(t, func() bool {
+	testenv.Eventually(t, time.Minute, func() bool {
 		b.Reset()
 		return c.Logs(ctx, "talker", 2, &b) == nil && b.String() == "two\nthree\n"
 	}, "the last two lines of the service's output")
@@ -147,7 +149,7 @@ func TestServiceLogsExitsAndMetrics(t *testing.T) {
 	prof, _ := c.Profile(ctx)
 	pid := prof.Services[0].Pid
 	syscall.Kill(pid, syscall.SIGKILL)
-	waitFor(t, func() bool { return logs.FilterMessage("restarting service").Len() > 0 }, "the restart to be logged")
+	testenv.Eventually(t, time.Minute, func() bool { return logs.FilterMessage("restarting service").Len() > 0 }, "the restart to be logged")
 	exit := logs.FilterMessage("service exited").All()
 	if len(exit) != 1 || exit[0].Level != zapcore.WarnLevel {
 		t.Fatalf("exit log %+v", exit)
@@ -160,7 +162,7 @@ func TestServiceLogsExitsAndMetrics(t *testing.T) {
 	if restart.Level != zapcore.WarnLevel || restart.ContextMap()["restarts"] != int64(1) {
 		t.Errorf("restart log %v %v", restart.Level, restart.ContextMap())
 	}
-	waitFor(t, func() bool { return a.Health().Running == 1 }, "the restarted service")
+	testenv.Eventually(t, time.Minute, func() bool { return a.Health().Running == 1 }, "the restarted service")
 	_, body := get(t, srv.URL+"/metrics", "s3cr3t-value")
 	for _, want := range []string{
 		`dydisnix_agent_service_restarts_total{service="talker"} 1`,
