@@ -182,15 +182,23 @@ func (p *proc) start() (<-chan struct{}, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	cmd := exec.Command(p.exe, p.args...)
 	p.mu.Lock()
-	cmd.Env = p.env
+	env := p.env
 	p.mu.Unlock()
-	cmd.Dir = p.dir
-	cmd.Stdout = logf
-	cmd.Stderr = logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	var cmd *exec.Cmd
+	// An artifact just written may still be open for writing in a child
+	// another goroutine forked before its exec: "text file busy" then
+	// passes within moments, so the start is tried a few times.
+	for try := 0; ; try++ {
+		cmd = exec.Command(p.exe, p.args...)
+		cmd.Env, cmd.Dir, cmd.Stdout, cmd.Stderr = env, p.dir, logf, logf
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err = cmd.Start(); !errors.Is(err, syscall.ETXTBSY) || try == 20 {
+			break
+		}
+		time.Sleep(time.Duration(try+1) * 5 * time.Millisecond)
+	}
+	if err != nil {
 		logf.Close()
 		return nil, 0, fmt.Errorf("start %s: %w", p.exe, err)
 	}
