@@ -24,7 +24,7 @@ buildGoModule {
     filter = path: type: !(builtins.elem (baseNameOf path) [ "bin" "result" ".git" ]);
   };
 
-  vendorHash = "sha256-zWwaY0N+FwuKAXilBTvMxNqoCu0wEqcV15ufwRPQHZ0=";
+  vendorHash = "sha256-C/5do+IpJDyievm/1ThoEUTqsxC+YfZQB3gtNkBPYOY=";
 
   subPackages = map (name: "cmd/${name}") commands;
 
