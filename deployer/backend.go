@@ -119,27 +119,62 @@ func (b *AgentBackend) Probe(ctx context.Context, infra model.Infrastructure, de
 	return b.probe(ctx, names, func(name string) (*agentapi.Client, error) { return b.ClientFor(infra[name], defProp) }, timeout)
 }
 
-// probe is the one health-probe loop: every named target's agent, as
-// client resolves it, in parallel, each within timeout.
+// probe is the one health-probe loop (see askAll).
 func (b *AgentBackend) probe(ctx context.Context, names []string, client func(string) (*agentapi.Client, error), timeout time.Duration) map[string]ProbeResult {
-	b.init()
 	out := make(map[string]ProbeResult, len(names))
+	for name, r := range askAll(ctx, b, names, client, timeout, (*agentapi.Client).Health) {
+		if r.err != nil {
+			r.value = nil
+		}
+		out[name] = ProbeResult{Health: r.value, Err: r.err}
+	}
+	return out
+}
+
+// Profiles asks the agent of every target of infra for its profile (what
+// it runs, with each service's health and restart count), in parallel,
+// each within timeout. Targets that do not answer are left out.
+func (b *AgentBackend) Profiles(ctx context.Context, infra model.Infrastructure, defProp string, timeout time.Duration) map[string]*agentapi.Profile {
+	names := make([]string, 0, len(infra))
+	for name := range infra {
+		names = append(names, name)
+	}
+	out := map[string]*agentapi.Profile{}
+	for name, r := range askAll(ctx, b, names, func(name string) (*agentapi.Client, error) { return b.ClientFor(infra[name], defProp) },
+		timeout, (*agentapi.Client).Profile) {
+		if r.err == nil {
+			out[name] = r.value
+		}
+	}
+	return out
+}
+
+type answer[T any] struct {
+	value T
+	err   error
+}
+
+// askAll is the one per-target loop of the coordinator: it asks every
+// named target's agent, as client resolves it, in parallel, each within
+// timeout, and returns one answer per target.
+func askAll[T any](ctx context.Context, b *AgentBackend, names []string, client func(string) (*agentapi.Client, error),
+	timeout time.Duration, ask func(*agentapi.Client, context.Context) (T, error)) map[string]answer[T] {
+	b.init()
+	out := make(map[string]answer[T], len(names))
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, name := range names {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var r ProbeResult
+			var r answer[T]
 			c, err := client(name)
 			if err == nil {
-				pctx, cancel := context.WithTimeout(ctx, timeout)
-				r.Health, err = c.Health(pctx)
+				actx, cancel := context.WithTimeout(ctx, timeout)
+				r.value, err = ask(c, actx)
 				cancel()
 			}
-			if err != nil {
-				r = ProbeResult{Err: err}
-			}
+			r.err = err
 			mu.Lock()
 			out[name] = r
 			mu.Unlock()

@@ -14,18 +14,5 @@ func (p *Pass) Profiles(ctx context.Context, infra model.Infrastructure) map[str
 	if p.agents == nil {
 		return nil
 	}
-	out := map[string]*agentapi.Profile{}
-	for _, name := range infra.Names() {
-		c, err := p.agents.ClientFor(infra[name], p.cfg.TargetProperty)
-		if err != nil {
-			continue
-		}
-		pctx, cancel := context.WithTimeout(ctx, p.cfg.ProbeTimeout)
-		prof, err := c.Profile(pctx)
-		cancel()
-		if err == nil {
-			out[name] = prof
-		}
-	}
-	return out
+	return p.agents.Profiles(ctx, infra, p.cfg.TargetProperty, p.cfg.ProbeTimeout)
 }
