@@ -56,20 +56,23 @@ fuzz:
 demo: build
 	$(BIN)/dydisnix-testbed demo
 
-## install: the commands, systemd units, man pages and bash/zsh/fish completions
+## install: the commands, systemd units (and the coordinator's system user,
+## sysusers.d), man pages and bash/zsh/fish completions
 ## under $(PREFIX) (staged under $(DESTDIR) if set); the units' ExecStart
 ## name $(PREFIX)/bin, without $(DESTDIR)
 PREFIX      ?= /usr/local
 DESTDIR     ?=
 BINDIR      ?= $(PREFIX)/bin
 UNITDIR     ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 MANDIR      ?= $(PREFIX)/share/man
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/site-functions
 FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
 
 install: build
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR)
+	install -m 0644 dist/sysusers.d/dydisnix.conf $(DESTDIR)$(SYSUSERSDIR)/
 	install -m 0755 $(addprefix $(BIN)/,$(CMDS)) $(DESTDIR)$(BINDIR)/
 	for u in dist/systemd/*.service; do \
 		sed 's|/usr/bin/dydisnix-|$(BINDIR)/dydisnix-|g' $$u > $(DESTDIR)$(UNITDIR)/$$(basename $$u) && \

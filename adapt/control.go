@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -117,4 +118,20 @@ func (l *Loop) serveControl(w http.ResponseWriter, r *http.Request, c Control) {
 		resp.Error = err.Error()
 	}
 	_ = json.NewEncoder(w).Encode(resp)
+}
+
+// Alive returns nil once Run's goroutine has taken a liveness probe, which
+// proves it still handles events (a deploy runs beside it, so a long deploy
+// is not a hang). It fails when the loop does not run or ctx ends first.
+func (l *Loop) Alive(ctx context.Context) error {
+	c := make(chan struct{})
+	select {
+	case l.alive <- c:
+	case <-l.done:
+		return ErrNotRunning
+	case <-ctx.Done():
+		return fmt.Errorf("the loop did not answer a liveness probe: %w", ctx.Err())
+	}
+	<-c
+	return nil
 }

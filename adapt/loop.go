@@ -208,6 +208,9 @@ type Loop struct {
 	// when Run returns.
 	control chan controlReq
 	done    chan struct{}
+	// alive carries liveness probes (Alive): Run closes each channel it
+	// receives, proving its select still turns.
+	alive chan chan struct{}
 	// steps holds the running steps of the running deploy (by step ID).
 	steps map[int]RunningStep
 }
@@ -233,7 +236,7 @@ func New(cfg Config) (*Loop, error) {
 		cfg.SnapshotSchedule = "@every 1m"
 	}
 	l := &Loop{cfg: cfg, clock: cfg.Clock, log: cfg.Logger, decider: NewDecider(cfg.Timing),
-		control: make(chan controlReq), done: make(chan struct{}), steps: map[int]RunningStep{}}
+		control: make(chan controlReq), done: make(chan struct{}), alive: make(chan chan struct{}), steps: map[int]RunningStep{}}
 	if cfg.SnapshotSchedule != "" {
 		sched, err := cron.ParseStandard(cfg.SnapshotSchedule)
 		if err != nil {
@@ -464,6 +467,8 @@ func (l *Loop) Run(ctx context.Context) error {
 				step(Observation{Kind: ObsSnapshot, Snapshot: l.withoutDraining(*l.lastSnap, fresh)})
 			}
 			emit(StepDrainCheck)
+		case c := <-l.alive:
+			close(c)
 		case req := <-l.control:
 			err := l.decider.CheckControl(req.c)
 			if err == nil {

@@ -17,22 +17,34 @@ import (
 // Serve runs the loop until ctx ends, with its status server on listen
 // (none when empty) and systemd notifications: READY=1 once the models are
 // loaded, STOPPING=1 when asked to stop (a running deploy then finishes or,
-// after the shutdown timeout, rolls back).
+// after the shutdown timeout, rolls back), and, under WatchdogSec=,
+// WATCHDOG=1 at half the interval for as long as the loop answers its
+// liveness probe (a hung loop stops the pings and systemd restarts it).
 func Serve(ctx context.Context, cfg Config, listen string) error {
 	log := cfg.Logger
 	if log == nil {
 		log = zap.NewNop()
 	}
+	interval, err := sdnotify.WatchdogInterval()
+	if err != nil {
+		return err
+	}
+	var loop *Loop
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
 	ready := cfg.OnReady
 	cfg.OnReady = func() {
 		if err := sdnotify.Notify("READY=1"); err != nil {
 			log.Warn("systemd notify", zap.Error(err))
 		}
+		if interval > 0 {
+			go watchdog(watchCtx, loop, interval/2, log)
+		}
 		if ready != nil {
 			ready()
 		}
 	}
-	loop, err := New(cfg)
+	loop, err = New(cfg)
 	if err != nil {
 		return err
 	}
@@ -80,6 +92,31 @@ func Serve(ctx context.Context, cfg Config, listen string) error {
 		_ = srv.Shutdown(sctx)
 	}
 	return err
+}
+
+// watchdog sends WATCHDOG=1 every period (on the loop's clock) while the
+// loop answers its liveness probe within the period, until ctx ends.
+func watchdog(ctx context.Context, loop *Loop, period time.Duration, log *zap.Logger) {
+	for {
+		probe, cancel := context.WithTimeout(ctx, period)
+		err := loop.Alive(probe)
+		cancel()
+		if ctx.Err() != nil || errors.Is(err, ErrNotRunning) {
+			return
+		}
+		if err != nil {
+			log.Error("watchdog: not pinging systemd", zap.Error(err))
+		} else if err := sdnotify.Notify("WATCHDOG=1"); err != nil {
+			log.Warn("systemd watchdog", zap.Error(err))
+		}
+		t := loop.clock.NewTimer(period)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C():
+		}
+	}
 }
 
 // serveControl serves the loop's control endpoints on a unix socket at

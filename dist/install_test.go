@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -93,6 +94,60 @@ func TestSystemdAnalyzeVerify(t *testing.T) {
 	out, err := exec.Command(sa, append([]string{"verify", "--man=no"}, files...)...).CombinedOutput()
 	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
 		t.Errorf("systemd-analyze verify %s: %v\n%s", strings.Join(files, " "), err, out)
+	}
+}
+
+// TestSystemdAnalyzeSecurity scores the installed units with
+// `systemd-analyze security --offline`: the coordinator and the publisher
+// must stay at most 4.0 ("OK"); the agent, which starts services as root,
+// at most the score its unit's comment and docs/security.md record.
+func TestSystemdAnalyzeSecurity(t *testing.T) {
+	t.Parallel()
+	sa := requireTool(t, "systemd-analyze")
+	inst := installed(t)
+	for unit, max := range map[string]float64{
+		"dydisnix-self-adapt.service":   4.0,
+		"dydisnix-publishinfra.service": 4.0,
+		"dydisnix-agent.service":        5.1,
+	} {
+		t.Run(unit, func(t *testing.T) {
+			t.Parallel()
+			file := filepath.Join(inst.prefix, unitDir, unit)
+			cmd := exec.Command(sa, "security", "--offline=true", "--no-pager", file)
+			cmd.Dir = t.TempDir()
+			out, err := cmd.CombinedOutput()
+			m := regexp.MustCompile(`Overall exposure level for \S+: (\d+\.\d+)`).FindSubmatch(out)
+			if m == nil {
+				t.Fatalf("systemd-analyze security %s: %v\n%s", file, err, out)
+			}
+			score, _ := strconv.ParseFloat(string(m[1]), 64)
+			if score > max {
+				t.Errorf("%s: exposure %.1f, want at most %.1f", unit, score, max)
+			}
+		})
+	}
+}
+
+// TestSysusers creates the installed sysusers.d user in an empty root with
+// systemd-sysusers: it is the user the coordinator's unit runs as.
+func TestSysusers(t *testing.T) {
+	t.Parallel()
+	su := requireTool(t, "systemd-sysusers")
+	inst := installed(t)
+	root := t.TempDir()
+	if err := os.Mkdir(filepath.Join(root, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(inst.prefix, "lib/sysusers.d/dydisnix.conf")
+	if out, err := exec.Command(su, "--root="+root, conf).CombinedOutput(); err != nil {
+		t.Fatalf("systemd-sysusers %s: %v\n%s", conf, err, out)
+	}
+	passwd, err := os.ReadFile(filepath.Join(root, "etc/passwd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?m)^dydisnix:x:\d+:\d+:dydisnix coordinator:/var/lib/dydisnix:`).Match(passwd) {
+		t.Errorf("no dydisnix user in %s:\n%s", conf, passwd)
 	}
 }
 

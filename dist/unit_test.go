@@ -140,6 +140,14 @@ func TestUnitFiles(t *testing.T) {
 			t.Errorf("%s: not wanted by multi-user.target", name)
 		}
 	}
+	for name, u := range all {
+		if f := u.one(t, "Service", "EnvironmentFile"); !strings.HasPrefix(f, "-") {
+			t.Errorf("%s: EnvironmentFile=%s must be optional (-/etc/default/...)", name, f)
+		}
+	}
+	if sa.one(t, "Service", "WatchdogSec") == "" || sa.one(t, "Service", "User") != "dydisnix" {
+		t.Errorf("self-adapt: want WatchdogSec= and User=dydisnix (the sysusers.d user)")
+	}
 	if sa.one(t, "Service", "Type") != "notify" || ag.one(t, "Service", "Type") != "notify" {
 		t.Errorf("self-adapt and agent must be Type=notify")
 	}

@@ -148,13 +148,40 @@ in
           TimeoutStopSec = "180";
           Restart = "on-failure";
           RestartSec = "2s";
+          # As far as an agent that starts services as root allows; see
+          # dist/systemd/dydisnix-agent.service.
+          UMask = "0022";
           NoNewPrivileges = "yes";
+          ProtectKernelTunables = "yes";
+          ProtectKernelModules = "yes";
+          ProtectKernelLogs = "yes";
+          ProtectControlGroups = "yes";
+          ProtectClock = "yes";
+          ProtectHostname = "yes";
+          ProtectHome = "read-only";
+          PrivateTmp = "yes";
           RestrictAddressFamilies = "AF_UNIX AF_INET AF_INET6 AF_NETLINK";
+          RestrictRealtime = "yes";
+          RestrictSUIDSGID = "yes";
+          LockPersonality = "yes";
+          KeyringMode = "private";
+          SystemCallArchitectures = "native";
+          CapabilityBoundingSet = "~CAP_SYS_MODULE CAP_SYS_RAWIO CAP_SYS_BOOT CAP_SYS_TIME CAP_MKNOD CAP_SYS_PTRACE CAP_SYSLOG CAP_WAKE_ALARM CAP_BLOCK_SUSPEND CAP_MAC_ADMIN CAP_MAC_OVERRIDE CAP_AUDIT_CONTROL CAP_AUDIT_READ CAP_AUDIT_WRITE CAP_LINUX_IMMUTABLE CAP_SYS_PACCT CAP_SYS_TTY_CONFIG CAP_LEASE";
+          SystemCallFilter = "~@clock @cpu-emulation @debug @module @obsolete @raw-io @reboot @swap";
+          SystemCallErrorNumber = "EPERM";
         };
       };
     })
 
     (mkIf top.selfAdapt.enable {
+      # The coordinator's system user (dist/sysusers.d/dydisnix.conf).
+      users.users.dydisnix = {
+        isSystemUser = true;
+        group = "dydisnix";
+        home = "/var/lib/dydisnix";
+        description = "dydisnix coordinator";
+      };
+      users.groups.dydisnix = { };
       systemd.services.dydisnix-self-adapt = common // {
         description = "dydisnix self-adaptive deployment loop (coordinator)";
         after = [ "network-online.target" ];
@@ -181,14 +208,41 @@ in
           TimeoutStopSec = "180";
           Restart = "on-failure";
           RestartSec = "5s";
+          WatchdogSec = "60s";
+          User = "dydisnix";
+          Group = "dydisnix";
+          CacheDirectory = "dydisnix";
+          Environment = "HOME=%S/dydisnix XDG_CACHE_HOME=%C/dydisnix";
+          UMask = "0077";
+          CapabilityBoundingSet = "";
+          AmbientCapabilities = "";
           NoNewPrivileges = "yes";
           ProtectSystem = "strict";
           ProtectHome = "yes";
           PrivateTmp = "yes";
+          PrivateDevices = "yes";
+          PrivateUsers = "yes";
+          PrivateMounts = "yes";
+          DevicePolicy = "closed";
           ProtectKernelTunables = "yes";
+          ProtectKernelModules = "yes";
+          ProtectKernelLogs = "yes";
           ProtectControlGroups = "yes";
+          ProtectClock = "yes";
+          ProtectHostname = "yes";
+          ProtectProc = "invisible";
+          ProcSubset = "pid";
           RestrictAddressFamilies = "AF_UNIX AF_INET AF_INET6 AF_NETLINK";
-          ReadWritePaths = "/var/lib/dydisnix";
+          RestrictNamespaces = "yes";
+          RestrictRealtime = "yes";
+          RestrictSUIDSGID = "yes";
+          LockPersonality = "yes";
+          MemoryDenyWriteExecute = "yes";
+          RemoveIPC = "yes";
+          KeyringMode = "private";
+          SystemCallArchitectures = "native";
+          SystemCallFilter = [ "@system-service" "~@privileged @resources" ];
+          SystemCallErrorNumber = "EPERM";
         };
       };
     })
@@ -208,11 +262,36 @@ in
           Restart = "on-failure";
           RestartSec = "2s";
           DynamicUser = "yes";
+          UMask = "0077";
+          CapabilityBoundingSet = "";
+          AmbientCapabilities = "";
           NoNewPrivileges = "yes";
           ProtectSystem = "strict";
           ProtectHome = "yes";
           PrivateTmp = "yes";
+          PrivateDevices = "yes";
+          PrivateUsers = "yes";
+          PrivateMounts = "yes";
+          DevicePolicy = "closed";
+          ProtectKernelTunables = "yes";
+          ProtectKernelModules = "yes";
+          ProtectKernelLogs = "yes";
+          ProtectControlGroups = "yes";
+          ProtectClock = "yes";
+          ProtectHostname = "yes";
+          ProtectProc = "invisible";
+          ProcSubset = "pid";
           RestrictAddressFamilies = "AF_UNIX AF_INET AF_INET6 AF_NETLINK";
+          RestrictNamespaces = "yes";
+          RestrictRealtime = "yes";
+          RestrictSUIDSGID = "yes";
+          LockPersonality = "yes";
+          MemoryDenyWriteExecute = "yes";
+          RemoveIPC = "yes";
+          KeyringMode = "private";
+          SystemCallArchitectures = "native";
+          SystemCallFilter = [ "@system-service" "~@privileged @resources" ];
+          SystemCallErrorNumber = "EPERM";
         };
       };
     })
