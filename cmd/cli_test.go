@@ -20,7 +20,7 @@ var commands = []string{
 	"dydisnix-agent", "dydisnix-augment-infra", "dydisnix-ctl", "dydisnix-env", "dydisnix-gendist",
 	"dydisnix-geninfra-avahi", "dydisnix-geninfra-mdns", "dydisnix-id-assign",
 	"dydisnix-port-assign", "dydisnix-publishinfra", "dydisnix-reconstruct",
-	"dydisnix-self-adapt", "dydisnix-snapshot", "dydisnix-testbed", "dydisnix-visualize",
+	"dydisnix-self-adapt", "dydisnix-snapshot", "dydisnix-testbed", "dydisnix-tls", "dydisnix-visualize",
 }
 
 // binDir holds the programs, built once by TestMain.
