@@ -198,7 +198,7 @@ func TestDiagramPages(t *testing.T) {
 // identifier.
 func TestQuoting(t *testing.T) {
 	svcs := services(t, map[string]any{
-		`a"b`:  map[string]any{"name": `a"b`, "type": `t\x`, "dependsOn": []any{"c-d"}},
+		`a"b`: map[string]any{"name": `a"b`, "type": `t\x`, "dependsOn": []any{"c-d"}},
 		"c-d": map[string]any{"name": "c-d"},
 	})
 	dot := ServicesDOT(svcs, "", false)

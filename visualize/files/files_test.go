@@ -111,7 +111,10 @@ func TestLoad(t *testing.T) {
 		err  string
 	}{
 		{"missing XML services", func() error { _, err := LoadServices(ctx, "testdata/nope.xml", true, model.NixOptions{}); return err }, "read testdata/nope.xml"},
-		{"missing XML infrastructure", func() error { _, err := LoadInfrastructure(ctx, "testdata/nope.xml", true, model.NixOptions{}); return err }, "read testdata/nope.xml"},
+		{"missing XML infrastructure", func() error {
+			_, err := LoadInfrastructure(ctx, "testdata/nope.xml", true, model.NixOptions{})
+			return err
+		}, "read testdata/nope.xml"},
 		{"missing XML docs", func() error { _, err := LoadDocs(ctx, "testdata/nope.xml", true, model.NixOptions{}); return err }, "read testdata/nope.xml"},
 		{"docs of the wrong shape", func() error { _, err := LoadDocs(ctx, "testdata/services.nix", false, model.NixOptions{}); return err }, "testdata/services.nix"},
 	} {
