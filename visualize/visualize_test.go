@@ -177,6 +177,20 @@ func TestGroupDiagrams(t *testing.T) {
 	}
 }
 
+// TestOtherBranch: a service of another branch in a group's context
+// collapses where its path leaves the group's, as in the original.
+func TestOtherBranch(t *testing.T) {
+	svcs := portalServices(t)
+	svcs["loggingapi"].ConnectsTo = []string{"auditlog"}
+	svcs["auditlog"] = &model.Service{Name: "auditlog", Type: "process", Attrs: map[string]any{"group": "audit/deep"}}
+	nodes, edges := parseDiagram(ServicesDOT(svcs, "services/logging", true))
+	wantNodes := []string{"audit/", "errordb", "loggingapi", "loggingdb", "portal"}
+	wantEdges := []string{"loggingapi -> errordb", "loggingapi -> loggingdb", "loggingapi ~> audit", "portal -> loggingapi"}
+	if !reflect.DeepEqual(nodes, wantNodes) || !reflect.DeepEqual(edges, wantEdges) {
+		t.Errorf("nodes %q, want %q\nedges %q, want %q", nodes, wantNodes, edges, wantEdges)
+	}
+}
+
 // TestDiagramPages checks the batch diagrams: one per distinct group and
 // the root, each grouped at its own level.
 func TestDiagramPages(t *testing.T) {
