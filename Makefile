@@ -23,7 +23,7 @@ unit:
 
 vectors: build
 	@if [ -d $(SHARED)/vectors ]; then \
-		python3 $(SHARED)/tools/run-vectors.py $(BIN) $(SHARED)/vectors; \
+		python3 $(SHARED)/tools/run-vectors.py --strict $(BIN) $(SHARED)/vectors; \
 	else \
 		echo "$(SHARED)/vectors not found: skipping the CLI vector run (the Go tests run a copy)"; \
 		if [ -n "$$CI" ]; then echo "CI must run the shared vectors"; exit 1; fi; \

@@ -11,16 +11,19 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
 
 // commands are every program of cmd/.
 var commands = []string{
-	"dydisnix-agent", "dydisnix-augment-infra", "dydisnix-ctl", "dydisnix-env", "dydisnix-gendist",
+	"dydisnix-agent", "dydisnix-augment-infra", "dydisnix-ctl", "dydisnix-document-services",
+	"dydisnix-env", "dydisnix-gendist", "dydisnix-generate-services-docs",
 	"dydisnix-geninfra-avahi", "dydisnix-geninfra-mdns", "dydisnix-id-assign",
 	"dydisnix-port-assign", "dydisnix-publishinfra", "dydisnix-reconstruct",
 	"dydisnix-self-adapt", "dydisnix-snapshot", "dydisnix-testbed", "dydisnix-tls", "dydisnix-visualize",
+	"dydisnix-visualize-infra", "dydisnix-visualize-services",
 }
 
 // binDir holds the programs, built once by TestMain.
@@ -136,5 +139,18 @@ func TestShortFlags(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestEveryCommandListed: the tables above cover every program of cmd/.
+func TestEveryCommandListed(t *testing.T) {
+	dirs, err := filepath.Glob("dydisnix-*")
+	if err != nil || len(dirs) == 0 {
+		t.Fatalf("no commands in cmd/ (%v)", err)
+	}
+	for _, d := range dirs {
+		if !slices.Contains(commands, d) {
+			t.Errorf("%s is not in commands", d)
+		}
 	}
 }

@@ -1,5 +1,5 @@
 // Command dydisnix-visualize draws a deployment architecture: targets as
-// boxes, the services placed on them inside, solid arrows for dependsOn and
+// boxes holding a box per container, the services placed on them inside, solid arrows for dependsOn and
 // dashed ones for connectsTo, as Graphviz DOT or as SVG (the same picture
 // as the dydisnix-self-adapt status page).
 //
@@ -13,12 +13,14 @@ import (
 	"github.com/dydisnix/dydisnix/adapt/visual"
 	"github.com/dydisnix/dydisnix/internal/cli"
 	"github.com/dydisnix/dydisnix/model"
+	"github.com/dydisnix/dydisnix/visualize"
 )
 
 const doc = `Prints the deployment architecture: every target of the infrastructure as a
-box holding the services the distribution places on it, a solid arrow per
-dependsOn and a dashed arrow per connectsTo (from each instance to every
-instance of the service it uses). Services without a target are drawn apart,
+box holding a box per container (the mapping's container, else the service's
+type, as Disnix deploys it) with the services the distribution places on it
+inside, a solid arrow per dependsOn and a dashed arrow per connectsTo (from
+each instance to every instance of the service it uses). Services without a target are drawn apart,
 marked "unplaced". Model files are .json, .yaml/.yml or .nix.`
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -33,13 +35,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if code, done := c.Parse(args, stdout, stderr); done {
 		return code
 	}
-	return c.Exit(visualize(m, out, stdout), stderr)
+	return c.Exit(draw(m, out, stdout), stderr)
 }
 
 // required are the models visualize needs.
 const required = cli.ServicesFlag | cli.InfrastructureFlag | cli.DistributionFlag
 
-func visualize(m cli.Models, out cli.Output, stdout io.Writer) error {
+func draw(m cli.Models, out cli.Output, stdout io.Writer) error {
 	if err := m.Require(required); err != nil {
 		return err
 	}
@@ -69,7 +71,9 @@ func render(svcFile, infraFile, distFile, format string) (string, error) {
 	if err := dist.Validate(distFile, svcs, infra); err != nil {
 		return "", err
 	}
-	d := visual.Build(svcs, infra.Names(), dist, nil)
+	// Each machine holds a box per container: a mapping without one runs
+	// in the container of its service's type, as Disnix deploys it.
+	d := visual.Build(svcs, infra.Names(), visualize.WithContainers(dist, svcs), nil)
 	if format == "svg" {
 		return d.SVG(), nil
 	}

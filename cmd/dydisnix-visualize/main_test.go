@@ -86,3 +86,34 @@ func TestHelp(t *testing.T) {
 		t.Errorf("help: %d %q", code, o.String())
 	}
 }
+
+// TestContainerBoxes: every machine holds a box per container, as Disnix
+// deploys (a mapping without a container runs in its service's type), in
+// the DOT text and in the SVG picture, with the service inside its box.
+func TestContainerBoxes(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		format string
+		want   []string
+	}{
+		{"dot", []string{
+			"subgraph \"cluster_test1/mysql-database\" {\n      label=\"mysql-database\";",
+			"subgraph \"cluster_test1/process\" {\n      label=\"process\";",
+			"      \"store@test1\" [label=\"store\"",
+			"      \"pong@test3\" [label=\"pong\"",
+		}},
+		{"svg", []string{
+			`<g class="container">`, `>mysql-database</text></g>`, `>process</text></g>`,
+		}},
+	} {
+		var out, errb bytes.Buffer
+		if code := run([]string{"-s", "testdata/services.json", "-i", "testdata/infrastructure.json", "-d", "testdata/distribution.json", "-f", c.format}, &out, &errb); code != 0 {
+			t.Fatalf("exit %d: %s", code, errb.String())
+		}
+		for _, w := range c.want {
+			if !strings.Contains(out.String(), w) {
+				t.Errorf("%s: no %q in\n%s", c.format, w, out.String())
+			}
+		}
+	}
+}

@@ -1,0 +1,5 @@
+{
+  groups = { "services" = "Services"; "services/logging" = "Logging"; };
+  fields = [ "description" ];
+  descriptions = { description = "What it does"; };
+}
