@@ -73,6 +73,15 @@ type Config struct {
 	// Registry receives the agent's metrics, served on /metrics (nil: a
 	// private registry).
 	Registry *prometheus.Registry
+	// MaxUpload bounds the size of an uploaded artifact or snapshot
+	// (default 1 GiB); a larger upload is refused with 413.
+	MaxUpload int64
+	// MaxExtract bounds the bytes a restore writes (the sum of the
+	// snapshot's file sizes, default 1 GiB) and MaxEntries its number of
+	// entries (default 100000); a snapshot over either is refused (413)
+	// before its oversized entry is written.
+	MaxExtract int64
+	MaxEntries int
 }
 
 func (c *Config) defaults() {
@@ -103,6 +112,15 @@ func (c *Config) defaults() {
 	}
 	if c.Registry == nil {
 		c.Registry = prometheus.NewRegistry()
+	}
+	if c.MaxUpload <= 0 {
+		c.MaxUpload = 1 << 30
+	}
+	if c.MaxExtract <= 0 {
+		c.MaxExtract = 1 << 30
+	}
+	if c.MaxEntries <= 0 {
+		c.MaxEntries = 100000
 	}
 }
 
