@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/dydisnix/dydisnix/deployer/agentapi"
+	"github.com/dydisnix/dydisnix/internal/clock"
 )
 
 // snapshotDigest returns the "sha256:<hex>" digest of data.
@@ -256,5 +257,47 @@ func TestIdleConnectionsBounded(t *testing.T) {
 	defer cl.mu.Unlock()
 	if cl.max > limit {
 		t.Errorf("%d connections served at once, limit %d", cl.max, limit)
+	}
+}
+
+// TestLockSurvivesRestart: an agent restarted while a coordinator holds
+// its lock comes back locked by the same owner until the lease runs out
+// (fake clock); the lease can be refreshed by its owner only.
+func TestLockSurvivesRestart(t *testing.T) {
+	t.Parallel()
+	clk := clock.NewFake(time.Unix(1_000_000, 0))
+	dir := t.TempDir()
+	a, err := New(Config{StateDir: dir, Token: []byte("tok"), Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Lock("coordinator-1", 10*time.Second, false); err != nil {
+		t.Fatal(err)
+	}
+	a.Close(false)
+	a, err = New(Config{StateDir: dir, Token: []byte("tok"), Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close(true)
+	if !a.Health().Locked {
+		t.Fatal("the restarted agent is not locked")
+	}
+	if err := a.Lock("coordinator-2", 10*time.Second, false); err == nil || !strings.Contains(err.Error(), "locked by coordinator-1") {
+		t.Errorf("lock by another owner after the restart: %v", err)
+	}
+	clk.Advance(11 * time.Second)
+	if err := a.Lock("coordinator-2", 10*time.Second, false); err != nil {
+		t.Errorf("lock after the restored lease ran out: %v", err)
+	}
+	if err := a.Unlock("coordinator-2"); err != nil {
+		t.Fatal(err)
+	}
+	a.Close(false)
+	if a, err = New(Config{StateDir: dir, Token: []byte("tok"), Clock: clk}); err != nil {
+		t.Fatal(err)
+	}
+	if a.Health().Locked {
+		t.Error("unlocked agent locked after a restart")
 	}
 }
