@@ -361,7 +361,11 @@ func LoadInfrastructure(file string) (Infrastructure, error) {
 	if err != nil {
 		return nil, err
 	}
-	return InfrastructureFromValue(v, file)
+	infra, err := InfrastructureFromValue(v, file)
+	if err == nil {
+		AddSecretsOf(infra) // secret-named properties are never shown
+	}
+	return infra, err
 }
 
 // LoadDistribution reads a distribution model (.json, .yaml or .nix). A .nix
