@@ -379,6 +379,9 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 		if ann.Compact {
 			if err := endpointOnHost(ann.Endpoint, r.addrs); err != nil {
 				log.Warn("ignoring compact announcement", zap.String("instance", r.instance), zap.Error(err))
+				if len(r.addrs) == 0 {
+					delete(cache, r.instance) // judged again by an answer that carries addresses
+				}
 				return
 			}
 			if !fetching[r.instance] {
