@@ -167,7 +167,7 @@ func (l *Loop) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { l.render(w, r, "page") })
 	mux.HandleFunc("GET /live", func(w http.ResponseWriter, r *http.Request) { l.render(w, r, "live") })
-	return mux
+	return model.RedactHandler(mux) // no secret in any answer (model.Redact)
 }
 
 //go:embed page.html

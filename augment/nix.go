@@ -94,6 +94,7 @@ func (a *NixAugmenter) Apply(ctx context.Context, infra model.Infrastructure) (m
 	if err != nil {
 		return nil, fmt.Errorf("augment: %w", err)
 	}
+	model.AddSecretsOf(res) // secret-named properties are never shown
 	return res, nil
 }
 

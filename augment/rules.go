@@ -429,11 +429,30 @@ func (p *parser) resolve(v any, place string) (any, error) {
 }
 
 // source resolves {$env: NAME [, $default: V] [, $as: T]},
-// {$file: PATH [, $as: T]} or {$value: LITERAL}. Messages name the
-// variable or file, never the value.
+// {$file: PATH [, $as: T]} or {$value: LITERAL}, each with an optional
+// $secret: true that registers the value as secret (model.AddSecret: it is
+// redacted in every output). Messages name the variable or file, never the
+// value.
 func (p *parser) source(m map[string]any, place string) (any, error) {
-	if err := p.known(m, place, "$as", "$default", "$env", "$file", "$value"); err != nil {
+	if err := p.known(m, place, "$as", "$default", "$env", "$file", "$secret", "$value"); err != nil {
 		return nil, err
+	}
+	if sec, ok := m["$secret"]; ok {
+		b, isBool := sec.(bool)
+		if !isBool {
+			return nil, p.errf(join(place, "$secret"), "expected true or false")
+		}
+		rest := make(map[string]any, len(m)-1)
+		for k, v := range m {
+			if k != "$secret" {
+				rest[k] = v
+			}
+		}
+		v, err := p.source(rest, place)
+		if err == nil && b {
+			model.AddSecret(v) // never shown: see model.Redact
+		}
+		return v, err
 	}
 	n := 0
 	for _, k := range []string{"$env", "$file", "$value"} {
@@ -564,6 +583,7 @@ func (rs *RuleSet) Apply(_ context.Context, infra model.Infrastructure) (model.I
 			}
 		}
 	}
+	model.AddSecretsOf(out)
 	return out, nil
 }
 

@@ -196,6 +196,7 @@ func TestRuleErrors(t *testing.T) {
 		{`rules: [{set: {containers: [a]}}]`, "rules[0].set.containers: expected an attribute set of containers"},
 		{`version: 2
 rules: []`, "version: unsupported rule file version"},
+		{`rules: [{set: {properties: {p: {$env: DB_PASSWORD, $secret: "yes"}}}}]`, "rules[0].set.properties.p.$secret: expected true or false"},
 	}
 	for _, tc := range cases {
 		_, err := ParseRules([]byte(tc.rules), model.FormatYAML, "/etc/aug/rules.yaml", testOptions())

@@ -6,11 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/miekg/dns"
 	"go.uber.org/zap"
 
 	"github.com/dydisnix/dydisnix/internal/clock"
@@ -374,6 +377,13 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 			return
 		}
 		if ann.Compact {
+			if err := endpointOnHost(ann.Endpoint, r.addrs); err != nil {
+				log.Warn("ignoring compact announcement", zap.String("instance", r.instance), zap.Error(err))
+				if len(r.addrs) == 0 {
+					delete(cache, r.instance) // judged again by an answer that carries addresses
+				}
+				return
+			}
 			if !fetching[r.instance] {
 				fetching[r.instance] = true
 				go s.fetch(ctx, r.instance, ann, r.ttl, fetches)
@@ -408,6 +418,7 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 				break
 			}
 			for _, r := range recordsOf(in.msg) {
+				r.addrs = senderAddrs(in, r.host)
 				if r.goodbye {
 					if _, ok := queried[r.instance]; ok || len(queried) < MaxInstances {
 						queried[r.instance] = now
@@ -584,10 +595,72 @@ func (s *MDNSSource) fetch(ctx context.Context, instance string, ann *Announceme
 // maxTargetDoc bounds a fetched target document.
 const maxTargetDoc = 4 << 20
 
-// FetchTarget GETs endpoint+TargetPath and reads the target model (the JSON
-// form of one infrastructure target). name becomes the target's name.
+// endpointOnHost checks that a compact announcement's endpoint names the
+// announcing host itself: its host must be an IP address among addrs (the
+// address the announcement came from, see senderAddrs, or the A/AAAA
+// records of a zeroconf entry). A stranger's
+// announcement can thus not make the browser fetch from a third machine.
+func endpointOnHost(endpoint string, addrs []net.IP) error {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return fmt.Errorf("endpoint %q: %w", endpoint, err)
+	}
+	ip := net.ParseIP(u.Hostname())
+	if ip == nil {
+		return fmt.Errorf("endpoint %q: expected the IP address of the announcing host, not a name", endpoint)
+	}
+	for _, a := range addrs {
+		if a.Equal(ip) {
+			return nil
+		}
+	}
+	return fmt.Errorf("endpoint %q is not on the announcing host (its addresses: %v)", endpoint, addrs)
+}
+
+// senderAddrs are the announcing host's addresses for a record of in about
+// host: the packet's source address or, where it has none (0.0.0.0, as on
+// lo), the message's A/AAAA records of host.
+func senderAddrs(in inbound, host string) []net.IP {
+	if in.src != nil && !in.src.IP.IsUnspecified() {
+		return []net.IP{in.src.IP}
+	}
+	var addrs []net.IP
+	for _, rr := range append(append([]dns.RR(nil), in.msg.Answer...), in.msg.Extra...) {
+		if !strings.EqualFold(rr.Header().Name, host) {
+			continue
+		}
+		switch x := rr.(type) {
+		case *dns.A:
+			addrs = append(addrs, x.A)
+		case *dns.AAAA:
+			addrs = append(addrs, x.AAAA)
+		}
+	}
+	return addrs
+}
+
+// targetURL is the only URL fetched from an announced endpoint: its scheme
+// and host:port with TargetPath. The endpoint's own path, query and
+// fragment are never used (ParseTXT refuses the latter two).
+func targetURL(endpoint string) (string, error) {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return "", fmt.Errorf("endpoint %q: %w", endpoint, err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("endpoint %q: expected http(s)://HOST[:PORT]", endpoint)
+	}
+	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: TargetPath}).String(), nil
+}
+
+// FetchTarget GETs TargetPath on the endpoint's host and reads the target
+// model (the JSON form of one infrastructure target). name becomes the
+// target's name.
 func FetchTarget(ctx context.Context, client *http.Client, endpoint, name string) (*model.Target, error) {
-	url := strings.TrimRight(endpoint, "/") + TargetPath
+	url, err := targetURL(endpoint)
+	if err != nil {
+		return nil, fmt.Errorf("fetch: %w", err)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, fmt.Errorf("fetch %s: %w", url, err)
@@ -619,7 +692,11 @@ func (s *MDNSSource) probe(ctx context.Context, instance, endpoint string, out c
 	pctx, cancel := context.WithTimeout(ctx, s.cfg.ProbeTimeout)
 	defer cancel()
 	ok := false
-	req, err := http.NewRequestWithContext(pctx, http.MethodHead, strings.TrimRight(endpoint, "/")+TargetPath, nil)
+	u, err := targetURL(endpoint)
+	var req *http.Request
+	if err == nil {
+		req, err = http.NewRequestWithContext(pctx, http.MethodHead, u, nil)
+	}
 	if err == nil {
 		resp, err := s.cfg.HTTPClient.Do(req)
 		if err == nil {

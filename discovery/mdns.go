@@ -221,6 +221,9 @@ type wireRecord struct {
 	ttl      time.Duration
 	host     string
 	port     int
+	// addrs are the announcing host's own addresses: the packet's source
+	// address (passive listener) or the entry's A/AAAA records (zeroconf).
+	addrs []net.IP
 
 	viaZeroconf bool // from a zeroconf entry, not the passive listener
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"sort"
 	"strings"
 	"unicode/utf8"
@@ -357,8 +358,10 @@ func (a *Announcement) setMeta(key string, v any) error {
 	case KeyHash:
 		a.Hash = s
 	case KeyEndpoint:
-		if !strings.HasPrefix(s, "http://") && !strings.HasPrefix(s, "https://") {
-			return fmt.Errorf("%s: expected an http:// or https:// URL", key)
+		u, err := url.Parse(s)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+			u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Trim(u.Path, "/") != "" {
+			return fmt.Errorf("%s: expected http(s)://HOST[:PORT] (no user, path, query or fragment)", key)
 		}
 		a.Endpoint = strings.TrimRight(s, "/")
 	case KeySig:

@@ -149,7 +149,8 @@ func (z *zeroconfRounds) record(e *zeroconf.ServiceEntry, f *linkFilter) (*wireR
 		z.log.Debug(logOffLink, zap.String("instance", inst))
 		return nil, false
 	}
-	r := &wireRecord{instance: inst, ttl: time.Duration(e.TTL) * time.Second, host: e.HostName, port: e.Port, viaZeroconf: true}
+	r := &wireRecord{instance: inst, ttl: time.Duration(e.TTL) * time.Second, host: e.HostName, port: e.Port, viaZeroconf: true,
+		addrs: append(append([]net.IP(nil), e.AddrIPv4...), e.AddrIPv6...)}
 	if e.Text != nil {
 		r.hasTXT = true
 		r.txt = make([]string, len(e.Text))

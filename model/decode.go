@@ -340,9 +340,11 @@ func (p *fastJSON) plainString() []byte {
 	return nil
 }
 
-// string reads a string literal at p.pos. Escapes and text that is not
-// valid UTF-8 are decoded by encoding/json itself (it replaces bad bytes
-// with U+FFFD), so the result is always its result.
+// string reads a string literal at p.pos. Escapes are decoded by
+// encoding/json itself, so the result is always its result. Text that is
+// not valid UTF-8 makes it give up: decodeJSONSlow refuses it (encoding/json
+// would replace the bad bytes with U+FFFD, silently making two different
+// keys one).
 func (p *fastJSON) string(key bool) (string, bool) {
 	start := p.pos
 	escaped, ascii := false, true
@@ -353,7 +355,10 @@ func (p *fastJSON) string(key bool) (string, bool) {
 		case c == '"':
 			raw := p.data[start+1 : i]
 			p.pos = i + 1
-			if escaped || !ascii && !utf8.Valid(raw) {
+			if !ascii && !utf8.Valid(raw) {
+				return "", false // an error: the slow path names the place
+			}
+			if escaped {
 				var s string
 				if err := json.Unmarshal(p.data[start:i+1], &s); err != nil {
 					return "", false

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -90,6 +91,10 @@ func decodeJSON(data []byte, file string) (any, error) {
 // decodeJSONSlow decodes with encoding/json and explains what is wrong with
 // the input: where the syntax breaks, trailing data, a duplicate key.
 func decodeJSONSlow(data []byte, file string) (any, error) {
+	if off := invalidUTF8(data); off >= 0 {
+		line, col := lineCol(data, off)
+		return nil, errAt(file, fmt.Sprintf("%d:%d", line, col), "invalid UTF-8 (byte 0x%02x): keys and strings must be UTF-8", data[off])
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	var v any
@@ -109,6 +114,23 @@ func decodeJSONSlow(data []byte, file string) (any, error) {
 		return nil, errAt(file, fmt.Sprintf("%d:%d", line, col), "duplicate key %q", key)
 	}
 	return v, nil
+}
+
+// invalidUTF8 returns the offset of the first byte of data that is not
+// part of valid UTF-8, or -1.
+func invalidUTF8(data []byte) int {
+	for off := 0; off < len(data); {
+		if data[off] < utf8.RuneSelf {
+			off++
+			continue
+		}
+		r, n := utf8.DecodeRune(data[off:])
+		if r == utf8.RuneError && n == 1 {
+			return off
+		}
+		off += n
+	}
+	return -1
 }
 
 // duplicateJSONKey scans valid JSON for an object with a repeated key
@@ -203,16 +225,44 @@ func lineCol(data []byte, off int) (int, int) {
 
 func decodeYAML(data []byte, file string) (any, error) {
 	var node yaml.Node
-	if err := yaml.Unmarshal(data, &node); err != nil {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&node); err != nil && !errors.Is(err, io.EOF) {
 		return nil, errAt(file, "", "invalid YAML: %v", err)
 	}
 	if node.Kind == 0 {
 		return nil, errAt(file, "", "empty YAML document")
 	}
+	// A model file holds one document: a second one is never ignored.
+	var second yaml.Node
+	switch err := dec.Decode(&second); {
+	case errors.Is(err, io.EOF):
+	case err != nil:
+		return nil, errAt(file, "", "invalid YAML: %v", err)
+	default:
+		return nil, errAt(file, secondDocumentPlace(data, second), "a second YAML document: a model file holds one document")
+	}
 	// Aliases are expanded; bound the expansion so a small document cannot
 	// blow up ("billion laughs") or loop through a recursive alias.
 	budget := 10*countYAMLNodes(&node) + 10000
 	return yamlValue(&node, file, &budget)
+}
+
+// secondDocumentPlace is the place of the "---" that starts the second
+// document of data: the first one after some content (or, failing that,
+// the place of the second document's first node).
+func secondDocumentPlace(data []byte, second yaml.Node) string {
+	content := false
+	for i, line := range bytes.Split(data, []byte("\n")) {
+		t := bytes.TrimSpace(line)
+		switch {
+		case bytes.HasPrefix(line, []byte("---")) && content:
+			return fmt.Sprintf("%d:1", i+1)
+		case bytes.HasPrefix(line, []byte("---")), len(t) == 0, t[0] == '#', t[0] == '%':
+		default:
+			content = true
+		}
+	}
+	return fmt.Sprintf("%d:%d", second.Line, second.Column)
 }
 
 func countYAMLNodes(n *yaml.Node) int {
@@ -311,7 +361,11 @@ func LoadInfrastructure(file string) (Infrastructure, error) {
 	if err != nil {
 		return nil, err
 	}
-	return InfrastructureFromValue(v, file)
+	infra, err := InfrastructureFromValue(v, file)
+	if err == nil {
+		AddSecretsOf(infra) // secret-named properties are never shown
+	}
+	return infra, err
 }
 
 // LoadDistribution reads a distribution model (.json, .yaml or .nix). A .nix

@@ -6,6 +6,8 @@ import (
 	"io"
 	"sort"
 	"strings"
+
+	"github.com/dydisnix/dydisnix/model"
 )
 
 // Explanation records, per service, which step removed which target and why,
@@ -110,12 +112,12 @@ func (e *Explanation) svc(service string) *ServiceExplanation {
 
 func (e *Explanation) reject(index int, step, service, target, reason string) {
 	s := e.svc(service)
-	s.Rejections = append(s.Rejections, Rejection{StepIndex: index, Step: step, Target: target, Reason: reason})
+	s.Rejections = append(s.Rejections, Rejection{StepIndex: index, Step: step, Target: target, Reason: model.Redact(reason)})
 }
 
 func (e *Explanation) note(index int, step, service, text string) {
 	s := e.svc(service)
-	s.Notes = append(s.Notes, Note{StepIndex: index, Step: step, Text: text})
+	s.Notes = append(s.Notes, Note{StepIndex: index, Step: step, Text: model.Redact(text)})
 }
 
 // candName renders a candidate for explanations: the target name, or

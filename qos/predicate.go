@@ -90,7 +90,7 @@ func (f pairFilter[S, T]) Apply(env *Env, in *Candidates) (*Candidates, error) {
 		}
 		sc, err := f.p.Service(env, svc, &ids)
 		if err != nil {
-			return nil, err
+			return nil, model.RedactError(err)
 		}
 		explain := env.Explains(svc)
 		if sc.RejectAll != "" {
@@ -123,11 +123,11 @@ func (f pairFilter[S, T]) Apply(env *Env, in *Candidates) (*Candidates, error) {
 			if v == verdictUnknown {
 				t, err := targets.get(env, in, svc, x)
 				if err != nil {
-					return nil, err
+					return nil, model.RedactError(err)
 				}
 				ok, err := f.p.Fits(sc.State, t)
 				if err != nil {
-					return nil, err
+					return nil, model.RedactError(err)
 				}
 				v = verdictUnfit
 				if ok {

@@ -37,8 +37,9 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 type options struct {
 	listen, stateDir, tokenFile, tlsCert, tlsKey string
-	keep                                         int
-	drainTimeout, startTimeout                   time.Duration
+	keep, maxEntries, maxConns                   int
+	maxUpload, maxExtract                        int64
+	drainTimeout, startTimeout, idleTimeout      time.Duration
 	publish                                      bool
 	properties, endpoint                         string
 	interfaces                                   []string
@@ -59,6 +60,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.keep, "keep", 2, "`N` snapshot generations kept per service")
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", 2*time.Minute, "`DUR` on SIGTERM, how long to wait for the coordinator to move the services away before stopping them")
 	fs.DurationVar(&o.startTimeout, "start-timeout", 20*time.Second, "`DUR` how long an activation waits for a process to run and pass its health check")
+	fs.Int64Var(&o.maxUpload, "max-upload", 1<<30, "`BYTES` largest artifact or snapshot upload accepted (larger: 413)")
+	fs.Int64Var(&o.maxExtract, "max-extract", 1<<30, "`BYTES` most bytes a snapshot restore may write (more: 413)")
+	fs.IntVar(&o.maxEntries, "max-entries", 100000, "`N` most entries a restored snapshot may hold (more: 413)")
+	fs.IntVar(&o.maxConns, "max-conns", 128, "`N` connections served at once (more wait)")
+	fs.DurationVar(&o.idleTimeout, "idle-timeout", time.Minute, "`DUR` an idle keep-alive connection is closed after this")
 	fs.BoolVar(&o.publish, "publish", false, "announce this machine over mDNS (in-process publisher) with the agent's URL as its endpoint")
 	fs.StringVar(&o.properties, "properties", "", "`FILE` the machine's properties for --publish (JSON, YAML, Nix)")
 	fs.StringArrayVar(&o.interfaces, "interface", nil, "`IF` interface to announce on (repeatable; required with --publish)")
@@ -99,7 +105,8 @@ func serve(o options, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
-	a, err := agent.New(agent.Config{StateDir: o.stateDir, Token: []byte(token), Keep: o.keep, StartTimeout: o.startTimeout, Logger: log})
+	a, err := agent.New(agent.Config{StateDir: o.stateDir, Token: []byte(token), Keep: o.keep, StartTimeout: o.startTimeout, Logger: log,
+		MaxUpload: o.maxUpload, MaxExtract: o.maxExtract, MaxEntries: o.maxEntries})
 	if err != nil {
 		ln.Close()
 		return err
@@ -109,7 +116,8 @@ func serve(o options, log *zap.Logger) error {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
-	cfg := agent.ServeConfig{Listener: ln, Signals: sigs, DrainTimeout: o.drainTimeout, Notify: func(state string) { _ = sdnotify.Notify(state) }}
+	cfg := agent.ServeConfig{Listener: ln, Signals: sigs, DrainTimeout: o.drainTimeout, Notify: func(state string) { _ = sdnotify.Notify(state) },
+		MaxConns: o.maxConns, IdleTimeout: o.idleTimeout}
 	if o.publish {
 		if err := publisher(o, ln, a, &cfg, log); err != nil {
 			ln.Close()

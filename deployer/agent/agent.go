@@ -14,6 +14,7 @@
 //	context/<key>.json                 the DYDISNIX_CONTEXT file of a service
 //	logs/<service>.log                 stdout and stderr of a service
 //	profile.json                       the profile manifest (what this target runs)
+//	lock.json                          the transition lock: owner and lease expiry
 package agent
 
 import (
@@ -73,6 +74,15 @@ type Config struct {
 	// Registry receives the agent's metrics, served on /metrics (nil: a
 	// private registry).
 	Registry *prometheus.Registry
+	// MaxUpload bounds the size of an uploaded artifact or snapshot
+	// (default 1 GiB); a larger upload is refused with 413.
+	MaxUpload int64
+	// MaxExtract bounds the bytes a restore writes (the sum of the
+	// snapshot's file sizes, default 1 GiB) and MaxEntries its number of
+	// entries (default 100000); a snapshot over either is refused (413)
+	// before its oversized entry is written.
+	MaxExtract int64
+	MaxEntries int
 }
 
 func (c *Config) defaults() {
@@ -103,6 +113,15 @@ func (c *Config) defaults() {
 	}
 	if c.Registry == nil {
 		c.Registry = prometheus.NewRegistry()
+	}
+	if c.MaxUpload <= 0 {
+		c.MaxUpload = 1 << 30
+	}
+	if c.MaxExtract <= 0 {
+		c.MaxExtract = 1 << 30
+	}
+	if c.MaxEntries <= 0 {
+		c.MaxEntries = 100000
 	}
 }
 
@@ -187,6 +206,9 @@ func New(cfg Config) (*Agent, error) {
 		for _, e := range sp.Entries {
 			a.profile[e.Req.Key] = e
 		}
+	}
+	if err := a.loadLock(); err != nil {
+		return nil, err
 	}
 	// Kill processes recorded for keys no longer in the profile (crash during deactivate).
 	if ents, err := os.ReadDir(a.path("run")); err == nil {
@@ -569,12 +591,76 @@ func (a *Agent) lockHeldLocked() bool {
 	if a.lockOwner != "" && !a.lockUntil.IsZero() && !a.cfg.Clock.Now().Before(a.lockUntil) {
 		a.log.Warn("lock lease expired", zap.String("owner", a.lockOwner))
 		a.lockOwner, a.lockUntil = "", time.Time{}
+		if err := a.saveLock("", time.Time{}); err != nil {
+			a.log.Warn("record the expired lock", zap.Error(err))
+		}
 		a.notifyLocked()
 	}
 	return a.lockOwner != ""
 }
 
-// Lock locks the agent for owner with a lease of ttl (0: no expiry). A
+// storedLock is lock.json: the transition lock survives a restart of the
+// agent (a coordinator mid-transition finds the target still locked by
+// it until the lease runs out).
+type storedLock struct {
+	Owner string `json:"owner,omitempty"`
+	// Until is the lease expiry (RFC 3339); empty: no expiry.
+	Until string `json:"until,omitempty"`
+}
+
+// saveLock writes lock.json atomically (removes it when owner is empty).
+func (a *Agent) saveLock(owner string, until time.Time) error {
+	file := a.path("lock.json")
+	if owner == "" {
+		if err := os.Remove(file); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("agent: remove %s: %w", file, err)
+		}
+		return nil
+	}
+	sl := storedLock{Owner: owner}
+	if !until.IsZero() {
+		sl.Until = until.UTC().Format(time.RFC3339Nano)
+	}
+	b, err := json.Marshal(sl)
+	if err != nil {
+		return err
+	}
+	if err := model.WriteFileAtomic(file, b, 0o600); err != nil {
+		return fmt.Errorf("agent: record the lock: %w", err)
+	}
+	return nil
+}
+
+// loadLock restores the lock recorded in lock.json (an expired lease is
+// dropped by the next lockHeldLocked).
+func (a *Agent) loadLock() error {
+	file := a.path("lock.json")
+	b, err := os.ReadFile(file)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("agent: read lock: %w", err)
+	}
+	var sl storedLock
+	if err := json.Unmarshal(b, &sl); err != nil {
+		return fmt.Errorf("agent: %s: %w", file, err)
+	}
+	var until time.Time
+	if sl.Until != "" {
+		if until, err = time.Parse(time.RFC3339Nano, sl.Until); err != nil {
+			return fmt.Errorf("agent: %s: until: %w", file, err)
+		}
+	}
+	a.lockOwner, a.lockUntil = sl.Owner, until
+	if sl.Owner != "" {
+		a.log.Info("locked since before the restart", zap.String("owner", sl.Owner), zap.String("until", sl.Until))
+	}
+	return nil
+}
+
+// Lock locks the agent for owner with a lease of ttl (0: no expiry),
+// recorded in lock.json so that it survives a restart of the agent. A
 // second lock fails (409) while the lease runs, also for the same owner
 // (as Disnix's lock file), unless refresh is set and owner holds it: then
 // the lease is extended. A coordinator that died mid-transition thus
@@ -594,11 +680,14 @@ func (a *Agent) Lock(owner string, ttl time.Duration, refresh bool) error {
 	case !held && refresh:
 		return &httpError{409, "not locked: the lease expired"}
 	}
-	a.lockOwner = owner
-	a.lockUntil = time.Time{}
+	var until time.Time
 	if ttl > 0 {
-		a.lockUntil = a.cfg.Clock.Now().Add(ttl)
+		until = a.cfg.Clock.Now().Add(ttl)
 	}
+	if err := a.saveLock(owner, until); err != nil {
+		return err
+	}
+	a.lockOwner, a.lockUntil = owner, until
 	return nil
 }
 
@@ -614,6 +703,9 @@ func (a *Agent) Unlock(owner string) error {
 	}
 	if a.lockOwner != owner {
 		return &httpError{409, fmt.Sprintf("locked by %s", a.lockOwner)}
+	}
+	if err := a.saveLock("", time.Time{}); err != nil {
+		return err
 	}
 	a.lockOwner, a.lockUntil = "", time.Time{}
 	a.notifyLocked()

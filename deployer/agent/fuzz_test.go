@@ -37,7 +37,7 @@ func FuzzExtractTarball(f *testing.F) {
 		root := t.TempDir()
 		dir := filepath.Join(root, "state")
 		os.MkdirAll(dir, 0o700)
-		extractTarball(bytes.NewReader(data), dir)
+		extractTarball(bytes.NewReader(data), dir, extractLimits{bytes: 1 << 20, entries: 1000})
 		filepath.Walk(root, func(p string, info os.FileInfo, err error) error {
 			if err == nil && p != root && p != dir && !strings.HasPrefix(p, dir+string(filepath.Separator)) {
 				t.Fatalf("extraction wrote outside the state directory: %s", p)

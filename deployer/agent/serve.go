@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/net/netutil"
 )
 
 // Listen listens on addr (host:port) for Serve. With certFile and keyFile
@@ -55,6 +56,40 @@ type ServeConfig struct {
 	// Notify receives the service manager states "READY=1" and
 	// "STOPPING=1" (sd_notify); nil: none.
 	Notify func(state string)
+	// MaxConns bounds the connections served at once (default 128); more
+	// wait in the listen queue until one closes. Idle connections are
+	// closed after IdleTimeout (default 60s), connections that send no
+	// complete request header after ReadHeaderTimeout (default 10s), so a
+	// flood of idle connections delays others by at most those times and
+	// never exhausts the agent's file descriptors.
+	MaxConns          int
+	IdleTimeout       time.Duration
+	ReadHeaderTimeout time.Duration
+	// ReadTimeout and WriteTimeout bound reading a whole request and
+	// writing its response (default 15 minutes each: an upload of the
+	// largest artifact, an activation waiting for its health check).
+	ReadTimeout, WriteTimeout time.Duration
+}
+
+func (c *ServeConfig) defaults() {
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = 2 * time.Minute
+	}
+	if c.MaxConns <= 0 {
+		c.MaxConns = 128
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = time.Minute
+	}
+	if c.ReadHeaderTimeout <= 0 {
+		c.ReadHeaderTimeout = 10 * time.Second
+	}
+	if c.ReadTimeout <= 0 {
+		c.ReadTimeout = 15 * time.Minute
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 15 * time.Minute
+	}
 }
 
 // Serve serves a's API until ctx ends or a signal arrives, then drains the
@@ -67,9 +102,7 @@ type ServeConfig struct {
 // handing the processes over: they keep running, recorded in the state
 // directory, and the next agent adopts them.
 func Serve(ctx context.Context, a *Agent, cfg ServeConfig) error {
-	if cfg.DrainTimeout <= 0 {
-		cfg.DrainTimeout = 2 * time.Minute
-	}
+	cfg.defaults()
 	notify := cfg.Notify
 	if notify == nil {
 		notify = func(string) {}
@@ -78,9 +111,10 @@ func Serve(ctx context.Context, a *Agent, cfg ServeConfig) error {
 	if handler == nil {
 		handler = a.Handler()
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: cfg.ReadHeaderTimeout, ReadTimeout: cfg.ReadTimeout,
+		WriteTimeout: cfg.WriteTimeout, IdleTimeout: cfg.IdleTimeout}
 	srvDone := make(chan error, 1)
-	go func() { srvDone <- srv.Serve(cfg.Listener) }()
+	go func() { srvDone <- srv.Serve(netutil.LimitListener(cfg.Listener, cfg.MaxConns)) }()
 	annCtx, withdraw := context.WithCancel(context.Background())
 	defer withdraw()
 	var annDone chan error // nil (never ready) without an announcement

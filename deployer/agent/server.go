@@ -46,6 +46,10 @@ func (a *Agent) Handler() http.Handler {
 		}
 	})
 	mux.HandleFunc("PUT "+agentapi.PathArtifacts+"{digest}", func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > a.cfg.MaxUpload {
+			a.reply(w, nil, uploadTooLarge(a.cfg.MaxUpload))
+			return
+		}
 		a.reply(w, nil, a.PutArtifact(r.PathValue("digest"), r.Body))
 	})
 	mux.HandleFunc("POST "+agentapi.PathActivate, func(w http.ResponseWriter, r *http.Request) {
@@ -107,6 +111,10 @@ func (a *Agent) Handler() http.Handler {
 		io.Copy(w, f)
 	})
 	mux.HandleFunc("PUT "+agentapi.PathSnapshots+"{service}/{digest}", func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > a.cfg.MaxUpload {
+			a.reply(w, nil, uploadTooLarge(a.cfg.MaxUpload))
+			return
+		}
 		a.reply(w, nil, a.PutSnapshot(r.PathValue("service"), r.PathValue("digest"), r.Body))
 	})
 	mux.HandleFunc("POST "+agentapi.PathRestore, func(w http.ResponseWriter, r *http.Request) {

@@ -32,7 +32,7 @@ func (a *Agent) PutArtifact(hexd string, r io.Reader) error {
 		io.Copy(io.Discard, r)
 		return nil
 	}
-	if err := receiveVerified(dst, hexd, r, 0o755); err != nil {
+	if err := receiveVerified(dst, hexd, r, 0o755, a.cfg.MaxUpload); err != nil {
 		return err
 	}
 	return nil
@@ -48,17 +48,22 @@ func (a *Agent) HasArtifact(hexd string) bool {
 }
 
 // receiveVerified writes r to dst (via a temp file, fsync, rename) only if
-// its sha256 equals hexd.
-func receiveVerified(dst, hexd string, r io.Reader, perm os.FileMode) error {
+// its sha256 equals hexd and it holds at most limit bytes (413 otherwise).
+func receiveVerified(dst, hexd string, r io.Reader, perm os.FileMode, limit int64) error {
 	tmp, err := os.CreateTemp(filepath.Dir(dst), ".upload-*")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name())
 	h := sha256.New()
-	if _, err := io.Copy(io.MultiWriter(tmp, h), r); err != nil {
+	lr := &io.LimitedReader{R: r, N: limit + 1}
+	if _, err := io.Copy(io.MultiWriter(tmp, h), lr); err != nil {
 		tmp.Close()
 		return fmt.Errorf("receive: %w", err)
+	}
+	if lr.N == 0 {
+		tmp.Close()
+		return uploadTooLarge(limit)
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != hexd {
 		tmp.Close()
@@ -76,6 +81,10 @@ func receiveVerified(dst, hexd string, r io.Reader, perm os.FileMode) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), dst)
+}
+
+func uploadTooLarge(limit int64) error {
+	return &httpError{413, fmt.Sprintf("upload larger than %d bytes (the agent's --max-upload limit)", limit)}
 }
 
 func (a *Agent) checkService(name string) error {
@@ -244,53 +253,92 @@ func writeTarball(w io.Writer, dir string) error {
 	return gz.Close()
 }
 
-// extractTarball unpacks a snapshot into dir, refusing paths that leave it.
-func extractTarball(r io.Reader, dir string) error {
+// extractLimits bounds what one extraction may write.
+type extractLimits struct {
+	bytes   int64 // sum of the regular files' sizes
+	entries int   // number of entries
+}
+
+// extractTarball unpacks a snapshot into dir. Every entry is created
+// through an os.Root opened on dir, so that no name, symlink (or chain of
+// symlinks) or hard link can create or modify anything outside dir; names
+// and link targets that leave dir lexically are refused outright. The
+// archive's entries and their sizes are checked against lim before
+// anything of the entry is written. Errors caused by the archive's
+// content are *httpError (422, or 413 for a limit).
+func extractTarball(r io.Reader, dir string, lim extractLimits) error {
 	gz, err := gzip.NewReader(r)
+	if err != nil {
+		return &httpError{422, fmt.Sprintf("snapshot is not a gzip stream: %v", err)}
+	}
+	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return err
 	}
+	defer root.Close()
 	tr := tar.NewReader(gz)
-	for {
+	var written int64
+	for n := 1; ; n++ {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
 		if err != nil {
-			return err
+			return &httpError{422, fmt.Sprintf("snapshot: entry %d: %v", n, err)}
+		}
+		if n > lim.entries {
+			return &httpError{413, fmt.Sprintf("snapshot has more than %d entries (the agent's --max-entries limit)", lim.entries)}
 		}
 		name := filepath.Clean(filepath.FromSlash(hdr.Name))
 		if filepath.IsAbs(name) || name == ".." || strings.HasPrefix(name, ".."+string(filepath.Separator)) {
-			return fmt.Errorf("snapshot entry %q leaves the state directory", hdr.Name)
+			return &httpError{422, fmt.Sprintf("snapshot entry %q leaves the state directory", hdr.Name)}
 		}
-		p := filepath.Join(dir, name)
+		bad := func(err error) error {
+			return &httpError{422, fmt.Sprintf("snapshot entry %q: %v", hdr.Name, err)}
+		}
 		switch hdr.Typeflag {
 		case tar.TypeDir:
-			if err := os.MkdirAll(p, 0o700); err != nil {
-				return err
+			if err := root.MkdirAll(name, 0o700); err != nil {
+				return bad(err)
 			}
 		case tar.TypeReg:
-			if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-				return err
+			if hdr.Size < 0 || hdr.Size > lim.bytes-written {
+				return &httpError{413, fmt.Sprintf("snapshot entry %q (%d bytes) exceeds the extraction limit of %d bytes (the agent's --max-extract limit)", hdr.Name, hdr.Size, lim.bytes)}
 			}
-			f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, fs.FileMode(hdr.Mode)&0o777)
+			written += hdr.Size
+			if err := root.MkdirAll(filepath.Dir(name), 0o700); err != nil {
+				return bad(err)
+			}
+			f, err := root.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, fs.FileMode(hdr.Mode)&0o777)
 			if err != nil {
-				return err
+				return bad(err)
 			}
 			if _, err := io.Copy(f, tr); err != nil {
 				f.Close()
-				return err
+				return bad(err)
 			}
 			if err := f.Close(); err != nil {
 				return err
 			}
 		case tar.TypeSymlink:
 			if filepath.IsAbs(hdr.Linkname) || strings.HasPrefix(filepath.Clean(filepath.Join(filepath.Dir(name), hdr.Linkname)), "..") {
-				return fmt.Errorf("snapshot symlink %q points outside the state directory", hdr.Name)
+				return &httpError{422, fmt.Sprintf("snapshot symlink %q points outside the state directory", hdr.Name)}
 			}
-			if err := os.Symlink(hdr.Linkname, p); err != nil {
-				return err
+			if err := root.MkdirAll(filepath.Dir(name), 0o700); err != nil {
+				return bad(err)
 			}
+			if err := root.Symlink(hdr.Linkname, name); err != nil {
+				return bad(err)
+			}
+		case tar.TypeLink:
+			if err := root.MkdirAll(filepath.Dir(name), 0o700); err != nil {
+				return bad(err)
+			}
+			if err := root.Link(filepath.FromSlash(hdr.Linkname), name); err != nil {
+				return bad(err)
+			}
+		default:
+			return &httpError{422, fmt.Sprintf("snapshot entry %q: type %q is not supported (directories, regular files, symlinks and hard links only)", hdr.Name, hdr.Typeflag)}
 		}
 	}
 }
@@ -325,7 +373,7 @@ func (a *Agent) PutSnapshot(service, hexd string, r io.Reader) error {
 		return err
 	}
 	dst := filepath.Join(dir, hexd+".tar.gz")
-	if err := receiveVerified(dst, hexd, r, 0o600); err != nil {
+	if err := receiveVerified(dst, hexd, r, 0o600, a.cfg.MaxUpload); err != nil {
 		return err
 	}
 	fi, _ := os.Stat(dst)
@@ -363,8 +411,12 @@ func (a *Agent) Restore(service, digest string) error {
 	if err != nil {
 		return err
 	}
-	err = extractTarball(f, tmp)
+	err = extractTarball(f, tmp, extractLimits{bytes: a.cfg.MaxExtract, entries: a.cfg.MaxEntries})
 	f.Close()
+	var he *httpError
+	if errors.As(err, &he) {
+		return &httpError{he.code, fmt.Sprintf("restore %s: %s", service, he.msg)}
+	}
 	if err != nil {
 		return fmt.Errorf("restore %s: %w", service, err)
 	}

@@ -14,6 +14,8 @@ import (
 	"github.com/spf13/pflag"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/dydisnix/dydisnix/model"
 )
 
 // StateDirEnv names the environment variable that gives the coordinator's
@@ -123,7 +125,7 @@ func (l *Log) Logger(w io.Writer) *zap.Logger {
 		ec.EncodeLevel = zapcore.CapitalLevelEncoder
 		enc = zapcore.NewConsoleEncoder(ec)
 	}
-	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), l.Level))
+	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(model.RedactWriter(w)), l.Level)) // no secret in a log line
 }
 
 // levelValue is a zapcore.Level as a pflag value.
