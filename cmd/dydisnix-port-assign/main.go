@@ -52,6 +52,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if code, done := c.Parse(args, stdout, stderr); done {
 		return code
 	}
+	if err := o.out.Check(); err != nil {
+		return c.Exit(err, stderr)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	return c.Exit(assignPorts(ctx, &o, stdout, stderr), stderr)

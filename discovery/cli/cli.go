@@ -83,6 +83,9 @@ func Geninfra(name string, args []string, stdout, stderr io.Writer) int {
 	if code, done := c.Parse(args, stdout, stderr); done {
 		return code
 	}
+	if err := o.out.Check(); err != nil {
+		return c.Exit(err, stderr)
+	}
 	return c.Exit(browse(&o, stdout, stderr), stderr)
 }
 
