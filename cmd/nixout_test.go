@@ -194,3 +194,36 @@ func TestGendistOriginalOutputFlags(t *testing.T) {
 		t.Errorf("--output-xml -o x.nix: exit %d (%s), want a usage error", code, errs)
 	}
 }
+
+// TestIDAssignXML checks issue 9 item 6 for id-assign: --xml reads the
+// original's XML models (step honoured, as the original read it only from
+// XML), --output-xml writes its XML ids file, which --xml --ids reads back.
+func TestIDAssignXML(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for name, content := range map[string]string{
+		"s.xml": `<?xml version="1.0"?><services>
+  <service name="a"><property name="name" type="string">a</property><property name="dependsOn"/><property name="requiresUniqueIdsFor" type="list"><elem type="string">ports</elem></property></service>
+  <service name="b"><property name="name" type="string">b</property><property name="dependsOn"><dependency>a</dependency></property><property name="requiresUniqueIdsFor" type="list"><elem type="string">ports</elem></property></service>
+</services>`,
+		"i.xml": `<infrastructure version="2"><target name="t1"><properties type="attrs"><property name="hostname" type="string">t1</property></properties><containers/><system>x86_64-linux</system></target></infrastructure>`,
+		"d.xml": `<distribution><service name="a"><mapping><target>t1</target></mapping></service><service name="b"><mapping><container>process</container><target>t1</target></mapping></service></distribution>`,
+		"r.xml": `<resources><resource name="ports"><min>3000</min><max>4000</max><scope>global</scope><step>5</step></resource></resources>`,
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	args := []string{"--xml", "-s", "s.xml", "-i", "i.xml", "-d", "d.xml", "--id-resources", "r.xml"}
+	want := "<ids>\n  <ids>\n    <resource name=\"ports\">\n      <assignment name=\"a\">3000</assignment>\n      <assignment name=\"b\">3005</assignment>\n" +
+		"    </resource>\n  </ids>\n  <lastAssignments>\n    <assignment name=\"ports\">3005</assignment>\n  </lastAssignments>\n</ids>"
+	if got := runIn(t, dir, "dydisnix-id-assign", append(args, "--output-xml", "--output-file", "ids.xml")...); got != "" {
+		t.Errorf("stdout %q with --output-file", got)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "ids.xml")); string(got) != want {
+		t.Errorf("ids.xml:\n%s\nwant\n%s", got, want)
+	}
+	if got := runIn(t, dir, "dydisnix-id-assign", append(args, "--ids", "ids.xml", "--output-xml")...); got != want {
+		t.Errorf("rerun over its own ids.xml:\n%s\nwant\n%s", got, want)
+	}
+}

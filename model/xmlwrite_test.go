@@ -2,6 +2,8 @@ package model
 
 import (
 	"encoding/json"
+	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -64,6 +66,53 @@ func TestIDsXML(t *testing.T) {
 	} {
 		if got := IDsXML(c.ids); got != c.want {
 			t.Errorf("%s:\ngot  %q\nwant %q", c.name, got, c.want)
+		}
+	}
+}
+
+// TestDecodeXML checks the original's XML inputs (--xml): every model read
+// gives the value of its JSON form.
+func TestDecodeXML(t *testing.T) {
+	t.Parallel()
+	n := func(s string) json.Number { return json.Number(s) }
+	for _, c := range []struct {
+		name, xml string
+		want      any
+		err       string
+	}{
+		{"services", `<?xml version="1.0"?><services><service name="a"><property name="name" type="string">a</property>` +
+			`<property name="dependsOn"><dependency>b</dependency></property><property name="connectsTo"/>` +
+			`<property name="mem" type="int">5</property><property name="f" type="float">0.5</property><property name="ok" type="bool">true</property>` +
+			`<property name="l" type="list"><elem type="string">x</elem></property>` +
+			`<property name="s" type="attrs"><property name="k" type="string">v</property></property></service></services>`,
+			map[string]any{"a": map[string]any{"name": "a", "dependsOn": []any{"b"}, "connectsTo": []any{}, "mem": n("5"), "f": n("0.5"), "ok": true,
+				"l": []any{"x"}, "s": map[string]any{"k": "v"}}}, ""},
+		{"infrastructure", `<infrastructure version="2"><target name="t"><properties type="attrs"><property name="hostname" type="string">t</property></properties>` +
+			`<containers><container name="c" type="attrs"><property name="p" type="int">1</property></container></containers>` +
+			`<system>x86_64-linux</system><numOfCores>2</numOfCores><clientInterface>disnix-ssh-client</clientInterface><targetProperty>hostname</targetProperty></target></infrastructure>`,
+			map[string]any{"t": map[string]any{"properties": map[string]any{"hostname": "t"}, "containers": map[string]any{"c": map[string]any{"p": n("1")}},
+				"system": "x86_64-linux", "numOfCores": n("2"), "clientInterface": "disnix-ssh-client", "targetProperty": "hostname"}}, ""},
+		{"distribution", `<distribution><service name="a"><mapping><container>c</container><target>t2</target></mapping><mapping><target>t1</target><other/></mapping></service><service name="b"/></distribution>`,
+			map[string]any{"a": []any{map[string]any{"target": "t2", "container": "c"}, "t1"}, "b": []any{}}, ""},
+		{"resources with step", `<resources><resource name="ports"><min>3000</min><max>4000</max><scope>global</scope><step>2</step></resource><resource name="uids"><min/><max>9</max></resource></resources>`,
+			map[string]any{"ports": map[string]any{"min": n("3000"), "max": n("4000"), "scope": "global", "step": n("2")}, "uids": map[string]any{"max": n("9")}}, ""},
+		{"ids", IDsXML(map[string]any{"ids": map[string]any{"ports": map[string]any{"a": n("3000")}}, "lastAssignmentsPerTarget": map[string]any{"t": map[string]any{"ports": n("3000")}}}),
+			map[string]any{"ids": map[string]any{"ports": map[string]any{"a": n("3000")}}, "lastAssignmentsPerTarget": map[string]any{"t": map[string]any{"ports": n("3000")}}}, ""},
+		{"gendist --output-xml reads back", DistributionXML(Distribution{"a": {{Target: "t1"}}}), map[string]any{"a": []any{"t1"}}, ""},
+		{"unknown root", `<ports/>`, nil, "m.xml: unknown root element <ports>"},
+		{"bad int", `<services><service name="a"><property name="p" type="int">x</property></service></services>`, nil, `m.xml: a: p: expected int, got "x"`},
+		{"mapping without target", `<distribution><service name="a"><mapping/></service></distribution>`, nil, "m.xml: a: <mapping> without a <target>"},
+		{"not XML", `{"a": 1}`, nil, "m.xml: not an XML model"},
+	} {
+		got, err := DecodeXML([]byte(c.xml), "m.xml")
+		if c.err != "" {
+			if err == nil || !strings.HasPrefix(err.Error(), c.err) {
+				t.Errorf("%s: error %v, want %q", c.name, err, c.err)
+			}
+			continue
+		}
+		if err != nil || !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%s: %#v, %v\nwant %#v", c.name, got, err, c.want)
 		}
 	}
 }

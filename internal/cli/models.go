@@ -15,6 +15,7 @@ const (
 	InfrastructureFlag             // -i, --infrastructure FILE
 	DistributionFlag               // -d, --distribution FILE
 	ExtraParamsFlag                // --extra-params EXPR
+	XMLFlag                        // --xml
 )
 
 // Models holds the model files a command reads: the same flags, with the
@@ -25,6 +26,8 @@ type Models struct {
 	Services, Infrastructure, Distribution string
 	// ExtraParams is a Nix attribute set of extra arguments for .nix models.
 	ExtraParams string
+	// XML reads every model file as the original's XML (--xml).
+	XML bool
 }
 
 // AddFlags defines the flags of which (ServicesFlag|InfrastructureFlag...)
@@ -41,6 +44,9 @@ func (m *Models) AddFlags(fs *pflag.FlagSet, which int) {
 	}
 	if which&ExtraParamsFlag != 0 {
 		fs.StringVar(&m.ExtraParams, "extra-params", "", "`EXPR` Nix attribute set of extra arguments for .nix models, e.g. '{ x = 1; }'")
+	}
+	if which&XMLFlag != 0 {
+		fs.BoolVar(&m.XML, "xml", false, "the model files are the original's XML (what dydisnix-xml wrote), whatever their names")
 	}
 }
 
