@@ -1,14 +1,18 @@
 package cmd_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/dydisnix/dydisnix/internal/netns"
 	"github.com/dydisnix/dydisnix/internal/testenv"
 )
 
@@ -226,4 +230,63 @@ func TestIDAssignXML(t *testing.T) {
 	if got := runIn(t, dir, "dydisnix-id-assign", append(args, "--ids", "ids.xml", "--output-xml")...); got != want {
 		t.Errorf("rerun over its own ids.xml:\n%s\nwant\n%s", got, want)
 	}
+}
+
+// TestGeninfraAvahiWithoutArguments checks issue 9 item 7: the original's
+// dydisnix-geninfra-avahi, and DYDISNIX_GENINFRA=dydisnix-geninfra-avahi,
+// work without arguments, browsing every up, multicast-capable,
+// non-loopback interface (here eth0 of a namespace on a bridge, where a
+// publisher announces test1); in a namespace with only a loopback there is
+// nothing to browse, and it says so.
+func TestGeninfraAvahiWithoutArguments(t *testing.T) {
+	nw := netns.NewNetworkT(t, "ddga", 2)
+	pubNode, node := nw.Nodes[0], nw.Nodes[1]
+	dir := userDir(t)
+	props := filepath.Join(dir, "test1.json")
+	if err := os.WriteFile(props, []byte(`{"properties": {"hostname": "test1", "agentURL": "http://test1:9470"}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pub := pubNode.Command(context.Background(), bin("dydisnix-publishinfra"), "--interface", pubNode.Interface, "--properties", props)
+	netns.StartT(t, pub)
+
+	var nixOut string
+	testenv.Eventually(t, time.Minute, func() bool {
+		out, err := node.Command(context.Background(), bin("dydisnix-geninfra-avahi")).Output()
+		nixOut = string(out)
+		return err == nil && strings.Contains(nixOut, "test1")
+	}, "dydisnix-geninfra-avahi without arguments never saw test1")
+	if !strings.HasPrefix(nixOut, "{\n  test1 = {") {
+		t.Errorf("dydisnix-geninfra-avahi printed %q, want the Nix infrastructure model", nixOut)
+	}
+
+	if err := os.WriteFile(filepath.Join(dir, "services.yaml"), []byte("a: {name: a, type: process, command: \"sleep 60\"}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := node.Command(context.Background(), bin("dydisnix-env"), "-s", "services.yaml", "-q", "qos.yaml", "--dry-run", "--state-dir", t.TempDir())
+	env.Dir, env.Env = dir, append(os.Environ(), "DYDISNIX_GENINFRA="+bin("dydisnix-geninfra-avahi"))
+	// test1 is known only from mDNS: the plan placing a on it (whose
+	// agent, not running here, is then found unreachable) shows that the
+	// generator ran without arguments and its Nix output was read.
+	out, err := env.CombinedOutput()
+	if !strings.Contains(string(out), "on target test1") {
+		t.Errorf("DYDISNIX_GENINFRA=dydisnix-geninfra-avahi dydisnix-env --dry-run: %v\n%s", err, out)
+	}
+
+	lonely := netns.NewT(t, "ddgl")
+	out, err = lonely.Command(context.Background(), bin("dydisnix-geninfra-avahi")).CombinedOutput()
+	if code := exitCode(err); code != 1 || !strings.Contains(string(out), "no interface to browse") {
+		t.Errorf("only a loopback: exit %d, %s", code, out)
+	}
+}
+
+// exitCode is the exit status of a command's error (0 for nil).
+func exitCode(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
 }
