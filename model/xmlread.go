@@ -46,7 +46,8 @@ func (n *xmlNode) text() string { return strings.TrimSpace(n.Text) }
 // and connectsTo as <dependency> lists), <infrastructure> (Disnix's
 // infrastructure.xsl), <distribution> (§1.4(c): <mapping> elements with
 // <target> and an optional <container>), <resources> (the ID resources
-// model; <step> is read too) or <ids> (the ids file, §1.9). file names
+// model; <step> is read too), <ids> (the ids file, §1.9) or
+// <portConfiguration> (the legacy ports file, ports.xsl). file names
 // the source in errors.
 func DecodeXML(data []byte, file string) (any, error) {
 	var root xmlNode
@@ -66,8 +67,10 @@ func DecodeXML(data []byte, file string) (any, error) {
 		v, err = resourcesXML(&root)
 	case "ids":
 		v, err = idsXML(&root)
+	case "portConfiguration":
+		v = map[string]any{"portConfiguration": elementTree(&root)}
 	default:
-		err = fmt.Errorf("unknown root element <%s>: expected services, infrastructure, distribution, resources or ids", root.XMLName.Local)
+		err = fmt.Errorf("unknown root element <%s>: expected services, infrastructure, distribution, resources, ids or portConfiguration", root.XMLName.Local)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
@@ -263,4 +266,23 @@ func idsXML(root *xmlNode) (any, error) {
 		}
 	}
 	return out, nil
+}
+
+// elementTree reads an element whose children are named after attributes
+// (ports.xsl): an element with children is an attribute set, a leaf an
+// int when it reads as one, else a string.
+func elementTree(n *xmlNode) any {
+	if len(n.Nodes) == 0 {
+		if num := json.Number(n.text()); IsInt(num) {
+			return num
+		} else if n.text() == "" { // <servicesToPorts/>
+			return map[string]any{}
+		}
+		return n.text()
+	}
+	out := map[string]any{}
+	for i := range n.Nodes {
+		out[n.Nodes[i].XMLName.Local] = elementTree(&n.Nodes[i])
+	}
+	return out
 }

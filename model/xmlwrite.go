@@ -4,6 +4,7 @@ import (
 	"encoding/xml"
 	"fmt"
 	"strings"
+	"unicode"
 )
 
 // DistributionXML returns a candidate distribution in the XML of the
@@ -113,4 +114,69 @@ func xmlEscape(s string) string {
 	var b strings.Builder
 	xml.EscapeText(&b, []byte(s)) //nolint:errcheck // a strings.Builder does not fail
 	return b.String()
+}
+
+// PortsXML returns the configuration of a ports file (the value's
+// "portConfiguration": globalConfig and targetConfigs, pools of lastPort,
+// minPort, maxPort and servicesToPorts) in the XML of the original's
+// legacy ports.xsl (dydisnix.md §1.13), which the port assigner reads back
+// with --xml: one element per attribute, named after it, indented by two
+// spaces, without a trailing newline. The "ports" section is left out: it
+// is recomputed on every run. A service or target name that is not an XML
+// name is an error.
+func PortsXML(ports map[string]any) (string, error) {
+	var b strings.Builder
+	var write func(indent, name string, v any) error
+	write = func(indent, name string, v any) error {
+		if !isXMLName(name) {
+			return fmt.Errorf("%q cannot be an XML element name", name)
+		}
+		m, ok := v.(map[string]any)
+		switch {
+		case !ok:
+			fmt.Fprintf(&b, "%s<%s>%s</%s>\n", indent, name, xmlEscape(fmt.Sprint(v)), name)
+			return nil
+		case len(m) == 0:
+			fmt.Fprintf(&b, "%s<%s/>\n", indent, name)
+			return nil
+		}
+		fmt.Fprintf(&b, "%s<%s>\n", indent, name)
+		keys := SortedKeys(m)
+		if name != "servicesToPorts" && name != "targetConfigs" && name != "portConfiguration" {
+			keys = []string{"lastPort", "minPort", "maxPort", "servicesToPorts"} // a pool
+		}
+		for _, k := range keys {
+			if _, ok := m[k]; !ok {
+				continue
+			}
+			if err := write(indent+"  ", k, m[k]); err != nil {
+				return err
+			}
+		}
+		fmt.Fprintf(&b, "%s</%s>\n", indent, name)
+		return nil
+	}
+	conf, _ := ports["portConfiguration"].(map[string]any)
+	if conf == nil {
+		conf = map[string]any{}
+	}
+	if err := write("", "portConfiguration", conf); err != nil {
+		return "", err
+	}
+	return strings.TrimSuffix(b.String(), "\n"), nil
+}
+
+// isXMLName reports whether s is usable as an element name: a letter or _
+// first, then letters, digits, '-', '_' or '.' (and not starting with "xml").
+func isXMLName(s string) bool {
+	if s == "" || strings.HasPrefix(strings.ToLower(s), "xml") {
+		return false
+	}
+	for i, r := range s {
+		letter := r == '_' || unicode.IsLetter(r)
+		if !letter && (i == 0 || (r != '-' && r != '.' && !unicode.IsDigit(r))) {
+			return false
+		}
+	}
+	return true
 }

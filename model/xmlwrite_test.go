@@ -116,3 +116,44 @@ func TestDecodeXML(t *testing.T) {
 		}
 	}
 }
+
+// TestPortsXML checks the legacy ports.xsl form of a port configuration:
+// pools in the order lastPort, minPort, maxPort, servicesToPorts, and that
+// DecodeXML reads it back; a name that cannot be an element is refused.
+func TestPortsXML(t *testing.T) {
+	t.Parallel()
+	n := func(s string) json.Number { return json.Number(s) }
+	conf := map[string]any{
+		"globalConfig":  map[string]any{"lastPort": n("3001"), "minPort": n("3000"), "maxPort": n("4000"), "servicesToPorts": map[string]any{"a": n("3001")}},
+		"targetConfigs": map[string]any{"t2": map[string]any{"lastPort": n("8000"), "minPort": n("8000"), "maxPort": n("9000"), "servicesToPorts": map[string]any{}}},
+	}
+	got, err := PortsXML(map[string]any{"ports": map[string]any{"a": n("3001")}, "portConfiguration": conf})
+	want := `<portConfiguration>
+  <globalConfig>
+    <lastPort>3001</lastPort>
+    <minPort>3000</minPort>
+    <maxPort>4000</maxPort>
+    <servicesToPorts>
+      <a>3001</a>
+    </servicesToPorts>
+  </globalConfig>
+  <targetConfigs>
+    <t2>
+      <lastPort>8000</lastPort>
+      <minPort>8000</minPort>
+      <maxPort>9000</maxPort>
+      <servicesToPorts/>
+    </t2>
+  </targetConfigs>
+</portConfiguration>`
+	if err != nil || got != want {
+		t.Fatalf("PortsXML: %v\n%s\nwant\n%s", err, got, want)
+	}
+	back, err := DecodeXML([]byte(got), "ports.xml")
+	if err != nil || !reflect.DeepEqual(back, map[string]any{"portConfiguration": conf}) {
+		t.Errorf("read back: %#v, %v", back, err)
+	}
+	if _, err := PortsXML(map[string]any{"portConfiguration": map[string]any{"targetConfigs": map[string]any{"1bad": map[string]any{}}}}); err == nil {
+		t.Errorf("target 1bad: no error")
+	}
+}
