@@ -290,3 +290,21 @@ func exitCode(err error) int {
 	}
 	return 0
 }
+
+// TestNoJSONInNixFiles checks that the commands that write no Nix refuse
+// an output file named .nix (a usage error) rather than put JSON or text
+// in it (issue 9 item 5).
+func TestNoJSONInNixFiles(t *testing.T) {
+	t.Parallel()
+	for _, c := range [][]string{
+		{"dydisnix-env", "-s", "s.nix", "-q", "q.nix", "--dry-run", "-o", "plan.nix"},
+		{"dydisnix-reconstruct", "-i", "i.nix", "-o", "manifest.nix"},
+		{"dydisnix-snapshot", "-o", "list.nix"},
+		{"dydisnix-visualize", "-s", "s.nix", "-i", "i.nix", "-d", "d.nix", "-o", "pic.nix"},
+	} {
+		code, out, errs := runProgram(t, bin(c[0]), c[1:]...)
+		if code != 2 || out != "" || !strings.Contains(errs, ".nix") {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want a usage error naming the file", c, code, out, errs)
+		}
+	}
+}

@@ -237,6 +237,7 @@ func TestOutputCheck(t *testing.T) {
 		{"stdout keeps the default", nil, []string{"json", "nix"}, "json", false},
 		{"-f agreeing with the name", []string{"-f", "nix", "-o", "x.nix"}, []string{"json", "nix"}, "nix", false},
 		{"-f contradicting the name", []string{"-f", "json", "-o", "x.nix"}, []string{"json", "nix"}, "", true},
+		{"nix name, no nix format", []string{"-o", "x.nix"}, []string{"text", "json"}, "", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := New("x", "", "")

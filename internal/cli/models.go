@@ -105,9 +105,14 @@ func extList(formats []string) string {
 // written as Nix (.json as JSON, .yaml/.yml as YAML, .xml as XML, .dot and
 // .svg as those pictures) when the
 // command writes that format. A -f/--format that contradicts the name is a
-// usage error; a name with any other ending keeps -f/--format.
+// usage error, and so is a .nix name where the command writes no Nix (a
+// Disnix user's script must not find JSON in a .nix file); a name with any
+// other ending keeps -f/--format.
 func (o *Output) Check() error {
 	want, ok := extensions[strings.ToLower(filepath.Ext(o.File))]
+	if ok && want == "nix" && !slices.Contains(o.formats, want) {
+		return Usagef("-o %s: this command does not write Nix", o.File)
+	}
 	if !ok || !slices.Contains(o.formats, want) || o.Format == want {
 		return nil
 	}
