@@ -154,3 +154,42 @@ func TestEveryCommandListed(t *testing.T) {
 		}
 	}
 }
+
+// originalFlags are the flags of the original Dynamic Disnix tools
+// (dydisnix.md §3) that keep their name and meaning here, so that scripts
+// keep working (issue 9 item 6). gendist's -F/--filters and the
+// documentation tools are in the rooms that implement them.
+var originalFlags = map[string][]string{
+	"dydisnix-gendist": {"-s, --services", "-i, --infrastructure", "-q, --qos", "--filter-buildable", "--output-xml", "--stdout",
+		"-p, --profile", "--coordinator-profile-path", "--target-property", "--interface", "--extra-params", "--no-out-link", "--show-trace"},
+	"dydisnix-augment-infra": {"-i, --infrastructure", "-a, --augment"},
+	"dydisnix-env": {"-s, --services", "-q, --qos", "-i, --infrastructure", "-P, --packages", "-a, --augment", "--id-resources", "--ids",
+		"--ids-service-property", "-F, --filters", "-p, --profile", "--coordinator-profile-path", "-m, --max-concurrent-transfers",
+		"--no-migration", "--delete-state", "--geninfra", "--depth-first", "--keep", "--show-trace", "--extra-params", "--interface",
+		"--target-property", "--ports"},
+	"dydisnix-self-adapt": {"-s, --services", "-q, --qos", "-a, --augment", "--id-resources", "--ids", "--ids-service-property",
+		"-F, --filters", "-p, --profile", "--coordinator-profile-path", "-m, --max-concurrent-transfers", "--no-migration",
+		"--delete-state", "--geninfra", "--depth-first", "--keep", "--show-trace", "--extra-params", "--interface",
+		"--target-property", "--interval", "--snapshot", "--reconstruct", "--ports"},
+	"dydisnix-id-assign": {"-s, --services", "-i, --infrastructure", "-d, --distribution", "--id-resources", "--ids",
+		"--service-property", "--output-file", "--extra-params", "--xml", "--output-xml"},
+	"dydisnix-port-assign":    {"-s, --services", "-i, --infrastructure", "-d, --distribution", "-p, --ports", "--service-property", "--xml", "--output-xml"},
+	"dydisnix-geninfra-avahi": {},
+}
+
+func TestOriginalFlags(t *testing.T) {
+	for name, flags := range originalFlags {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			code, out, _ := runProgram(t, bin(name), "--help")
+			if code != 0 {
+				t.Fatalf("--help: exit %d", code)
+			}
+			for _, f := range flags {
+				if !regexp.MustCompile(`(?m)^ +` + regexp.QuoteMeta(f) + `( |$)`).MatchString(out) {
+					t.Errorf("the original's %s is missing", f)
+				}
+			}
+		})
+	}
+}

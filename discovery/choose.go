@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
@@ -111,4 +112,28 @@ func Collect(ctx context.Context, src Source, d time.Duration, what string) (mod
 			return last, nil
 		}
 	}
+}
+
+// DefaultInterfaces returns the interfaces mDNS is browsed on when none is
+// named (dydisnix-geninfra-avahi without --interface, as the original's
+// Avahi browsed): every interface that is up, multicast-capable and not a
+// loopback, in the system's order.
+func DefaultInterfaces() ([]string, error) {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return nil, fmt.Errorf("list network interfaces: %w", err)
+	}
+	return browsable(ifs), nil
+}
+
+// browsable returns the names of the interfaces of ifs that are up,
+// multicast-capable and not loopbacks.
+func browsable(ifs []net.Interface) []string {
+	var out []string
+	for _, i := range ifs {
+		if i.Flags&net.FlagUp != 0 && i.Flags&net.FlagMulticast != 0 && i.Flags&net.FlagLoopback == 0 {
+			out = append(out, i.Name)
+		}
+	}
+	return out
 }

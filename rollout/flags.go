@@ -25,7 +25,7 @@ func (c *Config) AddFlags(fs *pflag.FlagSet, oneShot bool) {
 	fs.StringVar(&m.IDs, "ids", "", "ids `FILE` to assign IDs into (with --id-resources)")
 	fs.StringVar(&m.IDsServiceProperty, "ids-service-property", "", "service `PROPERTY` listing a service's ID resources")
 	cli.ChoiceVarP(fs, &c.Deployer, "deployer", "", "agent", "`NAME` of the deployer: agent or disnix", "agent", "disnix")
-	fs.StringVar(&c.TargetProperty, "target-property", "", "target `PROPERTY` holding the agent URL (default agentURL)")
+	fs.StringVar(&c.TargetProperty, "target-property", "", "target `PROPERTY` holding the address a target is reached at, as in Disnix: the agent's URL or host (default agentURL; with --deployer disnix, $DISNIX_TARGET_PROPERTY, else hostname)")
 	fs.IntVarP(&c.Parallel, "max-concurrent-transfers", "m", 4, "steps run in parallel")
 	fs.IntVar(&c.Keep, "keep", 3, "snapshot generations kept in the store")
 	t := &c.Transition

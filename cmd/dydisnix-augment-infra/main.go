@@ -43,6 +43,9 @@ func run(args []string, stdout, stderr io.Writer, opts augment.Options) int {
 	if code, done := c.Parse(args, stdout, stderr); done {
 		return code
 	}
+	if err := out.Check(); err != nil {
+		return c.Exit(err, stderr)
+	}
 	var explainTo io.Writer
 	if *explain {
 		explainTo = stderr

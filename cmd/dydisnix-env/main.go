@@ -12,7 +12,9 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -93,6 +95,8 @@ func (o *options) check() error {
 		return cli.Usagef("--id-resources and --ids go together")
 	case o.pass.Parallel < 1:
 		return cli.Usagef("-m: expected a positive number")
+	case strings.EqualFold(filepath.Ext(o.out), ".nix"):
+		return cli.Usagef("-o %s: the plan and the manifest are written as JSON or text, not Nix", o.out)
 	case o.pass.Deployer == "agent" && !o.dryRun && !o.listGens && o.agent.TokenFile == "":
 		return cli.Usagef("--agent-token-file is required with the agent deployer")
 	}

@@ -12,14 +12,19 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/spf13/pflag"
+
 	"github.com/dydisnix/dydisnix/cmd/dydisnix-gendist/gendist"
 	"github.com/dydisnix/dydisnix/internal/cli"
 )
 
 const doc = `Computes a distribution: the candidate distribution starts as the cartesian
 product of services and targets (or -d INITIAL), and every step of the QoS
-policy filters it. Model files are .json, .yaml/.yml or .nix; -f nix prints
-the distribution as a Disnix distribution function.`
+policy filters it. Model files are .json, .yaml/.yml or .nix; -f nix (or -o
+FILE.nix) writes the distribution as the original's Disnix distribution
+function {infrastructure}: { ... }, -f xml (--output-xml) as its XML.
+A script's -d $(dydisnix-gendist ... --no-out-link) gets a Nix distribution
+file, as with the original.`
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -46,10 +51,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.ExplainOutput, "explain-output", "", "write the explanation to `FILE` instead of stderr")
 	fs.StringArrayVar(&o.ExplainServices, "explain-service", nil, "`NAME` explain only this service (repeatable)")
 	fs.BoolVar(&o.AllowEmpty, "allow-empty", false, "print services left without a target as [] (the original's behaviour) instead of failing")
-	o.Out.AddFlags(fs, "the distribution", "json", "nix")
+	o.Out.AddFlags(fs, "the distribution", "json", "nix", "xml")
+	outputXML := fs.Bool("output-xml", false, "write the original's XML distribution (the same as -f xml)")
+	fs.BoolVar(&o.NoOutLink, "no-out-link", false, "write the distribution (Nix, or XML with --output-xml) to -o or a new file in $TMPDIR and print the file's path, as the original printed its store path")
+	fs.BoolVar(&o.Stdout, "stdout", false, "print the distribution itself (Nix, or XML with --output-xml), as the original's --stdout")
+	fs.String("interface", "", "`PROGRAM` Disnix client interface: accepted for the original's scripts; unused (nothing here reaches the targets)")
 	fs.BoolVar(&listPolicies, "list-policies", false, "list the shipped policies (builtin:NAME) and exit")
 	if code, done := c.Parse(args, stdout, stderr); done {
 		return code
+	}
+	if err := outputForm(fs, &o, *outputXML); err != nil {
+		return c.Exit(err, stderr)
 	}
 	if listPolicies {
 		gendist.ListPolicies(stdout)
@@ -65,4 +77,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	return c.Exit(gendist.Run(ctx, &o, stdout, stderr), stderr)
+}
+
+// outputForm settles the output format: --output-xml is -f xml, and
+// --stdout or --no-out-link without -f print the original's Nix form;
+// then the name of -o decides (cli.Output.Check).
+func outputForm(fs *pflag.FlagSet, o *gendist.Options, outputXML bool) error {
+	switch {
+	case outputXML && fs.Changed("format") && o.Out.Format != "xml":
+		return cli.Usagef("--output-xml contradicts -f %s", o.Out.Format)
+	case outputXML:
+		fs.Set("format", "xml") //nolint:errcheck // xml is one of -f's formats
+	case (o.Stdout || o.NoOutLink) && !fs.Changed("format"):
+		o.Out.Format = "nix"
+	}
+	return o.Out.Check()
 }

@@ -49,7 +49,7 @@ func TestExitCodes(t *testing.T) {
 		{"no services", []string{"-i", infra}, 2, "-s"},
 		{"no infrastructure", []string{"-s", svcs}, 2, "-i"},
 		{"unknown flag", []string{"-s", svcs, "-i", infra, "--bogus"}, 2, "bogus"},
-		{"bad format", []string{"-s", svcs, "-i", infra, "--format", "xml"}, 2, "json or nix"},
+		{"bad format", []string{"-s", svcs, "-i", infra, "--format", "yaml"}, 2, "json, nix or xml"},
 		{"extra argument", []string{"-s", svcs, "-i", infra, "x"}, 2, "unexpected argument"},
 		{"unknown filter", []string{"-s", svcs, "-i", infra, "-q", bad}, 1, "unknown filter \"nope\""},
 		{"missing property", []string{"-s", svcs, "-i", infra, "-q", missingProp}, 1, "attribute 'nosuch' missing"},

@@ -30,7 +30,7 @@ func TestUsageAndExitCodes(t *testing.T) {
 		clitest.C("no services", []string{"--id-resources", r}, 2, "", "A services expression must be specified!"),
 		clitest.C("no resources", []string{"-s", s}, 2, "", "An ID resources expression must be specified!"),
 		clitest.C("unknown flag", []string{"-s", s, "--id-resources", r, "--bogus"}, 2, "", "unknown flag: --bogus"),
-		clitest.C("bad format", []string{"-s", s, "--id-resources", r, "--format", "xml"}, 2, "", `invalid argument "xml" for "-f, --format" flag: expected json or nix`),
+		clitest.C("bad format", []string{"-s", s, "--id-resources", r, "--format", "yaml"}, 2, "", `invalid argument "yaml" for "-f, --format" flag: expected json, nix or xml`),
 		clitest.C("-i without -d", []string{"-s", s, "--id-resources", r, "-i", s}, 2, "", "needs -d"),
 		clitest.C("missing file", []string{"-s", filepath.Join(dir, "none.json"), "--id-resources", r}, 1, "", "none.json"),
 		clitest.C("machine scope in services mode", []string{"-s", s, "--id-resources", r}, 1, "", "Unknown scope: machine"),

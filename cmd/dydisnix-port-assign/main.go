@@ -9,8 +9,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"syscall"
@@ -45,12 +47,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 	c := cli.New("dydisnix-port-assign", `-s SERVICES -i INFRASTRUCTURE -d DISTRIBUTION [-p PORTS] [options]`, doc)
 	var o options
 	fs := c.Flags
-	o.models.AddFlags(fs, required|cli.ExtraParamsFlag)
+	o.models.AddFlags(fs, required|cli.ExtraParamsFlag|cli.XMLFlag)
 	fs.StringVarP(&o.ports, "ports", "p", "", "`FILE` previous ports file")
 	fs.StringVar(&o.prop, "service-property", portassign.DefaultPortServiceProperty, "`PROPERTY` service property selecting the pool (shared or private)")
-	o.out.AddFlags(fs, "the ports file", "json", "nix")
+	o.out.AddFlags(fs, "the ports file", "json", "nix", "xml")
+	outputXML := fs.Bool("output-xml", false, "write the port configuration as the original's XML (the same as -f xml; the ports section is left out)")
 	if code, done := c.Parse(args, stdout, stderr); done {
 		return code
+	}
+	if *outputXML && fs.Changed("format") && o.out.Format != "xml" {
+		return c.Exit(cli.Usagef("--output-xml contradicts -f %s", o.out.Format), stderr)
+	} else if *outputXML {
+		fs.Set("format", "xml") //nolint:errcheck // xml is one of -f's formats
+	}
+	if err := o.out.Check(); err != nil {
+		return c.Exit(err, stderr)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -69,16 +80,16 @@ func assignPorts(ctx context.Context, o *options, stdout, stderr io.Writer) erro
 		return cli.Usagef("--service-property must not be empty")
 	}
 	nix := model.NixOptions{ExtraParams: m.ExtraParams}
-	svcs, err := model.LoadServicesContext(ctx, m.Services, nix)
+	svcs, err := m.LoadServices(ctx, nix)
 	if err != nil {
 		return err
 	}
 	cli.Warn("dydisnix-port-assign", svcs.Validate(m.Services), stderr)
-	inf, err := model.LoadInfrastructureContext(ctx, m.Infrastructure, nix)
+	inf, err := m.LoadInfrastructure(ctx, nix)
 	if err != nil {
 		return err
 	}
-	d, err := model.LoadDistributionContext(ctx, m.Distribution, inf, nix)
+	d, err := m.LoadDistribution(ctx, inf, nix)
 	if err != nil {
 		return err
 	}
@@ -86,7 +97,16 @@ func assignPorts(ctx context.Context, o *options, stdout, stderr io.Writer) erro
 		return err
 	}
 	req := portassign.PortRequest{Services: svcs, Distribution: d, ServiceProperty: o.prop}
-	if o.ports != "" {
+	if o.ports != "" && m.XML {
+		v, err := m.Load(ctx, o.ports, model.KindPlain, nil, nix)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("previous ports file: %w", err)
+		} else if err == nil {
+			if req.Previous, err = portassign.ParsePortConfig(v, o.ports); err != nil {
+				return err
+			}
+		}
+	} else if o.ports != "" {
 		if req.Previous, err = portassign.LoadPreviousPortConfig(o.ports); err != nil {
 			return err
 		}
@@ -98,8 +118,15 @@ func assignPorts(ctx context.Context, o *options, stdout, stderr io.Writer) erro
 	for _, w := range out.Warnings {
 		fmt.Fprintln(stderr, w)
 	}
-	if o.out.Format == "nix" {
+	switch o.out.Format {
+	case "nix":
 		return o.out.Write(out.Nix(), stdout, portassign.WriteFile)
+	case "xml":
+		text, err := model.PortsXML(out.Value())
+		if err != nil {
+			return fmt.Errorf("--output-xml: %w", err)
+		}
+		return o.out.Write([]byte(text), stdout, portassign.WriteFile)
 	}
 	return o.out.Write(out.JSON(), stdout, portassign.WriteFile)
 }

@@ -73,3 +73,30 @@ func TestPortsFileCycle(t *testing.T) {
 		t.Fatalf("failed run changed the ports file")
 	}
 }
+
+// TestXML checks the original's --xml and --output-xml (issue 9 item 6):
+// XML models in, the port configuration out as ports.xsl's XML, which
+// --xml -p reads back to the same assignment.
+func TestXML(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := write(t, dir, "s.xml", `<services><service name="a"><property name="portAssign" type="string">shared</property></service>`+
+		`<service name="b"><property name="portAssign" type="string">private</property></service></services>`)
+	i := write(t, dir, "i.xml", `<infrastructure version="2"><target name="t1"><properties type="attrs"><property name="hostname" type="string">t1</property></properties></target></infrastructure>`)
+	d := write(t, dir, "d.xml", `<distribution><service name="a"><mapping><target>t1</target></mapping></service><service name="b"><mapping><target>t1</target></mapping></service></distribution>`)
+	want := "<portConfiguration>\n  <globalConfig>\n    <lastPort>3001</lastPort>\n    <minPort>3000</minPort>\n    <maxPort>4000</maxPort>\n" +
+		"    <servicesToPorts>\n      <a>3001</a>\n    </servicesToPorts>\n  </globalConfig>\n  <targetConfigs>\n    <t1>\n" +
+		"      <lastPort>8001</lastPort>\n      <minPort>8000</minPort>\n      <maxPort>9000</maxPort>\n      <servicesToPorts>\n" +
+		"        <b>8001</b>\n      </servicesToPorts>\n    </t1>\n  </targetConfigs>\n</portConfiguration>"
+	p := filepath.Join(dir, "ports.xml")
+	if code, _, errs := runCmd("--xml", "-s", s, "-i", i, "-d", d, "--output-xml", "-o", p); code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	if got, _ := os.ReadFile(p); string(got) != want {
+		t.Fatalf("ports.xml:\n%s\nwant\n%s", got, want)
+	}
+	code, out, errs := runCmd("--xml", "-s", s, "-i", i, "-d", d, "-p", p, "--output-xml")
+	if code != 0 || out != want {
+		t.Errorf("rerun over its own ports.xml: exit %d %s\n%s", code, errs, out)
+	}
+}

@@ -65,6 +65,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err := o.models.Require(cli.InfrastructureFlag); err != nil {
 		return c.Exit(err, stderr)
 	}
+	if err := (&cli.Output{File: o.output}).Check(); err != nil { // a manifest is JSON, never .nix
+		return c.Exit(err, stderr)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	return c.Exit(reconstructState(ctx, &o, stdout, stderr), stderr)

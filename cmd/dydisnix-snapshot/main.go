@@ -56,6 +56,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	o.manifest = fs.Arg(0)
+	if err := o.out.Check(); err != nil {
+		return c.Exit(err, stderr)
+	}
 	if o.keep < 1 || o.parallel < 1 {
 		return c.Exit(cli.Usagef("--keep and -m must be positive"), stderr)
 	}

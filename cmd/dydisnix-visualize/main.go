@@ -35,6 +35,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if code, done := c.Parse(args, stdout, stderr); done {
 		return code
 	}
+	if err := out.Check(); err != nil {
+		return c.Exit(err, stderr)
+	}
 	return c.Exit(draw(m, out, stdout), stderr)
 }
 

@@ -6,6 +6,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -38,15 +39,17 @@ func interfacesFromEnv(flagVals []string) []string {
 	return nil
 }
 
-// errNoInterface is the usage error of both commands without --interface.
+// errNoInterface is the usage error of dydisnix-publishinfra without --interface.
 var errNoInterface = cli.Usagef("no interface given: use --interface IF (mDNS is only used on named interfaces)")
 
 const geninfraDoc = `Browses mDNS (DNS-SD type _disnix._tcp) on the named interfaces and prints the
 infrastructure model of the machines that announce themselves (with
 dydisnix-publishinfra, the original dydisnix-avahi publisher, or avahi-publish
 in the same TXT format). The interfaces may also come from
-DYDISNIX_MDNS_INTERFACES="eth0,eth1". The default format is json, and nix
-when the command runs as dydisnix-geninfra-avahi, as the original printed.`
+DYDISNIX_MDNS_INTERFACES="eth0,eth1"; without either, every interface that is
+up, multicast-capable and not a loopback is browsed, as the original's Avahi
+did. The default format is json, and nix when the command runs as
+dydisnix-geninfra-avahi, as the original printed.`
 
 type geninfraOptions struct {
 	interfaces []string
@@ -61,11 +64,11 @@ type geninfraOptions struct {
 
 // Geninfra is the main function of dydisnix-geninfra-mdns.
 func Geninfra(name string, args []string, stdout, stderr io.Writer) int {
-	c := cli.New(name, "--interface IF [options]", geninfraDoc)
+	c := cli.New(name, "[--interface IF] [options]", geninfraDoc)
 	c.ExitStatus = exitStatus
 	var o geninfraOptions
 	fs := c.Flags
-	fs.StringSliceVar(&o.interfaces, "interface", nil, "`IF` interface to browse on (repeatable)")
+	fs.StringSliceVar(&o.interfaces, "interface", nil, "`IF` interface to browse on (repeatable; default: every up, multicast-capable, non-loopback interface)")
 	cli.SecondsVarP(fs, &o.timeout, "timeout", "t", 2*time.Second, "`DUR` how long to listen before printing (a bare number means seconds)")
 	formats := []string{"json", "nix"}
 	// Under the original tool's name the default output is Nix, as the
@@ -83,13 +86,23 @@ func Geninfra(name string, args []string, stdout, stderr io.Writer) int {
 	if code, done := c.Parse(args, stdout, stderr); done {
 		return code
 	}
+	if err := o.out.Check(); err != nil {
+		return c.Exit(err, stderr)
+	}
 	return c.Exit(browse(&o, stdout, stderr), stderr)
 }
 
 func browse(o *geninfraOptions, stdout, stderr io.Writer) error {
 	cfg := o.browser
 	if cfg.Interfaces = interfacesFromEnv(o.interfaces); len(cfg.Interfaces) == 0 {
-		return errNoInterface
+		ifs, err := discovery.DefaultInterfaces()
+		if err != nil {
+			return err
+		}
+		if len(ifs) == 0 {
+			return errors.New("no interface to browse: none is up, multicast-capable and not a loopback (name one with --interface IF)")
+		}
+		cfg.Interfaces = ifs
 	}
 	if o.timeout <= 0 {
 		return cli.Usagef("--timeout must be positive")

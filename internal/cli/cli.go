@@ -3,7 +3,8 @@
 // --version everywhere, the shared flags (--state-dir, --agent-token-file,
 // --agent-ca-file, --log-format, --log-level) defined once, and one mapping
 // of errors to exit statuses: 0 success, 1 model, planning or runtime error,
-// 2 usage error. It depends on the standard library, spf13/pflag and zap.
+// 2 usage error, and the model flags' loaders (--xml). It depends on the
+// standard library, spf13/pflag, zap and the model package.
 //
 // A main package builds a Command, adds its flags (a back-quoted word in a
 // flag's usage names its value in the help), adds the shared groups it

@@ -216,3 +216,46 @@ func TestOutput(t *testing.T) {
 		}
 	}
 }
+
+// TestOutputCheck checks that an output file's name decides its format
+// (issue 9: --output-file ids.nix held JSON).
+func TestOutputCheck(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		formats []string
+		want    string
+		usage   bool
+	}{
+		{"nix name", []string{"-o", "ids.nix"}, []string{"json", "nix"}, "nix", false},
+		{"upper-case NIX name", []string{"-o", "D.NIX"}, []string{"json", "nix"}, "nix", false},
+		{"json name keeps json", []string{"-o", "ids.json"}, []string{"nix", "json"}, "json", false},
+		{"xml name", []string{"-o", "d.xml"}, []string{"json", "nix", "xml"}, "xml", false},
+		{"xml name, no xml format", []string{"-o", "d.xml"}, []string{"json", "nix"}, "json", false},
+		{"other name keeps -f", []string{"-o", "d.out", "-f", "nix"}, []string{"json", "nix"}, "nix", false},
+		{"stdout keeps the default", nil, []string{"json", "nix"}, "json", false},
+		{"-f agreeing with the name", []string{"-f", "nix", "-o", "x.nix"}, []string{"json", "nix"}, "nix", false},
+		{"-f contradicting the name", []string{"-f", "json", "-o", "x.nix"}, []string{"json", "nix"}, "", true},
+		{"nix name, no nix format", []string{"-o", "x.nix"}, []string{"text", "json"}, "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := New("x", "", "")
+			var o Output
+			o.AddFlags(c.Flags, "it", tc.formats...)
+			if code, done := c.Parse(tc.args, &bytes.Buffer{}, &bytes.Buffer{}); done {
+				t.Fatalf("parse: %d", code)
+			}
+			err := o.Check()
+			if tc.usage {
+				if !errors.Is(err, ErrUsage) {
+					t.Fatalf("Check() = %v, want a usage error", err)
+				}
+				return
+			}
+			if err != nil || o.Format != tc.want {
+				t.Errorf("Check() = %v, format %q; want nil, %q", err, o.Format, tc.want)
+			}
+		})
+	}
+}

@@ -40,8 +40,12 @@ type Options struct {
 	Explain                      bool
 	ExplainFormat, ExplainOutput string
 	ExplainServices              []string
-	// Out is where the distribution goes, as json or nix.
+	// Out is where the distribution goes, as json, nix or xml.
 	Out cli.Output
+	// NoOutLink writes the distribution to a file (Out.File, else a new
+	// file in $TMPDIR) and prints the file's path; Stdout prints the
+	// content even then (the original's --no-out-link and --stdout).
+	NoOutLink, Stdout bool
 }
 
 // Run computes the distribution and writes it (and the explanation).
@@ -98,13 +102,7 @@ func Run(ctx context.Context, o *Options, stdout, stderr io.Writer) error {
 	for _, w := range res.Warnings {
 		fmt.Fprintf(stderr, "dydisnix-gendist: warning: %s\n", w)
 	}
-	var out []byte
-	if o.Out.Format == "nix" {
-		out = []byte(NixDistribution(res.Distribution))
-	} else if out, err = model.EncodeJSON(res.Distribution); err != nil {
-		return err
-	}
-	if err := o.Out.Write(out, stdout, func(file string, data []byte) error { return model.WriteFileAtomic(file, data, 0o644) }); err != nil {
+	if err := writeDistribution(o, res.Distribution, stdout); err != nil {
 		return err
 	}
 	if res.Explanation != nil {
