@@ -642,7 +642,7 @@ func (l *Loop) execute(ctx context.Context, order *DeployOrder) (*DeployReport, 
 	}
 	l.log.Info("change detected: redeploying", zap.Strings("causes", order.Causes), zap.Int("attempt", order.Attempt),
 		zap.Strings("targets", order.Infrastructure.Names()), zap.Strings("reconcile", order.Reconcile))
-	res, err := l.cfg.Pass.Apply(ctx, aug, rollout.Request{Reconcile: order.Reconcile, Cordon: order.Cordon, Progress: l.progress})
+	res, err := l.cfg.Pass.Apply(ctx, aug, rollout.Request{Reconcile: order.Reconcile, Cordon: order.Cordon, Lost: order.Lost, Progress: l.progress})
 	if err != nil {
 		err = fmt.Errorf("deploy: %w", err)
 		return l.report(order, started, res, err), err

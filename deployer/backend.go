@@ -188,8 +188,10 @@ func askAll[T any](ctx context.Context, b *AgentBackend, names []string, client 
 // and every target of new's infrastructure (each reached through new's
 // infrastructure, else old's), and returns those that do not answer within
 // timeout. An error status (e.g. a wrong token) counts as reachable: the
-// transition will report it.
-func (b *AgentBackend) Unreachable(ctx context.Context, old, new *model.Manifest, timeout time.Duration) map[string]bool {
+// transition will report it. The targets listed in lost (known to be gone,
+// e.g. declared lost by discovery) are reported unreachable without a
+// probe.
+func (b *AgentBackend) Unreachable(ctx context.Context, old, new *model.Manifest, timeout time.Duration, lost ...string) map[string]bool {
 	targets := map[string]bool{}
 	if old != nil {
 		for _, t := range old.Targets() {
@@ -201,11 +203,17 @@ func (b *AgentBackend) Unreachable(ctx context.Context, old, new *model.Manifest
 			targets[t] = true
 		}
 	}
+	out := map[string]bool{}
+	for _, t := range lost {
+		if targets[t] {
+			out[t] = true
+			delete(targets, t)
+		}
+	}
 	names := make([]string, 0, len(targets))
 	for t := range targets {
 		names = append(names, t)
 	}
-	out := map[string]bool{}
 	for name, r := range b.probe(ctx, names, func(t string) (*agentapi.Client, error) { return b.Client(t, new, old) }, timeout) {
 		var se *agentapi.StatusError
 		if r.Err != nil && !errors.As(r.Err, &se) {

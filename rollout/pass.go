@@ -91,6 +91,10 @@ type Request struct {
 	// previous distribution placed there stay where they were, the policy
 	// places the others on the remaining targets.
 	Cordon []string
+	// Lost lists targets discovery declared lost (crashed): they count as
+	// unreachable without a probe (their state is restored from the
+	// store), so a dead machine costs no probe timeout.
+	Lost []string
 	// Progress, when set, receives every step event of this pass (after
 	// Config.Progress), with the number of steps of the transition.
 	Progress func(ev deployer.StepEvent, of int)
@@ -372,7 +376,7 @@ func (p *Pass) reconcile(ctx context.Context, old *model.Manifest, infra model.I
 // reachable one, e.g. a draining machine, has its state migrated), and
 // executes the plan unless it is a dry run.
 func (p *Pass) transit(ctx context.Context, old, man *model.Manifest, req Request) (*Result, error) {
-	unreach := p.agents.Unreachable(ctx, old, man, p.cfg.ProbeTimeout)
+	unreach := p.agents.Unreachable(ctx, old, man, p.cfg.ProbeTimeout, req.Lost...)
 	t := p.cfg.Transition
 	plan, err := deployer.PlanTransition(old, man, deployer.PlanOptions{Unreachable: unreach, NoMigration: t.NoMigration,
 		DeleteState: t.DeleteState, NoLock: t.NoLock, NoUpgrade: t.NoUpgrade})
