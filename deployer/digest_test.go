@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/dydisnix/dydisnix/deployer"
@@ -135,4 +136,47 @@ func BenchmarkBuildManifest1000x4(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestUploadOncePerTargetAndDigest: services sharing an artifact on one
+// target need a single upload there; every activation waits for it.
+func TestUploadOncePerTargetAndDigest(t *testing.T) {
+	_, svcs, infra, d := sharedArtifacts(t, 4, 100, 64)
+	infra["t2"] = &model.Target{Name: "t2", Properties: map[string]any{"agentURL": "http://127.0.0.1:2"}, Extra: map[string]any{}}
+	for i, name := range d.Names() {
+		if (i/4)%2 == 1 { // every artifact on both targets
+			d[name] = []model.Mapping{{Target: "t2"}}
+		}
+	}
+	man, err := deployer.BuildManifest(svcs, infra, d, deployer.BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := deployer.PlanTransition(nil, man, deployer.PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	uploads := map[[2]string]int{} // (target, digest) → upload step ID
+	for _, s := range plan.Steps {
+		if s.Kind != deployer.StepUpload {
+			continue
+		}
+		k := [2]string{s.Target, s.Artifact}
+		if uploads[k] != 0 {
+			t.Errorf("artifact %s uploaded to %s twice (steps %d and %d)", s.Artifact, s.Target, uploads[k], s.ID)
+		}
+		uploads[k] = s.ID
+	}
+	if len(uploads) != 8 {
+		t.Errorf("%d uploads, want 8 (4 artifacts on 2 targets)", len(uploads))
+	}
+	for _, s := range plan.Steps {
+		if s.Kind != deployer.StepActivate {
+			continue
+		}
+		up := uploads[[2]string{s.Target, man.Services[s.Key].Artifact}]
+		if !slices.Contains(s.Deps, up) {
+			t.Errorf("step %d (%s on %s) does not wait for its upload (step %d)", s.ID, s.Service, s.Target, up)
+		}
+	}
 }

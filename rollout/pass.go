@@ -58,8 +58,12 @@ type Config struct {
 	Owner string
 	// TargetProperty is the default property holding a target's agent URL.
 	TargetProperty string
-	// Parallel bounds the steps run at once (-m; default 4).
-	Parallel   int
+	// Parallel bounds the steps run at once over all targets (-m; 0: no
+	// global bound). The Disnix deployer takes it as its -m (0: 4).
+	Parallel int
+	// PerTarget bounds the steps run at once on one target
+	// (--max-per-target; 0: deployer.DefaultPerTarget).
+	PerTarget  int
 	Transition Transition
 	// Reconstruct merges what the targets report into the previous
 	// manifest before the policy runs (--reconstruct).
@@ -140,9 +144,6 @@ func New(cfg Config) (*Pass, error) {
 	if cfg.ProbeTimeout <= 0 {
 		cfg.ProbeTimeout = time.Second
 	}
-	if cfg.Parallel <= 0 {
-		cfg.Parallel = 4
-	}
 	if cfg.HTTP == nil && cfg.CAFile != "" {
 		hc, err := deployer.HTTPClientWithCA(cfg.CAFile)
 		if err != nil {
@@ -169,13 +170,16 @@ func New(cfg Config) (*Pass, error) {
 			owner = LockOwner(cfg.StateDir)
 		}
 		p.store = st
-		p.agents = &deployer.AgentBackend{Token: cfg.Token, Parallel: cfg.Parallel, Store: st, HTTP: cfg.HTTP, Owner: owner}
+		p.agents = &deployer.AgentBackend{Token: cfg.Token, Parallel: cfg.Parallel, PerTarget: cfg.PerTarget, Store: st, HTTP: cfg.HTTP, Owner: owner}
 	case "disnix":
 		if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 			return nil, fmt.Errorf("state dir: %w", err)
 		}
 		o := cfg.Disnix
 		o.MaxConcurrentTransfers, o.Keep, o.DeployState = cfg.Parallel, cfg.Keep, cfg.Transition.DeployState
+		if o.MaxConcurrentTransfers <= 0 {
+			o.MaxConcurrentTransfers = 4
+		}
 		o.NoMigration, o.DeleteState, o.NoUpgrade, o.NoLock = cfg.Transition.NoMigration, cfg.Transition.DeleteState,
 			cfg.Transition.NoUpgrade, cfg.Transition.NoLock
 		o.TargetProperty = cfg.TargetProperty
