@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"html/template"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -35,9 +36,13 @@ type Status struct {
 	LastDeploy   *DeployReport      `json:"lastDeploy"`
 	LastCheck    time.Time          `json:"lastCheck,omitempty"`
 	LastSnapshot time.Time          `json:"lastSnapshot,omitempty"`
-	RetryAt      *time.Time         `json:"retryAt,omitempty"`
-	ModelsError  string             `json:"modelsError,omitempty"`
-	SourceError  string             `json:"sourceError,omitempty"`
+	// Snapshots gives, per stateful service of the deployed generation,
+	// the age of its newest complete snapshot (with a Snapshotter that
+	// tells, see SnapshotTimer).
+	Snapshots   []SnapshotAge `json:"snapshots,omitempty"`
+	RetryAt     *time.Time    `json:"retryAt,omitempty"`
+	ModelsError string        `json:"modelsError,omitempty"`
+	SourceError string        `json:"sourceError,omitempty"`
 	// DeployError is the error of the last deploy when it failed; it is
 	// cleared by a later success or a check finding the system matching.
 	DeployError string `json:"deployError,omitempty"`
@@ -57,16 +62,60 @@ type Status struct {
 	Running *RunningStep `json:"running,omitempty"`
 }
 
+// SnapshotAge is the age of a stateful service's newest complete
+// snapshot.
+type SnapshotAge struct {
+	Service string `json:"service"`
+	// Taken is when it was taken; nil when the store has none.
+	Taken *time.Time `json:"taken,omitempty"`
+	// AgeSeconds is the time since Taken (since the loop started when
+	// there is none).
+	AgeSeconds float64 `json:"ageSeconds"`
+	// Stale is set when it is older than twice the schedule's period (or
+	// missing that long after the start).
+	Stale bool `json:"stale,omitempty"`
+}
+
 // Status returns a copy of the loop's status.
 func (l *Loop) Status() Status {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	s := l.status
+	now := l.clock.Now()
 	s.Targets = append([]MemberStatus(nil), s.Targets...)
 	s.Events = append([]EventRecord(nil), s.Events...)
 	s.Deploys = append([]DeployReport(nil), s.Deploys...)
-	s.Alerts = l.alerts(&s, l.clock.Now())
+	s.Snapshots = l.snapshotAges(s.Started, now)
+	s.Alerts = l.alerts(&s, now)
 	return s
+}
+
+// snapshotPeriod is the schedule's period (0: no schedule).
+func (l *Loop) snapshotPeriod(started time.Time) time.Duration {
+	if l.schedule == nil {
+		return 0
+	}
+	first := l.schedule.Next(started)
+	return l.schedule.Next(first).Sub(first)
+}
+
+// snapshotAges lists the age of every stateful service's newest snapshot
+// at now, sorted by service (l.mu held).
+func (l *Loop) snapshotAges(started, now time.Time) []SnapshotAge {
+	period := l.snapshotPeriod(started)
+	out := make([]SnapshotAge, 0, len(l.snapTimes))
+	for _, svc := range slices.Sorted(maps.Keys(l.snapTimes)) {
+		a := SnapshotAge{Service: svc}
+		from := started
+		if t := l.snapTimes[svc]; !t.IsZero() {
+			a.Taken, from = &t, t
+		}
+		age := now.Sub(from)
+		a.AgeSeconds = age.Seconds()
+		a.Stale = period > 0 && age > 2*period
+		out = append(out, a)
+	}
+	return out
 }
 
 // Diagram returns the picture of the current deployment: the targets in
@@ -187,6 +236,9 @@ var pageTmpl = template.Must(template.New("page.html").Funcs(template.FuncMap{
 		return t.UTC().Format(time.RFC3339)
 	},
 	"join": strings.Join,
+	"seconds": func(f float64) string {
+		return (time.Duration(f) * time.Second).String()
+	},
 	"newestFirst": func(v any) any {
 		switch s := v.(type) {
 		case []EventRecord:

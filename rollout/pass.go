@@ -456,6 +456,32 @@ func (p *Pass) Snapshot(ctx context.Context) error {
 	return err
 }
 
+// SnapshotTimes returns, for every stateful service of the newest
+// generation, when its newest snapshot was stored (zero: none); nil with
+// the Disnix deployer (its snapshots are Disnix's).
+func (p *Pass) SnapshotTimes() (map[string]time.Time, error) {
+	if p.store == nil {
+		return nil, nil
+	}
+	man, err := p.store.Latest()
+	if err != nil || man == nil {
+		return nil, err
+	}
+	out := map[string]time.Time{}
+	for _, sm := range man.Snapshots {
+		name := man.Services[sm.Service].Name
+		if _, done := out[name]; done {
+			continue
+		}
+		t, _, err := p.store.SnapshotTime(name)
+		if err != nil {
+			return nil, err
+		}
+		out[name] = t
+	}
+	return out, nil
+}
+
 // Moved lists the services whose target set differs between two
 // distributions (services only in one of them excluded), sorted.
 func Moved(prev, next model.Distribution) []string {
