@@ -179,6 +179,9 @@ type DeployReport struct {
 	Targets             []string           `json:"targets"`
 	Distribution        model.Distribution `json:"distribution,omitempty"`
 	Plan                []string           `json:"plan,omitempty"`
+	// Steps is the number of steps of the plan (the summary of /status
+	// leaves the plan out).
+	Steps int `json:"steps"`
 	// Moved lists the services placed on a target they were not on in the
 	// previous deployed distribution; Moves says from where to where. A
 	// stale copy removed from a returning machine is not a move.
@@ -735,7 +738,7 @@ func (l *Loop) report(order *DeployOrder, started time.Time, res *rollout.Result
 				r.Moved = append(r.Moved, m.Service)
 			}
 		}
-		r.Plan = res.Plan
+		r.Plan, r.Steps = res.Plan, len(res.Plan)
 	}
 	if err != nil {
 		r.Result, r.Error = "failure", err.Error()
