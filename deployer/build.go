@@ -85,6 +85,7 @@ func BuildManifest(svcs model.Services, infra model.Infrastructure, dist model.D
 	man := &model.Manifest{Version: model.ManifestVersion, Services: map[string]model.ManifestService{},
 		Infrastructure: cinfra, TargetProperty: opts.TargetProperty}
 	keys := map[string]string{} // service name → key
+	art := artifactResolver(opts)
 	// mappingsOf returns a service's mappings as manifest mappings (container defaults to the type).
 	mappingsOf := func(name string) []model.ServiceMapping {
 		s := svcs[name]
@@ -100,7 +101,7 @@ func BuildManifest(svcs model.Services, infra model.Infrastructure, dist model.D
 	}
 	for _, name := range order {
 		s := svcs[name]
-		ms, err := manifestService(s, opts)
+		ms, err := manifestService(s, opts, art)
 		if err != nil {
 			return nil, err
 		}
@@ -181,9 +182,38 @@ func nonNilMappings(ms []model.ServiceMapping) []model.ServiceMapping {
 	return ms
 }
 
+// artifact is a resolved pkg: its executable and digest.
+type artifact struct {
+	exe, digest string
+	err         error
+}
+
+// artifactResolver returns a function resolving a process service's pkg
+// to its executable and digest, each distinct pkg once per build (services
+// sharing a binary cost one resolution and one cache look-up).
+func artifactResolver(opts BuildOptions) func(pkg string) artifact {
+	dc := opts.Digests
+	if dc == nil {
+		dc = defaultDigests
+	}
+	seen := map[string]artifact{}
+	return func(pkg string) artifact {
+		if a, ok := seen[pkg]; ok {
+			return a
+		}
+		var a artifact
+		a.exe, a.err = ResolvePkg(pkg, opts.BaseDir)
+		if a.err == nil && !opts.SkipArtifacts {
+			a.digest, a.err = dc.Digest(a.exe)
+		}
+		seen[pkg] = a
+		return a
+	}
+}
+
 // manifestService turns a model service into its manifest form (without
-// dependsOn/connectsTo), resolving and hashing its artifact.
-func manifestService(s *model.Service, opts BuildOptions) (model.ManifestService, error) {
+// dependsOn/connectsTo), resolving and hashing its artifact with art.
+func manifestService(s *model.Service, opts BuildOptions, art func(string) artifact) (model.ManifestService, error) {
 	ms := model.ManifestService{Name: s.Name, Type: s.Type, Properties: map[string]any{},
 		DeployState: s.DeployState() || s.Stateful() || opts.DeployState}
 	if ms.Type == "" {
@@ -245,22 +275,11 @@ func manifestService(s *model.Service, opts BuildOptions) (model.ManifestService
 		ms.Pkg = pkg
 		return ms, nil
 	}
-	exe, err := ResolvePkg(pkg, opts.BaseDir)
-	if err != nil {
-		return ms, fmt.Errorf("services: %s.pkg: %w", s.Name, err)
+	a := art(pkg)
+	if a.err != nil {
+		return ms, fmt.Errorf("services: %s.pkg: %w", s.Name, a.err)
 	}
-	ms.Pkg = exe
-	if !opts.SkipArtifacts {
-		dc := opts.Digests
-		if dc == nil {
-			dc = defaultDigests
-		}
-		d, err := dc.Digest(exe)
-		if err != nil {
-			return ms, fmt.Errorf("services: %s.pkg: %w", s.Name, err)
-		}
-		ms.Artifact = d
-	}
+	ms.Pkg, ms.Artifact = a.exe, a.digest
 	return ms, nil
 }
 
