@@ -1077,3 +1077,32 @@ func TestLoopSnapshotAge(t *testing.T) {
 		t.Error("the page does not show the stale snapshot")
 	}
 }
+
+// TestLoopPassesLostTargets: a target that vanished without a goodbye is
+// handed to the pass as lost (not probed again); one that said goodbye is
+// not (it may still answer, e.g. to hand over its state).
+func TestLoopPassesLostTargets(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		reason string
+		want   string
+	}{
+		{"probe failed", "[b]"},
+		{"goodbye", "[]"},
+	} {
+		t.Run(tc.reason, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, nil)
+			h.snap(infraOf("a", "b"))
+			h.waitDeploy(5 * time.Second)
+			h.snap(infraOf("a"), Event{Kind: EventRemoved, Target: "b", Reason: tc.reason})
+			h.waitDeploy(5 * time.Second)
+			h.dep.mu.Lock()
+			req := h.dep.reqs[len(h.dep.reqs)-1]
+			h.dep.mu.Unlock()
+			if got := fmt.Sprint(req.Lost); got != tc.want {
+				t.Errorf("the pass's Lost = %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
