@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -130,6 +131,12 @@ type Pass struct {
 	store   *deployer.Store        // agent deployer
 	agents  *deployer.AgentBackend // agent deployer
 	disnix  *disnix.Backend        // Disnix deployer
+
+	// stateful caches the stateful services of manifest generation
+	// statefulGen (SnapshotTimes).
+	statefulMu  sync.Mutex
+	statefulGen int
+	stateful    []string
 }
 
 // New checks cfg and opens the state directory. The models are read by
@@ -463,16 +470,12 @@ func (p *Pass) SnapshotTimes() (map[string]time.Time, error) {
 	if p.store == nil {
 		return nil, nil
 	}
-	man, err := p.store.Latest()
-	if err != nil || man == nil {
+	names, err := p.statefulServices()
+	if err != nil {
 		return nil, err
 	}
-	out := map[string]time.Time{}
-	for _, sm := range man.Snapshots {
-		name := man.Services[sm.Service].Name
-		if _, done := out[name]; done {
-			continue
-		}
+	out := make(map[string]time.Time, len(names))
+	for _, name := range names {
 		t, _, err := p.store.SnapshotTime(name)
 		if err != nil {
 			return nil, err
@@ -480,6 +483,36 @@ func (p *Pass) SnapshotTimes() (map[string]time.Time, error) {
 		out[name] = t
 	}
 	return out, nil
+}
+
+// statefulServices returns the services of the newest generation whose
+// state is managed; the manifest is read again only when a newer
+// generation was saved.
+func (p *Pass) statefulServices() ([]string, error) {
+	gens, err := p.store.Generations()
+	if err != nil || len(gens) == 0 {
+		return nil, err
+	}
+	gen := gens[len(gens)-1]
+	p.statefulMu.Lock()
+	defer p.statefulMu.Unlock()
+	if gen == p.statefulGen {
+		return p.stateful, nil
+	}
+	man, err := p.store.Manifest(gen)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var names []string
+	for _, sm := range man.Snapshots {
+		if name := man.Services[sm.Service].Name; !seen[name] {
+			seen[name] = true
+			names = append(names, name)
+		}
+	}
+	p.statefulGen, p.stateful = gen, names
+	return names, nil
 }
 
 // Moved lists the services whose target set differs between two
