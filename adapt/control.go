@@ -80,17 +80,15 @@ type ControlResponse struct {
 	Error string `json:"error,omitempty"`
 }
 
-// ControlHandler serves the operator's endpoints: GET /status, and POST
+// ControlHandler serves the operator's endpoints: GET /status (as
+// Handler does: a summary, ?detail=… for the lists), and POST
 // /v1/pause, /v1/resume, /v1/redeploy, /v1/cordon/{target},
 // /v1/drain/{target}, /v1/uncordon/{target}. It has no authentication of
 // its own: Serve serves it only on a unix socket that only the loop's user
 // can open (ControlSocket).
 func (l *Loop) ControlHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(l.Status())
-	})
+	mux.HandleFunc("GET /status", l.serveStatus)
 	for _, op := range []ControlOp{ControlPause, ControlResume, ControlRedeploy} {
 		mux.HandleFunc("POST /v1/"+string(op), func(w http.ResponseWriter, r *http.Request) {
 			l.serveControl(w, r, Control{Op: op})

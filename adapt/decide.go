@@ -40,6 +40,9 @@ type member struct {
 	target   *model.Target
 	reason   string
 	lostAt   time.Time // when a Leaving target went missing
+	// lost is set for a Down target that vanished without a goodbye (a
+	// crash): the pass treats it as unreachable without probing it.
+	lost bool
 }
 
 // ObservationKind says what an Observation carries.
@@ -124,6 +127,9 @@ type DeployOrder struct {
 	// Force asks for a pass even if the input is unchanged (an operator's
 	// redeploy).
 	Force bool
+	// Lost lists the targets discovery declared lost without a goodbye
+	// (crashed): the pass does not probe them again.
+	Lost []string
 }
 
 // Action is the decision step's answer.
@@ -267,6 +273,7 @@ func (d *Decider) change(act *Action, m *member, name string, to MemberState, re
 	}
 	m.state, m.since, m.reason = to, now, reason
 	m.deadline = time.Time{}
+	m.lost = false
 	d.keyStale = true
 }
 
@@ -328,6 +335,7 @@ func (d *Decider) observe(s discovery.Snapshot, now time.Time, act *Action) {
 				m.removals = append(m.removals, now)
 				d.eventSince = earlier(d.eventSince, seen)
 				d.change(act, m, name, MemberDown, reason, now)
+				m.lost = !graceful
 			} else {
 				d.change(act, m, name, MemberLeaving, reason, now)
 				m.deadline = now.Add(d.t.RemoveGrace)
@@ -342,6 +350,7 @@ func (d *Decider) observe(s discovery.Snapshot, now time.Time, act *Action) {
 		case MemberProbation:
 			m.removals = append(m.removals, now)
 			d.change(act, m, name, MemberDown, reason, now)
+			m.lost = !graceful
 		}
 	}
 }
@@ -414,6 +423,7 @@ func (d *Decider) advance(now time.Time, act *Action) {
 				m.removals = append(m.removals, now)
 				d.eventSince = earlier(d.eventSince, m.lostAt)
 				d.change(act, m, name, MemberDown, m.reason+"; grace period over", now)
+				m.lost = true
 			}
 		case MemberProbation:
 			if !now.Before(m.deadline) {
@@ -523,6 +533,11 @@ func (d *Decider) schedule(now time.Time, act *Action) {
 		order.Reconcile = append(order.Reconcile, t)
 	}
 	sort.Strings(order.Reconcile)
+	for _, name := range sortedMembers(d.members) {
+		if m := d.members[name]; m.state == MemberDown && m.lost {
+			order.Lost = append(order.Lost, name)
+		}
+	}
 	d.reconcile = map[string]bool{}
 	d.causes = nil
 	d.check, d.checkNew, d.force = false, false, false

@@ -165,10 +165,11 @@ func TestDecideRemovals(t *testing.T) {
 		reason    string
 		back      time.Duration // >0: target returns after this long
 		wantDelay time.Duration // from the removal to the deploy; <0: no deploy
+		wantLost  []string      // the order's Lost: crashed targets, not probed again
 	}{
 		{name: "goodbye acts at once", reason: "goodbye", wantDelay: 150 * time.Millisecond},
 		{name: "drain acts at once", reason: "drain", wantDelay: 150 * time.Millisecond},
-		{name: "crash waits for grace", reason: "probe failed", wantDelay: 400 * time.Millisecond},
+		{name: "crash waits for grace", reason: "probe failed", wantDelay: 400 * time.Millisecond, wantLost: []string{"b"}},
 		{name: "blip within grace is ignored", reason: "expired", back: 150 * time.Millisecond, wantDelay: -1},
 	}
 	for _, c := range cases {
@@ -204,6 +205,9 @@ func TestDecideRemovals(t *testing.T) {
 			}
 			if _, ok := s.deploys[1].Infrastructure["b"]; ok {
 				t.Errorf("removed target still in the deployed infrastructure")
+			}
+			if got := s.deploys[1].Lost; fmt.Sprint(got) != fmt.Sprint(c.wantLost) {
+				t.Errorf("order's Lost = %v, want %v", got, c.wantLost)
 			}
 		})
 	}

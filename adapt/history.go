@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -197,8 +198,17 @@ func (l *Loop) alerts(s *Status, now time.Time) []Alert {
 		out = append(out, Alert{Kind: "deploy", Message: "The last deploy failed: " + s.DeployError})
 	}
 	if l.schedule != nil {
-		first := l.schedule.Next(s.Started)
-		period := l.schedule.Next(first).Sub(first)
+		period := l.snapshotPeriod(s.Started)
+		var stale []string
+		for _, a := range s.Snapshots {
+			if a.Stale {
+				stale = append(stale, fmt.Sprintf("%s (%s)", a.Service, (time.Duration(a.AgeSeconds)*time.Second).Round(time.Second)))
+			}
+		}
+		if len(stale) > 0 {
+			out = append(out, Alert{Kind: "snapshot", Message: fmt.Sprintf("Newest complete snapshot older than twice the schedule (%s): %s",
+				period, strings.Join(stale, ", "))})
+		}
 		last := s.LastSnapshot
 		if last.IsZero() {
 			last = s.Started

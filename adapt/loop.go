@@ -54,6 +54,18 @@ type Snapshotter interface {
 	Snapshot(ctx context.Context) error
 }
 
+// SnapshotTimer is implemented by Snapshotters that know when the newest
+// complete snapshot of each stateful service was taken (rollout.Pass, from
+// its store). The loop then serves the age of each on /status, on the page
+// and as a metric, with a warning when one is older than twice the
+// schedule's period.
+type SnapshotTimer interface {
+	// SnapshotTimes returns, for every stateful service of the deployed
+	// generation, when its newest complete snapshot was taken (zero:
+	// none).
+	SnapshotTimes() (map[string]time.Time, error)
+}
+
 // Config configures a Loop.
 type Config struct {
 	Source discovery.Source
@@ -63,8 +75,11 @@ type Config struct {
 	// SnapshotSchedule is a standard cron spec as robfig/cron/v3 parses
 	// it ("@every 1m" when empty and Snapshotter is set). Its activations
 	// are timers of Clock, like every other delay of the loop. A run that
-	// would overlap the previous one or a deploy is skipped; a deploy
-	// cancels a running snapshot.
+	// would overlap the previous one is skipped; one due while a deploy or
+	// a check runs starts right after it. Only a real deploy (one that
+	// found a change) cancels a running snapshot, which is then retried
+	// right after that deploy; a check that finds nothing changed never
+	// does.
 	SnapshotSchedule string
 	// WatchFiles are watched with fsnotify; a change reloads the models.
 	WatchFiles []string
@@ -164,6 +179,9 @@ type DeployReport struct {
 	Targets             []string           `json:"targets"`
 	Distribution        model.Distribution `json:"distribution,omitempty"`
 	Plan                []string           `json:"plan,omitempty"`
+	// Steps is the number of steps of the plan (the summary of /status
+	// leaves the plan out).
+	Steps int `json:"steps"`
 	// Moved lists the services placed on a target they were not on in the
 	// previous deployed distribution; Moves says from where to where. A
 	// stale copy removed from a returning machine is not a move.
@@ -213,7 +231,16 @@ type Loop struct {
 	alive chan chan struct{}
 	// steps holds the running steps of the running deploy (by step ID).
 	steps map[int]RunningStep
+	// snapCancel cancels the running snapshot job (nil when none runs); a
+	// deploy that found a change calls it (preemptSnapshot).
+	snapCancel context.CancelCauseFunc
+	// snapTimes holds, per stateful service, when its newest complete
+	// snapshot was taken (zero: none); see SnapshotTimer.
+	snapTimes map[string]time.Time
 }
+
+// errPreempted is the cause of a snapshot job cancelled by a deploy.
+var errPreempted = errors.New("a deploy takes precedence")
 
 // New checks cfg and returns a loop ready to Run.
 func New(cfg Config) (*Loop, error) {
@@ -254,6 +281,9 @@ func New(cfg Config) (*Loop, error) {
 		return nil, err
 	}
 	l.metrics = m
+	if err := cfg.Registry.Register(newSnapshotAgeCollector(l)); err != nil {
+		return nil, fmt.Errorf("register metrics: %w", err)
+	}
 	l.status.Phase = "starting"
 	return l, nil
 }
@@ -324,16 +354,33 @@ func (l *Loop) Run(ctx context.Context) error {
 		}
 	}
 	armSnapshot()
-	snapDone := make(chan struct{}, 1)
+	snapDone := make(chan bool, 1) // true: a deploy preempted it
 	// cancelSnap stops the running snapshot job (nil when none runs): a
 	// deploy must never wait for a snapshot stuck on a vanished machine.
 	var cancelSnap context.CancelFunc
+	// snapDue is set when a snapshot is to run as soon as no deploy (or
+	// check) runs: its activation came during one, or a deploy preempted
+	// it.
+	snapDue := false
 	defer func() {
 		if cancelSnap != nil {
 			cancelSnap()
 			<-snapDone
 		}
 	}()
+	startSnapshot := func() {
+		snapDue = false
+		sctx, cancel := context.WithTimeoutCause(context.Background(), 10*time.Minute, errors.New("the snapshot took over 10 minutes"))
+		cctx, cancelCause := context.WithCancelCause(sctx)
+		cancelSnap = func() { cancelCause(context.Canceled); cancel() }
+		l.mu.Lock()
+		l.snapCancel = cancelCause
+		l.mu.Unlock()
+		go func() {
+			snapDone <- l.snapshotJob(cctx)
+		}()
+	}
+	l.refreshSnapshotTimes()
 
 	var wake Timer
 	resync := l.clock.NewTimer(l.decider.Timing().Resync)
@@ -377,12 +424,8 @@ func (l *Loop) Run(ctx context.Context) error {
 		if act.Deploy != nil {
 			running = true
 			l.setPhase("deploying")
-			if cancelSnap != nil {
-				// A snapshot is best effort (the deploy migrates live
-				// state or restores from the store itself): a running
-				// one is cancelled rather than waited for.
-				cancelSnap()
-			}
+			// A running snapshot goes on: the deploy cancels it only once
+			// it found a real change (execute, preemptSnapshot).
 			order := act.Deploy
 			go func() {
 				rep, err := l.execute(deployCtx, order)
@@ -506,30 +549,42 @@ func (l *Loop) Run(ctx context.Context) error {
 		case <-snapC:
 			armSnapshot()
 			switch {
-			case running:
-				l.log.Info("snapshot skipped: a deploy is running")
-				l.metrics.snapshots.WithLabelValues("skipped").Inc()
 			case cancelSnap != nil:
 				l.log.Info("snapshot skipped: the previous one still runs")
 				l.metrics.snapshots.WithLabelValues("skipped").Inc()
+			case running:
+				l.log.Info("snapshot deferred: it starts when the running deploy or check ends")
+				snapDue = true
 			default:
-				sctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-				cancelSnap = cancel
-				go func() {
-					l.snapshotJob(sctx)
-					snapDone <- struct{}{}
-				}()
+				startSnapshot()
 			}
 			emit(StepTimer)
-		case <-snapDone:
+		case preempted := <-snapDone:
 			cancelSnap()
 			cancelSnap = nil
+			l.mu.Lock()
+			l.snapCancel = nil
+			l.mu.Unlock()
+			l.refreshSnapshotTimes()
+			if preempted {
+				snapDue = true
+			}
+			if snapDue && !running {
+				startSnapshot()
+			}
 			emit(StepSnapshotDone)
 		case d := <-done:
 			running = false
 			key := d.order.Key
 			l.finish(d)
 			step(Observation{Kind: ObsDeployDone, Key: key, Err: d.err})
+			if d.report != nil {
+				l.refreshSnapshotTimes() // the stateful services may have changed
+			}
+			if snapDue && !running && cancelSnap == nil {
+				l.log.Info("snapshot retried after the deploy")
+				startSnapshot()
+			}
 			emit(StepDeployDone)
 		}
 	}
@@ -617,10 +672,11 @@ func (l *Loop) getModelsHash() string {
 // execute carries out one order: augment, compare the full hash, reconstruct,
 // plan with the previous distribution, deploy. A nil report means nothing
 // changed (a check).
+//
+// The check runs beside a snapshot job; only once it found a change does
+// the deploy cancel a running snapshot (which the loop retries after it)
+// and wait for it to end.
 func (l *Loop) execute(ctx context.Context, order *DeployOrder) (*DeployReport, error) {
-	// Wait for a snapshot job to end (the loop cancelled it).
-	l.deployMu.Lock()
-	defer l.deployMu.Unlock()
 	started := l.clock.Now()
 	// A check of unchanged input (resync) re-evaluates the augmentation
 	// (secrets from files or the environment may have changed; a .nix
@@ -647,7 +703,10 @@ func (l *Loop) execute(ctx context.Context, order *DeployOrder) (*DeployReport, 
 	}
 	l.log.Info("change detected: redeploying", zap.Strings("causes", order.Causes), zap.Int("attempt", order.Attempt),
 		zap.Strings("targets", order.Infrastructure.Names()), zap.Strings("reconcile", order.Reconcile))
-	res, err := l.cfg.Pass.Apply(ctx, aug, rollout.Request{Reconcile: order.Reconcile, Cordon: order.Cordon, Progress: l.progress})
+	l.preemptSnapshot()
+	l.deployMu.Lock()
+	defer l.deployMu.Unlock()
+	res, err := l.cfg.Pass.Apply(ctx, aug, rollout.Request{Reconcile: order.Reconcile, Cordon: order.Cordon, Lost: order.Lost, Progress: l.progress})
 	if err != nil {
 		err = fmt.Errorf("deploy: %w", err)
 		return l.report(order, started, res, err), err
@@ -684,7 +743,7 @@ func (l *Loop) report(order *DeployOrder, started time.Time, res *rollout.Result
 				r.Moved = append(r.Moved, m.Service)
 			}
 		}
-		r.Plan = res.Plan
+		r.Plan, r.Steps = res.Plan, len(res.Plan)
 	}
 	if err != nil {
 		r.Result, r.Error = "failure", err.Error()
@@ -743,29 +802,60 @@ func (l *Loop) finish(d deployDone) {
 	}
 }
 
+// preemptSnapshot cancels the running snapshot job, if any, for a deploy
+// that found a change (a snapshot is best effort: the deploy migrates live
+// state or restores from the store itself). The loop retries it after the
+// deploy.
+func (l *Loop) preemptSnapshot() {
+	l.mu.Lock()
+	cancel := l.snapCancel
+	l.mu.Unlock()
+	if cancel != nil {
+		cancel(errPreempted)
+	}
+}
+
 // snapshotJob is the scheduled --snapshot job; the loop starts it only
-// while no deploy runs and cancels ctx when one starts. It skips the run
-// when a deploy got the targets first.
-func (l *Loop) snapshotJob(ctx context.Context) {
+// while no deploy runs, and a deploy that found a change cancels ctx with
+// errPreempted. It reports whether a deploy preempted it (or got the
+// targets first): the loop then runs it again after that deploy.
+func (l *Loop) snapshotJob(ctx context.Context) (preempted bool) {
 	if !l.deployMu.TryLock() {
-		l.log.Info("snapshot skipped: a deploy is running")
-		l.metrics.snapshots.WithLabelValues("skipped").Inc()
-		return
+		l.log.Info("snapshot deferred: a deploy is running")
+		return true
 	}
 	defer l.deployMu.Unlock()
 	if err := l.cfg.Snapshotter.Snapshot(ctx); err != nil {
-		if errors.Is(ctx.Err(), context.Canceled) {
-			l.log.Info("snapshot cancelled: a deploy takes precedence")
+		if errors.Is(context.Cause(ctx), errPreempted) {
+			l.log.Info("snapshot cancelled: a deploy takes precedence; it is retried after the deploy")
 			l.metrics.snapshots.WithLabelValues("cancelled").Inc()
-			return
+			return true
 		}
 		l.log.Error("snapshot failed", zap.Error(err))
 		l.metrics.snapshots.WithLabelValues("failure").Inc()
-		return
+		return false
 	}
 	l.metrics.snapshots.WithLabelValues("success").Inc()
 	l.mu.Lock()
 	l.status.LastSnapshot = l.clock.Now()
+	l.mu.Unlock()
+	return false
+}
+
+// refreshSnapshotTimes reads when each stateful service's newest complete
+// snapshot was taken, when the Snapshotter tells (SnapshotTimer).
+func (l *Loop) refreshSnapshotTimes() {
+	st, ok := l.cfg.Snapshotter.(SnapshotTimer)
+	if !ok || l.schedule == nil {
+		return
+	}
+	times, err := st.SnapshotTimes()
+	if err != nil {
+		l.log.Warn("reading the snapshots' times", zap.Error(err))
+		return
+	}
+	l.mu.Lock()
+	l.snapTimes = times
 	l.mu.Unlock()
 }
 

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -815,10 +817,16 @@ func TestLoopDeployCancelsStuckSnapshot(t *testing.T) {
 	h.handled()
 	h.advance(time.Second) // past the debounce: the deploy starts
 	waitChan(t, snap.cancelled, "the stuck snapshot to be cancelled")
-	r := h.waitDeploy(5 * time.Second)
-	if fmt.Sprint(r.Targets) != "[a]" {
-		t.Fatalf("deploy = %+v", r)
+	select {
+	case r := <-h.reports:
+		if fmt.Sprint(r.Targets) != "[a]" {
+			t.Fatalf("deploy = %+v", r)
+		}
+	case <-time.After(failAfter):
+		t.Fatal("no deploy")
 	}
+	// It is retried after the deploy (and stays stuck until the end).
+	waitChan(t, snap.started, "the snapshot to be retried")
 	if n := counterValue(t, h.l, MetricSnapshots, "cancelled"); n != 1 {
 		t.Errorf("%s{result=\"cancelled\"} = %v, want 1", MetricSnapshots, n)
 	}
@@ -844,4 +852,257 @@ func counterValue(t *testing.T, l *Loop, name, result string) float64 {
 		}
 	}
 	return 0
+}
+
+// gatedSnapshotter blocks every snapshot until it is released (one token
+// of release per run) or its context ends; a run whose context ended,
+// even if released too, reports the cancellation.
+type gatedSnapshotter struct {
+	started   chan struct{}
+	release   chan struct{}
+	mu        sync.Mutex
+	cancelled int
+	completed int
+}
+
+func newGatedSnapshotter() *gatedSnapshotter {
+	return &gatedSnapshotter{started: make(chan struct{}, 4), release: make(chan struct{}, 4)}
+}
+
+func (s *gatedSnapshotter) Snapshot(ctx context.Context) error {
+	s.started <- struct{}{}
+	select {
+	case <-s.release:
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		s.cancelled++
+		return err
+	}
+	s.completed++
+	return nil
+}
+
+func (s *gatedSnapshotter) counts() (cancelled, completed int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cancelled, s.completed
+}
+
+// advanceUntil moves the fake time on a tick at a time (at most max)
+// until the loop has handled n steps of event ev; unlike waitDeploy it
+// does not wait for the loop to be idle (a snapshot job may be running),
+// only for its input to be handled and no deploy or check to run.
+func (h *harness) advanceUntil(ev StepEvent, n int, max time.Duration) {
+	h.t.Helper()
+	for adv := time.Duration(0); h.count(ev) < n; adv += tick {
+		if adv >= max {
+			h.mu.Lock()
+			h.t.Fatalf("%d %s steps within %v of simulated time, want %d", h.count(ev), ev, max, n)
+		}
+		h.handled()
+		h.waitUntil("the deploy or check to end", func() bool { return h.l.Status().Phase != "deploying" })
+		h.advance(tick)
+	}
+}
+
+// TestLoopResyncKeepsSnapshot: a resync's check that finds nothing
+// changed leaves a running snapshot alone (it used to cancel it, so at
+// scale no snapshot ever completed).
+func TestLoopResyncKeepsSnapshot(t *testing.T) {
+	t.Parallel()
+	snap := newGatedSnapshotter()
+	h := newHarness(t, func(c *Config) {
+		c.SnapshotSchedule = "@every 1m"
+		c.Snapshotter = snap
+		c.Timing.Resync = 5 * time.Second
+	})
+	h.snap(infraOf("a", "b"))
+	h.waitDeploy(5 * time.Second)
+	h.advance(t0.Add(time.Minute).Sub(h.clock.Now())) // the schedule's activation
+	waitChan(t, snap.started, "the snapshot to start")
+	checks := h.count(StepDeployDone)
+	h.advanceUntil(StepDeployDone, checks+2, 30*time.Second) // two resyncs' checks
+	snapsDone := h.count(StepSnapshotDone)
+	snap.release <- struct{}{}
+	h.waitEvent(StepSnapshotDone, snapsDone+1)
+	if cancelled, completed := snap.counts(); cancelled != 0 || completed != 1 {
+		t.Errorf("snapshots: %d cancelled, %d completed; want the one to complete beside the checks", cancelled, completed)
+	}
+	if n := counterValue(t, h.l, MetricSnapshots, "success"); n != 1 {
+		t.Errorf("%s{result=\"success\"} = %v, want 1", MetricSnapshots, n)
+	}
+}
+
+// TestLoopPreemptedSnapshotRetried: a real deploy cancels a running
+// snapshot, which runs again right after the deploy.
+func TestLoopPreemptedSnapshotRetried(t *testing.T) {
+	t.Parallel()
+	snap := newGatedSnapshotter()
+	h := newHarness(t, func(c *Config) {
+		c.SnapshotSchedule = "@every 1m"
+		c.Snapshotter = snap
+	})
+	h.snap(infraOf("a", "b"))
+	h.waitDeploy(5 * time.Second)
+	h.advance(t0.Add(time.Minute).Sub(h.clock.Now()))
+	waitChan(t, snap.started, "the snapshot to start")
+	h.snap(infraOf("a"), Event{Kind: EventRemoved, Target: "b", Reason: "goodbye"})
+	h.handled()
+	h.advance(time.Second) // past the debounce: the deploy starts
+	select {
+	case r := <-h.reports:
+		if fmt.Sprint(r.Targets) != "[a]" || r.Result != "success" {
+			t.Fatalf("deploy = %+v", r)
+		}
+	case <-time.After(failAfter):
+		t.Fatal("no deploy")
+	}
+	waitChan(t, snap.started, "the snapshot to be retried after the deploy")
+	snapsDone := h.count(StepSnapshotDone)
+	snap.release <- struct{}{}
+	h.waitEvent(StepSnapshotDone, snapsDone+1)
+	if cancelled, completed := snap.counts(); cancelled != 1 || completed != 1 {
+		t.Errorf("snapshots: %d cancelled, %d completed; want 1 preempted and its retry completed", cancelled, completed)
+	}
+	if n := counterValue(t, h.l, MetricSnapshots, "success"); n != 1 {
+		t.Errorf("%s{result=\"success\"} = %v, want 1", MetricSnapshots, n)
+	}
+}
+
+// timedSnapshotter snapshots one stateful service, "store", at the loop's
+// clock; only its first run succeeds.
+type timedSnapshotter struct {
+	clock *stepClock
+	mu    sync.Mutex
+	runs  int
+	taken time.Time
+}
+
+func (s *timedSnapshotter) Snapshot(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.runs++
+	if s.runs > 1 {
+		return errors.New("target t9 does not answer")
+	}
+	s.taken = s.clock.Now()
+	return nil
+}
+
+func (s *timedSnapshotter) SnapshotTimes() (map[string]time.Time, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return map[string]time.Time{"store": s.taken}, nil
+}
+
+// TestLoopSnapshotAge: the age of each stateful service's newest complete
+// snapshot is on /status, on the page and a metric, with a warning once
+// it is older than twice the schedule's period.
+func TestLoopSnapshotAge(t *testing.T) {
+	t.Parallel()
+	var snap *timedSnapshotter
+	h := newHarness(t, func(c *Config) {
+		snap = &timedSnapshotter{clock: c.Clock.(*stepClock)}
+		c.SnapshotSchedule = "@every 1m"
+		c.Snapshotter = snap
+		c.Timing.Resync = 100 * time.Hour
+	})
+	h.snap(infraOf("a"))
+	h.waitDeploy(5 * time.Second)
+	ageMetric := func() float64 {
+		t.Helper()
+		mfs, err := h.l.cfg.Registry.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == MetricSnapshotAge {
+				for _, m := range mf.GetMetric() {
+					if m.GetLabel()[0].GetValue() == "store" {
+						return m.GetGauge().GetValue()
+					}
+				}
+			}
+		}
+		t.Fatalf("no %s{service=\"store\"}", MetricSnapshotAge)
+		return 0
+	}
+	page := func() string {
+		t.Helper()
+		rec := httptest.NewRecorder()
+		h.l.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/live", nil))
+		return rec.Body.String()
+	}
+	if st := h.l.Status(); len(st.Snapshots) != 1 || st.Snapshots[0].Taken != nil {
+		t.Errorf("before any snapshot: %+v, want store without one", st.Snapshots)
+	}
+	if v := ageMetric(); !math.IsInf(v, 1) {
+		t.Errorf("age before any snapshot = %v, want +Inf", v)
+	}
+	h.advance(t0.Add(time.Minute).Sub(h.clock.Now()))
+	h.settle()
+	h.advance(30 * time.Second)
+	h.settle()
+	st := h.l.Status()
+	if len(st.Snapshots) != 1 || st.Snapshots[0].Taken == nil || !st.Snapshots[0].Taken.Equal(t0.Add(time.Minute)) ||
+		st.Snapshots[0].AgeSeconds != 30 || st.Snapshots[0].Stale {
+		t.Fatalf("after the first snapshot: %+v", st.Snapshots)
+	}
+	if v := ageMetric(); v != 30 {
+		t.Errorf("age metric = %v, want 30", v)
+	}
+	if strings.Contains(page(), "(stale)") {
+		t.Error("a fresh snapshot shown stale")
+	}
+	// The next runs fail: at 2 min 1 s past the snapshot it is stale.
+	for h.clock.Now().Before(t0.Add(3*time.Minute + time.Second)) {
+		h.advance(30 * time.Second)
+		h.settle()
+	}
+	st = h.l.Status()
+	if !st.Snapshots[0].Stale {
+		t.Errorf("snapshot %v old not stale", st.Snapshots[0].AgeSeconds)
+	}
+	var alerted bool
+	for _, a := range st.Alerts {
+		alerted = alerted || (a.Kind == "snapshot" && strings.Contains(a.Message, "store"))
+	}
+	if !alerted {
+		t.Errorf("alerts %+v: none names the stale snapshot of store", st.Alerts)
+	}
+	if p := page(); !strings.Contains(p, `id="snapshots"`) || !strings.Contains(p, "(stale)") {
+		t.Error("the page does not show the stale snapshot")
+	}
+}
+
+// TestLoopPassesLostTargets: a target that vanished without a goodbye is
+// handed to the pass as lost (not probed again); one that said goodbye is
+// not (it may still answer, e.g. to hand over its state).
+func TestLoopPassesLostTargets(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		reason string
+		want   string
+	}{
+		{"probe failed", "[b]"},
+		{"goodbye", "[]"},
+	} {
+		t.Run(tc.reason, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, nil)
+			h.snap(infraOf("a", "b"))
+			h.waitDeploy(5 * time.Second)
+			h.snap(infraOf("a"), Event{Kind: EventRemoved, Target: "b", Reason: tc.reason})
+			h.waitDeploy(5 * time.Second)
+			h.dep.mu.Lock()
+			req := h.dep.reqs[len(h.dep.reqs)-1]
+			h.dep.mu.Unlock()
+			if got := fmt.Sprint(req.Lost); got != tc.want {
+				t.Errorf("the pass's Lost = %s, want %s", got, tc.want)
+			}
+		})
+	}
 }

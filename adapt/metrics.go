@@ -2,6 +2,7 @@ package adapt
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -17,6 +18,7 @@ const (
 	MetricServices         = "dydisnix_services"
 	MetricSnapshots        = "dydisnix_snapshots_total"
 	MetricModelLoadFailure = "dydisnix_model_load_failures_total"
+	MetricSnapshotAge      = "dydisnix_snapshot_age_seconds"
 )
 
 type metrics struct {
@@ -61,4 +63,33 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 	m.redeploys.WithLabelValues("success")
 	m.redeploys.WithLabelValues("failure")
 	return m, nil
+}
+
+// snapshotAgeCollector serves the age of every stateful service's newest
+// complete snapshot, computed at each scrape (+Inf: none yet).
+type snapshotAgeCollector struct {
+	l    *Loop
+	desc *prometheus.Desc
+}
+
+func newSnapshotAgeCollector(l *Loop) snapshotAgeCollector {
+	return snapshotAgeCollector{l: l, desc: prometheus.NewDesc(MetricSnapshotAge,
+		"Seconds since the newest complete snapshot of each stateful service was taken (+Inf: none).", []string{"service"}, nil)}
+}
+
+// Describe implements prometheus.Collector.
+func (c snapshotAgeCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+// Collect implements prometheus.Collector.
+func (c snapshotAgeCollector) Collect(ch chan<- prometheus.Metric) {
+	c.l.mu.Lock()
+	ages := c.l.snapshotAges(c.l.status.Started, c.l.clock.Now())
+	c.l.mu.Unlock()
+	for _, a := range ages {
+		v := a.AgeSeconds
+		if a.Taken == nil {
+			v = math.Inf(1)
+		}
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, a.Service)
+	}
 }

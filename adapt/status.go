@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"html/template"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -22,6 +23,9 @@ import (
 // the discovered one, never the augmented one (augmentation adds secrets).
 type Status struct {
 	Started time.Time `json:"started"`
+	// Summary counts the targets and services; /status serves it, and
+	// the per-target and per-service detail only on request.
+	Summary StatusSummary `json:"summary"`
 	// Phase is starting, idle, deploying, retrying, stopping or stopped.
 	Phase string `json:"phase"`
 	// Infrastructure holds the targets in use (not augmented).
@@ -35,9 +39,13 @@ type Status struct {
 	LastDeploy   *DeployReport      `json:"lastDeploy"`
 	LastCheck    time.Time          `json:"lastCheck,omitempty"`
 	LastSnapshot time.Time          `json:"lastSnapshot,omitempty"`
-	RetryAt      *time.Time         `json:"retryAt,omitempty"`
-	ModelsError  string             `json:"modelsError,omitempty"`
-	SourceError  string             `json:"sourceError,omitempty"`
+	// Snapshots gives, per stateful service of the deployed generation,
+	// the age of its newest complete snapshot (with a Snapshotter that
+	// tells, see SnapshotTimer).
+	Snapshots   []SnapshotAge `json:"snapshots,omitempty"`
+	RetryAt     *time.Time    `json:"retryAt,omitempty"`
+	ModelsError string        `json:"modelsError,omitempty"`
+	SourceError string        `json:"sourceError,omitempty"`
 	// DeployError is the error of the last deploy when it failed; it is
 	// cleared by a later success or a check finding the system matching.
 	DeployError string `json:"deployError,omitempty"`
@@ -57,16 +65,166 @@ type Status struct {
 	Running *RunningStep `json:"running,omitempty"`
 }
 
+// StatusSummary is the small part of the status: counts instead of the
+// per-target and per-service lists.
+type StatusSummary struct {
+	// Targets counts the membership table by state.
+	Targets map[MemberState]int `json:"targets"`
+	// InUse counts the targets given to the policy, Discovered those
+	// discovery sees, Draining those whose agents drain.
+	InUse      int `json:"inUse"`
+	Discovered int `json:"discovered"`
+	Draining   int `json:"draining"`
+	// Services counts the services of the deployed distribution,
+	// Instances their instances the agents report, Unhealthy those not
+	// running or not healthy.
+	Services  int `json:"services"`
+	Instances int `json:"instances"`
+	Unhealthy int `json:"unhealthy"`
+	// StaleSnapshots counts the stateful services whose newest snapshot
+	// is older than twice the schedule's period.
+	StaleSnapshots int `json:"staleSnapshots"`
+}
+
+func summarize(s *Status) StatusSummary {
+	sum := StatusSummary{Targets: map[MemberState]int{}, InUse: len(s.Infrastructure), Discovered: len(s.Discovered),
+		Draining: len(s.Draining), Services: len(s.Distribution), Instances: len(s.Services)}
+	for _, m := range s.Targets {
+		sum.Targets[m.State]++
+	}
+	for _, h := range s.Services {
+		if !h.Running || !h.Healthy {
+			sum.Unhealthy++
+		}
+	}
+	for _, a := range s.Snapshots {
+		if a.Stale {
+			sum.StaleSnapshots++
+		}
+	}
+	return sum
+}
+
+// The detail sections of /status (?detail=a,b) and the fields each adds
+// to the summary.
+var statusSections = map[string][]string{
+	"targets":  {"infrastructure", "discovered", "targets", "draining"},
+	"services": {"distribution", "services", "snapshots"},
+	"history":  {"events", "deploys"},
+}
+
+// StatusDetailAll asks for every detail section of /status.
+const StatusDetailAll = "all"
+
+// statusJSON renders the status for /status: the summary (phase, errors,
+// alerts, the last event and deploy, counts) and the detail sections
+// detail names (comma-separated: targets, services, history or all); the
+// last deploy's distribution and plan come with services.
+func statusJSON(st Status, detail string) ([]byte, error) {
+	want := map[string]bool{}
+	for _, d := range strings.Split(detail, ",") {
+		d = strings.TrimSpace(d)
+		switch {
+		case d == "":
+		case d == StatusDetailAll:
+			for k := range statusSections {
+				want[k] = true
+			}
+		case statusSections[d] != nil:
+			want[d] = true
+		default:
+			return nil, fmt.Errorf("detail %q: expected a comma-separated list of targets, services, history or all", d)
+		}
+	}
+	if !want["services"] && st.LastDeploy != nil {
+		r := *st.LastDeploy
+		r.Distribution, r.Plan = nil, nil
+		st.LastDeploy = &r
+	}
+	b, err := json.Marshal(st)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	for sec, keys := range statusSections {
+		if !want[sec] {
+			for _, k := range keys {
+				delete(m, k)
+			}
+		}
+	}
+	return json.MarshalIndent(m, "", "  ")
+}
+
+// serveStatus answers GET /status (?detail=…, see statusJSON).
+func (l *Loop) serveStatus(w http.ResponseWriter, r *http.Request) {
+	b, err := statusJSON(l.Status(), r.URL.Query().Get("detail"))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// SnapshotAge is the age of a stateful service's newest complete
+// snapshot.
+type SnapshotAge struct {
+	Service string `json:"service"`
+	// Taken is when it was taken; nil when the store has none.
+	Taken *time.Time `json:"taken,omitempty"`
+	// AgeSeconds is the time since Taken (since the loop started when
+	// there is none).
+	AgeSeconds float64 `json:"ageSeconds"`
+	// Stale is set when it is older than twice the schedule's period (or
+	// missing that long after the start).
+	Stale bool `json:"stale,omitempty"`
+}
+
 // Status returns a copy of the loop's status.
 func (l *Loop) Status() Status {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	s := l.status
+	now := l.clock.Now()
 	s.Targets = append([]MemberStatus(nil), s.Targets...)
 	s.Events = append([]EventRecord(nil), s.Events...)
 	s.Deploys = append([]DeployReport(nil), s.Deploys...)
-	s.Alerts = l.alerts(&s, l.clock.Now())
+	s.Snapshots = l.snapshotAges(s.Started, now)
+	s.Summary = summarize(&s)
+	s.Alerts = l.alerts(&s, now)
 	return s
+}
+
+// snapshotPeriod is the schedule's period (0: no schedule).
+func (l *Loop) snapshotPeriod(started time.Time) time.Duration {
+	if l.schedule == nil {
+		return 0
+	}
+	first := l.schedule.Next(started)
+	return l.schedule.Next(first).Sub(first)
+}
+
+// snapshotAges lists the age of every stateful service's newest snapshot
+// at now, sorted by service (l.mu held).
+func (l *Loop) snapshotAges(started, now time.Time) []SnapshotAge {
+	period := l.snapshotPeriod(started)
+	out := make([]SnapshotAge, 0, len(l.snapTimes))
+	for _, svc := range slices.Sorted(maps.Keys(l.snapTimes)) {
+		a := SnapshotAge{Service: svc}
+		from := started
+		if t := l.snapTimes[svc]; !t.IsZero() {
+			a.Taken, from = &t, t
+		}
+		age := now.Sub(from)
+		a.AgeSeconds = age.Seconds()
+		a.Stale = period > 0 && age > 2*period
+		out = append(out, a)
+	}
+	return out
 }
 
 // Diagram returns the picture of the current deployment: the targets in
@@ -131,7 +289,8 @@ func (l *Loop) svg(r *http.Request) string {
 	return l.svgOut
 }
 
-// Handler serves /healthz, /status, /metrics, /explain (the policy's
+// Handler serves /healthz, /status (a summary; ?detail=targets,services,
+// history or all adds the lists), /metrics, /explain (the policy's
 // explanation of the deployed distribution), /diagram.svg, the status
 // page / and its live part /live (the page fetches it every second).
 func (l *Loop) Handler() http.Handler {
@@ -145,12 +304,7 @@ func (l *Loop) Handler() http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")
 	})
-	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(l.Status())
-	})
+	mux.HandleFunc("GET /status", l.serveStatus)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(l.cfg.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /explain", func(w http.ResponseWriter, r *http.Request) {
 		l.mu.Lock()
@@ -187,6 +341,9 @@ var pageTmpl = template.Must(template.New("page.html").Funcs(template.FuncMap{
 		return t.UTC().Format(time.RFC3339)
 	},
 	"join": strings.Join,
+	"seconds": func(f float64) string {
+		return (time.Duration(f) * time.Second).String()
+	},
 	"newestFirst": func(v any) any {
 		switch s := v.(type) {
 		case []EventRecord:

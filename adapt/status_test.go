@@ -2,12 +2,15 @@ package adapt
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dydisnix/dydisnix/model"
 )
 
 func get(t *testing.T, h http.Handler, path string) (int, string, string) {
@@ -36,13 +39,39 @@ func TestHandlers(t *testing.T) {
 	if code != 200 || ctype != "application/json" {
 		t.Fatalf("/status = %d %s", code, ctype)
 	}
-	var st map[string]any
-	if err := json.Unmarshal([]byte(body), &st); err != nil {
+	var sum map[string]any
+	if err := json.Unmarshal([]byte(body), &sum); err != nil {
 		t.Fatalf("/status is not JSON: %v", err)
 	}
-	for _, k := range []string{"phase", "infrastructure", "targets", "distribution", "lastEvent", "lastDeploy"} {
-		if _, ok := st[k]; !ok {
+	for _, k := range []string{"phase", "summary", "lastEvent", "lastDeploy"} {
+		if _, ok := sum[k]; !ok {
 			t.Errorf("/status lacks %q: %s", k, body)
+		}
+	}
+	for _, k := range []string{"infrastructure", "targets", "distribution", "discovered", "events", "deploys", "services"} {
+		if _, ok := sum[k]; ok {
+			t.Errorf("the summary /status has %q", k)
+		}
+	}
+	if ld := sum["lastDeploy"].(map[string]any); ld["plan"] != nil || ld["distribution"] != nil || ld["steps"] != float64(3) {
+		t.Errorf("the summary's lastDeploy = %v, want its steps counted, no plan or distribution", ld)
+	}
+	if c := sum["summary"].(map[string]any); c["services"] != float64(4) || c["inUse"] != float64(1) ||
+		c["targets"].(map[string]any)["up"] != float64(1) || c["targets"].(map[string]any)["down"] != float64(1) {
+		t.Errorf("summary = %v", c)
+	}
+	if code, _, body := get(t, srv, "/status?detail=targets,nope"); code != 400 || !strings.Contains(body, `"nope"`) {
+		t.Errorf("/status?detail=targets,nope = %d %s", code, body)
+	}
+
+	code, _, body = get(t, srv, "/status?detail=all")
+	var st map[string]any
+	if err := json.Unmarshal([]byte(body), &st); code != 200 || err != nil {
+		t.Fatalf("/status?detail=all = %d, %v", code, err)
+	}
+	for _, k := range []string{"phase", "infrastructure", "targets", "distribution", "lastEvent", "lastDeploy", "events", "deploys"} {
+		if _, ok := st[k]; !ok {
+			t.Errorf("/status?detail=all lacks %q: %s", k, body)
 		}
 	}
 	last := st["lastDeploy"].(map[string]any)
@@ -90,5 +119,59 @@ func TestHandlers(t *testing.T) {
 	}
 	if code, _, _ := get(t, srv, "/nope"); code != 404 {
 		t.Errorf("/nope = %d", code)
+	}
+}
+
+// TestStatusSummaryStaysSmall: at 100 targets and 1000 services the
+// default /status is a summary of constant size; each detail section adds
+// its lists.
+func TestStatusSummaryStaysSmall(t *testing.T) {
+	t.Parallel()
+	st := Status{Started: t0, Phase: "idle", Infrastructure: model.Infrastructure{}, Distribution: model.Distribution{}}
+	for i := 0; i < 100; i++ {
+		name := fmt.Sprintf("machine%03d", i)
+		st.Infrastructure[name] = &model.Target{Name: name, Properties: map[string]any{"agentURL": "http://" + name + ":7420"}}
+		st.Discovered = append(st.Discovered, name)
+		st.Targets = append(st.Targets, MemberStatus{Target: name, State: MemberUp, Since: t0})
+	}
+	for i := 0; i < 1000; i++ {
+		svc := fmt.Sprintf("service%04d", i)
+		st.Distribution[svc] = []model.Mapping{{Target: fmt.Sprintf("machine%03d", i%100)}}
+		st.Services = append(st.Services, ServiceHealth{Service: svc, Target: fmt.Sprintf("machine%03d", i%100), Running: true, Healthy: i != 7})
+		st.Deploys = append(st.Deploys, DeployReport{Seq: i})
+	}
+	st.LastDeploy = &DeployReport{Seq: 1, Distribution: st.Distribution, Plan: make([]string, 2000)}
+	st.Summary = summarize(&st)
+	tests := []struct {
+		detail   string
+		max      int // bytes
+		has, not []string
+	}{
+		{"", 2000, []string{`"summary"`, `"unhealthy": 1`, `"services": 1000`, `"up": 100`}, []string{`"distribution"`, `"infrastructure"`, `"deploys"`, `"plan"`}},
+		{"targets", 0, []string{`"infrastructure"`, `"discovered"`, `"targets": [`}, []string{`"distribution"`, `"deploys"`}},
+		{"services", 0, []string{`"distribution"`, `"services": [`, `"plan"`}, []string{`"infrastructure"`, `"deploys"`}},
+		{"history", 0, []string{`"deploys"`}, []string{`"distribution"`, `"infrastructure"`}},
+		{"all", 0, []string{`"deploys"`, `"distribution"`, `"infrastructure"`}, nil},
+	}
+	for _, tc := range tests {
+		t.Run("detail="+tc.detail, func(t *testing.T) {
+			b, err := statusJSON(st, tc.detail)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.max > 0 && len(b) > tc.max {
+				t.Errorf("%d bytes, want at most %d:\n%s", len(b), tc.max, b)
+			}
+			for _, w := range tc.has {
+				if !strings.Contains(string(b), w) {
+					t.Errorf("lacks %s", w)
+				}
+			}
+			for _, w := range tc.not {
+				if strings.Contains(string(b), w) {
+					t.Errorf("has %s", w)
+				}
+			}
+		})
 	}
 }

@@ -27,7 +27,8 @@ func (e *LeaseLostError) Error() string {
 func (e *LeaseLostError) Unwrap() error { return e.Err }
 
 // Execute runs the plan against the agents with the step scheduler
-// (Execute, the function): at most Parallel steps at once; on a failure,
+// (Execute, the function): at most PerTarget steps at once on one target
+// (and Parallel in all, when set); on a failure,
 // completed steps are undone in reverse completion order (activations
 // deactivated, deactivations reactivated from the old manifest, contexts
 // restored, locks released).
@@ -45,7 +46,7 @@ func (b *AgentBackend) Execute(ctx context.Context, plan *Plan, progress func(St
 	defer cancel(nil)
 	x := &agentSteps{b: b, plan: plan, digests: map[int]string{}, leases: map[string]*lease{}, lost: cancel}
 	defer x.stopLeases()
-	return Execute(ctx, plan, x, ExecOptions{Parallel: b.Parallel, Progress: progress})
+	return Execute(ctx, plan, x, ExecOptions{Parallel: b.Parallel, PerTarget: b.PerTarget, Progress: progress})
 }
 
 // agentSteps is the Stepper of the agent backend for one plan.

@@ -21,9 +21,12 @@ import (
 type AgentBackend struct {
 	// Token is the agents' bearer token (--agent-token-file).
 	Token string
-	// Parallel bounds the number of steps running at once (-m; default
-	// DefaultParallel).
+	// Parallel bounds the number of steps running at once over all
+	// targets (-m; 0: no global bound).
 	Parallel int
+	// PerTarget bounds the number of steps running at once on one target
+	// (--max-per-target; 0: DefaultPerTarget).
+	PerTarget int
 	// Store, when set, receives every transferred snapshot (so the newest
 	// state of a moved service is also on the coordinator) and provides
 	// snapshots for restore-from-store steps.
@@ -48,8 +51,8 @@ var _ Backend = (*AgentBackend)(nil)
 
 func (b *AgentBackend) init() {
 	b.once.Do(func() {
-		if b.Parallel <= 0 {
-			b.Parallel = DefaultParallel
+		if b.PerTarget <= 0 {
+			b.PerTarget = DefaultPerTarget
 		}
 		if b.Owner == "" {
 			b.Owner = fmt.Sprintf("dydisnix-%d", os.Getpid())
@@ -188,8 +191,10 @@ func askAll[T any](ctx context.Context, b *AgentBackend, names []string, client 
 // and every target of new's infrastructure (each reached through new's
 // infrastructure, else old's), and returns those that do not answer within
 // timeout. An error status (e.g. a wrong token) counts as reachable: the
-// transition will report it.
-func (b *AgentBackend) Unreachable(ctx context.Context, old, new *model.Manifest, timeout time.Duration) map[string]bool {
+// transition will report it. The targets listed in lost (known to be gone,
+// e.g. declared lost by discovery) are reported unreachable without a
+// probe.
+func (b *AgentBackend) Unreachable(ctx context.Context, old, new *model.Manifest, timeout time.Duration, lost ...string) map[string]bool {
 	targets := map[string]bool{}
 	if old != nil {
 		for _, t := range old.Targets() {
@@ -201,11 +206,17 @@ func (b *AgentBackend) Unreachable(ctx context.Context, old, new *model.Manifest
 			targets[t] = true
 		}
 	}
+	out := map[string]bool{}
+	for _, t := range lost {
+		if targets[t] {
+			out[t] = true
+			delete(targets, t)
+		}
+	}
 	names := make([]string, 0, len(targets))
 	for t := range targets {
 		names = append(names, t)
 	}
-	out := map[string]bool{}
 	for name, r := range b.probe(ctx, names, func(t string) (*agentapi.Client, error) { return b.Client(t, new, old) }, timeout) {
 		var se *agentapi.StatusError
 		if r.Err != nil && !errors.As(r.Err, &se) {
@@ -242,14 +253,13 @@ func (b *AgentBackend) SnapshotAll(ctx context.Context, man *model.Manifest, sto
 		errs []error
 		wg   sync.WaitGroup
 	)
-	sem := make(chan struct{}, b.Parallel)
+	lim := newLimiter(b.Parallel, b.PerTarget)
 	for _, sm := range man.Snapshots {
 		svc := man.Services[sm.Service]
 		wg.Add(1)
 		go func(sm model.ServiceMapping) {
 			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
+			defer lim.acquire(sm.Target)()
 			err := func() error {
 				c, err := b.Client(sm.Target, man)
 				if err != nil {
@@ -282,6 +292,43 @@ func (b *AgentBackend) SnapshotAll(ctx context.Context, man *model.Manifest, sto
 	wg.Wait()
 	sort.Slice(out, func(i, j int) bool { return out[i].Service < out[j].Service })
 	return out, errors.Join(errs...)
+}
+
+// limiter bounds concurrent work per target and, when global > 0, in all.
+type limiter struct {
+	global  chan struct{}
+	per     int
+	mu      sync.Mutex
+	targets map[string]chan struct{}
+}
+
+func newLimiter(global, per int) *limiter {
+	l := &limiter{per: per, targets: map[string]chan struct{}{}}
+	if global > 0 {
+		l.global = make(chan struct{}, global)
+	}
+	return l
+}
+
+// acquire waits for a slot on target and returns its release.
+func (l *limiter) acquire(target string) (release func()) {
+	l.mu.Lock()
+	t, ok := l.targets[target]
+	if !ok {
+		t = make(chan struct{}, l.per)
+		l.targets[target] = t
+	}
+	l.mu.Unlock()
+	t <- struct{}{}
+	if l.global != nil {
+		l.global <- struct{}{}
+	}
+	return func() {
+		if l.global != nil {
+			<-l.global
+		}
+		<-t
+	}
 }
 
 // HTTPClientWithCA returns an HTTP client for agents that trusts the PEM

@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
+	"syscall"
 
 	"github.com/dydisnix/dydisnix/model"
 )
@@ -41,6 +43,10 @@ type BuildOptions struct {
 	// SkipArtifacts does not read pkg files (no digest); for dry runs of
 	// models whose artifacts are not on this machine.
 	SkipArtifacts bool
+	// Digests computes the artifacts' digests (nil: the process-wide
+	// cache FileDigest uses), so each distinct file is hashed once and
+	// again only when it changes.
+	Digests *DigestCache
 }
 
 // BuildManifest builds the manifest of the deployment described by the
@@ -79,6 +85,7 @@ func BuildManifest(svcs model.Services, infra model.Infrastructure, dist model.D
 	man := &model.Manifest{Version: model.ManifestVersion, Services: map[string]model.ManifestService{},
 		Infrastructure: cinfra, TargetProperty: opts.TargetProperty}
 	keys := map[string]string{} // service name → key
+	art := artifactResolver(opts)
 	// mappingsOf returns a service's mappings as manifest mappings (container defaults to the type).
 	mappingsOf := func(name string) []model.ServiceMapping {
 		s := svcs[name]
@@ -94,7 +101,7 @@ func BuildManifest(svcs model.Services, infra model.Infrastructure, dist model.D
 	}
 	for _, name := range order {
 		s := svcs[name]
-		ms, err := manifestService(s, opts)
+		ms, err := manifestService(s, opts, art)
 		if err != nil {
 			return nil, err
 		}
@@ -175,9 +182,38 @@ func nonNilMappings(ms []model.ServiceMapping) []model.ServiceMapping {
 	return ms
 }
 
+// artifact is a resolved pkg: its executable and digest.
+type artifact struct {
+	exe, digest string
+	err         error
+}
+
+// artifactResolver returns a function resolving a process service's pkg
+// to its executable and digest, each distinct pkg once per build (services
+// sharing a binary cost one resolution and one cache look-up).
+func artifactResolver(opts BuildOptions) func(pkg string) artifact {
+	dc := opts.Digests
+	if dc == nil {
+		dc = defaultDigests
+	}
+	seen := map[string]artifact{}
+	return func(pkg string) artifact {
+		if a, ok := seen[pkg]; ok {
+			return a
+		}
+		var a artifact
+		a.exe, a.err = ResolvePkg(pkg, opts.BaseDir)
+		if a.err == nil && !opts.SkipArtifacts {
+			a.digest, a.err = dc.Digest(a.exe)
+		}
+		seen[pkg] = a
+		return a
+	}
+}
+
 // manifestService turns a model service into its manifest form (without
-// dependsOn/connectsTo), resolving and hashing its artifact.
-func manifestService(s *model.Service, opts BuildOptions) (model.ManifestService, error) {
+// dependsOn/connectsTo), resolving and hashing its artifact with art.
+func manifestService(s *model.Service, opts BuildOptions, art func(string) artifact) (model.ManifestService, error) {
 	ms := model.ManifestService{Name: s.Name, Type: s.Type, Properties: map[string]any{},
 		DeployState: s.DeployState() || s.Stateful() || opts.DeployState}
 	if ms.Type == "" {
@@ -239,18 +275,11 @@ func manifestService(s *model.Service, opts BuildOptions) (model.ManifestService
 		ms.Pkg = pkg
 		return ms, nil
 	}
-	exe, err := ResolvePkg(pkg, opts.BaseDir)
-	if err != nil {
-		return ms, fmt.Errorf("services: %s.pkg: %w", s.Name, err)
+	a := art(pkg)
+	if a.err != nil {
+		return ms, fmt.Errorf("services: %s.pkg: %w", s.Name, a.err)
 	}
-	ms.Pkg = exe
-	if !opts.SkipArtifacts {
-		d, err := FileDigest(exe)
-		if err != nil {
-			return ms, fmt.Errorf("services: %s.pkg: %w", s.Name, err)
-		}
-		ms.Artifact = d
-	}
+	ms.Pkg, ms.Artifact = a.exe, a.digest
 	return ms, nil
 }
 
@@ -293,8 +322,90 @@ func ResolvePkg(pkg, baseDir string) (string, error) {
 	return p, nil
 }
 
-// FileDigest returns "sha256:<hex>" of a file's content.
+// FileDigest returns "sha256:<hex>" of a file's content. It is cached
+// process-wide (see DigestCache): a file is read again only when its size,
+// modification or change time or inode changed.
 func FileDigest(file string) (string, error) {
+	return defaultDigests.Digest(file)
+}
+
+var defaultDigests = NewDigestCache()
+
+// DigestCache caches files' sha256 digests by path, keyed by what a change
+// of the file changes: size, modification time, change time and inode (a
+// file replaced by a rename gets a new inode). It is safe for concurrent
+// use.
+type DigestCache struct {
+	mu       sync.Mutex
+	entries  map[string]digestEntry
+	computed int
+}
+
+type digestEntry struct {
+	stamp  fileStamp
+	digest string
+}
+
+// fileStamp is what identifies one version of a file.
+type fileStamp struct {
+	size         int64
+	mtime, ctime int64
+	ino, dev     uint64
+}
+
+// NewDigestCache returns an empty cache.
+func NewDigestCache() *DigestCache {
+	return &DigestCache{entries: map[string]digestEntry{}}
+}
+
+// Digest returns "sha256:<hex>" of file's content, hashing the file only
+// when the cache has no digest for its current version.
+func (c *DigestCache) Digest(file string) (string, error) {
+	before, err := stampOf(file)
+	if err != nil {
+		return "", err
+	}
+	c.mu.Lock()
+	e, ok := c.entries[file]
+	c.mu.Unlock()
+	if ok && e.stamp == before {
+		return e.digest, nil
+	}
+	d, err := hashFile(file)
+	if err != nil {
+		return "", err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.computed++
+	// Cache it only when the file did not change while it was read.
+	if after, err := stampOf(file); err == nil && after == before {
+		c.entries[file] = digestEntry{stamp: before, digest: d}
+	}
+	return d, nil
+}
+
+// Computed returns how many times the cache has hashed a file.
+func (c *DigestCache) Computed() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.computed
+}
+
+func stampOf(file string) (fileStamp, error) {
+	fi, err := os.Stat(file)
+	if err != nil {
+		return fileStamp{}, err
+	}
+	st := fileStamp{size: fi.Size(), mtime: fi.ModTime().UnixNano()}
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+		st.ino, st.dev = uint64(sys.Ino), uint64(sys.Dev)
+		st.ctime = int64(sys.Ctim.Sec)*1e9 + int64(sys.Ctim.Nsec)
+	}
+	return st, nil
+}
+
+func hashFile(file string) (string, error) {
 	f, err := os.Open(file)
 	if err != nil {
 		return "", err

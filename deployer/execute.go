@@ -43,15 +43,19 @@ type StepResult struct {
 	Skipped bool
 }
 
-// DefaultParallel is the number of steps run at once when ExecOptions
-// (or a backend's -m) gives none.
-const DefaultParallel = 4
+// DefaultPerTarget is the number of steps run at once on one target when
+// ExecOptions (or a backend's --max-per-target) gives none.
+const DefaultPerTarget = 4
 
 // ExecOptions tune Execute.
 type ExecOptions struct {
-	// Parallel bounds the number of steps running at once (-m; <= 0:
-	// DefaultParallel).
+	// Parallel bounds the number of steps running at once over all
+	// targets (-m; <= 0: no global bound, only PerTarget's).
 	Parallel int
+	// PerTarget bounds the number of steps running at once on one target
+	// (<= 0: DefaultPerTarget): every target works concurrently, each
+	// within its own bound.
+	PerTarget int
 	// Progress receives an event for every step that starts, ends or is
 	// undone (nil: none). Calls are serialised.
 	Progress func(StepEvent)
@@ -224,7 +228,9 @@ func checkRunnable(plan *Plan) error {
 // Execute carries out plan with st. It first checks that every step can
 // run (see checkPlan): an invalid plan is an error before any step starts.
 // Steps whose dependencies are done run in parallel, at most
-// opts.Parallel at once, the ready ones in step order.
+// opts.PerTarget at once on one target and opts.Parallel (when set) at
+// once in all; the ready ones start in step order, a step whose target is
+// at its bound waiting without holding up the others.
 //
 // When a step fails, no new step starts; once the running ones end, the
 // completed steps are undone in reverse completion order and the error is
@@ -238,10 +244,11 @@ func Execute(ctx context.Context, plan *Plan, st Stepper, opts ExecOptions) erro
 	if err := checkRunnable(plan); err != nil {
 		return err
 	}
-	par := opts.Parallel
-	if par <= 0 {
-		par = DefaultParallel
+	par, per := opts.Parallel, opts.PerTarget
+	if per <= 0 {
+		per = DefaultPerTarget
 	}
+	busy := map[string]int{} // target → its running steps
 	var progMu sync.Mutex
 	emit := func(ev StepEvent) {
 		if opts.Progress != nil {
@@ -278,9 +285,15 @@ func Execute(ctx context.Context, plan *Plan, st Stepper, opts ExecOptions) erro
 		running     int
 	)
 	for {
-		for len(ready) > 0 && running < par && failed == nil && ctx.Err() == nil {
-			i := ready[0]
-			ready = ready[1:]
+		for k := 0; k < len(ready) && (par <= 0 || running < par) && failed == nil && ctx.Err() == nil; {
+			i := ready[k]
+			t := plan.Steps[i].Target
+			if busy[t] >= per {
+				k++
+				continue
+			}
+			ready = append(ready[:k], ready[k+1:]...)
+			busy[t]++
 			started[i] = true
 			running++
 			go func(s Step) {
@@ -297,6 +310,7 @@ func Execute(ctx context.Context, plan *Plan, st Stepper, opts ExecOptions) erro
 		r := <-results
 		running--
 		s := plan.Steps[r.i]
+		busy[s.Target]--
 		switch {
 		case r.unstarted:
 			started[r.i] = false

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/dydisnix/dydisnix/deployer"
 )
@@ -268,5 +270,116 @@ func TestPlanJSONStepsNeverNull(t *testing.T) {
 	b, _ := json.Marshal(&deployer.Plan{Steps: []deployer.Step{{ID: 1, Kind: deployer.StepLock, Target: "t1"}}, Notes: []string{"n"}})
 	if want := `{"steps":[{"id":1,"kind":"lock","target":"t1"}],"notes":["n"]}`; string(b) != want {
 		t.Errorf("JSON %s, want %s", b, want)
+	}
+}
+
+// TestExecutePerTargetBound: steps on different targets run concurrently
+// beyond the old global bound of 4 (each target within its own bound), a
+// target's further steps wait for one of its own to end, and a global
+// Parallel, when set, still caps the total.
+func TestExecutePerTargetBound(t *testing.T) {
+	t.Parallel()
+	// Three targets with three independent steps each: 1-3 on t1, 4-6 on
+	// t2, 7-9 on t3.
+	plan := func() *deployer.Plan {
+		p := &deployer.Plan{}
+		for i := 1; i <= 9; i++ {
+			p.Steps = append(p.Steps, deployer.Step{ID: i, Kind: deployer.StepActivate, Target: fmt.Sprintf("t%d", 1+(i-1)/3), Service: fmt.Sprintf("s%d", i)})
+		}
+		return p
+	}
+	tests := []struct {
+		name      string
+		opts      deployer.ExecOptions
+		first     []int // the steps that run at once before any ends
+		release   int   // ending this step ...
+		next      int   // ... starts this one
+		notBefore []int // steps that must not have started by then
+	}{
+		{"per target 2, no global bound", deployer.ExecOptions{PerTarget: 2}, []int{1, 2, 4, 5, 7, 8}, 4, 6, []int{3, 9}},
+		{"per target 2, global 5", deployer.ExecOptions{PerTarget: 2, Parallel: 5}, []int{1, 2, 4, 5, 7}, 2, 3, []int{6, 8, 9}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := &fakeStepper{block: map[int]*gate{}}
+			for i := 1; i <= 9; i++ {
+				f.block[i] = newGate()
+			}
+			done := make(chan error, 1)
+			go func() { done <- deployer.Execute(context.Background(), plan(), f, tc.opts) }()
+			wait := func(id int) {
+				t.Helper()
+				select {
+				case <-f.block[id].entered:
+				case err := <-done:
+					t.Fatalf("Execute returned (%v) before step %d started", err, id)
+				case <-time.After(time.Minute):
+					f.mu.Lock()
+					defer f.mu.Unlock()
+					t.Fatalf("step %d never started; started: %v", id, f.did)
+				}
+			}
+			for _, id := range tc.first {
+				wait(id)
+			}
+			close(f.block[tc.release].release)
+			wait(tc.next)
+			f.mu.Lock()
+			for _, id := range f.did {
+				if slices.Contains(tc.notBefore, id) {
+					t.Errorf("step %d started beyond its bound (started: %v)", id, f.did)
+				}
+			}
+			f.mu.Unlock()
+			for i := 1; i <= 9; i++ {
+				if i != tc.release {
+					close(f.block[i].release)
+				}
+			}
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if len(f.did) != 9 {
+				t.Errorf("ran %v, want all 9 steps", f.did)
+			}
+		})
+	}
+}
+
+// waitStepper waits d in every step, as an activation waits for its health
+// check.
+type waitStepper struct{ d time.Duration }
+
+func (w waitStepper) Do(ctx context.Context, s deployer.Step) (deployer.StepResult, error) {
+	time.Sleep(w.d)
+	return deployer.StepResult{}, nil
+}
+
+func (waitStepper) Undo(ctx context.Context, s deployer.Step) (string, error) { return "", nil }
+
+// BenchmarkExecute1000On100 schedules a first deploy's 1000 independent
+// activations on 100 targets, each waiting 2 ms: "global-4" is the old
+// bound (4 steps at once in all), "per-target-4" the default (4 at once
+// on each target).
+func BenchmarkExecute1000On100(b *testing.B) {
+	p := &deployer.Plan{}
+	for i := 1; i <= 1000; i++ {
+		p.Steps = append(p.Steps, deployer.Step{ID: i, Kind: deployer.StepActivate, Target: fmt.Sprintf("t%03d", i%100), Service: fmt.Sprintf("s%04d", i)})
+	}
+	for _, bc := range []struct {
+		name string
+		opts deployer.ExecOptions
+	}{
+		{"global-4", deployer.ExecOptions{Parallel: 4, PerTarget: 4}},
+		{"per-target-4", deployer.ExecOptions{PerTarget: 4}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				if err := deployer.Execute(context.Background(), p, waitStepper{2 * time.Millisecond}, bc.opts); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -3,6 +3,7 @@ package deployer
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -300,8 +301,9 @@ func PlanTransition(old, new *model.Manifest, opts PlanOptions) (*Plan, error) {
 
 	var ctxUpdates []model.ServiceMapping
 	if old != nil && !opts.NoUpgrade {
+		same := sameTargets(old, new)
 		for _, m := range new.Mappings {
-			if inOld[mk(m)] && !unreach(m.Target) && contextChanged(old, new, m) {
+			if inOld[mk(m)] && !unreach(m.Target) && !sameContext(old, new, m, same) && contextChanged(old, new, m) {
 				ctxUpdates = append(ctxUpdates, m)
 				involved[m.Target] = true
 			}
@@ -494,6 +496,48 @@ func PlanTransition(old, new *model.Manifest, opts PlanOptions) (*Plan, error) {
 	}
 	_ = allDel
 	return p, nil
+}
+
+// sameTargets returns a function reporting whether a target's entry (name,
+// properties, other attributes) is the same in both manifests' infrastructures,
+// each target compared once.
+func sameTargets(old, new *model.Manifest) func(string) bool {
+	memo := map[string]bool{}
+	return func(name string) bool {
+		if v, ok := memo[name]; ok {
+			return v
+		}
+		a, b := old.Infrastructure[name], new.Infrastructure[name]
+		v := a == nil && b == nil
+		if a != nil && b != nil {
+			v = a.Name == b.Name && model.Equal(a.Properties, b.Properties) && model.Equal(a.Extra, b.Extra)
+		}
+		memo[name] = v
+		return v
+	}
+}
+
+// sameContext reports, cheaply, that mapping m's environment and context
+// cannot differ between the manifests: the same target property, the
+// same dependsOn and connectsTo mappings (the service's key is the same in
+// both, so are the services those mappings name) and the same entries of
+// every target involved. When it reports false, contextChanged decides.
+func sameContext(old, new *model.Manifest, m model.ServiceMapping, sameTarget func(string) bool) bool {
+	if old.TargetProperty != new.TargetProperty || !sameTarget(m.Target) {
+		return false
+	}
+	a, b := old.Services[m.Service], new.Services[m.Service]
+	if !slices.Equal(a.DependsOn, b.DependsOn) || !slices.Equal(a.ConnectsTo, b.ConnectsTo) {
+		return false
+	}
+	for _, list := range [][]model.ServiceMapping{b.DependsOn, b.ConnectsTo} {
+		for _, d := range list {
+			if !sameTarget(d.Target) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // contextChanged reports whether the environment or context of mapping m

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
 
@@ -80,5 +81,38 @@ func TestProbe(t *testing.T) {
 		if unreach[tc.target] != tc.unreachable {
 			t.Errorf("%s: unreachable = %v, want %v", tc.target, unreach[tc.target], tc.unreachable)
 		}
+	}
+}
+
+// TestUnreachableSkipsLost: a target known to be lost is reported
+// unreachable without a request to its address (a dead machine costs no
+// probe timeout); the others are still probed.
+func TestUnreachableSkipsLost(t *testing.T) {
+	t.Parallel()
+	hits := map[string]int{}
+	var mu sync.Mutex
+	serve := func(name string) string {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			hits[name]++
+			mu.Unlock()
+			w.Write([]byte(`{"status":"ok"}`))
+		}))
+		t.Cleanup(srv.Close)
+		return srv.URL
+	}
+	infra := model.Infrastructure{}
+	for _, n := range []string{"alive", "lost"} {
+		infra[n] = &model.Target{Name: n, Properties: map[string]any{"agentURL": serve(n)}, Extra: map[string]any{}}
+	}
+	be := &deployer.AgentBackend{Token: "tok"}
+	got := be.Unreachable(context.Background(), nil, &model.Manifest{Infrastructure: infra}, time.Minute, "lost", "unknown")
+	if want := map[string]bool{"lost": true}; !reflect.DeepEqual(got, want) {
+		t.Errorf("unreachable = %v, want %v", got, want)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if hits["lost"] != 0 || hits["alive"] != 1 {
+		t.Errorf("probes: %v, want alive probed once and lost never", hits)
 	}
 }

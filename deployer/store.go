@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/dydisnix/dydisnix/deployer/agentapi"
 	"github.com/dydisnix/dydisnix/model"
@@ -158,6 +159,21 @@ func (s *Store) LatestSnapshot(service string) (agentapi.SnapshotInfo, bool, err
 		return agentapi.SnapshotInfo{}, false, err
 	}
 	return gens[len(gens)-1], true, nil
+}
+
+// SnapshotTime returns when the newest snapshot of a service was stored
+// (its file's modification time: storing a snapshot identical to the
+// newest one renews it); ok false when there is none.
+func (s *Store) SnapshotTime(service string) (t time.Time, ok bool, err error) {
+	info, ok, err := s.LatestSnapshot(service)
+	if err != nil || !ok {
+		return time.Time{}, false, err
+	}
+	fi, err := os.Stat(s.SnapshotPath(service, info.Digest))
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("snapshot store %s: %w", service, err)
+	}
+	return fi.ModTime(), true, nil
 }
 
 // PutSnapshot reads a snapshot into the store, verifies it against digest

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -58,8 +59,12 @@ type Config struct {
 	Owner string
 	// TargetProperty is the default property holding a target's agent URL.
 	TargetProperty string
-	// Parallel bounds the steps run at once (-m; default 4).
-	Parallel   int
+	// Parallel bounds the steps run at once over all targets (-m; 0: no
+	// global bound). The Disnix deployer takes it as its -m (0: 4).
+	Parallel int
+	// PerTarget bounds the steps run at once on one target
+	// (--max-per-target; 0: deployer.DefaultPerTarget).
+	PerTarget  int
 	Transition Transition
 	// Reconstruct merges what the targets report into the previous
 	// manifest before the policy runs (--reconstruct).
@@ -91,6 +96,10 @@ type Request struct {
 	// previous distribution placed there stay where they were, the policy
 	// places the others on the remaining targets.
 	Cordon []string
+	// Lost lists targets discovery declared lost (crashed): they count as
+	// unreachable without a probe (their state is restored from the
+	// store), so a dead machine costs no probe timeout.
+	Lost []string
 	// Progress, when set, receives every step event of this pass (after
 	// Config.Progress), with the number of steps of the transition.
 	Progress func(ev deployer.StepEvent, of int)
@@ -122,6 +131,12 @@ type Pass struct {
 	store   *deployer.Store        // agent deployer
 	agents  *deployer.AgentBackend // agent deployer
 	disnix  *disnix.Backend        // Disnix deployer
+
+	// stateful caches the stateful services of manifest generation
+	// statefulGen (SnapshotTimes).
+	statefulMu  sync.Mutex
+	statefulGen int
+	stateful    []string
 }
 
 // New checks cfg and opens the state directory. The models are read by
@@ -135,9 +150,6 @@ func New(cfg Config) (*Pass, error) {
 	}
 	if cfg.ProbeTimeout <= 0 {
 		cfg.ProbeTimeout = time.Second
-	}
-	if cfg.Parallel <= 0 {
-		cfg.Parallel = 4
 	}
 	if cfg.HTTP == nil && cfg.CAFile != "" {
 		hc, err := deployer.HTTPClientWithCA(cfg.CAFile)
@@ -165,13 +177,16 @@ func New(cfg Config) (*Pass, error) {
 			owner = LockOwner(cfg.StateDir)
 		}
 		p.store = st
-		p.agents = &deployer.AgentBackend{Token: cfg.Token, Parallel: cfg.Parallel, Store: st, HTTP: cfg.HTTP, Owner: owner}
+		p.agents = &deployer.AgentBackend{Token: cfg.Token, Parallel: cfg.Parallel, PerTarget: cfg.PerTarget, Store: st, HTTP: cfg.HTTP, Owner: owner}
 	case "disnix":
 		if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 			return nil, fmt.Errorf("state dir: %w", err)
 		}
 		o := cfg.Disnix
 		o.MaxConcurrentTransfers, o.Keep, o.DeployState = cfg.Parallel, cfg.Keep, cfg.Transition.DeployState
+		if o.MaxConcurrentTransfers <= 0 {
+			o.MaxConcurrentTransfers = 4
+		}
 		o.NoMigration, o.DeleteState, o.NoUpgrade, o.NoLock = cfg.Transition.NoMigration, cfg.Transition.DeleteState,
 			cfg.Transition.NoUpgrade, cfg.Transition.NoLock
 		o.TargetProperty = cfg.TargetProperty
@@ -372,7 +387,7 @@ func (p *Pass) reconcile(ctx context.Context, old *model.Manifest, infra model.I
 // reachable one, e.g. a draining machine, has its state migrated), and
 // executes the plan unless it is a dry run.
 func (p *Pass) transit(ctx context.Context, old, man *model.Manifest, req Request) (*Result, error) {
-	unreach := p.agents.Unreachable(ctx, old, man, p.cfg.ProbeTimeout)
+	unreach := p.agents.Unreachable(ctx, old, man, p.cfg.ProbeTimeout, req.Lost...)
 	t := p.cfg.Transition
 	plan, err := deployer.PlanTransition(old, man, deployer.PlanOptions{Unreachable: unreach, NoMigration: t.NoMigration,
 		DeleteState: t.DeleteState, NoLock: t.NoLock, NoUpgrade: t.NoUpgrade})
@@ -446,6 +461,58 @@ func (p *Pass) Snapshot(ctx context.Context) error {
 	}
 	_, err = p.agents.SnapshotAll(ctx, man, p.store, nil)
 	return err
+}
+
+// SnapshotTimes returns, for every stateful service of the newest
+// generation, when its newest snapshot was stored (zero: none); nil with
+// the Disnix deployer (its snapshots are Disnix's).
+func (p *Pass) SnapshotTimes() (map[string]time.Time, error) {
+	if p.store == nil {
+		return nil, nil
+	}
+	names, err := p.statefulServices()
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]time.Time, len(names))
+	for _, name := range names {
+		t, _, err := p.store.SnapshotTime(name)
+		if err != nil {
+			return nil, err
+		}
+		out[name] = t
+	}
+	return out, nil
+}
+
+// statefulServices returns the services of the newest generation whose
+// state is managed; the manifest is read again only when a newer
+// generation was saved.
+func (p *Pass) statefulServices() ([]string, error) {
+	gens, err := p.store.Generations()
+	if err != nil || len(gens) == 0 {
+		return nil, err
+	}
+	gen := gens[len(gens)-1]
+	p.statefulMu.Lock()
+	defer p.statefulMu.Unlock()
+	if gen == p.statefulGen {
+		return p.stateful, nil
+	}
+	man, err := p.store.Manifest(gen)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var names []string
+	for _, sm := range man.Snapshots {
+		if name := man.Services[sm.Service].Name; !seen[name] {
+			seen[name] = true
+			names = append(names, name)
+		}
+	}
+	p.statefulGen, p.stateful = gen, names
+	return names, nil
 }
 
 // Moved lists the services whose target set differs between two

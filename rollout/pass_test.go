@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -171,5 +172,50 @@ func TestRequestProgress(t *testing.T) {
 	i := slices.IndexFunc(fromRequest, func(p StepProgress) bool { return p.Op == "activate" && p.Phase == PhaseDone })
 	if i < 0 || fromRequest[i].Of != n || fromRequest[i].Service != "a" || fromRequest[i].Target != "t1" {
 		t.Errorf("activation progress: %+v", fromRequest)
+	}
+}
+
+// TestSnapshotTimes: every stateful service of the newest generation is
+// listed with the time its newest snapshot was stored (zero: none), and a
+// newer generation's services replace the older one's.
+func TestSnapshotTimes(t *testing.T) {
+	t.Parallel()
+	p, err := New(Config{StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	save := func(stateful ...string) {
+		t.Helper()
+		man := &model.Manifest{Version: model.ManifestVersion, Services: map[string]model.ManifestService{},
+			Infrastructure: model.Infrastructure{"t1": &model.Target{Name: "t1", Properties: map[string]any{}, Extra: map[string]any{}}}}
+		for _, name := range stateful {
+			man.Services["k-"+name] = model.ManifestService{Name: name, Type: "process", DeployState: true}
+			sm := model.ServiceMapping{Service: "k-" + name, Target: "t1", Container: "process"}
+			man.Mappings = append(man.Mappings, sm)
+			man.Snapshots = append(man.Snapshots, sm)
+		}
+		if _, err := p.Store().SaveManifest(man); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, err := p.SnapshotTimes(); err != nil || len(got) != 0 {
+		t.Fatalf("nothing deployed: %v, %v", got, err)
+	}
+	save("db", "kv")
+	info, err := p.Store().PutSnapshot("db", "", strings.NewReader("state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(p.Store().SnapshotPath("db", info.Digest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := p.SnapshotTimes()
+	if err != nil || len(got) != 2 || !got["db"].Equal(fi.ModTime()) || !got["kv"].IsZero() {
+		t.Fatalf("SnapshotTimes = %v, %v; want db at %v and kv without one", got, err, fi.ModTime())
+	}
+	save("kv")
+	if got, err := p.SnapshotTimes(); err != nil || len(got) != 1 || !got["kv"].IsZero() {
+		t.Fatalf("after a newer generation: %v, %v; want kv only", got, err)
 	}
 }

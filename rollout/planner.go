@@ -101,15 +101,16 @@ func (p *Planner) WatchFiles() []string {
 // bytes (a builtin policy by name). A services model Disnix could not
 // deploy (unknown dependency, dependsOn cycle, name mismatch) is an error.
 //
-// Evaluating a .nix model runs nix-instantiate, which costs far more than
-// the rest of an idle loop: when a model is a .nix file and no file changed
-// (same size, modification time and inode), the previous evaluation is
-// reused. JSON and YAML models are always read again. On error the models
-// loaded before stay in use.
+// An idle loop reloads at every resync: when no file changed (same size,
+// modification and change time and inode) the previous load is reused, so
+// a .nix model does not run nix-instantiate again and a large JSON or YAML
+// model is not parsed again. (Files a .nix model imports are not
+// watched: touch the main file.) On error the models loaded before stay in
+// use.
 func (p *Planner) Load(ctx context.Context) (string, error) {
-	sig, nix := p.signature()
+	sig := p.signature()
 	p.mu.Lock()
-	if nix && sig != "" && sig == p.sig && p.hash != "" {
+	if sig != "" && sig == p.sig && p.hash != "" {
 		h := p.hash
 		p.mu.Unlock()
 		return h, nil
@@ -172,22 +173,23 @@ func (p *Planner) Load(ctx context.Context) (string, error) {
 }
 
 // signature identifies the current version of every model file by size,
-// modification time and inode; nix reports whether one is a .nix file.
-func (p *Planner) signature() (sig string, nix bool) {
+// modification and change time and inode ("" when one cannot be read).
+func (p *Planner) signature() string {
 	var b strings.Builder
 	for _, f := range p.WatchFiles() {
 		st, err := os.Stat(f)
 		if err != nil {
-			return "", false
+			return ""
 		}
 		var ino uint64
+		var ctime int64
 		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
 			ino = sys.Ino
+			ctime = int64(sys.Ctim.Sec)*1e9 + int64(sys.Ctim.Nsec)
 		}
-		fmt.Fprintf(&b, "%s|%d|%d|%d;", f, st.Size(), st.ModTime().UnixNano(), ino)
-		nix = nix || strings.HasSuffix(f, ".nix")
+		fmt.Fprintf(&b, "%s|%d|%d|%d|%d;", f, st.Size(), st.ModTime().UnixNano(), ctime, ino)
 	}
-	return b.String(), nix
+	return b.String()
 }
 
 func hashFile(h interface{ Write([]byte) (int, error) }, file string) error {

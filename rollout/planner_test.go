@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -118,6 +119,38 @@ rec { store = { name = "store"; type = "process"; }; web = { name = "web"; type 
 	h2, err := p.Load(context.Background())
 	if err != nil || h2 == h1 || len(p.services) != 1 {
 		t.Fatalf("edited .nix model not re-evaluated: %v", err)
+	}
+}
+
+// TestModelPlannerReusesUnchangedModels: a JSON services model is not
+// parsed again while no model file changed (an idle resync), and is once
+// one changed.
+func TestModelPlannerReusesUnchangedModels(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	svc := writeFile(t, dir, "services.json", `{"store": {"name": "store", "type": "process"}, "web": {"name": "web", "type": "process"}}`)
+	qos := writeFile(t, dir, "qos.yaml", "steps: []\n")
+	p, err := NewPlanner(Models{Services: svc, QoS: qos}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h1, err := p.Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded := reflect.ValueOf(p.services).Pointer()
+	for i := 0; i < 3; i++ {
+		if h, err := p.Load(context.Background()); err != nil || h != h1 {
+			t.Fatalf("reload of unchanged models: %v, hash %s want %s", err, h, h1)
+		}
+		if reflect.ValueOf(p.services).Pointer() != loaded {
+			t.Fatal("unchanged services model parsed again")
+		}
+	}
+	writeFile(t, dir, "services.json", `{"store": {"name": "store", "type": "process"}}`)
+	h2, err := p.Load(context.Background())
+	if err != nil || h2 == h1 || len(p.services) != 1 {
+		t.Fatalf("edited model not read again: %v (%d services)", err, len(p.services))
 	}
 }
 

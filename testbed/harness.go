@@ -200,7 +200,7 @@ func (h *Harness) StartLoop(extra ...string) error {
 	}
 	coord := h.TB.Coordinator()
 	statusAddr := h.StatusAddr()
-	h.statusURL = "http://" + statusAddr + "/status"
+	h.statusURL = "http://" + statusAddr + "/status?detail=targets,services"
 	logf, err := os.OpenFile(h.Path("self-adapt.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return fmt.Errorf("harness: %w", err)

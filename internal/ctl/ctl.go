@@ -66,10 +66,11 @@ func (c *Client) do(ctx context.Context, method, path string, out any) error {
 	return nil
 }
 
-// Status returns the loop's status.
+// Status returns the loop's status with its targets and services (not
+// the history of events and deploys).
 func (c *Client) Status(ctx context.Context) (*adapt.Status, error) {
 	var st adapt.Status
-	return &st, c.do(ctx, http.MethodGet, "/status", &st)
+	return &st, c.do(ctx, http.MethodGet, "/status?detail=targets,services", &st)
 }
 
 // Command sends an operator's command; target names the target of cordon,
