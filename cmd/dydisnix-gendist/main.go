@@ -32,7 +32,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := c.Flags
 	var m cli.Models
 	m.AddFlags(fs, cli.ServicesFlag|cli.InfrastructureFlag)
-	fs.StringVarP(&o.QoS, "qos", "q", "", "`POLICY` QoS policy: a file (.yaml, .json, .nix) or builtin:NAME; without it the initial distribution is printed")
+	fs.StringVarP(&o.QoS, "qos", "q", "", "`POLICY` QoS model: a Nix QoS model {services, infrastructure, initialDistribution, previousDistribution, filters, lib}: ..., a policy file (.yaml, .json, .nix) or builtin:NAME; without it the initial distribution is printed")
+	fs.StringVarP(&o.Filters, "filters", "F", "", "`FILE` filter catalog {pkgs, referenceFilters}: { name = filter; ... } replacing the filters a Nix QoS model gets")
 	fs.StringVarP(&o.Initial, "distribution", "d", "", "`FILE` initial candidate distribution instead of the cartesian product")
 	fs.StringVar(&o.Previous, "previous", "", "`FILE` distribution of the last deployment: a distribution model, or a Disnix manifest (.json with serviceMappings, or manifest .xml)")
 	fs.StringVarP(&o.Profile, "profile", "p", "default", "`NAME` coordinator profile: without --previous, the manifest <coordinator-profile-path>/<profile> points to, if it exists, is the previous distribution")

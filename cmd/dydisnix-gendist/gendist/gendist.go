@@ -24,8 +24,11 @@ type Options struct {
 	// Services, Infrastructure and Initial are model files; Initial ("" for
 	// the cartesian product) is the candidate distribution to start from.
 	Services, Infrastructure, Initial string
-	// QoS is a policy file or builtin:NAME ("" runs no step).
+	// QoS is a policy file, builtin:NAME or a QoS model in Nix ("" runs
+	// no step).
 	QoS string
+	// Filters is the original's -F filter catalog for a QoS model in Nix.
+	Filters string
 	// Previous is the last deployment's distribution or manifest; when
 	// "", the coordinator profile ProfilePath/Profile is read if it exists.
 	Previous, Profile, ProfilePath string
@@ -57,14 +60,14 @@ func Run(ctx context.Context, o *Options, stdout, stderr io.Writer) error {
 	}
 	policy := &qos.Policy{}
 	if o.QoS != "" {
-		if policy, err = qos.LoadPolicy(o.QoS); err != nil {
+		if policy, err = qos.DefaultRegistry().LoadQoS(o.QoS, qos.NixModelOptions{Nix: o.Nix, Filters: o.Filters, Ctx: ctx}); err != nil {
 			return err
 		}
 	}
 	if o.FilterBuildable {
 		policy = policy.Prepend(qos.NewStep("filterBuildable", &qos.Buildable{}))
 	}
-	in := qos.Input{Services: services, Infrastructure: infra, Explain: o.Explain, Empty: qos.RejectRemoved, ExplainServices: o.ExplainServices}
+	in := qos.Input{Services: services, Infrastructure: infra, Explain: o.Explain, Empty: qos.RejectRemoved, ExplainServices: o.ExplainServices, Context: ctx}
 	if o.AllowEmpty {
 		in.Empty = qos.AllowEmpty
 	}
