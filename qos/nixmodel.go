@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/dydisnix/dydisnix/augment"
@@ -192,7 +193,7 @@ func (m *NixModel) Apply(env *Env, in *Candidates) (*Candidates, error) {
 		node, err := b.eval(ctx, true)
 		m.rounds++
 		if err == nil && pure(node) {
-			return b.dist(node)
+			return b.result(node)
 		}
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("%s: %w", m.File, ctx.Err())
@@ -206,7 +207,7 @@ func (m *NixModel) Apply(env *Env, in *Candidates) (*Candidates, error) {
 		node, err := b.eval(ctx, false)
 		m.rounds++
 		if err == nil {
-			return b.dist(node)
+			return b.result(node)
 		}
 		var need *needError
 		if !errors.As(err, &need) {
@@ -354,6 +355,9 @@ func (b *bridgeRun) eval(ctx context.Context, fast bool) (any, error) {
 			if need := needOf(ee.Stderr, m.File); need != nil {
 				return nil, need
 			}
+			if at := b.position(tctx, bin, args, ee.Error()); at != "" {
+				return nil, fmt.Errorf("%s: %w\n(%s)", m.File, ee, at)
+			}
 			return nil, fmt.Errorf("%s: %w", m.File, ee)
 		}
 		return nil, fmt.Errorf("%s: %w", m.File, err)
@@ -371,6 +375,35 @@ func (b *bridgeRun) eval(ctx context.Context, fast bool) (any, error) {
 		return nil, fmt.Errorf("%s: internal: unexpected evaluator output", m.File)
 	}
 	return node, nil
+}
+
+// nixPos is a position in a Nix error message or trace.
+var nixPos = regexp.MustCompile(`at (/[^\s:]+):(\d+):(\d+)`)
+
+// position returns "at FILE:LINE:COL" of the model or the catalog when the
+// message has none (a throw): the innermost one of the evaluation's
+// --show-trace, which is run for it.
+func (b *bridgeRun) position(ctx context.Context, bin string, args []string, msg string) string {
+	own := func(f string) bool { return f == b.model.File || (f != "" && f == b.model.Opts.Filters) }
+	for _, x := range nixPos.FindAllStringSubmatch(msg, -1) {
+		if own(x[1]) {
+			return ""
+		}
+	}
+	if !slices.Contains(args, "--show-trace") {
+		args = append(args[:len(args):len(args)], "--show-trace")
+	}
+	_, err := nixeval.Run(ctx, bin, args, nil)
+	var ee *nixeval.Error
+	if !errors.As(err, &ee) {
+		return ""
+	}
+	for _, x := range nixPos.FindAllStringSubmatch(ee.Stderr, -1) {
+		if own(x[1]) {
+			return x[0]
+		}
+	}
+	return ""
 }
 
 const (
@@ -439,6 +472,19 @@ func pure(v any) bool {
 		}
 	}
 	return true
+}
+
+// result computes the model's result, which must be a distribution.
+func (b *bridgeRun) result(node any) (*Candidates, error) {
+	switch x := node.(type) {
+	case map[string]any:
+		if _, f := x["__dydisnix_function"]; f && len(x) == 1 {
+			return nil, fmt.Errorf("%s: the QoS model returned a function, expected a distribution (an attribute set of target lists; a filter given too few arguments?)", b.model.File)
+		}
+		return b.dist(node)
+	default:
+		return nil, fmt.Errorf("%s: the QoS model returned a %s, expected a distribution (an attribute set of target lists)", b.model.File, model.TypeName(node))
+	}
 }
 
 // dist computes a distribution node: a filter call, a reference to a
