@@ -177,7 +177,7 @@ if r.success then r.value else {}
 			qos: "qos-roundrobin.nix", wantErr: []string{"qos-roundrobin.nix", "divideRoundRobin", "missing"}},
 		// --extra-params reach the model.
 		{name: "extra params", extra: `{ prop = "priority"; }`, mode: "replay",
-			qos: "{services, infrastructure, initialDistribution, previousDistribution, filters, lib, prop}:\nfilters.order { inherit infrastructure; distribution = initialDistribution; targetProperty = prop; }\n",
+			qos:  "{services, infrastructure, initialDistribution, previousDistribution, filters, lib, prop}:\nfilters.order { inherit infrastructure; distribution = initialDistribution; targetProperty = prop; }\n",
 			want: map[string][]string{"testService1": {"testtarget2", "testtarget1"}, "testService2": {"testtarget2", "testtarget1"}, "testService3": {"testtarget2", "testtarget1"}}},
 	}
 	for _, c := range cases {
@@ -283,15 +283,15 @@ func TestNixPolicyStillLoads(t *testing.T) {
 func TestFastEligible(t *testing.T) {
 	t.Parallel()
 	cases := map[string]bool{
-		qosHead + "filters.divideRoundRobin { distribution = initialDistribution; }": true,
+		qosHead + "filters.divideRoundRobin { distribution = initialDistribution; }":                                                                              true,
 		qosHead + "# comments may say == or ? or builtins\nfilters.order { inherit infrastructure; distribution = initialDistribution; targetProperty = \"p\"; }": true,
-		qosHead + "let r = filters.x {}; in if r == {} then r else r":     false,
-		qosHead + "let r = filters.x {}; in if r ? a then r else r":       false,
-		qosHead + "(filters.x {}).a or initialDistribution":               false,
-		qosHead + "builtins.mapAttrs (n: v: v) initialDistribution":       false,
-		qosHead + "lib.attrByPath [ \"a\" ] {} (filters.x {})":            false,
-		qosHead + "with builtins; if isAttrs (filters.x {}) then 1 else 2": false,
-		qosHead + "__isAttrs (filters.x {})":                              false,
+		qosHead + "let r = filters.x {}; in if r == {} then r else r":                                                                                             false,
+		qosHead + "let r = filters.x {}; in if r ? a then r else r":                                                                                               false,
+		qosHead + "(filters.x {}).a or initialDistribution":                                                                                                       false,
+		qosHead + "builtins.mapAttrs (n: v: v) initialDistribution":                                                                                               false,
+		qosHead + "lib.attrByPath [ \"a\" ] {} (filters.x {})":                                                                                                    false,
+		qosHead + "with builtins; if isAttrs (filters.x {}) then 1 else 2":                                                                                        false,
+		qosHead + "__isAttrs (filters.x {})":                                                                                                                      false,
 	}
 	for text, want := range cases {
 		if got := fastEligible(text); got != want {
