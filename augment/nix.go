@@ -125,5 +125,5 @@ func (n NixInstantiate) EvalJSON(ctx context.Context, expr string, stdin []byte)
 		}
 		bin = p
 	}
-	return nixeval.Run(ctx, bin, []string{"--eval", "--strict", "--json", "--expr", expr}, stdin)
+	return nixeval.Run(ctx, bin, []string{"--eval", "--read-write-mode", "--strict", "--json", "--expr", expr}, stdin)
 }

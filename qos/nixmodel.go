@@ -89,7 +89,7 @@ func probeNixModel(ctx context.Context, file string, opts model.NixOptions) (boo
 		return false, fmt.Errorf("%s: %w", file, err)
 	}
 	expr := "let m = import " + model.QuoteNix(abs) + "; in if builtins.isFunction m then builtins.functionArgs m else null"
-	args := []string{"--eval", "--strict", "--json", "--expr", expr}
+	args := []string{"--eval", "--read-write-mode", "--strict", "--json", "--expr", expr}
 	if opts.ShowTrace {
 		args = append(args, "--show-trace")
 	}
@@ -318,7 +318,7 @@ func (b *bridgeRun) eval(ctx context.Context, fast bool) (any, error) {
 		extra = "{ }"
 	}
 	expr := "let lib = " + augment.Lib + "; in\n" + bridgeNix
-	args := []string{"--eval", "--strict", "--json", "--expr", expr,
+	args := []string{"--eval", "--read-write-mode", "--strict", "--json", "--expr", expr,
 		"--argstr", "qosFile", m.File,
 		"--argstr", "inputsFile", filepath.Join(b.dir, "inputs.json"),
 		"--argstr", "token", b.token,
