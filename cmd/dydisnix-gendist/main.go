@@ -41,7 +41,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	m.AddFlags(fs, cli.ExtraParamsFlag)
 	fs.StringVar(&o.Nix.TargetProperty, "target-property", "", "`NAME` default property naming a target in a .nix distribution (default $DISNIX_TARGET_PROPERTY or hostname)")
 	fs.BoolVar(&o.Nix.ShowTrace, "show-trace", false, "pass --show-trace to nix-instantiate")
-	fs.BoolVar(&o.FilterBuildable, "filter-buildable", false, "first drop the targets a service cannot be built for (service property supportedSystems vs the target's system)")
+	fs.BoolVar(&o.FilterBuildable, "filter-buildable", false, "first drop the targets a service cannot be built for: the service's supportedSystems, and with a .nix services model the package must instantiate (nix-instantiate, no build) for the target's system")
 	fs.BoolVar(&o.Explain, "explain", false, "explain, per service, which step removed which target and why (on stderr)")
 	cli.ChoiceVarP(fs, &o.ExplainFormat, "explain-format", "", "text", "`FMT` explanation format: text or json", "text", "json")
 	fs.StringVar(&o.ExplainOutput, "explain-output", "", "write the explanation to `FILE` instead of stderr")

@@ -329,3 +329,46 @@ rec {
 		})
 	}
 }
+
+// TestFilterBuildableInstantiates: with a .nix services model,
+// --filter-buildable drops the targets for whose system the service's
+// package does not instantiate (an assert or a throw), as the original's
+// try-build.nix; services depending on such a service keep their targets
+// (the original test suite's services-error.nix case, vector
+// filter-buildable-testsuite). --extra-params reach that evaluation too.
+func TestFilterBuildableInstantiates(t *testing.T) {
+	testenv.NeedCommand(t, "nix-instantiate")
+	t.Parallel()
+	dir := t.TempDir()
+	s := clitest.WriteFile(t, dir, "services.nix", `{system, pkgs, distribution, invDistribution, armOK ? true}:
+let
+  mk = name: derivation { inherit name system; builder = "/bin/sh"; args = [ "-c" "echo > $out" ]; };
+in
+rec {
+  testService1B = { name = "testService1B"; type = "echo"; pkg = assert system == "none"; mk "s1b"; };
+  testService2 = { name = "testService2"; type = "echo"; dependsOn = { inherit testService1B; }; pkg = {testService1B}: mk "s2"; };
+  testService3 = { name = "testService3"; type = "echo"; dependsOn = { inherit testService1B testService2; }; pkg = mk "s3"; };
+  onlyArm = { name = "onlyArm"; type = "echo"; pkg = if armOK && system == "aarch64-linux" then mk "arm" else throw "not here"; };
+}
+`)
+	i := clitest.WriteFile(t, dir, "infrastructure.nix", `{
+  testtarget1 = { properties = { hostname = "testtarget1"; }; system = "x86_64-linux"; };
+  testtarget2 = { properties = { hostname = "testtarget2"; }; system = "aarch64-linux"; };
+}
+`)
+	both := `["testtarget1","testtarget2"]`
+	cases := []struct{ extra, want string }{
+		{"", `{"onlyArm":["testtarget2"],"testService1B":[],"testService2":` + both + `,"testService3":` + both + `}`},
+		{"{ armOK = false; }", `{"onlyArm":[],"testService1B":[],"testService2":` + both + `,"testService3":` + both + `}`},
+	}
+	for _, c := range cases {
+		args := []string{"-s", s, "-i", i, "--filter-buildable", "--allow-empty"}
+		if c.extra != "" {
+			args = append(args, "--extra-params", c.extra)
+		}
+		code, out, errs := gendistRun(t, args...)
+		if got := strings.Join(strings.Fields(out), ""); code != 0 || got != c.want {
+			t.Errorf("extra %q: exit %d\n got %s\nwant %s\n%s", c.extra, code, got, c.want, errs)
+		}
+	}
+}

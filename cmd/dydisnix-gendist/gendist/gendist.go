@@ -34,7 +34,9 @@ type Options struct {
 	Previous, Profile, ProfilePath string
 	// Nix is how .nix models are evaluated.
 	Nix model.NixOptions
-	// FilterBuildable drops the targets a service cannot be built for first.
+	// FilterBuildable drops the targets a service cannot be built for
+	// first: its supportedSystems, and for a .nix services model, as the
+	// original, whether its package instantiates for the target's system.
 	FilterBuildable bool
 	// AllowEmpty prints services left without a target as [] instead of failing.
 	AllowEmpty bool
@@ -65,7 +67,13 @@ func Run(ctx context.Context, o *Options, stdout, stderr io.Writer) error {
 		}
 	}
 	if o.FilterBuildable {
-		policy = policy.Prepend(qos.NewStep("filterBuildable", &qos.Buildable{}))
+		check := qos.SystemsCheck("supportedSystems", "")
+		if f, err := model.FormatOf(o.Services); err == nil && f == model.FormatNix {
+			// as the original: each service's package must instantiate
+			// for the candidate target's system
+			check = qos.BothChecks(check, qos.NixPackageCheck(ctx, o.Services, o.Nix, ""))
+		}
+		policy = policy.Prepend(qos.NewStep("filterBuildable", &qos.Buildable{Check: check}))
 	}
 	in := qos.Input{Services: services, Infrastructure: infra, Explain: o.Explain, Empty: qos.RejectRemoved, ExplainServices: o.ExplainServices, Context: ctx}
 	if o.AllowEmpty {
