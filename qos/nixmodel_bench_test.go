@@ -2,10 +2,10 @@ package qos
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
+	"github.com/dydisnix/dydisnix/internal/testenv"
 	"github.com/dydisnix/dydisnix/model"
 )
 
@@ -28,9 +28,7 @@ filters.divideRoundRobin {
 // (-q qos.nix): the ratio is the cost of the Nix front door. The
 // original took 2.2 s for the Nix model.
 func BenchmarkGendistQoSModel5000x500(b *testing.B) {
-	if _, err := exec.LookPath("nix-instantiate"); err != nil {
-		b.Skip("nix-instantiate not installed")
-	}
+	testenv.NeedCommand(b, "nix-instantiate")
 	sf, inf := writeGendistModels(b, 5000, 500)
 	dir := b.TempDir()
 	files := map[string]string{"yaml": filepath.Join(dir, "qos.yaml"), "nix": filepath.Join(dir, "qos.nix")}
