@@ -44,6 +44,10 @@ type NixModelOptions struct {
 	Ctx context.Context
 }
 
+// NixModelFilter is the filter name of the step that runs a QoS model in
+// Nix. Its errors name the model file: a StepError of it says nothing more.
+const NixModelFilter = "qosModel"
+
 // MaxReplayRounds bounds the evaluations of one QoS model in replay mode:
 // every round adds the result of one filter call.
 const MaxReplayRounds = 256
@@ -53,6 +57,8 @@ const MaxReplayRounds = 256
 type NixModel struct {
 	// File is the model's absolute path.
 	File string
+	// Name is the file as the user gave it, for messages.
+	Name string
 	// Opts are the evaluation options.
 	Opts NixModelOptions
 	// Fast permits the fast mode (the model text cannot inspect a
@@ -127,7 +133,7 @@ func newNixModelPolicy(file string, o NixModelOptions) (*Policy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
-	m := &NixModel{File: abs, Opts: o}
+	m := &NixModel{File: abs, Name: file, Opts: o}
 	texts := []string{}
 	for _, f := range []string{abs, o.Filters} {
 		if f == "" {
@@ -147,7 +153,7 @@ func newNixModelPolicy(file string, o NixModelOptions) (*Policy, error) {
 	extra := strings.TrimSpace(o.Nix.ExtraParams)
 	m.Fast = fastEligible(texts...) && (extra == "" || extra == "{}" || extra == "{ }")
 	step := NewStep(filepath.Base(file), m)
-	step.Filter, step.Index, step.Pure = "qosModel", 1, true
+	step.Filter, step.Index, step.Pure = NixModelFilter, 1, true
 	return &Policy{File: file, Steps: []*Step{step}}, nil
 }
 
@@ -181,7 +187,7 @@ func (m *NixModel) Apply(env *Env, in *Candidates) (*Candidates, error) {
 	}
 	dir, err := os.MkdirTemp("", "dydisnix-qos-*")
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", m.File, err)
+		return nil, fmt.Errorf("%s: %w", m.Name, err)
 	}
 	defer os.RemoveAll(dir)
 	b := &bridgeRun{model: m, env: env, in: in, dir: dir, cache: map[string]*Candidates{}, index: map[string]any{}}
@@ -196,7 +202,7 @@ func (m *NixModel) Apply(env *Env, in *Candidates) (*Candidates, error) {
 			return b.result(node)
 		}
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("%s: %w", m.File, ctx.Err())
+			return nil, fmt.Errorf("%s: %w", m.Name, ctx.Err())
 		}
 		var fe *filterError
 		if errors.As(err, &fe) {
@@ -217,7 +223,7 @@ func (m *NixModel) Apply(env *Env, in *Candidates) (*Candidates, error) {
 			return nil, err
 		}
 	}
-	return nil, fmt.Errorf("%s: the QoS model still calls new filters after %d evaluations", m.File, MaxReplayRounds)
+	return nil, fmt.Errorf("%s: the QoS model still calls new filters after %d evaluations", m.Name, MaxReplayRounds)
 }
 
 // bridgeRun is one Apply: the inputs written for Nix and the results of
@@ -251,7 +257,7 @@ func (e *filterError) Unwrap() error { return e.err }
 func (b *bridgeRun) writeInputs() error {
 	tok := make([]byte, 16)
 	if _, err := rand.Read(tok); err != nil {
-		return fmt.Errorf("%s: %w", b.model.File, err)
+		return fmt.Errorf("%s: %w", b.model.Name, err)
 	}
 	b.token = "__dydisnix_token_" + hex.EncodeToString(tok)
 	inputs := map[string]any{"services": b.env.Services, "infrastructure": b.env.Infrastructure, "initial": nil, "previous": nil}
@@ -273,10 +279,10 @@ func (b *bridgeRun) writeInputs() error {
 func (b *bridgeRun) writeJSON(name string, v any) error {
 	data, err := model.EncodeJSON(v)
 	if err != nil {
-		return fmt.Errorf("%s: encode %s: %w", b.model.File, name, err)
+		return fmt.Errorf("%s: encode %s: %w", b.model.Name, name, err)
 	}
 	if err := os.WriteFile(filepath.Join(b.dir, name), data, 0o600); err != nil {
-		return fmt.Errorf("%s: %w", b.model.File, err)
+		return fmt.Errorf("%s: %w", b.model.Name, err)
 	}
 	return nil
 }
@@ -311,7 +317,7 @@ func (b *bridgeRun) eval(ctx context.Context, fast bool) (any, error) {
 	m := b.model
 	bin, err := exec.LookPath(model.NixInstantiate)
 	if err != nil {
-		return nil, fmt.Errorf("%s: a QoS model in Nix needs %s on PATH", m.File, model.NixInstantiate)
+		return nil, fmt.Errorf("%s: a QoS model in Nix needs %s on PATH", m.Name, model.NixInstantiate)
 	}
 	extra := strings.TrimSpace(m.Opts.Nix.ExtraParams)
 	if extra == "" {
@@ -348,19 +354,19 @@ func (b *bridgeRun) eval(ctx context.Context, fast bool) (any, error) {
 		var ee *nixeval.Error
 		switch {
 		case ctx.Err() != nil:
-			return nil, fmt.Errorf("%s: %w", m.File, err)
+			return nil, fmt.Errorf("%s: %w", m.Name, err)
 		case tctx.Err() != nil:
-			return nil, fmt.Errorf("%s: the QoS model's evaluation did not finish within %s", m.File, timeout)
+			return nil, fmt.Errorf("%s: the QoS model's evaluation did not finish within %s", m.Name, timeout)
 		case errors.As(err, &ee):
 			if need := needOf(ee.Stderr, m.File); need != nil {
 				return nil, need
 			}
 			if at := b.position(tctx, bin, args, ee.Error()); at != "" {
-				return nil, fmt.Errorf("%s: %w\n(%s)", m.File, ee, at)
+				return nil, fmt.Errorf("%s: %w\n(%s)", m.Name, ee, at)
 			}
-			return nil, fmt.Errorf("%s: %w", m.File, ee)
+			return nil, fmt.Errorf("%s: %w", m.Name, ee)
 		}
-		return nil, fmt.Errorf("%s: %w", m.File, err)
+		return nil, fmt.Errorf("%s: %w", m.Name, err)
 	}
 	v, err := model.DecodeValue(out, model.FormatJSON, m.File)
 	if err != nil {
@@ -368,11 +374,11 @@ func (b *bridgeRun) eval(ctx context.Context, fast bool) (any, error) {
 	}
 	top, _ := v.(map[string]any)
 	if bad, ok := top["bad"].(string); ok {
-		return nil, fmt.Errorf("%s: %s", m.File, bad)
+		return nil, fmt.Errorf("%s: %s", m.Name, bad)
 	}
 	node, ok := top["result"]
 	if !ok {
-		return nil, fmt.Errorf("%s: internal: unexpected evaluator output", m.File)
+		return nil, fmt.Errorf("%s: internal: unexpected evaluator output", m.Name)
 	}
 	return node, nil
 }
@@ -436,7 +442,7 @@ func needOf(stderr, file string) *needError {
 // answer computes a requested call and adds it to the cache.
 func (b *bridgeRun) answer(need *needError) error {
 	if _, done := b.cache[need.key]; done {
-		return fmt.Errorf("%s: internal: filter call %s asked for twice", b.model.File, need.key)
+		return fmt.Errorf("%s: internal: filter call %s asked for twice", b.model.Name, need.key)
 	}
 	res, err := b.dist(need.req)
 	if err != nil {
@@ -479,11 +485,11 @@ func (b *bridgeRun) result(node any) (*Candidates, error) {
 	switch x := node.(type) {
 	case map[string]any:
 		if _, f := x["__dydisnix_function"]; f && len(x) == 1 {
-			return nil, fmt.Errorf("%s: the QoS model returned a function, expected a distribution (an attribute set of target lists; a filter given too few arguments?)", b.model.File)
+			return nil, fmt.Errorf("%s: the QoS model returned a function, expected a distribution (an attribute set of target lists; a filter given too few arguments?)", b.model.Name)
 		}
 		return b.dist(node)
 	default:
-		return nil, fmt.Errorf("%s: the QoS model returned a %s, expected a distribution (an attribute set of target lists)", b.model.File, model.TypeName(node))
+		return nil, fmt.Errorf("%s: the QoS model returned a %s, expected a distribution (an attribute set of target lists)", b.model.Name, model.TypeName(node))
 	}
 }
 
@@ -493,7 +499,7 @@ func (b *bridgeRun) dist(v any) (*Candidates, error) {
 	m, _ := v.(map[string]any)
 	if m != nil && len(m) == 1 {
 		if _, f := m["__dydisnix_function"]; f {
-			return nil, fmt.Errorf("%s: expected a distribution, got a function (a filter given too few arguments?)", b.model.File)
+			return nil, fmt.Errorf("%s: expected a distribution, got a function (a filter given too few arguments?)", b.model.Name)
 		}
 		if ref, ok := m["__dydisnix_ref"].(string); ok {
 			switch {
@@ -509,7 +515,7 @@ func (b *bridgeRun) dist(v any) (*Candidates, error) {
 					return c, nil
 				}
 			}
-			return nil, fmt.Errorf("%s: internal: unknown reference %q", b.model.File, ref)
+			return nil, fmt.Errorf("%s: internal: unknown reference %q", b.model.Name, ref)
 		}
 	}
 	if m != nil && len(m) == 2 {
@@ -521,7 +527,7 @@ func (b *bridgeRun) dist(v any) (*Candidates, error) {
 	if v == nil {
 		return nil, nil
 	}
-	d, err := model.DistributionFromValue(v, b.model.File+" (a distribution of the QoS model)")
+	d, err := model.DistributionFromValue(v, b.model.Name+" (a distribution of the QoS model)")
 	if err != nil {
 		return nil, err
 	}
@@ -532,10 +538,10 @@ func (b *bridgeRun) dist(v any) (*Candidates, error) {
 func (b *bridgeRun) call(name string, args map[string]any) (*Candidates, error) {
 	spec, ok := nixModelFilters[name]
 	if !ok {
-		return nil, fmt.Errorf("%s: unknown filter %s", b.model.File, name)
+		return nil, fmt.Errorf("%s: unknown filter %s", b.model.Name, name)
 	}
 	fail := func(err error) (*Candidates, error) {
-		return nil, &filterError{fmt.Errorf("%s: filters.%s: %w", b.model.File, name, err)}
+		return nil, &filterError{fmt.Errorf("%s: filters.%s: %w", b.model.Name, name, err)}
 	}
 	env := &Env{Services: b.env.Services, Infrastructure: b.env.Infrastructure, Previous: b.env.Previous, Step: b.env.Step, StepIndex: b.env.StepIndex}
 	params := Params{}
@@ -548,11 +554,11 @@ func (b *bridgeRun) call(name string, args map[string]any) (*Candidates, error) 
 		switch k {
 		case "services":
 			if ref != "services" {
-				env.Services, err = model.ServicesFromValue(v, b.model.File+" (services given to filters."+name+")")
+				env.Services, err = model.ServicesFromValue(v, b.model.Name+" (services given to filters."+name+")")
 			}
 		case "infrastructure":
 			if ref != "infrastructure" {
-				env.Infrastructure, err = model.InfrastructureFromValue(v, b.model.File+" (infrastructure given to filters."+name+")")
+				env.Infrastructure, err = model.InfrastructureFromValue(v, b.model.Name+" (infrastructure given to filters."+name+")")
 			}
 		case "previousDistribution":
 			var d *Candidates

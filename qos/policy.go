@@ -375,7 +375,9 @@ type StepError struct {
 
 func (e *StepError) Error() string {
 	var b strings.Builder
-	if e.Label != e.Filter {
+	if e.Filter == NixModelFilter {
+		b.WriteString(e.Err.Error())
+	} else if e.Label != e.Filter {
 		fmt.Fprintf(&b, "policy step %d (%s, filter %s): %v", e.Index, e.Label, e.Filter, e.Err)
 	} else {
 		fmt.Fprintf(&b, "policy step %d (%s): %v", e.Index, e.Label, e.Err)

@@ -253,6 +253,10 @@ func (p *Planner) plan(ctx context.Context, infra model.Infrastructure, previous
 	in := qos.Input{Services: policySvcs, Infrastructure: policyInfra, Previous: previous, Explain: explain, Empty: qos.RejectRemoved, Context: ctx}
 	res, err := policy.Run(in)
 	if err != nil {
+		var se *qos.StepError
+		if errors.As(err, &se) && se.Filter == qos.NixModelFilter {
+			return nil, err // names the QoS model already
+		}
 		return nil, fmt.Errorf("%s: %w", p.cfg.QoS, err)
 	}
 	if len(pinned) > 0 && res.Distribution == nil {

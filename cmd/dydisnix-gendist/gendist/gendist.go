@@ -104,6 +104,10 @@ func Run(ctx context.Context, o *Options, stdout, stderr io.Writer) error {
 		if errors.As(err, &nc) && !o.AllowEmpty {
 			return fmt.Errorf("%s: %w\n(use --explain for every decision, or --allow-empty to print such services with no target)", policyName(o.QoS), err)
 		}
+		var se *qos.StepError
+		if errors.As(err, &se) && se.Filter == qos.NixModelFilter {
+			return err // names the QoS model already
+		}
 		return fmt.Errorf("%s: %w", policyName(o.QoS), err)
 	}
 	for _, w := range res.Warnings {
