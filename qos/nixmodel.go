@@ -153,7 +153,7 @@ func newNixModelPolicy(file string, o NixModelOptions) (*Policy, error) {
 	extra := strings.TrimSpace(o.Nix.ExtraParams)
 	m.Fast = fastEligible(texts...) && (extra == "" || extra == "{}" || extra == "{ }")
 	step := NewStep(filepath.Base(file), m)
-	step.Filter, step.Index, step.Pure = NixModelFilter, 1, true
+	step.Filter, step.Index = NixModelFilter, 1 // not Pure: it runs nix-instantiate
 	return &Policy{File: file, Steps: []*Step{step}}, nil
 }
 
