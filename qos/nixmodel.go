@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/dydisnix/dydisnix/augment"
 	"github.com/dydisnix/dydisnix/internal/nixeval"
@@ -65,7 +66,7 @@ type NixModel struct {
 	// filter's result without an evaluation error; see fastEligible).
 	Fast bool
 	// rounds counts the evaluations of the last Apply (tests, benchmarks).
-	rounds int
+	rounds atomic.Int64
 }
 
 // nixModelFilters are the filters a QoS model may call by name (the
@@ -194,10 +195,10 @@ func (m *NixModel) Apply(env *Env, in *Candidates) (*Candidates, error) {
 	if err := b.writeInputs(); err != nil {
 		return nil, err
 	}
-	m.rounds = 0
+	m.rounds.Store(0)
 	if m.Fast {
 		node, err := b.eval(ctx, true)
-		m.rounds++
+		m.rounds.Add(1)
 		if err == nil && pure(node) {
 			return b.result(node)
 		}
@@ -211,7 +212,7 @@ func (m *NixModel) Apply(env *Env, in *Candidates) (*Candidates, error) {
 	}
 	for round := 0; round < MaxReplayRounds; round++ {
 		node, err := b.eval(ctx, false)
-		m.rounds++
+		m.rounds.Add(1)
 		if err == nil {
 			return b.result(node)
 		}
@@ -487,7 +488,11 @@ func (b *bridgeRun) result(node any) (*Candidates, error) {
 		if _, f := x["__dydisnix_function"]; f && len(x) == 1 {
 			return nil, fmt.Errorf("%s: the QoS model returned a function, expected a distribution (an attribute set of target lists; a filter given too few arguments?)", b.model.Name)
 		}
-		return b.dist(node)
+		c, err := b.dist(node)
+		if err == nil && c == nil {
+			err = fmt.Errorf("%s: the QoS model returned null (previousDistribution without a previous deployment?), expected a distribution", b.model.Name)
+		}
+		return c, err
 	default:
 		return nil, fmt.Errorf("%s: the QoS model returned a %s, expected a distribution (an attribute set of target lists)", b.model.Name, model.TypeName(node))
 	}

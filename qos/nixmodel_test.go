@@ -207,11 +207,11 @@ if r.success then r.value else {}
 					t.Errorf("got %v, want %v", got, c.want)
 				}
 				if !noFast {
-					if c.mode == "fast" && m.rounds != 1 {
-						t.Errorf("%d evaluations, want 1 (fast mode)", m.rounds)
+					if c.mode == "fast" && m.rounds.Load() != 1 {
+						t.Errorf("%d evaluations, want 1 (fast mode)", m.rounds.Load())
 					}
-					if c.mode == "replay" && m.Fast && m.rounds < 2 {
-						t.Errorf("%d evaluations, want the replay mode", m.rounds)
+					if c.mode == "replay" && m.Fast && m.rounds.Load() < 2 {
+						t.Errorf("%d evaluations, want the replay mode", m.rounds.Load())
 					}
 				}
 			})
@@ -234,6 +234,7 @@ func TestNixQoSBadInput(t *testing.T) {
 		{name: "throws", qos: qosHead + "\nthrow \"no plan today\"\n", wantErr: []string{"model.nix", "no plan today", "model.nix:1:1"}},
 		{name: "missing filter argument", qos: qosHead + "filters.order { distribution = initialDistribution; }\n",
 			wantErr: []string{"model.nix", "without required argument 'infrastructure'", "model.nix:2:1"}},
+		{name: "null", qos: qosHead + "previousDistribution\n", wantErr: []string{"model.nix", "returned null"}},
 		{name: "not a function", qos: "{ steps = 1; }\n", wantErr: []string{"model.nix"}},
 		{name: "model needs an unknown argument", qos: "{ filters, initialDistribution, nope }:\ninitialDistribution\n", wantErr: []string{"model.nix", "nope"}},
 		{name: "catalog filter returns a function (the original's test catalog)", qos: "qos-clear.nix", filters: "customfilters.nix",
