@@ -22,17 +22,19 @@ let
     mapAttrs attrNames fromJSON readFile toJSON hashString filter head length;
 
   inputs = fromJSON (readFile inputsFile);
+  # A distribution from Go: {lists, of}, each distinct list once (shared).
+  unshare = d: mapAttrs (_: i: builtins.elemAt d.lists i) d.of;
   services = inputs.services;
   infrastructure = inputs.infrastructure;
   initialDistribution =
     if inputs.initial == null
     then (let targets = attrNames infrastructure; in mapAttrs (_: _: targets) services)
-    else inputs.initial;
+    else unshare inputs.initial;
   previousDistribution = inputs.previous;
 
   # key -> result distribution; each file is read only when its entry is used.
   cacheIndex = if cacheFile == "" then { } else fromJSON (readFile cacheFile);
-  cache = mapAttrs (_: f: fromJSON (readFile f)) cacheIndex;
+  cache = mapAttrs (_: f: unshare (fromJSON (readFile f))) cacheIndex;
 
   # Values Go already knows are sent back by name instead of by content.
   distRefs = [ { n = "initial"; v = initialDistribution; } { n = "previous"; v = previousDistribution; } ]

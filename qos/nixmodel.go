@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	_ "embed"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -269,7 +270,7 @@ func (b *bridgeRun) writeInputs() error {
 		inputs["infrastructure"] = map[string]any{}
 	}
 	if !isCartesian(b.env, b.in) {
-		inputs["initial"] = b.in.Distribution()
+		inputs["initial"] = sharedForm(b.in)
 	}
 	if b.env.Previous != nil {
 		inputs["previous"] = b.env.Previous
@@ -450,12 +451,47 @@ func (b *bridgeRun) answer(need *needError) error {
 		return err
 	}
 	name := fmt.Sprintf("r%d.json", len(b.index))
-	if err := b.writeJSON(name, res.Distribution()); err != nil {
+	if err := b.writeJSON(name, sharedForm(res)); err != nil {
 		return err
 	}
 	b.cache[need.key] = res
 	b.index[need.key] = filepath.Join(b.dir, name)
 	return nil
+}
+
+// sharedForm writes candidates for bridge.nix as {lists, of}: each
+// distinct candidate list once, and for each service the index of its list.
+// Services with equal lists (all those of one type after a type filter)
+// then share one Nix list: Nix reads and compares far less.
+func sharedForm(c *Candidates) map[string]any {
+	lists := []any{}
+	of := make(map[string]any, len(c.Services))
+	seen := map[string]int{}
+	var key []byte
+	for i, s := range c.Services {
+		l := c.Lists[i]
+		key = key[:0]
+		for _, x := range l {
+			key = binary.LittleEndian.AppendUint32(key, uint32(x.Target))
+			key = binary.LittleEndian.AppendUint32(key, uint32(x.Container))
+		}
+		j, ok := seen[string(key)]
+		if !ok {
+			ms := make([]any, len(l))
+			for k, x := range l {
+				if m := c.Mapping(x); m.Record {
+					ms[k] = map[string]any{"target": m.Target, "container": m.Container}
+				} else {
+					ms[k] = m.Target
+				}
+			}
+			j = len(lists)
+			lists = append(lists, ms)
+			seen[string(key)] = j
+		}
+		of[s] = j
+	}
+	return map[string]any{"lists": lists, "of": of}
 }
 
 // pure reports whether a fast-mode node holds no function (a filter result

@@ -300,3 +300,46 @@ func TestFastEligible(t *testing.T) {
 		}
 	}
 }
+
+// TestNixQoSRecords: {target, container} records of the initial and the
+// previous distribution reach the model as Nix attribute sets and survive
+// the filters, in both modes.
+func TestNixQoSRecords(t *testing.T) {
+	testenv.NeedCommand(t, "nix-instantiate")
+	t.Parallel()
+	services, err := model.LoadServices("testdata/nixqos/services.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	infra, err := model.LoadInfrastructure("testdata/nixqos/infrastructure.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := model.Mapping{Target: "testtarget2", Container: "c", Record: true}
+	initial := model.Distribution{
+		"testService1": {rec, {Target: "testtarget1"}},
+		"testService2": {{Target: "testtarget1"}, rec},
+		"testService3": {rec},
+	}
+	previous := model.Distribution{"testService2": {rec}}
+	q := nixQoSFile(t, qosHead+`let
+  kept = filters.mapBoundServicesToPrevious { inherit services previousDistribution; distribution = initialDistribution; };
+in
+filters.divideRoundRobin { distribution = kept; }
+`)
+	want := model.Distribution{"testService1": {rec}, "testService2": {rec}, "testService3": {rec}}
+	for _, fast := range []bool{true, false} {
+		p, err := DefaultRegistry().LoadQoS(q, NixModelOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Steps[0].impl.(*NixModel).Fast = fast
+		res, err := p.Run(Input{Services: services, Infrastructure: infra, Initial: initial, Previous: previous})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(res.Distribution, want) {
+			t.Errorf("fast %v: got %v, want %v", fast, res.Distribution, want)
+		}
+	}
+}
