@@ -51,6 +51,9 @@ type Options struct {
 	ReadFile func(name string) ([]byte, error)
 	// Nix evaluates .nix augmentation models; default runs nix-instantiate.
 	Nix NixEvaluator
+	// ExtraParams is the --extra-params Nix expression: a .nix model gets
+	// the attributes of it that it declares as arguments ("" = none).
+	ExtraParams string
 }
 
 func (o Options) withDefaults() Options {
@@ -83,7 +86,7 @@ func Load(file string, opts Options) (Augmenter, error) {
 		if _, err := opts.ReadFile(abs); err != nil {
 			return nil, fmt.Errorf("load augmentation: %w", err)
 		}
-		return &NixAugmenter{File: abs, Eval: opts.Nix}, nil
+		return &NixAugmenter{File: abs, Eval: opts.Nix, ExtraParams: opts.ExtraParams}, nil
 	}
 	data, err := opts.ReadFile(file)
 	if err != nil {

@@ -30,6 +30,10 @@ type NixAugmenter struct {
 	Eval NixEvaluator
 	// Timeout bounds one evaluation; zero means DefaultNixTimeout.
 	Timeout time.Duration
+	// ExtraParams is a Nix expression of an attribute set (--extra-params):
+	// the model also gets those of its attributes it declares as
+	// arguments, as the original's extraParams. "" = {}.
+	ExtraParams string
 }
 
 // DefaultNixTimeout bounds one evaluation of a Nix augmentation model.
@@ -46,8 +50,14 @@ func (a *NixAugmenter) Expr() string {
 	b.WriteString(";\n  infrastructure = builtins.fromJSON (builtins.readFile \"/dev/stdin\")")
 	b.WriteString(";\n  f = import ")
 	b.WriteString(model.QuoteNix(a.File))
+	b.WriteString(";\n  extraParams = ")
+	extra := strings.TrimSpace(a.ExtraParams)
+	if extra == "" {
+		extra = "{ }"
+	}
+	b.WriteString("(" + extra + ")")
 	b.WriteString(`;
-  args = { inherit infrastructure lib; };
+  args = builtins.intersectAttrs formals extraParams // { inherit infrastructure lib; };
   formals = builtins.functionArgs f;
   # Paths become their absolute path strings instead of being copied to the store.
   plain = v:
@@ -116,5 +126,5 @@ func (n NixInstantiate) EvalJSON(ctx context.Context, expr string, stdin []byte)
 		}
 		bin = p
 	}
-	return nixeval.Run(ctx, bin, []string{"--eval", "--strict", "--json", "--expr", expr}, stdin)
+	return nixeval.Run(ctx, bin, []string{"--eval", "--read-write-mode", "--strict", "--json", "--expr", expr}, stdin)
 }

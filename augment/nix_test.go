@@ -225,3 +225,39 @@ func TestNixApplyCancel(t *testing.T) {
 		t.Fatalf("want an error wrapping context.Canceled, got %v", err)
 	}
 }
+
+// TestNixExtraParams: --extra-params reaches a Nix augmentation model (the
+// arguments it declares), as the original's extraParams; without them the
+// model cannot be called.
+func TestNixExtraParams(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, extra string
+		wantErr     string
+		wantZone    any
+	}{
+		{name: "given", extra: `{ zoneOf = n: "z-" + n; unused = 1; }`, wantZone: "z-test1"},
+		{name: "missing", extra: "", wantErr: "zoneOf"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			a, err := Load("testdata/extraparams.nix", Options{ExtraParams: c.extra})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := a.Apply(context.Background(), testInfra(t))
+			if c.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+					t.Fatalf("error %v, want one naming %s", err, c.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := out["test1"].Properties["zone"]; got != c.wantZone {
+				t.Errorf("zone %v, want %v", got, c.wantZone)
+			}
+		})
+	}
+}

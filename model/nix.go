@@ -98,7 +98,7 @@ func EvalNix(ctx context.Context, file string, kind Kind, infra Infrastructure, 
 	if extra == "" {
 		extra = "{ }"
 	}
-	args := []string{"--eval", "--strict", "--json", "--readonly-mode", "--expr", evalNix,
+	args := []string{"--eval", "--read-write-mode", "--strict", "--json", "--expr", evalNix,
 		"--argstr", "file", abs,
 		"--argstr", "kind", string(kind),
 		"--arg", "extraParams", extra,

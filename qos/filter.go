@@ -1,6 +1,8 @@
 package qos
 
 import (
+	"context"
+
 	"github.com/dydisnix/dydisnix/model"
 )
 
@@ -34,6 +36,9 @@ type Env struct {
 	StepIndex int
 	// Explaining is true when the run records explanations.
 	Explaining bool
+	// Context is Input.Context: steps that run evaluators stop when it is
+	// done (nil = never).
+	Context context.Context
 	// explain collects the reasons; nil when not explaining.
 	explain *Explanation
 	// explainOnly limits the explanation to some services (nil = all).

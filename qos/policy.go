@@ -1,6 +1,7 @@
 package qos
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -60,10 +61,42 @@ func ParsePolicy(data []byte, format model.Format, file string) (*Policy, error)
 }
 
 // LoadPolicy reads a policy file: YAML (.yaml, .yml), JSON (.json) or a .nix
-// file that evaluates to the same shape. "SCHEME:NAME" names a policy of a
-// source added with AddSource ("builtin:NAME" for a shipped policy in
+// file that evaluates to the same shape, or a QoS model in Nix of the
+// original's form (see LoadQoS). "SCHEME:NAME" names a policy of a source
+// added with AddSource ("builtin:NAME" for a shipped policy in
 // DefaultRegistry), unless a file of that name exists.
 func (r *Registry) LoadPolicy(file string) (*Policy, error) {
+	return r.LoadQoS(file, NixModelOptions{})
+}
+
+// LoadQoS reads what -q names, as LoadPolicy does, evaluating .nix files
+// with o. A .nix file that is a function of the original's QoS model form
+// {services, infrastructure, initialDistribution, previousDistribution,
+// filters, lib}: ... becomes a one-step policy whose step (filter
+// "qosModel") evaluates the model on the candidate distribution, with the
+// filters of o.Filters (the -F catalog) when given. o.Filters with any
+// other policy is an error: only a QoS model in Nix calls filters by name.
+func (r *Registry) LoadQoS(file string, o NixModelOptions) (*Policy, error) {
+	ctx := o.Ctx
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if f, err := model.FormatOf(file); err == nil && f == model.FormatNix && fileExists(file) {
+		isModel, err := probeNixModel(ctx, file, o.Nix)
+		if err != nil {
+			return nil, err
+		}
+		if isModel {
+			return newNixModelPolicy(file, o)
+		}
+	}
+	if o.Filters != "" {
+		return nil, fmt.Errorf("%s: a filter catalog (-F %s) needs a QoS model in Nix ({services, infrastructure, initialDistribution, previousDistribution, filters, lib}: ...)", file, o.Filters)
+	}
+	return r.loadPolicy(ctx, file, o.Nix)
+}
+
+func (r *Registry) loadPolicy(ctx context.Context, file string, nix model.NixOptions) (*Policy, error) {
 	if scheme, name, ok := strings.Cut(file, ":"); ok && len(scheme) > 1 && !strings.ContainsAny(scheme, `/\.`) && !fileExists(file) {
 		fetch := r.source(scheme)
 		if fetch == nil {
@@ -79,7 +112,7 @@ func (r *Registry) LoadPolicy(file string) (*Policy, error) {
 		}
 		return r.ParsePolicy(data, format, file)
 	}
-	v, err := model.LoadValue(file, model.KindPlain, nil)
+	v, err := model.LoadValueContext(ctx, file, model.KindPlain, nil, nix)
 	if err != nil {
 		return nil, err
 	}
@@ -249,6 +282,9 @@ type Input struct {
 	ExplainServices []string
 	// Empty says what to do with a service left without a candidate.
 	Empty EmptyPolicy
+	// Context stops steps that run evaluators (a QoS model in Nix);
+	// nil = context.Background().
+	Context context.Context
 }
 
 // Result is the outcome of a policy run.
@@ -339,7 +375,9 @@ type StepError struct {
 
 func (e *StepError) Error() string {
 	var b strings.Builder
-	if e.Label != e.Filter {
+	if e.Filter == NixModelFilter {
+		b.WriteString(e.Err.Error())
+	} else if e.Label != e.Filter {
 		fmt.Fprintf(&b, "policy step %d (%s, filter %s): %v", e.Index, e.Label, e.Filter, e.Err)
 	} else {
 		fmt.Fprintf(&b, "policy step %d (%s): %v", e.Index, e.Label, e.Err)
@@ -448,7 +486,7 @@ func (p *Policy) run(in Input, explain bool) (*Result, []EmptyService, error) {
 	} else {
 		cur = FromDistribution(strs, in.Initial)
 	}
-	env := &Env{Services: in.Services, Infrastructure: in.Infrastructure, Previous: in.Previous, Explaining: explain, targetNames: targets}
+	env := &Env{Services: in.Services, Infrastructure: in.Infrastructure, Previous: in.Previous, Explaining: explain, targetNames: targets, Context: in.Context}
 	var ex *Explanation
 	if explain {
 		ex = &Explanation{Policy: p.File, Services: map[string]*ServiceExplanation{}}

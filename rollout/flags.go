@@ -17,8 +17,8 @@ import (
 func (c *Config) AddFlags(fs *pflag.FlagSet, oneShot bool) {
 	m := &c.Models
 	fs.StringVarP(&m.Services, "services", "s", "", "`FILE` services model (required)")
-	fs.StringVarP(&m.QoS, "qos", "q", "", "`POLICY` QoS policy file or builtin:NAME (required)")
-	fs.StringVarP(&m.Filters, "filters", "F", "", "`FILE` policy whose steps run before the QoS policy's")
+	fs.StringVarP(&m.QoS, "qos", "q", "", "`POLICY` QoS model: a Nix QoS model {services, infrastructure, initialDistribution, previousDistribution, filters, lib}: ..., a policy file or builtin:NAME (required)")
+	fs.StringVarP(&m.Filters, "filters", "F", "", "`FILE` filter catalog {pkgs, referenceFilters}: { name = filter; ... } replacing the filters the Nix QoS model gets")
 	fs.StringVarP(&m.Augment, "augment", "a", "", "`FILE` augmentation model (secrets added on the coordinator)")
 	fs.StringVar(&m.Ports, "ports", "", "ports `FILE`: assign ports (portAssign), keep the file")
 	fs.StringVar(&m.IDResources, "id-resources", "", "`FILE` ID resources model (with --ids)")

@@ -160,7 +160,11 @@ func New(cfg Config) (*Pass, error) {
 	}
 	p := &Pass{cfg: cfg}
 	if cfg.Models.Services != "" || cfg.Models.QoS != "" {
-		pl, err := NewPlanner(cfg.Models, cfg.Logger)
+		m := cfg.Models
+		if m.ExtraParams == "" {
+			m.ExtraParams = cfg.Disnix.ExtraParams // --extra-params
+		}
+		pl, err := NewPlanner(m, cfg.Logger)
 		if err != nil {
 			return nil, err
 		}

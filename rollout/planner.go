@@ -29,11 +29,14 @@ type Models struct {
 	Services string
 	// QoS is the QoS policy file or builtin:NAME (-q; required).
 	QoS string
-	// Filters is an optional policy file whose steps run before the QoS
-	// policy's (-F: our counterpart of the original's custom filter
-	// catalog; unlike the original, it reaches the distribution step and
-	// not the ID assigner).
+	// Filters is the original's custom filter catalog (-F), a .nix file
+	// {pkgs, referenceFilters}: { name = filter; ... } whose filters a QoS
+	// model in Nix gets instead of the reference ones.
 	Filters string
+	// ExtraParams is the original's --extra-params: a Nix attribute set
+	// whose attributes the .nix models (services, QoS model, filter
+	// catalog, augmentation) get when they declare them as arguments.
+	ExtraParams string
 	// Augment is the augmentation model (-a).
 	Augment string
 	// Ports is the ports file (--ports): ports are assigned and kept there.
@@ -117,7 +120,8 @@ func (p *Planner) Load(ctx context.Context) (string, error) {
 	}
 	p.mu.Unlock()
 	h := sha256.New()
-	svcs, err := model.LoadServicesContext(ctx, p.cfg.Services, model.NixOptions{})
+	nixOpts := model.NixOptions{ExtraParams: p.cfg.ExtraParams}
+	svcs, err := model.LoadServicesContext(ctx, p.cfg.Services, nixOpts)
 	if err != nil {
 		return "", err
 	}
@@ -129,7 +133,7 @@ func (p *Planner) Load(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("hash services %s: %w", p.cfg.Services, err)
 	}
 	h.Write(b)
-	policy, err := qos.LoadPolicy(p.cfg.QoS)
+	policy, err := qos.DefaultRegistry().LoadQoS(p.cfg.QoS, qos.NixModelOptions{Nix: nixOpts, Filters: p.cfg.Filters, Ctx: ctx})
 	if err != nil {
 		return "", err
 	}
@@ -137,18 +141,14 @@ func (p *Planner) Load(ctx context.Context) (string, error) {
 		return "", err
 	}
 	if p.cfg.Filters != "" {
-		pre, err := qos.LoadPolicy(p.cfg.Filters)
-		if err != nil {
-			return "", fmt.Errorf("-F: %w", err)
-		}
-		policy = policy.Prepend(pre.Steps...)
 		if err := hashFile(h, p.cfg.Filters); err != nil {
 			return "", err
 		}
 	}
+	h.Write([]byte(p.cfg.ExtraParams))
 	var aug augment.Augmenter
 	if p.cfg.Augment != "" {
-		if aug, err = augment.Load(p.cfg.Augment, augment.Options{}); err != nil {
+		if aug, err = augment.Load(p.cfg.Augment, augment.Options{ExtraParams: p.cfg.ExtraParams}); err != nil {
 			return "", err
 		}
 		if err := hashFile(h, p.cfg.Augment); err != nil {
@@ -252,9 +252,13 @@ func (p *Planner) plan(ctx context.Context, infra model.Infrastructure, previous
 	// policy explaining the failed services).
 	explain := len(svcs)*len(infra) <= explainPairs
 	pinned, policySvcs, policyInfra := cordoned(svcs, infra, previous, cordon)
-	in := qos.Input{Services: policySvcs, Infrastructure: policyInfra, Previous: previous, Explain: explain, Empty: qos.RejectRemoved}
+	in := qos.Input{Services: policySvcs, Infrastructure: policyInfra, Previous: previous, Explain: explain, Empty: qos.RejectRemoved, Context: ctx}
 	res, err := policy.Run(in)
 	if err != nil {
+		var se *qos.StepError
+		if errors.As(err, &se) && se.Filter == qos.NixModelFilter {
+			return nil, err // names the QoS model already
+		}
 		return nil, fmt.Errorf("%s: %w", p.cfg.QoS, err)
 	}
 	if len(pinned) > 0 && res.Distribution == nil {

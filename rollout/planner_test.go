@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dydisnix/dydisnix/internal/testenv"
 	"github.com/dydisnix/dydisnix/model"
 )
 
@@ -219,5 +220,58 @@ func TestPreviousPortsUnreadable(t *testing.T) {
 				t.Fatalf("Plan = %v, want an error naming the unreadable file", err)
 			}
 		})
+	}
+}
+
+// TestPlannerNixQoSModel: the seeds' usage `dydisnix-env -s services.nix -a
+// augment.nix -q qos.nix` with the original's QoS model, -F catalog and
+// --extra-params, which reach the services model, the augmentation model,
+// the catalog and the QoS model.
+func TestPlannerNixQoSModel(t *testing.T) {
+	testenv.NeedCommand(t, "nix-instantiate")
+	t.Parallel()
+	dir := t.TempDir()
+	svc := writeFile(t, dir, "services.nix", `{system, pkgs, distribution, invDistribution, webType}:
+rec {
+  store = { name = "store"; type = "process"; stateful = true; };
+  web = { name = "web"; type = webType; dependsOn = { inherit store; }; };
+}
+`)
+	aug := writeFile(t, dir, "augment.nix", `{infrastructure, lib, extraType}:
+lib.mapAttrs (n: t: t // { properties = t.properties // { supportedTypes = [ "process" extraType ]; }; }) infrastructure
+`)
+	catalog := writeFile(t, dir, "filters.nix", `{pkgs, referenceFilters, keep}:
+referenceFilters // { keepOnly = {distribution}: pkgs.lib.mapAttrs (s: ts: builtins.filter (t: t == keep) ts) distribution; }
+`)
+	qos := writeFile(t, dir, "qos.nix", `{services, infrastructure, initialDistribution, previousDistribution, filters, lib}:
+filters.keepOnly {
+  distribution = filters.mapAttrOnList {
+    inherit services infrastructure;
+    distribution = initialDistribution;
+    serviceProperty = "type";
+    targetPropertyList = "supportedTypes";
+  };
+}
+`)
+	extra := `{ webType = "wrapper"; extraType = "wrapper"; keep = "t2"; }`
+	p, err := NewPlanner(Models{Services: svc, QoS: qos, Filters: catalog, Augment: aug, ExtraParams: extra}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	augd, err := p.Augment(context.Background(), infraOf("t1", "t2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := p.Plan(context.Background(), augd, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"store", "web"} {
+		if got := d.Distribution.Targets(s); len(got) != 1 || got[0] != "t2" {
+			t.Errorf("%s on %v, want [t2]", s, got)
+		}
 	}
 }

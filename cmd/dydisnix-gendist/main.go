@@ -37,7 +37,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := c.Flags
 	var m cli.Models
 	m.AddFlags(fs, cli.ServicesFlag|cli.InfrastructureFlag)
-	fs.StringVarP(&o.QoS, "qos", "q", "", "`POLICY` QoS policy: a file (.yaml, .json, .nix) or builtin:NAME; without it the initial distribution is printed")
+	fs.StringVarP(&o.QoS, "qos", "q", "", "`POLICY` QoS model: a Nix QoS model {services, infrastructure, initialDistribution, previousDistribution, filters, lib}: ..., a policy file (.yaml, .json, .nix) or builtin:NAME; without it the initial distribution is printed")
+	fs.StringVarP(&o.Filters, "filters", "F", "", "`FILE` filter catalog {pkgs, referenceFilters}: { name = filter; ... } replacing the filters a Nix QoS model gets")
 	fs.StringVarP(&o.Initial, "distribution", "d", "", "`FILE` initial candidate distribution instead of the cartesian product")
 	fs.StringVar(&o.Previous, "previous", "", "`FILE` distribution of the last deployment: a distribution model, or a Disnix manifest (.json with serviceMappings, or manifest .xml)")
 	fs.StringVarP(&o.Profile, "profile", "p", "default", "`NAME` coordinator profile: without --previous, the manifest <coordinator-profile-path>/<profile> points to, if it exists, is the previous distribution")
@@ -45,7 +46,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	m.AddFlags(fs, cli.ExtraParamsFlag)
 	fs.StringVar(&o.Nix.TargetProperty, "target-property", "", "`NAME` default property naming a target in a .nix distribution (default $DISNIX_TARGET_PROPERTY or hostname)")
 	fs.BoolVar(&o.Nix.ShowTrace, "show-trace", false, "pass --show-trace to nix-instantiate")
-	fs.BoolVar(&o.FilterBuildable, "filter-buildable", false, "first drop the targets a service cannot be built for (service property supportedSystems vs the target's system)")
+	fs.BoolVar(&o.FilterBuildable, "filter-buildable", false, "first drop the targets a service cannot be built for: the service's supportedSystems, and with a .nix services model the package must instantiate (nix-instantiate, no build) for the target's system")
 	fs.BoolVar(&o.Explain, "explain", false, "explain, per service, which step removed which target and why (on stderr)")
 	cli.ChoiceVarP(fs, &o.ExplainFormat, "explain-format", "", "text", "`FMT` explanation format: text or json", "text", "json")
 	fs.StringVar(&o.ExplainOutput, "explain-output", "", "write the explanation to `FILE` instead of stderr")

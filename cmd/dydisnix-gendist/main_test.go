@@ -256,3 +256,119 @@ rec { web = { name = "web"; type = myType; }; }
 		}
 	}
 }
+
+// TestNixQoSModelCLI: the original's command lines with Nix models, a QoS
+// model and a filter catalog (-F) work unchanged; a services model that
+// copies a path into the Nix store evaluates (no read-only evaluation);
+// --extra-params reach the services and the QoS model; a QoS model whose
+// result is no distribution exits 1 naming the file, leaving no output file.
+func TestNixQoSModelCLI(t *testing.T) {
+	testenv.NeedCommand(t, "nix-instantiate")
+	t.Parallel()
+	dir := t.TempDir()
+	clitest.WriteFile(t, dir, "setup.sh", "echo setup\n")
+	// A new store path every run (the directory is in the text): the path
+	// is only valid in the store if the evaluation copies it there.
+	clitest.WriteFile(t, dir, "helper.nix", "# "+dir+"\n{ type = \"process\"; }\n")
+	s := clitest.WriteFile(t, dir, "services.nix", `{system, pkgs, distribution, invDistribution, myType ? "process"}:
+rec {
+  web = { name = "web"; type = myType; setup = "${./setup.sh}"; dependsOn = { inherit db; }; };
+  db = { name = "db"; type = (import "${./helper.nix}").type; };
+}
+`)
+	i := clitest.WriteFile(t, dir, "infrastructure.nix", `{
+  a = { properties = { hostname = "a"; supportedTypes = [ "process" ]; prio = 2; }; };
+  b = { properties = { hostname = "b"; supportedTypes = [ "process" "echo" ]; prio = 1; }; };
+}
+`)
+	head := "{services, infrastructure, initialDistribution, previousDistribution, filters, lib}:\n"
+	q := clitest.WriteFile(t, dir, "qos.nix", head+`filters.divideRoundRobin {
+  distribution = filters.mapAttrOnList {
+    inherit services infrastructure;
+    distribution = initialDistribution;
+    serviceProperty = "type";
+    targetPropertyList = "supportedTypes";
+  };
+}
+`)
+	qOrder := clitest.WriteFile(t, dir, "qos-order.nix", "{services, infrastructure, initialDistribution, previousDistribution, filters, lib, prop}:\n"+
+		"filters.order { inherit infrastructure; distribution = initialDistribution; targetProperty = prop; }\n")
+	qFn := clitest.WriteFile(t, dir, "qos-fn.nix", head+"filters.divideRoundRobin\n")
+	qClear := clitest.WriteFile(t, dir, "qos-clear.nix", head+"filters.clear { distribution = initialDistribution; }\n")
+	catalog := clitest.WriteFile(t, dir, "filters.nix", "{pkgs, referenceFilters}:\n{ clear = {distribution}: pkgs.lib.mapAttrs (s: ts: []) distribution; }\n")
+	cases := []struct {
+		name    string
+		args    []string
+		code    int
+		out     string // in stdout
+		errs    string // in stderr
+		outFile bool   // -o FILE, which must exist exactly on success
+	}{
+		{name: "the original's command line", args: []string{"-q", q}, out: `"db":["a"],"web":["b"]`},
+		{name: "extra params to services and QoS model", args: []string{"-q", qOrder, "--extra-params", `{ myType = "echo"; prop = "prio"; }`}, out: `"db":["b","a"],"web":["b","a"]`},
+		{name: "filter catalog", args: []string{"-q", qClear, "-F", catalog}, out: `"db":[],"web":[]`},
+		{name: "result is a function", args: []string{"-q", qFn}, code: 1, errs: qFn + ": the QoS model returned a function", outFile: true},
+		{name: "catalog with a policy file", args: []string{"-q", "builtin:by-type", "-F", catalog}, code: 1, errs: "filter catalog", outFile: true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			args := append([]string{"-s", s, "-i", i, "--allow-empty"}, c.args...)
+			out := filepath.Join(t.TempDir(), "dist.json")
+			if c.outFile {
+				args = append(args, "-o", out)
+			}
+			code, stdout, stderr := gendistRun(t, args...)
+			compact := strings.Join(strings.Fields(stdout), "")
+			if code != c.code || !strings.Contains(compact, c.out) || !strings.Contains(stderr, c.errs) {
+				t.Fatalf("exit %d (want %d)\nstdout %s (want %s)\nstderr %s (want %s)", code, c.code, compact, c.out, stderr, c.errs)
+			}
+			if _, err := os.Stat(out); c.outFile && !os.IsNotExist(err) {
+				t.Errorf("a failed run left %s", out)
+			}
+		})
+	}
+}
+
+// TestFilterBuildableInstantiates: with a .nix services model,
+// --filter-buildable drops the targets for whose system the service's
+// package does not instantiate (an assert or a throw), as the original's
+// try-build.nix; services depending on such a service keep their targets
+// (the original test suite's services-error.nix case, vector
+// filter-buildable-testsuite). --extra-params reach that evaluation too.
+func TestFilterBuildableInstantiates(t *testing.T) {
+	testenv.NeedCommand(t, "nix-instantiate")
+	t.Parallel()
+	dir := t.TempDir()
+	s := clitest.WriteFile(t, dir, "services.nix", `{system, pkgs, distribution, invDistribution, armOK ? true}:
+let
+  mk = name: derivation { inherit name system; builder = "/bin/sh"; args = [ "-c" "echo > $out" ]; };
+in
+rec {
+  testService1B = { name = "testService1B"; type = "echo"; pkg = assert system == "none"; mk "s1b"; };
+  testService2 = { name = "testService2"; type = "echo"; dependsOn = { inherit testService1B; }; pkg = {testService1B}: mk "s2"; };
+  testService3 = { name = "testService3"; type = "echo"; dependsOn = { inherit testService1B testService2; }; pkg = mk "s3"; };
+  onlyArm = { name = "onlyArm"; type = "echo"; pkg = if armOK && system == "aarch64-linux" then mk "arm" else throw "not here"; };
+}
+`)
+	i := clitest.WriteFile(t, dir, "infrastructure.nix", `{
+  testtarget1 = { properties = { hostname = "testtarget1"; }; system = "x86_64-linux"; };
+  testtarget2 = { properties = { hostname = "testtarget2"; }; system = "aarch64-linux"; };
+}
+`)
+	both := `["testtarget1","testtarget2"]`
+	cases := []struct{ extra, want string }{
+		{"", `{"onlyArm":["testtarget2"],"testService1B":[],"testService2":` + both + `,"testService3":` + both + `}`},
+		{"{ armOK = false; }", `{"onlyArm":[],"testService1B":[],"testService2":` + both + `,"testService3":` + both + `}`},
+	}
+	for _, c := range cases {
+		args := []string{"-s", s, "-i", i, "--filter-buildable", "--allow-empty"}
+		if c.extra != "" {
+			args = append(args, "--extra-params", c.extra)
+		}
+		code, out, errs := gendistRun(t, args...)
+		if got := strings.Join(strings.Fields(out), ""); code != 0 || got != c.want {
+			t.Errorf("extra %q: exit %d\n got %s\nwant %s\n%s", c.extra, code, got, c.want, errs)
+		}
+	}
+}

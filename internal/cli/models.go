@@ -43,7 +43,7 @@ func (m *Models) AddFlags(fs *pflag.FlagSet, which int) {
 		fs.StringVarP(&m.Distribution, "distribution", "d", "", "`FILE` distribution model")
 	}
 	if which&ExtraParamsFlag != 0 {
-		fs.StringVar(&m.ExtraParams, "extra-params", "", "`EXPR` Nix attribute set of extra arguments for .nix models, e.g. '{ x = 1; }'")
+		fs.StringVar(&m.ExtraParams, "extra-params", "", "`EXPR` Nix attribute set of extra arguments for the .nix models (services, infrastructure, distribution, QoS model, filter catalog): each gets those it declares, e.g. '{ x = 1; }'")
 	}
 	if which&XMLFlag != 0 {
 		fs.BoolVar(&m.XML, "xml", false, "the model files are the original's XML (what dydisnix-xml wrote), whatever their names")

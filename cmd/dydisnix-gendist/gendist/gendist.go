@@ -24,14 +24,19 @@ type Options struct {
 	// Services, Infrastructure and Initial are model files; Initial ("" for
 	// the cartesian product) is the candidate distribution to start from.
 	Services, Infrastructure, Initial string
-	// QoS is a policy file or builtin:NAME ("" runs no step).
+	// QoS is a policy file, builtin:NAME or a QoS model in Nix ("" runs
+	// no step).
 	QoS string
+	// Filters is the original's -F filter catalog for a QoS model in Nix.
+	Filters string
 	// Previous is the last deployment's distribution or manifest; when
 	// "", the coordinator profile ProfilePath/Profile is read if it exists.
 	Previous, Profile, ProfilePath string
 	// Nix is how .nix models are evaluated.
 	Nix model.NixOptions
-	// FilterBuildable drops the targets a service cannot be built for first.
+	// FilterBuildable drops the targets a service cannot be built for
+	// first: its supportedSystems, and for a .nix services model, as the
+	// original, whether its package instantiates for the target's system.
 	FilterBuildable bool
 	// AllowEmpty prints services left without a target as [] instead of failing.
 	AllowEmpty bool
@@ -61,14 +66,20 @@ func Run(ctx context.Context, o *Options, stdout, stderr io.Writer) error {
 	}
 	policy := &qos.Policy{}
 	if o.QoS != "" {
-		if policy, err = qos.LoadPolicy(o.QoS); err != nil {
+		if policy, err = qos.DefaultRegistry().LoadQoS(o.QoS, qos.NixModelOptions{Nix: o.Nix, Filters: o.Filters, Ctx: ctx}); err != nil {
 			return err
 		}
 	}
 	if o.FilterBuildable {
-		policy = policy.Prepend(qos.NewStep("filterBuildable", &qos.Buildable{}))
+		check := qos.SystemsCheck("supportedSystems", "")
+		if f, err := model.FormatOf(o.Services); err == nil && f == model.FormatNix {
+			// as the original: each service's package must instantiate
+			// for the candidate target's system
+			check = qos.BothChecks(check, qos.NixPackageCheck(ctx, o.Services, o.Nix, ""))
+		}
+		policy = policy.Prepend(qos.NewStep("filterBuildable", &qos.Buildable{Check: check}))
 	}
-	in := qos.Input{Services: services, Infrastructure: infra, Explain: o.Explain, Empty: qos.RejectRemoved, ExplainServices: o.ExplainServices}
+	in := qos.Input{Services: services, Infrastructure: infra, Explain: o.Explain, Empty: qos.RejectRemoved, ExplainServices: o.ExplainServices, Context: ctx}
 	if o.AllowEmpty {
 		in.Empty = qos.AllowEmpty
 	}
@@ -96,6 +107,10 @@ func Run(ctx context.Context, o *Options, stdout, stderr io.Writer) error {
 		var nc *qos.NoCandidateError
 		if errors.As(err, &nc) && !o.AllowEmpty {
 			return fmt.Errorf("%s: %w\n(use --explain for every decision, or --allow-empty to print such services with no target)", policyName(o.QoS), err)
+		}
+		var se *qos.StepError
+		if errors.As(err, &se) && se.Filter == qos.NixModelFilter {
+			return err // names the QoS model already
 		}
 		return fmt.Errorf("%s: %w", policyName(o.QoS), err)
 	}

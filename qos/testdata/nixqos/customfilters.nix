@@ -1,0 +1,6 @@
+{pkgs, referenceFilters}:
+
+{
+  clear = {distribution}:
+    pkgs.lib.mapAttrs (serviceName: target: []);
+}

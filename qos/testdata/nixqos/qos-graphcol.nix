@@ -1,0 +1,5 @@
+{services, infrastructure, initialDistribution, previousDistribution, filters, lib}:
+
+filters.graphcol {
+  inherit services infrastructure;
+}

@@ -1,0 +1,8 @@
+{services, infrastructure, initialDistribution, previousDistribution, filters}:
+
+filters.mapAttrOnList {
+  inherit services infrastructure;
+  distribution = initialDistribution;
+  serviceProperty = "type";
+  targetPropertyList = "supportedTypes";
+}

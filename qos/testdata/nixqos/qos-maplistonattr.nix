@@ -1,0 +1,8 @@
+{services, infrastructure, initialDistribution, previousDistribution, filters, lib}:
+
+filters.mapListOnAttr {
+  inherit services infrastructure;
+  distribution = initialDistribution;
+  servicePropertyList = "requireZones";
+  targetProperty = "zone";
+}

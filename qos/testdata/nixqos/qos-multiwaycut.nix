@@ -1,0 +1,6 @@
+{services, infrastructure, initialDistribution, previousDistribution, filters, lib}:
+
+filters.multiwaycut {
+  inherit services infrastructure;
+  distribution = initialDistribution;
+}

@@ -1,0 +1,7 @@
+{services, infrastructure, initialDistribution, previousDistribution, filters}:
+
+filters.order {
+  inherit infrastructure;
+  distribution = initialDistribution;
+  targetProperty = "priority";
+}
