@@ -24,7 +24,7 @@ buildGoModule {
     filter = path: type: !(builtins.elem (baseNameOf path) [ "bin" "result" ".git" ]);
   };
 
-  vendorHash = "sha256-C/5do+IpJDyievm/1ThoEUTqsxC+YfZQB3gtNkBPYOY=";
+  vendorHash = "sha256-ECmVeq5eKXN66gSzAWVEjOlxyEyWP14gbjP40bC1cXA=";
 
   subPackages = map (name: "cmd/${name}") commands;
 
