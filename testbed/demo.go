@@ -106,13 +106,14 @@ func DemoServicesModel(binDir string) map[string]any {
 // DemoPolicy is the demo's QoS policy: only machines that support the
 // service's type; a service stays where it ran while that machine is still
 // a candidate (so a change moves as little as possible); what has to move,
-// or is new, is placed round robin.
+// or is new, goes to the candidate hosting the fewest services, so the
+// services of a machine that vanished spread over the survivors.
 const DemoPolicy = `steps:
   - filter: mapAttrOnList
     serviceProperty: type
     targetPropertyList: supportedTypes
   - filter: preferPrevious
-  - filter: divideRoundRobin
+  - filter: divideLeastLoaded
 `
 
 type demo struct {
