@@ -78,9 +78,13 @@ func DemoServiceNames() []string {
 
 // DemoServicesModel returns the example system as a services model (JSON
 // form) whose packages are the example binaries in binDir.
-func DemoServicesModel(binDir string) map[string]any {
+func DemoServicesModel(binDir string) map[string]any { return servicesModel(binDir, demoServices) }
+
+// servicesModel renders services as a services model (JSON form) whose
+// packages are the example binaries in binDir.
+func servicesModel(binDir string, services []demoService) map[string]any {
 	m := map[string]any{}
-	for _, s := range demoServices {
+	for _, s := range services {
 		svc := map[string]any{
 			"name":        s.name,
 			"type":        "process",
