@@ -31,10 +31,12 @@ type ScaleConfig struct {
 }
 
 // Figure is one measured value with the host's 1-minute load average
-// (/proc/loadavg) read when it was measured.
+// (/proc/loadavg) read when it was measured. Measured is false when the run
+// failed before the figure could be taken.
 type Figure struct {
-	Value float64 `json:"value"`
-	Load  float64 `json:"load"`
+	Value    float64 `json:"value"`
+	Load     float64 `json:"load"`
+	Measured bool    `json:"measured"`
 }
 
 // ScaleReport is what RunScale measured.
@@ -136,7 +138,7 @@ func loadavg() float64 {
 	return v
 }
 
-func fig(v float64) Figure { return Figure{Value: v, Load: loadavg()} }
+func fig(v float64) Figure { return Figure{Value: v, Load: loadavg(), Measured: true} }
 
 // rcvbufErrors reads Udp RcvbufErrors of /proc/net/snmp inside a host's
 // namespace.
@@ -172,9 +174,10 @@ type scaleRun struct {
 }
 
 // settleTimeout bounds every wait of the scale run: generous, and
-// proportional to N.
+// proportional to N (at N = 100 on a loaded 2-core host the first deploy's
+// 1500 steps take minutes).
 func (r *scaleRun) settleTimeout() time.Duration {
-	return 2*time.Minute + time.Duration(r.cfg.Machines)*3*time.Second
+	return 2*time.Minute + time.Duration(r.cfg.Machines)*10*time.Second
 }
 
 // RunScale runs the scale scenario: N machines with ten services each
@@ -246,15 +249,7 @@ func (r *scaleRun) run(ctx context.Context) error {
 	if err := r.crash(ctx, st); err != nil {
 		return err
 	}
-	if err := r.leave(ctx); err != nil {
-		return err
-	}
-	drops, err := rcvbufErrors(h.TB.Coordinator())
-	if err != nil {
-		return err
-	}
-	r.report.RcvbufErrors = fig(float64(drops))
-	return nil
+	return r.leave(ctx)
 }
 
 // idle measures the idle window: CPU and RSS of the coordinator, mean CPU
@@ -416,6 +411,11 @@ func (r *scaleRun) down() {
 		netns = append(netns, m.Host.Netns)
 	}
 	netns = append(netns, h.TB.Coordinator().Netns)
+	if drops, err := rcvbufErrors(h.TB.Coordinator()); err == nil {
+		r.report.RcvbufErrors = fig(float64(drops))
+	} else {
+		h.Say("%v", err)
+	}
 	h.Close()
 	out, _ := exec.Command("ip", "netns", "list").Output()
 	present := map[string]bool{}
@@ -531,6 +531,9 @@ func (h *Harness) allHealthy(st *Status, ports map[string]int, avoid map[string]
 // with the 1-minute load average of the host when it was measured.
 func (r *ScaleReport) WriteTable(w io.Writer) {
 	f := func(x Figure, format string) string {
+		if !x.Measured {
+			return "not measured"
+		}
 		return fmt.Sprintf(format+" (load %.2f)", x.Value, x.Load)
 	}
 	fmt.Fprintf(w, "| N | crash → detected | crash → redeploy starts | crash → all healthy | first deploy (%d services) |\n", r.Services)
@@ -547,11 +550,18 @@ func (r *ScaleReport) WriteTable(w io.Writer) {
 		{"idle CPU per agent (mean)", f(r.AgentCPU, "%.3f %% of a core")},
 		{fmt.Sprintf("most displaced services on one survivor (of %d)", r.Displaced), f(r.MostOnOneSurvivor, "%.0f")},
 		{"newest snapshot age (end of idle window)", f(r.SnapshotAge, "%.1f s")},
-		{"a snapshot completed in the idle window", strconv.FormatBool(r.SnapshotDuringIdle)},
+		{"a snapshot completed in the idle window", yesNo(r.SnapshotAge.Measured, r.SnapshotDuringIdle)},
 		{"left after down", leftText(r.LeftAfterDown)},
 	} {
 		fmt.Fprintf(w, "| %s | %s |\n", row.name, row.value)
 	}
+}
+
+func yesNo(measured, v bool) string {
+	if !measured {
+		return "not measured"
+	}
+	return strconv.FormatBool(v)
 }
 
 func leftText(left []string) string {
