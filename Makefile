@@ -4,7 +4,7 @@ BIN     ?= bin
 SHARED  ?= ../shared
 CMDS    := $(notdir $(wildcard cmd/dydisnix-*))
 
-.PHONY: all build test unit vectors bench lint fuzz demo clean install
+.PHONY: all build test unit vectors bench bench-scale lint fuzz demo clean install
 
 all: build
 
@@ -33,6 +33,14 @@ vectors: build
 ## testbed and discovery ones need root (network namespaces)
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x -timeout 30m ./...
+
+## bench-scale: the scale scenario on the testbed (root): N machines with ten
+## services each, first deploy, idle window, a kill -9, a graceful leave,
+## down; prints the table of docs/benchmarks.md (make bench-scale N=50)
+N    ?= 20
+IDLE ?= 30s
+bench-scale: build
+	$(BIN)/dydisnix-testbed bench-scale -n $(N) --idle $(IDLE)
 
 DEADCODE ?= golang.org/x/tools/cmd/deadcode@v0.52.0
 

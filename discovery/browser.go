@@ -231,7 +231,7 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 			return err
 		}
 		defer conn.Close()
-		go conn.recv(msgs, ctx.Done(), true)
+		go conn.recv(msgs, ctx.Done(), func(bool) bool { return true })
 	}
 	// The active half: zeroconf browse rounds and lookups (zeroconf.go).
 	zcRecords := make(chan *wireRecord, 64)

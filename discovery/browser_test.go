@@ -341,7 +341,7 @@ func TestBrowserLookupFetchesTXT(t *testing.T) {
 	var txtAsked atomic.Bool
 	stop := make(chan struct{})
 	in := make(chan inbound, 16)
-	go conn.recv(in, stop, true)
+	go conn.recv(in, stop, func(bool) bool { return true })
 	go func() {
 		for {
 			select {

@@ -115,9 +115,11 @@ type inbound struct {
 }
 
 // recv reads packets until the socket is closed, passing each parsed
-// message that arrived on one of our interfaces to out: responses, and
-// queries too when queries is true.
-func (c *mdnsConn) recv(out chan<- inbound, done <-chan struct{}, queries bool) {
+// message that arrived on one of our interfaces and that want accepts to
+// out. want is asked before parsing, with the header's QR bit, so that a
+// socket that ignores responses does not pay for parsing every other
+// machine's answers.
+func (c *mdnsConn) recv(out chan<- inbound, done <-chan struct{}, want func(response bool) bool) {
 	buf := make([]byte, 9000)
 	for {
 		n, cm, src, err := c.pc.ReadFrom(buf)
@@ -140,8 +142,11 @@ func (c *mdnsConn) recv(out chan<- inbound, done <-chan struct{}, queries bool) 
 		if ifIndex != 0 && !c.index[ifIndex] {
 			continue
 		}
+		if n < 3 || !want(buf[2]&0x80 != 0) {
+			continue
+		}
 		msg := new(dns.Msg)
-		if err := msg.Unpack(buf[:n]); err != nil || (!msg.Response && !queries) {
+		if err := msg.Unpack(buf[:n]); err != nil {
 			continue
 		}
 		udp, _ := src.(*net.UDPAddr)

@@ -3,9 +3,11 @@ package discovery
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -95,8 +97,9 @@ func (r *responder) setTXT(txt []string) {
 	r.mu.Unlock()
 }
 
-// answer builds the response to a query (nil when nothing is asked of us)
-// and says whether it must go by unicast.
+// answer builds the response to a query (nil when nothing is asked of us,
+// or when the query's known-answer section already holds everything we
+// would say) and says whether it must go by unicast.
 func (r *responder) answer(q *dns.Msg, srcPort int) (*dns.Msg, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -107,23 +110,21 @@ func (r *responder) answer(q *dns.Msg, srcPort int) (*dns.Msg, bool) {
 	have := map[dns.RR]bool{}
 	add := func(list *[]dns.RR, rrs ...dns.RR) {
 		for _, rr := range rrs {
-			if !have[rr] {
+			// RFC 6762 §7.1: a record the querier lists as a known answer
+			// with at least half our TTL left is not sent again.
+			if !have[rr] && !knownAnswer(q, rr) {
 				have[rr] = true
 				*list = append(*list, rr)
 			}
 		}
 	}
-	unicast := true
 	for _, qu := range q.Question {
-		if qu.Qclass&qClassUnicast == 0 {
-			unicast = false
-		}
 		name := strings.ToLower(qu.Name)
 		any := qu.Qtype == dns.TypeANY
 		switch {
 		case name == serviceName && (qu.Qtype == dns.TypePTR || any):
 			if knownAnswer(q, ptr) {
-				continue
+				continue // the additional records go with the PTR only
 			}
 			add(&ans, ptr)
 			add(&extra, srv, txt)
@@ -149,12 +150,7 @@ func (r *responder) answer(q *dns.Msg, srcPort int) (*dns.Msg, bool) {
 	if len(ans) == 0 {
 		return nil, false
 	}
-	for i := 0; i < len(extra); i++ { // additional records already in the answer are dropped
-		if inAnswer(ans, extra[i]) {
-			extra = append(extra[:i], extra[i+1:]...)
-			i--
-		}
-	}
+	extra = withoutDuplicates(ans, extra)
 	resp := new(dns.Msg)
 	resp.Response = true
 	resp.Authoritative = true
@@ -168,30 +164,101 @@ func (r *responder) answer(q *dns.Msg, srcPort int) (*dns.Msg, bool) {
 	// QU questions are answered by multicast too: several sockets share
 	// port 5353 on a host (browser, publishers, Avahi) and a unicast reply
 	// reaches only one of them. RFC 6762 §5.4 allows it.
-	_ = unicast
 	return resp, legacy
 }
 
-func inAnswer(ans []dns.RR, rr dns.RR) bool {
-	for _, a := range ans {
-		if a == rr {
+// withoutDuplicates drops from extra the records already in ans or earlier
+// in extra.
+func withoutDuplicates(ans, extra []dns.RR) []dns.RR {
+	out := extra[:0]
+	for i, rr := range extra {
+		if !containsRecord(ans, rr) && !containsRecord(extra[:i], rr) {
+			out = append(out, rr)
+		}
+	}
+	return out
+}
+
+func containsRecord(list []dns.RR, rr dns.RR) bool {
+	for _, x := range list {
+		if sameRecord(x, rr) {
 			return true
 		}
 	}
 	return false
 }
 
+// sameRecord reports whether a and b are the same record: name, type and
+// data, whatever their TTL and cache-flush bit.
+func sameRecord(a, b dns.RR) bool {
+	ha, hb := *a.Header(), *b.Header()
+	if ha.Rrtype != hb.Rrtype || !strings.EqualFold(ha.Name, hb.Name) {
+		return false
+	}
+	ca, cb := dns.Copy(a), dns.Copy(b)
+	ca.Header().Class &^= qClassUnicast
+	cb.Header().Class &^= qClassUnicast
+	ca.Header().Name, cb.Header().Name = strings.ToLower(ha.Name), strings.ToLower(ha.Name)
+	return dns.IsDuplicate(ca, cb)
+}
+
 // knownAnswer implements known-answer suppression (RFC 6762 §7.1): the
-// querier already has our PTR with at least half its TTL left.
-func knownAnswer(q *dns.Msg, ptr dns.RR) bool {
-	want := ptr.(*dns.PTR)
+// querier already lists rr with at least half its TTL left.
+func knownAnswer(q *dns.Msg, rr dns.RR) bool {
 	for _, k := range q.Answer {
-		p, ok := k.(*dns.PTR)
-		if ok && strings.EqualFold(p.Hdr.Name, want.Hdr.Name) && strings.EqualFold(p.Ptr, want.Ptr) && p.Hdr.Ttl >= want.Hdr.Ttl/2 {
+		if k.Header().Ttl >= rr.Header().Ttl/2 && sameRecord(k, rr) {
 			return true
 		}
 	}
 	return false
+}
+
+// shared reports whether a response holds a shared record (a PTR, not
+// unique to this machine): other responders may answer the same query, so
+// the answer waits a random 20–120 ms (RFC 6762 §6).
+func shared(resp *dns.Msg) bool {
+	for _, rr := range resp.Answer {
+		if rr.Header().Class&qClassUnicast == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// refreshTXT replaces the TXT record in a delayed answer by the current
+// one: the TXT may have changed (and been announced) while the answer
+// waited, and the old one must not follow the announcement.
+func (r *responder) refreshTXT(resp *dns.Msg) {
+	r.mu.Lock()
+	_, _, txt, _ := r.records(r.ttl)
+	r.mu.Unlock()
+	for _, sec := range [][]dns.RR{resp.Answer, resp.Extra} {
+		for i, rr := range sec {
+			if _, ok := rr.(*dns.TXT); ok && strings.EqualFold(rr.Header().Name, txt.Header().Name) {
+				sec[i] = txt
+			}
+		}
+	}
+}
+
+// Response delay for shared records (RFC 6762 §6): uniformly random in
+// [sharedDelayMin, sharedDelayMin+sharedDelaySpan).
+const (
+	sharedDelayMin  = 20 * time.Millisecond
+	sharedDelaySpan = 100 * time.Millisecond
+)
+
+func sharedDelay() time.Duration { return sharedDelayMin + rand.N(sharedDelaySpan) }
+
+// merge adds the records of resp that pending lacks (aggregation, RFC 6762
+// §6.4).
+func merge(pending, resp *dns.Msg) {
+	for _, rr := range resp.Answer {
+		if !containsRecord(pending.Answer, rr) {
+			pending.Answer = append(pending.Answer, rr)
+		}
+	}
+	pending.Extra = withoutDuplicates(pending.Answer, append(pending.Extra, resp.Extra...))
 }
 
 // probeQuery asks whether anybody else holds our instance or host name
@@ -277,14 +344,21 @@ const probeTime = 750 * time.Millisecond
 // serve probes for our names (RFC 6762 §8.1; a conflict is sent on ready
 // and serve returns), then announces twice, one second apart (§8.3), and
 // answers queries until done is closed. ready receives nil once probing
-// succeeded.
+// succeeded. Answers holding only unique records go at once; answers with a
+// shared record (our PTR) wait a random 20–120 ms, and the answers to the
+// queries that arrive meanwhile on that interface go in the same message
+// (§6).
 func (r *responder) serve(done <-chan struct{}, ready chan<- error) {
 	in := make(chan inbound, 32)
-	go r.conn.recv(in, done, true)
+	var listening atomic.Bool // responses matter while probing only
+	listening.Store(true)
+	go r.conn.recv(in, done, func(response bool) bool { return !response || listening.Load() })
 	probes := 0
 	tick := time.NewTimer(0)
 	defer tick.Stop()
 	probing := true
+	pending := map[int]*dns.Msg{} // delayed multicast answers by interface
+	fire := make(chan int)        // an interface whose delayed answer is due
 	for {
 		select {
 		case <-done:
@@ -300,6 +374,7 @@ func (r *responder) serve(done <-chan struct{}, ready chan<- error) {
 				tick.Reset(probeTime / 3)
 			case probing:
 				probing = false
+				listening.Store(false)
 				ready <- nil
 				_ = r.announce()
 				tick.Reset(time.Second)
@@ -308,13 +383,17 @@ func (r *responder) serve(done <-chan struct{}, ready chan<- error) {
 				_ = r.announce()
 				probes++
 			}
+		case ifIndex := <-fire:
+			if resp := pending[ifIndex]; resp != nil {
+				delete(pending, ifIndex)
+				r.refreshTXT(resp)
+				_ = r.conn.sendTo(resp, ifIndex, nil)
+			}
 		case p := <-in:
 			if p.msg.Response {
-				if c := r.conflict(p.msg); c != "" {
-					if probing {
-						ready <- errors.New(c)
-						return
-					}
+				if c := r.conflict(p.msg); probing && c != "" {
+					ready <- errors.New(c)
+					return
 				}
 				continue
 			}
@@ -326,13 +405,23 @@ func (r *responder) serve(done <-chan struct{}, ready chan<- error) {
 				port = p.src.Port
 			}
 			resp, unicast := r.answer(p.msg, port)
-			if resp == nil {
-				continue
-			}
-			if unicast && p.src != nil {
+			switch {
+			case resp == nil:
+			case unicast && p.src != nil:
 				_ = r.conn.sendTo(resp, p.ifIndex, p.src)
-			} else {
+			case !shared(resp):
 				_ = r.conn.sendTo(resp, p.ifIndex, nil)
+			case pending[p.ifIndex] != nil:
+				merge(pending[p.ifIndex], resp)
+			default:
+				pending[p.ifIndex] = resp
+				ifIndex := p.ifIndex
+				time.AfterFunc(sharedDelay(), func() {
+					select {
+					case fire <- ifIndex:
+					case <-done:
+					}
+				})
 			}
 		}
 	}

@@ -26,6 +26,8 @@ func TestResponderAnswer(t *testing.T) {
 	known.Answer = []dns.RR{&dns.PTR{Hdr: dns.RR_Header{Name: serviceName, Rrtype: dns.TypePTR, Class: dns.ClassINET, Ttl: 100}, Ptr: inst}}
 	stale := q(serviceName, dns.TypePTR, false)
 	stale.Answer = []dns.RR{&dns.PTR{Hdr: dns.RR_Header{Name: serviceName, Rrtype: dns.TypePTR, Class: dns.ClassINET, Ttl: 10}, Ptr: inst}}
+	knownSRV := q(inst, dns.TypeSRV, false)
+	knownSRV.Answer = []dns.RR{&dns.SRV{Hdr: dns.RR_Header{Name: inst, Rrtype: dns.TypeSRV, Class: dns.ClassINET, Ttl: 120}, Port: 22, Target: "TEST1.local."}}
 	for _, c := range []struct {
 		name           string
 		q              *dns.Msg
@@ -37,6 +39,7 @@ func TestResponderAnswer(t *testing.T) {
 		{"browse, other case", q("_DISNIX._tcp.local.", dns.TypePTR, false), 5353, 1, 3, false},
 		{"known answer suppressed", known, 5353, 0, 0, false},
 		{"stale known answer refreshed", stale, 5353, 1, 3, false},
+		{"known SRV suppressed", knownSRV, 5353, 0, 0, false},
 		{"instance SRV", q(inst, dns.TypeSRV, false), 5353, 1, 1, false},
 		{"instance TXT, QU (multicast all the same)", q(inst, dns.TypeTXT, true), 5353, 1, 0, false},
 		{"instance ANY", q(inst, dns.TypeANY, false), 5353, 2, 1, false},
@@ -68,5 +71,27 @@ func TestResponderAnswer(t *testing.T) {
 		if rr.Header().Ttl != 0 {
 			t.Errorf("goodbye record with TTL %d: %v", rr.Header().Ttl, rr)
 		}
+	}
+}
+
+// Answers delayed together are aggregated: each record once, additional
+// records that became answers dropped.
+func TestResponderMerge(t *testing.T) {
+	t.Parallel()
+	r := &responder{instance: "disnix-test1", host: "test1.local.", port: 22, ttl: 120, ips: []net.IP{net.IPv4(10, 0, 0, 1)}}
+	browse := new(dns.Msg)
+	browse.Question = []dns.Question{{Name: serviceName, Qtype: dns.TypePTR, Qclass: dns.ClassINET}}
+	txt := new(dns.Msg)
+	txt.Question = []dns.Question{{Name: instanceFQDN("disnix-test1"), Qtype: dns.TypeTXT, Qclass: dns.ClassINET}}
+	pending, _ := r.answer(browse, 5353)
+	again, _ := r.answer(browse, 5353)
+	other, _ := r.answer(txt, 5353)
+	if !shared(pending) || shared(other) {
+		t.Fatalf("shared: PTR answer %v, TXT answer %v", shared(pending), shared(other))
+	}
+	merge(pending, again)
+	merge(pending, other)
+	if len(pending.Answer) != 2 || len(pending.Extra) != 2 { // PTR, TXT; SRV, A
+		t.Fatalf("merged answer:\n%v", pending)
 	}
 }

@@ -31,7 +31,7 @@ func TestShippedPolicies(t *testing.T) {
 		"min-cost-cover":        {"testService1": t1, "testService2": t1, "testService3": t1},
 		"stateful-stays":        {"testService1": t1, "testService2": t2, "testService3": t1},
 		"zone-priority":         {"testService1": t1, "testService2": t1, "testService3": t2},
-		"stable-by-type-memory": {"testService1": t1, "testService2": t1, "testService3": t2},
+		"stable-by-type-memory": {"testService1": t2, "testService2": t1, "testService3": t2},
 	}
 	names := Names()
 	if len(names) != len(want) {

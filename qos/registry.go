@@ -102,6 +102,7 @@ func builtinFilters() []Spec {
 		statefulSpec, boundSpec, roundRobinSpec, orderSpec,
 		divideSpec, minSetCoverSpec, multiwayCutSpec, graphColSpec,
 		spreadSpec, preferPreviousSpec, buildableSpec, externalSpec,
+		leastLoadedSpec,
 	}
 }
 

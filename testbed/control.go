@@ -100,6 +100,11 @@ func (tb *Testbed) Serve(stop <-chan struct{}) error {
 	return err
 }
 
+// DownTimeout is how long WaitDown waits for a testbed of n machines: a
+// minute plus a second per machine (killing the machines and deleting
+// their namespaces takes longer the more there are).
+func DownTimeout(n int) time.Duration { return time.Minute + time.Duration(n)*time.Second }
+
 // WaitDown waits until the daemon of dir has removed its control socket
 // (after "down": every machine stopped, every namespace deleted).
 func WaitDown(dir string, timeout time.Duration) error {

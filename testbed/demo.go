@@ -78,9 +78,13 @@ func DemoServiceNames() []string {
 
 // DemoServicesModel returns the example system as a services model (JSON
 // form) whose packages are the example binaries in binDir.
-func DemoServicesModel(binDir string) map[string]any {
+func DemoServicesModel(binDir string) map[string]any { return servicesModel(binDir, demoServices) }
+
+// servicesModel renders services as a services model (JSON form) whose
+// packages are the example binaries in binDir.
+func servicesModel(binDir string, services []demoService) map[string]any {
 	m := map[string]any{}
-	for _, s := range demoServices {
+	for _, s := range services {
 		svc := map[string]any{
 			"name":        s.name,
 			"type":        "process",
@@ -106,13 +110,14 @@ func DemoServicesModel(binDir string) map[string]any {
 // DemoPolicy is the demo's QoS policy: only machines that support the
 // service's type; a service stays where it ran while that machine is still
 // a candidate (so a change moves as little as possible); what has to move,
-// or is new, is placed round robin.
+// or is new, goes to the candidate hosting the fewest services, so the
+// services of a machine that vanished spread over the survivors.
 const DemoPolicy = `steps:
   - filter: mapAttrOnList
     serviceProperty: type
     targetPropertyList: supportedTypes
   - filter: preferPrevious
-  - filter: divideRoundRobin
+  - filter: divideLeastLoaded
 `
 
 type demo struct {

@@ -39,7 +39,8 @@ Commands:
   shell NAME                      a shell inside a machine ("coordinator" too)
   exec NAME -- CMD [ARG...]       run a command inside a machine
   down                            stop everything and delete the namespaces
-  demo [--json] [--keep] [--keep-running]  run the self-adaptive demo end to end`
+  demo [--json] [--keep] [--keep-running]  run the self-adaptive demo end to end
+  bench-scale [-n N] [--idle D] [--json]    the scale scenario (docs/benchmarks.md)`
 
 // named lists the commands that act on one machine.
 var named = map[string]bool{"add": true, "crash": true, "stop": true, "start": true, "partition": true, "heal": true, "shell": true, "exec": true}
@@ -48,6 +49,7 @@ type options struct {
 	up                   testbed.UpConfig
 	jsonOut, keep, runOn bool
 	statusFD             int
+	idle                 time.Duration
 }
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -69,7 +71,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVarP(&u.PolicyFile, "qos", "q", "", "`FILE` up --coordinator: the QoS policy (default: the example policy)")
 	fs.StringVarP(&u.AugmentFile, "augment", "a", "", "`FILE` up --coordinator: the augmentation model")
 	fs.IntVar(&u.StatusPort, "status-port", 9470, "`PORT` on 127.0.0.1 of the host for the loop's status page (0: any free port; demo: any free port if it is taken)")
-	fs.BoolVar(&o.jsonOut, "json", false, "demo: print the report as one JSON document")
+	fs.BoolVar(&o.jsonOut, "json", false, "demo, bench-scale: print the report as one JSON document")
+	fs.DurationVar(&o.idle, "idle", 30*time.Second, "`D` bench-scale: the idle window")
 	fs.BoolVar(&o.keep, "keep", false, "demo: leave the demo's files in --dir for inspection")
 	fs.BoolVar(&o.runOn, "keep-running", false, "demo: keep the machines and the loop (and its page) running until Ctrl-C")
 	fs.IntVar(&o.statusFD, "status-fd", 0, "inherited listener of the status page (internal)")
@@ -88,7 +91,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cmd, name, rest := fs.Arg(0), fs.Arg(1), fs.Args()[min(2, fs.NArg()):]
 	switch {
 	case cmd == "":
-		return c.Exit(cli.Usagef("a command is required: up, list, add, crash, stop, start, partition, heal, shell, exec, down or demo"), stderr)
+		return c.Exit(cli.Usagef("a command is required: up, list, add, crash, stop, start, partition, heal, shell, exec, down, demo or bench-scale"), stderr)
 	case named[cmd] && name == "" && cmd != "add":
 		return c.Exit(cli.Usagef("%s: a machine name is required", cmd), stderr)
 	case cmd == "exec" && len(rest) == 0:
@@ -110,6 +113,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = testbed.Serve(ctx, *u, o.statusFD)
 	case "demo":
 		return demo(ctx, &o, stdout, stderr)
+	case "bench-scale":
+		err = benchScale(ctx, &o, stdout)
 	case "shell", "exec":
 		err = testbed.Enter(u.Dir, name, rest)
 	default:
@@ -119,15 +124,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = control(cmd, name, u, stdout)
 	}
 	return c.Exit(err, stderr)
-}
-
-// up starts the daemon in the background and prints the machines once they run.
-func up(ctx context.Context, u *testbed.UpConfig, stdout io.Writer) error {
-	resp, err := testbed.Up(ctx, *u)
-	if err == nil {
-		testbed.PrintResponse(stdout, resp)
-	}
-	return err
 }
 
 // control sends a command to the daemon and prints the machines it reports.
@@ -144,7 +140,7 @@ func control(cmd, name string, u *testbed.UpConfig, stdout io.Writer) error {
 		return err
 	}
 	if cmd == "down" {
-		return testbed.WaitDown(u.Dir, time.Minute)
+		return testbed.WaitDown(u.Dir, testbed.DownTimeout(len(resp.Machines)))
 	}
 	testbed.PrintResponse(stdout, resp)
 	return nil
