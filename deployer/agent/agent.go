@@ -83,6 +83,11 @@ type Config struct {
 	// before its oversized entry is written.
 	MaxExtract int64
 	MaxEntries int
+	// FaultDir enables the test-only fault hook (see fault.go): the
+	// operation named by a file in it blocks or fails. Empty (the
+	// default) disables it; only the agent's own environment sets it
+	// (DYDISNIX_AGENT_FAULT_DIR), never a request.
+	FaultDir string
 }
 
 func (c *Config) defaults() {
