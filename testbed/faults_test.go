@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -62,6 +63,8 @@ var faultKinds = []string{"agent-kill", "partition", "coordinator-kill", "fail"}
 type faultResult struct {
 	step, fault string
 	outcome     string
+	failed      int           // deploys that failed (rolled back) before convergence
+	cut         time.Duration // how long the partition lasted
 	converge    time.Duration
 	err         error
 }
@@ -131,13 +134,18 @@ func TestFaultMatrix(t *testing.T) {
 		for _, fault := range faultKinds {
 			name := step.kind + "/" + fault
 			var r faultResult
+			ran := false
 			t.Run(name, func(t *testing.T) {
+				ran = true
 				f.t = t
 				r = f.cell(step, fault)
 				if r.err != nil {
-					t.Error(r.err)
+					t.Errorf("%v\ncoordinator log:\n%s", r.err, h.LoopLog(25))
 				}
 			})
+			if !ran { // left out by -run
+				continue
+			}
 			results = append(results, r)
 			f.t = t
 			if r.err != nil && !f.recover() {
@@ -203,6 +211,7 @@ func (f *faultRun) cell(step faultStep, fault string) faultResult {
 	}
 	defer os.Remove(hook)
 	seq := st.Seq()
+	logStart := logSize(h)
 	svcs := faultServices(h.cfg.BinDir, site)
 	if err := h.WriteServices(svcs); err != nil {
 		r.err = err
@@ -231,10 +240,12 @@ func (f *faultRun) cell(step faultStep, fault string) faultResult {
 		err = h.TB.Partition(victim)
 		release()
 		if err == nil {
-			// The partition lasts until the coordinator has given up on
-			// the transition (a lost lease, a failed step).
-			f.waitDeployEnd(seq, 90*time.Second)
+			// The partition lasts until the coordinator has noticed it:
+			// the victim is lost to discovery or the transition ended.
+			cutAt := time.Now()
+			f.waitNoticed(seq, victim, 90*time.Second)
 			err = h.TB.Heal(victim)
+			r.cut = time.Since(cutAt)
 		}
 	case "coordinator-kill":
 		h.KillLoop()
@@ -255,6 +266,7 @@ func (f *faultRun) cell(step faultStep, fault string) faultResult {
 		r.outcome = "did not converge"
 		return r
 	}
+	r.failed = failedDeploys(h, logStart)
 	r.outcome = "new"
 	if st2.TargetOf("kvstore") == from {
 		r.outcome = "old"
@@ -263,6 +275,25 @@ func (f *faultRun) cell(step faultStep, fault string) faultResult {
 		r.err = fmt.Errorf("converged %s after the fault ended, more than %s", r.converge.Round(100*time.Millisecond), convergeBound)
 	}
 	return r
+}
+
+// logSize is the size of the coordinator's log.
+func logSize(h *Harness) int64 {
+	fi, err := os.Stat(h.Path("self-adapt.log"))
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// failedDeploys counts the failed (rolled back) deploys the coordinator
+// logged after offset.
+func failedDeploys(h *Harness, offset int64) int {
+	data, err := os.ReadFile(h.Path("self-adapt.log"))
+	if err != nil || int64(len(data)) < offset {
+		return 0
+	}
+	return strings.Count(string(data[offset:]), `"msg":"redeploy failed`)
 }
 
 // waitFile waits until a file exists (the agent's hook has fired).
@@ -281,13 +312,13 @@ func waitFile(h *Harness, file string, timeout time.Duration) bool {
 	return false
 }
 
-// waitDeployEnd waits until the coordinator has finished (or given up on)
-// the deploy after seq.
-func (f *faultRun) waitDeployEnd(seq int, timeout time.Duration) {
+// waitNoticed waits until the coordinator has finished (or given up on)
+// the deploy after seq, or no longer counts victim as discovered.
+func (f *faultRun) waitNoticed(seq int, victim string, timeout time.Duration) {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		st, err := f.h.Status()
-		if err == nil && st.Seq() > seq {
+		if err == nil && (st.Seq() > seq || !slices.Contains(st.Discovered, victim)) {
 			return
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -415,6 +446,12 @@ func renderMatrix(rs []faultResult) string {
 		fmt.Fprintf(&b, "| %s |", s)
 		for _, r := range byStep[s] {
 			cell := fmt.Sprintf(" %s, %.1f s", r.outcome, r.converge.Seconds())
+			if r.failed > 0 {
+				cell = fmt.Sprintf(" %s after %d rollback(s), %.1f s", r.outcome, r.failed, r.converge.Seconds())
+			}
+			if r.cut > 0 {
+				cell += fmt.Sprintf(" (cut %.1f s)", r.cut.Seconds())
+			}
 			if r.err != nil {
 				var msg = r.err.Error()
 				if i := strings.IndexByte(msg, '\n'); i >= 0 {
