@@ -243,8 +243,11 @@ func (f *faultRun) cell(step faultStep, fault string) faultResult {
 			// The partition lasts until the coordinator has noticed it:
 			// the victim is lost to discovery or the transition ended.
 			cutAt := time.Now()
-			f.waitNoticed(seq, victim, 90*time.Second)
+			noticed := f.waitNoticed(seq, victim, 90*time.Second)
 			err = h.TB.Heal(victim)
+			if err == nil && !noticed {
+				err = fmt.Errorf("the coordinator did not notice the partition of %s within 90 s", victim)
+			}
 			r.cut = time.Since(cutAt)
 		}
 	case "coordinator-kill":
@@ -313,16 +316,18 @@ func waitFile(h *Harness, file string, timeout time.Duration) bool {
 }
 
 // waitNoticed waits until the coordinator has finished (or given up on)
-// the deploy after seq, or no longer counts victim as discovered.
-func (f *faultRun) waitNoticed(seq int, victim string, timeout time.Duration) {
+// the deploy after seq, or no longer counts victim as discovered; false
+// when neither happened within timeout.
+func (f *faultRun) waitNoticed(seq int, victim string, timeout time.Duration) bool {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		st, err := f.h.Status()
 		if err == nil && (st.Seq() > seq || !slices.Contains(st.Discovered, victim)) {
-			return
+			return true
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	return false
 }
 
 // converged waits until the system is exactly one configuration: the
