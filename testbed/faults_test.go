@@ -1,6 +1,7 @@
 package testbed
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -63,7 +64,7 @@ var faultKinds = []string{"agent-kill", "partition", "coordinator-kill", "fail"}
 type faultResult struct {
 	step, fault string
 	outcome     string
-	failed      int           // deploys that failed (rolled back) before convergence
+	failed      int           // deploys that failed before convergence
 	cut         time.Duration // how long the partition lasted
 	converge    time.Duration
 	err         error
@@ -269,7 +270,11 @@ func (f *faultRun) cell(step faultStep, fault string) faultResult {
 		r.outcome = "did not converge"
 		return r
 	}
-	r.failed = failedDeploys(h, logStart)
+	failed := failedDeploys(h, logStart)
+	for _, e := range failed {
+		f.t.Logf("failed deploy: %s", e)
+	}
+	r.failed = len(failed)
 	r.outcome = "new"
 	if st2.TargetOf("kvstore") == from {
 		r.outcome = "old"
@@ -289,14 +294,21 @@ func logSize(h *Harness) int64 {
 	return fi.Size()
 }
 
-// failedDeploys counts the failed (rolled back) deploys the coordinator
-// logged after offset.
-func failedDeploys(h *Harness, offset int64) int {
+// failedDeploys returns the errors of the failed (rolled back) deploys
+// the coordinator logged after offset.
+func failedDeploys(h *Harness, offset int64) []string {
 	data, err := os.ReadFile(h.Path("self-adapt.log"))
 	if err != nil || int64(len(data)) < offset {
-		return 0
+		return nil
 	}
-	return strings.Count(string(data[offset:]), `"msg":"redeploy failed`)
+	var out []string
+	for _, line := range strings.Split(string(data[offset:]), "\n") {
+		var e struct{ Msg, Error string }
+		if json.Unmarshal([]byte(line), &e) == nil && strings.HasPrefix(e.Msg, "redeploy failed") {
+			out = append(out, e.Error)
+		}
+	}
+	return out
 }
 
 // waitFile waits until a file exists (the agent's hook has fired).
@@ -452,7 +464,7 @@ func renderMatrix(rs []faultResult) string {
 		for _, r := range byStep[s] {
 			cell := fmt.Sprintf(" %s, %.1f s", r.outcome, r.converge.Seconds())
 			if r.failed > 0 {
-				cell = fmt.Sprintf(" %s after %d rollback(s), %.1f s", r.outcome, r.failed, r.converge.Seconds())
+				cell = fmt.Sprintf(" %s after %d failed deploy(s), %.1f s", r.outcome, r.failed, r.converge.Seconds())
 			}
 			if r.cut > 0 {
 				cell += fmt.Sprintf(" (cut %.1f s)", r.cut.Seconds())
