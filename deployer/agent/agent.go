@@ -195,6 +195,9 @@ func New(cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("agent: metrics: %w", err)
 	}
 	a.stopping, a.stopAll = context.WithCancel(context.Background())
+	if cfg.FaultDir != "" {
+		a.log.Warn("the test-only fault hook is enabled: operations named by files in its directory block or fail", zap.String("dir", cfg.FaultDir))
+	}
 	b, err := os.ReadFile(a.path("profile.json"))
 	switch {
 	case errors.Is(err, os.ErrNotExist):
