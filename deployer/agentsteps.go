@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"sync"
 	"time"
@@ -92,7 +93,17 @@ func (x *agentSteps) Do(ctx context.Context, s Step) (StepResult, error) {
 		return StepResult{Skipped: true, Detail: "present"}, nil
 	case StepLock:
 		granted := time.Now()
-		if err := c.LockLease(ctx, x.b.Owner, x.b.LockTTL, false); err != nil {
+		err := c.LockLease(ctx, x.b.Owner, x.b.LockTTL, false)
+		var se *agentapi.StatusError
+		if errors.As(err, &se) && se.Code == http.StatusConflict {
+			// Our own lock, left by a transition of ours that was cut
+			// short (this coordinator restarted, or the agent did before
+			// the rollback could unlock): take it over as a renewal
+			// instead of waiting for its lease. A lock of another owner
+			// refuses the renewal as well.
+			err = c.LockLease(ctx, x.b.Owner, x.b.LockTTL, true)
+		}
+		if err != nil {
 			return StepResult{}, err
 		}
 		x.hold(s.Target, c, granted)

@@ -366,13 +366,29 @@ func runStep(ctx context.Context, st Stepper, s Step, emit func(StepEvent)) erro
 	return err
 }
 
-// rollback undoes the given steps in reverse order.
+// rollback undoes the given steps in reverse order. When a deactivation
+// cannot be undone (its service is not reactivated), the deactivations of
+// its dependents (the deactivations it depended on) are not undone either:
+// their services could not pass their health checks without it, and each
+// reactivation would only wait for the agent's start timeout; the retry
+// of the transition starts them.
 func rollback(ctx context.Context, plan *Plan, st Stepper, undo []int, emit func(StepEvent)) error {
 	var errs []error
+	blocked := map[int]int{} // deactivation step ID → the failed reactivation it needs
 	for k := len(undo) - 1; k >= 0; k-- {
 		s := plan.Steps[undo[k]]
+		if by, ok := blocked[s.ID]; ok {
+			err := fmt.Errorf("not reactivated: it needs step %d, whose undo failed", by)
+			emit(StepEvent{Step: s, Phase: PhaseUndo, Detail: "reactivate", Err: err})
+			errs = append(errs, fmt.Errorf("undo step %d (%s): %w", s.ID, describe(s), err))
+			blockDeactivations(plan, s, by, blocked)
+			continue
+		}
 		start := time.Now()
 		what, err := st.Undo(ctx, s)
+		if err != nil && s.Kind == StepDeactivate {
+			blockDeactivations(plan, s, s.ID, blocked)
+		}
 		if what == "" && err == nil {
 			continue
 		}
@@ -382,6 +398,18 @@ func rollback(ctx context.Context, plan *Plan, st Stepper, undo []int, emit func
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// blockDeactivations marks the deactivations s depends on (its dependents'
+// deactivations) as not to be undone because of step by.
+func blockDeactivations(plan *Plan, s Step, by int, blocked map[int]int) {
+	for _, d := range s.Deps {
+		if plan.Steps[d-1].Kind == StepDeactivate {
+			if _, ok := blocked[d]; !ok {
+				blocked[d] = by
+			}
+		}
+	}
 }
 
 // Deploy executes plan with backend and, on success, installs plan.New as

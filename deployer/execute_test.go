@@ -23,6 +23,7 @@ type fakeStepper struct {
 	did       []int
 	undone    []int
 	fail      map[int]error
+	undoFail  map[int]error
 	block     map[int]*gate
 	honourCtx bool
 }
@@ -55,7 +56,7 @@ func (f *fakeStepper) Undo(ctx context.Context, s deployer.Step) (string, error)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.undone = append(f.undone, s.ID)
-	return fmt.Sprintf("undo %d", s.ID), nil
+	return fmt.Sprintf("undo %d", s.ID), f.undoFail[s.ID]
 }
 
 // chain returns a plan of n steps, each depending on the one before.
@@ -381,5 +382,30 @@ func BenchmarkExecute1000On100(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestRollbackSkipsDependentsOfAFailedReactivation: when the old copy of
+// a service cannot be reactivated (its agent died), its dependents are
+// not reactivated either (their health checks would wait for the agent's
+// start timeout, 20 s, in vain: fault matrix snapshot/agent-kill); the
+// rollback error names them. Other steps are still undone.
+func TestRollbackSkipsDependentsOfAFailedReactivation(t *testing.T) {
+	t.Parallel()
+	plan := &deployer.Plan{Steps: []deployer.Step{
+		{ID: 1, Kind: deployer.StepLock, Target: "t1"},
+		{ID: 2, Kind: deployer.StepDeactivate, Target: "t1", Service: "front", Deps: []int{1}},
+		{ID: 3, Kind: deployer.StepDeactivate, Target: "t1", Service: "store", Deps: []int{1, 2}},
+		{ID: 4, Kind: deployer.StepSnapshot, Target: "t1", Service: "store", Deps: []int{3}},
+	}}
+	f := &fakeStepper{fail: map[int]error{4: errors.New("agent died")}, undoFail: map[int]error{3: errors.New("connection refused")}}
+	err := deployer.Execute(context.Background(), plan, f, deployer.ExecOptions{Parallel: 1})
+	if !reflect.DeepEqual(f.undone, []int{3, 1}) {
+		t.Errorf("undone %v, want [3 1] (front's reactivation skipped)", f.undone)
+	}
+	var se *deployer.StepError
+	if !errors.As(err, &se) || se.RollbackErr == nil || !strings.Contains(se.RollbackErr.Error(), "undo step 2") ||
+		!strings.Contains(se.RollbackErr.Error(), "not reactivated: it needs step 3") {
+		t.Errorf("error %v, want a failed rollback naming the skipped step 2", err)
 	}
 }

@@ -134,3 +134,40 @@ func TestAgentUnansweredRenewalsLoseTheLease(t *testing.T) {
 		}
 	}
 }
+
+// TestAgentLockOfOwnTransitionIsTakenOver: a target still locked by this
+// coordinator (a transition of its own cut short by a coordinator or agent
+// restart: the lock survives in lock.json) is locked again at once,
+// without waiting for the lease; a lock of another owner still refuses
+// (issue 11, fault matrix: upload/agent-kill and lock/coordinator-kill
+// waited 30 s for the lease).
+func TestAgentLockOfOwnTransitionIsTakenOver(t *testing.T) {
+	for _, tc := range []struct {
+		holder string
+		ok     bool
+	}{{"me", true}, {"someone-else", false}} {
+		t.Run(tc.holder, func(t *testing.T) {
+			c := newCluster(t, 1)
+			c.be.Owner = "me"
+			if err := c.agents["t1"].a.Lock(tc.holder, time.Hour, false); err != nil {
+				t.Fatal(err)
+			}
+			svcs := model.Services{"p": svc(t, "p", "peer", nil, nil, false)}
+			man, err := deployer.BuildManifest(svcs, c.infra, dist("p", "t1"), deployer.BuildOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			plan, err := deployer.PlanTransition(nil, man, deployer.PlanOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = deployer.Deploy(context.Background(), c.be, c.store, plan, nil)
+			if tc.ok && err != nil {
+				t.Fatalf("deploy over our own leftover lock: %v", err)
+			}
+			if !tc.ok && (err == nil || !strings.Contains(err.Error(), "locked by someone-else")) {
+				t.Fatalf("deploy over another owner's lock: %v, want a refusal naming the owner", err)
+			}
+		})
+	}
+}

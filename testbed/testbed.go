@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -39,6 +40,10 @@ type Config struct {
 	DrainTimeout time.Duration
 	// ExtraAgentArgs are appended to every agent's command line.
 	ExtraAgentArgs []string
+	// AgentEnv is added to every agent's environment ("NAME=value", where
+	// "{machine}" stands for the machine's name; the fault tests set the
+	// test-only fault hook's directory with it).
+	AgentEnv []string
 }
 
 // Testbed is a running simulated network.
@@ -221,6 +226,12 @@ func (tb *Testbed) startAgent(m *Machine, propsFile string) error {
 	args = append(args, tb.cfg.ExtraAgentArgs...)
 	cmd := m.Host.Command(filepath.Join(tb.cfg.BinDir, "dydisnix-agent"), args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	if len(tb.cfg.AgentEnv) > 0 {
+		cmd.Env = os.Environ()
+		for _, e := range tb.cfg.AgentEnv {
+			cmd.Env = append(cmd.Env, strings.ReplaceAll(e, "{machine}", m.Name))
+		}
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
@@ -277,6 +288,24 @@ func (tb *Testbed) Crash(name string) error {
 	if m.done != nil {
 		<-m.done
 	}
+	return nil
+}
+
+// KillAgent kills only the agent process of a machine with SIGKILL (and
+// the "ip netns exec" wrapper it runs under); its services keep running,
+// for the next agent to adopt (Start).
+func (tb *Testbed) KillAgent(name string) error {
+	m, err := tb.machine(name)
+	if err != nil {
+		return err
+	}
+	if !m.Running() {
+		return fmt.Errorf("machine %s is not running", name)
+	}
+	if err := syscall.Kill(m.cmd.Process.Pid, syscall.SIGKILL); err != nil {
+		return fmt.Errorf("kill the agent of %s: %w", name, err)
+	}
+	<-m.done
 	return nil
 }
 

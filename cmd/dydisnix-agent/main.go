@@ -106,7 +106,8 @@ func serve(o options, log *zap.Logger) error {
 		return err
 	}
 	a, err := agent.New(agent.Config{StateDir: o.stateDir, Token: []byte(token), Keep: o.keep, StartTimeout: o.startTimeout, Logger: log,
-		MaxUpload: o.maxUpload, MaxExtract: o.maxExtract, MaxEntries: o.maxEntries})
+		MaxUpload: o.maxUpload, MaxExtract: o.maxExtract, MaxEntries: o.maxEntries,
+		FaultDir: os.Getenv(agent.FaultDirEnv)})
 	if err != nil {
 		ln.Close()
 		return err

@@ -83,6 +83,11 @@ type Config struct {
 	// before its oversized entry is written.
 	MaxExtract int64
 	MaxEntries int
+	// FaultDir enables the test-only fault hook (see fault.go): the
+	// operation named by a file in it blocks or fails. Empty (the
+	// default) disables it; only the agent's own environment sets it
+	// (DYDISNIX_AGENT_FAULT_DIR), never a request.
+	FaultDir string
 }
 
 func (c *Config) defaults() {
@@ -190,6 +195,9 @@ func New(cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("agent: metrics: %w", err)
 	}
 	a.stopping, a.stopAll = context.WithCancel(context.Background())
+	if cfg.FaultDir != "" {
+		a.log.Warn("the test-only fault hook is enabled: operations named by files in its directory block or fail", zap.String("dir", cfg.FaultDir))
+	}
 	b, err := os.ReadFile(a.path("profile.json"))
 	switch {
 	case errors.Is(err, os.ErrNotExist):

@@ -30,22 +30,32 @@ func (a *Agent) Handler() http.Handler {
 	mux.HandleFunc("GET "+agentapi.PathProfile, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, a.Profile(r.Context())) })
 	mux.HandleFunc("POST "+agentapi.PathLock, func(w http.ResponseWriter, r *http.Request) {
 		var req agentapi.LockRequest
-		if decode(w, r, &req) {
+		if decode(w, r, &req) && (req.Refresh || !a.fault(w, r, FaultLock)) {
 			a.reply(w, nil, a.Lock(req.Owner, time.Duration(req.TTLSeconds)*time.Second, req.Refresh))
 		}
 	})
 	mux.HandleFunc("POST "+agentapi.PathUnlock, func(w http.ResponseWriter, r *http.Request) {
 		var req agentapi.LockRequest
-		if decode(w, r, &req) {
-			a.reply(w, nil, a.Unlock(req.Owner))
+		if decode(w, r, &req) && !a.fault(w, r, FaultUnlock) {
+			err := a.Unlock(req.Owner)
+			if err == nil && a.fault(w, r, FaultUnlockDone) {
+				return
+			}
+			a.reply(w, nil, err)
 		}
 	})
 	mux.HandleFunc("HEAD "+agentapi.PathArtifacts+"{digest}", func(w http.ResponseWriter, r *http.Request) {
+		if a.fault(w, r, FaultUpload) {
+			return
+		}
 		if !a.HasArtifact(r.PathValue("digest")) {
 			w.WriteHeader(http.StatusNotFound)
 		}
 	})
 	mux.HandleFunc("PUT "+agentapi.PathArtifacts+"{digest}", func(w http.ResponseWriter, r *http.Request) {
+		if a.fault(w, r, FaultUpload) {
+			return
+		}
 		if r.ContentLength > a.cfg.MaxUpload {
 			a.reply(w, nil, uploadTooLarge(a.cfg.MaxUpload))
 			return
@@ -54,7 +64,7 @@ func (a *Agent) Handler() http.Handler {
 	})
 	mux.HandleFunc("POST "+agentapi.PathActivate, func(w http.ResponseWriter, r *http.Request) {
 		var req agentapi.ActivateRequest
-		if decode(w, r, &req) {
+		if decode(w, r, &req) && !a.fault(w, r, FaultActivate) {
 			err := a.Activate(r.Context(), req)
 			a.metrics.activations.WithLabelValues(result(err)).Inc()
 			a.reply(w, nil, err)
@@ -68,7 +78,7 @@ func (a *Agent) Handler() http.Handler {
 	})
 	mux.HandleFunc("POST "+agentapi.PathDeactivate, func(w http.ResponseWriter, r *http.Request) {
 		var req agentapi.KeyRequest
-		if decode(w, r, &req) {
+		if decode(w, r, &req) && !a.fault(w, r, FaultDeactivate) {
 			err := a.Deactivate(r.Context(), req.Key)
 			if err == nil {
 				a.metrics.deactivated.Inc()
@@ -78,7 +88,7 @@ func (a *Agent) Handler() http.Handler {
 	})
 	mux.HandleFunc("POST "+agentapi.PathSnapshot, func(w http.ResponseWriter, r *http.Request) {
 		var req agentapi.ServiceRequest
-		if decode(w, r, &req) {
+		if decode(w, r, &req) && !a.fault(w, r, FaultSnapshot) {
 			info, err := a.Snapshot(req.Service)
 			a.reply(w, info, err)
 		}
@@ -111,6 +121,9 @@ func (a *Agent) Handler() http.Handler {
 		io.Copy(w, f)
 	})
 	mux.HandleFunc("PUT "+agentapi.PathSnapshots+"{service}/{digest}", func(w http.ResponseWriter, r *http.Request) {
+		if a.fault(w, r, FaultTransfer) {
+			return
+		}
 		if r.ContentLength > a.cfg.MaxUpload {
 			a.reply(w, nil, uploadTooLarge(a.cfg.MaxUpload))
 			return
@@ -119,7 +132,7 @@ func (a *Agent) Handler() http.Handler {
 	})
 	mux.HandleFunc("POST "+agentapi.PathRestore, func(w http.ResponseWriter, r *http.Request) {
 		var req agentapi.RestoreRequest
-		if decode(w, r, &req) {
+		if decode(w, r, &req) && !a.fault(w, r, FaultRestore) {
 			a.reply(w, nil, a.Restore(req.Service, req.Digest))
 		}
 	})
