@@ -573,7 +573,7 @@ func conflicts(table *Membership, cache map[string]*txtCacheEntry) []Conflict {
 		if ce.rejected == nil {
 			continue
 		}
-		if kept, ok := table.Holder(ce.rejected.Hostname); ok {
+		if kept, ok := table.Holder(ce.rejected.Hostname); ok && kept.Instance != ce.rejected.Ignored.Instance {
 			c := *ce.rejected
 			c.Kept = kept
 			out = append(out, c)
