@@ -603,7 +603,7 @@ func (l *Loop) withoutDraining(s discovery.Snapshot, fresh []string) discovery.S
 	if len(l.draining) == 0 {
 		return s
 	}
-	out := discovery.Snapshot{Infrastructure: model.Infrastructure{}, Events: append([]discovery.Event(nil), s.Events...), At: s.At}
+	out := discovery.Snapshot{Infrastructure: model.Infrastructure{}, Events: append([]discovery.Event(nil), s.Events...), At: s.At, Conflicts: s.Conflicts}
 	for name, t := range s.Infrastructure {
 		if !l.draining[name] {
 			out.Infrastructure[name] = t
@@ -870,6 +870,7 @@ func (l *Loop) noteSnapshot(s discovery.Snapshot) {
 		l.log.Info("discovery event", zap.String("kind", string(e.Kind)), zap.String("target", e.Target), zap.String("reason", e.Reason))
 	}
 	l.status.Discovered = s.Infrastructure.Names()
+	l.status.Conflicts = s.Conflicts
 }
 
 func (l *Loop) updateMembers() {

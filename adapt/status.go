@@ -51,6 +51,9 @@ type Status struct {
 	DeployError string `json:"deployError,omitempty"`
 	// Draining lists the targets whose agents drain.
 	Draining []string `json:"draining,omitempty"`
+	// Conflicts lists the instances whose claim of a hostname discovery
+	// ignores, another instance holding it (see discovery.Conflict).
+	Conflicts []discovery.Conflict `json:"conflicts,omitempty"`
 	// Events and Deploys are the last 50 discovery events and deploys,
 	// oldest first.
 	Events  []EventRecord  `json:"events"`
@@ -84,11 +87,13 @@ type StatusSummary struct {
 	// StaleSnapshots counts the stateful services whose newest snapshot
 	// is older than twice the schedule's period.
 	StaleSnapshots int `json:"staleSnapshots"`
+	// Conflicts counts the ignored claims of a hostname.
+	Conflicts int `json:"conflicts"`
 }
 
 func summarize(s *Status) StatusSummary {
 	sum := StatusSummary{Targets: map[MemberState]int{}, InUse: len(s.Infrastructure), Discovered: len(s.Discovered),
-		Draining: len(s.Draining), Services: len(s.Distribution), Instances: len(s.Services)}
+		Draining: len(s.Draining), Services: len(s.Distribution), Instances: len(s.Services), Conflicts: len(s.Conflicts)}
 	for _, m := range s.Targets {
 		sum.Targets[m.State]++
 	}
@@ -193,6 +198,7 @@ func (l *Loop) Status() Status {
 	s.Targets = append([]MemberStatus(nil), s.Targets...)
 	s.Events = append([]EventRecord(nil), s.Events...)
 	s.Deploys = append([]DeployReport(nil), s.Deploys...)
+	s.Conflicts = append([]discovery.Conflict(nil), s.Conflicts...)
 	s.Snapshots = l.snapshotAges(s.Started, now)
 	s.Summary = summarize(&s)
 	s.Alerts = l.alerts(&s, now)

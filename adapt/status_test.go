@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dydisnix/dydisnix/discovery"
 	"github.com/dydisnix/dydisnix/model"
 )
 
@@ -173,5 +174,30 @@ func TestStatusSummaryStaysSmall(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestStatusConflicts: the hostname conflicts discovery reports are in the
+// /status summary (count and list) and on the page.
+func TestStatusConflicts(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	c := discovery.Conflict{Hostname: "a", Kept: discovery.Claim{Instance: "disnix-a", Endpoint: "http://10.0.0.1:9001"},
+		Ignored: discovery.Claim{Instance: "disnix-0evil", Endpoint: "http://10.0.0.66:18080"}, Reason: discovery.ConflictFirstSeen}
+	h.src <- Snapshot{Infrastructure: infraOf("a"), At: h.clock.Now(), Conflicts: []discovery.Conflict{c}}
+	h.update(func() { h.sent++ })
+	h.settle()
+	srv := h.l.Handler()
+	_, _, body := get(t, srv, "/status")
+	var st Status
+	if err := json.Unmarshal([]byte(body), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Summary.Conflicts != 1 || len(st.Conflicts) != 1 || st.Conflicts[0] != c {
+		t.Errorf("/status: summary %+v, conflicts %+v; want the conflict", st.Summary, st.Conflicts)
+	}
+	_, _, page := get(t, srv, "/")
+	if !strings.Contains(page, `id="conflicts"`) || !strings.Contains(page, "http://10.0.0.66:18080") {
+		t.Errorf("the page does not show the conflict")
 	}
 }

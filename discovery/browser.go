@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -174,6 +175,10 @@ type txtCacheEntry struct {
 	prev        string
 	changed     time.Time
 	viaZeroconf bool
+
+	// rejected is the hostname claim of a record refused for its
+	// signature (nil: none), a conflict while another instance holds it.
+	rejected *Conflict
 }
 
 // queryHold: zeroconf v1.0.0 reads the records of queries as answers too,
@@ -299,8 +304,10 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 		debT.Stop()
 	}()
 
+	logged := map[Conflict]bool{}
 	emit := func(evs []Event, now time.Time) bool {
-		snap := Snapshot{Infrastructure: table.Infrastructure(), Events: evs, At: now}
+		snap := Snapshot{Infrastructure: table.Infrastructure(), Events: evs, At: now, Conflicts: conflicts(table, cache)}
+		logged = logConflicts(log, snap, logged)
 		select {
 		case out <- snap:
 			return true
@@ -376,7 +383,21 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 			log.Warn("ignoring announcement", zap.String("instance", r.instance), zap.Error(err))
 			return
 		}
+		// reject logs a refused signature and keeps the claim, a
+		// conflict while another instance holds the hostname.
+		reject := func(err error) {
+			log.Warn("ignoring announcement not signed with the verify key", zap.String("instance", r.instance),
+				zap.String("hostname", ann.Target.Name), zap.String("endpoint", ann.Endpoint), zap.Error(err))
+			ce.rejected = &Conflict{Hostname: ann.Target.Name, Ignored: Claim{r.instance, ann.Endpoint}, Reason: "not signed with the verify key: " + err.Error()}
+			if _, held := table.Holder(ann.Target.Name); held {
+				deb.Add([]Event{{Kind: EventConflict, Target: ann.Target.Name, Reason: ReasonConflict, At: now}}, now)
+			}
+		}
 		if ann.Compact {
+			if err := ann.verifySig(ann.Target.Name, s.cfg.Verifier); err != nil {
+				reject(err) // before any fetch: a stranger's endpoint is never asked
+				return
+			}
 			if err := endpointOnHost(ann.Endpoint, r.addrs); err != nil {
 				log.Warn("ignoring compact announcement", zap.String("instance", r.instance), zap.Error(err))
 				if len(r.addrs) == 0 {
@@ -388,6 +409,10 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 				fetching[r.instance] = true
 				go s.fetch(ctx, r.instance, ann, r.ttl, fetches)
 			}
+			return
+		}
+		if err := ann.verifySig(ann.Target.Name, s.cfg.Verifier); err != nil {
+			reject(err)
 			return
 		}
 		if err := ann.Verify(ann.Target, s.cfg.Verifier); err != nil {
@@ -538,6 +563,54 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 		}
 		rearm()
 	}
+}
+
+// conflicts returns the table's conflicts and the claims refused for their
+// signature on hostnames an instance holds.
+func conflicts(table *Membership, cache map[string]*txtCacheEntry) []Conflict {
+	out := table.Conflicts()
+	for _, ce := range cache {
+		if ce.rejected == nil {
+			continue
+		}
+		if kept, ok := table.Holder(ce.rejected.Hostname); ok && kept.Instance != ce.rejected.Ignored.Instance {
+			c := *ce.rejected
+			c.Kept = kept
+			out = append(out, c)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Hostname != out[j].Hostname {
+			return out[i].Hostname < out[j].Hostname
+		}
+		return out[i].Ignored.Instance < out[j].Ignored.Instance
+	})
+	return out
+}
+
+// logConflicts warns once about each conflict of snap not in logged, and
+// says which instance took a hostname over; it returns the conflicts
+// logged.
+func logConflicts(log *zap.Logger, snap Snapshot, logged map[Conflict]bool) map[Conflict]bool {
+	cur := map[Conflict]bool{}
+	for _, c := range snap.Conflicts {
+		cur[c] = true
+		if !logged[c] {
+			log.Warn("two instances claim one hostname; the claim of the second is ignored", zap.String("hostname", c.Hostname),
+				zap.String("kept", c.Kept.Instance), zap.String("keptEndpoint", c.Kept.Endpoint),
+				zap.String("ignored", c.Ignored.Instance), zap.String("ignoredEndpoint", c.Ignored.Endpoint), zap.String("reason", c.Reason))
+		}
+	}
+	for _, e := range snap.Events {
+		if e.Kind == EventChanged && e.Reason == ReasonTakeover {
+			var ep any
+			if t := snap.Infrastructure[e.Target]; t != nil {
+				ep = t.Properties[AgentURLProperty]
+			}
+			log.Warn("the instance holding a hostname left; another instance claiming it took over", zap.String("hostname", e.Target), zap.Any("endpoint", ep))
+		}
+	}
+	return cur
 }
 
 // MaxInstances bounds the instances a browser keeps track of, so a flood of

@@ -31,7 +31,16 @@ const (
 	// ReasonDrain: the target's agent reported that it drains (a graceful
 	// leave whose goodbye may have been lost).
 	ReasonDrain = "drain"
+	// ReasonConflict: a second instance claims a hostname (EventConflict).
+	ReasonConflict = "hostname-conflict"
+	// ReasonTakeover: the instance that held a hostname left and another
+	// instance claiming it took over (an EventChanged: new endpoint).
+	ReasonTakeover = "conflict-takeover"
 )
+
+// EventConflict reports that an instance claims the hostname of a target
+// another instance holds; the claim is ignored (see Snapshot.Conflicts).
+const EventConflict EventKind = "conflict"
 
 // Event is one change of the infrastructure.
 type Event struct {
@@ -57,7 +66,29 @@ type Snapshot struct {
 	Infrastructure model.Infrastructure `json:"infrastructure"`
 	Events         []Event              `json:"events"`
 	At             time.Time            `json:"at"`
+	// Conflicts lists the instances whose claim of a hostname is ignored
+	// because another instance holds it.
+	Conflicts []Conflict `json:"conflicts,omitempty"`
 }
+
+// Claim is one instance's announcement of a hostname.
+type Claim struct {
+	Instance string `json:"instance"`
+	Endpoint string `json:"endpoint,omitempty"`
+}
+
+// Conflict is two instances claiming one hostname: the target of Kept is
+// used, Ignored's claim is not, for Reason.
+type Conflict struct {
+	Hostname string `json:"hostname"`
+	Kept     Claim  `json:"kept"`
+	Ignored  Claim  `json:"ignored"`
+	Reason   string `json:"reason"`
+}
+
+// ConflictFirstSeen is the reason of a conflict between two accepted
+// instances: the one seen first keeps the hostname (never the newest).
+const ConflictFirstSeen = "the instance seen first keeps the hostname"
 
 // Observation is what the network said about one service instance.
 type Observation struct {
@@ -115,26 +146,148 @@ type member struct {
 	expires   time.Time // record TTL expiry (zero: none)
 	goodbyeAt time.Time // zero: no pending goodbye
 	probeFail int
-	down      bool // removed by failed probes, still answering mDNS
-	present   bool // an added event was emitted and no removed since
+	down      bool   // removed by failed probes, still answering mDNS
+	present   bool   // an added event was emitted and no removed since
+	seq       uint64 // order of the hostname claims: the lowest holds it
 }
 
 // Membership is the browser's table of instances, written as a state machine
 // without I/O: feed it observations and probe results with the time they
 // happened, call Advance when NextDeadline passes, and read events from the
 // return values.
+//
+// Two instances claiming one hostname are a conflict: the one that claimed
+// it first holds it until it leaves, the other is reported (Conflicts,
+// EventConflict) and takes over only then (EventChanged, ReasonTakeover).
+// The events are about hostnames: those of an instance that does not hold
+// its hostname are not reported.
 type Membership struct {
 	cfg     MembershipConfig
 	members map[string]*member
+	seq     uint64
+	// conflicted holds the claims (hostname, instance) ignored after the
+	// last change, so a new one is reported once.
+	conflicted map[[2]string]bool
 }
 
 // NewMembership returns an empty table.
 func NewMembership(cfg MembershipConfig) *Membership {
-	return &Membership{cfg: cfg.withDefaults(), members: map[string]*member{}}
+	return &Membership{cfg: cfg.withDefaults(), members: map[string]*member{}, conflicted: map[[2]string]bool{}}
+}
+
+// held is what the infrastructure shows of a hostname's holder.
+type held struct{ instance, hash, endpoint string }
+
+// view returns hostname → holder state.
+func (m *Membership) view() map[string]held {
+	out := map[string]held{}
+	for name, mb := range m.holders() {
+		out[name] = held{mb.instance, mb.hash, mb.endpoint}
+	}
+	return out
+}
+
+// holders returns hostname → the present member holding it (the one with
+// the lowest claim order).
+func (m *Membership) holders() map[string]*member {
+	out := map[string]*member{}
+	for _, mb := range m.members {
+		if !mb.present || mb.target == nil {
+			continue
+		}
+		if cur := out[mb.target.Name]; cur == nil || mb.seq < cur.seq {
+			out[mb.target.Name] = mb
+		}
+	}
+	return out
+}
+
+// settle applies change and turns the per-instance events it returns into
+// hostname events: a hostname's appearance, disappearance, change of
+// content or endpoint, change of holder, and each new conflict.
+func (m *Membership) settle(change func() []Event, now time.Time) []Event {
+	before := m.view()
+	raw := change()
+	after := m.view()
+	find := func(kind EventKind, name, reason string) Event {
+		for _, e := range raw {
+			if e.Kind == kind && e.Target == name {
+				return e
+			}
+		}
+		return Event{Kind: kind, Target: name, Reason: reason, At: now}
+	}
+	names := make([]string, 0, len(before)+len(after))
+	for n := range before {
+		names = append(names, n)
+	}
+	for n := range after {
+		if _, ok := before[n]; !ok {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	var evs []Event
+	for _, n := range names {
+		b, inB := before[n]
+		a, inA := after[n]
+		switch {
+		case !inA:
+			evs = append(evs, find(EventRemoved, n, ReasonTXTChanged))
+		case !inB:
+			evs = append(evs, find(EventAdded, n, ReasonAnnounced))
+		case b.instance != a.instance:
+			evs = append(evs, Event{Kind: EventChanged, Target: n, Reason: ReasonTakeover, At: now})
+		case b != a:
+			evs = append(evs, find(EventChanged, n, ReasonTXTChanged))
+		}
+	}
+	cur := map[[2]string]bool{}
+	for _, c := range m.Conflicts() {
+		k := [2]string{c.Hostname, c.Ignored.Instance}
+		cur[k] = true
+		if !m.conflicted[k] {
+			evs = append(evs, Event{Kind: EventConflict, Target: c.Hostname, Reason: ReasonConflict, At: now})
+		}
+	}
+	m.conflicted = cur
+	return evs
+}
+
+// Conflicts returns the claims of present instances on hostnames another
+// instance holds, sorted by hostname and instance.
+func (m *Membership) Conflicts() []Conflict {
+	hs := m.holders()
+	var out []Conflict
+	for _, inst := range m.instances() {
+		mb := m.members[inst]
+		if !mb.present || mb.target == nil {
+			continue
+		}
+		if h := hs[mb.target.Name]; h != mb {
+			out = append(out, Conflict{Hostname: mb.target.Name, Kept: Claim{h.instance, h.endpoint},
+				Ignored: Claim{mb.instance, mb.endpoint}, Reason: ConflictFirstSeen})
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Hostname < out[j].Hostname })
+	return out
+}
+
+// Holder returns the instance holding hostname, if any.
+func (m *Membership) Holder(hostname string) (Claim, bool) {
+	mb := m.holders()[hostname]
+	if mb == nil {
+		return Claim{}, false
+	}
+	return Claim{mb.instance, mb.endpoint}, true
 }
 
 // Put records an observation at now and returns the events it causes.
 func (m *Membership) Put(o Observation, now time.Time) []Event {
+	return m.settle(func() []Event { return m.put(o, now) }, now)
+}
+
+func (m *Membership) put(o Observation, now time.Time) []Event {
 	mb := m.members[o.Instance]
 	if o.Goodbye {
 		if mb != nil && mb.goodbyeAt.IsZero() {
@@ -164,6 +317,10 @@ func (m *Membership) Put(o Observation, now time.Time) []Event {
 		evs = append(evs, Event{Kind: EventRemoved, Target: mb.target.Name, Reason: ReasonTXTChanged, At: now})
 		mb.present = false
 	}
+	if mb.target == nil || renamed {
+		m.seq++ // a new claim of a hostname
+		mb.seq = m.seq
+	}
 	mb.target, mb.hash = o.Target, o.Hash
 	if o.Endpoint != mb.endpoint {
 		mb.endpoint = o.Endpoint
@@ -183,6 +340,10 @@ func (m *Membership) Put(o Observation, now time.Time) []Event {
 // ProbeResult records the outcome of a liveness probe of an instance's
 // endpoint.
 func (m *Membership) ProbeResult(instance string, ok bool, now time.Time) []Event {
+	return m.settle(func() []Event { return m.probeResult(instance, ok, now) }, now)
+}
+
+func (m *Membership) probeResult(instance string, ok bool, now time.Time) []Event {
 	mb := m.members[instance]
 	if mb == nil || mb.endpoint == "" {
 		return nil
@@ -231,6 +392,10 @@ func (m *Membership) deadline(mb *member) (time.Time, string) {
 // Advance removes the members whose deadline has passed and returns the
 // removal events, dated at their deadlines.
 func (m *Membership) Advance(now time.Time) []Event {
+	return m.settle(func() []Event { return m.advance(now) }, now)
+}
+
+func (m *Membership) advance(now time.Time) []Event {
 	var evs []Event
 	for _, inst := range m.instances() {
 		mb := m.members[inst]
@@ -281,17 +446,10 @@ func (m *Membership) Endpoints() map[string]string {
 }
 
 // Infrastructure returns the present targets. When two instances claim the
-// same target name, the one that sorts first wins.
+// same target name, the one that claimed it first holds it (Conflicts).
 func (m *Membership) Infrastructure() model.Infrastructure {
 	out := model.Infrastructure{}
-	for _, inst := range m.instances() {
-		mb := m.members[inst]
-		if !mb.present || mb.target == nil {
-			continue
-		}
-		if _, dup := out[mb.target.Name]; dup {
-			continue
-		}
+	for _, mb := range m.holders() {
 		t := mb.target.Clone()
 		if mb.endpoint != "" {
 			if t.Properties == nil {

@@ -145,6 +145,86 @@ func TestMembershipInfrastructureAgentURL(t *testing.T) {
 	}
 }
 
+// TestMembershipHostnameConflict covers the second half of finding 1 of
+// the trust review: an instance claiming the hostname of a present target
+// with another endpoint replaced its agentURL silently (the instance that
+// sorted first won). Now the first claim holds the hostname, the second is
+// a conflict, and it takes over only when the first leaves.
+func TestMembershipHostnameConflict(t *testing.T) {
+	t.Parallel()
+	t0 := time.Unix(1000, 0)
+	genuine := obs("disnix-machine1", "machine1", "h1", "http://10.0.0.1:9001")
+	impostor := obs("disnix-0evil", "machine1", "h9", "http://10.0.0.66:18080") // sorts first
+	byeGenuine := Observation{Instance: genuine.Instance, Goodbye: true}
+	byeImpostor := Observation{Instance: impostor.Instance, Goodbye: true}
+	cfg := MembershipConfig{NoAnswerTimeout: time.Minute, GoodbyeGrace: time.Second}
+	type st struct {
+		at        time.Duration
+		put       *Observation
+		want      []string
+		agentURL  string // the agentURL of machine1 afterwards ("": absent)
+		conflicts int
+	}
+	cases := []struct {
+		name  string
+		steps []st
+	}{
+		{"the newcomer never replaces the holder", []st{
+			{at: 0, put: &genuine, want: []string{"added machine1 announced"}, agentURL: genuine.Endpoint},
+			{at: time.Second, put: &impostor, want: []string{"conflict machine1 hostname-conflict"}, agentURL: genuine.Endpoint, conflicts: 1},
+			{at: 2 * time.Second, put: &impostor, agentURL: genuine.Endpoint, conflicts: 1},
+			{at: 3 * time.Second, put: &byeImpostor, agentURL: genuine.Endpoint, conflicts: 1},
+			{at: 4 * time.Second, agentURL: genuine.Endpoint},
+		}},
+		{"the other takes over when the holder leaves", []st{
+			{at: 0, put: &genuine, want: []string{"added machine1 announced"}, agentURL: genuine.Endpoint},
+			{at: time.Second, put: &impostor, want: []string{"conflict machine1 hostname-conflict"}, agentURL: genuine.Endpoint, conflicts: 1},
+			{at: 2 * time.Second, put: &byeGenuine, agentURL: genuine.Endpoint, conflicts: 1},
+			{at: 3 * time.Second, want: []string{"changed machine1 conflict-takeover"}, agentURL: impostor.Endpoint},
+			{at: 4 * time.Second, put: &genuine, want: []string{"conflict machine1 hostname-conflict"}, agentURL: impostor.Endpoint, conflicts: 1},
+		}},
+		{"the first seen holds even when it sorts last", []st{
+			{at: 0, put: &impostor, want: []string{"added machine1 announced"}, agentURL: impostor.Endpoint},
+			{at: time.Second, put: &genuine, want: []string{"conflict machine1 hostname-conflict"}, agentURL: impostor.Endpoint, conflicts: 1},
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			m := NewMembership(cfg)
+			for i, s := range c.steps {
+				now := t0.Add(s.at)
+				var evs []Event
+				if s.put != nil {
+					evs = append(evs, m.Put(*s.put, now)...)
+				}
+				if at, ok := m.NextDeadline(); ok && !at.After(now) {
+					evs = append(evs, m.Advance(now)...)
+				}
+				if got := evStrings(evs); !reflect.DeepEqual(got, s.want) {
+					t.Fatalf("step %d: events %q, want %q", i, got, s.want)
+				}
+				var url any
+				if tg := m.Infrastructure()["machine1"]; tg != nil {
+					url = tg.Properties[AgentURLProperty]
+				}
+				if url != s.agentURL && !(url == nil && s.agentURL == "") {
+					t.Fatalf("step %d: agentURL %v, want %q", i, url, s.agentURL)
+				}
+				cs := m.Conflicts()
+				if len(cs) != s.conflicts {
+					t.Fatalf("step %d: conflicts %+v, want %d", i, cs, s.conflicts)
+				}
+				for _, cf := range cs {
+					if cf.Hostname != "machine1" || cf.Kept.Endpoint != s.agentURL || cf.Ignored.Endpoint == s.agentURL || cf.Reason != ConflictFirstSeen {
+						t.Fatalf("step %d: conflict %+v", i, cf)
+					}
+				}
+			}
+		})
+	}
+}
+
 func TestDebouncer(t *testing.T) {
 	t.Parallel()
 	t0 := time.Unix(0, 0)

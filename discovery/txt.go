@@ -416,6 +416,13 @@ func (a *Announcement) Verify(target *model.Target, v Verifier) error {
 			return fmt.Errorf("content hash mismatch: announced %s, content has %s", a.Hash, h)
 		}
 	}
+	return a.verifySig(target.Name, v)
+}
+
+// verifySig checks the signature of the announcement of name (nil v: no
+// check). It needs no content, so a compact announcement is checked before
+// its endpoint is fetched.
+func (a *Announcement) verifySig(name string, v Verifier) error {
 	if v == nil {
 		return nil
 	}
@@ -425,5 +432,5 @@ func (a *Announcement) Verify(target *model.Target, v Verifier) error {
 	if a.Hash == "" {
 		return errors.New("signed announcement carries no hash")
 	}
-	return v.Verify(signedMessage(target.Name, a.Hash, a.Endpoint), a.Sig)
+	return v.Verify(signedMessage(name, a.Hash, a.Endpoint), a.Sig)
 }

@@ -41,6 +41,7 @@ type options struct {
 	maxUpload, maxExtract                        int64
 	drainTimeout, startTimeout, idleTimeout      time.Duration
 	publish                                      bool
+	signKey                                      string
 	properties, endpoint                         string
 	interfaces                                   []string
 	log                                          cli.Log
@@ -67,6 +68,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", time.Minute, "`DUR` an idle keep-alive connection is closed after this")
 	fs.BoolVar(&o.publish, "publish", false, "announce this machine over mDNS (in-process publisher) with the agent's URL as its endpoint")
 	fs.StringVar(&o.properties, "properties", "", "`FILE` the machine's properties for --publish (JSON, YAML, Nix)")
+	fs.StringVar(&o.signKey, "sign-key", "", "`FILE` sign the --publish announcements (shared secret, or ed25519 PEM private key)")
 	fs.StringArrayVar(&o.interfaces, "interface", nil, "`IF` interface to announce on (repeatable; required with --publish)")
 	fs.StringVar(&o.endpoint, "endpoint", "", "`URL` the URL announced (default: http(s)://<address of the first --interface>:<port>)")
 	o.log.AddFlags(fs)
@@ -83,6 +85,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		uerr = cli.Usagef("--tls-cert and --tls-key go together")
 	case o.publish && len(o.interfaces) == 0:
 		uerr = cli.Usagef("--publish needs --interface (never announced on every interface)")
+	case o.signKey != "" && !o.publish:
+		uerr = cli.Usagef("--sign-key signs the --publish announcements; give --publish too")
 	}
 	if uerr != nil {
 		return c.Exit(uerr, stderr)
@@ -143,7 +147,7 @@ func publisher(o options, ln net.Listener, a *agent.Agent, cfg *agent.ServeConfi
 		}
 	}
 	pub, err := discovery.NewPublisher(discovery.PublisherConfig{Interfaces: o.interfaces, PropertiesFile: o.properties,
-		Endpoint: endpoint, Logger: log})
+		Endpoint: endpoint, SignKey: o.signKey, Logger: log})
 	if err != nil {
 		return err
 	}

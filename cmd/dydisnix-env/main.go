@@ -57,6 +57,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	f.StringVarP(&o.infra.File, "infrastructure", "i", "", "`FILE` infrastructure model")
 	f.StringVar(&o.infra.Command, "geninfra", os.Getenv(discovery.GeninfraEnv), "`CMD` infrastructure generator (default $"+discovery.GeninfraEnv+")")
 	f.StringArrayVar(&o.infra.Interfaces, "mdns-interface", nil, "browse mDNS on `IF` (repeatable)")
+	f.StringVar(&o.infra.Browser.SignKey, "verify-key", "", "ignore mDNS announcements not signed with the key in `FILE` (shared secret, or ed25519 PEM key)")
 	f.DurationVar(&o.discoveryTimeout, "discovery-timeout", 3*time.Second, "how long to browse mDNS")
 	o.agent.AddFlags(f)
 	o.state.AddFlags(f)
