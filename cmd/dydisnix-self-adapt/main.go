@@ -108,8 +108,10 @@ func (o *options) check() error {
 		return cli.Usagef("-m: expected 0 (no global bound) or a positive number; --max-per-target: a positive number")
 	case o.snapshotSchedule != "" && !o.snapshot:
 		return cli.Usagef("--snapshot-schedule needs --snapshot")
-	case o.pass.Deployer == "agent" && o.agent.TokenFile == "":
-		return cli.Usagef("--agent-token-file is required with the agent deployer")
+	case o.pass.Deployer == "agent":
+		if err := o.agent.Require(); err != nil {
+			return err
+		}
 	}
 	if o.snapshotSchedule != "" {
 		if _, err := cron.ParseStandard(o.snapshotSchedule); err != nil {
@@ -122,10 +124,12 @@ func (o *options) check() error {
 func serve(ctx context.Context, o *options, log *zap.Logger) error {
 	o.pass.StateDir, o.pass.Logger = o.state.Path(), log
 	o.pass.Progress = rollout.LogProgress(log)
-	o.pass.CAFile = o.agent.CAFile
 	if o.agent.TokenFile != "" {
 		var err error
 		if o.pass.Token, err = o.agent.Token(); err != nil {
+			return err
+		}
+		if o.pass.Agents, err = o.agent.TLS(); err != nil {
 			return err
 		}
 	}
