@@ -2,6 +2,7 @@ package deployer
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
@@ -100,4 +101,36 @@ func (a *AgentTLS) Client(t *model.Target, agentURL string) (*http.Client, error
 	}
 	a.clients[key] = c
 	return c, nil
+}
+
+// FleetClient returns an HTTP client for the endpoints of any agent of the
+// fleet, for discovery's liveness probes and fetches of compact
+// announcements (GET /v1/target, no credential): it presents the
+// coordinator's certificate and accepts a server certificate the fleet CA
+// signed, whatever name it carries; which target an agent is, is checked
+// by Client before a credential goes to it. It returns nil (the default
+// client) without Config.
+func (a *AgentTLS) FleetClient(timeout time.Duration) *http.Client {
+	if a == nil || a.Config == nil {
+		return nil
+	}
+	roots := a.Config.RootCAs
+	cfg := a.Config.Clone()
+	cfg.InsecureSkipVerify = true // the chain is verified below, without a name
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return errors.New("the agent presented no certificate")
+		}
+		inter := x509.NewCertPool()
+		for _, c := range cs.PeerCertificates[1:] {
+			inter.AddCert(c)
+		}
+		_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter,
+			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+		return err
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy, tr.TLSClientConfig = nil, cfg
+	return &http.Client{Timeout: timeout, Transport: tr,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
