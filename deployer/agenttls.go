@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dydisnix/dydisnix/internal/fleettls"
 	"github.com/dydisnix/dydisnix/model"
 )
 
@@ -70,8 +71,7 @@ func (a *AgentTLS) Client(t *model.Target, agentURL string) (*http.Client, error
 			return nil, fmt.Errorf("target %s: agent %s: %w", t.Name, agentURL, ErrNoAgentTLS)
 		}
 		host := TargetHostname(t)
-		key, cfg = "https "+host, a.Config.Clone()
-		cfg.ServerName = host
+		key, cfg = "https "+host, fleettls.ForTarget(a.Config, host)
 	case "http":
 		if a == nil || !a.InsecureHTTP {
 			return nil, fmt.Errorf("target %s: agent URL %s is plain HTTP: refused (serve the agent over TLS with certificates of dydisnix-tls, or give --insecure-http to both the agent and the coordinator)", t.Name, agentURL)
