@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/dydisnix/dydisnix/deployer"
 	"github.com/dydisnix/dydisnix/deployer/agent"
 	"github.com/dydisnix/dydisnix/model"
 	"github.com/dydisnix/dydisnix/rollout"
@@ -126,7 +127,8 @@ exec sleep 600
 	agents := map[string]*realAgent{"t1": a1, "t2": a2, "t3": a3}
 
 	pass, err := rollout.New(rollout.Config{Models: rollout.Models{Services: svcFile, QoS: qosFile},
-		StateDir: filepath.Join(dir, "coordinator"), Token: token, Logger: zap.NewNop()})
+		StateDir: filepath.Join(dir, "coordinator"), Token: token, Logger: zap.NewNop(),
+		Agents: &deployer.AgentTLS{InsecureHTTP: true}})
 	if err != nil {
 		t.Fatal(err)
 	}

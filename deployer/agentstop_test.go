@@ -60,7 +60,7 @@ func startAgentProcess(t *testing.T, args ...string) *agentProcess {
 	}
 	ap := &agentProcess{logs: make(chan map[string]any, 1000)}
 	ap.cmd = exec.Command(bin, append([]string{"--listen", "127.0.0.1:0", "--state-dir", filepath.Join(dir, "state"),
-		"--token-file", tok, "--log-format", "json"}, args...)...)
+		"--token-file", tok, "--insecure-http", "--log-format", "json"}, args...)...)
 	stderr, err := ap.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -150,7 +150,7 @@ func TestAgentSecondSignalStopsItsServices(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	be := &deployer.AgentBackend{Token: testToken}
+	be := &deployer.AgentBackend{Token: testToken, TLS: &deployer.AgentTLS{InsecureHTTP: true}}
 	if err := be.Execute(context.Background(), plan, nil); err != nil {
 		t.Fatalf("deploy: %v\n%s", err, ap.log())
 	}

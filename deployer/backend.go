@@ -2,12 +2,9 @@ package deployer
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"sort"
 	"sync"
@@ -31,8 +28,9 @@ type AgentBackend struct {
 	// state of a moved service is also on the coordinator) and provides
 	// snapshots for restore-from-store steps.
 	Store *Store
-	// HTTP is the client used (nil: default with generous timeouts).
-	HTTP *http.Client
+	// TLS says how the agents are reached (see AgentTLS); nil reaches
+	// none.
+	TLS *AgentTLS
 	// Owner identifies this coordinator in agent locks (default: "dydisnix-<pid>").
 	Owner string
 	// LockTTL is the lease of the agents' locks (default 30s; whole
@@ -44,7 +42,7 @@ type AgentBackend struct {
 	LockRefresh time.Duration
 
 	once    sync.Once
-	clients sync.Map // url → *agentapi.Client
+	clients sync.Map // hostname + " " + url → *agentapi.Client
 }
 
 var _ Backend = (*AgentBackend)(nil)
@@ -56,9 +54,6 @@ func (b *AgentBackend) init() {
 		}
 		if b.Owner == "" {
 			b.Owner = fmt.Sprintf("dydisnix-%d", os.Getpid())
-		}
-		if b.HTTP == nil {
-			b.HTTP = &http.Client{Timeout: 5 * time.Minute}
 		}
 		if b.LockTTL <= 0 {
 			b.LockTTL = 30 * time.Second
@@ -83,12 +78,16 @@ func (b *AgentBackend) Client(target string, mans ...*model.Manifest) (*agentapi
 			if err != nil {
 				return nil, err
 			}
-			if c, ok := b.clients.Load(u); ok {
+			key := TargetHostname(t) + " " + u
+			if c, ok := b.clients.Load(key); ok {
 				return c.(*agentapi.Client), nil
 			}
-			c := agentapi.NewClient(u, b.Token, b.HTTP)
-			b.clients.Store(u, c)
-			return c, nil
+			hc, err := b.TLS.Client(t, u)
+			if err != nil {
+				return nil, err
+			}
+			c, _ := b.clients.LoadOrStore(key, agentapi.NewClient(u, b.Token, hc))
+			return c.(*agentapi.Client), nil
 		}
 	}
 	return nil, fmt.Errorf("target %s: not in the infrastructure", target)
@@ -329,27 +328,4 @@ func (l *limiter) acquire(target string) (release func()) {
 		}
 		<-t
 	}
-}
-
-// HTTPClientWithCA returns an HTTP client for agents that trusts the PEM
-// certificates in caFile (in addition to the system's), for agents run
-// with --tls-cert/--tls-key. caFile "" returns nil (the default client).
-func HTTPClientWithCA(caFile string) (*http.Client, error) {
-	if caFile == "" {
-		return nil, nil
-	}
-	pem, err := os.ReadFile(caFile)
-	if err != nil {
-		return nil, fmt.Errorf("agent CA file: %w", err)
-	}
-	pool, err := x509.SystemCertPool()
-	if err != nil || pool == nil {
-		pool = x509.NewCertPool()
-	}
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("agent CA file %s: no PEM certificate", caFile)
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	return &http.Client{Timeout: 5 * time.Minute, Transport: tr}, nil
 }

@@ -36,7 +36,7 @@ func benchCluster(b *testing.B, n int) *cluster {
 		b.Fatal(err)
 	}
 	c.store = st
-	c.be = &deployer.AgentBackend{Token: testToken, Parallel: 8, Store: st}
+	c.be = &deployer.AgentBackend{Token: testToken, Parallel: 8, Store: st, TLS: &deployer.AgentTLS{InsecureHTTP: true}}
 	return c
 }
 
@@ -149,7 +149,7 @@ func BenchmarkAgentRSS20Processes(b *testing.B) {
 		"t1": {Name: "t1", Properties: map[string]any{"agentURL": url}, Extra: map[string]any{}}}}
 	st, _ := deployer.OpenStore(b.TempDir(), 3)
 	c.store = st
-	c.be = &deployer.AgentBackend{Token: testToken, Parallel: 8, Store: st}
+	c.be = &deployer.AgentBackend{Token: testToken, Parallel: 8, Store: st, TLS: &deployer.AgentTLS{InsecureHTTP: true}}
 	svcs := model.Services{}
 	d := model.Distribution{}
 	for i := 0; i < 20; i++ {

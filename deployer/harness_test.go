@@ -133,7 +133,7 @@ func newCluster(t *testing.T, n int) *cluster {
 		t.Fatal(err)
 	}
 	c.store = st
-	c.be = &deployer.AgentBackend{Token: testToken, Parallel: 4, Store: st}
+	c.be = &deployer.AgentBackend{Token: testToken, Parallel: 4, Store: st, TLS: &deployer.AgentTLS{InsecureHTTP: true}}
 	return c
 }
 

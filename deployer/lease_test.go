@@ -117,7 +117,7 @@ func TestAgentUnansweredRenewalsLoseTheLease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	be := &deployer.AgentBackend{Token: "tok", LockTTL: time.Second, LockRefresh: time.Millisecond}
+	be := &deployer.AgentBackend{Token: "tok", LockTTL: time.Second, LockRefresh: time.Millisecond, TLS: &deployer.AgentTLS{InsecureHTTP: true}}
 	// The deadline only keeps a broken renewal from hanging the test.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

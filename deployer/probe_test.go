@@ -41,7 +41,7 @@ func TestProbe(t *testing.T) {
 		"down":     target("down", down.URL),
 		"noaddr":   target("noaddr", ""),
 	}
-	be := &deployer.AgentBackend{Token: "tok"}
+	be := &deployer.AgentBackend{Token: "tok", TLS: &deployer.AgentTLS{InsecureHTTP: true}}
 	// Refused connections fail at once: the timeout is only a bound.
 	const timeout = time.Minute
 	ctx := context.Background()
@@ -105,7 +105,7 @@ func TestUnreachableSkipsLost(t *testing.T) {
 	for _, n := range []string{"alive", "lost"} {
 		infra[n] = &model.Target{Name: n, Properties: map[string]any{"agentURL": serve(n)}, Extra: map[string]any{}}
 	}
-	be := &deployer.AgentBackend{Token: "tok"}
+	be := &deployer.AgentBackend{Token: "tok", TLS: &deployer.AgentTLS{InsecureHTTP: true}}
 	got := be.Unreachable(context.Background(), nil, &model.Manifest{Infrastructure: infra}, time.Minute, "lost", "unknown")
 	if want := map[string]bool{"lost": true}; !reflect.DeepEqual(got, want) {
 		t.Errorf("unreachable = %v, want %v", got, want)

@@ -15,6 +15,7 @@ const (
 	credentialName = "agent.token"
 	tokenPath      = "/etc/dydisnix/" + credentialName
 	propertiesPath = "/etc/dydisnix/properties.yaml"
+	tlsDir         = "/etc/dydisnix/tls/"
 )
 
 // documents name the files where an operator reads these names.
@@ -25,6 +26,8 @@ var (
 	oldTokenRef = regexp.MustCompile(`agent-token\b(?:[^-]|$)|properties\.json`)
 	credRef     = regexp.MustCompile(`\$\{CREDENTIALS_DIRECTORY\}/(\S+)`)
 	propsFlag   = regexp.MustCompile(`--properties[ =](\S+)`)
+	// tlsCredential is a unit's fleet CA, certificate or key (dydisnix-tls).
+	tlsCredential = regexp.MustCompile(`^tls-(ca|cert|key):` + regexp.QuoteMeta(tlsDir) + `(ca|agent|agent-key|coordinator|coordinator-key)\.pem$`)
 )
 
 // TestFileNamesAgree checks that the units load the token credential from
@@ -39,8 +42,8 @@ func TestFileNamesAgree(t *testing.T) {
 		loaded := map[string]bool{}
 		for _, lc := range u["Service"]["LoadCredential"] {
 			id, path, _ := strings.Cut(lc, ":")
-			if id != credentialName || path != tokenPath {
-				t.Errorf("%s: LoadCredential=%s, want %s:%s", name, lc, credentialName, tokenPath)
+			if (id != credentialName || path != tokenPath) && !tlsCredential.MatchString(lc) {
+				t.Errorf("%s: LoadCredential=%s, want %s:%s or tls-{ca,cert,key} from %s", name, lc, credentialName, tokenPath, tlsDir)
 			}
 			loaded[id] = true
 		}

@@ -25,6 +25,12 @@ let
     description = "File holding the agents' bearer token (readable by root only); handed to the service with LoadCredential=agent.token.";
   };
 
+  tlsDirOption = who: mkOption {
+    type = word;
+    default = "/etc/dydisnix/tls";
+    description = "Directory of the fleet's certificates (dydisnix-tls): ca.pem, ${who}.pem and ${who}-key.pem (readable by root only; handed to the service with LoadCredential=tls-ca, tls-cert, tls-key).";
+  };
+
   interfacesOption = what: mkOption {
     type = types.listOf word;
     example = [ "eth0" ];
@@ -73,6 +79,7 @@ in
       };
       interfaces = interfacesOption "announce this machine (with the agent's URL) over mDNS";
       tokenFile = tokenFileOption;
+      tlsDir = tlsDirOption "agent";
       propertiesFile = propertiesFileOption;
       drainTimeout = mkOption {
         type = word;
@@ -102,6 +109,7 @@ in
       };
       interfaces = interfacesOption "browse mDNS";
       tokenFile = tokenFileOption;
+      tlsDir = tlsDirOption "coordinator";
       statusListen = mkOption {
         type = word;
         default = "127.0.0.1:9470";
@@ -132,13 +140,15 @@ in
         serviceConfig = {
           Type = "notify";
           NotifyAccess = "main";
-          LoadCredential = [ "agent.token:${top.agent.tokenFile}" ];
+          LoadCredential = [ "agent.token:${top.agent.tokenFile}" "tls-ca:${top.agent.tlsDir}/ca.pem" "tls-cert:${top.agent.tlsDir}/agent.pem" "tls-key:${top.agent.tlsDir}/agent-key.pem" ];
           StateDirectory = "dydisnix-agent";
           StateDirectoryMode = "0700";
           ExecStart = execStart "dydisnix-agent" ([
             "--listen" top.agent.listen
             "--state-dir" "\${STATE_DIRECTORY}"
             "--token-file" "\${CREDENTIALS_DIRECTORY}/agent.token"
+            "--tls-cert" "\${CREDENTIALS_DIRECTORY}/tls-cert" "--tls-key" "\${CREDENTIALS_DIRECTORY}/tls-key"
+            "--client-ca" "\${CREDENTIALS_DIRECTORY}/tls-ca"
             "--publish" "--properties" top.agent.propertiesFile
           ] ++ flagEach "--interface" top.agent.interfaces ++ [
             "--drain-timeout" top.agent.drainTimeout "--log-format" "json"
@@ -190,13 +200,15 @@ in
         serviceConfig = {
           Type = "notify";
           NotifyAccess = "main";
-          LoadCredential = [ "agent.token:${top.selfAdapt.tokenFile}" ];
+          LoadCredential = [ "agent.token:${top.selfAdapt.tokenFile}" "tls-ca:${top.selfAdapt.tlsDir}/ca.pem" "tls-cert:${top.selfAdapt.tlsDir}/coordinator.pem" "tls-key:${top.selfAdapt.tlsDir}/coordinator-key.pem" ];
           StateDirectory = "dydisnix";
           StateDirectoryMode = "0700";
           ExecStart = execStart "dydisnix-self-adapt" ([
             "-s" top.selfAdapt.services "-q" top.selfAdapt.qos
           ] ++ flagEach "--mdns-interface" top.selfAdapt.interfaces ++ [
             "--agent-token-file" "\${CREDENTIALS_DIRECTORY}/agent.token"
+            "--agent-ca-file" "\${CREDENTIALS_DIRECTORY}/tls-ca"
+            "--tls-cert" "\${CREDENTIALS_DIRECTORY}/tls-cert" "--tls-key" "\${CREDENTIALS_DIRECTORY}/tls-key"
             "--state-dir" "\${STATE_DIRECTORY}"
             "--snapshot" "--reconstruct"
             "--status-listen" top.selfAdapt.statusListen "--log-format" "json"

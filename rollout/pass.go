@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -50,10 +49,9 @@ type Config struct {
 	Keep int
 	// Token is the agents' bearer token.
 	Token string
-	// HTTP reaches the agents (nil: a client trusting the certificates of
-	// CAFile, for agents served over TLS, else the system's).
-	HTTP   *http.Client
-	CAFile string
+	// Agents says how the agents are reached (mutual TLS, or plain HTTP
+	// when permitted); nil reaches none.
+	Agents *deployer.AgentTLS
 	// Owner names this coordinator in the agents' locks (default
 	// LockOwner(StateDir)).
 	Owner string
@@ -151,13 +149,6 @@ func New(cfg Config) (*Pass, error) {
 	if cfg.ProbeTimeout <= 0 {
 		cfg.ProbeTimeout = time.Second
 	}
-	if cfg.HTTP == nil && cfg.CAFile != "" {
-		hc, err := deployer.HTTPClientWithCA(cfg.CAFile)
-		if err != nil {
-			return nil, err
-		}
-		cfg.HTTP = hc
-	}
 	p := &Pass{cfg: cfg}
 	if cfg.Models.Services != "" || cfg.Models.QoS != "" {
 		m := cfg.Models
@@ -181,7 +172,7 @@ func New(cfg Config) (*Pass, error) {
 			owner = LockOwner(cfg.StateDir)
 		}
 		p.store = st
-		p.agents = &deployer.AgentBackend{Token: cfg.Token, Parallel: cfg.Parallel, PerTarget: cfg.PerTarget, Store: st, HTTP: cfg.HTTP, Owner: owner}
+		p.agents = &deployer.AgentBackend{Token: cfg.Token, Parallel: cfg.Parallel, PerTarget: cfg.PerTarget, Store: st, TLS: cfg.Agents, Owner: owner}
 	case "disnix":
 		if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 			return nil, fmt.Errorf("state dir: %w", err)

@@ -2,32 +2,55 @@ package rollout
 
 import (
 	"context"
-	"encoding/pem"
-	"github.com/dydisnix/dydisnix/internal/testenv"
+	"crypto/tls"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/dydisnix/dydisnix/deployer"
 	"github.com/dydisnix/dydisnix/deployer/agent"
+	"github.com/dydisnix/dydisnix/internal/fleettls"
+	"github.com/dydisnix/dydisnix/internal/testenv"
 	"github.com/dydisnix/dydisnix/model"
 )
 
 const testToken = "rollout-test-token-0123456789"
 
-// testAgent is a real dydisnix-agent served in-process on loopback (over
-// TLS with tls) with its test certificate's PEM in caFile.
+// testAgent is a real dydisnix-agent served in-process on loopback: over
+// plain HTTP, or (startTLSAgent) over mutual TLS with a certificate of
+// fleet naming its hostname.
 type testAgent struct {
-	a      *agent.Agent
-	url    string
-	caFile string
+	a   *agent.Agent
+	url string
 }
 
-func startAgent(t *testing.T, tls bool) *testAgent {
+// insecure reaches agents over plain HTTP (the tests not about TLS).
+var insecure = &deployer.AgentTLS{InsecureHTTP: true}
+
+func startAgent(t *testing.T, _ bool) *testAgent {
+	t.Helper()
+	return serveAgent(t, nil)
+}
+
+// startTLSAgent serves an agent with fleet's certificate of hostname,
+// accepting only the fleet's coordinators.
+func startTLSAgent(t *testing.T, fleet testenv.Fleet, hostname string) *testAgent {
+	t.Helper()
+	args := fleet.AgentArgs(hostname)
+	cfg, err := fleettls.ServerConfig(args[1], args[3], args[5])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return serveAgent(t, cfg)
+}
+
+func serveAgent(t *testing.T, cfg *tls.Config) *testAgent {
 	t.Helper()
 	dir := t.TempDir()
 	a, err := agent.New(agent.Config{StateDir: filepath.Join(dir, "agent"), Token: []byte(testToken), StopGrace: time.Second})
@@ -35,20 +58,26 @@ func startAgent(t *testing.T, tls bool) *testAgent {
 		t.Fatal(err)
 	}
 	srv := httptest.NewUnstartedServer(a.Handler())
-	ta := &testAgent{a: a}
-	if tls {
+	if cfg != nil {
+		srv.TLS = cfg
 		srv.StartTLS()
-		ta.caFile = filepath.Join(dir, "ca.pem")
-		pemCert := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
-		if err := os.WriteFile(ta.caFile, pemCert, 0o644); err != nil {
-			t.Fatal(err)
-		}
 	} else {
 		srv.Start()
 	}
-	ta.url = srv.URL
 	t.Cleanup(func() { srv.Close(); a.Close(true) })
-	return ta
+	return &testAgent{a: a, url: srv.URL}
+}
+
+// coordinatorTLS is how a coordinator with fleet's certificate reaches
+// the agents (as --agent-ca-file, --tls-cert, --tls-key).
+func coordinatorTLS(t *testing.T, fleet testenv.Fleet) *deployer.AgentTLS {
+	t.Helper()
+	args := fleet.CoordinatorArgs()
+	cfg, err := fleettls.ClientConfig(args[1], args[3], args[5])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &deployer.AgentTLS{Config: cfg}
 }
 
 func (a *testAgent) running() []string {
@@ -106,43 +135,105 @@ func TestReconstructBeforePolicy(t *testing.T) {
 	t1, t2 := startAgent(t, false), startAgent(t, false)
 	m := testModels(t, dir)
 	// a coordinator deploys a onto t2 (the only target it sees)...
-	applyOnce(t, Config{Models: m, StateDir: filepath.Join(dir, "first"), Token: testToken},
+	applyOnce(t, Config{Models: m, StateDir: filepath.Join(dir, "first"), Token: testToken, Agents: insecure},
 		agentsInfra(map[string]*testAgent{"t2": t2}))
 	if got := t2.running(); !slices.Equal(got, []string{"a"}) {
 		t.Fatalf("t2 runs %v", got)
 	}
 	// ...and a second one, without its state, reconstructs: round robin
 	// would put a on t1, the reconstructed previous keeps it on t2.
-	res := applyOnce(t, Config{Models: m, StateDir: filepath.Join(dir, "second"), Token: testToken, Reconstruct: true},
+	res := applyOnce(t, Config{Models: m, StateDir: filepath.Join(dir, "second"), Token: testToken, Reconstruct: true, Agents: insecure},
 		agentsInfra(map[string]*testAgent{"t1": t1, "t2": t2}))
 	if len(res.Moved) != 0 || len(t1.running()) != 0 || !slices.Equal(t2.running(), []string{"a"}) {
 		t.Fatalf("moved %v; t1 runs %v, t2 runs %v; want a left on t2", res.Moved, t1.running(), t2.running())
 	}
 }
 
-// TestAgentsOverTLSWithPrivateCA: a pass reaches agents whose certificate
-// is signed by a private CA given as CAFile (dydisnix-self-adapt and
-// dydisnix-env --agent-ca-file), and fails without it.
-func TestAgentsOverTLSWithPrivateCA(t *testing.T) {
+// TestAgentsOverMutualTLS: a pass reaches an agent whose certificate the
+// fleet CA signed for the target's hostname, and refuses (before sending
+// anything) an agent URL over plain HTTP unless told --insecure-http.
+func TestAgentsOverMutualTLS(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	t1 := startAgent(t, true)
+	fleet := testenv.NewFleet(t, "t1")
+	t1 := startTLSAgent(t, fleet, "t1")
 	m := testModels(t, dir)
-	infra := agentsInfra(map[string]*testAgent{"t1": t1})
-	p, err := New(Config{Models: m, StateDir: filepath.Join(dir, "untrusting"), Token: testToken})
+	applyOnce(t, Config{Models: m, StateDir: filepath.Join(dir, "trusting"), Token: testToken, Agents: coordinatorTLS(t, fleet)},
+		agentsInfra(map[string]*testAgent{"t1": t1}))
+	if got := t1.running(); !slices.Equal(got, []string{"a"}) {
+		t.Fatalf("t1 runs %v over TLS", got)
+	}
+	plain := startAgent(t, false)
+	for _, agents := range []*deployer.AgentTLS{nil, coordinatorTLS(t, fleet)} {
+		_, err := applyErr(t, Config{Models: m, StateDir: t.TempDir(), Token: testToken, Agents: agents},
+			agentsInfra(map[string]*testAgent{"t2": plain}))
+		if err == nil || !strings.Contains(err.Error(), "t2") {
+			t.Errorf("plain-HTTP agent without --insecure-http: %v, want a refusal naming t2", err)
+		}
+	}
+	if got := plain.running(); len(got) != 0 {
+		t.Errorf("the plain-HTTP agent runs %v", got)
+	}
+}
+
+// TestFakeAgentGetsNothing (issue 11, finding 1): an endpoint announced
+// for a target (zzz, or machine1 with the attacker's endpoint) whose
+// certificate is of another CA, or of the fleet CA but for another
+// hostname, never receives a request: no bearer token, no augmented
+// property. The pass fails with an error naming the target.
+func TestFakeAgentGetsNothing(t *testing.T) {
+	t.Parallel()
+	fleet := testenv.NewFleet(t, "attacker")
+	other := testenv.NewFleet(t, "zzz", "machine1")
+	cases := []struct {
+		name, target, certOf string
+		fleet                testenv.Fleet
+	}{
+		{"another CA, own name", "zzz", "zzz", other},
+		{"another CA, claims machine1", "machine1", "machine1", other},
+		{"fleet CA, another hostname", "machine1", "attacker", fleet},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			args := c.fleet.AgentArgs(c.certOf)
+			cert, err := tls.LoadX509KeyPair(args[1], args[3])
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got atomic.Int32
+			fake := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				got.Add(1) // any request at all: token, body, anything
+				http.Error(w, "fake", http.StatusTeapot)
+			}))
+			fake.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+			fake.StartTLS()
+			t.Cleanup(fake.Close)
+			infra := model.Infrastructure{c.target: {Name: c.target,
+				Properties: map[string]any{"hostname": c.target, "agentURL": fake.URL, "dbPassword": "s3cret"}}}
+			_, err = applyErr(t, Config{Models: testModels(t, dir), StateDir: filepath.Join(dir, "state"), Token: testToken,
+				Agents: coordinatorTLS(t, fleet)}, infra)
+			if err == nil || !strings.Contains(err.Error(), c.target) {
+				t.Errorf("pass with a fake agent for %s: %v, want an error naming it", c.target, err)
+			}
+			if n := got.Load(); n != 0 {
+				t.Errorf("the fake agent received %d requests", n)
+			}
+		})
+	}
+}
+
+// applyErr runs one pass with cfg on infra and returns its error.
+func applyErr(t *testing.T, cfg Config, infra model.Infrastructure) (*Result, error) {
+	t.Helper()
+	p, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := p.Load(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.Apply(context.Background(), infra, Request{}); err == nil {
-		t.Fatal("deployed to an agent whose certificate nobody trusts")
-	}
-	applyOnce(t, Config{Models: m, StateDir: filepath.Join(dir, "trusting"), Token: testToken, CAFile: t1.caFile}, infra)
-	if got := t1.running(); !slices.Equal(got, []string{"a"}) {
-		t.Fatalf("t1 runs %v over TLS", got)
-	}
+	return p.Apply(context.Background(), infra, Request{})
 }
 
 // TestRequestProgress: a pass reports its step events to Config.Progress
@@ -152,7 +243,7 @@ func TestRequestProgress(t *testing.T) {
 	dir := t.TempDir()
 	infra := agentsInfra(map[string]*testAgent{"t1": startAgent(t, false)})
 	var fromConfig, fromRequest []StepProgress
-	p, err := New(Config{Models: testModels(t, dir), StateDir: filepath.Join(dir, "state"), Token: testToken,
+	p, err := New(Config{Models: testModels(t, dir), StateDir: filepath.Join(dir, "state"), Token: testToken, Agents: insecure,
 		Progress: func(e deployer.StepEvent, of int) { fromConfig = append(fromConfig, Progress(e, of)) }})
 	if err != nil {
 		t.Fatal(err)

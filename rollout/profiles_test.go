@@ -14,7 +14,7 @@ func TestProfilesReportHealthAndRestarts(t *testing.T) {
 	dir := t.TempDir()
 	t1 := startAgent(t, false)
 	infra := agentsInfra(map[string]*testAgent{"t1": t1})
-	cfg := Config{Models: testModels(t, dir), StateDir: filepath.Join(dir, "state"), Token: testToken}
+	cfg := Config{Models: testModels(t, dir), StateDir: filepath.Join(dir, "state"), Token: testToken, Agents: insecure}
 	applyOnce(t, cfg, infra)
 	p, err := New(cfg)
 	if err != nil {

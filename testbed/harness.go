@@ -227,6 +227,7 @@ func (h *Harness) StartLoop(extra ...string) error {
 	if h.cfg.AugmentFile != "" {
 		args = append(args, "-a", h.cfg.AugmentFile)
 	}
+	args = append(args, h.TB.CoordinatorArgs()...)
 	args = append(args, h.cfg.LoopArgs...)
 	args = append(args, extra...)
 	cmd := coord.Command(filepath.Join(h.cfg.BinDir, "dydisnix-self-adapt"), args...)

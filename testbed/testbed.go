@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dydisnix/dydisnix/internal/fleettls"
 	"github.com/dydisnix/dydisnix/model"
 )
 
@@ -44,6 +45,12 @@ type Config struct {
 	// "{machine}" stands for the machine's name; the fault tests set the
 	// test-only fault hook's directory with it).
 	AgentEnv []string
+	// InsecureHTTP runs the agents and the coordinator over plain HTTP
+	// (--insecure-http on both sides). By default the testbed creates a
+	// fleet CA in Dir/tls, an agent certificate per machine (named after
+	// its hostname, with its address) and a coordinator certificate, and
+	// everything runs over mutual TLS.
+	InsecureHTTP bool
 }
 
 // Testbed is a running simulated network.
@@ -52,6 +59,7 @@ type Testbed struct {
 	net       *Network
 	coord     *Host
 	tokenFile string
+	tlsDir    string // the fleet's certificates; "" with InsecureHTTP
 
 	mu       sync.Mutex
 	machines map[string]*Machine
@@ -87,11 +95,6 @@ func (m *Machine) Running() bool {
 	default:
 		return true
 	}
-}
-
-// AgentURL is the address of the machine's agent.
-func (m *Machine) AgentURL(port int) string {
-	return fmt.Sprintf("http://%s:%d", m.Host.Addr, port)
 }
 
 // New creates the testbed's network and the coordinator's namespace.
@@ -131,6 +134,16 @@ func New(cfg Config) (*Testbed, error) {
 	if err := os.WriteFile(tb.tokenFile, []byte(hex.EncodeToString(token[:])+"\n"), 0o600); err != nil {
 		return nil, fmt.Errorf("testbed: write token: %w", err)
 	}
+	if !cfg.InsecureHTTP {
+		tb.tlsDir = filepath.Join(cfg.Dir, "tls")
+		o := fleettls.Options{Force: true}
+		if err := fleettls.CreateCA(tb.tlsDir, "dydisnix testbed CA", o); err != nil {
+			return nil, fmt.Errorf("testbed: fleet CA: %w", err)
+		}
+		if err := fleettls.CreateCert(tb.tlsDir, fleettls.CertRequest{Name: "coordinator", Coordinator: true}, o); err != nil {
+			return nil, fmt.Errorf("testbed: coordinator certificate: %w", err)
+		}
+	}
 	n, err := NewNetwork(cfg.Prefix, cfg.Subnet)
 	if err != nil {
 		return nil, err
@@ -147,6 +160,38 @@ func New(cfg Config) (*Testbed, error) {
 
 // TokenFile is the file holding the agents' bearer token.
 func (tb *Testbed) TokenFile() string { return tb.tokenFile }
+
+// CoordinatorArgs are the flags a coordinator (dydisnix-self-adapt,
+// dydisnix-env, ...) needs to reach the testbed's agents: the fleet CA and
+// the coordinator's certificate, or --insecure-http.
+func (tb *Testbed) CoordinatorArgs() []string {
+	if tb.tlsDir == "" {
+		return []string{"--insecure-http"}
+	}
+	return []string{"--agent-ca-file", filepath.Join(tb.tlsDir, fleettls.CAFile),
+		"--tls-cert", filepath.Join(tb.tlsDir, fleettls.CertFile("coordinator")),
+		"--tls-key", filepath.Join(tb.tlsDir, fleettls.KeyFile("coordinator"))}
+}
+
+// agentTLSArgs creates the agent certificate of m (named after its
+// hostname, valid for its address too) and returns the agent's TLS flags,
+// or --insecure-http.
+func (tb *Testbed) agentTLSArgs(m *Machine) ([]string, error) {
+	if tb.tlsDir == "" {
+		return []string{"--insecure-http"}, nil
+	}
+	name, _ := m.Properties["hostname"].(string)
+	if name == "" {
+		name = m.Name
+	}
+	req := fleettls.CertRequest{Name: name, Hosts: []string{m.Host.Addr.String()}}
+	if err := fleettls.CreateCert(tb.tlsDir, req, fleettls.Options{Force: true}); err != nil {
+		return nil, fmt.Errorf("machine %s: agent certificate: %w", m.Name, err)
+	}
+	return []string{"--tls-cert", filepath.Join(tb.tlsDir, fleettls.CertFile(name)),
+		"--tls-key", filepath.Join(tb.tlsDir, fleettls.KeyFile(name)),
+		"--client-ca", filepath.Join(tb.tlsDir, fleettls.CAFile)}, nil
+}
 
 // Coordinator is the coordinator's namespace.
 func (tb *Testbed) Coordinator() *Host { return tb.coord }
@@ -210,6 +255,10 @@ func (tb *Testbed) Add(name string, props map[string]any) (*Machine, error) {
 }
 
 func (tb *Testbed) startAgent(m *Machine, propsFile string) error {
+	tlsArgs, err := tb.agentTLSArgs(m)
+	if err != nil {
+		return err
+	}
 	logf, err := os.OpenFile(m.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return fmt.Errorf("machine %s: %w", m.Name, err)
@@ -223,6 +272,7 @@ func (tb *Testbed) startAgent(m *Machine, propsFile string) error {
 		"--properties", propsFile,
 		"--drain-timeout", tb.cfg.DrainTimeout.String(),
 	}
+	args = append(args, tlsArgs...)
 	args = append(args, tb.cfg.ExtraAgentArgs...)
 	cmd := m.Host.Command(filepath.Join(tb.cfg.BinDir, "dydisnix-agent"), args...)
 	cmd.Stdout, cmd.Stderr = logf, logf

@@ -30,7 +30,7 @@ func TestLockSurvivesAgentRestart(t *testing.T) {
 	ln.Close()
 	start := func() (*exec.Cmd, *syncBuffer) {
 		sock, states := notifySocket(t, t.TempDir())
-		cmd := exec.Command(bin, "--listen", addr, "--state-dir", filepath.Join(dir, "state"), "--token-file", tok)
+		cmd := exec.Command(bin, "--listen", addr, "--state-dir", filepath.Join(dir, "state"), "--token-file", tok, "--insecure-http")
 		cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock)
 		var stderr syncBuffer
 		cmd.Stderr = &stderr

@@ -2,11 +2,12 @@
 // target: an authenticated HTTP/JSON API that activates, supervises,
 // snapshots and restores services for the coordinator.
 //
-//	dydisnix-agent --listen ADDR --state-dir DIR --token-file F [--publish --interface IF]
+//	dydisnix-agent --listen ADDR --state-dir DIR --token-file F --tls-cert C --tls-key K --client-ca CA [--publish --interface IF]
 package main
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"net"
 	"os"
@@ -20,12 +21,16 @@ import (
 	"github.com/dydisnix/dydisnix/discovery"
 	dcli "github.com/dydisnix/dydisnix/discovery/cli"
 	"github.com/dydisnix/dydisnix/internal/cli"
+	"github.com/dydisnix/dydisnix/internal/fleettls"
 	"github.com/dydisnix/dydisnix/internal/sdnotify"
 )
 
-const doc = `Runs the deployment agent of a target. Every request must carry
-"Authorization: Bearer <token>" (the content of --token-file, surrounding
-white space removed); any other request gets 401.`
+const doc = `Runs the deployment agent of a target. It serves HTTPS with
+--tls-cert/--tls-key (a certificate of the fleet CA naming the target's
+hostname) and accepts only clients presenting a coordinator certificate of
+--client-ca (see dydisnix-tls); --insecure-http serves plain HTTP instead.
+Every request must also carry "Authorization: Bearer <token>" (the content
+of --token-file, surrounding white space removed); any other request gets 401.`
 
 const footer = `On SIGTERM or SIGINT the agent drains: it withdraws its mDNS announcement,
 reports "draining" in /v1/health and /v1/drain, refuses new activations,
@@ -37,10 +42,11 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 type options struct {
 	listen, stateDir, tokenFile, tlsCert, tlsKey string
+	clientCA                                     string
 	keep, maxEntries, maxConns                   int
 	maxUpload, maxExtract                        int64
 	drainTimeout, startTimeout, idleTimeout      time.Duration
-	publish                                      bool
+	publish, insecureHTTP                        bool
 	signKey                                      string
 	properties, endpoint                         string
 	interfaces                                   []string
@@ -56,8 +62,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.listen, "listen", ":7420", "`ADDR` address to listen on")
 	fs.StringVar(&o.stateDir, "state-dir", "", "`DIR` the agent's state directory (required)")
 	fs.StringVar(&o.tokenFile, "token-file", "", "read the bearer token from `FILE` (required)")
-	fs.StringVar(&o.tlsCert, "tls-cert", "", "`FILE` serve HTTPS with this certificate ...")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "`FILE` serve HTTPS with this certificate (dydisnix-tls cert create --name HOSTNAME) ...")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "`FILE` ... and this key")
+	fs.StringVar(&o.clientCA, "client-ca", "", "`FILE` the fleet CA: only clients with a coordinator certificate of it are served")
+	fs.BoolVar(&o.insecureHTTP, "insecure-http", false, "serve plain HTTP without TLS or client authentication (the bearer token is the only credential)")
 	fs.IntVar(&o.keep, "keep", 2, "`N` snapshot generations kept per service")
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", 2*time.Minute, "`DUR` on SIGTERM, how long to wait for the coordinator to move the services away before stopping them")
 	fs.DurationVar(&o.startTimeout, "start-timeout", 20*time.Second, "`DUR` how long an activation waits for a process to run and pass its health check")
@@ -81,8 +89,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		uerr = cli.Usagef("--state-dir is required")
 	case o.tokenFile == "":
 		uerr = cli.Usagef("--token-file is required")
-	case (o.tlsCert == "") != (o.tlsKey == ""):
-		uerr = cli.Usagef("--tls-cert and --tls-key go together")
+	case o.insecureHTTP && (o.tlsCert != "" || o.tlsKey != "" || o.clientCA != ""):
+		uerr = cli.Usagef("--insecure-http serves plain HTTP: it does not go with --tls-cert, --tls-key or --client-ca")
+	case !o.insecureHTTP && (o.tlsCert == "" || o.tlsKey == "" || o.clientCA == ""):
+		uerr = cli.Usagef("the agent serves HTTPS to coordinators of the fleet only: --tls-cert, --tls-key and --client-ca are required " +
+			"(create them with dydisnix-tls: `dydisnix-tls ca create --dir D`, then `dydisnix-tls cert create --dir D --name HOSTNAME` " +
+			"and give --tls-cert D/HOSTNAME.pem --tls-key D/HOSTNAME-key.pem --client-ca D/ca.pem), or --insecure-http for plain HTTP")
 	case o.publish && len(o.interfaces) == 0:
 		uerr = cli.Usagef("--publish needs --interface (never announced on every interface)")
 	case o.signKey != "" && !o.publish:
@@ -105,7 +117,13 @@ func serve(o options, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
-	ln, err := agent.Listen(o.listen, o.tlsCert, o.tlsKey)
+	var tlsCfg *tls.Config
+	if !o.insecureHTTP {
+		if tlsCfg, err = fleettls.ServerConfig(o.tlsCert, o.tlsKey, o.clientCA); err != nil {
+			return err
+		}
+	}
+	ln, err := agent.Listen(o.listen, tlsCfg)
 	if err != nil {
 		return err
 	}
@@ -136,7 +154,7 @@ func serve(o options, log *zap.Logger) error {
 // publisher sets up the mDNS announcement of --publish in cfg.
 func publisher(o options, ln net.Listener, a *agent.Agent, cfg *agent.ServeConfig, log *zap.Logger) error {
 	scheme := "http"
-	if o.tlsCert != "" {
+	if !o.insecureHTTP {
 		scheme = "https"
 	}
 	endpoint := o.endpoint

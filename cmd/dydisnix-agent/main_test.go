@@ -20,7 +20,7 @@ func TestUsage(t *testing.T) {
 		{},
 		{"--state-dir", "x"},
 		{"--state-dir", "x", "--token-file", "t", "--tls-cert", "c"},
-		{"--state-dir", "x", "--token-file", "t", "--publish"},
+		{"--state-dir", "x", "--token-file", "t", "--insecure-http", "--publish"},
 		{"--state-dir", "x", "--token-file", "t", "extra"},
 	} {
 		var out, errb bytes.Buffer
@@ -120,7 +120,7 @@ func TestAgentBinary(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	sock, states := notifySocket(t, dir)
-	cmd := exec.Command(bin, "--listen", addr, "--state-dir", filepath.Join(dir, "state"), "--token-file", tok, "--drain-timeout", "5s")
+	cmd := exec.Command(bin, "--listen", addr, "--state-dir", filepath.Join(dir, "state"), "--token-file", tok, "--insecure-http", "--drain-timeout", "5s")
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock)
 	var stderr syncBuffer
 	cmd.Stderr = &stderr

@@ -36,7 +36,7 @@ func TestPublishAndGoodbyeInNamespaces(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	agent := node.Command(ctx, agentBin, "--listen", node.Addr+":7420", "--state-dir", filepath.Join(dir, "state"),
-		"--token-file", tok, "--publish", "--interface", node.Interface, "--properties", props, "--drain-timeout", "5s")
+		"--token-file", tok, "--insecure-http", "--publish", "--interface", node.Interface, "--properties", props, "--drain-timeout", "5s")
 	var agentLog syncBuffer
 	agent.Stderr = &agentLog
 	if err := agent.Start(); err != nil {

@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/dydisnix/dydisnix/adapt"
-	"github.com/dydisnix/dydisnix/deployer"
 	"github.com/dydisnix/dydisnix/internal/cli"
 	"github.com/dydisnix/dydisnix/internal/ctl"
 )
@@ -114,7 +113,7 @@ func (o *options) do(ctx context.Context, args []string, stdout io.Writer) error
 		if err != nil {
 			return err
 		}
-		if o.logs.HTTP, err = deployer.HTTPClientWithCA(o.agent.CAFile); err != nil {
+		if o.logs.Agents, err = o.agent.TLS(); err != nil {
 			return err
 		}
 		o.logs.Token = tok

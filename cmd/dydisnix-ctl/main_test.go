@@ -129,10 +129,10 @@ func TestCtlAgainstARunningLoop(t *testing.T) {
 	}
 
 	// logs: from the agent of the target running the service
-	if code, out, errs := runCtl(st, "logs", "web", "--tail", "2", "--agent-token-file", tokFile); code != 0 || out != "two\nthree\n" {
+	if code, out, errs := runCtl(st, "logs", "web", "--tail", "2", "--agent-token-file", tokFile, "--insecure-http"); code != 0 || out != "two\nthree\n" {
 		t.Fatalf("logs: %d %q %q", code, out, errs)
 	}
-	if code, _, errs := runCtl(st, "logs", "db", "--agent-token-file", tokFile); code != 1 || !strings.Contains(errs, `service "db" is not deployed`) {
+	if code, _, errs := runCtl(st, "logs", "db", "--agent-token-file", tokFile, "--insecure-http"); code != 1 || !strings.Contains(errs, `service "db" is not deployed`) {
 		t.Errorf("logs of an unknown service: %d %q", code, errs)
 	}
 

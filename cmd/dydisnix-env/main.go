@@ -98,8 +98,8 @@ func (o *options) check() error {
 		return cli.Usagef("-m: expected 0 (no global bound) or a positive number; --max-per-target: a positive number")
 	case strings.EqualFold(filepath.Ext(o.out), ".nix"):
 		return cli.Usagef("-o %s: the plan and the manifest are written as JSON or text, not Nix", o.out)
-	case o.pass.Deployer == "agent" && !o.dryRun && !o.listGens && o.agent.TokenFile == "":
-		return cli.Usagef("--agent-token-file is required with the agent deployer")
+	case o.pass.Deployer == "agent" && !o.dryRun && !o.listGens:
+		return o.agent.Require()
 	}
 	return nil
 }
@@ -107,10 +107,12 @@ func (o *options) check() error {
 func deploy(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	log := o.log.Logger(stderr)
 	o.pass.StateDir, o.pass.Logger, o.pass.DisnixOutput = o.state.Path(), log, stderr
-	o.pass.CAFile = o.agent.CAFile
 	if o.agent.TokenFile != "" {
 		var err error
 		if o.pass.Token, err = o.agent.Token(); err != nil {
+			return err
+		}
+		if o.pass.Agents, err = o.agent.TLS(); err != nil {
 			return err
 		}
 	}

@@ -78,7 +78,7 @@ func TestDryRunThenDeploy(t *testing.T) {
 	qos := write(t, dir, "qos.yaml", "steps: []\n")
 	tok := write(t, dir, "token", "tok\n")
 	st := filepath.Join(dir, "st")
-	args := []string{"-s", svc, "-i", infra, "-q", qos, "--state-dir", st, "--agent-token-file", tok}
+	args := []string{"-s", svc, "-i", infra, "-q", qos, "--state-dir", st, "--agent-token-file", tok, "--insecure-http"}
 	var out, errb bytes.Buffer
 	if code := run(append(args, "--dry-run"), &out, &errb); code != 0 {
 		t.Fatalf("dry run: %d %s", code, errb.String())
@@ -109,7 +109,7 @@ func TestDryRunThenDeploy(t *testing.T) {
 		t.Errorf("identical redeploy: %d %s", code, errb.String())
 	}
 	// Undeploy, list, roll back.
-	base := []string{"--state-dir", st, "--agent-token-file", tok}
+	base := []string{"--state-dir", st, "--agent-token-file", tok, "--insecure-http"}
 	errb.Reset()
 	if code := run(append(base, "--undeploy"), &out, &errb); code != 0 {
 		t.Fatalf("undeploy: %d %s", code, errb.String())

@@ -91,11 +91,11 @@ func reconstructState(ctx context.Context, o *options, stdout, stderr io.Writer)
 	if err != nil {
 		return err
 	}
-	hc, err := deployer.HTTPClientWithCA(o.agent.CAFile)
+	agents, err := o.agent.TLS()
 	if err != nil {
 		return err
 	}
-	be := &deployer.AgentBackend{Token: tok, HTTP: hc}
+	be := &deployer.AgentBackend{Token: tok, TLS: agents}
 	res := reconstruct.FromTargets(ctx, infra, o.targetProp, reconstruct.Agents{Backend: be, Timeout: o.timeout})
 	for _, t := range slices.Sorted(maps.Keys(res.Unreachable)) {
 		fmt.Fprintf(stderr, "dydisnix-reconstruct: target %s skipped: %v\n", t, res.Unreachable[t])

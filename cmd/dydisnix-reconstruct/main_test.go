@@ -25,7 +25,7 @@ func TestReconstructInstallsGeneration(t *testing.T) {
 	man := clitest.Deploy(t, filepath.Join(dir, "lost"), svcs, infra, model.Distribution{"x": {{Target: "t1"}}})
 	st := filepath.Join(dir, "st")
 	var out, errb bytes.Buffer
-	if code := run([]string{"-i", infraFile, "--agent-token-file", tok, "--state-dir", st, "--timeout", "2s"}, &out, &errb); code != 0 {
+	if code := run([]string{"-i", infraFile, "--agent-token-file", tok, "--insecure-http", "--state-dir", st, "--timeout", "2s"}, &out, &errb); code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
 	if !strings.Contains(errb.String(), "target gone skipped") || !strings.Contains(errb.String(), "installed as generation 1") {
@@ -37,7 +37,7 @@ func TestReconstructInstallsGeneration(t *testing.T) {
 		t.Fatalf("installed manifest: %+v %v", got, err)
 	}
 	errb.Reset()
-	if code := run([]string{"-i", infraFile, "--agent-token-file", tok, "--state-dir", st, "--timeout", "2s"}, &out, &errb); code != 0 || !strings.Contains(errb.String(), "unchanged") {
+	if code := run([]string{"-i", infraFile, "--agent-token-file", tok, "--insecure-http", "--state-dir", st, "--timeout", "2s"}, &out, &errb); code != 0 || !strings.Contains(errb.String(), "unchanged") {
 		t.Errorf("second run: %d %s", code, errb.String())
 	}
 	if code := run([]string{"--agent-token-file", tok}, &out, &errb); code != 2 {

@@ -108,8 +108,10 @@ func (o *options) check() error {
 		return cli.Usagef("-m: expected 0 (no global bound) or a positive number; --max-per-target: a positive number")
 	case o.snapshotSchedule != "" && !o.snapshot:
 		return cli.Usagef("--snapshot-schedule needs --snapshot")
-	case o.pass.Deployer == "agent" && o.agent.TokenFile == "":
-		return cli.Usagef("--agent-token-file is required with the agent deployer")
+	case o.pass.Deployer == "agent":
+		if err := o.agent.Require(); err != nil {
+			return err
+		}
 	}
 	if o.snapshotSchedule != "" {
 		if _, err := cron.ParseStandard(o.snapshotSchedule); err != nil {
@@ -122,10 +124,12 @@ func (o *options) check() error {
 func serve(ctx context.Context, o *options, log *zap.Logger) error {
 	o.pass.StateDir, o.pass.Logger = o.state.Path(), log
 	o.pass.Progress = rollout.LogProgress(log)
-	o.pass.CAFile = o.agent.CAFile
 	if o.agent.TokenFile != "" {
 		var err error
 		if o.pass.Token, err = o.agent.Token(); err != nil {
+			return err
+		}
+		if o.pass.Agents, err = o.agent.TLS(); err != nil {
 			return err
 		}
 	}
@@ -138,7 +142,7 @@ func serve(ctx context.Context, o *options, log *zap.Logger) error {
 	// (no RFC 6762 1 s grace) so a graceful stop is acted on in well under
 	// a second, and its debounce is kept short.
 	o.infra.Browser = discovery.BrowserConfig{GoodbyeGrace: -1, Debounce: 100 * time.Millisecond, MaxDelay: time.Second,
-		SignKey: o.verifyKey}
+		SignKey: o.verifyKey, HTTPClient: o.pass.Agents.FleetClient(discovery.DefaultProbeTimeout)}
 	src, err := o.infra.Source(log)
 	if err != nil {
 		return err

@@ -28,10 +28,10 @@ func TestUsageErrors(t *testing.T) {
 		{"no token", []string{"-s", "s.json", "-q", "q.yaml", "-i", "i.json"}, "--agent-token-file is required"},
 		{"bad deployer", []string{"-s", "s", "-q", "q", "-i", "i", "--deployer", "ssh"}, "expected agent or disnix"},
 		{"bad interval", []string{"-s", "s", "-q", "q", "-i", "i", "--interval", "soon"}, "--interval"},
-		{"ids alone", []string{"-s", "s", "-q", "q", "-i", "i", "--agent-token-file", "t", "--ids", "ids.json"}, "go together"},
-		{"schedule without snapshot", []string{"-s", "s", "-q", "q", "-i", "i", "--agent-token-file", "t", "--snapshot-schedule", "@every 1m"}, "needs --snapshot"},
-		{"bad schedule", []string{"-s", "s", "-q", "q", "-i", "i", "--agent-token-file", "t", "--snapshot", "--snapshot-schedule", "every minute"}, "--snapshot-schedule"},
-		{"bad log format", []string{"-s", "s", "-q", "q", "-i", "i", "--agent-token-file", "t", "--log-format", "xml"}, "console or json"},
+		{"ids alone", []string{"-s", "s", "-q", "q", "-i", "i", "--agent-token-file", "t", "--insecure-http", "--ids", "ids.json"}, "go together"},
+		{"schedule without snapshot", []string{"-s", "s", "-q", "q", "-i", "i", "--agent-token-file", "t", "--insecure-http", "--snapshot-schedule", "@every 1m"}, "needs --snapshot"},
+		{"bad schedule", []string{"-s", "s", "-q", "q", "-i", "i", "--agent-token-file", "t", "--insecure-http", "--snapshot", "--snapshot-schedule", "every minute"}, "--snapshot-schedule"},
+		{"bad log format", []string{"-s", "s", "-q", "q", "-i", "i", "--agent-token-file", "t", "--insecure-http", "--log-format", "xml"}, "console or json"},
 		{"unknown flag", []string{"--bogus"}, "bogus"},
 	}
 	for _, c := range cases {
@@ -56,7 +56,7 @@ func TestBadModelsExit1(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "token"), []byte("tok"), 0o600)
 	var o, e bytes.Buffer
 	code := run([]string{"-s", filepath.Join(dir, "s.json"), "-q", filepath.Join(dir, "q.yaml"), "-i", filepath.Join(dir, "i.json"),
-		"--agent-token-file", filepath.Join(dir, "token"), "--state-dir", filepath.Join(dir, "state"), "--status-listen", ""}, &o, &e)
+		"--agent-token-file", filepath.Join(dir, "token"), "--insecure-http", "--state-dir", filepath.Join(dir, "state"), "--status-listen", ""}, &o, &e)
 	if code != 1 || !strings.Contains(e.String(), "nope") {
 		t.Fatalf("exit %d, stderr %q; want 1 naming the unknown dependency", code, e.String())
 	}
@@ -88,7 +88,7 @@ func TestServeNotifiesSystemd(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	o := &options{listen: addr, shutdownTimeout: time.Second}
-	o.pass.Deployer, o.pass.Parallel, o.pass.Keep = "agent", 2, 2
+	o.pass.Deployer, o.pass.Parallel, o.pass.Keep, o.agent.InsecureHTTP = "agent", 2, 2, true
 	o.agent.TokenFile, o.state.Dir = write("token", "tok-0123456789"), filepath.Join(dir, "state")
 	o.infra.File = write("infra.json", "{}")
 	o.timing.Resync = time.Hour

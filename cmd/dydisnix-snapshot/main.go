@@ -91,11 +91,11 @@ func snapshot(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	if len(o.services) > 0 {
 		man = onlyServices(man, o.services)
 	}
-	hc, err := deployer.HTTPClientWithCA(o.agent.CAFile)
+	agents, err := o.agent.TLS()
 	if err != nil {
 		return err
 	}
-	be := &deployer.AgentBackend{Token: tok, Parallel: o.parallel, HTTP: hc}
+	be := &deployer.AgentBackend{Token: tok, Parallel: o.parallel, TLS: agents}
 	infos, snapErr := be.SnapshotAll(ctx, man, store, func(s string) { fmt.Fprintln(stderr, s) })
 	var data []byte
 	if o.out.Format == "json" {

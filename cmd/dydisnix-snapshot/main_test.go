@@ -26,7 +26,7 @@ func TestSnapshotIntoStore(t *testing.T) {
 	os.MkdirAll(filepath.Join(dir, "agent", "state", "db"), 0o700)
 	os.WriteFile(filepath.Join(dir, "agent", "state", "db", "data"), []byte("rows"), 0o600)
 	var out, errb bytes.Buffer
-	if code := run([]string{"--agent-token-file", tok, "--state-dir", st}, &out, &errb); code != 0 {
+	if code := run([]string{"--agent-token-file", tok, "--insecure-http", "--state-dir", st}, &out, &errb); code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
 	if !strings.HasPrefix(out.String(), "db sha256:") {
@@ -40,7 +40,7 @@ func TestSnapshotIntoStore(t *testing.T) {
 	if code := run([]string{}, &out, &errb); code != 2 {
 		t.Errorf("no token: %d", code)
 	}
-	if code := run([]string{"--agent-token-file", tok, "--state-dir", filepath.Join(dir, "empty")}, &out, &errb); code != 1 {
+	if code := run([]string{"--agent-token-file", tok, "--insecure-http", "--state-dir", filepath.Join(dir, "empty")}, &out, &errb); code != 1 {
 		t.Errorf("empty state dir: %d", code)
 	}
 }

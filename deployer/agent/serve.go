@@ -14,22 +14,17 @@ import (
 	"golang.org/x/net/netutil"
 )
 
-// Listen listens on addr (host:port) for Serve. With certFile and keyFile
-// the listener serves HTTPS (TLS 1.2 or newer) with that certificate.
-func Listen(addr, certFile, keyFile string) (net.Listener, error) {
-	var cert tls.Certificate
-	if certFile != "" || keyFile != "" {
-		var err error
-		if cert, err = tls.LoadX509KeyPair(certFile, keyFile); err != nil {
-			return nil, fmt.Errorf("TLS: %w", err)
-		}
-	}
+// Listen listens on addr (host:port) for Serve. With cfg (see
+// fleettls.ServerConfig: the agent's certificate, and only clients with a
+// coordinator certificate of the fleet CA) the listener serves HTTPS; nil
+// serves plain HTTP (--insecure-http).
+func Listen(addr string, cfg *tls.Config) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", addr, err)
 	}
-	if certFile != "" {
-		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	if cfg != nil {
+		ln = tls.NewListener(ln, cfg)
 	}
 	return ln, nil
 }

@@ -22,7 +22,7 @@ func serving(t *testing.T, cfg ServeConfig) (*Agent, *agentapi.Client, int, <-ch
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := Listen("127.0.0.1:0", "", "")
+	ln, err := Listen("127.0.0.1:0", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/dydisnix/dydisnix/deployer"
+	"github.com/dydisnix/dydisnix/internal/fleettls"
 	"github.com/dydisnix/dydisnix/model"
 )
 
@@ -51,34 +53,79 @@ func (s *StateDir) Path() string {
 }
 
 // Agent is how the coordinator's commands reach the targets' agents:
-// --agent-token-file and --agent-ca-file.
+// --agent-token-file, --agent-ca-file, --tls-cert, --tls-key and
+// --insecure-http.
 type Agent struct {
 	// TokenFile holds the agents' bearer token ("" when not given).
 	TokenFile string
-	// CAFile holds the PEM certificates to trust for agents served over
-	// TLS ("" for the system's).
+	// CAFile holds the fleet CA (dydisnix-tls ca create): the only
+	// certificate trusted for agents, which must name their target's
+	// hostname ("" when not given).
 	CAFile string
+	// CertFile and KeyFile are the coordinator's certificate and key
+	// (dydisnix-tls cert create --coordinator), presented to the agents.
+	CertFile, KeyFile string
+	// InsecureHTTP permits agents served over plain HTTP.
+	InsecureHTTP bool
 }
 
-// AddFlags defines --agent-token-file and --agent-ca-file in fs.
+// AddFlags defines --agent-token-file, --agent-ca-file, --tls-cert,
+// --tls-key and --insecure-http in fs.
 func (a *Agent) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&a.TokenFile, "agent-token-file", "", "`FILE` the agents' bearer token")
-	fs.StringVar(&a.CAFile, "agent-ca-file", "", "`FILE` PEM certificates to trust for agents served over TLS")
+	fs.StringVar(&a.CAFile, "agent-ca-file", "", "`FILE` the fleet CA (dydisnix-tls ca create): agents must have a certificate of it naming their target's hostname")
+	fs.StringVar(&a.CertFile, "tls-cert", "", "`FILE` the coordinator's certificate for the agents (dydisnix-tls cert create --coordinator)")
+	fs.StringVar(&a.KeyFile, "tls-key", "", "`FILE` the coordinator certificate's key")
+	fs.BoolVar(&a.InsecureHTTP, "insecure-http", false, "also reach agents over plain HTTP, unauthenticated (only with agents run with --insecure-http)")
 }
 
-// Require is a usage error when --agent-token-file is not given.
+// tlsSetup is how to create the certificates, for usage errors.
+const tlsSetup = `create a fleet CA and certificates with dydisnix-tls:
+  dydisnix-tls ca create --dir D
+  dydisnix-tls cert create --dir D --name coordinator --coordinator
+  dydisnix-tls cert create --dir D --name HOSTNAME   (one per target, run by its agent)
+then give --agent-ca-file D/ca.pem --tls-cert D/coordinator.pem --tls-key D/coordinator-key.pem
+(or --insecure-http here and on the agents, for plain HTTP without authentication)`
+
+// Require is a usage error when --agent-token-file is not given, or when
+// neither --agent-ca-file nor --insecure-http is (it tells how to create
+// the certificates), or when only one of --tls-cert and --tls-key is.
 func (a *Agent) Require() error {
-	if a.TokenFile == "" {
+	switch {
+	case a.TokenFile == "":
 		return Usagef("--agent-token-file is required")
+	case a.CAFile == "" && !a.InsecureHTTP:
+		return Usagef("the agents are reached over mutual TLS: --agent-ca-file is required; %s", tlsSetup)
+	case (a.CertFile == "") != (a.KeyFile == ""):
+		return Usagef("--tls-cert and --tls-key go together")
+	case a.CAFile != "" && a.CertFile == "":
+		return Usagef("--agent-ca-file needs the coordinator's certificate (--tls-cert, --tls-key): the agents accept no other client; %s", tlsSetup)
 	}
 	return nil
 }
 
-// Token reads the bearer token of --agent-token-file (see ReadToken); a
-// missing --agent-token-file is a usage error (see Require).
-func (a *Agent) Token() (string, error) {
+// TLS returns how to reach the agents (see deployer.AgentTLS), after
+// Require's checks.
+func (a *Agent) TLS() (*deployer.AgentTLS, error) {
 	if err := a.Require(); err != nil {
-		return "", err
+		return nil, err
+	}
+	t := &deployer.AgentTLS{InsecureHTTP: a.InsecureHTTP}
+	if a.CAFile != "" {
+		cfg, err := fleettls.ClientConfig(a.CAFile, a.CertFile, a.KeyFile)
+		if err != nil {
+			return nil, err
+		}
+		t.Config = cfg
+	}
+	return t, nil
+}
+
+// Token reads the bearer token of --agent-token-file (see ReadToken); a
+// missing --agent-token-file is a usage error.
+func (a *Agent) Token() (string, error) {
+	if a.TokenFile == "" {
+		return "", Usagef("--agent-token-file is required")
 	}
 	return ReadToken(a.TokenFile)
 }

@@ -259,3 +259,27 @@ func TestOutputCheck(t *testing.T) {
 		})
 	}
 }
+
+// TestAgentRequire (issue 11): a coordinator reaches agents over mutual TLS
+// unless told --insecure-http; without the fleet CA the usage error says
+// how to create it.
+func TestAgentRequire(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		a    Agent
+		want string
+	}{
+		{"no CA", Agent{TokenFile: "t"}, "dydisnix-tls ca create"},
+		{"CA without certificate", Agent{TokenFile: "t", CAFile: "ca.pem"}, "--tls-cert"},
+		{"certificate without key", Agent{TokenFile: "t", CAFile: "ca.pem", CertFile: "c.pem"}, "go together"},
+		{"mutual TLS", Agent{TokenFile: "t", CAFile: "ca.pem", CertFile: "c.pem", KeyFile: "k.pem"}, ""},
+		{"insecure", Agent{TokenFile: "t", InsecureHTTP: true}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.a.Require()
+			if (err == nil) != (tc.want == "") || (err != nil && (!strings.Contains(err.Error(), tc.want) || Exit("x", err, &bytes.Buffer{}) != 2)) {
+				t.Fatalf("Require() = %v, want a usage error with %q", err, tc.want)
+			}
+		})
+	}
+}

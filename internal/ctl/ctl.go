@@ -86,9 +86,10 @@ func (c *Client) Command(ctx context.Context, op adapt.ControlOp, target string)
 
 // LogsOptions says how Logs reaches the agents.
 type LogsOptions struct {
-	// Token is the agents' bearer token; HTTP reaches them (nil: default).
-	Token string
-	HTTP  *http.Client
+	// Token is the agents' bearer token; Agents says how they are reached
+	// (nil: none).
+	Token  string
+	Agents *deployer.AgentTLS
 	// TargetProperty names the target property holding the agent's URL
 	// ("": agentURL).
 	TargetProperty string
@@ -128,7 +129,11 @@ func (c *Client) Logs(ctx context.Context, service string, o LogsOptions, w io.W
 		if err != nil {
 			return err
 		}
-		if err := agentapi.NewClient(url, o.Token, o.HTTP).Logs(ctx, service, o.Tail, w); err != nil {
+		hc, err := o.Agents.Client(tg, url)
+		if err != nil {
+			return err
+		}
+		if err := agentapi.NewClient(url, o.Token, hc).Logs(ctx, service, o.Tail, w); err != nil {
 			return fmt.Errorf("logs of %s on %s: %w", service, t, err)
 		}
 	}

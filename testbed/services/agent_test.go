@@ -79,7 +79,7 @@ func TestExampleSystemOnRealAgents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	be := &deployer.AgentBackend{Token: agentToken, Parallel: 4, Store: store}
+	be := &deployer.AgentBackend{Token: agentToken, Parallel: 4, Store: store, TLS: &deployer.AgentTLS{InsecureHTTP: true}}
 	deploy := func(d model.Distribution) *model.Manifest {
 		t.Helper()
 		man, err := deployer.BuildManifest(svcs, infra, d, deployer.BuildOptions{BaseDir: dir})

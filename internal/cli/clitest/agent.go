@@ -52,7 +52,7 @@ func Deploy(t *testing.T, stateDir string, svcs model.Services, infra model.Infr
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := deployer.Deploy(context.Background(), &deployer.AgentBackend{Token: AgentToken}, store, plan, nil); err != nil {
+	if _, err := deployer.Deploy(context.Background(), &deployer.AgentBackend{Token: AgentToken, TLS: &deployer.AgentTLS{InsecureHTTP: true}}, store, plan, nil); err != nil {
 		t.Fatal(err)
 	}
 	return man

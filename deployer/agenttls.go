@@ -1,0 +1,136 @@
+package deployer
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/dydisnix/dydisnix/internal/fleettls"
+	"github.com/dydisnix/dydisnix/model"
+)
+
+// AgentTLS says how a coordinator reaches the agents: over HTTPS, trusting
+// only the fleet CA and requiring each agent's certificate to name its
+// target's hostname (see TargetHostname), presenting the coordinator's
+// certificate; plain HTTP only with InsecureHTTP. The zero value (and a
+// nil *AgentTLS) reaches no agent: every URL is refused with an error
+// naming the target, before anything is sent.
+//
+// The HTTP clients it returns are cached per scheme and hostname, so the
+// connections to one agent are reused.
+type AgentTLS struct {
+	// Config is the coordinator's TLS configuration
+	// (fleettls.ClientConfig: the fleet CA as the only root, and the
+	// coordinator's certificate). Each target gets a clone whose
+	// ServerName is the target's hostname.
+	Config *tls.Config
+	// InsecureHTTP permits http:// agent URLs (--insecure-http). Without
+	// it such a URL is an error naming the target.
+	InsecureHTTP bool
+	// Timeout bounds a whole request (default 5 minutes).
+	Timeout time.Duration
+
+	mu      sync.Mutex
+	clients map[string]*http.Client // "https hostname" or "http"
+}
+
+// ErrNoAgentTLS is returned for an https:// agent URL when no TLS
+// configuration was given.
+var ErrNoAgentTLS = errors.New("no fleet CA to verify the agent with (--agent-ca-file; create it with dydisnix-tls ca create)")
+
+// TargetHostname is the name an agent's certificate must carry for target
+// t: its "hostname" property when that is a non-empty string (discovered
+// targets are named after it), else its name.
+func TargetHostname(t *model.Target) string {
+	if h, ok := t.Properties["hostname"].(string); ok && h != "" {
+		return h
+	}
+	return t.Name
+}
+
+// Client returns the HTTP client for the agent of t at agentURL (see
+// TargetAddress). An http:// URL without InsecureHTTP, or an https:// URL
+// without Config, is an error naming the target: no request is ever sent
+// to an agent that has not proven, in the TLS handshake, that the fleet
+// CA certified it for t's hostname.
+func (a *AgentTLS) Client(t *model.Target, agentURL string) (*http.Client, error) {
+	u, err := url.Parse(agentURL)
+	if err != nil {
+		return nil, fmt.Errorf("target %s: agent URL %q: %w", t.Name, agentURL, err)
+	}
+	var key string
+	var cfg *tls.Config
+	switch u.Scheme {
+	case "https":
+		if a == nil || a.Config == nil {
+			return nil, fmt.Errorf("target %s: agent %s: %w", t.Name, agentURL, ErrNoAgentTLS)
+		}
+		host := TargetHostname(t)
+		key, cfg = "https "+host, fleettls.ForTarget(a.Config, host)
+	case "http":
+		if a == nil || !a.InsecureHTTP {
+			return nil, fmt.Errorf("target %s: agent URL %s is plain HTTP: refused (serve the agent over TLS with certificates of dydisnix-tls, or give --insecure-http to both the agent and the coordinator)", t.Name, agentURL)
+		}
+		key = "http"
+	default:
+		return nil, fmt.Errorf("target %s: agent URL %q: expected http:// or https://", t.Name, agentURL)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if c, ok := a.clients[key]; ok {
+		return c, nil
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = nil
+	tr.TLSClientConfig = cfg
+	timeout := a.Timeout
+	if timeout <= 0 {
+		timeout = 5 * time.Minute
+	}
+	c := &http.Client{Timeout: timeout, Transport: tr,
+		// An agent never redirects: following one would send the request
+		// to an endpoint that has not proven anything.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	if a.clients == nil {
+		a.clients = map[string]*http.Client{}
+	}
+	a.clients[key] = c
+	return c, nil
+}
+
+// FleetClient returns an HTTP client for the endpoints of any agent of the
+// fleet, for discovery's liveness probes and fetches of compact
+// announcements (GET /v1/target, no credential): it presents the
+// coordinator's certificate and accepts a server certificate the fleet CA
+// signed, whatever name it carries; which target an agent is, is checked
+// by Client before a credential goes to it. It returns nil (the default
+// client) without Config.
+func (a *AgentTLS) FleetClient(timeout time.Duration) *http.Client {
+	if a == nil || a.Config == nil {
+		return nil
+	}
+	roots := a.Config.RootCAs
+	cfg := a.Config.Clone()
+	cfg.InsecureSkipVerify = true // the chain is verified below, without a name
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return errors.New("the agent presented no certificate")
+		}
+		inter := x509.NewCertPool()
+		for _, c := range cs.PeerCertificates[1:] {
+			inter.AddCert(c)
+		}
+		_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter,
+			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+		return err
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy, tr.TLSClientConfig = nil, cfg
+	return &http.Client{Timeout: timeout, Transport: tr,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}

@@ -1,0 +1,63 @@
+package deployer_test
+
+import (
+	"crypto/tls"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/dydisnix/dydisnix/deployer"
+	"github.com/dydisnix/dydisnix/internal/fleettls"
+	"github.com/dydisnix/dydisnix/internal/testenv"
+	"github.com/dydisnix/dydisnix/model"
+)
+
+// TestAgentTLSNames: Client reaches only an agent whose certificate the
+// fleet CA signed for the target's hostname; FleetClient (discovery's
+// probes, no credential) any agent of the fleet, none of another CA.
+func TestAgentTLSNames(t *testing.T) {
+	fleet := testenv.NewFleet(t, "machine1", "attacker")
+	other := testenv.NewFleet(t, "machine1")
+	coord := fleet.CoordinatorArgs()
+	cfg, err := fleettls.ClientConfig(coord[1], coord[3], coord[5])
+	if err != nil {
+		t.Fatal(err)
+	}
+	agents := &deployer.AgentTLS{Config: cfg}
+	target := &model.Target{Name: "m1", Properties: map[string]any{"hostname": "machine1"}}
+	for _, tc := range []struct {
+		name            string
+		fleet           testenv.Fleet
+		cert            string
+		client, fleetOK bool
+	}{
+		{"the target's certificate", fleet, "machine1", true, true},
+		{"a fleet certificate of another host", fleet, "attacker", false, true},
+		{"another CA's certificate of the hostname", other, "machine1", false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := tc.fleet.AgentArgs(tc.cert)
+			cert, err := tls.LoadX509KeyPair(args[1], args[3])
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+			srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+			srv.StartTLS()
+			defer srv.Close()
+			hc, err := agents.Client(target, srv.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = hc.Get(srv.URL + "/v1/health")
+			if (err == nil) != tc.client {
+				t.Errorf("Client: %v, want success %v", err, tc.client)
+			}
+			_, err = agents.FleetClient(time.Minute).Get(srv.URL + "/v1/target")
+			if (err == nil) != tc.fleetOK {
+				t.Errorf("FleetClient: %v, want success %v", err, tc.fleetOK)
+			}
+		})
+	}
+}
