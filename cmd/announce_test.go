@@ -36,8 +36,9 @@ func TestSignedAgentVerifiedByEnv(t *testing.T) {
 	write("services.yaml", "a: {name: a, type: process, command: \"sleep 60\"}\nb: {name: b, type: process, command: \"sleep 60\"}\n")
 	ctx := context.Background()
 
-	agent := agentNode.Command(ctx, bin("dydisnix-agent"), "--listen", agentNode.Addr+":7420", "--state-dir", filepath.Join(dir, "state"),
-		"--token-file", tok, "--publish", "--interface", agentNode.Interface, "--properties", props, "--sign-key", key)
+	fleet := testenv.NewFleet(t, "machine1")
+	agent := agentNode.Command(ctx, bin("dydisnix-agent"), append([]string{"--listen", agentNode.Addr + ":7420", "--state-dir", filepath.Join(dir, "state"),
+		"--token-file", tok, "--publish", "--interface", agentNode.Interface, "--properties", props, "--sign-key", key}, fleet.AgentArgs("machine1")...)...)
 	agentLog, err := os.Create(filepath.Join(dir, "agent.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -56,8 +57,8 @@ func TestSignedAgentVerifiedByEnv(t *testing.T) {
 	netns.StartT(t, pub)
 
 	testenv.Eventually(t, 2*time.Minute, func() bool {
-		env := coord.Command(ctx, bin("dydisnix-env"), "-s", "services.yaml", "-q", "qos.yaml", "--dry-run", "--state-dir", filepath.Join(dir, "st"),
-			"--mdns-interface", coord.Interface, "--discovery-timeout", "3s", "--verify-key", key)
+		env := coord.Command(ctx, bin("dydisnix-env"), append([]string{"-s", "services.yaml", "-q", "qos.yaml", "--dry-run", "--state-dir", filepath.Join(dir, "st"),
+			"--mdns-interface", coord.Interface, "--discovery-timeout", "3s", "--verify-key", key, "--agent-token-file", tok}, fleet.CoordinatorArgs()...)...)
 		env.Dir = dir
 		out, _ = env.CombinedOutput()
 		return strings.Contains(string(out), "on machine1") && strings.Contains(string(out), "disnix-zzz")

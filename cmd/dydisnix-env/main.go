@@ -115,6 +115,9 @@ func deploy(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 		if o.pass.Agents, err = o.agent.TLS(); err != nil {
 			return err
 		}
+		// Discovery's probes and /v1/target fetches present the
+		// coordinator's certificate to the fleet's agents.
+		o.infra.Browser.HTTPClient = o.pass.Agents.FleetClient(discovery.DefaultProbeTimeout)
 	}
 	o.pass.Progress = rollout.ProgressFor(o.log.Format, stderr, log)
 	p, err := rollout.New(o.pass)
