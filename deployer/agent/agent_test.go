@@ -263,9 +263,10 @@ func TestProcessGroupSupervision(t *testing.T) {
 	if err := c.Deactivate(ctx, "grp"); err != nil {
 		t.Fatal(err)
 	}
-	if left := pidsOfGroup(pid2); len(left) > 0 {
-		t.Errorf("processes left after deactivation: %v", left)
-	}
+	// The group was sent SIGKILL; on a loaded host its members may take a
+	// moment to be scheduled and die (a group left alive fails here after
+	// the bound).
+	testenv.Eventually(t, time.Minute, func() bool { return len(pidsOfGroup(pid2)) == 0 }, "the deactivated group's processes to die")
 	if h := a.Health(); h.Services != 0 {
 		t.Errorf("health after deactivation: %+v", h)
 	}
