@@ -24,7 +24,7 @@ buildGoModule {
     filter = path: type: !(builtins.elem (baseNameOf path) [ "bin" "result" ".git" ]);
   };
 
-  vendorHash = "sha256-ECmVeq5eKXN66gSzAWVEjOlxyEyWP14gbjP40bC1cXA=";
+  vendorHash = "sha256-e2eFlPGN6ZA//OjzgtOcZ5DwnLGeRLsPJ5e/IavUko4=";
 
   subPackages = map (name: "cmd/${name}") commands;
 
