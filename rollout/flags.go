@@ -1,6 +1,10 @@
 package rollout
 
 import (
+	"os"
+	"os/exec"
+	"path/filepath"
+
 	"github.com/spf13/pflag"
 
 	"github.com/dydisnix/dydisnix/internal/cli"
@@ -24,7 +28,7 @@ func (c *Config) AddFlags(fs *pflag.FlagSet, oneShot bool) {
 	fs.StringVar(&m.IDResources, "id-resources", "", "`FILE` ID resources model (with --ids)")
 	fs.StringVar(&m.IDs, "ids", "", "ids `FILE` to assign IDs into (with --id-resources)")
 	fs.StringVar(&m.IDsServiceProperty, "ids-service-property", "", "service `PROPERTY` listing a service's ID resources")
-	cli.ChoiceVarP(fs, &c.Deployer, "deployer", "", "agent", "`NAME` of the deployer: agent or disnix", "agent", "disnix")
+	cli.ChoiceVarP(fs, &c.Deployer, "deployer", "", "", "`NAME` of the deployer: agent or disnix (default: agent when the agents' credentials are given, else disnix when disnix-env is on PATH, else agent)", "agent", "disnix")
 	fs.StringVar(&c.TargetProperty, "target-property", "", "target `PROPERTY` holding the address a target is reached at, as in Disnix: the agent's URL or host (default agentURL; with --deployer disnix, $DISNIX_TARGET_PROPERTY, else hostname)")
 	fs.IntVarP(&c.Parallel, "max-concurrent-transfers", "m", 0, "steps run in parallel over all targets (0: no global bound; with --deployer disnix, 0 means 4)")
 	fs.IntVar(&c.PerTarget, "max-per-target", 4, "steps run in parallel on one target")
@@ -39,4 +43,29 @@ func (c *Config) AddFlags(fs *pflag.FlagSet, oneShot bool) {
 	}
 	fs.BoolVar(&c.Reconstruct, "reconstruct", false, "merge what the targets report into the previous manifest before planning")
 	c.Disnix.AddFlags(fs) // the Disnix backend's own flags (-p, --coordinator-profile-path, ...)
+}
+
+// ChooseDeployer settles a --deployer that was not given. With the agents'
+// credentials configured it is the agents; without them, and with Disnix's
+// disnix-env installed (in DisnixBin, else on PATH), it is Disnix, the
+// original's only deployer, so a Disnix user's command line works unchanged;
+// otherwise it is the agents, whose usage error names the credentials to
+// give.
+func (c *Config) ChooseDeployer(agentConfigured bool) {
+	if c.Deployer != "" {
+		return
+	}
+	c.Deployer = "agent"
+	if agentConfigured {
+		return
+	}
+	if c.DisnixBin != "" {
+		if st, err := os.Stat(filepath.Join(c.DisnixBin, "disnix-env")); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
+			c.Deployer = "disnix"
+		}
+		return
+	}
+	if _, err := exec.LookPath("disnix-env"); err == nil {
+		c.Deployer = "disnix"
+	}
 }

@@ -82,6 +82,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 func (o *options) check() error {
 	n := len(slices.DeleteFunc([]bool{o.undeploy, o.rollback, o.switchTo != 0, o.listGens}, func(b bool) bool { return !b }))
+	o.pass.ChooseDeployer(o.agent.Configured() || n > 0) // generations are the agents' store
 	m := o.pass.Models
 	switch {
 	case n > 1:

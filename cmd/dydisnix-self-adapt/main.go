@@ -92,6 +92,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func (o *options) check() error {
+	o.pass.ChooseDeployer(o.agent.Configured())
 	m := o.pass.Models
 	switch {
 	case m.Services == "":

@@ -79,6 +79,12 @@ func (a *Agent) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&a.InsecureHTTP, "insecure-http", false, "also reach agents over plain HTTP, unauthenticated (only with agents run with --insecure-http)")
 }
 
+// Configured reports whether any of the agents' credentials or
+// --insecure-http was given: the coordinator means to reach agents.
+func (a *Agent) Configured() bool {
+	return a.TokenFile != "" || a.CAFile != "" || a.CertFile != "" || a.KeyFile != "" || a.InsecureHTTP
+}
+
 // tlsSetup is how to create the certificates, for usage errors.
 const tlsSetup = `create a fleet CA and certificates with dydisnix-tls:
   dydisnix-tls ca create --dir D
