@@ -103,6 +103,29 @@ func TestE2ERegistryAcrossSubnets(t *testing.T) {
 		t.Errorf("causes of the redeploy: %s; want only %s removed, as a crash (%s)", causes, victim, discovery.ReasonLeaseExpired)
 	}
 	checkSingleInstances(t, h, st2)
+
+	// The killed member rejoins on its data directory.
+	if err := tb.RestartEtcd(leader); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, time.Minute, func() bool {
+		sctx, scancel := context.WithTimeout(context.Background(), time.Second)
+		defer scancel()
+		_, err := cli.Status(sctx, tb.EtcdEndpoints()[leader])
+		return err == nil
+	}, "etcd member %d did not rejoin; its log ends:\n%s", leader, etcdLogTail{tb, leader})
+}
+
+// etcdLogTail formats the end of an etcd member's log when a message is
+// printed.
+type etcdLogTail struct {
+	tb *Testbed
+	i  int
+}
+
+func (e etcdLogTail) String() string {
+	lines := strings.Split(strings.TrimSpace(e.tb.EtcdLog(e.i)), "\n")
+	return strings.Join(lines[max(0, len(lines)-10):], "\n")
 }
 
 func keys(m map[string]any) []string {
