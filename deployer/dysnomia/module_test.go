@@ -89,7 +89,7 @@ echo "$1 $2 $3 user=$mysqlUsername state=$DYSNOMIA_STATEDIR" >> "$DYSNOMIA_STATE
 func TestComponentName(t *testing.T) {
 	t.Parallel()
 	for in, want := range map[string]string{
-		"/nix/store/0c6kzph7l0dcbfmjap64f0czdafn3b7x-usersdb":                                 "usersdb",
+		"/nix/store/0c6kzph7l0dcbfmjap64f0czdafn3b7x-usersdb":                               "usersdb",
 		"/x/components/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef-db": "db",
 		"/x/my-db":      "my-db",
 		"/x/usersdb":    "usersdb",
