@@ -127,6 +127,13 @@ func TestFilesetStateMovesBetweenAgents(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(www1, "uploads")); !os.IsNotExist(err) {
 				t.Fatalf("collect-garbage left the old mutable directory: %v", err)
 			}
+			// Nothing uses the component on t1 any more: garbage collection removes it.
+			if res, err := c1.CollectGarbage(ctx, agentapi.GCRequest{}); err != nil || res.Artifacts != 2 {
+				t.Fatalf("collect garbage on t1: %+v %v, want the artifact and its unpacked component removed", res, err)
+			}
+			if ents, _ := os.ReadDir(a1.path("components")); len(ents) != 0 {
+				t.Fatalf("components left on t1: %v", ents)
+			}
 
 			// A snapshot whose payload fails its checksum is never restored.
 			bad := tamperedSnapshot(t, snap.Bytes())

@@ -406,3 +406,39 @@ func (a *Agent) DysnomiaSnapshots(q agentapi.SnapshotsQuery) (agentapi.Snapshots
 	}
 	return agentapi.SnapshotsResult{Paths: paths}, nil
 }
+
+// collectComponents removes the unpacked components that neither an
+// active mapping nor a recorded mapping (a service whose state is kept)
+// uses; it returns how many it removed. The caller holds opMu.
+func (a *Agent) collectComponents() int {
+	used := map[string]bool{}
+	mark := func(req agentapi.ActivateRequest) {
+		h := noArtifact
+		if d := strings.TrimPrefix(req.Service.Artifact, "sha256:"); len(d) == 64 {
+			h = d[:32]
+		}
+		used[h+"-"+req.Service.Name] = true
+	}
+	a.mu.Lock()
+	for _, e := range a.profile {
+		mark(e.Req)
+	}
+	a.mu.Unlock()
+	recs, _ := os.ReadDir(a.path("mappings"))
+	for _, r := range recs {
+		var req agentapi.ActivateRequest
+		if b, err := os.ReadFile(a.path("mappings", r.Name())); err == nil && json.Unmarshal(b, &req) == nil {
+			mark(req)
+		}
+	}
+	n := 0
+	ents, _ := os.ReadDir(a.path("components"))
+	for _, e := range ents {
+		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") && !used[e.Name()] {
+			if os.RemoveAll(a.path("components", e.Name())) == nil {
+				n++
+			}
+		}
+	}
+	return n
+}

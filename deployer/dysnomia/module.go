@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"syscall"
@@ -67,13 +68,19 @@ func stripHash(s string) string {
 	return s
 }
 
-// Environ is the module's environment: Env, the container properties and
-// DYSNOMIA_STATEDIR (and EnvReplace when Replace is set).
+// envName matches the property names that can be environment variables.
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// Environ is the module's environment: Env, the container properties
+// (those whose names can be environment variables) and DYSNOMIA_STATEDIR
+// (and EnvReplace when Replace is set).
 func (inv *Invocation) Environ() []string {
 	env := append([]string(nil), inv.Env...)
 	keys := make([]string, 0, len(inv.Properties))
 	for k := range inv.Properties {
-		keys = append(keys, k)
+		if envName.MatchString(k) {
+			keys = append(keys, k)
+		}
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
