@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -194,9 +195,14 @@ func (wrapper) Run(ctx context.Context, inv *Invocation) error {
 const stderrKeep = 4 << 10
 
 // tailBuffer keeps the last stderrKeep bytes written to it.
-type tailBuffer struct{ b []byte }
+type tailBuffer struct {
+	mu sync.Mutex
+	b  []byte
+}
 
 func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	t.b = append(t.b, p...)
 	if len(t.b) > stderrKeep {
 		t.b = append(t.b[:0], t.b[len(t.b)-stderrKeep:]...)
@@ -204,7 +210,24 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (t *tailBuffer) String() string { return strings.TrimSpace(string(t.b)) }
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return strings.TrimSpace(string(t.b))
+}
+
+// lockedWriter serialises the writes of a program's standard output and
+// error into one log.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
 
 // runProgram runs a program in its own process group with the
 // invocation's environment (stdin: in, or nothing); when ctx ends the
@@ -226,9 +249,9 @@ func runCapture(ctx context.Context, inv *Invocation, in io.Reader, out io.Write
 	}
 	cmd.Stdin = in
 	var errTail tailBuffer
-	logw := inv.Output
-	if logw == nil {
-		logw = io.Discard
+	var logw io.Writer = io.Discard
+	if inv.Output != nil {
+		logw = &lockedWriter{w: inv.Output}
 	}
 	if out == nil {
 		out = logw
