@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/dydisnix/dydisnix/deployer/agentapi"
+	"github.com/dydisnix/dydisnix/internal/testenv"
 	"github.com/dydisnix/dydisnix/model"
 )
 
@@ -183,4 +184,39 @@ func tamperedSnapshot(t *testing.T, b []byte) []byte {
 	tw.Close()
 	gw.Close()
 	return out.Bytes()
+}
+
+// TestModuleRefusesLock: a module whose lock operation fails refuses the
+// agent's lock (the transition does not start); the unlock operation runs
+// when the lock is released.
+func TestModuleRefusesLock(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	calls := filepath.Join(dir, "calls")
+	mod := filepath.Join(dir, "busy")
+	testenv.WriteExecutable(t, mod, "#!/bin/sh\necho $1 >> "+calls+"\nif [ \"$1\" = lock ] && [ -e "+filepath.Join(dir, "busy-now")+" ]; then echo 'a backup is running' >&2; exit 1; fi\n")
+	_, c := newAgentWith(t, Config{})
+	ctx := context.Background()
+	req := agentapi.ActivateRequest{Key: "k", Container: "c", Service: model.ManifestService{Name: "svc", Type: mod}}
+	if err := c.Activate(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Lock(ctx, "coord"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Unlock(ctx, "coord"); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "busy-now"), nil, 0o600)
+	err := c.Lock(ctx, "coord")
+	if err == nil || !strings.Contains(err.Error(), "lock refused") || !strings.Contains(err.Error(), "a backup is running") || !strings.Contains(err.Error(), "lock of svc") {
+		t.Fatalf("lock with a refusing module: %v", err)
+	}
+	if h, _ := c.Health(ctx); h.Locked {
+		t.Error("the agent stayed locked after the refusal")
+	}
+	b, _ := os.ReadFile(calls)
+	if got := strings.Fields(string(b)); strings.Join(got, " ") != "activate lock unlock lock" {
+		t.Errorf("module calls %v", got)
+	}
 }
