@@ -153,3 +153,28 @@ func TestStoreQueriesAndGC(t *testing.T) {
 		t.Fatalf("gc --keep 0 --container fileset: %v", removed)
 	}
 }
+
+func TestWrapperModule(t *testing.T) {
+	t.Parallel()
+	comp := filepath.Join(t.TempDir(), "0123456789abcdef0123456789abcdef-nginx")
+	os.MkdirAll(filepath.Join(comp, "bin"), 0o755)
+	out := filepath.Join(t.TempDir(), "out")
+	testenv.WriteExecutable(t, filepath.Join(comp, "bin", "wrapper"), "#!/bin/sh\necho \"$1 $2 port=$port\" >> "+out+"\n[ \"$1\" != restore ] || { echo 'no snapshot' >&2; exit 2; }\n")
+	store := Store{Dir: t.TempDir()}
+	run := func(op, component string) error {
+		inv := &Invocation{Op: op, Component: component, Container: "web", Properties: map[string]string{"port": "8080"}, Store: store}
+		return Run(context.Background(), "wrapper", "", 0, inv)
+	}
+	if err := run(OpActivate, comp); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(out); string(b) != "activate web port=8080\n" {
+		t.Errorf("the wrapper was called as %q, want \"activate web port=8080\"", b)
+	}
+	if err := run(OpRestore, comp); err == nil || !strings.Contains(err.Error(), "no snapshot") || !strings.Contains(err.Error(), "wrapper: restore of nginx") {
+		t.Errorf("a failing wrapper: %v", err)
+	}
+	if err := run(OpActivate, t.TempDir()); err == nil || !strings.Contains(err.Error(), "bin/wrapper is missing") {
+		t.Errorf("a component without bin/wrapper: %v", err)
+	}
+}
