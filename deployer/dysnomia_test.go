@@ -1,6 +1,7 @@
 package deployer_test
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -72,17 +73,36 @@ func TestMySQLDatabaseMovesWithItsData(t *testing.T) {
 		t.Fatal("the coordinator's store has no snapshot of usersdb")
 	}
 
-	// Without deployState the service moves without its data: t1 gets a
-	// fresh database (schema only).
+	// A crash of t2: the database comes back on t1 from the last snapshot
+	// dydisnix-snapshot took (of the running database); what was written
+	// after it is lost. t1's stale copy (garbage) is replaced.
 	db2.SQL(t, "INSERT INTO usersdb.users VALUES (4, 'dave')")
-	db1.SQL(t, "DROP DATABASE usersdb")
+	man, _ := c.store.Latest()
+	if _, err := c.be.SnapshotAll(context.Background(), man, c.store, nil); err != nil {
+		t.Fatal(err)
+	}
+	db2.SQL(t, "INSERT INTO usersdb.users VALUES (5, 'erin')")
+	plan, err := c.deploy(svcs, dist("usersdb", "t1"), deployer.PlanOptions{Unreachable: map[string]bool{"t2": true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(plan.String(), "restore-from-store usersdb") {
+		t.Fatalf("no restore from the store in the plan:\n%s", plan)
+	}
+	if got := db1.SQL(t, "SELECT GROUP_CONCAT(id ORDER BY id) FROM usersdb.users"); got != "1,2,3,4" {
+		t.Fatalf("after the crash t1 has rows %s, want 1,2,3,4 (the snapshot's)", got)
+	}
+
+	// Without deployState the service moves without its data: t2 gets a
+	// fresh database (schema only).
+	db2.SQL(t, "DROP DATABASE usersdb")
 	svcs = model.Services{"usersdb": usersDB(t, false)}
-	plan = c.mustDeploy(svcs, dist("usersdb", "t1"))
+	plan = c.mustDeploy(svcs, dist("usersdb", "t2"))
 	if strings.Contains(plan.String(), "restore") {
 		t.Fatalf("a service without deployState migrated its state:\n%s", plan)
 	}
-	if got := db1.SQL(t, "SELECT COUNT(*) FROM usersdb.users"); got != "0" {
-		t.Fatalf("t1's fresh database has %s rows, want 0", got)
+	if got := db2.SQL(t, "SELECT COUNT(*) FROM usersdb.users"); got != "0" {
+		t.Fatalf("t2's fresh database has %s rows, want 0", got)
 	}
 }
 
