@@ -157,6 +157,7 @@ func testDatabaseModule(t *testing.T, c dbCase) {
 }
 
 func TestMySQLDatabaseModule(t *testing.T) {
+	t.Parallel()
 	srv := dbtest.MariaDB(t)
 	props := srv.MySQLProperties()
 	testDatabaseModule(t, dbCase{typ: "mysql-database", schemaDir: "mysql-databases", props: props, sameDump: true,
@@ -186,6 +187,7 @@ func TestMySQLDatabaseModule(t *testing.T) {
 }
 
 func TestPostgreSQLDatabaseModule(t *testing.T) {
+	t.Parallel()
 	srv := dbtest.PostgreSQL(t)
 	testDatabaseModule(t, dbCase{typ: "postgresql-database", schemaDir: "postgresql-databases", props: srv.PostgreSQLProperties(),
 		sql: func(stmt string) string { return srv.PSQL(t, "usersdb", stmt) },
