@@ -13,19 +13,20 @@ const (
 	PathHealth      = "/v1/health"
 	PathLock        = "/v1/lock"
 	PathUnlock      = "/v1/unlock"
-	PathArtifacts   = "/v1/artifacts/"      // + sha256 hex: HEAD (present?), PUT (upload)
-	PathActivate    = "/v1/activate"        // POST ActivateRequest
-	PathDeactivate  = "/v1/deactivate"      // POST KeyRequest
-	PathSnapshot    = "/v1/snapshot"        // POST ServiceRequest → SnapshotInfo
-	PathSnapshots   = "/v1/snapshots/"      // + service + "/" + hex: GET (download), PUT (upload); service: GET → []SnapshotInfo
-	PathRestore     = "/v1/restore"         // POST RestoreRequest
-	PathDeleteState = "/v1/delete-state"    // POST ServiceRequest
-	PathGC          = "/v1/collect-garbage" // POST GCRequest
-	PathProfile     = "/v1/profile"         // GET → Profile
-	PathDrain       = "/v1/drain"           // GET → DrainStatus
-	PathContext     = "/v1/context"         // POST ActivateRequest of an active key: new env/context, no restart
-	PathLogs        = "/v1/logs/"           // + service, ?tail=N: GET → the last N lines of its output (text)
-	PathMetrics     = "/metrics"            // GET → Prometheus metrics
+	PathArtifacts   = "/v1/artifacts/"         // + sha256 hex: HEAD (present?), PUT (upload)
+	PathActivate    = "/v1/activate"           // POST ActivateRequest
+	PathDeactivate  = "/v1/deactivate"         // POST KeyRequest
+	PathSnapshot    = "/v1/snapshot"           // POST ServiceRequest → SnapshotInfo
+	PathSnapshots   = "/v1/snapshots/"         // + service + "/" + hex: GET (download), PUT (upload); service: GET → []SnapshotInfo
+	PathRestore     = "/v1/restore"            // POST RestoreRequest
+	PathDeleteState = "/v1/delete-state"       // POST ServiceRequest
+	PathGC          = "/v1/collect-garbage"    // POST GCRequest
+	PathProfile     = "/v1/profile"            // GET → Profile
+	PathDrain       = "/v1/drain"              // GET → DrainStatus
+	PathContext     = "/v1/context"            // POST ActivateRequest of an active key: new env/context, no restart
+	PathLogs        = "/v1/logs/"              // + service, ?tail=N: GET → the last N lines of its output (text)
+	PathDysnomia    = "/v1/dysnomia-snapshots" // POST SnapshotsQuery → SnapshotsResult
+	PathMetrics     = "/metrics"               // GET → Prometheus metrics
 )
 
 // ActivateRequest starts a service mapping on the agent.
@@ -45,6 +46,11 @@ type ActivateRequest struct {
 	// Context is the JSON document written to the DYDISNIX_CONTEXT file
 	// (the agent adds "stateDir").
 	Context map[string]any `json:"context"`
+	// ContainerProperties are the scalar properties of the mapping's
+	// container on the target (infrastructure containers.<container>, with
+	// what augmentation added): a Dysnomia module gets them as environment
+	// variables (mysqlUsername, mysqlPassword, mysqlPort, mysqlSocket, ...).
+	ContainerProperties map[string]string `json:"containerProperties,omitempty"`
 }
 
 // KeyRequest names a service mapping by key.
@@ -55,6 +61,10 @@ type KeyRequest struct {
 // ServiceRequest names a service (its state directory is per service name).
 type ServiceRequest struct {
 	Service string `json:"service"`
+	// Mapping is the mapping whose state is meant (its type, component and
+	// container select the Dysnomia module); nil: the agent uses the last
+	// mapping of the service it activated.
+	Mapping *ActivateRequest `json:"mapping,omitempty"`
 }
 
 // RestoreRequest restores a snapshot (already on the agent) into a service's state directory.
@@ -62,6 +72,11 @@ type RestoreRequest struct {
 	Service string `json:"service"`
 	// Digest is the snapshot's "sha256:<hex>"; verified before the restore.
 	Digest string `json:"digest"`
+	// Mapping is the mapping the state is restored for (see ServiceRequest).
+	Mapping *ActivateRequest `json:"mapping,omitempty"`
+	// Replace lets a Dysnomia module replace existing data (a database
+	// that already holds tables); without it such a restore is refused.
+	Replace bool `json:"replace,omitempty"`
 }
 
 // GCRequest collects garbage: unreferenced artifacts, state of services
@@ -134,6 +149,36 @@ type LockRequest struct {
 	Owner      string `json:"owner"`
 	TTLSeconds int    `json:"ttlSeconds,omitempty"`
 	Refresh    bool   `json:"refresh,omitempty"`
+}
+
+// The operations of a SnapshotsQuery (dysnomia-snapshots' own names).
+const (
+	QueryAll     = "query-all"
+	QueryLatest  = "query-latest"
+	QueryResolve = "resolve"
+	QueryGC      = "gc"
+)
+
+// SnapshotsQuery queries or cleans the agent's Dysnomia snapshot store,
+// as dysnomia-snapshots does on a target.
+type SnapshotsQuery struct {
+	// Op is QueryAll, QueryLatest, QueryResolve or QueryGC.
+	Op string `json:"op"`
+	// Container and Component filter (""= all).
+	Container string `json:"container,omitempty"`
+	Component string `json:"component,omitempty"`
+	// Check verifies the checksums of the snapshots listed.
+	Check bool `json:"check,omitempty"`
+	// Keep is the number of generations QueryGC keeps per component.
+	Keep int `json:"keep,omitempty"`
+	// Paths are the relative snapshot paths (CONTAINER/COMPONENT/ID) to resolve.
+	Paths []string `json:"paths,omitempty"`
+}
+
+// SnapshotsResult answers a SnapshotsQuery: relative paths (queries, the
+// snapshots removed by QueryGC) or absolute paths on the target (QueryResolve).
+type SnapshotsResult struct {
+	Paths []string `json:"paths"`
 }
 
 // Error is the body of every non-2xx answer.
