@@ -51,6 +51,11 @@ type Config struct {
 	// its hostname, with its address) and a coordinator certificate, and
 	// everything runs over mutual TLS.
 	InsecureHTTP bool
+	// Containers are the containers every machine runs besides its agent
+	// (ContainerMySQL: a real MariaDB server of its own), announced with
+	// the machine's properties (port and socket, no credentials) and added
+	// to its supportedTypes.
+	Containers []string
 }
 
 // Testbed is a running simulated network.
@@ -69,6 +74,11 @@ type Testbed struct {
 	// (daemon only).
 	statusURL string
 	loop      *Harness
+
+	// The MariaDB servers' template data directory (see mysqlTemplate).
+	mysqlOnce sync.Once
+	mysqlDir  string
+	mysqlErr  error
 }
 
 // Machine is one simulated machine.
@@ -76,9 +86,12 @@ type Machine struct {
 	Name       string
 	Host       *Host
 	Properties map[string]any
+	// Containers are the announced containers (Config.Containers).
+	Containers map[string]any
 	StateDir   string
 	LogFile    string
 
+	db   *dbServer // the MariaDB server, with ContainerMySQL
 	cmd  *exec.Cmd
 	done chan struct{}
 	err  error
@@ -123,6 +136,9 @@ func New(cfg Config) (*Testbed, error) {
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("testbed: %w", err)
+	}
+	if err := checkContainers(cfg.Containers); err != nil {
+		return nil, err
 	}
 	if _, err := os.Stat(filepath.Join(cfg.BinDir, "dydisnix-agent")); err != nil {
 		return nil, fmt.Errorf("testbed: dydisnix-agent not found in %s (run 'make build'): %w", cfg.BinDir, err)
@@ -237,8 +253,13 @@ func (tb *Testbed) Add(name string, props map[string]any) (*Machine, error) {
 		return nil, fmt.Errorf("machine %s: %w", name, err)
 	}
 	m := &Machine{Name: name, Host: host, Properties: props, StateDir: filepath.Join(dir, "state"), LogFile: filepath.Join(dir, "agent.log")}
+	announced := map[string]any{"properties": props}
+	if m.Containers = tb.containerProps(m); m.Containers != nil {
+		announced["containers"] = m.Containers
+		props["supportedTypes"] = withTypes(props["supportedTypes"], tb.cfg.Containers)
+	}
 	propsFile := filepath.Join(dir, "properties.json")
-	data, err := json.MarshalIndent(map[string]any{"properties": props}, "", "  ")
+	data, err := json.MarshalIndent(announced, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("machine %s: %w", name, err)
 	}
@@ -248,10 +269,40 @@ func (tb *Testbed) Add(name string, props map[string]any) (*Machine, error) {
 	tb.mu.Lock()
 	tb.machines[name] = m
 	tb.mu.Unlock()
-	if err := tb.startAgent(m, propsFile); err != nil {
+	if err := tb.startMachine(m, propsFile); err != nil {
 		return nil, err
 	}
 	return m, nil
+}
+
+// withTypes returns the supportedTypes list types, with every one of extra
+// it lacks appended.
+func withTypes(types any, extra []string) []any {
+	list, _ := types.([]any)
+	out := append([]any{}, list...)
+	have := map[string]bool{}
+	for _, t := range list {
+		if s, ok := t.(string); ok {
+			have[s] = true
+		}
+	}
+	for _, e := range extra {
+		if !have[e] {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// startMachine starts the containers of m (its MariaDB server), then its
+// agent, which announces them.
+func (tb *Testbed) startMachine(m *Machine, propsFile string) error {
+	if tb.hasContainer(ContainerMySQL) && !m.MySQLRunning() {
+		if err := tb.startMySQL(m); err != nil {
+			return err
+		}
+	}
+	return tb.startAgent(m, propsFile)
 }
 
 func (tb *Testbed) startAgent(m *Machine, propsFile string) error {
@@ -338,6 +389,7 @@ func (tb *Testbed) Crash(name string) error {
 	if m.done != nil {
 		<-m.done
 	}
+	m.waitMySQL()
 	return nil
 }
 
@@ -376,11 +428,14 @@ func (tb *Testbed) Stop(name string) error {
 	case <-time.After(tb.cfg.DrainTimeout + 10*time.Second):
 		m.Host.KillAll()
 		<-m.done
+		m.waitMySQL()
 		return fmt.Errorf("machine %s did not stop within %s; killed", name, tb.cfg.DrainTimeout+10*time.Second)
 	}
-	// Whatever the agent left behind is gone with the machine.
+	// The machine shuts down: its database server stops cleanly, and
+	// whatever the agent left behind is gone with the machine.
+	err = m.stopMySQL()
 	m.Host.KillAll()
-	return nil
+	return err
 }
 
 // Start restarts a stopped or crashed machine with its old state directory:
@@ -393,7 +448,7 @@ func (tb *Testbed) Start(name string) error {
 	if m.Running() {
 		return fmt.Errorf("machine %s is running", name)
 	}
-	return tb.startAgent(m, filepath.Join(filepath.Dir(m.StateDir), "properties.json"))
+	return tb.startMachine(m, filepath.Join(filepath.Dir(m.StateDir), "properties.json"))
 }
 
 // Partition cuts a machine's link to the network; Heal restores it.
@@ -427,6 +482,7 @@ func (tb *Testbed) Close() error {
 		if m.done != nil {
 			<-m.done
 		}
+		m.waitMySQL()
 	}
 	return err
 }
