@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -70,6 +71,8 @@ type UpConfig struct {
 	PropertiesFile string
 	// KeepState: see DaemonConfig.
 	KeepState bool
+	// Containers: see Config.Containers.
+	Containers []string
 	// Coordinator also runs the loop on ServicesFile, PolicyFile and
 	// AugmentFile (see CoordinatorConfig), its page forwarded to
 	// 127.0.0.1:StatusPort on the host (0: any free port).
@@ -108,6 +111,9 @@ func Up(ctx context.Context, cfg UpConfig) (*Response, error) {
 		}
 		args = append(args, f.flag, abs)
 	}
+	if len(cfg.Containers) > 0 {
+		args = append(args, "--containers", strings.Join(cfg.Containers, ","))
+	}
 	if cfg.Coordinator {
 		args = append(args, "--coordinator", "--status-fd", "3")
 	}
@@ -137,7 +143,7 @@ func Serve(ctx context.Context, cfg UpConfig, statusFD int) error {
 	if err != nil {
 		return err
 	}
-	dc := DaemonConfig{Dir: cfg.Dir, BinDir: cfg.BinDir, Names: names, Props: props, KeepState: cfg.KeepState}
+	dc := DaemonConfig{Dir: cfg.Dir, BinDir: cfg.BinDir, Names: names, Props: props, KeepState: cfg.KeepState, Containers: cfg.Containers}
 	if cfg.Coordinator {
 		dc.Coordinator = &CoordinatorConfig{ServicesFile: cfg.ServicesFile, PolicyFile: cfg.PolicyFile, AugmentFile: cfg.AugmentFile}
 		if statusFD > 0 {
@@ -273,6 +279,8 @@ type DaemonConfig struct {
 	// state directories, the coordinator's state): its services then come
 	// back. By default that is deleted first, so every up starts fresh.
 	KeepState bool
+	// Containers: see Config.Containers.
+	Containers []string
 	// Coordinator, when set, also runs the loop in the coordinator's
 	// namespace.
 	Coordinator *CoordinatorConfig
@@ -281,7 +289,9 @@ type DaemonConfig struct {
 // CoordinatorConfig is the loop the testbed daemon runs.
 type CoordinatorConfig struct {
 	// ServicesFile, PolicyFile and AugmentFile are the loop's models; ""
-	// means the built-in example system and DemoPolicy (no augmentation).
+	// means the built-in example system and DemoPolicy (no augmentation,
+	// or with Containers mysql-database Testbed.MySQLAugment, which adds
+	// the servers' credentials).
 	ServicesFile, PolicyFile, AugmentFile string
 	// Status, when set, is a listener in the host's network namespace
 	// whose connections are forwarded to the loop's status page.
@@ -304,7 +314,7 @@ func ServeMachines(cfg DaemonConfig, stop <-chan struct{}) error {
 			}
 		}
 	}
-	tb, err := New(Config{Dir: cfg.Dir, BinDir: cfg.BinDir, Prefix: prefix})
+	tb, err := New(Config{Dir: cfg.Dir, BinDir: cfg.BinDir, Prefix: prefix, Containers: cfg.Containers})
 	if err != nil {
 		return err
 	}
@@ -326,6 +336,12 @@ func ServeMachines(cfg DaemonConfig, stop <-chan struct{}) error {
 // startCoordinator starts the loop and waits until its status page
 // answers, then forwards cc.Status to it.
 func (tb *Testbed) startCoordinator(cc CoordinatorConfig, stop <-chan struct{}) error {
+	if cc.AugmentFile == "" && tb.hasContainer(ContainerMySQL) {
+		cc.AugmentFile = filepath.Join(tb.cfg.Dir, "augment-mysql.yaml")
+		if err := os.WriteFile(cc.AugmentFile, []byte(tb.MySQLAugment()), 0o644); err != nil {
+			return fmt.Errorf("coordinator: %w", err)
+		}
+	}
 	h, err := AttachHarness(tb, HarnessConfig{
 		Dir:          filepath.Join(tb.cfg.Dir, "coordinator"),
 		ServicesFile: cc.ServicesFile, PolicyFile: cc.PolicyFile, AugmentFile: cc.AugmentFile,

@@ -39,6 +39,8 @@ type HarnessConfig struct {
 	Progress io.Writer
 	// DrainTimeout bounds a machine's graceful stop (default 30 s).
 	DrainTimeout time.Duration
+	// Containers: see Config.Containers.
+	Containers []string
 }
 
 // Harness is a testbed with the self-adaptive loop running as a real
@@ -116,7 +118,7 @@ func NewHarness(cfg HarnessConfig) (*Harness, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("harness: %w", err)
 	}
-	tb, err := New(Config{Dir: filepath.Join(cfg.Dir, "testbed"), BinDir: cfg.BinDir, DrainTimeout: cfg.DrainTimeout})
+	tb, err := New(Config{Dir: filepath.Join(cfg.Dir, "testbed"), BinDir: cfg.BinDir, DrainTimeout: cfg.DrainTimeout, Containers: cfg.Containers})
 	if err != nil {
 		return nil, err
 	}

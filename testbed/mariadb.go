@@ -93,9 +93,9 @@ func (tb *Testbed) hasContainer(name string) bool {
 	return false
 }
 
-// checkContainers validates Config.Containers and, for mysql-database,
-// that the MariaDB programs are installed.
-func checkContainers(cs []string) error {
+// CheckContainers validates container names (Config.Containers) and, for
+// mysql-database, that the MariaDB programs are installed.
+func CheckContainers(cs []string) error {
 	for _, c := range cs {
 		if !knownContainers[c] {
 			return fmt.Errorf("testbed: unknown container %q (the testbed runs: %s)", c, ContainerMySQL)

@@ -137,7 +137,7 @@ func New(cfg Config) (*Testbed, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("testbed: %w", err)
 	}
-	if err := checkContainers(cfg.Containers); err != nil {
+	if err := CheckContainers(cfg.Containers); err != nil {
 		return nil, err
 	}
 	if _, err := os.Stat(filepath.Join(cfg.BinDir, "dydisnix-agent")); err != nil {

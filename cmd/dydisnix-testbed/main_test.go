@@ -76,7 +76,8 @@ func buildAll(t *testing.T) string {
 		}
 		for _, p := range [][2]string{{"", "."}, {"", "../dydisnix-agent"}, {"", "../dydisnix-self-adapt"},
 			{"examples", "../../testbed/services/kvstore"}, {"examples", "../../testbed/services/webfront"},
-			{"examples", "../../testbed/services/peer"}, {"examples", "../../testbed/services/chord"}} {
+			{"examples", "../../testbed/services/peer"}, {"examples", "../../testbed/services/chord"},
+			{"examples", "../../testbed/services/webapp"}} {
 			if out, err := exec.Command("go", "build", "-o", filepath.Join(binDir, p[0])+"/", p[1]).CombinedOutput(); err != nil {
 				buildErr = fmt.Errorf("go build %s: %v: %s", p[1], err, out)
 				return
@@ -224,6 +225,9 @@ func (f lazy) String() string { return f() }
 // host, and --keep-running keeps it until interrupted.
 func TestDemoPageOnHost(t *testing.T) {
 	buildAll(t)
+	if err := testbed.CheckContainers([]string{testbed.ContainerMySQL}); err != nil {
+		testenv.Missing(t, "the demo's machines run MariaDB: %v", err)
+	}
 	cmd := exec.Command(filepath.Join(binDir, "dydisnix-testbed"), "demo", "--keep-running", "--status-port", "0", "--dir", t.TempDir())
 	out, err := cmd.StdoutPipe()
 	if err != nil {
