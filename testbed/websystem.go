@@ -3,6 +3,7 @@ package testbed
 import (
 	"fmt"
 	"path/filepath"
+	"sort"
 
 	"github.com/dydisnix/dydisnix/testbed/services"
 )
@@ -67,8 +68,10 @@ func WebSystemModel(binDir, componentsDir string) map[string]any {
 			}
 			portalPeers = append(portalPeers, a.name)
 		} else {
+			sort.Strings(portalPeers)
 			svc["connectsTo"] = portalPeers
 		}
+		sort.Strings(deps) // as a Nix attribute set lists them
 		svc["dependsOn"] = deps
 		if a.files {
 			svc["stateful"], svc["deployState"] = true, true
