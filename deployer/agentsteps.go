@@ -79,12 +79,20 @@ func (x *agentSteps) Do(ctx context.Context, s Step) (StepResult, error) {
 	}
 	switch s.Kind {
 	case StepUpload:
-		file := ""
+		file, dir := "", false
 		for _, ms := range x.plan.New.Services {
 			if ms.Artifact == s.Artifact {
-				file = ms.Pkg
+				file, dir = ms.Pkg, ms.ArtifactDir
 				break
 			}
+		}
+		if dir {
+			tmp, err := dirArtifact(file, s.Artifact)
+			if err != nil {
+				return StepResult{}, err
+			}
+			defer os.Remove(tmp)
+			file = tmp
 		}
 		sent, err := c.UploadArtifact(ctx, s.Artifact, file)
 		if err != nil || sent {
@@ -116,7 +124,7 @@ func (x *agentSteps) Do(ctx context.Context, s Step) (StepResult, error) {
 	case StepActivate:
 		return StepResult{}, c.Activate(ctx, ActivateRequest(x.plan.New, s.mapping()))
 	case StepSnapshot:
-		info, err := c.Snapshot(ctx, s.Service)
+		info, err := c.SnapshotMapping(ctx, agentapi.ServiceRequest{Service: s.Service, Mapping: mappingRequest(x.plan.Old, s)})
 		if err != nil {
 			return StepResult{}, err
 		}
@@ -143,7 +151,7 @@ func (x *agentSteps) Do(ctx context.Context, s Step) (StepResult, error) {
 		if digest == "" {
 			return StepResult{}, fmt.Errorf("no transferred snapshot of %s", s.Service)
 		}
-		return StepResult{Detail: digest}, c.Restore(ctx, s.Service, digest)
+		return StepResult{Detail: digest}, c.RestoreMapping(ctx, agentapi.RestoreRequest{Service: s.Service, Digest: digest, Mapping: mappingRequest(x.plan.New, s)})
 	case StepRestoreStore:
 		return x.restoreFromStore(ctx, c, s)
 	case StepDeleteState:
@@ -198,6 +206,20 @@ func (x *agentSteps) Undo(ctx context.Context, s Step) (string, error) {
 	return "", nil
 }
 
+// mappingRequest is the activation request of the step's mapping in man
+// (nil when man does not hold its key): it tells the agent which module,
+// component and container a state step is about.
+func mappingRequest(man *model.Manifest, s Step) *agentapi.ActivateRequest {
+	if man == nil {
+		return nil
+	}
+	if _, ok := man.Services[s.Key]; !ok {
+		return nil
+	}
+	req := ActivateRequest(man, s.mapping())
+	return &req
+}
+
 func (s Step) mapping() model.ServiceMapping {
 	return model.ServiceMapping{Service: s.Key, Target: s.Target, Container: s.Container}
 }
@@ -222,7 +244,8 @@ func (x *agentSteps) restoreFromStore(ctx context.Context, c *agentapi.Client, s
 	if err != nil {
 		return StepResult{}, err
 	}
-	return StepResult{Detail: fmt.Sprintf("%s (store generation %d)", info.Digest, info.Generation)}, c.Restore(ctx, s.Service, info.Digest)
+	return StepResult{Detail: fmt.Sprintf("%s (store generation %d)", info.Digest, info.Generation)},
+		c.RestoreMapping(ctx, agentapi.RestoreRequest{Service: s.Service, Digest: info.Digest, Mapping: mappingRequest(x.plan.New, s)})
 }
 
 // hold records the lock of target (granted: when it was requested) and

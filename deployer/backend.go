@@ -264,7 +264,8 @@ func (b *AgentBackend) SnapshotAll(ctx context.Context, man *model.Manifest, sto
 				if err != nil {
 					return err
 				}
-				info, err := c.Snapshot(ctx, svc.Name)
+				req := ActivateRequest(man, sm)
+				info, err := c.SnapshotMapping(ctx, agentapi.ServiceRequest{Service: svc.Name, Mapping: &req})
 				if err != nil {
 					return err
 				}

@@ -7,6 +7,7 @@
 package deployer
 
 import (
+	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -19,6 +20,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/dydisnix/dydisnix/deployer/agentapi"
 	"github.com/dydisnix/dydisnix/model"
 )
 
@@ -182,38 +184,113 @@ func nonNilMappings(ms []model.ServiceMapping) []model.ServiceMapping {
 	return ms
 }
 
-// artifact is a resolved pkg: its executable and digest.
+// artifact is a resolved pkg: its executable (or directory) and digest.
 type artifact struct {
 	exe, digest string
+	dir         bool // exe is a directory uploaded whole
 	err         error
 }
 
 // artifactResolver returns a function resolving a process service's pkg
 // to its executable and digest, each distinct pkg once per build (services
 // sharing a binary cost one resolution and one cache look-up).
-func artifactResolver(opts BuildOptions) func(pkg string) artifact {
+func artifactResolver(opts BuildOptions) func(pkg string, process bool) artifact {
 	dc := opts.Digests
 	if dc == nil {
 		dc = defaultDigests
 	}
 	seen := map[string]artifact{}
-	return func(pkg string) artifact {
-		if a, ok := seen[pkg]; ok {
+	return func(pkg string, process bool) artifact {
+		key := fmt.Sprint(process, "\x00", pkg)
+		if a, ok := seen[key]; ok {
 			return a
 		}
-		var a artifact
-		a.exe, a.err = ResolvePkg(pkg, opts.BaseDir)
-		if a.err == nil && !opts.SkipArtifacts {
-			a.digest, a.err = dc.Digest(a.exe)
-		}
-		seen[pkg] = a
+		a := resolveArtifact(pkg, process, opts, dc)
+		seen[key] = a
 		return a
 	}
 }
 
+// resolveArtifact resolves a pkg: a directory is uploaded whole (a
+// process service's needs exactly one executable in bin/); a file is the
+// executable of a process service.
+func resolveArtifact(pkg string, process bool, opts BuildOptions, dc *DigestCache) artifact {
+	var a artifact
+	p := pkg
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(opts.BaseDir, p)
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		return artifact{err: fmt.Errorf("%s: %w", pkg, err)}
+	}
+	if fi.IsDir() {
+		if process {
+			if _, err := ResolvePkg(pkg, opts.BaseDir); err != nil {
+				return artifact{err: err}
+			}
+		}
+		a.exe, a.err = filepath.Abs(p)
+		a.dir = true
+		if a.err == nil && !opts.SkipArtifacts {
+			a.digest, a.err = DirDigest(a.exe)
+		}
+		return a
+	}
+	if !process {
+		return artifact{err: fmt.Errorf("%s: expected a directory (the component its module gets)", pkg)}
+	}
+	a.exe, a.err = ResolvePkg(pkg, opts.BaseDir)
+	if a.err == nil && !opts.SkipArtifacts {
+		a.digest, a.err = dc.Digest(a.exe)
+	}
+	return a
+}
+
+// ArtifactDigest computes the digest of a manifest service's artifact
+// as it is now at its Pkg (a directory or an executable).
+func ArtifactDigest(ms model.ManifestService) (string, error) {
+	if ms.ArtifactDir {
+		return DirDigest(ms.Pkg)
+	}
+	return FileDigest(ms.Pkg)
+}
+
+// DirDigest returns "sha256:<hex>" of the deterministic tarball of a
+// directory (agentapi.WriteTarball): the digest of a directory artifact.
+func DirDigest(dir string) (string, error) {
+	h := sha256.New()
+	if err := agentapi.WriteTarball(h, dir, gzip.BestSpeed); err != nil {
+		return "", fmt.Errorf("read %s: %w", dir, err)
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// dirArtifact writes the tarball of dir to a temporary file (the caller
+// removes it) and checks that it still has digest.
+func dirArtifact(dir, digest string) (string, error) {
+	tmp, err := os.CreateTemp("", "dydisnix-component-*.tar.gz")
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	err = agentapi.WriteTarball(io.MultiWriter(tmp, h), dir, gzip.BestSpeed)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && "sha256:"+hex.EncodeToString(h.Sum(nil)) != digest {
+		err = fmt.Errorf("%s changed since the manifest was built (its digest is no longer %s)", dir, digest)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return "", fmt.Errorf("component %s: %w", dir, err)
+	}
+	return tmp.Name(), nil
+}
+
 // manifestService turns a model service into its manifest form (without
 // dependsOn/connectsTo), resolving and hashing its artifact with art.
-func manifestService(s *model.Service, opts BuildOptions, art func(string) artifact) (model.ManifestService, error) {
+func manifestService(s *model.Service, opts BuildOptions, art func(string, bool) artifact) (model.ManifestService, error) {
 	ms := model.ManifestService{Name: s.Name, Type: s.Type, Properties: map[string]any{},
 		DeployState: s.DeployState() || s.Stateful() || opts.DeployState}
 	if ms.Type == "" {
@@ -271,15 +348,15 @@ func manifestService(s *model.Service, opts BuildOptions, art func(string) artif
 		}
 		return ms, nil
 	}
-	if ms.Type != "process" {
+	if ms.Type == "package" || ms.Type == "echo" {
 		ms.Pkg = pkg
 		return ms, nil
 	}
-	a := art(pkg)
+	a := art(pkg, ms.Type == "process")
 	if a.err != nil {
 		return ms, fmt.Errorf("services: %s.pkg: %w", s.Name, a.err)
 	}
-	ms.Pkg, ms.Artifact = a.exe, a.digest
+	ms.Pkg, ms.Artifact, ms.ArtifactDir = a.exe, a.digest, a.dir
 	return ms, nil
 }
 

@@ -136,5 +136,16 @@ func ActivateRequest(man *model.Manifest, m model.ServiceMapping) agentapi.Activ
 	// connectsTo first so that a service in both lists gets dependsOn's values.
 	ctx["connectsTo"] = deps(svc.ConnectsTo)
 	ctx["dependsOn"] = deps(svc.DependsOn)
-	return agentapi.ActivateRequest{Key: m.Service, Target: m.Target, Container: m.Container, Service: svc, Env: env, Context: ctx}
+	req := agentapi.ActivateRequest{Key: m.Service, Target: m.Target, Container: m.Container, Service: svc, Env: env, Context: ctx}
+	if t := man.Infrastructure[m.Target]; t != nil {
+		for k, v := range t.Containers[m.Container] {
+			if s, ok := model.ScalarText(v); ok {
+				if req.ContainerProperties == nil {
+					req.ContainerProperties = map[string]string{}
+				}
+				req.ContainerProperties[k] = s
+			}
+		}
+	}
+	return req
 }

@@ -51,7 +51,7 @@ func TestAgentLostLeaseStopsTheTransition(t *testing.T) {
 		if e.Step.Kind == deployer.StepActivate && e.Phase == deployer.PhaseStart {
 			// The lock disappears from under the coordinator.
 			once.Do(func() {
-				if err := ta.a.Unlock("lease-test"); err != nil {
+				if err := ta.a.Unlock(context.Background(), "lease-test"); err != nil {
 					t.Errorf("unlock on the agent: %v", err)
 				}
 			})
@@ -149,7 +149,7 @@ func TestAgentLockOfOwnTransitionIsTakenOver(t *testing.T) {
 		t.Run(tc.holder, func(t *testing.T) {
 			c := newCluster(t, 1)
 			c.be.Owner = "me"
-			if err := c.agents["t1"].a.Lock(tc.holder, time.Hour, false); err != nil {
+			if err := c.agents["t1"].a.Lock(context.Background(), tc.holder, time.Hour, false); err != nil {
 				t.Fatal(err)
 			}
 			svcs := model.Services{"p": svc(t, "p", "peer", nil, nil, false)}

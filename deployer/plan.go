@@ -398,9 +398,14 @@ func PlanTransition(old, new *model.Manifest, opts PlanOptions) (*Plan, error) {
 	// restore from the coordinator's store when the old target is gone.
 	restoreFor := map[mapKey]int{}
 	for _, mv := range moves {
+		// A restore through a Dysnomia module needs the component.
+		var up []int
+		if id, ok := upload[[2]string{mv.to, new.Services[mv.newMap.Service].Artifact}]; ok {
+			up = append(up, id)
+		}
 		if unreach(mv.from) {
 			restoreFor[mk(mv.newMap)] = add(Step{Kind: StepRestoreStore, Target: mv.to, From: mv.from, Service: mv.name,
-				Key: mv.newMap.Service, Container: mv.container, Deps: withLock(mv.to, allDeact...)})
+				Key: mv.newMap.Service, Container: mv.container, Deps: withLock(mv.to, append(up, allDeact...)...)})
 			continue
 		}
 		fromMap := model.ServiceMapping{Service: mv.fromKey, Target: mv.from, Container: mv.container}
@@ -411,7 +416,7 @@ func PlanTransition(old, new *model.Manifest, opts PlanOptions) (*Plan, error) {
 		snap := add(Step{Kind: StepSnapshot, Target: mv.from, Service: mv.name, Key: mv.fromKey, Container: mv.container, Old: true, Deps: deps})
 		xfer := add(Step{Kind: StepTransfer, Target: mv.to, From: mv.from, Service: mv.name, Key: mv.newMap.Service, Container: mv.container, Deps: []int{snap}})
 		restoreFor[mk(mv.newMap)] = add(Step{Kind: StepRestore, Target: mv.to, From: mv.from, Service: mv.name,
-			Key: mv.newMap.Service, Container: mv.container, Deps: withLock(mv.to, append([]int{xfer}, allDeact...)...)})
+			Key: mv.newMap.Service, Container: mv.container, Deps: withLock(mv.to, append(append(up, xfer), allDeact...)...)})
 	}
 
 	// 5. Activations, dependencies first (after every deactivation: the

@@ -180,8 +180,9 @@ func TestBuildManifestPkgDirectoryAndKeyStability(t *testing.T) {
 		t.Fatal(m.Mappings)
 	}
 	ms := m.Services[m.Mappings[0].Service]
-	if ms.Pkg != exe || !strings.HasPrefix(ms.Artifact, "sha256:") {
-		t.Errorf("pkg %s artifact %s", ms.Pkg, ms.Artifact)
+	// The directory is the artifact, uploaded whole (issue 10, item 3).
+	if want, _ := DirDigest(filepath.Join(dir, "svc")); ms.Pkg != filepath.Join(dir, "svc") || !ms.ArtifactDir || ms.Artifact != want {
+		t.Errorf("pkg %s artifact %s (directory %v), want the directory %s uploaded whole as %s", ms.Pkg, ms.Artifact, ms.ArtifactDir, filepath.Join(dir, "svc"), want)
 	}
 	// A round trip through the manifest file keeps keys and content.
 	b, err := model.MarshalManifest(m)

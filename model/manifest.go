@@ -44,8 +44,13 @@ type ManifestService struct {
 	Type string `json:"type"`
 	// Pkg is the artifact path on the coordinator (resolved, absolute), or "".
 	Pkg string `json:"pkg,omitempty"`
-	// Artifact is "sha256:<hex>" of the executable Pkg resolves to, or "".
+	// Artifact is "sha256:<hex>" of the executable Pkg resolves to (or,
+	// with ArtifactDir, of the deterministic tarball of the directory Pkg),
+	// or "".
 	Artifact string `json:"artifact,omitempty"`
+	// ArtifactDir is true when the artifact is a whole directory (a
+	// component: uploaded as a gzip tarball, unpacked on the target).
+	ArtifactDir bool `json:"artifactDir,omitempty"`
 	// Args are extra command line arguments of a process service.
 	Args []string `json:"args,omitempty"`
 	// HealthCheck is the declared health check ("http://..." or "tcp://host:port"), or "".

@@ -84,7 +84,7 @@ func (p *Pass) Generation(gen int) (*model.Manifest, error) {
 	}
 	for _, s := range man.Services {
 		if s.Artifact != "" {
-			if d, err := deployer.FileDigest(s.Pkg); err != nil || d != s.Artifact {
+			if d, err := deployer.ArtifactDigest(s); err != nil || d != s.Artifact {
 				return nil, fmt.Errorf("%s: service %s: its artifact %s is no longer at %s", what, s.Name, s.Artifact, s.Pkg)
 			}
 		}

@@ -46,6 +46,7 @@ type options struct {
 	keep, maxEntries, maxConns                   int
 	maxUpload, maxExtract                        int64
 	drainTimeout, startTimeout, idleTimeout      time.Duration
+	moduleTimeout                                time.Duration
 	publish, insecureHTTP                        bool
 	signKey                                      string
 	properties, endpoint                         string
@@ -69,6 +70,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.keep, "keep", 2, "`N` snapshot generations kept per service")
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", 2*time.Minute, "`DUR` on SIGTERM, how long to wait for the coordinator to move the services away before stopping them")
 	fs.DurationVar(&o.startTimeout, "start-timeout", 20*time.Second, "`DUR` how long an activation waits for a process to run and pass its health check")
+	fs.DurationVar(&o.moduleTimeout, "module-timeout", 10*time.Minute, "`DUR` bound on each operation of a Dysnomia module (activate, snapshot, restore, ...); past it the module is killed and the step fails")
 	fs.Int64Var(&o.maxUpload, "max-upload", 1<<30, "`BYTES` largest artifact or snapshot upload accepted (larger: 413)")
 	fs.Int64Var(&o.maxExtract, "max-extract", 1<<30, "`BYTES` most bytes a snapshot restore may write (more: 413)")
 	fs.IntVar(&o.maxEntries, "max-entries", 100000, "`N` most entries a restored snapshot may hold (more: 413)")
@@ -128,7 +130,7 @@ func serve(o options, log *zap.Logger) error {
 		return err
 	}
 	a, err := agent.New(agent.Config{StateDir: o.stateDir, Token: []byte(token), Keep: o.keep, StartTimeout: o.startTimeout, Logger: log,
-		MaxUpload: o.maxUpload, MaxExtract: o.maxExtract, MaxEntries: o.maxEntries,
+		MaxUpload: o.maxUpload, MaxExtract: o.maxExtract, MaxEntries: o.maxEntries, ModuleTimeout: o.moduleTimeout,
 		FaultDir: os.Getenv(agent.FaultDirEnv)})
 	if err != nil {
 		ln.Close()

@@ -6,7 +6,10 @@
 //
 // State directory layout:
 //
-//	artifacts/<sha256-hex>             uploaded executables (content addressed)
+//	artifacts/<sha256-hex>             uploaded executables and component tarballs (content addressed)
+//	components/<hash>-<service>/       a directory artifact unpacked (the component path of a module)
+//	dysnomia/                          the Dysnomia store of the modules (DYSNOMIA_STATEDIR)
+//	mappings/<service>.json            the last mapping of a module-typed service
 //	state/<service>/                   state directory of a service (DYDISNIX_STATE_DIR)
 //	snapshots/<service>/<hex>.tar.gz   snapshots (gzip tarballs of the state directory)
 //	snapshots/<service>/generations.json  the snapshot generations, oldest first
@@ -88,6 +91,12 @@ type Config struct {
 	// default) disables it; only the agent's own environment sets it
 	// (DYDISNIX_AGENT_FAULT_DIR), never a request.
 	FaultDir string
+	// ModulesPath is the colon-separated list of directories searched for
+	// Dysnomia modules before the built-ins ("": $DYSNOMIA_MODULES_PATH).
+	ModulesPath string
+	// ModuleTimeout bounds each operation of a Dysnomia module (default
+	// 10m): past it the module's process group is killed and the step fails.
+	ModuleTimeout time.Duration
 }
 
 func (c *Config) defaults() {
@@ -127,6 +136,9 @@ func (c *Config) defaults() {
 	}
 	if c.MaxEntries <= 0 {
 		c.MaxEntries = 100000
+	}
+	if c.ModuleTimeout <= 0 {
+		c.ModuleTimeout = 10 * time.Minute
 	}
 }
 
@@ -295,7 +307,12 @@ func (a *Agent) newProc(req agentapi.ActivateRequest) (*proc, error) {
 	}
 	var exe string
 	args := append([]string(nil), svc.Args...)
-	if svc.Artifact != "" {
+	if svc.ArtifactDir {
+		var err error
+		if exe, err = a.componentExe(req); err != nil {
+			return nil, err
+		}
+	} else if svc.Artifact != "" {
 		hex := strings.TrimPrefix(svc.Artifact, "sha256:")
 		if !hexDigest.MatchString(hex) {
 			return nil, fmt.Errorf("artifact %q: expected sha256:<64 hex digits>", svc.Artifact)
@@ -440,7 +457,13 @@ func (a *Agent) Activate(ctx context.Context, req agentapi.ActivateRequest) erro
 	case "package", "echo":
 		// nothing runs: the service lives in the profile only
 	default:
-		return &httpError{400, fmt.Sprintf("activate %s: type %q is not supported by the agent (supported: process, package, echo)", req.Service.Name, req.Service.Type)}
+		// A Dysnomia module: the type's module activates the component.
+		if err := a.runModule(ctx, req, "activate", false); err != nil {
+			return err
+		}
+		if err := a.saveMapping(req); err != nil {
+			return err
+		}
 	}
 	a.mu.Lock()
 	if a.closing {
@@ -549,6 +572,11 @@ func (a *Agent) Deactivate(ctx context.Context, key string) error {
 	}
 	if e.proc != nil {
 		e.proc.stop()
+	}
+	if moduleType(e.Req.Service.Type) {
+		if err := a.runModule(ctx, e.Req, "deactivate", false); err != nil {
+			return err
+		}
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -673,7 +701,21 @@ func (a *Agent) loadLock() error {
 // (as Disnix's lock file), unless refresh is set and owner holds it: then
 // the lease is extended. A coordinator that died mid-transition thus
 // blocks the target for at most one lease.
-func (a *Agent) Lock(owner string, ttl time.Duration, refresh bool) error {
+//
+// A new lock (not a renewal) runs the lock operation of every active
+// Dysnomia module mapping; a module that refuses refuses the lock.
+func (a *Agent) Lock(ctx context.Context, owner string, ttl time.Duration, refresh bool) error {
+	if err := a.takeLock(owner, ttl, refresh); err != nil || refresh {
+		return err
+	}
+	if err := a.lockModules(ctx); err != nil {
+		a.Unlock(ctx, owner)
+		return fmt.Errorf("lock refused: %w", err)
+	}
+	return nil
+}
+
+func (a *Agent) takeLock(owner string, ttl time.Duration, refresh bool) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if owner == "" {
@@ -699,8 +741,18 @@ func (a *Agent) Lock(owner string, ttl time.Duration, refresh bool) error {
 	return nil
 }
 
-// Unlock releases the lock; it fails when not locked (or locked by someone else).
-func (a *Agent) Unlock(owner string) error {
+// Unlock releases the lock; it fails when not locked (or locked by
+// someone else). The unlock operation of every active Dysnomia module
+// mapping runs first (a failure is reported; the lock is released anyway).
+func (a *Agent) Unlock(ctx context.Context, owner string) error {
+	merr := a.unlockModules(ctx)
+	if err := a.releaseLock(owner); err != nil {
+		return err
+	}
+	return merr
+}
+
+func (a *Agent) releaseLock(owner string) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if owner == "" {

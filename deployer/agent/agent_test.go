@@ -171,9 +171,9 @@ func TestActivateUnsupportedTypeAndDrainRefusal(t *testing.T) {
 	t.Parallel()
 	a, c := newAgent(t)
 	ctx := context.Background()
-	err := c.Activate(ctx, agentapi.ActivateRequest{Key: "k", Service: model.ManifestService{Name: "x", Type: "mysql-database"}})
-	if code(err) != 400 || !strings.Contains(err.Error(), "not supported") {
-		t.Errorf("unsupported type: %v", err)
+	err := c.Activate(ctx, agentapi.ActivateRequest{Key: "k", Service: model.ManifestService{Name: "x", Type: "no-such-type"}})
+	if code(err) != 422 || !strings.Contains(err.Error(), `no Dysnomia module for type "no-such-type"`) {
+		t.Errorf("a type without a module: %v", err)
 	}
 	if err := c.Activate(ctx, agentapi.ActivateRequest{Key: "p", Service: model.ManifestService{Name: "pkg", Type: "package"}}); err != nil {
 		t.Fatal(err)
@@ -351,7 +351,7 @@ func TestDrainEndsWhenTheLeaseRunsOut(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.Close(true)
-	if err := a.Lock("dead-coordinator", 30*time.Second, false); err != nil {
+	if err := a.Lock(context.Background(), "dead-coordinator", 30*time.Second, false); err != nil {
 		t.Fatal(err)
 	}
 	moved := make(chan bool, 1)

@@ -31,13 +31,13 @@ func (a *Agent) Handler() http.Handler {
 	mux.HandleFunc("POST "+agentapi.PathLock, func(w http.ResponseWriter, r *http.Request) {
 		var req agentapi.LockRequest
 		if decode(w, r, &req) && (req.Refresh || !a.fault(w, r, FaultLock)) {
-			a.reply(w, nil, a.Lock(req.Owner, time.Duration(req.TTLSeconds)*time.Second, req.Refresh))
+			a.reply(w, nil, a.Lock(r.Context(), req.Owner, time.Duration(req.TTLSeconds)*time.Second, req.Refresh))
 		}
 	})
 	mux.HandleFunc("POST "+agentapi.PathUnlock, func(w http.ResponseWriter, r *http.Request) {
 		var req agentapi.LockRequest
 		if decode(w, r, &req) && !a.fault(w, r, FaultUnlock) {
-			err := a.Unlock(req.Owner)
+			err := a.Unlock(r.Context(), req.Owner)
 			if err == nil && a.fault(w, r, FaultUnlockDone) {
 				return
 			}
@@ -89,7 +89,7 @@ func (a *Agent) Handler() http.Handler {
 	mux.HandleFunc("POST "+agentapi.PathSnapshot, func(w http.ResponseWriter, r *http.Request) {
 		var req agentapi.ServiceRequest
 		if decode(w, r, &req) && !a.fault(w, r, FaultSnapshot) {
-			info, err := a.Snapshot(req.Service)
+			info, err := a.Snapshot(r.Context(), req)
 			a.reply(w, info, err)
 		}
 	})
@@ -133,19 +133,19 @@ func (a *Agent) Handler() http.Handler {
 	mux.HandleFunc("POST "+agentapi.PathRestore, func(w http.ResponseWriter, r *http.Request) {
 		var req agentapi.RestoreRequest
 		if decode(w, r, &req) && !a.fault(w, r, FaultRestore) {
-			a.reply(w, nil, a.Restore(req.Service, req.Digest))
+			a.reply(w, nil, a.Restore(r.Context(), req))
 		}
 	})
 	mux.HandleFunc("POST "+agentapi.PathDeleteState, func(w http.ResponseWriter, r *http.Request) {
 		var req agentapi.ServiceRequest
 		if decode(w, r, &req) {
-			a.reply(w, nil, a.DeleteState(req.Service))
+			a.reply(w, nil, a.DeleteState(r.Context(), req.Service))
 		}
 	})
 	mux.HandleFunc("POST "+agentapi.PathGC, func(w http.ResponseWriter, r *http.Request) {
 		var req agentapi.GCRequest
 		if decode(w, r, &req) {
-			res, err := a.CollectGarbage(req)
+			res, err := a.CollectGarbage(r.Context(), req)
 			a.reply(w, res, err)
 		}
 	})

@@ -3,6 +3,7 @@ package agent
 import (
 	"archive/tar"
 	"compress/gzip"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -14,7 +15,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/dydisnix/dydisnix/deployer/agentapi"
 	"github.com/dydisnix/dydisnix/model"
@@ -157,19 +157,32 @@ func (a *Agent) trim(service string, gens []agentapi.SnapshotInfo, keep int) []a
 	return append([]agentapi.SnapshotInfo(nil), kept...)
 }
 
-// Snapshot writes a gzip tarball of the service's state directory into
-// the snapshot store and returns its generation.
-func (a *Agent) Snapshot(service string) (agentapi.SnapshotInfo, error) {
+// Snapshot writes a gzip tarball of the service's state into the
+// snapshot store and returns its generation. The state of a service run
+// by a Dysnomia module is what its module's snapshot operation writes
+// (the newest generation of the component in the Dysnomia store, packed
+// with its checksum); that of the others is their state directory.
+func (a *Agent) Snapshot(ctx context.Context, req agentapi.ServiceRequest) (agentapi.SnapshotInfo, error) {
+	service := req.Service
 	if err := a.checkService(service); err != nil {
 		return agentapi.SnapshotInfo{}, err
 	}
 	a.opMu.Lock()
 	defer a.opMu.Unlock()
+	if m := a.mappingOf(service, req.Mapping); m != nil {
+		return a.storeSnapshot(service, func(w io.Writer) error { return a.snapshotModule(ctx, *m, w) })
+	}
 	src := a.path("state", service)
 	// A service that never wrote anything has an empty state: snapshot that.
 	if err := os.MkdirAll(src, 0o700); err != nil {
 		return agentapi.SnapshotInfo{}, err
 	}
+	return a.storeSnapshot(service, func(w io.Writer) error { return agentapi.WriteTarball(w, src, gzip.BestSpeed) })
+}
+
+// storeSnapshot writes a snapshot with write into the snapshot store
+// (named by its sha256) as the service's newest generation.
+func (a *Agent) storeSnapshot(service string, write func(io.Writer) error) (agentapi.SnapshotInfo, error) {
 	dir := a.path("snapshots", service)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return agentapi.SnapshotInfo{}, err
@@ -180,7 +193,7 @@ func (a *Agent) Snapshot(service string) (agentapi.SnapshotInfo, error) {
 	}
 	defer os.Remove(tmp.Name())
 	h := sha256.New()
-	if err := writeTarball(io.MultiWriter(tmp, h), src); err != nil {
+	if err := write(io.MultiWriter(tmp, h)); err != nil {
 		tmp.Close()
 		return agentapi.SnapshotInfo{}, fmt.Errorf("snapshot %s: %w", service, err)
 	}
@@ -195,62 +208,6 @@ func (a *Agent) Snapshot(service string) (agentapi.SnapshotInfo, error) {
 		return agentapi.SnapshotInfo{}, err
 	}
 	return a.addGeneration(agentapi.SnapshotInfo{Service: service, Digest: "sha256:" + hexd, Size: fi.Size()})
-}
-
-// writeTarball writes a deterministic gzip tarball of dir (sorted entries,
-// zeroed times and owners), so equal state yields equal digests.
-func writeTarball(w io.Writer, dir string) error {
-	gz, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
-	tw := tar.NewWriter(gz)
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil || rel == "." {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		var link string
-		if fi.Mode()&fs.ModeSymlink != 0 {
-			link, _ = os.Readlink(p)
-		}
-		hdr, err := tar.FileInfoHeader(fi, link)
-		if err != nil {
-			return err
-		}
-		hdr.Name = filepath.ToSlash(rel)
-		if fi.IsDir() {
-			hdr.Name += "/"
-		}
-		hdr.ModTime, hdr.AccessTime, hdr.ChangeTime = time.Unix(0, 0), time.Time{}, time.Time{}
-		hdr.Uid, hdr.Gid, hdr.Uname, hdr.Gname = 0, 0, "", ""
-		hdr.Format = tar.FormatPAX
-		hdr.PAXRecords = nil
-		if err := tw.WriteHeader(hdr); err != nil {
-			return err
-		}
-		if fi.Mode().IsRegular() {
-			f, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(tw, f)
-			f.Close()
-			return err
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	if err := tw.Close(); err != nil {
-		return err
-	}
-	return gz.Close()
 }
 
 // extractLimits bounds what one extraction may write.
@@ -382,9 +339,14 @@ func (a *Agent) PutSnapshot(service, hexd string, r io.Reader) error {
 }
 
 // Restore verifies a snapshot's digest and replaces the service's state
-// directory with its content. The service must not be running.
-func (a *Agent) Restore(service, digest string) error {
-	hexd := strings.TrimPrefix(digest, "sha256:")
+// directory with its content. The service must not be running. For a
+// service run by a Dysnomia module, the snapshot is imported into the
+// Dysnomia store as the component's newest generation (its checksum
+// verified first) and the module's restore operation loads it
+// (req.Replace: existing data may be replaced).
+func (a *Agent) Restore(ctx context.Context, req agentapi.RestoreRequest) error {
+	service := req.Service
+	hexd := strings.TrimPrefix(req.Digest, "sha256:")
 	file, err := a.SnapshotFile(service, hexd)
 	if err != nil {
 		return err
@@ -401,7 +363,14 @@ func (a *Agent) Restore(service, digest string) error {
 	if got != hexd {
 		return &httpError{422, fmt.Sprintf("restore %s: snapshot corrupt: sha256:%s, expected sha256:%s", service, got, hexd)}
 	}
+	m := a.mappingOf(service, req.Mapping)
 	stateRoot := a.path("state")
+	if m != nil {
+		stateRoot = a.path("dysnomia", "tmp")
+		if err := os.MkdirAll(stateRoot, 0o700); err != nil {
+			return err
+		}
+	}
 	tmp, err := os.MkdirTemp(stateRoot, "."+service+".restore-*")
 	if err != nil {
 		return err
@@ -419,6 +388,9 @@ func (a *Agent) Restore(service, digest string) error {
 	}
 	if err != nil {
 		return fmt.Errorf("restore %s: %w", service, err)
+	}
+	if m != nil {
+		return a.restoreModule(ctx, *m, tmp, req.Replace)
 	}
 	dst := a.path("state", service)
 	old := dst + ".old"
@@ -453,8 +425,10 @@ func fileHex(file string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// DeleteState removes the state directory of a service that is not active.
-func (a *Agent) DeleteState(service string) error {
+// DeleteState removes the state directory of a service that is not
+// active; for a service run by a Dysnomia module, its module's
+// collect-garbage operation deletes the state (when marked as garbage).
+func (a *Agent) DeleteState(ctx context.Context, service string) error {
 	if err := a.checkService(service); err != nil {
 		return err
 	}
@@ -473,13 +447,18 @@ func (a *Agent) DeleteState(service string) error {
 	}
 	a.opMu.Lock()
 	defer a.opMu.Unlock()
+	if m := a.mappingOf(service, nil); m != nil {
+		if err := a.runModule(ctx, *m, "collect-garbage", false); err != nil {
+			return err
+		}
+	}
 	return os.RemoveAll(a.path("state", service))
 }
 
 // CollectGarbage removes artifacts no active service uses, snapshot
 // generations beyond keep and, with DeleteState, the state of services
 // marked as garbage.
-func (a *Agent) CollectGarbage(req agentapi.GCRequest) (agentapi.GCResult, error) {
+func (a *Agent) CollectGarbage(ctx context.Context, req agentapi.GCRequest) (agentapi.GCResult, error) {
 	var res agentapi.GCResult
 	keep := req.Keep
 	if keep <= 0 {
@@ -512,7 +491,7 @@ func (a *Agent) CollectGarbage(req agentapi.GCRequest) (agentapi.GCResult, error
 	a.opMu.Unlock()
 	if req.DeleteState {
 		for _, g := range garbage {
-			if a.DeleteState(g) == nil {
+			if a.DeleteState(ctx, g) == nil {
 				res.States++
 			}
 		}

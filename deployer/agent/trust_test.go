@@ -132,7 +132,7 @@ func TestRestoreExtractionLimits(t *testing.T) {
 		if err := a.PutSnapshot("db", strings.TrimPrefix(d, "sha256:"), bytes.NewReader(data)); err != nil {
 			t.Fatal(err)
 		}
-		if err := a.Restore("db", d); err == nil || !strings.Contains(err.Error(), "10 entries") {
+		if err := a.Restore(context.Background(), agentapi.RestoreRequest{Service: "db", Digest: d}); err == nil || !strings.Contains(err.Error(), "10 entries") {
 			t.Fatalf("restore of 11 entries with a limit of 10: %v", err)
 		}
 	})
@@ -271,7 +271,7 @@ func TestLockSurvivesRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Lock("coordinator-1", 10*time.Second, false); err != nil {
+	if err := a.Lock(context.Background(), "coordinator-1", 10*time.Second, false); err != nil {
 		t.Fatal(err)
 	}
 	a.Close(false)
@@ -283,14 +283,14 @@ func TestLockSurvivesRestart(t *testing.T) {
 	if !a.Health().Locked {
 		t.Fatal("the restarted agent is not locked")
 	}
-	if err := a.Lock("coordinator-2", 10*time.Second, false); err == nil || !strings.Contains(err.Error(), "locked by coordinator-1") {
+	if err := a.Lock(context.Background(), "coordinator-2", 10*time.Second, false); err == nil || !strings.Contains(err.Error(), "locked by coordinator-1") {
 		t.Errorf("lock by another owner after the restart: %v", err)
 	}
 	clk.Advance(11 * time.Second)
-	if err := a.Lock("coordinator-2", 10*time.Second, false); err != nil {
+	if err := a.Lock(context.Background(), "coordinator-2", 10*time.Second, false); err != nil {
 		t.Errorf("lock after the restored lease ran out: %v", err)
 	}
-	if err := a.Unlock("coordinator-2"); err != nil {
+	if err := a.Unlock(context.Background(), "coordinator-2"); err != nil {
 		t.Fatal(err)
 	}
 	a.Close(false)

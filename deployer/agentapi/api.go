@@ -45,6 +45,11 @@ type ActivateRequest struct {
 	// Context is the JSON document written to the DYDISNIX_CONTEXT file
 	// (the agent adds "stateDir").
 	Context map[string]any `json:"context"`
+	// ContainerProperties are the scalar properties of the mapping's
+	// container on the target (infrastructure containers.<container>, with
+	// what augmentation added): a Dysnomia module gets them as environment
+	// variables (mysqlUsername, mysqlPassword, mysqlPort, mysqlSocket, ...).
+	ContainerProperties map[string]string `json:"containerProperties,omitempty"`
 }
 
 // KeyRequest names a service mapping by key.
@@ -55,6 +60,10 @@ type KeyRequest struct {
 // ServiceRequest names a service (its state directory is per service name).
 type ServiceRequest struct {
 	Service string `json:"service"`
+	// Mapping is the mapping whose state is meant (its type, component and
+	// container select the Dysnomia module); nil: the agent uses the last
+	// mapping of the service it activated.
+	Mapping *ActivateRequest `json:"mapping,omitempty"`
 }
 
 // RestoreRequest restores a snapshot (already on the agent) into a service's state directory.
@@ -62,6 +71,11 @@ type RestoreRequest struct {
 	Service string `json:"service"`
 	// Digest is the snapshot's "sha256:<hex>"; verified before the restore.
 	Digest string `json:"digest"`
+	// Mapping is the mapping the state is restored for (see ServiceRequest).
+	Mapping *ActivateRequest `json:"mapping,omitempty"`
+	// Replace lets a Dysnomia module replace existing data (a database
+	// that already holds tables); without it such a restore is refused.
+	Replace bool `json:"replace,omitempty"`
 }
 
 // GCRequest collects garbage: unreferenced artifacts, state of services

@@ -161,8 +161,14 @@ func (c *Client) Deactivate(ctx context.Context, key string) error {
 
 // Snapshot snapshots a service's state directory into the agent's snapshot store.
 func (c *Client) Snapshot(ctx context.Context, service string) (*SnapshotInfo, error) {
+	return c.SnapshotMapping(ctx, ServiceRequest{Service: service})
+}
+
+// SnapshotMapping snapshots the state of a service; req.Mapping names the
+// mapping (type, component, container) whose Dysnomia module takes it.
+func (c *Client) SnapshotMapping(ctx context.Context, req ServiceRequest) (*SnapshotInfo, error) {
 	var s SnapshotInfo
-	return &s, c.post(ctx, PathSnapshot, ServiceRequest{Service: service}, &s)
+	return &s, c.post(ctx, PathSnapshot, req, &s)
 }
 
 // Snapshots lists a service's snapshot generations on the agent, oldest first.
@@ -183,7 +189,13 @@ func (c *Client) PutSnapshot(ctx context.Context, service, digest string, r io.R
 
 // Restore restores a snapshot the agent holds into the service's state directory.
 func (c *Client) Restore(ctx context.Context, service, digest string) error {
-	return c.post(ctx, PathRestore, RestoreRequest{Service: service, Digest: digest}, nil)
+	return c.RestoreMapping(ctx, RestoreRequest{Service: service, Digest: digest})
+}
+
+// RestoreMapping restores a snapshot the agent holds for req.Mapping
+// (through its Dysnomia module when its type has one).
+func (c *Client) RestoreMapping(ctx context.Context, req RestoreRequest) error {
+	return c.post(ctx, PathRestore, req, nil)
 }
 
 // DeleteState deletes the state directory of a service that is not active.
