@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/dydisnix/dydisnix/model"
+	"github.com/dydisnix/dydisnix/testbed/services"
 )
 
 // What dydisnix-testbed runs in the background: the testbed daemon, which
@@ -314,7 +315,10 @@ func ServeMachines(cfg DaemonConfig, stop <-chan struct{}) error {
 			}
 		}
 	}
-	tb, err := New(Config{Dir: cfg.Dir, BinDir: cfg.BinDir, Prefix: prefix, Containers: cfg.Containers})
+	// The MariaDB servers provide the web system's accounts, so that
+	// examples/websystem runs on them.
+	tb, err := New(Config{Dir: cfg.Dir, BinDir: cfg.BinDir, Prefix: prefix, Containers: cfg.Containers,
+		MySQLAccounts: services.WebSystemDatabases})
 	if err != nil {
 		return err
 	}

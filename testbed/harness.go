@@ -39,8 +39,9 @@ type HarnessConfig struct {
 	Progress io.Writer
 	// DrainTimeout bounds a machine's graceful stop (default 30 s).
 	DrainTimeout time.Duration
-	// Containers: see Config.Containers.
-	Containers []string
+	// Containers and MySQLAccounts: see Config.
+	Containers    []string
+	MySQLAccounts []string
 }
 
 // Harness is a testbed with the self-adaptive loop running as a real
@@ -118,7 +119,8 @@ func NewHarness(cfg HarnessConfig) (*Harness, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("harness: %w", err)
 	}
-	tb, err := New(Config{Dir: filepath.Join(cfg.Dir, "testbed"), BinDir: cfg.BinDir, DrainTimeout: cfg.DrainTimeout, Containers: cfg.Containers})
+	tb, err := New(Config{Dir: filepath.Join(cfg.Dir, "testbed"), BinDir: cfg.BinDir, DrainTimeout: cfg.DrainTimeout,
+		Containers: cfg.Containers, MySQLAccounts: cfg.MySQLAccounts})
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -27,6 +28,9 @@ const MySQLPort = 3306
 // MySQLUser is the administrator account of every machine's MariaDB server;
 // its password is in Testbed.MySQLPasswordFile, never announced.
 const MySQLUser = "root"
+
+// sqlName is what an account name of Config.MySQLAccounts may be.
+var sqlName = regexp.MustCompile(`^[A-Za-z0-9_]{1,64}$`)
 
 // Container names Config.Containers accepts.
 var knownContainers = map[string]bool{ContainerMySQL: true}
@@ -193,6 +197,10 @@ func (tb *Testbed) startMySQL(m *Machine) error {
 	initSQL := fmt.Sprintf("ALTER USER '%[1]s'@'localhost' IDENTIFIED BY '%[2]s';\n"+
 		"CREATE USER IF NOT EXISTS '%[1]s'@'127.0.0.1' IDENTIFIED BY '%[2]s';\n"+
 		"GRANT ALL PRIVILEGES ON *.* TO '%[1]s'@'127.0.0.1' WITH GRANT OPTION;\n", MySQLUser, p)
+	for _, a := range tb.cfg.MySQLAccounts {
+		initSQL += fmt.Sprintf("CREATE USER IF NOT EXISTS '%[1]s'@'%%' IDENTIFIED BY '%[1]s';\n"+
+			"GRANT ALL PRIVILEGES ON `%[1]s`.* TO '%[1]s'@'%%';\n", a)
+	}
 	initFile := filepath.Join(dir, "init.sql")
 	if err := os.WriteFile(initFile, []byte(initSQL), 0o600); err != nil {
 		return fmt.Errorf("machine %s: %w", m.Name, err)

@@ -56,6 +56,13 @@ type Config struct {
 	// the machine's properties (port and socket, no credentials) and added
 	// to its supportedTypes.
 	Containers []string
+	// MySQLAccounts are the accounts every MariaDB server provides besides
+	// the administrator, as a server's configuration would (NixOS's
+	// services.mysql.ensureUsers): each named like its database, with
+	// that name as password and every privilege on that database. They
+	// exist on every server, so a database moved by a dump (which holds
+	// no accounts) finds its account wherever it lands.
+	MySQLAccounts []string
 }
 
 // Testbed is a running simulated network.
@@ -139,6 +146,11 @@ func New(cfg Config) (*Testbed, error) {
 	}
 	if err := CheckContainers(cfg.Containers); err != nil {
 		return nil, err
+	}
+	for _, a := range cfg.MySQLAccounts {
+		if !sqlName.MatchString(a) {
+			return nil, fmt.Errorf("testbed: MariaDB account %q: expected letters, digits and _ only", a)
+		}
 	}
 	if _, err := os.Stat(filepath.Join(cfg.BinDir, "dydisnix-agent")); err != nil {
 		return nil, fmt.Errorf("testbed: dydisnix-agent not found in %s (run 'make build'): %w", cfg.BinDir, err)

@@ -122,7 +122,7 @@ func RunDemo(ctx context.Context, cfg DemoConfig) (*DemoReport, error) {
 	svcs := WebSystemModel(cfg.BinDir, comps)
 	augmentFile := filepath.Join(cfg.Dir, "augment.yaml")
 	h, err := NewHarness(HarnessConfig{Dir: cfg.Dir, BinDir: cfg.BinDir, Machines: cfg.Machines, Progress: cfg.Progress,
-		Services: svcs, AugmentFile: augmentFile, Containers: []string{ContainerMySQL},
+		Services: svcs, AugmentFile: augmentFile, Containers: []string{ContainerMySQL}, MySQLAccounts: services.WebSystemDatabases,
 		LoopArgs: []string{"--snapshot-schedule", demoSchedule}})
 	if err != nil {
 		return nil, err
