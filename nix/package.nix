@@ -24,7 +24,7 @@ buildGoModule {
     filter = path: type: !(builtins.elem (baseNameOf path) [ "bin" "result" ".git" ]);
   };
 
-  vendorHash = "sha256-ECmVeq5eKXN66gSzAWVEjOlxyEyWP14gbjP40bC1cXA=";
+  vendorHash = "sha256-v3BhILhoGyOjk2qjBGrM3Quozcg5U3DzaJsK7ExY6h4=";
 
   subPackages = map (name: "cmd/${name}") commands;
 
