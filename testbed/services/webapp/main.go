@@ -83,23 +83,39 @@ func run(ctx context.Context, env *svcenv.Env, logger *log.Logger) error {
 	if err != nil {
 		return err
 	}
+	a, err := newApp(env)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	for _, d := range []*database{a.records, a.users} {
+		if d != nil {
+			logger.Printf("database %s (%s) at %s", d.name, d.service, d.addr)
+		}
+	}
+	return svcenv.Serve(ctx, addr, a.handler(logger), func(l net.Addr) { logger.Printf("%s listening on %s", a.name, l) })
+}
+
+// newApp reads the application's configuration from env and opens its
+// database pools (no connection is made yet).
+func newApp(env *svcenv.Env) (*app, error) {
 	a := &app{name: env.Service, table: "records", client: &http.Client{Timeout: 2 * time.Second}}
 	if v, ok := env.Prop("appName"); ok {
 		a.name = v
 	}
 	if v, ok := env.Prop("table"); ok {
 		if !regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`).MatchString(v) {
-			return fmt.Errorf("property table=%q: expected an SQL name", v)
+			return nil, fmt.Errorf("property table=%q: expected an SQL name", v)
 		}
 		a.table = v
 	}
+	var err error
 	dbName, hasDB := env.Prop("db")
 	usersName, hasUsers := env.Prop("usersDb")
 	if hasDB {
 		if a.records, err = openDB(env, dbName); err != nil {
-			return err
+			return nil, err
 		}
-		defer a.records.db.Close()
 		if !hasUsers {
 			a.users = a.records
 		}
@@ -108,25 +124,31 @@ func run(ctx context.Context, env *svcenv.Env, logger *log.Logger) error {
 		a.users = a.records
 	} else if hasUsers {
 		if a.users, err = openDB(env, usersName); err != nil {
-			return err
+			a.close()
+			return nil, err
 		}
-		defer a.users.db.Close()
 	}
 	if env.StateDir != "" {
 		a.filesDir = filepath.Join(env.StateDir, "files")
 		if err := os.MkdirAll(a.filesDir, 0o755); err != nil {
-			return fmt.Errorf("files directory: %w", err)
+			a.close()
+			return nil, fmt.Errorf("files directory: %w", err)
 		}
 	}
 	if a.records == nil {
 		a.peers = peers(env)
 	}
-	for _, d := range []*database{a.records, a.users} {
-		if d != nil {
-			logger.Printf("database %s (%s) at %s", d.name, d.service, d.addr)
-		}
+	return a, nil
+}
+
+// close closes the database pools.
+func (a *app) close() {
+	if a.records != nil {
+		a.records.db.Close()
 	}
-	return svcenv.Serve(ctx, addr, a.handler(logger), func(l net.Addr) { logger.Printf("%s listening on %s", a.name, l) })
+	if a.users != nil && a.users != a.records {
+		a.users.db.Close()
+	}
 }
 
 // openDB opens the pool of the database dependency service.
