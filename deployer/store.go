@@ -253,3 +253,90 @@ func (s *Store) SnapshotServices() ([]string, error) {
 	}
 	return out, nil
 }
+
+// SnapshotPaths lists the snapshots in the store as paths relative to
+// its snapshots/ directory (SERVICE/HEX.tar.gz), oldest generation first
+// per service; latest: only the newest of each; service filters ("" = all).
+func (s *Store) SnapshotPaths(service string, latest bool) ([]string, error) {
+	svcs, err := s.SnapshotServices()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, svc := range svcs {
+		if service != "" && svc != service {
+			continue
+		}
+		gens, err := s.Snapshots(svc)
+		if err != nil {
+			return nil, err
+		}
+		if latest && len(gens) > 0 {
+			gens = gens[len(gens)-1:]
+		}
+		for _, g := range gens {
+			out = append(out, svc+"/"+strings.TrimPrefix(g.Digest, "sha256:")+".tar.gz")
+		}
+	}
+	return out, nil
+}
+
+// ResolveSnapshot returns the absolute path of a snapshot named by its
+// relative path (SERVICE/HEX.tar.gz, as SnapshotPaths lists it).
+func (s *Store) ResolveSnapshot(rel string) (string, error) {
+	svc, file, ok := strings.Cut(rel, "/")
+	hexd := strings.TrimSuffix(file, ".tar.gz")
+	if !ok || !storeName.MatchString(svc) || len(hexd) != 64 || strings.Trim(hexd, "0123456789abcdef") != "" {
+		return "", fmt.Errorf("resolve %q: expected SERVICE/HEX.tar.gz", rel)
+	}
+	p, err := filepath.Abs(s.SnapshotPath(svc, hexd))
+	if err != nil {
+		return "", err
+	}
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("resolve %s: not in the store %s", rel, s.Dir)
+	}
+	return p, nil
+}
+
+// TrimSnapshots keeps the newest keep generations of every service's
+// snapshots (service filters, "" = all) and removes the others' files;
+// it returns the relative paths removed.
+func (s *Store) TrimSnapshots(keep int, service string) ([]string, error) {
+	if keep < 0 {
+		return nil, fmt.Errorf("--keep must not be negative")
+	}
+	svcs, err := s.SnapshotServices()
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	for _, svc := range svcs {
+		if service != "" && svc != service {
+			continue
+		}
+		gens, err := s.Snapshots(svc)
+		if err != nil || len(gens) <= keep {
+			if err != nil {
+				return removed, err
+			}
+			continue
+		}
+		kept := map[string]bool{}
+		for _, g := range gens[len(gens)-keep:] {
+			kept[g.Digest] = true
+		}
+		for _, g := range gens[:len(gens)-keep] {
+			if !kept[g.Digest] {
+				if err := os.Remove(s.SnapshotPath(svc, g.Digest)); err == nil {
+					removed = append(removed, svc+"/"+strings.TrimPrefix(g.Digest, "sha256:")+".tar.gz")
+				}
+			}
+		}
+		b, _ := json.MarshalIndent(append([]agentapi.SnapshotInfo{}, gens[len(gens)-keep:]...), "", "  ")
+		if err := model.WriteFileAtomic(filepath.Join(s.Dir, "snapshots", svc, "generations.json"), b, 0o600); err != nil {
+			return removed, err
+		}
+	}
+	return removed, nil
+}

@@ -3,6 +3,7 @@
 // service whose machine crashes can be restored elsewhere.
 //
 //	dydisnix-snapshot --agent-token-file F [--state-dir DIR] [--keep N]
+//	dydisnix-snapshot --query-all|--query-latest|--resolve PATH...|--gc [--keep N] [--target NAME]
 package main
 
 import (
@@ -25,7 +26,16 @@ const doc = `Snapshots every stateful (deployState) service of the last deployme
 MANIFEST) on its target and copies the snapshots into the coordinator's
 snapshot store, keeping --keep generations per service. A later deployment
 that finds a service's machine unreachable restores the newest snapshot
-on the service's new machine.`
+on the service's new machine.
+
+Store queries, as dysnomia-snapshots: --query-all (every generation),
+--query-latest (the newest per service/component), --resolve PATH...
+(absolute paths), --gc [--keep N] (default 1: keep N generations, delete
+the rest). On the coordinator's store (paths SERVICE/HEX.tar.gz; --service
+filters) or, with --target NAME, on that target's Dysnomia store (paths
+CONTAINER/COMPONENT/ID; --container, --component filter, --check verifies
+checksums); the target is reached through the last deployment's
+infrastructure.`
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
@@ -36,12 +46,13 @@ type options struct {
 	state          cli.StateDir
 	out            cli.Output
 	manifest       string
+	query          storeQuery
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
 	c := cli.New("dydisnix-snapshot", "--agent-token-file FILE [options] [MANIFEST]", doc)
 	c.ExitStatus = "Exit status: 0 success, 1 error (some snapshot failed), 2 usage error."
-	c.MaxArgs = 1
+	c.MaxArgs = 1 << 16 // --resolve takes paths; otherwise at most MANIFEST (checked below)
 	var o options
 	fs := c.Flags
 	o.agent.AddFlags(fs)
@@ -51,19 +62,29 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVarP(&o.parallel, "max-concurrent-transfers", "m", 4, "`N` snapshots taken in parallel")
 	fs.IntVar(&o.parallel, "max-concurrent", 4, "the same as --max-concurrent-transfers")
 	fs.MarkHidden("max-concurrent")
-	o.out.AddFlags(fs, "the list of snapshots taken", "text", "json")
+	o.query.addFlags(fs)
+	o.out.AddFlags(fs, "the list of snapshots taken (or the paths of a query)", "text", "json")
 	if code, done := c.Parse(args, stdout, stderr); done {
 		return code
 	}
-	o.manifest = fs.Arg(0)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
 	if err := o.out.Check(); err != nil {
 		return c.Exit(err, stderr)
 	}
+	if o.query.op() != "" {
+		if !fs.Changed("keep") {
+			o.keep = 1
+		}
+		return c.Exit(o.runQuery(ctx, fs.Args(), stdout), stderr)
+	}
+	if fs.NArg() > 1 {
+		return c.Exit(cli.Usagef("at most one MANIFEST"), stderr)
+	}
+	o.manifest = fs.Arg(0)
 	if o.keep < 1 || o.parallel < 1 {
 		return c.Exit(cli.Usagef("--keep and -m must be positive"), stderr)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	return c.Exit(snapshot(ctx, &o, stdout, stderr), stderr)
 }
 

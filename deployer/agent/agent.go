@@ -709,7 +709,7 @@ func (a *Agent) Lock(ctx context.Context, owner string, ttl time.Duration, refre
 		return err
 	}
 	if err := a.lockModules(ctx); err != nil {
-		a.Unlock(ctx, owner)
+		a.releaseLock(owner) // the modules locked already were unlocked
 		return fmt.Errorf("lock refused: %w", err)
 	}
 	return nil

@@ -371,3 +371,74 @@ func (a *Agent) restoreModule(ctx context.Context, req agentapi.ActivateRequest,
 	}
 	return a.runModule(ctx, req, dysnomia.OpRestore, replace)
 }
+
+// DysnomiaSnapshots answers a query of the agent's Dysnomia snapshot
+// store (query-all, query-latest, resolve, gc), as dysnomia-snapshots.
+func (a *Agent) DysnomiaSnapshots(q agentapi.SnapshotsQuery) (agentapi.SnapshotsResult, error) {
+	st := a.dysnomiaStore()
+	var paths []string
+	var err error
+	switch q.Op {
+	case agentapi.QueryAll:
+		paths, err = st.QueryAll(q.Container, q.Component, q.Check)
+	case agentapi.QueryLatest:
+		paths, err = st.QueryLatest(q.Container, q.Component, q.Check)
+	case agentapi.QueryResolve:
+		for _, p := range q.Paths {
+			abs, rerr := st.Resolve(p)
+			if rerr != nil {
+				return agentapi.SnapshotsResult{}, &httpError{404, rerr.Error()}
+			}
+			paths = append(paths, abs)
+		}
+	case agentapi.QueryGC:
+		a.opMu.Lock()
+		paths, err = st.GC(q.Keep, q.Container, q.Component)
+		a.opMu.Unlock()
+	default:
+		return agentapi.SnapshotsResult{}, &httpError{400, fmt.Sprintf("dysnomia-snapshots: unknown operation %q (query-all, query-latest, resolve, gc)", q.Op)}
+	}
+	if err != nil {
+		return agentapi.SnapshotsResult{}, &httpError{422, err.Error()}
+	}
+	if paths == nil {
+		paths = []string{}
+	}
+	return agentapi.SnapshotsResult{Paths: paths}, nil
+}
+
+// collectComponents removes the unpacked components that neither an
+// active mapping nor a recorded mapping (a service whose state is kept)
+// uses; it returns how many it removed. The caller holds opMu.
+func (a *Agent) collectComponents() int {
+	used := map[string]bool{}
+	mark := func(req agentapi.ActivateRequest) {
+		h := noArtifact
+		if d := strings.TrimPrefix(req.Service.Artifact, "sha256:"); len(d) == 64 {
+			h = d[:32]
+		}
+		used[h+"-"+req.Service.Name] = true
+	}
+	a.mu.Lock()
+	for _, e := range a.profile {
+		mark(e.Req)
+	}
+	a.mu.Unlock()
+	recs, _ := os.ReadDir(a.path("mappings"))
+	for _, r := range recs {
+		var req agentapi.ActivateRequest
+		if b, err := os.ReadFile(a.path("mappings", r.Name())); err == nil && json.Unmarshal(b, &req) == nil {
+			mark(req)
+		}
+	}
+	n := 0
+	ents, _ := os.ReadDir(a.path("components"))
+	for _, e := range ents {
+		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") && !used[e.Name()] {
+			if os.RemoveAll(a.path("components", e.Name())) == nil {
+				n++
+			}
+		}
+	}
+	return n
+}

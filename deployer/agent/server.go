@@ -149,6 +149,13 @@ func (a *Agent) Handler() http.Handler {
 			a.reply(w, res, err)
 		}
 	})
+	mux.HandleFunc("POST "+agentapi.PathDysnomia, func(w http.ResponseWriter, r *http.Request) {
+		var q agentapi.SnapshotsQuery
+		if decode(w, r, &q) {
+			res, err := a.DysnomiaSnapshots(q)
+			a.reply(w, res, err)
+		}
+	})
 	mux.HandleFunc("GET "+agentapi.PathLogs+"{service}", func(w http.ResponseWriter, r *http.Request) {
 		n, err := parseTail(r.URL.Query().Get("tail"))
 		if err != nil {

@@ -451,6 +451,8 @@ func (a *Agent) DeleteState(ctx context.Context, service string) error {
 		if err := a.runModule(ctx, *m, "collect-garbage", false); err != nil {
 			return err
 		}
+		// Its state is gone: its component may be collected.
+		os.Remove(a.path("mappings", service+".json"))
 	}
 	return os.RemoveAll(a.path("state", service))
 }
@@ -480,6 +482,7 @@ func (a *Agent) CollectGarbage(ctx context.Context, req agentapi.GCRequest) (age
 			}
 		}
 	}
+	res.Artifacts += a.collectComponents()
 	svcs, _ := os.ReadDir(a.path("snapshots"))
 	for _, s := range svcs {
 		gens := a.generations(s.Name())

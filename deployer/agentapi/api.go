@@ -13,19 +13,20 @@ const (
 	PathHealth      = "/v1/health"
 	PathLock        = "/v1/lock"
 	PathUnlock      = "/v1/unlock"
-	PathArtifacts   = "/v1/artifacts/"      // + sha256 hex: HEAD (present?), PUT (upload)
-	PathActivate    = "/v1/activate"        // POST ActivateRequest
-	PathDeactivate  = "/v1/deactivate"      // POST KeyRequest
-	PathSnapshot    = "/v1/snapshot"        // POST ServiceRequest → SnapshotInfo
-	PathSnapshots   = "/v1/snapshots/"      // + service + "/" + hex: GET (download), PUT (upload); service: GET → []SnapshotInfo
-	PathRestore     = "/v1/restore"         // POST RestoreRequest
-	PathDeleteState = "/v1/delete-state"    // POST ServiceRequest
-	PathGC          = "/v1/collect-garbage" // POST GCRequest
-	PathProfile     = "/v1/profile"         // GET → Profile
-	PathDrain       = "/v1/drain"           // GET → DrainStatus
-	PathContext     = "/v1/context"         // POST ActivateRequest of an active key: new env/context, no restart
-	PathLogs        = "/v1/logs/"           // + service, ?tail=N: GET → the last N lines of its output (text)
-	PathMetrics     = "/metrics"            // GET → Prometheus metrics
+	PathArtifacts   = "/v1/artifacts/"         // + sha256 hex: HEAD (present?), PUT (upload)
+	PathActivate    = "/v1/activate"           // POST ActivateRequest
+	PathDeactivate  = "/v1/deactivate"         // POST KeyRequest
+	PathSnapshot    = "/v1/snapshot"           // POST ServiceRequest → SnapshotInfo
+	PathSnapshots   = "/v1/snapshots/"         // + service + "/" + hex: GET (download), PUT (upload); service: GET → []SnapshotInfo
+	PathRestore     = "/v1/restore"            // POST RestoreRequest
+	PathDeleteState = "/v1/delete-state"       // POST ServiceRequest
+	PathGC          = "/v1/collect-garbage"    // POST GCRequest
+	PathProfile     = "/v1/profile"            // GET → Profile
+	PathDrain       = "/v1/drain"              // GET → DrainStatus
+	PathContext     = "/v1/context"            // POST ActivateRequest of an active key: new env/context, no restart
+	PathLogs        = "/v1/logs/"              // + service, ?tail=N: GET → the last N lines of its output (text)
+	PathDysnomia    = "/v1/dysnomia-snapshots" // POST SnapshotsQuery → SnapshotsResult
+	PathMetrics     = "/metrics"               // GET → Prometheus metrics
 )
 
 // ActivateRequest starts a service mapping on the agent.
@@ -148,6 +149,36 @@ type LockRequest struct {
 	Owner      string `json:"owner"`
 	TTLSeconds int    `json:"ttlSeconds,omitempty"`
 	Refresh    bool   `json:"refresh,omitempty"`
+}
+
+// The operations of a SnapshotsQuery (dysnomia-snapshots' own names).
+const (
+	QueryAll     = "query-all"
+	QueryLatest  = "query-latest"
+	QueryResolve = "resolve"
+	QueryGC      = "gc"
+)
+
+// SnapshotsQuery queries or cleans the agent's Dysnomia snapshot store,
+// as dysnomia-snapshots does on a target.
+type SnapshotsQuery struct {
+	// Op is QueryAll, QueryLatest, QueryResolve or QueryGC.
+	Op string `json:"op"`
+	// Container and Component filter (""= all).
+	Container string `json:"container,omitempty"`
+	Component string `json:"component,omitempty"`
+	// Check verifies the checksums of the snapshots listed.
+	Check bool `json:"check,omitempty"`
+	// Keep is the number of generations QueryGC keeps per component.
+	Keep int `json:"keep,omitempty"`
+	// Paths are the relative snapshot paths (CONTAINER/COMPONENT/ID) to resolve.
+	Paths []string `json:"paths,omitempty"`
+}
+
+// SnapshotsResult answers a SnapshotsQuery: relative paths (queries, the
+// snapshots removed by QueryGC) or absolute paths on the target (QueryResolve).
+type SnapshotsResult struct {
+	Paths []string `json:"paths"`
 }
 
 // Error is the body of every non-2xx answer.

@@ -209,6 +209,12 @@ func (c *Client) CollectGarbage(ctx context.Context, req GCRequest) (*GCResult, 
 	return &r, c.post(ctx, PathGC, req, &r)
 }
 
+// DysnomiaSnapshots queries or cleans the agent's Dysnomia snapshot store.
+func (c *Client) DysnomiaSnapshots(ctx context.Context, q SnapshotsQuery) (*SnapshotsResult, error) {
+	var r SnapshotsResult
+	return &r, c.post(ctx, PathDysnomia, q, &r)
+}
+
 // Profile returns the agent's profile manifest.
 func (c *Client) Profile(ctx context.Context) (*Profile, error) {
 	var p Profile

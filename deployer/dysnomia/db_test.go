@@ -2,6 +2,7 @@ package dysnomia
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"os"
 	"path/filepath"
@@ -125,9 +126,38 @@ func testDatabaseModule(t *testing.T, c dbCase) {
 	if got := count(); got != "3" {
 		t.Fatalf("restore into a fresh server: %s users, want 3", got)
 	}
+
+	// A dump that fails half-way leaves no half-loaded database behind,
+	// so that a retry is not refused as a restore over data.
+	if err := run(OpDeactivate, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(OpCollectGarbage, false); err != nil || c.exists() {
+		t.Fatalf("collect-garbage: %v, exists %v", err, c.exists())
+	}
+	src := filepath.Join(store.Dir, "bad")
+	os.MkdirAll(src, 0o700)
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write([]byte("CREATE TABLE half (x INT);\nTHIS IS NOT SQL;\n"))
+	zw.Close()
+	os.WriteFile(filepath.Join(src, "dump.sql.gz"), gz.Bytes(), 0o600)
+	sum, _ := HashFile(filepath.Join(src, "dump.sql.gz"))
+	if err := store.Import(c.typ, "usersdb", src, sum, "sha256:"+sum); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		if err := run(OpRestore, false); err == nil || strings.Contains(err.Error(), "already holds") {
+			t.Fatalf("restore %d of a broken dump: %v, want the load's failure", i+1, err)
+		}
+		if c.exists() {
+			t.Fatalf("a failed load left the database behind")
+		}
+	}
 }
 
 func TestMySQLDatabaseModule(t *testing.T) {
+	t.Parallel()
 	srv := dbtest.MariaDB(t)
 	props := srv.MySQLProperties()
 	testDatabaseModule(t, dbCase{typ: "mysql-database", schemaDir: "mysql-databases", props: props, sameDump: true,
@@ -157,6 +187,7 @@ func TestMySQLDatabaseModule(t *testing.T) {
 }
 
 func TestPostgreSQLDatabaseModule(t *testing.T) {
+	t.Parallel()
 	srv := dbtest.PostgreSQL(t)
 	testDatabaseModule(t, dbCase{typ: "postgresql-database", schemaDir: "postgresql-databases", props: srv.PostgreSQLProperties(),
 		sql: func(stmt string) string { return srv.PSQL(t, "usersdb", stmt) },

@@ -9,8 +9,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -67,13 +69,19 @@ func stripHash(s string) string {
 	return s
 }
 
-// Environ is the module's environment: Env, the container properties and
-// DYSNOMIA_STATEDIR (and EnvReplace when Replace is set).
+// envName matches the property names that can be environment variables.
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// Environ is the module's environment: Env, the container properties
+// (those whose names can be environment variables) and DYSNOMIA_STATEDIR
+// (and EnvReplace when Replace is set).
 func (inv *Invocation) Environ() []string {
 	env := append([]string(nil), inv.Env...)
 	keys := make([]string, 0, len(inv.Properties))
 	for k := range inv.Properties {
-		keys = append(keys, k)
+		if envName.MatchString(k) {
+			keys = append(keys, k)
+		}
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
@@ -187,9 +195,14 @@ func (wrapper) Run(ctx context.Context, inv *Invocation) error {
 const stderrKeep = 4 << 10
 
 // tailBuffer keeps the last stderrKeep bytes written to it.
-type tailBuffer struct{ b []byte }
+type tailBuffer struct {
+	mu sync.Mutex
+	b  []byte
+}
 
 func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	t.b = append(t.b, p...)
 	if len(t.b) > stderrKeep {
 		t.b = append(t.b[:0], t.b[len(t.b)-stderrKeep:]...)
@@ -197,7 +210,24 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (t *tailBuffer) String() string { return strings.TrimSpace(string(t.b)) }
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return strings.TrimSpace(string(t.b))
+}
+
+// lockedWriter serialises the writes of a program's standard output and
+// error into one log.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
 
 // runProgram runs a program in its own process group with the
 // invocation's environment (stdin: in, or nothing); when ctx ends the
@@ -219,9 +249,9 @@ func runCapture(ctx context.Context, inv *Invocation, in io.Reader, out io.Write
 	}
 	cmd.Stdin = in
 	var errTail tailBuffer
-	logw := inv.Output
-	if logw == nil {
-		logw = io.Discard
+	var logw io.Writer = io.Discard
+	if inv.Output != nil {
+		logw = &lockedWriter{w: inv.Output}
 	}
 	if out == nil {
 		out = logw

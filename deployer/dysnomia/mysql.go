@@ -173,7 +173,12 @@ func (mysqlDatabase) Run(ctx context.Context, inv *Invocation) error {
 		if _, err := m.sql(ctx, "CREATE DATABASE IF NOT EXISTS "+m.ident()); err != nil {
 			return err
 		}
-		return loadDump(ctx, inv, file, m.client, m.defaults, "--database="+m.db)
+		if err := loadDump(ctx, inv, file, m.client, m.defaults, "--database="+m.db); err != nil {
+			// Half loaded: drop it, so that a retry does not find "data".
+			m.sql(context.WithoutCancel(ctx), "DROP DATABASE IF EXISTS "+m.ident())
+			return err
+		}
+		return nil
 	case OpCollectGarbage:
 		if !inv.Store.IsGarbage(c, x) {
 			return nil

@@ -153,7 +153,12 @@ func (postgresqlDatabase) Run(ctx context.Context, inv *Invocation) error {
 				return err
 			}
 		}
-		return loadDump(ctx, p.inv, file, p.psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", p.db)
+		if err := loadDump(ctx, p.inv, file, p.psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", p.db); err != nil {
+			// Half loaded: drop it, so that a retry does not find "data".
+			p.sql(context.WithoutCancel(ctx), "postgres", "DROP DATABASE IF EXISTS "+p.ident())
+			return err
+		}
+		return nil
 	case OpCollectGarbage:
 		if !inv.Store.IsGarbage(c, x) {
 			return nil

@@ -154,12 +154,17 @@ func MariaDB(t testing.TB) *Server {
 		log: filepath.Join(dir, "mariadbd.log")}
 	data := filepath.Join(dir, "data")
 	asRoot := os.Geteuid() == 0
-	args := []string{"--no-defaults", "--datadir=" + data, "--auth-root-authentication-method=normal", "--skip-test-db"}
+	// A private tmpdir: another server's temporary tables never collide.
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--no-defaults", "--datadir=" + data, "--tmpdir=" + tmp, "--auth-root-authentication-method=normal", "--skip-test-db"}
 	if asRoot {
 		args = append(args, "--user=root")
 	}
 	run(t, exec.Command(install, args...))
-	sargs := []string{"--no-defaults", "--datadir=" + data, "--socket=" + s.Socket, "--port=" + strconv.Itoa(s.Port),
+	sargs := []string{"--no-defaults", "--datadir=" + data, "--tmpdir=" + tmp, "--socket=" + s.Socket, "--port=" + strconv.Itoa(s.Port),
 		"--bind-address=127.0.0.1", "--skip-name-resolve", "--pid-file=" + filepath.Join(dir, "mariadbd.pid"),
 		"--innodb-buffer-pool-size=64M", "--innodb-log-file-size=48M", "--skip-log-bin", "--max-allowed-packet=64M"}
 	if asRoot {
