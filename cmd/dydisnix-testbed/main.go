@@ -27,11 +27,11 @@ bridge with a real dydisnix-agent announcing itself over mDNS (without root,
 inside a user namespace of its own). See docs/testbed.md.
 
 Commands:
-  up [-n N] [--properties FILE] [--containers mysql-database]
-     [--coordinator [-s F] [-q F] [-a F]]
-                                  start N machines in the background (each
-                                  with a MariaDB server; and the loop, its
-                                  page on http://127.0.0.1:9470/)
+  up [-n N] [--properties FILE] [--containers L] [--coordinator [-s F] [-q F] [-a F]]
+                                  start N machines in the background (with
+                                  --containers mysql-database each with a
+                                  MariaDB server; and the loop, its page on
+                                  http://127.0.0.1:9470/)
   list                            list the machines (and the status page)
   add [NAME] [--properties FILE]  add a machine
   crash NAME                      kill -9 every process of a machine
@@ -41,7 +41,8 @@ Commands:
   shell NAME                      a shell inside a machine ("coordinator" too)
   exec NAME -- CMD [ARG...]       run a command inside a machine
   down                            stop everything and delete the namespaces
-  demo [--json] [--keep] [--keep-running]  run the self-adaptive demo end to end
+  demo [--json] [--keep] [--keep-running]  the demo: a web system on MariaDB through
+                                  a crash, a graceful stop and a new machine
   bench-scale [-n N] [--idle D] [--json]    the scale scenario (docs/benchmarks.md)`
 
 // named lists the commands that act on one machine.
