@@ -291,8 +291,8 @@ type DaemonConfig struct {
 type CoordinatorConfig struct {
 	// ServicesFile, PolicyFile and AugmentFile are the loop's models; ""
 	// means the built-in example system and DemoPolicy (no augmentation,
-	// or with Containers mysql-database Testbed.MySQLAugment, which adds
-	// the servers' credentials).
+	// or with Containers Testbed.ContainersAugment, which adds the
+	// servers' credentials).
 	ServicesFile, PolicyFile, AugmentFile string
 	// Status, when set, is a listener in the host's network namespace
 	// whose connections are forwarded to the loop's status page.
@@ -340,9 +340,9 @@ func ServeMachines(cfg DaemonConfig, stop <-chan struct{}) error {
 // startCoordinator starts the loop and waits until its status page
 // answers, then forwards cc.Status to it.
 func (tb *Testbed) startCoordinator(cc CoordinatorConfig, stop <-chan struct{}) error {
-	if cc.AugmentFile == "" && tb.hasContainer(ContainerMySQL) {
-		cc.AugmentFile = filepath.Join(tb.cfg.Dir, "augment-mysql.yaml")
-		if err := os.WriteFile(cc.AugmentFile, []byte(tb.MySQLAugment()), 0o644); err != nil {
+	if cc.AugmentFile == "" && len(tb.cfg.Containers) > 0 {
+		cc.AugmentFile = filepath.Join(tb.cfg.Dir, "augment-containers.yaml")
+		if err := os.WriteFile(cc.AugmentFile, []byte(tb.ContainersAugment()), 0o644); err != nil {
 			return fmt.Errorf("coordinator: %w", err)
 		}
 	}

@@ -33,7 +33,7 @@ const MySQLUser = "root"
 var sqlName = regexp.MustCompile(`^[A-Za-z0-9_]{1,64}$`)
 
 // Container names Config.Containers accepts.
-var knownContainers = map[string]bool{ContainerMySQL: true}
+var knownContainers = map[string]bool{ContainerMySQL: true, ContainerPostgreSQL: true}
 
 // mariadbArgs are the server settings of every machine: small buffers (a
 // testbed runs many servers on one host), no binary log, no name lookups.
@@ -46,9 +46,10 @@ var mariadbArgs = []string{
 	"--max-connections=100",
 }
 
-// dbServer is one machine's running mariadbd.
+// dbServer is one running database server of a machine.
 type dbServer struct {
 	cmd  *exec.Cmd
+	stop syscall.Signal // a clean, prompt shutdown
 	done chan struct{}
 }
 
@@ -70,22 +71,29 @@ func (tb *Testbed) MySQLPasswordFile() string {
 	return filepath.Join(tb.cfg.Dir, "mysql-password")
 }
 
-// MySQLAugment is an augmentation rule file that adds the administrator
-// account of the testbed's MariaDB servers to the mysql-database container
-// of every machine that announces one, the password read from the
-// testbed's password file, as the seeds' augment.nix does.
-func (tb *Testbed) MySQLAugment() string {
-	return fmt.Sprintf(`# The MariaDB servers' credentials: added by the coordinator, never announced.
-rules:
-  - name: mysql-database credentials
+// ContainersAugment is an augmentation rule file that adds the administrator
+// account of the testbed's database servers to the container of every
+// machine that announces one (mysql-database: mysqlUsername and
+// mysqlPassword; postgresql-database: postgresqlUsername and
+// postgresqlPassword), the password read from the testbed's password
+// file, as the seeds' augment.nix does.
+func (tb *Testbed) ContainersAugment() string {
+	out := "# The database servers' credentials: added by the coordinator, never announced.\nrules:\n"
+	if tb.hasContainer(ContainerMySQL) {
+		out += fmt.Sprintf(`  - name: mysql-database credentials
     match:
-      containers: [%s]
+      containers: [%[1]s]
     merge:
       containers:
-        %s:
-          mysqlUsername: %s
-          mysqlPassword: {$file: %q}
-`, ContainerMySQL, ContainerMySQL, MySQLUser, tb.MySQLPasswordFile())
+        %[1]s:
+          mysqlUsername: %[2]s
+          mysqlPassword: {$file: %[3]q}
+`, ContainerMySQL, MySQLUser, tb.MySQLPasswordFile())
+	}
+	if tb.hasContainer(ContainerPostgreSQL) {
+		out += tb.pgAugmentRule()
+	}
+	return out
 }
 
 func (tb *Testbed) hasContainer(name string) bool {
@@ -102,7 +110,12 @@ func (tb *Testbed) hasContainer(name string) bool {
 func CheckContainers(cs []string) error {
 	for _, c := range cs {
 		if !knownContainers[c] {
-			return fmt.Errorf("testbed: unknown container %q (the testbed runs: %s)", c, ContainerMySQL)
+			return fmt.Errorf("testbed: unknown container %q (the testbed runs: %s, %s)", c, ContainerMySQL, ContainerPostgreSQL)
+		}
+		if c == ContainerPostgreSQL {
+			if err := pgUsable(); err != nil {
+				return fmt.Errorf("testbed: %w", err)
+			}
 		}
 		if c == ContainerMySQL {
 			for _, p := range []string{"mariadbd", "mariadb-install-db"} {
@@ -137,6 +150,9 @@ func (tb *Testbed) containerProps(m *Machine) map[string]any {
 	out := map[string]any{}
 	if tb.hasContainer(ContainerMySQL) {
 		out[ContainerMySQL] = map[string]any{"mysqlPort": MySQLPort, "mysqlSocket": m.MySQLSocket()}
+	}
+	if tb.hasContainer(ContainerPostgreSQL) {
+		out[ContainerPostgreSQL] = map[string]any{"postgresqlPort": PostgreSQLPort, "postgresqlSocket": m.PostgreSQLSocketDir()}
 	}
 	return out
 }
@@ -205,15 +221,7 @@ func (tb *Testbed) startMySQL(m *Machine) error {
 	if err := os.WriteFile(initFile, []byte(initSQL), 0o600); err != nil {
 		return fmt.Errorf("machine %s: %w", m.Name, err)
 	}
-	notify := filepath.Join(dir, "notify.sock")
-	os.Remove(notify)
 	os.Remove(m.MySQLSocket())
-	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notify, Net: "unixgram"})
-	if err != nil {
-		return fmt.Errorf("machine %s: notification socket: %w", m.Name, err)
-	}
-	defer os.Remove(notify)
-	defer conn.Close()
 	server, err := lookPath("mariadbd")
 	if err != nil {
 		return err
@@ -222,13 +230,38 @@ func (tb *Testbed) startMySQL(m *Machine) error {
 		"--socket=" + m.MySQLSocket(), "--port=" + fmt.Sprint(MySQLPort),
 		"--bind-address=0.0.0.0", "--pid-file=" + filepath.Join(dir, "mysqld.pid"),
 		"--log-error=" + filepath.Join(dir, "error.log"), "--init-file=" + initFile}, mariadbArgs...)
-	cmd := m.Host.Command(server, args...)
+	s, err := startNotified(m, m.Host.Command(server, args...), dir, filepath.Join(dir, "error.log"), syscall.SIGTERM)
+	if err != nil {
+		return fmt.Errorf("machine %s: mariadbd: %w", m.Name, err)
+	}
+	m.servers[ContainerMySQL] = s
+	return nil
+}
+
+// startNotified starts cmd, a database server in m's namespace, with
+// NOTIFY_SOCKET set to a datagram socket in dir, and waits until the
+// server reports READY=1 there, as it does to systemd (mariadbd and
+// postgres both do). stop is the signal of a clean, prompt shutdown. A
+// server that exits first is an error with the end of its log.
+func startNotified(m *Machine, cmd *exec.Cmd, dir, logFile string, stop syscall.Signal) (*dbServer, error) {
+	notify := filepath.Join(dir, "notify.sock")
+	os.Remove(notify)
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notify, Net: "unixgram"})
+	if err != nil {
+		return nil, fmt.Errorf("notification socket: %w", err)
+	}
+	defer os.Remove(notify)
+	defer conn.Close()
+	// A server that drops its privileges must be able to write to it.
+	if err := os.Chmod(notify, 0o666); err != nil {
+		return nil, err
+	}
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notify)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("machine %s: start mariadbd: %w", m.Name, err)
+		return nil, err
 	}
-	s := &dbServer{cmd: cmd, done: make(chan struct{})}
+	s := &dbServer{cmd: cmd, stop: stop, done: make(chan struct{})}
 	go func() { cmd.Wait(); close(s.done) }()
 	ready := make(chan error, 1)
 	go func() {
@@ -248,50 +281,53 @@ func (tb *Testbed) startMySQL(m *Machine) error {
 	select {
 	case err := <-ready:
 		if err != nil {
-			return fmt.Errorf("machine %s: mariadbd: %w", m.Name, err)
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-s.done
+			return nil, err
 		}
 	case <-s.done:
-		log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
-		return fmt.Errorf("machine %s: mariadbd exited at start; its log ends:\n%s", m.Name, tail(string(log), 10))
+		log, _ := os.ReadFile(logFile)
+		return nil, fmt.Errorf("exited at start; its log ends:\n%s", tail(string(log), 10))
 	}
-	m.db = s
-	return nil
+	return s, nil
 }
 
-// stopMySQL shuts m's server down cleanly (SIGTERM, as a machine's
-// shutdown would) and waits for it; after a minute it is killed.
-func (m *Machine) stopMySQL() error {
-	s := m.db
+// stopServers shuts m's database servers down cleanly (as a machine's
+// shutdown would) and waits for them; after a minute a server is killed.
+func (m *Machine) stopServers() error {
+	var errs []error
+	for name, s := range m.servers {
+		delete(m.servers, name)
+		s.cmd.Process.Signal(s.stop)
+		select {
+		case <-s.done:
+		case <-time.After(time.Minute):
+			syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+			<-s.done
+			errs = append(errs, fmt.Errorf("machine %s: the %s server did not shut down within a minute; killed", m.Name, name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// waitServers waits until m's database servers have exited (after a crash
+// killed them).
+func (m *Machine) waitServers() {
+	for name, s := range m.servers {
+		<-s.done
+		delete(m.servers, name)
+	}
+}
+
+// ServerRunning reports whether the machine's server of a container
+// (ContainerMySQL, ContainerPostgreSQL) runs.
+func (m *Machine) ServerRunning(container string) bool {
+	s := m.servers[container]
 	if s == nil {
-		return nil
-	}
-	m.db = nil
-	s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-		return nil
-	case <-time.After(time.Minute):
-		syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-		<-s.done
-		return fmt.Errorf("machine %s: mariadbd did not shut down within a minute; killed", m.Name)
-	}
-}
-
-// waitMySQL waits until m's server has exited (after a crash killed it).
-func (m *Machine) waitMySQL() {
-	if s := m.db; s != nil {
-		<-s.done
-		m.db = nil
-	}
-}
-
-// MySQLRunning reports whether the machine's MariaDB server runs.
-func (m *Machine) MySQLRunning() bool {
-	if m.db == nil {
 		return false
 	}
 	select {
-	case <-m.db.done:
+	case <-s.done:
 		return false
 	default:
 		return true

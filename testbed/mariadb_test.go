@@ -96,7 +96,7 @@ func TestMachineMariaDB(t *testing.T) {
 	if err := tb.Stop("machine1"); err != nil {
 		t.Fatal(err)
 	}
-	if m.MySQLRunning() {
+	if m.ServerRunning(ContainerMySQL) {
 		t.Fatal("mariadbd runs after the machine stopped")
 	}
 	errLog, _ := os.ReadFile(filepath.Join(m.MySQLDir(), "error.log"))
@@ -114,7 +114,7 @@ func TestMachineMariaDB(t *testing.T) {
 	if err := tb.Crash("machine1"); err != nil {
 		t.Fatal(err)
 	}
-	if m.MySQLRunning() {
+	if m.ServerRunning(ContainerMySQL) {
 		t.Fatal("mariadbd survived the crash of its machine")
 	}
 	pids, err := exec.Command("ip", "netns", "pids", m.Host.Netns).Output()

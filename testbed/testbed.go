@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -52,9 +53,10 @@ type Config struct {
 	// everything runs over mutual TLS.
 	InsecureHTTP bool
 	// Containers are the containers every machine runs besides its agent
-	// (ContainerMySQL: a real MariaDB server of its own), announced with
-	// the machine's properties (port and socket, no credentials) and added
-	// to its supportedTypes.
+	// (ContainerMySQL: a real MariaDB server of its own;
+	// ContainerPostgreSQL: a PostgreSQL server), announced with the
+	// machine's properties (port and socket, no credentials) and added to
+	// its supportedTypes.
 	Containers []string
 	// MySQLAccounts are the accounts every MariaDB server provides besides
 	// the administrator, as a server's configuration would (NixOS's
@@ -82,10 +84,11 @@ type Testbed struct {
 	statusURL string
 	loop      *Harness
 
-	// The MariaDB servers' template data directory (see mysqlTemplate).
-	mysqlOnce sync.Once
-	mysqlDir  string
-	mysqlErr  error
+	// The database servers' template data directories (see mysqlTemplate,
+	// pgTemplate).
+	mysqlOnce, pgOnce sync.Once
+	mysqlDir, pgDir   string
+	mysqlErr, pgErr   error
 }
 
 // Machine is one simulated machine.
@@ -98,10 +101,10 @@ type Machine struct {
 	StateDir   string
 	LogFile    string
 
-	db   *dbServer // the MariaDB server, with ContainerMySQL
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
+	servers map[string]*dbServer // by container, see Config.Containers
+	cmd     *exec.Cmd
+	done    chan struct{}
+	err     error
 }
 
 // Running reports whether the machine's agent process still runs.
@@ -146,6 +149,11 @@ func New(cfg Config) (*Testbed, error) {
 	}
 	if err := CheckContainers(cfg.Containers); err != nil {
 		return nil, err
+	}
+	if slices.Contains(cfg.Containers, ContainerPostgreSQL) {
+		if err := pgReachable(cfg.Dir); err != nil {
+			return nil, fmt.Errorf("testbed: %w", err)
+		}
 	}
 	for _, a := range cfg.MySQLAccounts {
 		if !sqlName.MatchString(a) {
@@ -264,7 +272,8 @@ func (tb *Testbed) Add(name string, props map[string]any) (*Machine, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("machine %s: %w", name, err)
 	}
-	m := &Machine{Name: name, Host: host, Properties: props, StateDir: filepath.Join(dir, "state"), LogFile: filepath.Join(dir, "agent.log")}
+	m := &Machine{Name: name, Host: host, Properties: props, StateDir: filepath.Join(dir, "state"), LogFile: filepath.Join(dir, "agent.log"),
+		servers: map[string]*dbServer{}}
 	announced := map[string]any{"properties": props}
 	if m.Containers = tb.containerProps(m); m.Containers != nil {
 		announced["containers"] = m.Containers
@@ -306,11 +315,16 @@ func withTypes(types any, extra []string) []any {
 	return out
 }
 
-// startMachine starts the containers of m (its MariaDB server), then its
-// agent, which announces them.
+// startMachine starts the containers of m (its database servers), then
+// its agent, which announces them.
 func (tb *Testbed) startMachine(m *Machine, propsFile string) error {
-	if tb.hasContainer(ContainerMySQL) && !m.MySQLRunning() {
+	if tb.hasContainer(ContainerMySQL) && !m.ServerRunning(ContainerMySQL) {
 		if err := tb.startMySQL(m); err != nil {
+			return err
+		}
+	}
+	if tb.hasContainer(ContainerPostgreSQL) && !m.ServerRunning(ContainerPostgreSQL) {
+		if err := tb.startPostgreSQL(m); err != nil {
 			return err
 		}
 	}
@@ -401,7 +415,7 @@ func (tb *Testbed) Crash(name string) error {
 	if m.done != nil {
 		<-m.done
 	}
-	m.waitMySQL()
+	m.waitServers()
 	return nil
 }
 
@@ -440,12 +454,12 @@ func (tb *Testbed) Stop(name string) error {
 	case <-time.After(tb.cfg.DrainTimeout + 10*time.Second):
 		m.Host.KillAll()
 		<-m.done
-		m.waitMySQL()
+		m.waitServers()
 		return fmt.Errorf("machine %s did not stop within %s; killed", name, tb.cfg.DrainTimeout+10*time.Second)
 	}
 	// The machine shuts down: its database server stops cleanly, and
 	// whatever the agent left behind is gone with the machine.
-	err = m.stopMySQL()
+	err = m.stopServers()
 	m.Host.KillAll()
 	return err
 }
@@ -494,7 +508,7 @@ func (tb *Testbed) Close() error {
 		if m.done != nil {
 			<-m.done
 		}
-		m.waitMySQL()
+		m.waitServers()
 	}
 	return err
 }

@@ -128,7 +128,7 @@ func RunDemo(ctx context.Context, cfg DemoConfig) (*DemoReport, error) {
 		return nil, err
 	}
 	defer h.Close()
-	if err := os.WriteFile(augmentFile, []byte(h.TB.MySQLAugment()), 0o644); err != nil {
+	if err := os.WriteFile(augmentFile, []byte(h.TB.ContainersAugment()), 0o644); err != nil {
 		return nil, fmt.Errorf("demo: %w", err)
 	}
 	h.Say("Started %d machines, each a network namespace with a MariaDB server and a dydisnix-agent announcing both over mDNS (no password)", cfg.Machines)
