@@ -28,9 +28,9 @@ inside a user namespace of its own). See docs/testbed.md.
 
 Commands:
   up [-n N] [--properties FILE] [--containers L] [--coordinator [-s F] [-q F] [-a F]]
-                                  start N machines in the background (with
-                                  --containers mysql-database each with a
-                                  MariaDB server; and the loop, its page on
+                                  start N machines in the background (each
+                                  with a MariaDB and/or PostgreSQL server with
+                                  --containers; and the loop, its page on
                                   http://127.0.0.1:9470/)
   list                            list the machines (and the status page)
   add [NAME] [--properties FILE]  add a machine
@@ -69,7 +69,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&u.PropertiesFile, "properties", "", "`FILE` the machines' properties (JSON, YAML or Nix): an infrastructure model for up, {properties} for add")
 	fs.StringVar(&u.BinDir, "bin-dir", "", "`DIR` directory of dydisnix-agent, dydisnix-self-adapt and the example services (default: this program's)")
 	fs.BoolVar(&u.KeepState, "keep-state", false, "up: keep the machines' state of the last testbed in --dir (its services come back)")
-	fs.StringSliceVar(&u.Containers, "containers", nil, "`LIST` up: containers every machine runs besides its agent (mysql-database: a MariaDB server of its own)")
+	fs.StringSliceVar(&u.Containers, "containers", nil, "`LIST` up: containers every machine runs besides its agent: mysql-database (a MariaDB server of its own), postgresql-database (a PostgreSQL server; real root only)")
 	fs.BoolVar(&u.Coordinator, "coordinator", false, "up: also run the loop (dydisnix-self-adapt) in the coordinator's namespace")
 	fs.StringVarP(&u.ServicesFile, "services", "s", "", "`FILE` up --coordinator: the services model (default: the example system)")
 	fs.StringVarP(&u.PolicyFile, "qos", "q", "", "`FILE` up --coordinator: the QoS policy (default: the example policy)")
