@@ -147,6 +147,10 @@ func (tb *Testbed) startPostgreSQL(m *Machine) error {
 			return fmt.Errorf("machine %s: %w", m.Name, err)
 		}
 	}
+	// The lock files a killed server left: none of its processes runs
+	// (the machine's namespace was emptied), but their pids may be taken.
+	os.Remove(filepath.Join(data, "postmaster.pid"))
+	os.Remove(filepath.Join(dir, fmt.Sprintf(".s.PGSQL.%d.lock", PostgreSQLPort)))
 	logFile := filepath.Join(dir, "postgresql.log")
 	argv := asNobody(filepath.Join(bin, "postgres"), "-D", data, "-k", dir, "-p", fmt.Sprint(PostgreSQLPort),
 		"-c", "listen_addresses=*", "-c", "logging_collector=off", "-c", "shared_buffers=16MB")
