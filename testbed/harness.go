@@ -195,6 +195,10 @@ func (h *Harness) WriteServices(svcs map[string]any) error {
 	return os.Rename(tmp, h.Path("services.json"))
 }
 
+// loopSnapshotSchedule is the --snapshot-schedule of the loop StartLoop
+// starts.
+const loopSnapshotSchedule = "@every 2s"
+
 // StartLoop starts dydisnix-self-adapt in the coordinator's namespace.
 func (h *Harness) StartLoop(extra ...string) error {
 	h.mu.Lock()
@@ -225,7 +229,7 @@ func (h *Harness) StartLoop(extra ...string) error {
 		"--status-listen", statusAddr,
 		"--mdns-interface", coord.Iface,
 		"--snapshot",
-		"--snapshot-schedule", "@every 2s",
+		"--snapshot-schedule", loopSnapshotSchedule,
 		"--log-format", "json",
 	}
 	if h.cfg.AugmentFile != "" {

@@ -69,9 +69,6 @@ type DemoReport struct {
 	SnapshotSchedule string `json:"snapshotSchedule"`
 }
 
-// demoSchedule is the demo loop's snapshot schedule.
-const demoSchedule = "@every 2s"
-
 // row is one record as the demo wrote it.
 type row struct {
 	id          int64
@@ -122,8 +119,7 @@ func RunDemo(ctx context.Context, cfg DemoConfig) (*DemoReport, error) {
 	svcs := WebSystemModel(cfg.BinDir, comps)
 	augmentFile := filepath.Join(cfg.Dir, "augment.yaml")
 	h, err := NewHarness(HarnessConfig{Dir: cfg.Dir, BinDir: cfg.BinDir, Machines: cfg.Machines, Progress: cfg.Progress,
-		Services: svcs, AugmentFile: augmentFile, Containers: []string{ContainerMySQL}, MySQLAccounts: services.WebSystemDatabases,
-		LoopArgs: []string{"--snapshot-schedule", demoSchedule}})
+		Services: svcs, AugmentFile: augmentFile, Containers: []string{ContainerMySQL}, MySQLAccounts: services.WebSystemDatabases})
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +142,7 @@ func RunDemo(ctx context.Context, cfg DemoConfig) (*DemoReport, error) {
 		h.Say("Coordinator: dydisnix-self-adapt in a namespace of its own, adding the MariaDB password by augmentation (status page not forwarded to the host)")
 	}
 	d := &demo{h: h, svcs: svcs, dbs: map[string]*dbState{}, files: map[string]map[string]string{}}
-	d.report.SnapshotSchedule = demoSchedule
+	d.report.SnapshotSchedule = loopSnapshotSchedule
 	for _, a := range webApps {
 		if a.db != "" {
 			d.dbs[a.db] = &dbState{app: a.name}
@@ -268,7 +264,7 @@ func (d *demo) story(ctx context.Context, machines int) error {
 	if err := d.snapshotted(ctx); err != nil {
 		return err
 	}
-	d.h.Say("Wrote 5 users and 10 records into each application's database, uploaded 3 files into cms and homework; the coordinator's snapshot job (%s) has saved them", demoSchedule)
+	d.h.Say("Wrote 5 users and 10 records into each application's database, uploaded 3 files into cms and homework; the coordinator's snapshot job (%s) has saved them", loopSnapshotSchedule)
 
 	// 1. The machine hosting a database crashes, right after more rows
 	// went into its databases: those are newer than the last snapshot.
