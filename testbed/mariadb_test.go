@@ -126,3 +126,25 @@ func TestMachineMariaDB(t *testing.T) {
 		t.Fatal("a crash shut mariadbd down cleanly: it was not killed")
 	}
 }
+
+// TestContainersBadInput: an unknown container or an account name that is
+// not an SQL name is refused before anything starts, with a message
+// naming it.
+func TestContainersBadInput(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"unknown container", Config{Containers: []string{"oracle-database"}}, `unknown container "oracle-database" (the testbed runs: mysql-database, postgresql-database)`},
+		{"account with a quote", Config{MySQLAccounts: []string{"x'; DROP USER root; --"}}, `MariaDB account "x'; DROP USER root; --"`},
+		{"empty account", Config{MySQLAccounts: []string{""}}, `MariaDB account ""`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.cfg.Dir, tc.cfg.BinDir = t.TempDir(), t.TempDir()
+			if _, err := New(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
