@@ -469,6 +469,9 @@ func (d *demo) say(ev DemoEvent, st *Status) {
 	for _, m := range ev.Moved {
 		moved = append(moved, fmt.Sprintf("%s (%s) %s → %s", m.Service, m.Type, m.From, m.To))
 	}
+	if len(moved) == 0 {
+		moved = append(moved, "nothing")
+	}
 	d.h.Say("  detected after %d ms, every service healthy after %d ms; moved: %s", ev.DetectedMs, ev.RecoveredMs, strings.Join(moved, ", "))
 	for _, c := range ev.State {
 		what := fmt.Sprintf("%d files", c.Files)
