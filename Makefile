@@ -13,7 +13,7 @@ build:
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/ ./cmd/...
 	@mkdir -p $(BIN)/examples
-	$(GO) build -o $(BIN)/examples/ ./testbed/services/kvstore ./testbed/services/webfront ./testbed/services/peer ./testbed/services/chord
+	$(GO) build -o $(BIN)/examples/ ./testbed/services/kvstore ./testbed/services/webfront ./testbed/services/peer ./testbed/services/chord ./testbed/services/webapp
 
 ## test: vet, the whole test suite, and the shared behaviour vectors through the CLI
 test: lint unit vectors

@@ -24,7 +24,7 @@ buildGoModule {
     filter = path: type: !(builtins.elem (baseNameOf path) [ "bin" "result" ".git" ]);
   };
 
-  vendorHash = "sha256-e2eFlPGN6ZA//OjzgtOcZ5DwnLGeRLsPJ5e/IavUko4=";
+  vendorHash = "sha256-Qv08ESoyxja6x+JdGpdKem0VfFTna3oAVoP3xfN8Or8=";
 
   subPackages = map (name: "cmd/${name}") commands;
 

@@ -13,10 +13,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/dydisnix/dydisnix/model"
+	"github.com/dydisnix/dydisnix/testbed/services"
 )
 
 // What dydisnix-testbed runs in the background: the testbed daemon, which
@@ -70,6 +72,8 @@ type UpConfig struct {
 	PropertiesFile string
 	// KeepState: see DaemonConfig.
 	KeepState bool
+	// Containers: see Config.Containers.
+	Containers []string
 	// Coordinator also runs the loop on ServicesFile, PolicyFile and
 	// AugmentFile (see CoordinatorConfig), its page forwarded to
 	// 127.0.0.1:StatusPort on the host (0: any free port).
@@ -110,6 +114,9 @@ func Up(ctx context.Context, cfg UpConfig) (*Response, error) {
 		}
 		args = append(args, f.flag, abs)
 	}
+	if len(cfg.Containers) > 0 {
+		args = append(args, "--containers", strings.Join(cfg.Containers, ","))
+	}
 	if cfg.Coordinator {
 		args = append(args, "--coordinator", "--status-fd", "3")
 	}
@@ -139,7 +146,8 @@ func Serve(ctx context.Context, cfg UpConfig, statusFD int) error {
 	if err != nil {
 		return err
 	}
-	dc := DaemonConfig{Dir: cfg.Dir, BinDir: cfg.BinDir, Names: names, Props: props, KeepState: cfg.KeepState, Etcd: cfg.Etcd, Far: cfg.Far}
+	dc := DaemonConfig{Dir: cfg.Dir, BinDir: cfg.BinDir, Names: names, Props: props, KeepState: cfg.KeepState, Etcd: cfg.Etcd, Far: cfg.Far,
+		Containers: cfg.Containers}
 	if cfg.Coordinator {
 		dc.Coordinator = &CoordinatorConfig{ServicesFile: cfg.ServicesFile, PolicyFile: cfg.PolicyFile, AugmentFile: cfg.AugmentFile}
 		if statusFD > 0 {
@@ -275,6 +283,8 @@ type DaemonConfig struct {
 	// state directories, the coordinator's state): its services then come
 	// back. By default that is deleted first, so every up starts fresh.
 	KeepState bool
+	// Containers: see Config.Containers.
+	Containers []string
 	// Coordinator, when set, also runs the loop in the coordinator's
 	// namespace.
 	Coordinator *CoordinatorConfig
@@ -287,7 +297,9 @@ type DaemonConfig struct {
 // CoordinatorConfig is the loop the testbed daemon runs.
 type CoordinatorConfig struct {
 	// ServicesFile, PolicyFile and AugmentFile are the loop's models; ""
-	// means the built-in example system and DemoPolicy (no augmentation).
+	// means the built-in example system and DemoPolicy (no augmentation,
+	// or with Containers Testbed.ContainersAugment, which adds the
+	// servers' credentials).
 	ServicesFile, PolicyFile, AugmentFile string
 	// Status, when set, is a listener in the host's network namespace
 	// whose connections are forwarded to the loop's status page.
@@ -313,7 +325,10 @@ func ServeMachines(cfg DaemonConfig, stop <-chan struct{}) error {
 	if cfg.Far > 0 && cfg.Etcd == 0 {
 		return fmt.Errorf("machines on the far subnet are found through etcd only: give --etcd N with --far")
 	}
-	tcfg := Config{Dir: cfg.Dir, BinDir: cfg.BinDir, Prefix: prefix, Etcd: cfg.Etcd}
+	// The MariaDB servers provide the web system's accounts, so that
+	// examples/websystem runs on them.
+	tcfg := Config{Dir: cfg.Dir, BinDir: cfg.BinDir, Prefix: prefix, Etcd: cfg.Etcd, Containers: cfg.Containers,
+		MySQLAccounts: services.WebSystemDatabases}
 	if cfg.Far > 0 {
 		tcfg.FarSubnet = DefaultFarSubnet
 	}
@@ -345,6 +360,12 @@ func ServeMachines(cfg DaemonConfig, stop <-chan struct{}) error {
 // startCoordinator starts the loop and waits until its status page
 // answers, then forwards cc.Status to it.
 func (tb *Testbed) startCoordinator(cc CoordinatorConfig, stop <-chan struct{}) error {
+	if cc.AugmentFile == "" && len(tb.cfg.Containers) > 0 {
+		cc.AugmentFile = filepath.Join(tb.cfg.Dir, "augment-containers.yaml")
+		if err := os.WriteFile(cc.AugmentFile, []byte(tb.ContainersAugment()), 0o644); err != nil {
+			return fmt.Errorf("coordinator: %w", err)
+		}
+	}
 	h, err := AttachHarness(tb, HarnessConfig{
 		Dir:          filepath.Join(tb.cfg.Dir, "coordinator"),
 		ServicesFile: cc.ServicesFile, PolicyFile: cc.PolicyFile, AugmentFile: cc.AugmentFile,

@@ -42,7 +42,7 @@ func buildBinaries(t *testing.T) string {
 			{"dydisnix-self-adapt", "../cmd/dydisnix-self-adapt"},
 			{"dydisnix-geninfra-mdns", "../cmd/dydisnix-geninfra-mdns"},
 		}
-		for _, svc := range []string{"kvstore", "webfront", "peer", "chord"} {
+		for _, svc := range []string{"kvstore", "webfront", "peer", "chord", "webapp"} {
 			pkgs = append(pkgs, [2]string{filepath.Join("examples", svc), "./services/" + svc})
 		}
 		for _, p := range pkgs {

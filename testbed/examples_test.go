@@ -121,3 +121,39 @@ func TestExampleModelsPlan(t *testing.T) {
 		t.Errorf("examples/infrastructure.yaml as the testbed's machines: %v %v", names, err)
 	}
 }
+
+// TestExampleWebSystemIsTheDemoSystem: examples/websystem/services.nix
+// (through the real nix-instantiate) and services.yaml are the web system
+// the demo deploys (WebSystemModel), their databases the component
+// directories of testbed/services/websystem that the demo writes out.
+func TestExampleWebSystemIsTheDemoSystem(t *testing.T) {
+	testenv.NeedCommand(t, "nix-instantiate")
+	bin, err := filepath.Abs("../bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	comps, err := filepath.Abs("services/websystem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	demoFile := filepath.Join(t.TempDir(), "services.json")
+	data, _ := json.Marshal(WebSystemModel(bin, comps))
+	if err := os.WriteFile(demoFile, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	demo, err := model.LoadServices(demoFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := normalServices(t, demo, "")
+	dir := filepath.Join(examplesDir, "websystem")
+	for _, file := range []string{"services.nix", "services.yaml"} {
+		s, err := model.LoadServices(filepath.Join(dir, file))
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		if got := normalServices(t, s, dir); got != want {
+			t.Errorf("examples/websystem/%s differs from the demo's web system:\n%s\nwant\n%s", file, got, want)
+		}
+	}
+}

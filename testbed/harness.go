@@ -45,6 +45,9 @@ type HarnessConfig struct {
 	// Far is the number of machines (remote1, …) started on the far
 	// subnet behind the router (see Config.FarSubnet).
 	Far int
+	// Containers and MySQLAccounts: see Config.
+	Containers    []string
+	MySQLAccounts []string
 }
 
 // Harness is a testbed with the self-adaptive loop running as a real
@@ -122,7 +125,8 @@ func NewHarness(cfg HarnessConfig) (*Harness, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("harness: %w", err)
 	}
-	tcfg := Config{Dir: filepath.Join(cfg.Dir, "testbed"), BinDir: cfg.BinDir, DrainTimeout: cfg.DrainTimeout, Etcd: cfg.Etcd}
+	tcfg := Config{Dir: filepath.Join(cfg.Dir, "testbed"), BinDir: cfg.BinDir, DrainTimeout: cfg.DrainTimeout, Etcd: cfg.Etcd,
+		Containers: cfg.Containers, MySQLAccounts: cfg.MySQLAccounts}
 	if cfg.Far > 0 {
 		tcfg.FarSubnet = DefaultFarSubnet
 	}
@@ -207,6 +211,10 @@ func (h *Harness) WriteServices(svcs map[string]any) error {
 	return os.Rename(tmp, h.Path("services.json"))
 }
 
+// loopSnapshotSchedule is the --snapshot-schedule of the loop StartLoop
+// starts.
+const loopSnapshotSchedule = "@every 2s"
+
 // StartLoop starts dydisnix-self-adapt in the coordinator's namespace.
 func (h *Harness) StartLoop(extra ...string) error {
 	h.mu.Lock()
@@ -237,7 +245,7 @@ func (h *Harness) StartLoop(extra ...string) error {
 		"--status-listen", statusAddr,
 		"--mdns-interface", coord.Iface,
 		"--snapshot",
-		"--snapshot-schedule", "@every 2s",
+		"--snapshot-schedule", loopSnapshotSchedule,
 		"--log-format", "json",
 	}
 	if h.cfg.AugmentFile != "" {

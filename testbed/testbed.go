@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -58,6 +59,19 @@ type Config struct {
 	// FarSubnet, when valid, is a second subnet behind a router namespace
 	// (AddFar): reachable by IP, but mDNS does not cross the router.
 	FarSubnet netip.Prefix
+	// Containers are the containers every machine runs besides its agent
+	// (ContainerMySQL: a real MariaDB server of its own;
+	// ContainerPostgreSQL: a PostgreSQL server), announced with the
+	// machine's properties (port and socket, no credentials) and added to
+	// its supportedTypes.
+	Containers []string
+	// MySQLAccounts are the accounts every MariaDB server provides besides
+	// the administrator, as a server's configuration would (NixOS's
+	// services.mysql.ensureUsers): each named like its database, with
+	// that name as password and every privilege on that database. They
+	// exist on every server, so a database moved by a dump (which holds
+	// no accounts) finds its account wherever it lands.
+	MySQLAccounts []string
 }
 
 // Testbed is a running simulated network.
@@ -78,6 +92,12 @@ type Testbed struct {
 	// (daemon only).
 	statusURL string
 	loop      *Harness
+
+	// The database servers' template data directories (see mysqlTemplate,
+	// pgTemplate).
+	mysqlOnce, pgOnce sync.Once
+	mysqlDir, pgDir   string
+	mysqlErr, pgErr   error
 }
 
 // Machine is one simulated machine.
@@ -85,12 +105,15 @@ type Machine struct {
 	Name       string
 	Host       *Host
 	Properties map[string]any
+	// Containers are the announced containers (Config.Containers).
+	Containers map[string]any
 	StateDir   string
 	LogFile    string
 
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
+	servers map[string]*dbServer // by container, see Config.Containers
+	cmd     *exec.Cmd
+	done    chan struct{}
+	err     error
 }
 
 // Running reports whether the machine's agent process still runs.
@@ -132,6 +155,19 @@ func New(cfg Config) (*Testbed, error) {
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("testbed: %w", err)
+	}
+	if err := CheckContainers(cfg.Containers); err != nil {
+		return nil, err
+	}
+	if slices.Contains(cfg.Containers, ContainerPostgreSQL) {
+		if err := pgReachable(cfg.Dir); err != nil {
+			return nil, fmt.Errorf("testbed: %w", err)
+		}
+	}
+	for _, a := range cfg.MySQLAccounts {
+		if !sqlName.MatchString(a) {
+			return nil, fmt.Errorf("testbed: MariaDB account %q: expected letters, digits and _ only", a)
+		}
 	}
 	if _, err := os.Stat(filepath.Join(cfg.BinDir, "dydisnix-agent")); err != nil {
 		return nil, fmt.Errorf("testbed: dydisnix-agent not found in %s (run 'make build'): %w", cfg.BinDir, err)
@@ -262,9 +298,15 @@ func (tb *Testbed) add(network *Network, name string, props map[string]any) (*Ma
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("machine %s: %w", name, err)
 	}
-	m := &Machine{Name: name, Host: host, Properties: props, StateDir: filepath.Join(dir, "state"), LogFile: filepath.Join(dir, "agent.log")}
+	m := &Machine{Name: name, Host: host, Properties: props, StateDir: filepath.Join(dir, "state"), LogFile: filepath.Join(dir, "agent.log"),
+		servers: map[string]*dbServer{}}
+	announced := map[string]any{"properties": props}
+	if m.Containers = tb.containerProps(m); m.Containers != nil {
+		announced["containers"] = m.Containers
+		props["supportedTypes"] = withTypes(props["supportedTypes"], tb.cfg.Containers)
+	}
 	propsFile := filepath.Join(dir, "properties.json")
-	data, err := json.MarshalIndent(map[string]any{"properties": props}, "", "  ")
+	data, err := json.MarshalIndent(announced, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("machine %s: %w", name, err)
 	}
@@ -274,10 +316,45 @@ func (tb *Testbed) add(network *Network, name string, props map[string]any) (*Ma
 	tb.mu.Lock()
 	tb.machines[name] = m
 	tb.mu.Unlock()
-	if err := tb.startAgent(m, propsFile); err != nil {
+	if err := tb.startMachine(m, propsFile); err != nil {
 		return nil, err
 	}
 	return m, nil
+}
+
+// withTypes returns the supportedTypes list types, with every one of extra
+// it lacks appended.
+func withTypes(types any, extra []string) []any {
+	list, _ := types.([]any)
+	out := append([]any{}, list...)
+	have := map[string]bool{}
+	for _, t := range list {
+		if s, ok := t.(string); ok {
+			have[s] = true
+		}
+	}
+	for _, e := range extra {
+		if !have[e] {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// startMachine starts the containers of m (its database servers), then
+// its agent, which announces them.
+func (tb *Testbed) startMachine(m *Machine, propsFile string) error {
+	if tb.hasContainer(ContainerMySQL) && !m.ServerRunning(ContainerMySQL) {
+		if err := tb.startMySQL(m); err != nil {
+			return err
+		}
+	}
+	if tb.hasContainer(ContainerPostgreSQL) && !m.ServerRunning(ContainerPostgreSQL) {
+		if err := tb.startPostgreSQL(m); err != nil {
+			return err
+		}
+	}
+	return tb.startAgent(m, propsFile)
 }
 
 func (tb *Testbed) startAgent(m *Machine, propsFile string) error {
@@ -365,6 +442,7 @@ func (tb *Testbed) Crash(name string) error {
 	if m.done != nil {
 		<-m.done
 	}
+	m.waitServers()
 	return nil
 }
 
@@ -403,11 +481,14 @@ func (tb *Testbed) Stop(name string) error {
 	case <-time.After(tb.cfg.DrainTimeout + 10*time.Second):
 		m.Host.KillAll()
 		<-m.done
+		m.waitServers()
 		return fmt.Errorf("machine %s did not stop within %s; killed", name, tb.cfg.DrainTimeout+10*time.Second)
 	}
-	// Whatever the agent left behind is gone with the machine.
+	// The machine shuts down: its database server stops cleanly, and
+	// whatever the agent left behind is gone with the machine.
+	err = m.stopServers()
 	m.Host.KillAll()
-	return nil
+	return err
 }
 
 // Start restarts a stopped or crashed machine with its old state directory:
@@ -420,7 +501,7 @@ func (tb *Testbed) Start(name string) error {
 	if m.Running() {
 		return fmt.Errorf("machine %s is running", name)
 	}
-	return tb.startAgent(m, filepath.Join(filepath.Dir(m.StateDir), "properties.json"))
+	return tb.startMachine(m, filepath.Join(filepath.Dir(m.StateDir), "properties.json"))
 }
 
 // Partition cuts a machine's link to the network; Heal restores it.
@@ -471,6 +552,7 @@ func (tb *Testbed) Close() error {
 		if m.done != nil {
 			<-m.done
 		}
+		m.waitServers()
 	}
 	return err
 }

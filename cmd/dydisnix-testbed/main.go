@@ -27,9 +27,11 @@ bridge with a real dydisnix-agent announcing itself over mDNS (without root,
 inside a user namespace of its own). See docs/testbed.md.
 
 Commands:
-  up [-n N] [--etcd 3 [--far N]] [--properties FILE] [--coordinator [-s F] [-q F] [-a F]]
-                                  start N machines in the background (and the
-                                  loop, its page on http://127.0.0.1:9470/)
+  up [-n N] [--etcd 3 [--far N]] [--containers L] [--properties FILE]
+     [--coordinator [-s F] [-q F] [-a F]]
+                                  start N machines in the background (with
+                                  --containers, each runs MariaDB/PostgreSQL;
+                                  the loop's page: http://127.0.0.1:9470/)
   list                            list the machines (and the status page)
   add [NAME] [--properties FILE]  add a machine
   crash NAME                      kill -9 every process of a machine
@@ -39,7 +41,8 @@ Commands:
   shell NAME                      a shell inside a machine ("coordinator" too)
   exec NAME -- CMD [ARG...]       run a command inside a machine
   down                            stop everything and delete the namespaces
-  demo [--json] [--keep] [--keep-running]  run the self-adaptive demo end to end
+  demo [--json] [--keep] [--keep-running]  the demo: a web system on MariaDB through
+                                  a crash, a graceful stop and a new machine
   bench-scale [-n N] [--idle D] [--json]    the scale scenario (docs/benchmarks.md)`
 
 // named lists the commands that act on one machine.
@@ -68,6 +71,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&u.Etcd, "etcd", 0, "`N` up: run an etcd cluster of N members; agents register there and the loop reads it")
 	fs.IntVar(&u.Far, "far", 0, "`N` up --etcd: N more machines (remote1, ...) on a second subnet behind a router (no mDNS across)")
 	fs.BoolVar(&u.KeepState, "keep-state", false, "up: keep the machines' state of the last testbed in --dir (its services come back)")
+	fs.StringSliceVar(&u.Containers, "containers", nil, "`LIST` up: containers every machine runs besides its agent: mysql-database (a MariaDB server of its own), postgresql-database (a PostgreSQL server; real root only)")
 	fs.BoolVar(&u.Coordinator, "coordinator", false, "up: also run the loop (dydisnix-self-adapt) in the coordinator's namespace")
 	fs.StringVarP(&u.ServicesFile, "services", "s", "", "`FILE` up --coordinator: the services model (default: the example system)")
 	fs.StringVarP(&u.PolicyFile, "qos", "q", "", "`FILE` up --coordinator: the QoS policy (default: the example policy)")

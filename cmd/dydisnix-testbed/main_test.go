@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/dydisnix/dydisnix/internal/testenv"
 	"github.com/dydisnix/dydisnix/testbed"
+	"github.com/dydisnix/dydisnix/testbed/services"
 )
 
 func TestUsage(t *testing.T) {
@@ -76,7 +78,8 @@ func buildAll(t *testing.T) string {
 		}
 		for _, p := range [][2]string{{"", "."}, {"", "../dydisnix-agent"}, {"", "../dydisnix-self-adapt"},
 			{"examples", "../../testbed/services/kvstore"}, {"examples", "../../testbed/services/webfront"},
-			{"examples", "../../testbed/services/peer"}, {"examples", "../../testbed/services/chord"}} {
+			{"examples", "../../testbed/services/peer"}, {"examples", "../../testbed/services/chord"},
+			{"examples", "../../testbed/services/webapp"}} {
 			if out, err := exec.Command("go", "build", "-o", filepath.Join(binDir, p[0])+"/", p[1]).CombinedOutput(); err != nil {
 				buildErr = fmt.Errorf("go build %s: %v: %s", p[1], err, out)
 				return
@@ -224,6 +227,9 @@ func (f lazy) String() string { return f() }
 // host, and --keep-running keeps it until interrupted.
 func TestDemoPageOnHost(t *testing.T) {
 	buildAll(t)
+	if err := testbed.CheckContainers([]string{testbed.ContainerMySQL}); err != nil {
+		testenv.Missing(t, "the demo's machines run MariaDB: %v", err)
+	}
 	cmd := exec.Command(filepath.Join(binDir, "dydisnix-testbed"), "demo", "--keep-running", "--status-port", "0", "--dir", t.TempDir())
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -266,4 +272,73 @@ func TestDemoPageOnHost(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("demo after Ctrl-C: %v\n%s", err, stderr.String())
 	}
+}
+
+// TestUpWebSystem: up --containers mysql-database gives every machine a
+// MariaDB server; with --coordinator and no -a, the loop gets the servers'
+// password by augmentation (never announced) and deploys the web system:
+// its databases through the mysql-database module, its applications
+// healthy only once they reach their databases.
+func TestUpWebSystem(t *testing.T) {
+	buildAll(t)
+	if err := testbed.CheckContainers([]string{testbed.ContainerMySQL}); err != nil {
+		testenv.Missing(t, "the machines run MariaDB: %v", err)
+	}
+	dir := t.TempDir()
+	comps := filepath.Join(t.TempDir(), "components")
+	if err := services.WriteWebSystemComponents(comps); err != nil {
+		t.Fatal(err)
+	}
+	model, _ := json.Marshal(testbed.WebSystemModel(binDir, comps))
+	svcFile := filepath.Join(t.TempDir(), "services.json")
+	if err := os.WriteFile(svcFile, model, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { exec.Command(filepath.Join(binDir, "dydisnix-testbed"), "down", "--dir", dir).Run() })
+	out := tool(t, dir, "up", "-n", "2", "--containers", "mysql-database", "--coordinator", "-s", svcFile, "--status-port", "0")
+	m := regexp.MustCompile(`status page: (http://127\.0\.0\.1:\d+/)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("up printed no status page:\n%s", out)
+	}
+	pw, err := os.ReadFile(filepath.Join(dir, "mysql-password"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{filepath.Join(dir, "machines", "machine1", "properties.json"), filepath.Join(dir, "testbed.log")} {
+		data, _ := os.ReadFile(f)
+		if strings.Contains(string(data), strings.TrimSpace(string(pw))) {
+			t.Errorf("%s holds the MariaDB password", f)
+		}
+	}
+	if !strings.Contains(out, "mysql-database") {
+		t.Errorf("up does not list mysql-database among the machines' types:\n%s", out)
+	}
+	var last string
+	testenv.Eventually(t, 2*time.Minute, func() bool {
+		resp, err := http.Get(m[1] + "status")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		var st struct {
+			LastDeploy *struct{ Result string } `json:"lastDeploy"`
+		}
+		json.Unmarshal(body, &st)
+		last = string(body)
+		return st.LastDeploy != nil && st.LastDeploy.Result == "success"
+	}, "no successful deploy of the web system; last /status: %s", lazy(func() string { return last }))
+	// The databases exist on the machines' servers.
+	var dbs []string
+	for _, name := range []string{"machine1", "machine2"} {
+		out := tool(t, dir, "exec", name, "--", "mysql", "--socket="+filepath.Join(dir, "machines", name, "mysql", "mysqld.sock"),
+			"--user=root", "--password="+strings.TrimSpace(string(pw)), "-N", "-B", "-e", "SHOW DATABASES")
+		dbs = append(dbs, strings.Fields(out)...)
+	}
+	for _, db := range services.WebSystemDatabases {
+		if !slices.Contains(dbs, db) {
+			t.Errorf("database %s on no machine's server (they hold %v)", db, dbs)
+		}
+	}
+	tool(t, dir, "down")
 }

@@ -1,7 +1,9 @@
 // Package services holds the testbed's example services (kvstore, webfront,
-// peer, chord: one small stdlib-only program each, in the sub-directories)
-// and the example system's models (system/: services.json and services.nix,
-// qos.yaml, qos-stateful.yaml, idresources.json/.nix), embedded.
+// peer, chord: one small stdlib-only program each, in the sub-directories;
+// webapp, the web system's application and portal on MariaDB), the example
+// system's models (system/: services.json and services.nix, qos.yaml,
+// qos-stateful.yaml, idresources.json/.nix) and the web system's database
+// components (websystem/), embedded.
 //
 // Build compiles the programs; WriteSystem writes the models with every pkg
 // pointing at the directory the programs were built into.
@@ -28,8 +30,18 @@ import (
 //go:embed system/*
 var System embed.FS
 
+// WebSystem holds the web system's database components under
+// "websystem/": websystem/<db>/mysql-databases/<db>.sql.
+//
+//go:embed websystem
+var WebSystem embed.FS
+
+// WebSystemDatabases are the web system's databases, each a component
+// directory of WebSystem.
+var WebSystemDatabases = []string{"usersdb", "cmsdb", "homeworkdb"}
+
 // Programs are the example service programs, by binary name.
-var Programs = []string{"kvstore", "webfront", "peer", "chord"}
+var Programs = []string{"kvstore", "webfront", "peer", "chord", "webapp"}
 
 // ImportPath is the Go import path of the example programs' parent.
 const ImportPath = "github.com/dydisnix/dydisnix/testbed/services"
@@ -115,6 +127,27 @@ func WriteSystem(dir, binDir string) error {
 			data = []byte(text)
 		}
 		if err := model.WriteFileAtomic(filepath.Join(dir, e.Name()), data, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WriteWebSystemComponents writes the web system's database components
+// into dir: dir/<db>/mysql-databases/<db>.sql for every one of
+// WebSystemDatabases, the component directories its mysql-database
+// services' pkg name (the module names the database after the directory).
+func WriteWebSystemComponents(dir string) error {
+	for _, db := range WebSystemDatabases {
+		rel := filepath.Join(db, "mysql-databases", db+".sql")
+		data, err := WebSystem.ReadFile("websystem/" + filepath.ToSlash(rel))
+		if err != nil {
+			return fmt.Errorf("web system component %s: %w", db, err)
+		}
+		if err := os.MkdirAll(filepath.Join(dir, db, "mysql-databases"), 0o755); err != nil {
+			return fmt.Errorf("web system component %s: %w", db, err)
+		}
+		if err := model.WriteFileAtomic(filepath.Join(dir, rel), data, 0o644); err != nil {
 			return err
 		}
 	}
