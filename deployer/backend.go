@@ -40,6 +40,10 @@ type AgentBackend struct {
 	// LockRefresh is how often Execute renews the held leases (default
 	// LockTTL/3). A lease that cannot be renewed stops the transition.
 	LockRefresh time.Duration
+	// Fence, when set, returns the fencing revision every agent request
+	// carries (agentapi.HeaderFence): the coordinator's election revision
+	// while it leads among several (package ha), 0 otherwise.
+	Fence func() int64
 
 	once    sync.Once
 	clients sync.Map // hostname + " " + url → *agentapi.Client
@@ -86,7 +90,9 @@ func (b *AgentBackend) Client(target string, mans ...*model.Manifest) (*agentapi
 			if err != nil {
 				return nil, err
 			}
-			c, _ := b.clients.LoadOrStore(key, agentapi.NewClient(u, b.Token, hc))
+			nc := agentapi.NewClient(u, b.Token, hc)
+			nc.Fence = b.Fence
+			c, _ := b.clients.LoadOrStore(key, nc)
 			return c.(*agentapi.Client), nil
 		}
 	}

@@ -164,7 +164,7 @@ func (a *Agent) Handler() http.Handler {
 		w.Write(b)
 	})
 	mux.Handle("GET "+agentapi.PathMetrics, a.metrics.handler())
-	return a.metrics.count(a.authenticate(mux))
+	return a.metrics.count(a.authenticate(a.fenced(mux)))
 }
 
 func result(err error) string {

@@ -19,8 +19,11 @@ import (
 type Client struct {
 	// BaseURL is the agent's URL (http://host:port).
 	BaseURL string
-	token   string
-	http    *http.Client
+	// Fence, when set, returns the fencing revision sent with every
+	// request (HeaderFence; 0: none).
+	Fence func() int64
+	token string
+	http  *http.Client
 }
 
 // NewClient returns a client for the agent at baseURL using the bearer
@@ -54,6 +57,11 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ct
 		return err
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
+	if c.Fence != nil {
+		if rev := c.Fence(); rev > 0 {
+			req.Header.Set(HeaderFence, strconv.FormatInt(rev, 10))
+		}
+	}
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
 	}
