@@ -15,7 +15,8 @@ import (
 
 // Choice says where the coordinators (dydisnix-env, dydisnix-self-adapt)
 // take the infrastructure from: the first field set wins, in the order
-// File, Command, Interfaces.
+// File, Command, then discovery: the Registry, Interfaces, or both
+// combined (CombinedSource, the registry first).
 type Choice struct {
 	// File is a static infrastructure model (-i), watched by the loop.
 	File string
@@ -27,10 +28,13 @@ type Choice struct {
 	// settings (its Interfaces field is ignored).
 	Interfaces []string
 	Browser    BrowserConfig
+	// Registry is the etcd registry watched (EtcdSource); its verify key,
+	// HTTP client (probes) and debounce come from Browser.
+	Registry RegistryConfig
 }
 
 // errNoInfrastructure is what a Choice with nothing set says.
-var errNoInfrastructure = errors.New("no infrastructure: give -i FILE, --geninfra CMD (or $" + GeninfraEnv + "), or --mdns-interface IF to browse mDNS")
+var errNoInfrastructure = errors.New("no infrastructure: give -i FILE, --geninfra CMD (or $" + GeninfraEnv + "), --mdns-interface IF to browse mDNS, or --registry etcd://HOST:2379")
 
 // Source returns the continuous source of the choice (the loop's).
 func (c Choice) Source(log *zap.Logger) (Source, error) {
@@ -44,12 +48,40 @@ func (c Choice) Source(log *zap.Logger) (Source, error) {
 		}
 		s.Logger = log
 		return s, nil
+	case c.Registry.Enabled() && len(c.Interfaces) > 0:
+		reg, err := c.registrySource(log)
+		if err != nil {
+			return nil, err
+		}
+		cfg := c.Browser
+		cfg.Interfaces, cfg.Logger = c.Interfaces, log
+		mdns, err := NewMDNSSource(cfg)
+		if err != nil {
+			return nil, err
+		}
+		return Combine([]Source{reg, mdns}, []string{"registry", "mdns"})
+	case c.Registry.Enabled():
+		return c.registrySource(log)
 	case len(c.Interfaces) > 0:
 		cfg := c.Browser
 		cfg.Interfaces, cfg.Logger = c.Interfaces, log
 		return NewMDNSSource(cfg)
 	}
 	return nil, errNoInfrastructure
+}
+
+// registrySource is the etcd source of the choice.
+func (c Choice) registrySource(log *zap.Logger) (*EtcdSource, error) {
+	b := c.Browser
+	cfg := EtcdSourceConfig{Registry: c.Registry, Verifier: b.Verifier, SignKey: b.SignKey, HTTPClient: b.HTTPClient,
+		ProbeTimeout: b.ProbeTimeout, Debounce: b.Debounce, MaxDelay: b.MaxDelay, Logger: log}
+	if b.ProbeInterval < 0 {
+		cfg.ProbeRetry = -1
+	}
+	if cfg.Registry.Logger == nil {
+		cfg.Registry.Logger = log
+	}
+	return NewEtcdSource(cfg)
 }
 
 // Once returns the infrastructure as the choice sees it now (the one-shot
@@ -65,6 +97,13 @@ func (c Choice) Once(ctx context.Context, browse time.Duration, log *zap.Logger)
 			return nil, err
 		}
 		return s.Generate(ctx)
+	case c.Registry.Enabled() && len(c.Interfaces) == 0:
+		// The registry's first snapshot is complete: no need to wait.
+		src, err := c.registrySource(log)
+		if err != nil {
+			return nil, err
+		}
+		return First(ctx, src, browse, "the registry at "+strings.Join(c.Registry.Endpoints, ","))
 	case len(c.Interfaces) == 0:
 		return nil, errNoInfrastructure
 	}
@@ -76,6 +115,27 @@ func (c Choice) Once(ctx context.Context, browse time.Duration, log *zap.Logger)
 		log.Info("browsing mDNS for the infrastructure", zap.Strings("interfaces", c.Interfaces), zap.String("for", browse.String()))
 	}
 	return Collect(ctx, src, browse, fmt.Sprintf("mDNS on %s", strings.Join(c.Interfaces, ",")))
+}
+
+// First runs src until its first snapshot (at most d) and returns its
+// infrastructure; what names the source in the error.
+func First(ctx context.Context, src Source, d time.Duration, what string) (model.Infrastructure, error) {
+	fctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	snaps := make(chan Snapshot, 1)
+	errc := make(chan error, 1)
+	go func() { errc <- src.Run(fctx, snaps) }()
+	select {
+	case s := <-snaps:
+		cancel()
+		<-errc
+		return s.Infrastructure, nil
+	case err := <-errc:
+		if err == nil {
+			err = fmt.Errorf("%s: no snapshot within %s", what, d)
+		}
+		return nil, err
+	}
 }
 
 // Collect runs src for d and returns the infrastructure of its last

@@ -50,6 +50,7 @@ type options struct {
 	signKey                                      string
 	properties, endpoint                         string
 	interfaces                                   []string
+	registry                                     dcli.Registry
 	log                                          cli.Log
 }
 
@@ -79,6 +80,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.signKey, "sign-key", "", "`FILE` sign the --publish announcements (shared secret, or ed25519 PEM private key)")
 	fs.StringArrayVar(&o.interfaces, "interface", nil, "`IF` interface to announce on (repeatable; required with --publish)")
 	fs.StringVar(&o.endpoint, "endpoint", "", "`URL` the URL announced (default: http(s)://<address of the first --interface>:<port>)")
+	o.registry.AddFlags(fs)
 	o.log.AddFlags(fs)
 	if code, done := c.Parse(args, stdout, stderr); done {
 		return code
@@ -97,8 +99,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			"and give --tls-cert D/HOSTNAME.pem --tls-key D/HOSTNAME-key.pem --client-ca D/ca.pem), or --insecure-http for plain HTTP")
 	case o.publish && len(o.interfaces) == 0:
 		uerr = cli.Usagef("--publish needs --interface (never announced on every interface)")
-	case o.signKey != "" && !o.publish:
-		uerr = cli.Usagef("--sign-key signs the --publish announcements; give --publish too")
+	case o.signKey != "" && !o.publish && !o.registry.Enabled():
+		uerr = cli.Usagef("--sign-key signs the --publish announcements and --registry registrations; give one")
 	}
 	if uerr != nil {
 		return c.Exit(uerr, stderr)
@@ -141,8 +143,8 @@ func serve(o options, log *zap.Logger) error {
 	defer signal.Stop(sigs)
 	cfg := agent.ServeConfig{Listener: ln, Signals: sigs, DrainTimeout: o.drainTimeout, Notify: func(state string) { _ = sdnotify.Notify(state) },
 		MaxConns: o.maxConns, IdleTimeout: o.idleTimeout}
-	if o.publish {
-		if err := publisher(o, ln, a, &cfg, log); err != nil {
+	if o.publish || o.registry.Enabled() {
+		if err := announcer(o, ln, a, &cfg, log); err != nil {
 			ln.Close()
 			a.Close(false)
 			return err
@@ -151,8 +153,9 @@ func serve(o options, log *zap.Logger) error {
 	return agent.Serve(context.Background(), a, cfg)
 }
 
-// publisher sets up the mDNS announcement of --publish in cfg.
-func publisher(o options, ln net.Listener, a *agent.Agent, cfg *agent.ServeConfig, log *zap.Logger) error {
+// announcer sets up the mDNS announcement of --publish and the etcd
+// registration of --registry in cfg.
+func announcer(o options, ln net.Listener, a *agent.Agent, cfg *agent.ServeConfig, log *zap.Logger) error {
 	scheme := "http"
 	if !o.insecureHTTP {
 		scheme = "https"
@@ -164,12 +167,20 @@ func publisher(o options, ln net.Listener, a *agent.Agent, cfg *agent.ServeConfi
 			return err
 		}
 	}
-	pub, err := discovery.NewPublisher(discovery.PublisherConfig{Interfaces: o.interfaces, PropertiesFile: o.properties,
-		Endpoint: endpoint, SignKey: o.signKey, Logger: log})
+	pcfg := discovery.PublisherConfig{PropertiesFile: o.properties, Endpoint: endpoint, SignKey: o.signKey, Logger: log}
+	if o.publish {
+		pcfg.Interfaces = o.interfaces
+	}
+	reg, err := o.registry.Config()
 	if err != nil {
 		return err
 	}
-	cfg.Handler, cfg.Announce = dcli.Routes(pub, a.Handler()), pub.Run
-	log.Info("publishing", zap.String("endpoint", endpoint), zap.Strings("interfaces", o.interfaces))
+	reg.Logger = log
+	ann, err := dcli.NewAnnouncer(pcfg, reg)
+	if err != nil {
+		return err
+	}
+	cfg.Handler, cfg.Announce = ann.Routes(a.Handler()), ann.Run
+	log.Info("publishing", zap.String("endpoint", endpoint), zap.Strings("interfaces", pcfg.Interfaces), zap.Strings("registry", reg.Endpoints))
 	return nil
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/dydisnix/dydisnix/discovery"
+	dcli "github.com/dydisnix/dydisnix/discovery/cli"
 	"github.com/dydisnix/dydisnix/internal/cli"
 	"github.com/dydisnix/dydisnix/model"
 	"github.com/dydisnix/dydisnix/rollout"
@@ -31,7 +32,7 @@ deployment from the last manifest generation to the new one: lock,
 deactivate obsolete services (dependents first), move state, activate new
 services (dependencies first), unlock. A failure rolls everything back.
 Without -i the infrastructure comes from --geninfra (else $DYDISNIX_GENINFRA),
-else from mDNS browsed on --mdns-interface.`
+else from the etcd --registry and/or mDNS browsed on --mdns-interface.`
 
 type options struct {
 	pass                                 rollout.Config
@@ -39,6 +40,7 @@ type options struct {
 	state                                cli.StateDir
 	log                                  cli.Log
 	infra                                discovery.Choice
+	registry                             dcli.Registry
 	format, out                          string
 	dryRun, undeploy, rollback, listGens bool
 	switchTo                             int
@@ -58,7 +60,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	f.StringVar(&o.infra.Command, "geninfra", os.Getenv(discovery.GeninfraEnv), "`CMD` infrastructure generator (default $"+discovery.GeninfraEnv+")")
 	f.StringArrayVar(&o.infra.Interfaces, "mdns-interface", nil, "browse mDNS on `IF` (repeatable)")
 	f.StringVar(&o.infra.Browser.SignKey, "verify-key", "", "ignore mDNS announcements not signed with the key in `FILE` (shared secret, or ed25519 PEM key)")
-	f.DurationVar(&o.discoveryTimeout, "discovery-timeout", 3*time.Second, "how long to browse mDNS")
+	f.DurationVar(&o.discoveryTimeout, "discovery-timeout", 3*time.Second, "how long to browse mDNS (at most, for --registry)")
+	o.registry.AddFlags(f)
 	o.agent.AddFlags(f)
 	o.state.AddFlags(f)
 	f.BoolVar(&o.dryRun, "dry-run", false, "print the plan (numbered steps) and change nothing")
@@ -105,6 +108,9 @@ func (o *options) check() error {
 }
 
 func deploy(ctx context.Context, o *options, stdout, stderr io.Writer) error {
+	if err := o.registry.Into(&o.infra); err != nil {
+		return err
+	}
 	log := o.log.Logger(stderr)
 	o.pass.StateDir, o.pass.Logger, o.pass.DisnixOutput = o.state.Path(), log, stderr
 	if o.agent.TokenFile != "" {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/dydisnix/dydisnix/adapt"
 	"github.com/dydisnix/dydisnix/discovery"
+	dcli "github.com/dydisnix/dydisnix/discovery/cli"
 	"github.com/dydisnix/dydisnix/internal/cli"
 	"github.com/dydisnix/dydisnix/rollout"
 )
@@ -30,7 +31,8 @@ as the previous one), assigns ports and IDs and redeploys. Bursts of events
 yield one redeploy; a machine that flaps is kept out until it is stable
 (see docs/adapt.md); failed deploys are retried with exponential backoff.
 The infrastructure comes from -i (a file, watched), else --geninfra (else
-$DYDISNIX_GENINFRA, run every --interval), else mDNS on --mdns-interface.
+$DYDISNIX_GENINFRA, run every --interval), else the etcd --registry and/or
+mDNS on --mdns-interface (combined: the registry's content wins).
 dydisnix-ctl pauses, drains, cordons or redeploys through the control
 socket control.sock in the state directory (mode 0600).`
 
@@ -40,6 +42,7 @@ type options struct {
 	state            cli.StateDir
 	log              cli.Log
 	infra            discovery.Choice
+	registry         dcli.Registry
 	verifyKey        string
 	snapshot         bool
 	snapshotSchedule string
@@ -60,7 +63,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	f.StringVarP(&o.infra.File, "infrastructure", "i", "", "`FILE` static infrastructure model, watched for changes")
 	f.StringVar(&o.infra.Command, "geninfra", os.Getenv(discovery.GeninfraEnv), "`CMD` infrastructure generator run every --interval (default $"+discovery.GeninfraEnv+")")
 	f.StringArrayVar(&o.infra.Interfaces, "mdns-interface", nil, "browse mDNS (_disnix._tcp) on `IF` (repeatable)")
-	f.StringVar(&o.verifyKey, "verify-key", "", "ignore mDNS announcements not signed with the key in `FILE`")
+	f.StringVar(&o.verifyKey, "verify-key", "", "ignore mDNS announcements and registrations not signed with the key in `FILE`")
+	o.registry.AddFlags(f)
 	cli.SecondsVarP(f, &o.timing.Resync, "interval", "", 5*time.Second, "resync period (seconds or a duration): models reloaded, hash compared")
 	f.BoolVar(&o.snapshot, "snapshot", false, "snapshot the state of every stateful service on a schedule")
 	f.StringVar(&o.snapshotSchedule, "snapshot-schedule", "", "cron `SPEC` of --snapshot (default \"@every 1m\")")
@@ -92,14 +96,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func (o *options) check() error {
+	if err := o.registry.Into(&o.infra); err != nil {
+		return err
+	}
 	m := o.pass.Models
 	switch {
 	case m.Services == "":
 		return cli.Usagef("ERROR: A services expression must be specified!")
 	case m.QoS == "":
 		return cli.Usagef("ERROR: A quality of service model must be specified!")
-	case o.infra.File == "" && o.infra.Command == "" && len(o.infra.Interfaces) == 0:
-		return cli.Usagef("ERROR: An infrastructure generator must be specified! (-i, --geninfra, $DYDISNIX_GENINFRA or --mdns-interface)")
+	case o.infra.File == "" && o.infra.Command == "" && len(o.infra.Interfaces) == 0 && !o.infra.Registry.Enabled():
+		return cli.Usagef("ERROR: An infrastructure generator must be specified! (-i, --geninfra, $DYDISNIX_GENINFRA, --mdns-interface or --registry)")
 	case o.timing.Resync <= 0:
 		return cli.Usagef("--interval: expected a positive number of seconds or a duration")
 	case (m.IDResources == "") != (m.IDs == ""):

@@ -40,12 +40,14 @@ func interfacesFromEnv(flagVals []string) []string {
 }
 
 // errNoInterface is the usage error of dydisnix-publishinfra without --interface.
-var errNoInterface = cli.Usagef("no interface given: use --interface IF (mDNS is only used on named interfaces)")
+var errNoInterface = cli.Usagef("no interface given: use --interface IF (mDNS is only used on named interfaces) or --registry etcd://HOST:2379")
 
 const geninfraDoc = `Browses mDNS (DNS-SD type _disnix._tcp) on the named interfaces and prints the
 infrastructure model of the machines that announce themselves (with
 dydisnix-publishinfra, the original dydisnix-avahi publisher, or avahi-publish
-in the same TXT format). The interfaces may also come from
+in the same TXT format). With --registry it reads the machines registered in
+etcd instead, or as well when interfaces are named (the registry's content
+wins for a hostname both see). The interfaces may also come from
 DYDISNIX_MDNS_INTERFACES="eth0,eth1"; without either, every interface that is
 up, multicast-capable and not a loopback is browsed, as the original's Avahi
 did. The default format is json, and nix when the command runs as
@@ -59,6 +61,7 @@ type geninfraOptions struct {
 	verifyKey  string
 	noProbe    bool
 	browser    discovery.BrowserConfig
+	registry   Registry
 	log        cli.Log
 }
 
@@ -82,6 +85,7 @@ func Geninfra(name string, args []string, stdout, stderr io.Writer) int {
 	cli.SecondsVarP(fs, &o.browser.BrowseInterval, "browse-interval", "", discovery.DefaultBrowseInterval, "`DUR` time between browse rounds")
 	cli.SecondsVarP(fs, &o.browser.Debounce, "debounce", "", discovery.DefaultDebounce, "`DUR` quiet period that ends a burst of changes")
 	fs.BoolVar(&o.noProbe, "no-probe", false, "do not probe announced endpoints (a machine whose agent endpoint this host cannot reach stays in the model)")
+	o.registry.AddFlags(fs)
 	o.log.AddFlags(fs)
 	if code, done := c.Parse(args, stdout, stderr); done {
 		return code
@@ -94,7 +98,11 @@ func Geninfra(name string, args []string, stdout, stderr io.Writer) int {
 
 func browse(o *geninfraOptions, stdout, stderr io.Writer) error {
 	cfg := o.browser
-	if cfg.Interfaces = interfacesFromEnv(o.interfaces); len(cfg.Interfaces) == 0 {
+	reg, err := o.registry.Config()
+	if err != nil {
+		return err
+	}
+	if cfg.Interfaces = interfacesFromEnv(o.interfaces); len(cfg.Interfaces) == 0 && !reg.Enabled() {
 		ifs, err := discovery.DefaultInterfaces()
 		if err != nil {
 			return err
@@ -119,7 +127,9 @@ func browse(o *geninfraOptions, stdout, stderr io.Writer) error {
 		}
 		cfg.Verifier = k
 	}
-	src, err := discovery.NewMDNSSource(cfg)
+	reg.Logger = cfg.Logger
+	choice := discovery.Choice{Interfaces: cfg.Interfaces, Browser: cfg, Registry: reg}
+	src, err := choice.Source(cfg.Logger)
 	if err != nil {
 		return err
 	}
@@ -175,6 +185,7 @@ type publishOptions struct {
 	interfaces                                     []string
 	properties, propertiesCommand, endpoint, serve string
 	signKey                                        string
+	registry                                       Registry
 	dysnomia, compact, printOnly                   bool
 	port                                           int
 	ttl                                            uint32
@@ -183,7 +194,7 @@ type publishOptions struct {
 
 // Publish is the main function of dydisnix-publishinfra.
 func Publish(name string, args []string, stdout, stderr io.Writer) int {
-	c := cli.New(name, "--interface IF [--properties FILE | --dysnomia] [options]", publishDoc)
+	c := cli.New(name, "--interface IF | --registry etcd://HOST:2379 [--properties FILE | --dysnomia] [options]", publishDoc)
 	c.ExitStatus = exitStatus
 	var o publishOptions
 	fs := c.Flags
@@ -198,6 +209,7 @@ func Publish(name string, args []string, stdout, stderr io.Writer) int {
 	fs.Uint32Var(&o.ttl, "ttl", discovery.DefaultTTL, "`SECONDS` record TTL")
 	fs.BoolVar(&o.compact, "compact", false, "always publish the compact form (needs an endpoint)")
 	fs.BoolVar(&o.printOnly, "print", false, "print the TXT strings and exit (nothing is sent)")
+	o.registry.AddFlags(fs)
 	o.log.AddFlags(fs)
 	if code, done := c.Parse(args, stdout, stderr); done {
 		return code
@@ -248,7 +260,11 @@ func announce(o *publishOptions, stdout, stderr io.Writer) error {
 	if o.printOnly {
 		return printTXT(ctx, cfg, stdout)
 	}
-	if len(cfg.Interfaces) == 0 {
+	reg, err := o.registry.Config()
+	if err != nil {
+		return err
+	}
+	if len(cfg.Interfaces) == 0 && !reg.Enabled() {
 		return errNoInterface
 	}
 	var ln net.Listener
@@ -263,17 +279,18 @@ func announce(o *publishOptions, stdout, stderr io.Writer) error {
 			}
 		}
 	}
-	pub, err := discovery.NewPublisher(cfg)
+	reg.Logger = log
+	ann, err := NewAnnouncer(cfg, reg)
 	if err != nil {
 		return err
 	}
 	if ln != nil {
-		srv := &http.Server{Handler: Routes(pub, nil), ReadHeaderTimeout: 5 * time.Second}
+		srv := &http.Server{Handler: ann.Routes(nil), ReadHeaderTimeout: 5 * time.Second}
 		go srv.Serve(ln)
 		defer srv.Close()
 		log.Info("serving the target model", zap.String("addr", ln.Addr().String()), zap.String("endpoint", cfg.Endpoint+discovery.TargetPath))
 	}
-	return pub.Run(ctx)
+	return ann.Run(ctx)
 }
 
 // printTXT prints the TXT strings the publisher would announce.
@@ -345,16 +362,4 @@ func Endpoint(scheme string, addr *net.TCPAddr, ifaces []string) (string, error)
 		}
 	}
 	return "", fmt.Errorf("cannot tell which address of %s to announce: give --endpoint", strings.Join(ifaces, ", "))
-}
-
-// Routes serves pub's target document (GET /v1/target: what the
-// announcement carries anyway, public, no secrets, so it needs no token)
-// and hands every other request to next (nil: not found).
-func Routes(pub *discovery.Publisher, next http.Handler) http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle(discovery.TargetPath, discovery.TargetHandler(pub.Target))
-	if next != nil {
-		mux.Handle("/", next)
-	}
-	return mux
 }

@@ -53,3 +53,10 @@ func (r *Registry) Config() (discovery.RegistryConfig, error) {
 	}
 	return c, nil
 }
+
+// Into sets the registry of a coordinator's infrastructure choice.
+func (r *Registry) Into(c *discovery.Choice) error {
+	reg, err := r.Config()
+	c.Registry = reg
+	return err
+}
