@@ -192,6 +192,26 @@ func askAll[T any](ctx context.Context, b *AgentBackend, names []string, client 
 	return out
 }
 
+// RaiseFence sends this coordinator's fencing revision (Fence) to the
+// agent of every target of infra, in parallel, each within timeout, so
+// that they refuse the late requests of a coordinator that led before,
+// even where this one has nothing to change. It returns the targets that
+// did not take it, with why.
+func (b *AgentBackend) RaiseFence(ctx context.Context, infra model.Infrastructure, defProp string, timeout time.Duration) map[string]error {
+	names := make([]string, 0, len(infra))
+	for name := range infra {
+		names = append(names, name)
+	}
+	out := map[string]error{}
+	for name, r := range askAll(ctx, b, names, func(name string) (*agentapi.Client, error) { return b.ClientFor(infra[name], defProp) }, timeout,
+		func(c *agentapi.Client, ctx context.Context) (struct{}, error) { return struct{}{}, c.RaiseFence(ctx) }) {
+		if r.err != nil {
+			out[name] = r.err
+		}
+	}
+	return out
+}
+
 // Unreachable probes the agent of every target that old maps services to
 // and every target of new's infrastructure (each reached through new's
 // infrastructure, else old's), and returns those that do not answer within

@@ -146,6 +146,9 @@ type Pass struct {
 	// holds (Config.Shared), sharedDigest its content's digest.
 	sharedVersion int64
 	sharedDigest  string
+	// fenced is the fencing revision the targets were last sent
+	// (raiseFence).
+	fenced int64
 }
 
 // New checks cfg and opens the state directory. The models are read by
@@ -301,6 +304,7 @@ func (p *Pass) Apply(ctx context.Context, infra model.Infrastructure, req Reques
 		return nil, err
 	}
 	defer func() { err = unlock(err) }()
+	p.raiseFence(ctx, infra, req)
 	old, err := p.previous(ctx, infra)
 	if err != nil {
 		return nil, err
@@ -370,6 +374,26 @@ func (p *Pass) lock(ctx context.Context, req Request) (unlock func(error) error,
 		}
 		return err
 	}, nil
+}
+
+// raiseFence sends a new fencing revision (Config.Fence: this coordinator
+// was elected since the last pass) to every target of infra before
+// anything else, so that the leader before it can change nothing there
+// any more, even where this pass changes nothing.
+func (p *Pass) raiseFence(ctx context.Context, infra model.Infrastructure, req Request) {
+	if p.cfg.Fence == nil || req.DryRun {
+		return
+	}
+	rev := p.cfg.Fence()
+	if rev == 0 || rev == p.fenced {
+		return
+	}
+	failed := p.agents.RaiseFence(ctx, infra, p.cfg.TargetProperty, p.cfg.ProbeTimeout)
+	for _, t := range slices.Sorted(maps.Keys(failed)) {
+		p.cfg.Logger.Warn("fence: target did not take this coordinator's revision (its first step will carry it)",
+			zap.String("target", t), zap.Int64("revision", rev), zap.Error(failed[t]))
+	}
+	p.fenced = rev
 }
 
 // previous returns the newest manifest generation, merged with what the

@@ -59,6 +59,17 @@ func (a *Agent) fenced(next http.Handler) http.Handler {
 	})
 }
 
+// serveFence answers POST /v1/fence: the fenced middleware has admitted
+// (and so taken) the request's revision; one without a revision is an
+// error.
+func (a *Agent) serveFence(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get(agentapi.HeaderFence) == "" {
+		writeError(w, http.StatusBadRequest, "fence: no "+agentapi.HeaderFence+" header")
+		return
+	}
+	a.reply(w, nil, nil)
+}
+
 // admit waits until revision rev may run and returns the release of its
 // admission, or an error when rev is lower than the agent's revision.
 func (a *Agent) admit(rev int64) (release func(), err error) {

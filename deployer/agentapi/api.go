@@ -26,6 +26,7 @@ const (
 	PathContext     = "/v1/context"         // POST ActivateRequest of an active key: new env/context, no restart
 	PathLogs        = "/v1/logs/"           // + service, ?tail=N: GET → the last N lines of its output (text)
 	PathMetrics     = "/metrics"            // GET → Prometheus metrics
+	PathFence       = "/v1/fence"           // POST with HeaderFence: the agent takes the revision (a new leader's first request)
 )
 
 // HeaderFence carries the coordinator's fencing revision (its etcd election

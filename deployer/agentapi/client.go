@@ -122,6 +122,13 @@ func (c *Client) LockLease(ctx context.Context, owner string, ttl time.Duration,
 	return c.post(ctx, PathLock, LockRequest{Owner: owner, TTLSeconds: secs, Refresh: refresh}, nil)
 }
 
+// RaiseFence makes the agent take the client's fencing revision (Fence)
+// unless it follows a higher one (409): from then on it refuses every lock
+// and step of a lower revision.
+func (c *Client) RaiseFence(ctx context.Context) error {
+	return c.post(ctx, PathFence, struct{}{}, nil)
+}
+
 // Unlock releases the lock held by owner.
 func (c *Client) Unlock(ctx context.Context, owner string) error {
 	return c.post(ctx, PathUnlock, LockRequest{Owner: owner}, nil)
