@@ -314,9 +314,12 @@ func (r *Registrar) session(ctx context.Context, cli *clientv3.Client) error {
 				}
 			}
 		}
-		if _, err := cli.Revoke(bctx, lease.ID); err != nil && ctx.Err() != nil {
+		if ctx.Err() == nil {
+			return // the lease is lost: nothing to withdraw
+		}
+		if _, err := cli.Revoke(bctx, lease.ID); err != nil {
 			r.log.Warn("revoking the registration's lease", zap.Error(err))
-		} else if ctx.Err() != nil {
+		} else {
 			r.log.Info("registration withdrawn", zap.String("key", key))
 		}
 	}()
@@ -327,8 +330,15 @@ func (r *Registrar) session(ctx context.Context, cli *clientv3.Client) error {
 		case <-ctx.Done():
 			return nil
 		case _, ok := <-alive:
-			if !ok {
-				return fmt.Errorf("lease %x expired or etcd unreachable for longer than its TTL", lease.ID)
+			if ok {
+				continue
+			}
+			// The client gives up on a lease it heard nothing about for
+			// its TTL (an etcd leader election, a member lost): the lease
+			// may well live on (a new leader extends every lease). Keep
+			// it when it does; only a lease that is gone is re-granted.
+			if alive, err = r.resume(ctx, kctx, cli, lease.ID); err != nil {
+				return err
 			}
 			continue
 		case <-r.kick:
@@ -365,6 +375,34 @@ func (r *Registrar) session(ctx context.Context, cli *clientv3.Client) error {
 			key, written = newKey, doc
 		}
 	}
+}
+
+// resume keeps a lease whose keep-alive channel closed: while the lease
+// lives (etcd answers with its remaining TTL) it is kept alive again; a
+// lease that expired is an error (the session ends and a new one starts).
+func (r *Registrar) resume(ctx, kctx context.Context, cli *clientv3.Client, id clientv3.LeaseID) (<-chan *clientv3.LeaseKeepAliveResponse, error) {
+	for ctx.Err() == nil {
+		tctx, cancel := context.WithTimeout(ctx, r.cfg.Registry.DialTimeout)
+		ttl, err := cli.TimeToLive(tctx, id)
+		cancel()
+		switch {
+		case err == nil && ttl.TTL > 0:
+			r.log.Info("etcd answers again; the registration's lease lives on", zap.String("lease", fmt.Sprintf("%x", id)), zap.Int64("ttlLeft", ttl.TTL))
+			alive, err := cli.KeepAlive(kctx, id)
+			if err != nil {
+				return nil, fmt.Errorf("keep lease %x alive: %w", id, err)
+			}
+			return alive, nil
+		case err == nil:
+			return nil, fmt.Errorf("lease %x expired (etcd unreachable for longer than its TTL)", id)
+		}
+		r.log.Warn("etcd unreachable; checking the registration's lease again", zap.Error(err))
+		select {
+		case <-ctx.Done():
+		case <-time.After(r.cfg.RetryInterval):
+		}
+	}
+	return nil, ctx.Err()
 }
 
 // putOwned writes doc to key under lease when the key is free or already

@@ -33,6 +33,8 @@ type Response struct {
 	// LoopError says that the daemon's loop has exited, with the end of
 	// its log.
 	LoopError string `json:"loopError,omitempty"`
+	// Registry is the --registry value of the testbed's etcd cluster.
+	Registry string `json:"registry,omitempty"`
 }
 
 // MachineInfo describes one machine for `list`.
@@ -147,7 +149,7 @@ func (tb *Testbed) handle(req Request, partitioned map[string]bool) Response {
 	if err != nil {
 		return Response{Error: err.Error()}
 	}
-	resp := Response{OK: true, PID: os.Getpid(), Coordinator: tb.coord.Netns, StatusURL: tb.statusURL}
+	resp := Response{OK: true, PID: os.Getpid(), Coordinator: tb.coord.Netns, StatusURL: tb.statusURL, Registry: tb.RegistryURL()}
 	if tb.loop != nil {
 		select {
 		case <-tb.loop.loopExited():

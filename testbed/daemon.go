@@ -76,6 +76,8 @@ type UpConfig struct {
 	Coordinator                           bool
 	ServicesFile, PolicyFile, AugmentFile string
 	StatusPort                            int
+	// Etcd and Far: see DaemonConfig.
+	Etcd, Far int
 }
 
 // Up starts the testbed daemon in the background: this program
@@ -94,7 +96,7 @@ func Up(ctx context.Context, cfg UpConfig) (*Response, error) {
 		return nil, err
 	}
 	args := []string{"serve", "--dir", cfg.Dir, "-n", strconv.Itoa(cfg.Machines), "--bin-dir", cfg.BinDir,
-		"--keep-state=" + strconv.FormatBool(cfg.KeepState)}
+		"--keep-state=" + strconv.FormatBool(cfg.KeepState), "--etcd", strconv.Itoa(cfg.Etcd), "--far", strconv.Itoa(cfg.Far)}
 	for _, f := range []struct{ flag, file string }{
 		{"--properties", cfg.PropertiesFile}, {"--services", cfg.ServicesFile},
 		{"--qos", cfg.PolicyFile}, {"--augment", cfg.AugmentFile},
@@ -124,7 +126,7 @@ func Up(ctx context.Context, cfg UpConfig) (*Response, error) {
 		}
 		defer f.Close()
 	}
-	if _, err := StartDaemon(ctx, cfg.Dir, cmd, len(names)); err != nil {
+	if _, err := StartDaemon(ctx, cfg.Dir, cmd, len(names)+cfg.Far); err != nil {
 		return nil, err
 	}
 	return Call(cfg.Dir, Request{Op: "list"})
@@ -137,7 +139,7 @@ func Serve(ctx context.Context, cfg UpConfig, statusFD int) error {
 	if err != nil {
 		return err
 	}
-	dc := DaemonConfig{Dir: cfg.Dir, BinDir: cfg.BinDir, Names: names, Props: props, KeepState: cfg.KeepState}
+	dc := DaemonConfig{Dir: cfg.Dir, BinDir: cfg.BinDir, Names: names, Props: props, KeepState: cfg.KeepState, Etcd: cfg.Etcd, Far: cfg.Far}
 	if cfg.Coordinator {
 		dc.Coordinator = &CoordinatorConfig{ServicesFile: cfg.ServicesFile, PolicyFile: cfg.PolicyFile, AugmentFile: cfg.AugmentFile}
 		if statusFD > 0 {
@@ -276,6 +278,10 @@ type DaemonConfig struct {
 	// Coordinator, when set, also runs the loop in the coordinator's
 	// namespace.
 	Coordinator *CoordinatorConfig
+	// Etcd is the number of etcd members (Config.Etcd); Far the number
+	// of machines (remote1, …) on the far subnet behind the router
+	// (Config.FarSubnet, DefaultFarSubnet).
+	Etcd, Far int
 }
 
 // CoordinatorConfig is the loop the testbed daemon runs.
@@ -304,12 +310,25 @@ func ServeMachines(cfg DaemonConfig, stop <-chan struct{}) error {
 			}
 		}
 	}
-	tb, err := New(Config{Dir: cfg.Dir, BinDir: cfg.BinDir, Prefix: prefix})
+	if cfg.Far > 0 && cfg.Etcd == 0 {
+		return fmt.Errorf("machines on the far subnet are found through etcd only: give --etcd N with --far")
+	}
+	tcfg := Config{Dir: cfg.Dir, BinDir: cfg.BinDir, Prefix: prefix, Etcd: cfg.Etcd}
+	if cfg.Far > 0 {
+		tcfg.FarSubnet = DefaultFarSubnet
+	}
+	tb, err := New(tcfg)
 	if err != nil {
 		return err
 	}
 	for _, name := range cfg.Names {
 		if _, err := tb.Add(name, cfg.Props[name]); err != nil {
+			tb.Close()
+			return err
+		}
+	}
+	for i := 1; i <= cfg.Far; i++ {
+		if _, err := tb.AddFar(fmt.Sprintf("remote%d", i), nil); err != nil {
 			tb.Close()
 			return err
 		}
@@ -363,6 +382,9 @@ func PrintResponse(w io.Writer, resp *Response) {
 	PrintMachines(w, resp.Machines)
 	if resp.StatusURL != "" {
 		fmt.Fprintf(w, "\nThe loop's status page: %s\n", resp.StatusURL)
+	}
+	if resp.Registry != "" {
+		fmt.Fprintf(w, "The etcd registry: --registry %s\n", resp.Registry)
 	}
 	if resp.LoopError != "" {
 		fmt.Fprintf(w, "\n%s\n", resp.LoopError)

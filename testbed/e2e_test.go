@@ -40,6 +40,7 @@ func buildBinaries(t *testing.T) string {
 		pkgs := [][2]string{
 			{"dydisnix-agent", "../cmd/dydisnix-agent"},
 			{"dydisnix-self-adapt", "../cmd/dydisnix-self-adapt"},
+			{"dydisnix-geninfra-mdns", "../cmd/dydisnix-geninfra-mdns"},
 		}
 		for _, svc := range []string{"kvstore", "webfront", "peer", "chord"} {
 			pkgs = append(pkgs, [2]string{filepath.Join("examples", svc), "./services/" + svc})

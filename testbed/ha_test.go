@@ -10,24 +10,22 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/dydisnix/dydisnix/deployer/agent"
 	"github.com/dydisnix/dydisnix/deployer/agentapi"
-	"github.com/dydisnix/dydisnix/internal/etcdtest"
 	"github.com/dydisnix/dydisnix/internal/fleettls"
 	"github.com/dydisnix/dydisnix/internal/testenv"
 )
 
 // haBed is a testbed for coordinator high availability: machines with the
-// agents' fault hook, one etcd member in a namespace of its own, and two
-// coordinators, each in its own namespace (coords[0] in "coordinator",
-// coords[1] in "coordinator2"), electing a leader over etcd.
+// agents' fault hook, registered in the testbed's etcd (one member in a
+// namespace of its own), and two coordinators, each in its own namespace
+// (coords[0] in "coordinator", coords[1] in "coordinator2"), electing a
+// leader over etcd.
 type haBed struct {
 	tb       *Testbed
-	etcd     *Host
 	coords   [2]*Harness
 	faultDir string
 }
@@ -41,7 +39,7 @@ func startHABed(t testing.TB, bin, dir string, machines int) *haBed {
 	}
 	testenv.NeedCommand(t, "etcd")
 	bed := &haBed{faultDir: filepath.Join(dir, "faults")}
-	tb, err := New(Config{Dir: filepath.Join(dir, "testbed"), BinDir: bin, DrainTimeout: 5 * time.Second,
+	tb, err := New(Config{Dir: filepath.Join(dir, "testbed"), BinDir: bin, DrainTimeout: 5 * time.Second, Etcd: 1,
 		AgentEnv: []string{agent.FaultDirEnv + "=" + filepath.Join(bed.faultDir, "{machine}")}})
 	if err != nil {
 		t.Fatal(err)
@@ -57,13 +55,12 @@ func startHABed(t testing.TB, bin, dir string, machines int) *haBed {
 			t.Fatal(err)
 		}
 	}
-	bed.startEtcd(t, filepath.Join(dir, "etcd"))
 	host2, err := tb.AddCoordinator("coordinator2")
 	if err != nil {
 		t.Fatal(err)
 	}
-	registry := []string{"--registry", "etcd://" + bed.etcd.Addr.String() + ":2379", "--leader-ttl", "3",
-		"--stabilise", "1s", "--snapshot-schedule", "@every 1h"}
+	// The harness adds the testbed's --registry.
+	registry := []string{"--leader-ttl", "3", "--stabilise", "1s", "--snapshot-schedule", "@every 1h"}
 	for i, host := range []*Host{tb.Coordinator(), host2} {
 		cfg := HarnessConfig{Dir: filepath.Join(dir, fmt.Sprintf("coordinator%d", i+1)), BinDir: bin, Coordinator: host, LoopArgs: registry}
 		if testing.Verbose() {
@@ -82,39 +79,6 @@ func startHABed(t testing.TB, bin, dir string, machines int) *haBed {
 		})
 	}
 	return bed
-}
-
-// startEtcd runs one etcd member in a namespace of its own and waits until
-// it accepts connections from the coordinators' network.
-func (bed *haBed) startEtcd(t testing.TB, dir string) {
-	t.Helper()
-	host, err := bed.tb.net.AddHost("etcd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	bed.etcd = host
-	data := filepath.Join(dir, "data")
-	if err := os.MkdirAll(data, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	a := host.Addr.String()
-	cmd := host.Command("etcd", etcdtest.MemberArgs("e0", data, "http://"+a+":2379", "http://"+a+":2380", "e0=http://"+a+":2380")...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); <-done })
-	testenv.Eventually(t, 30*time.Second, func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		c, err := bed.tb.Coordinator().DialContext(ctx, "tcp", a+":2379")
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	}, "etcd at %s:2379 accepts connections", a)
 }
 
 // leader returns a coordinator's view of the election ("" before any).
@@ -283,8 +247,10 @@ func TestHACoordinators(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitStandby(t, a, second.Leader.Name, "the restarted coordinator")
-	if err := run("ip", "-n", b.cfg.Coordinator.Netns, "route", "add", "blackhole", bed.etcd.Addr.String()+"/32"); err != nil {
-		t.Fatal(err)
+	for _, m := range bed.tb.etcd {
+		if err := run("ip", "-n", b.cfg.Coordinator.Netns, "route", "add", "blackhole", m.host.Addr.String()+"/32"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	third := waitLeads(t, a, "the standby after the partition")
 	ended, ok := termEnded(b)

@@ -47,6 +47,12 @@ type HarnessConfig struct {
 	// LoopArgs with --registry). Each harness keeps its state, logs and
 	// models in its own Dir.
 	Coordinator *Host
+	// Etcd is the number of etcd members (0: none; see Config.Etcd); the
+	// loop then reads the registry as well as mDNS.
+	Etcd int
+	// Far is the number of machines (remote1, …) started on the far
+	// subnet behind the router (see Config.FarSubnet).
+	Far int
 }
 
 // Harness is a testbed with the self-adaptive loop running as a real
@@ -125,12 +131,22 @@ func NewHarness(cfg HarnessConfig) (*Harness, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("harness: %w", err)
 	}
-	tb, err := New(Config{Dir: filepath.Join(cfg.Dir, "testbed"), BinDir: cfg.BinDir, DrainTimeout: cfg.DrainTimeout})
+	tcfg := Config{Dir: filepath.Join(cfg.Dir, "testbed"), BinDir: cfg.BinDir, DrainTimeout: cfg.DrainTimeout, Etcd: cfg.Etcd}
+	if cfg.Far > 0 {
+		tcfg.FarSubnet = DefaultFarSubnet
+	}
+	tb, err := New(tcfg)
 	if err != nil {
 		return nil, err
 	}
 	for i := 1; i <= cfg.Machines; i++ {
 		if _, err := tb.Add(fmt.Sprintf("machine%d", i), nil); err != nil {
+			tb.Close()
+			return nil, err
+		}
+	}
+	for i := 1; i <= cfg.Far; i++ {
+		if _, err := tb.AddFar(fmt.Sprintf("remote%d", i), nil); err != nil {
 			tb.Close()
 			return nil, err
 		}
@@ -241,6 +257,7 @@ func (h *Harness) StartLoop(extra ...string) error {
 		args = append(args, "-a", h.cfg.AugmentFile)
 	}
 	args = append(args, h.TB.CoordinatorArgs()...)
+	args = append(args, h.TB.RegistryArgs()...)
 	args = append(args, h.cfg.LoopArgs...)
 	args = append(args, extra...)
 	cmd := coord.Command(filepath.Join(h.cfg.BinDir, "dydisnix-self-adapt"), args...)

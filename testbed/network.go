@@ -29,6 +29,14 @@ type Network struct {
 	mu    sync.Mutex
 	hosts map[string]*Host
 	next  int
+	// routes are added to every host (a router's other subnets).
+	routes []route
+}
+
+// route sends Dst through the gateway Via.
+type route struct {
+	Dst netip.Prefix
+	Via netip.Addr
 }
 
 // Host is one namespace on the network.
@@ -94,17 +102,14 @@ func (n *Network) AddHost(name string) (*Host, error) {
 	if _, dup := n.hosts[name]; dup {
 		return nil, fmt.Errorf("host %s exists already", name)
 	}
-	if n.next > 250 {
-		return nil, fmt.Errorf("add host %s: network %s is full", name, n.Prefix)
+	addr, idx, err := n.nextAddrLocked()
+	if err != nil {
+		return nil, fmt.Errorf("add host %s: %w", name, err)
 	}
-	base := n.Subnet.Addr().As4()
-	base[3] = byte(n.next)
-	idx := n.next
-	n.next++
 	h := &Host{
 		Name:   name,
 		Netns:  n.Prefix + "-" + name,
-		Addr:   netip.AddrFrom4(base),
+		Addr:   addr,
 		Iface:  "eth0",
 		bridge: fmt.Sprintf("v%s%d", n.Prefix, idx),
 	}
@@ -131,6 +136,9 @@ func (n *Network) AddHost(name string) (*Host, error) {
 		// mDNS is multicast: route 224.0.0.0/4 out of the bridge interface.
 		{"ip", "-n", h.Netns, "route", "add", "224.0.0.0/4", "dev", h.Iface},
 	}
+	for _, r := range n.routes {
+		steps = append(steps, []string{"ip", "-n", h.Netns, "route", "add", r.Dst.String(), "via", r.Via.String()})
+	}
 	for _, s := range steps {
 		if err := run(s...); err != nil {
 			run("ip", "netns", "del", h.Netns)
@@ -144,6 +152,82 @@ func (n *Network) AddHost(name string) (*Host, error) {
 		return nil, err
 	}
 	return h, nil
+}
+
+// nextAddrLocked reserves the next free address of the subnet.
+func (n *Network) nextAddrLocked() (netip.Addr, int, error) {
+	if n.next > 250 {
+		return netip.Addr{}, 0, fmt.Errorf("network %s is full", n.Prefix)
+	}
+	base := n.Subnet.Addr().As4()
+	base[3] = byte(n.next)
+	n.next++
+	return netip.AddrFrom4(base), n.next - 1, nil
+}
+
+// Router joins two networks: a namespace named name on n with a second
+// interface (eth1) on other, IP forwarding on, and a route to the other
+// subnet through it on every host of both, present and future. Multicast
+// is not forwarded, so mDNS stays on each side. It returns the router's
+// host on n and its address on other.
+func (n *Network) Router(name string, other *Network) (*Host, netip.Addr, error) {
+	h, err := n.AddHost(name)
+	if err != nil {
+		return nil, netip.Addr{}, err
+	}
+	other.mu.Lock()
+	addr, idx, err := other.nextAddrLocked()
+	other.mu.Unlock()
+	if err != nil {
+		return nil, netip.Addr{}, fmt.Errorf("router %s: %w", name, err)
+	}
+	peer := fmt.Sprintf("v%s%d", other.Prefix, idx)
+	if len(peer) > 15 {
+		peer = peer[len(peer)-15:]
+	}
+	tmp := fmt.Sprintf("t%s%d", other.Prefix, idx)
+	if len(tmp) > 15 {
+		tmp = tmp[len(tmp)-15:]
+	}
+	br := other.bridgeNetns()
+	steps := [][]string{
+		{"ip", "-n", br, "link", "add", peer, "type", "veth", "peer", "name", tmp},
+		{"ip", "-n", br, "link", "set", tmp, "netns", h.Netns},
+		{"ip", "-n", h.Netns, "link", "set", tmp, "name", "eth1"},
+		{"ip", "-n", br, "link", "set", peer, "master", "br0"},
+		{"ip", "-n", br, "link", "set", peer, "up"},
+		{"ip", "-n", h.Netns, "addr", "add", fmt.Sprintf("%s/%d", addr, other.Subnet.Bits()), "dev", "eth1"},
+		{"ip", "-n", h.Netns, "link", "set", "eth1", "up"},
+		{"ip", "netns", "exec", h.Netns, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"},
+	}
+	for _, s := range steps {
+		if err := run(s...); err != nil {
+			return nil, netip.Addr{}, fmt.Errorf("router %s: %w", name, err)
+		}
+	}
+	if err := n.addRoute(route{Dst: other.Subnet, Via: h.Addr}, name); err != nil {
+		return nil, netip.Addr{}, err
+	}
+	if err := other.addRoute(route{Dst: n.Subnet, Via: addr}, ""); err != nil {
+		return nil, netip.Addr{}, err
+	}
+	return h, addr, nil
+}
+
+// addRoute adds r to every host but skip, and to every host added later.
+func (n *Network) addRoute(r route, skip string) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.routes = append(n.routes, r)
+	for name, h := range n.hosts {
+		if name == skip {
+			continue
+		}
+		if err := run("ip", "-n", h.Netns, "route", "add", r.Dst.String(), "via", r.Via.String()); err != nil {
+			return fmt.Errorf("route to %s on %s: %w", r.Dst, name, err)
+		}
+	}
+	return nil
 }
 
 // writeHostsLocked writes /etc/netns/<ns>/hosts for every host, which

@@ -51,12 +51,21 @@ type Config struct {
 	// its hostname, with its address) and a coordinator certificate, and
 	// everything runs over mutual TLS.
 	InsecureHTTP bool
+	// Etcd is the number of etcd members started (0: none), each in a
+	// namespace of its own on the near subnet. With etcd every agent also
+	// registers there (--registry), and the coordinators read it.
+	Etcd int
+	// FarSubnet, when valid, is a second subnet behind a router namespace
+	// (AddFar): reachable by IP, but mDNS does not cross the router.
+	FarSubnet netip.Prefix
 }
 
 // Testbed is a running simulated network.
 type Testbed struct {
 	cfg       Config
 	net       *Network
+	far       *Network // the far subnet (nil: none)
+	etcd      []*etcdMember
 	coord     *Host
 	tokenFile string
 	tlsDir    string // the fleet's certificates; "" with InsecureHTTP
@@ -155,6 +164,18 @@ func New(cfg Config) (*Testbed, error) {
 		return nil, err
 	}
 	tb.coord = coord
+	if cfg.FarSubnet.IsValid() {
+		if err := tb.startFar(cfg.FarSubnet); err != nil {
+			tb.Close()
+			return nil, err
+		}
+	}
+	if cfg.Etcd > 0 {
+		if err := tb.startEtcd(cfg.Etcd); err != nil {
+			tb.Close()
+			return nil, err
+		}
+	}
 	return tb, nil
 }
 
@@ -209,8 +230,13 @@ func GenerateProperties(name string, i int) map[string]any {
 }
 
 // Add starts a machine: a namespace on the bridge with an agent that
-// publishes props (hostname defaults to name).
+// publishes props (hostname defaults to name), and registers them in etcd
+// when the testbed runs it.
 func (tb *Testbed) Add(name string, props map[string]any) (*Machine, error) {
+	return tb.add(tb.net, name, props)
+}
+
+func (tb *Testbed) add(network *Network, name string, props map[string]any) (*Machine, error) {
 	tb.mu.Lock()
 	if _, dup := tb.machines[name]; dup {
 		tb.mu.Unlock()
@@ -224,7 +250,7 @@ func (tb *Testbed) Add(name string, props map[string]any) (*Machine, error) {
 	if _, ok := props["hostname"]; !ok {
 		props["hostname"] = name
 	}
-	host, err := tb.net.AddHost(name)
+	host, err := network.AddHost(name)
 	if err != nil {
 		return nil, err
 	}
@@ -273,6 +299,7 @@ func (tb *Testbed) startAgent(m *Machine, propsFile string) error {
 		"--drain-timeout", tb.cfg.DrainTimeout.String(),
 	}
 	args = append(args, tlsArgs...)
+	args = append(args, tb.RegistryArgs()...)
 	args = append(args, tb.cfg.ExtraAgentArgs...)
 	cmd := m.Host.Command(filepath.Join(tb.cfg.BinDir, "dydisnix-agent"), args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -397,10 +424,18 @@ func (tb *Testbed) Start(name string) error {
 }
 
 // Partition cuts a machine's link to the network; Heal restores it.
-func (tb *Testbed) Partition(name string) error { return tb.net.SetLink(name, false) }
+func (tb *Testbed) Partition(name string) error { return tb.networkOf(name).SetLink(name, false) }
 
 // Heal restores a partitioned machine's link.
-func (tb *Testbed) Heal(name string) error { return tb.net.SetLink(name, true) }
+func (tb *Testbed) Heal(name string) error { return tb.networkOf(name).SetLink(name, true) }
+
+// networkOf is the network a host is on.
+func (tb *Testbed) networkOf(name string) *Network {
+	if tb.Far(name) {
+		return tb.far
+	}
+	return tb.net
+}
 
 // OnClose registers f to run first when the testbed closes (in reverse
 // order of registration), while every namespace still exists.
@@ -422,7 +457,16 @@ func (tb *Testbed) Close() error {
 	for _, m := range tb.Machines() {
 		m.Host.KillAll()
 	}
-	err := tb.net.Close()
+	for _, m := range tb.etcd {
+		m.kill()
+	}
+	var err error
+	if tb.far != nil {
+		err = tb.far.Close()
+	}
+	if cerr := tb.net.Close(); cerr != nil {
+		err = cerr
+	}
 	for _, m := range tb.Machines() {
 		if m.done != nil {
 			<-m.done

@@ -27,7 +27,7 @@ bridge with a real dydisnix-agent announcing itself over mDNS (without root,
 inside a user namespace of its own). See docs/testbed.md.
 
 Commands:
-  up [-n N] [--properties FILE] [--coordinator [-s F] [-q F] [-a F]]
+  up [-n N] [--etcd 3 [--far N]] [--properties FILE] [--coordinator [-s F] [-q F] [-a F]]
                                   start N machines in the background (and the
                                   loop, its page on http://127.0.0.1:9470/)
   list                            list the machines (and the status page)
@@ -65,6 +65,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVarP(&u.Machines, "machines", "n", 4, "`N` number of machines (up)")
 	fs.StringVar(&u.PropertiesFile, "properties", "", "`FILE` the machines' properties (JSON, YAML or Nix): an infrastructure model for up, {properties} for add")
 	fs.StringVar(&u.BinDir, "bin-dir", "", "`DIR` directory of dydisnix-agent, dydisnix-self-adapt and the example services (default: this program's)")
+	fs.IntVar(&u.Etcd, "etcd", 0, "`N` up: run an etcd cluster of N members; agents register there and the loop reads it")
+	fs.IntVar(&u.Far, "far", 0, "`N` up --etcd: N more machines (remote1, ...) on a second subnet behind a router (no mDNS across)")
 	fs.BoolVar(&u.KeepState, "keep-state", false, "up: keep the machines' state of the last testbed in --dir (its services come back)")
 	fs.BoolVar(&u.Coordinator, "coordinator", false, "up: also run the loop (dydisnix-self-adapt) in the coordinator's namespace")
 	fs.StringVarP(&u.ServicesFile, "services", "s", "", "`FILE` up --coordinator: the services model (default: the example system)")
