@@ -88,7 +88,7 @@ func New(cfg Config) (*Elector, error) {
 	return &Elector{cfg: cfg, changed: make(chan struct{})}, nil
 }
 
-func (e *Elector) electionPrefix() string { return e.cfg.Prefix + "/leader/" }
+func (e *Elector) electionPrefix() string { return e.cfg.Prefix + "/leader" }
 
 // Run campaigns until ctx ends: once elected the coordinator leads until
 // its session lapses (no renewal got through for TTL, counted from when
@@ -115,7 +115,6 @@ func (e *Elector) Run(ctx context.Context) error {
 func (e *Elector) campaign(ctx context.Context) error {
 	cli := e.cfg.Client
 	ttl := int64(e.cfg.TTL / time.Second)
-	granted := time.Now()
 	lease, err := cli.Grant(ctx, ttl)
 	if err != nil {
 		return fmt.Errorf("grant the session's lease: %w", err)
@@ -147,6 +146,12 @@ func (e *Elector) campaign(ctx context.Context) error {
 	if len(got.Kvs) == 0 || got.Kvs[0].CreateRevision != el.Rev() {
 		return errors.New("campaign: the session lapsed while waiting")
 	}
+	// The session renewed the lease while it waited, but when is not
+	// known here: renew it now and count the term's deadline from then.
+	sent := time.Now()
+	if r, err := cli.KeepAliveOnce(ctx, lease.ID); err != nil || r.TTL <= 0 {
+		return fmt.Errorf("campaign: renew the session after the election: %w", err)
+	}
 	t := &term{key: el.Key(), rev: el.Rev(), since: time.Now()}
 	val, _ = json.Marshal(proclaimed{Name: e.cfg.Name, Since: t.since})
 	if err := el.Proclaim(ctx, string(val)); err != nil {
@@ -156,7 +161,7 @@ func (e *Elector) campaign(ctx context.Context) error {
 	t.ctx = tctx
 	e.setTerm(t)
 	e.cfg.Logger.Info("election: this coordinator leads", zap.Int64("revision", t.rev))
-	err = e.hold(tctx, s, lease.ID, granted)
+	err = e.hold(tctx, s, lease.ID, sent)
 	endTerm(fmt.Errorf("%w: %w", ErrNotLeader, err))
 	e.setTerm(nil)
 	e.cfg.Logger.Warn("election: this coordinator no longer leads", zap.Error(err))
@@ -165,10 +170,11 @@ func (e *Elector) campaign(ctx context.Context) error {
 
 // hold renews the session's lease every TTL/4 until ctx ends or the
 // session lapses. The term ends when TTL has passed since the last renewal
-// that got through was sent: etcd cannot have expired the lease before.
-func (e *Elector) hold(ctx context.Context, s *concurrency.Session, id clientv3.LeaseID, granted time.Time) error {
+// that got through was sent (renewed: the first): etcd cannot have expired
+// the lease before.
+func (e *Elector) hold(ctx context.Context, s *concurrency.Session, id clientv3.LeaseID, renewed time.Time) error {
 	ttl := e.cfg.TTL
-	deadline := granted.Add(ttl)
+	deadline := renewed.Add(ttl)
 	for {
 		wait := ttl / 4
 		if left := time.Until(deadline); left < wait {

@@ -69,6 +69,7 @@ func TestElectionAndGuardedState(t *testing.T) {
 	cli := cluster.Client()
 	a := start(t, cli, "a")
 	first := a.waitStanding(t, "a to lead", leading)
+	bStarted := time.Now()
 	b := start(t, cli, "b")
 	seen := b.waitStanding(t, "b to see a lead", func(ld adapt.Leader) bool { return ld.Name == "a" })
 	if seen.Leading || seen.Revision != first.Revision || !seen.Since.Equal(first.Since) {
@@ -84,25 +85,60 @@ func TestElectionAndGuardedState(t *testing.T) {
 		t.Fatalf("the leader's save: %v", err)
 	}
 
-	// The election key of a's session disappears (as when etcd expires
-	// its lease) while a still believes it leads: its save fails as a whole.
-	if _, err := cli.Delete(context.Background(), prefix+"/leader/", clientv3.WithPrefix()); err != nil {
-		t.Fatal(err)
+	// b waits for longer than its TTL; then the election key of a's
+	// session disappears (as when etcd expires its lease) while a still
+	// believes it leads: b is elected with a higher revision and goes on
+	// leading, and a's save fails as a whole.
+	// The defect this guards against depends on elapsed time only (a
+	// term's first deadline counted from when the session was granted): the
+	// wait is the condition itself, not a margin.
+	<-time.After(time.Until(bStarted.Add(2 * time.Second)))
+	bKey, _ := electionKey(t, cli, "b")
+	deleteKeyOf(t, cli, "a")
+	next := b.waitStanding(t, "b to lead", leading)
+	if got, err := cli.Get(context.Background(), bKey); err != nil || len(got.Kvs) != 1 || got.Kvs[0].CreateRevision != next.Revision || next.Name != "b" {
+		t.Fatalf("new leader %+v: not elected with the key it campaigned with (%s: %v, %v)", next, bKey, got, err)
+	}
+	if next.Revision <= first.Revision {
+		t.Fatalf("new leader %+v after %+v", next, first)
+	}
+	if err := b.e.State().Save(context.Background(), &rollout.Record{Generations: []int{}}); err != nil || b.e.Fence() != next.Revision {
+		t.Fatalf("the new leader's save: %v; its fence %d, elected with %d", err, b.e.Fence(), next.Revision)
 	}
 	err := a.e.State().Save(context.Background(), &rollout.Record{Generations: []int{1}, Manifest: []byte("{}")})
 	if !errors.Is(err, ErrNotLeader) || !strings.Contains(err.Error(), "deposed") {
 		t.Fatalf("a deposed leader's save: %v", err)
 	}
-	if rec, err := a.e.State().Load(context.Background()); err != nil || rec == nil || len(rec.Generations) != 0 {
+	if rec, err := b.e.State().Load(context.Background()); err != nil || rec == nil || len(rec.Generations) != 0 {
 		t.Fatalf("the record after a refused save: %+v, %v", rec, err)
 	}
+	if a.e.Fence() >= b.e.Fence() {
+		t.Fatalf("fence of the deposed leader %d, of the new one %d", a.e.Fence(), b.e.Fence())
+	}
+}
 
-	// A graceful stop resigns: the standby leads, with a higher revision.
-	a.stop()
-	<-a.done
-	next := b.waitStanding(t, "b to lead", leading)
-	if next.Revision <= first.Revision || b.e.Fence() != next.Revision || next.Name != "b" {
-		t.Fatalf("new leader %+v (fence %d) after %+v", next, b.e.Fence(), first)
+// electionKey returns the election key and lease of the coordinator named
+// name.
+func electionKey(t *testing.T, cli *clientv3.Client, name string) (string, clientv3.LeaseID) {
+	t.Helper()
+	resp, err := cli.Get(context.Background(), prefix+"/leader/", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range resp.Kvs {
+		if strings.Contains(string(kv.Value), `"name":"`+name+`"`) {
+			return string(kv.Key), clientv3.LeaseID(kv.Lease)
+		}
+	}
+	t.Fatalf("no election key of %s", name)
+	return "", 0
+}
+
+func deleteKeyOf(t *testing.T, cli *clientv3.Client, name string) {
+	t.Helper()
+	key, _ := electionKey(t, cli, name)
+	if _, err := cli.Delete(context.Background(), key); err != nil {
+		t.Fatal(err)
 	}
 }
 
