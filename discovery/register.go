@@ -182,16 +182,6 @@ func (r *Registrar) Target() *model.Target {
 	return r.target.Clone()
 }
 
-// Key returns the registration's key, "" before the target is known.
-func (r *Registrar) Key() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.target == nil {
-		return ""
-	}
-	return r.cfg.Registry.Key("targets", r.target.Name)
-}
-
 // SetTarget registers new properties (at once while running). A new
 // hostname moves the registration to its key.
 func (r *Registrar) SetTarget(t *model.Target) error {

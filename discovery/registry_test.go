@@ -2,6 +2,10 @@ package discovery_test
 
 import (
 	"context"
+	"fmt"
+	"net"
+	"os/exec"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -9,6 +13,7 @@ import (
 
 	"github.com/dydisnix/dydisnix/discovery"
 	"github.com/dydisnix/dydisnix/internal/etcdtest"
+	"github.com/dydisnix/dydisnix/internal/testenv"
 )
 
 func TestParseRegistryURL(t *testing.T) {
@@ -93,5 +98,72 @@ func TestRegistryClient(t *testing.T) {
 	}
 	if _, err := (discovery.RegistryConfig{}).Client(); err == nil {
 		t.Fatal("a client without endpoints was made")
+	}
+}
+
+// TestRegistryClientTLS reaches a real etcd member that serves TLS and
+// requires client certificates: with --registry-ca and a client
+// certificate the client works; without the client certificate etcd
+// refuses it.
+func TestRegistryClientTLS(t *testing.T) {
+	testenv.NeedCommand(t, "etcd")
+	fleet := testenv.NewFleet(t, "etcd-server")
+	dir := t.TempDir()
+	var port [2]int
+	for i := range port {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port[i] = l.Addr().(*net.TCPAddr).Port
+		l.Close()
+	}
+	client, peer := fmt.Sprintf("https://127.0.0.1:%d", port[0]), fmt.Sprintf("http://127.0.0.1:%d", port[1])
+	args := append(etcdtest.MemberArgs("m0", filepath.Join(dir, "data"), client, peer, "m0="+peer),
+		"--client-cert-auth", "--trusted-ca-file", fleet.CA(),
+		"--cert-file", filepath.Join(fleet.Dir, "etcd-server.pem"), "--key-file", filepath.Join(fleet.Dir, "etcd-server-key.pem"))
+	cmd := exec.Command("etcd", args...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+
+	url := fmt.Sprintf("etcd://127.0.0.1:%d", port[0])
+	cfg := discovery.RegistryConfig{CAFile: fleet.CA(),
+		CertFile: filepath.Join(fleet.Dir, "coordinator.pem"), KeyFile: filepath.Join(fleet.Dir, "coordinator-key.pem")}
+	var err error
+	if cfg.Endpoints, err = discovery.ParseRegistryURL(url, true); err != nil {
+		t.Fatal(err)
+	}
+	cli, err := cfg.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for { // until the member serves (its first election)
+		actx, acancel := context.WithTimeout(ctx, time.Second)
+		_, err = cli.Put(actx, cfg.Key("probe"), "1")
+		acancel()
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("put over TLS with a client certificate: %v", err)
+	}
+
+	anon := cfg
+	anon.CertFile, anon.KeyFile = "", ""
+	acli, err := anon.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer acli.Close()
+	actx, acancel := context.WithTimeout(ctx, 3*time.Second)
+	defer acancel()
+	if _, err := acli.Get(actx, cfg.Key("probe")); err == nil {
+		t.Fatal("etcd answered a client without a certificate")
 	}
 }

@@ -3,10 +3,12 @@ package testbed
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -101,6 +103,29 @@ func TestE2ERegistryAcrossSubnets(t *testing.T) {
 		t.Errorf("causes of the redeploy: %s; want only %s removed, as a crash (%s)", causes, victim, discovery.ReasonLeaseExpired)
 	}
 	checkSingleInstances(t, h, st2)
+
+	// The killed member rejoins on its data directory.
+	if err := tb.RestartEtcd(leader); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, time.Minute, func() bool {
+		sctx, scancel := context.WithTimeout(context.Background(), time.Second)
+		defer scancel()
+		_, err := cli.Status(sctx, tb.EtcdEndpoints()[leader])
+		return err == nil
+	}, "etcd member %d did not rejoin; its log ends:\n%s", leader, etcdLogTail{tb, leader})
+}
+
+// etcdLogTail formats the end of an etcd member's log when a message is
+// printed.
+type etcdLogTail struct {
+	tb *Testbed
+	i  int
+}
+
+func (e etcdLogTail) String() string {
+	lines := strings.Split(strings.TrimSpace(e.tb.EtcdLog(e.i)), "\n")
+	return strings.Join(lines[max(0, len(lines)-10):], "\n")
 }
 
 func keys(m map[string]any) []string {
@@ -110,4 +135,70 @@ func keys(m map[string]any) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// BenchmarkTestbedLeaseExpiry: in the testbed (three etcd members, one
+// machine on the far subnet, the default 3 s TTL), kill -9 of every
+// process of the machine → the registration's removal seen by a watch
+// from the coordinator's namespace. Reported: seconds per removal; the
+// target is TTL + 1 s.
+func BenchmarkTestbedLeaseExpiry(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root for network namespaces")
+	}
+	testenv.NeedCommand(b, "etcd")
+	tb, err := New(Config{Dir: b.TempDir(), BinDir: benchBinaries(b), Etcd: 3, FarSubnet: DefaultFarSubnet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tb.Close()
+	if _, err := tb.AddFar("remote1", nil); err != nil {
+		b.Fatal(err)
+	}
+	cli, err := tb.EtcdClient()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cli.Close()
+	key := discovery.RegistryConfig{}.Key("targets", "remote1")
+	var total time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		watch := cli.Watch(ctx, key, clientv3.WithCreatedNotify())
+		<-watch // created
+		if i > 0 {
+			if err := tb.Start("remote1"); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for registered := false; !registered; {
+			if r, err := cli.Get(ctx, key); err == nil && len(r.Kvs) == 1 {
+				break
+			}
+			wr, ok := <-watch
+			if !ok {
+				b.Fatal("remote1 did not register within a minute")
+			}
+			for _, ev := range wr.Events {
+				registered = registered || ev.Type == clientv3.EventTypePut
+			}
+		}
+		if err := tb.Crash("remote1"); err != nil {
+			b.Fatal(err)
+		}
+		at := time.Now()
+		for deleted := false; !deleted; {
+			wr, ok := <-watch
+			if !ok {
+				b.Fatal("the registration of remote1 outlived its lease by a minute")
+			}
+			for _, ev := range wr.Events {
+				deleted = deleted || ev.Type == clientv3.EventTypeDelete
+			}
+		}
+		total += time.Since(at)
+		cancel()
+	}
+	b.ReportMetric(total.Seconds()/float64(b.N), "s/removal")
 }
