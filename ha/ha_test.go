@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -17,7 +18,9 @@ import (
 
 	"github.com/dydisnix/dydisnix/adapt"
 	"github.com/dydisnix/dydisnix/deployer"
+	"github.com/dydisnix/dydisnix/deployer/agent"
 	"github.com/dydisnix/dydisnix/internal/etcdtest"
+	"github.com/dydisnix/dydisnix/internal/testenv"
 	"github.com/dydisnix/dydisnix/model"
 	"github.com/dydisnix/dydisnix/rollout"
 )
@@ -327,5 +330,71 @@ func TestNewLeaderContinuesFromTheRecord(t *testing.T) {
 	}
 	if cur, err := pb.Current(context.Background()); err != nil || cur == nil {
 		t.Errorf("b's current distribution: %v, %v", cur, err)
+	}
+}
+
+func TestNewLeaderFetchesTheSnapshots(t *testing.T) {
+	t.Parallel()
+	cluster := etcdtest.Start(t, 1)
+	cli := cluster.Client()
+	dir := t.TempDir()
+	ag, err := agent.New(agent.Config{StateDir: filepath.Join(dir, "agent"), Token: []byte("tok"), StopGrace: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(ag.Handler())
+	t.Cleanup(func() { srv.Close(); ag.Close(true) })
+	infra := model.Infrastructure{"t1": &model.Target{Name: "t1", Properties: map[string]any{"hostname": "t1", "agentURL": srv.URL}}}
+	testenv.WriteExecutable(t, filepath.Join(dir, "svc.sh"), "#!/bin/sh\nexec sleep 600\n")
+	models := rollout.Models{Services: filepath.Join(dir, "services.json"), QoS: filepath.Join(dir, "qos.yaml")}
+	for file, data := range map[string]string{
+		models.Services: `{"a": {"name": "a", "type": "process", "pkg": "svc.sh", "stateful": true}}`,
+		models.QoS:      "steps:\n  - filter: mapStatefulToPrevious\n  - filter: divideRoundRobin\n",
+	} {
+		if err := os.WriteFile(file, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pass := func(e *Elector, name string) *Pass {
+		cfg := rollout.Config{StateDir: filepath.Join(dir, name), Models: models, Token: "tok",
+			Agents: &deployer.AgentTLS{InsecureHTTP: true}, Transition: rollout.Transition{DeployState: true}}
+		e.Configure(&cfg)
+		p, err := rollout.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Load(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return e.NewPass(p)
+	}
+	a := start(t, cli, "a")
+	a.waitStanding(t, "a to lead", leading)
+	b := start(t, cli, "b")
+	pa, pb := pass(a.e, "a"), pass(b.e, "b")
+	ctx := context.Background()
+	if _, err := pa.Apply(ctx, infra, rollout.Request{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := pa.Snapshot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	info, ok, err := pa.Store().LatestSnapshot("a")
+	if err != nil || !ok {
+		t.Fatalf("the leader's snapshot of a: %v, %v", ok, err)
+	}
+	a.stop()
+	<-a.done
+	b.waitStanding(t, "b to lead", leading)
+	if _, err := pb.Apply(ctx, infra, rollout.Request{}); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := os.ReadFile(pa.Store().SnapshotPath("a", info.Digest))
+	got, err := os.ReadFile(pb.Store().SnapshotPath("a", info.Digest))
+	if err != nil || string(got) != string(want) {
+		t.Fatalf("the new leader's store lacks the snapshot %s of a: %v", info.Digest, err)
+	}
+	if gens, err := pb.Store().Snapshots("a"); err != nil || len(gens) != 1 || gens[0] != info {
+		t.Fatalf("the new leader's snapshot index of a: %+v, %v; want [%+v]", gens, err, info)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"path/filepath"
@@ -15,6 +16,9 @@ import (
 	"strconv"
 	"time"
 
+	"go.uber.org/zap"
+
+	"github.com/dydisnix/dydisnix/deployer/agentapi"
 	"github.com/dydisnix/dydisnix/model"
 )
 
@@ -182,6 +186,67 @@ func (p *Pass) importRecord(rec *Record) error {
 	return nil
 }
 
+// fetchSnapshots copies into the store the newest snapshot of every
+// service of the snapshot index whose tarball the store lacks (the record
+// holds the index, not the tarballs), from the first target of the newest
+// manifest whose agent holds it: agents keep the snapshots they took and
+// received. One that no agent holds is logged: a restore of it from the
+// store would fail.
+func (p *Pass) fetchSnapshots(ctx context.Context) {
+	man, err := p.store.Latest()
+	if err != nil || man == nil {
+		return
+	}
+	svcs, err := p.store.SnapshotServices()
+	if err != nil {
+		return
+	}
+	for _, svc := range svcs {
+		info, ok, err := p.store.LatestSnapshot(svc)
+		if err != nil || !ok {
+			continue
+		}
+		if _, err := os.Stat(p.store.SnapshotPath(svc, info.Digest)); err == nil {
+			continue
+		}
+		from, err := p.fetchSnapshot(ctx, man, svc, info.Digest)
+		if err != nil {
+			p.cfg.Logger.Warn("shared state: the newest snapshot of a service is on no reachable agent: a restore of it from the store fails",
+				zap.String("service", svc), zap.String("digest", info.Digest), zap.Error(err))
+			continue
+		}
+		p.cfg.Logger.Info("shared state: snapshot fetched", zap.String("service", svc), zap.String("digest", info.Digest), zap.String("from", from))
+	}
+}
+
+func (p *Pass) fetchSnapshot(ctx context.Context, man *model.Manifest, svc, digest string) (string, error) {
+	var errs []error
+	for _, t := range man.Infrastructure.Names() {
+		c, err := p.agents.Client(t, man)
+		if err != nil {
+			continue
+		}
+		lctx, cancel := context.WithTimeout(ctx, p.cfg.ProbeTimeout)
+		gens, err := c.Snapshots(lctx, svc)
+		cancel()
+		if err != nil || !slices.ContainsFunc(gens, func(g agentapi.SnapshotInfo) bool { return g.Digest == digest }) {
+			continue
+		}
+		pr, pw := io.Pipe()
+		go func() { pw.CloseWithError(c.FetchSnapshot(ctx, svc, digest, pw)) }()
+		_, err = p.store.PutSnapshot(svc, digest, pr)
+		pr.CloseWithError(err)
+		if err == nil {
+			return t, nil
+		}
+		errs = append(errs, fmt.Errorf("target %s: %w", t, err))
+	}
+	if len(errs) == 0 {
+		return "", errors.New("no reachable target holds it")
+	}
+	return "", errors.Join(errs...)
+}
+
 func writeIfChanged(file string, data []byte, mode os.FileMode) error {
 	if old, err := os.ReadFile(file); err == nil && bytes.Equal(old, data) {
 		return nil
@@ -208,6 +273,7 @@ func (p *Pass) syncShared(ctx context.Context) error {
 	if err := p.importRecord(rec); err != nil {
 		return err
 	}
+	p.fetchSnapshots(ctx)
 	p.sharedVersion, p.sharedDigest = rec.Version, rec.digest()
 	return nil
 }
