@@ -27,7 +27,7 @@ bridge with a real dydisnix-agent announcing itself over mDNS (without root,
 inside a user namespace of its own). See docs/testbed.md.
 
 Commands:
-  up [-n N] [--etcd 3 [--far N]] [--properties FILE] [--coordinator [-s F] [-q F] [-a F]]
+  up [-n N] [--etcd 3 [--far N]] [--properties FILE] [--coordinator [--standby] [-s F] [-q F] [-a F]]
                                   start N machines in the background (and the
                                   loop, its page on http://127.0.0.1:9470/)
   list                            list the machines (and the status page)
@@ -69,6 +69,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&u.Far, "far", 0, "`N` up --etcd: N more machines (remote1, ...) on a second subnet behind a router (no mDNS across)")
 	fs.BoolVar(&u.KeepState, "keep-state", false, "up: keep the machines' state of the last testbed in --dir (its services come back)")
 	fs.BoolVar(&u.Coordinator, "coordinator", false, "up: also run the loop (dydisnix-self-adapt) in the coordinator's namespace")
+	fs.BoolVar(&u.Standby, "standby", false, "up --coordinator --etcd N: a second coordinator (namespace coordinator2); the two elect a leader")
 	fs.StringVarP(&u.ServicesFile, "services", "s", "", "`FILE` up --coordinator: the services model (default: the example system)")
 	fs.StringVarP(&u.PolicyFile, "qos", "q", "", "`FILE` up --coordinator: the QoS policy (default: the example policy)")
 	fs.StringVarP(&u.AugmentFile, "augment", "a", "", "`FILE` up --coordinator: the augmentation model")
@@ -100,8 +101,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return c.Exit(cli.Usagef("exec: a command is required: exec NAME -- CMD [ARG...]"), stderr)
 	case !named[cmd] && name != "":
 		return c.Exit(cli.Usagef("unexpected argument %q", name), stderr)
-	case cmd == "up" && !u.Coordinator && u.ServicesFile+u.PolicyFile+u.AugmentFile != "":
-		return c.Exit(cli.Usagef("up: -s, -q and -a go with --coordinator"), stderr)
+	case cmd == "up" && !u.Coordinator && (u.ServicesFile+u.PolicyFile+u.AugmentFile != "" || u.Standby):
+		return c.Exit(cli.Usagef("up: -s, -q, -a and --standby go with --coordinator"), stderr)
+	case cmd == "up" && u.Standby && u.Etcd == 0:
+		return c.Exit(cli.Usagef("up: --standby needs --etcd N (the coordinators elect their leader in etcd)"), stderr)
 	case cmd != "exec" && len(rest) > 0:
 		return c.Exit(cli.Usagef("unexpected argument %q", rest[0]), stderr)
 	}
