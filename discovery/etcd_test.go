@@ -299,3 +299,68 @@ func testenvEventually(t *testing.T, cond func() bool) {
 	t.Helper()
 	testenv.Eventually(t, 30*time.Second, cond, "the registrations were not written")
 }
+
+// TestRegistrarTakesOverItsPreviousRun: a machine restarted before the
+// lease of its previous run expired registers the same document; it takes
+// the key over at once, and the watchers see no removal. Another content
+// under a live lease (another machine claiming the hostname) is not taken.
+func TestRegistrarTakesOverItsPreviousRun(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	reg := RegistryConfig{Endpoints: c.Endpoints(), Prefix: "/dydisnix/takeover"}
+	cli := c.Client()
+	ctx := context.Background()
+	old, err := cli.Grant(ctx, 60) // the crashed run's lease, still running
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := reg.Key("targets", "web1")
+	web := testTarget(t, "web1", map[string]any{"mem": 1})
+	if _, err := cli.Put(ctx, key, registrationDoc(t, web, "", nil), clientv3.WithLease(old.ID)); err != nil {
+		t.Fatal(err)
+	}
+	other := reg.Key("targets", "db1")
+	if _, err := cli.Put(ctx, other, registrationDoc(t, testTarget(t, "db1", map[string]any{"owner": "first"}), "", nil), clientv3.WithLease(old.ID)); err != nil {
+		t.Fatal(err)
+	}
+	w := watchRegistry(t, EtcdSourceConfig{Registry: reg})
+	if s := <-w.snaps; len(s.Infrastructure) != 2 {
+		t.Fatalf("first model %v", s.Infrastructure)
+	}
+	_, stopWeb := runRegistrar(t, RegistrarConfig{Registry: reg, Target: web})
+	defer stopWeb()
+	_, stopDB := runRegistrar(t, RegistrarConfig{Registry: reg, Target: testTarget(t, "db1", map[string]any{"owner": "second"})})
+	defer stopDB()
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		r, err := cli.Get(ctx, key)
+		return err == nil && len(r.Kvs) == 1 && r.Kvs[0].Lease != int64(old.ID)
+	}, "web1 was not taken over")
+	r, err := cli.Get(ctx, other)
+	if err != nil || len(r.Kvs) != 1 || r.Kvs[0].Lease != int64(old.ID) {
+		t.Fatalf("db1, registered by another machine with other content, changed hands: %v %v", r, err)
+	}
+	// The revoke of the old lease removes db1 (its holder) only: the next
+	// event is about db1, none about web1 came before.
+	if _, err := cli.Revoke(ctx, old.ID); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(time.Minute)
+	for {
+		var s Snapshot
+		select {
+		case s = <-w.snaps:
+		case <-deadline:
+			t.Fatal("db1 of the second registrar not in the model within a minute")
+		}
+		for _, e := range s.Events {
+			if e.Target == "web1" {
+				t.Fatalf("an event on web1 after the takeover: %+v", e)
+			}
+		}
+		if s.Infrastructure["db1"] != nil && s.Infrastructure["db1"].Properties["owner"] == "second" {
+			if s.Infrastructure["web1"] == nil {
+				t.Fatal("web1 left the model")
+			}
+			return
+		}
+	}
+}

@@ -354,7 +354,7 @@ func (r *Registrar) session(ctx context.Context, cli *clientv3.Client) error {
 			r.log.Warn("etcd registration failed; retrying", zap.String("key", newKey), zap.Error(err))
 			retry.Reset(r.cfg.RetryInterval)
 		case !ok:
-			r.log.Warn("the hostname is registered under another lease (a previous run whose lease has not expired, or another machine, which keeps it); retrying",
+			r.log.Warn("the hostname is registered under another lease with other content (another machine, which keeps it, or a previous run whose lease has not expired); retrying",
 				zap.String("key", newKey), zap.String("holderLease", fmt.Sprintf("%x", holder)))
 			retry.Reset(r.cfg.RetryInterval)
 		default:
@@ -395,8 +395,9 @@ func (r *Registrar) resume(ctx, kctx context.Context, cli *clientv3.Client, id c
 	return nil, ctx.Err()
 }
 
-// putOwned writes doc to key under lease when the key is free or already
-// the lease's; otherwise it reports the holder's lease.
+// putOwned writes doc to key under lease when the key is free, already
+// the lease's, or holds exactly doc under another lease (a previous run of
+// this machine); otherwise it reports the holder's lease.
 func (r *Registrar) putOwned(ctx context.Context, cli *clientv3.Client, key string, doc []byte, lease clientv3.LeaseID) (bool, int64, error) {
 	resp, err := cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.LeaseValue(key), "=", lease)).
@@ -416,9 +417,28 @@ func (r *Registrar) putOwned(ctx context.Context, cli *clientv3.Client, key stri
 	if inner.Succeeded {
 		return true, 0, nil
 	}
-	var holder int64
-	if kvs := inner.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
-		holder = kvs[0].Lease
+	kvs := inner.Responses[0].GetResponseRange().Kvs
+	if len(kvs) == 0 { // deleted meanwhile: the next attempt takes it
+		return false, 0, nil
 	}
-	return false, holder, nil
+	holder := kvs[0].Lease
+	if string(kvs[0].Value) != string(doc) {
+		return false, holder, nil
+	}
+	// The very document this machine registers, under another lease: a
+	// previous run of this machine (restarted before its lease ran out).
+	// Taking it over changes nothing for the watchers, where waiting for
+	// the old lease would show a crash and a return.
+	take, err := cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.LeaseValue(key), "=", holder), clientv3.Compare(clientv3.Value(key), "=", string(doc))).
+		Then(clientv3.OpPut(key, string(doc), clientv3.WithLease(lease))).
+		Commit()
+	if err != nil {
+		return false, 0, fmt.Errorf("register %s: %w", key, err)
+	}
+	if take.Succeeded {
+		r.log.Info("took over the registration of a previous run (the same document)", zap.String("key", key),
+			zap.String("previousLease", fmt.Sprintf("%x", holder)))
+	}
+	return take.Succeeded, holder, nil
 }
