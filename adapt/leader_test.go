@@ -35,6 +35,10 @@ func TestLoopDeploysOnlyWhileLeading(t *testing.T) {
 	if st := h.l.Status(); st.Leader == nil || !st.Leader.Leading || st.Leader.Name != "me" || !st.Leader.Since.Equal(t0) || st.Leader.Revision != 7 {
 		t.Errorf("status leader: %+v", st.Leader)
 	}
+	want := "leader:</span> me (this coordinator) <span class=\"k\">since " + t0.UTC().Format(time.RFC3339) + " &middot; revision 7"
+	if code, _, page := get(t, h.l.Handler(), "/"); code != 200 || !strings.Contains(page, want) {
+		t.Errorf("the page (%d) does not show the leader %q", code, want)
+	}
 
 	lead <- Leader{Leading: false, Name: "other", Since: t0.Add(time.Minute), Revision: 9}
 	h.waitEvent(StepLeadership, 2)
