@@ -568,6 +568,9 @@ func (l *Loop) Run(ctx context.Context) error {
 		case <-snapC:
 			armSnapshot()
 			switch {
+			case l.decider.Standby():
+				// The leader snapshots; a standby's pass would refuse.
+				l.metrics.snapshots.WithLabelValues("skipped").Inc()
 			case cancelSnap != nil:
 				l.log.Info("snapshot skipped: the previous one still runs")
 				l.metrics.snapshots.WithLabelValues("skipped").Inc()
