@@ -63,6 +63,9 @@ const (
 	// ObsControl: an operator's command (Control; checked with
 	// CheckControl first).
 	ObsControl
+	// ObsLeadership: this coordinator's standing among several changed
+	// (Leading); a standby coordinator deploys nothing.
+	ObsLeadership
 )
 
 // ControlOp names an operator's command.
@@ -102,6 +105,8 @@ type Observation struct {
 	Err error
 	// Control is the operator's command (ObsControl).
 	Control Control
+	// Leading says whether this coordinator leads (ObsLeadership).
+	Leading bool
 }
 
 // DeployOrder asks the loop to plan and deploy.
@@ -201,6 +206,7 @@ type Decider struct {
 	cordoned map[string]bool
 	drained  map[string]bool
 	paused   bool
+	standby  bool // another coordinator leads (ObsLeadership)
 	force    bool
 }
 
@@ -253,6 +259,15 @@ func (d *Decider) Decide(obs Observation, now time.Time) Action {
 		d.done(obs, now)
 	case ObsControl:
 		d.control(obs.Control, now)
+	case ObsLeadership:
+		if obs.Leading && d.standby {
+			// Another coordinator may have deployed meanwhile: deploy
+			// whatever differs from what the targets run.
+			d.deployedKey = ""
+			d.check = true
+			d.causes = append(d.causes, "this coordinator took over as the leader")
+		}
+		d.standby = !obs.Leading
 	}
 	d.advance(now, &act)
 	d.schedule(now, &act)
@@ -498,7 +513,7 @@ func (d *Decider) schedule(now time.Time, act *Action) {
 		d.causes = nil
 		return
 	}
-	if d.running || d.paused {
+	if d.running || d.paused || d.standby {
 		return
 	}
 	due := d.started.Add(d.t.InitialSettle)
@@ -589,6 +604,9 @@ func (d *Decider) CheckControl(c Control) error {
 		if d.paused {
 			return errors.New("redeploy: the loop is paused (resume first)")
 		}
+		if d.standby {
+			return errors.New("redeploy: this coordinator stands by (another one leads)")
+		}
 	case ControlPause, ControlResume:
 	default:
 		return fmt.Errorf("unknown command %q", c.Op)
@@ -630,6 +648,10 @@ func (d *Decider) control(c Control, now time.Time) {
 		}
 	}
 }
+
+// Standby reports whether another coordinator leads: this one deploys
+// nothing until it is elected.
+func (d *Decider) Standby() bool { return d.standby }
 
 // Paused reports whether the operator paused the loop.
 func (d *Decider) Paused() bool { return d.paused }

@@ -107,6 +107,11 @@ type Config struct {
 	// Serve serves the operator's endpoints (ControlHandler), mode 0600: only
 	// the loop's user (and root) can pause, drain or redeploy.
 	ControlSocket string
+	// Leadership, when set, says whether this coordinator leads among
+	// several (package ha): the loop deploys only while it leads, and the
+	// status shows who leads. The Pass must stop a deploy of a term that
+	// ended (package ha's Pass does).
+	Leadership Leadership
 	// OnStep is called after the loop has handled each event, from the
 	// loop's goroutine (so in the order they were handled). It tells a
 	// driver, such as a test advancing a fake Clock, what the loop has
@@ -135,6 +140,9 @@ const (
 	StepReload StepEvent = "reload"
 	// StepControl is an operator's command (Loop.Control).
 	StepControl StepEvent = "control"
+	// StepLeadership is a change of this coordinator's standing among
+	// several (Config.Leadership).
+	StepLeadership StepEvent = "leadership"
 	// StepStop is the start of the shutdown (the context ended or the
 	// source failed); Busy then tells whether a deploy is still running.
 	StepStop StepEvent = "stop"
@@ -402,6 +410,11 @@ func (l *Loop) Run(ctx context.Context) error {
 		return l.shutdown(running, done, cancelDeploy, func() { emit(StepStop) })
 	}
 
+	var leaderC <-chan Leader
+	if l.cfg.Leadership != nil {
+		leaderC = l.cfg.Leadership.Watch(srcCtx)
+		l.decider.Decide(Observation{Kind: ObsLeadership, Leading: false}, l.clock.Now())
+	}
 	l.setPhase("idle")
 	step := func(obs Observation) {
 		now := l.clock.Now()
@@ -433,6 +446,8 @@ func (l *Loop) Run(ctx context.Context) error {
 			}()
 		} else if !running {
 			switch {
+			case l.decider.Standby():
+				l.setPhase("standby")
 			case l.decider.Paused():
 				l.setPhase("paused")
 			case !l.decider.RetryAt().IsZero():
@@ -510,6 +525,10 @@ func (l *Loop) Run(ctx context.Context) error {
 				step(Observation{Kind: ObsSnapshot, Snapshot: l.withoutDraining(*l.lastSnap, fresh)})
 			}
 			emit(StepDrainCheck)
+		case ld := <-leaderC:
+			l.log.Info("leadership", zap.Bool("leading", ld.Leading), zap.String("leader", ld.Name), zap.Int64("revision", ld.Revision))
+			step(l.leadership(ld))
+			emit(StepLeadership)
 		case c := <-l.alive:
 			close(c)
 		case req := <-l.control:
@@ -549,6 +568,9 @@ func (l *Loop) Run(ctx context.Context) error {
 		case <-snapC:
 			armSnapshot()
 			switch {
+			case l.decider.Standby():
+				// The leader snapshots; a standby's pass would refuse.
+				l.metrics.snapshots.WithLabelValues("skipped").Inc()
 			case cancelSnap != nil:
 				l.log.Info("snapshot skipped: the previous one still runs")
 				l.metrics.snapshots.WithLabelValues("skipped").Inc()

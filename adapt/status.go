@@ -26,8 +26,12 @@ type Status struct {
 	// Summary counts the targets and services; /status serves it, and
 	// the per-target and per-service detail only on request.
 	Summary StatusSummary `json:"summary"`
-	// Phase is starting, idle, deploying, retrying, stopping or stopped.
+	// Phase is starting, idle, deploying, retrying, paused, standby
+	// (another coordinator leads), stopping or stopped.
 	Phase string `json:"phase"`
+	// Leader says who leads the coordinators and since when (only with
+	// Config.Leadership: several coordinators).
+	Leader *Leader `json:"leader,omitempty"`
 	// Infrastructure holds the targets in use (not augmented).
 	Infrastructure model.Infrastructure `json:"infrastructure"`
 	// Discovered lists every target discovery currently sees.

@@ -40,6 +40,10 @@ type AgentBackend struct {
 	// LockRefresh is how often Execute renews the held leases (default
 	// LockTTL/3). A lease that cannot be renewed stops the transition.
 	LockRefresh time.Duration
+	// Fence, when set, returns the fencing revision every agent request
+	// carries (agentapi.HeaderFence): the coordinator's election revision
+	// while it leads among several (package ha), 0 otherwise.
+	Fence func() int64
 
 	once    sync.Once
 	clients sync.Map // hostname + " " + url → *agentapi.Client
@@ -86,7 +90,9 @@ func (b *AgentBackend) Client(target string, mans ...*model.Manifest) (*agentapi
 			if err != nil {
 				return nil, err
 			}
-			c, _ := b.clients.LoadOrStore(key, agentapi.NewClient(u, b.Token, hc))
+			nc := agentapi.NewClient(u, b.Token, hc)
+			nc.Fence = b.Fence
+			c, _ := b.clients.LoadOrStore(key, nc)
 			return c.(*agentapi.Client), nil
 		}
 	}
@@ -183,6 +189,26 @@ func askAll[T any](ctx context.Context, b *AgentBackend, names []string, client 
 		}()
 	}
 	wg.Wait()
+	return out
+}
+
+// RaiseFence sends this coordinator's fencing revision (Fence) to the
+// agent of every target of infra, in parallel, each within timeout, so
+// that they refuse the late requests of a coordinator that led before,
+// even where this one has nothing to change. It returns the targets that
+// did not take it, with why.
+func (b *AgentBackend) RaiseFence(ctx context.Context, infra model.Infrastructure, defProp string, timeout time.Duration) map[string]error {
+	names := make([]string, 0, len(infra))
+	for name := range infra {
+		names = append(names, name)
+	}
+	out := map[string]error{}
+	for name, r := range askAll(ctx, b, names, func(name string) (*agentapi.Client, error) { return b.ClientFor(infra[name], defProp) }, timeout,
+		func(c *agentapi.Client, ctx context.Context) (struct{}, error) { return struct{}{}, c.RaiseFence(ctx) }) {
+		if r.err != nil {
+			out[name] = r.err
+		}
+	}
 	return out
 }
 

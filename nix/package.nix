@@ -24,7 +24,7 @@ buildGoModule {
     filter = path: type: !(builtins.elem (baseNameOf path) [ "bin" "result" ".git" ]);
   };
 
-  vendorHash = "sha256-Qv08ESoyxja6x+JdGpdKem0VfFTna3oAVoP3xfN8Or8=";
+  vendorHash = "sha256-JSj0GMfPF3XfOGHDFWA/Hnwk2cSXT2QmuXIWAwWKHqY=";
 
   subPackages = map (name: "cmd/${name}") commands;
 

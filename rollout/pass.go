@@ -79,6 +79,12 @@ type Config struct {
 	// the number of steps of the transition (calls are serialised).
 	Logger   *zap.Logger
 	Progress func(ev deployer.StepEvent, of int)
+	// Shared, when set, keeps the coordinator's record beyond the state
+	// directory (see SharedState; package ha: etcd). Agent deployer only.
+	Shared SharedState
+	// Fence, when set, returns the fencing revision every agent request
+	// carries (see deployer.AgentBackend.Fence).
+	Fence func() int64
 }
 
 // Request says what one Apply does besides planning.
@@ -135,6 +141,14 @@ type Pass struct {
 	statefulMu  sync.Mutex
 	statefulGen int
 	stateful    []string
+
+	// sharedVersion is the version of the shared record the working copy
+	// holds (Config.Shared), sharedDigest its content's digest.
+	sharedVersion int64
+	sharedDigest  string
+	// fenced is the fencing revision the targets were last sent
+	// (raiseFence).
+	fenced int64
 }
 
 // New checks cfg and opens the state directory. The models are read by
@@ -172,8 +186,11 @@ func New(cfg Config) (*Pass, error) {
 			owner = LockOwner(cfg.StateDir)
 		}
 		p.store = st
-		p.agents = &deployer.AgentBackend{Token: cfg.Token, Parallel: cfg.Parallel, PerTarget: cfg.PerTarget, Store: st, TLS: cfg.Agents, Owner: owner}
+		p.agents = &deployer.AgentBackend{Token: cfg.Token, Parallel: cfg.Parallel, PerTarget: cfg.PerTarget, Store: st, TLS: cfg.Agents, Owner: owner, Fence: cfg.Fence}
 	case "disnix":
+		if cfg.Shared != nil {
+			return nil, errors.New("the shared coordinator state (high availability) needs the agent deployer")
+		}
 		if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 			return nil, fmt.Errorf("state dir: %w", err)
 		}
@@ -275,18 +292,19 @@ func (p *Pass) Current(ctx context.Context) (model.Distribution, error) {
 // previous distribution, the policy and the assigners plan, and the
 // transition from the previous manifest to the new one is executed and
 // saved as a new generation. On failure the transition was rolled back.
-func (p *Pass) Apply(ctx context.Context, infra model.Infrastructure, req Request) (*Result, error) {
+func (p *Pass) Apply(ctx context.Context, infra model.Infrastructure, req Request) (res *Result, err error) {
 	if p.planner == nil {
 		return nil, errors.New("no models")
 	}
 	if p.disnix != nil {
 		return p.applyDisnix(ctx, infra, req)
 	}
-	unlock, err := p.lock(req)
+	unlock, err := p.lock(ctx, req)
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
+	defer func() { err = unlock(err) }()
+	p.raiseFence(ctx, infra, req)
 	old, err := p.previous(ctx, infra)
 	if err != nil {
 		return nil, err
@@ -305,7 +323,7 @@ func (p *Pass) Apply(ctx context.Context, infra model.Infrastructure, req Reques
 		return nil, err
 	}
 	old = p.reconcile(ctx, old, infra, req.Reconcile)
-	res, err := p.transit(ctx, old, man, req)
+	res, err = p.transit(ctx, old, man, req)
 	if res != nil {
 		res.Desired = desired
 		res.Moved = Moved(prev, desired.Distribution)
@@ -315,15 +333,15 @@ func (p *Pass) Apply(ctx context.Context, infra model.Infrastructure, req Reques
 
 // ApplyManifest carries the deployment to a given manifest: a generation
 // switch, a rollback or an undeploy (an empty manifest).
-func (p *Pass) ApplyManifest(ctx context.Context, man *model.Manifest, req Request) (*Result, error) {
+func (p *Pass) ApplyManifest(ctx context.Context, man *model.Manifest, req Request) (res *Result, err error) {
 	if p.store == nil {
 		return nil, errors.New("generations need the agent deployer (use disnix-env for Disnix)")
 	}
-	unlock, err := p.lock(req)
+	unlock, err := p.lock(ctx, req)
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
+	defer func() { err = unlock(err) }()
 	old, err := p.previous(ctx, man.Infrastructure)
 	if err != nil {
 		return nil, err
@@ -333,11 +351,49 @@ func (p *Pass) ApplyManifest(ctx context.Context, man *model.Manifest, req Reque
 	return p.transit(ctx, old, &c, req)
 }
 
-func (p *Pass) lock(req Request) (func(), error) {
+// lock takes the store's lock for a pass that changes something and
+// brings the working copy up to date with the shared record; the returned
+// unlock saves the record (its error joined to the pass's) and releases
+// the lock.
+func (p *Pass) lock(ctx context.Context, req Request) (unlock func(error) error, err error) {
 	if req.DryRun {
-		return func() {}, nil
+		return func(err error) error { return err }, nil
 	}
-	return p.store.Lock()
+	release, err := p.store.Lock()
+	if err != nil {
+		return nil, err
+	}
+	if err := p.syncShared(ctx); err != nil {
+		release()
+		return nil, err
+	}
+	return func(err error) error {
+		defer release()
+		if serr := p.saveShared(ctx); serr != nil {
+			return errors.Join(err, serr)
+		}
+		return err
+	}, nil
+}
+
+// raiseFence sends a new fencing revision (Config.Fence: this coordinator
+// was elected since the last pass) to every target of infra before
+// anything else, so that the leader before it can change nothing there
+// any more, even where this pass changes nothing.
+func (p *Pass) raiseFence(ctx context.Context, infra model.Infrastructure, req Request) {
+	if p.cfg.Fence == nil || req.DryRun {
+		return
+	}
+	rev := p.cfg.Fence()
+	if rev == 0 || rev == p.fenced {
+		return
+	}
+	failed := p.agents.RaiseFence(ctx, infra, p.cfg.TargetProperty, p.cfg.ProbeTimeout)
+	for _, t := range slices.Sorted(maps.Keys(failed)) {
+		p.cfg.Logger.Warn("fence: target did not take this coordinator's revision (its first step will carry it)",
+			zap.String("target", t), zap.Int64("revision", rev), zap.Error(failed[t]))
+	}
+	p.fenced = rev
 }
 
 // previous returns the newest manifest generation, merged with what the
@@ -441,15 +497,15 @@ func (p *Pass) Draining(ctx context.Context, infra model.Infrastructure) map[str
 // Snapshot snapshots every stateful service of the newest generation into
 // the coordinator's store (--snapshot); with Disnix it runs
 // disnix-snapshot.
-func (p *Pass) Snapshot(ctx context.Context) error {
+func (p *Pass) Snapshot(ctx context.Context) (err error) {
 	if p.disnix != nil {
 		return p.disnix.Snapshot(ctx, disnix.SnapshotOptions{})
 	}
-	unlock, err := p.store.Lock()
+	unlock, err := p.lock(ctx, Request{})
 	if err != nil {
 		return err
 	}
-	defer unlock()
+	defer func() { err = unlock(err) }()
 	man, err := p.store.Latest()
 	if err != nil || man == nil {
 		return err

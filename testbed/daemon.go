@@ -80,6 +80,8 @@ type UpConfig struct {
 	Coordinator                           bool
 	ServicesFile, PolicyFile, AugmentFile string
 	StatusPort                            int
+	// Standby also runs a second coordinator (see CoordinatorConfig).
+	Standby bool
 	// Etcd and Far: see DaemonConfig.
 	Etcd, Far int
 }
@@ -120,6 +122,9 @@ func Up(ctx context.Context, cfg UpConfig) (*Response, error) {
 	if cfg.Coordinator {
 		args = append(args, "--coordinator", "--status-fd", "3")
 	}
+	if cfg.Standby {
+		args = append(args, "--standby")
+	}
 	cmd := SelfCommand(exe, args)
 	if cfg.Coordinator {
 		l, err := ListenStatus(cfg.StatusPort, false)
@@ -149,7 +154,8 @@ func Serve(ctx context.Context, cfg UpConfig, statusFD int) error {
 	dc := DaemonConfig{Dir: cfg.Dir, BinDir: cfg.BinDir, Names: names, Props: props, KeepState: cfg.KeepState, Etcd: cfg.Etcd, Far: cfg.Far,
 		Containers: cfg.Containers}
 	if cfg.Coordinator {
-		dc.Coordinator = &CoordinatorConfig{ServicesFile: cfg.ServicesFile, PolicyFile: cfg.PolicyFile, AugmentFile: cfg.AugmentFile}
+		dc.Coordinator = &CoordinatorConfig{ServicesFile: cfg.ServicesFile, PolicyFile: cfg.PolicyFile, AugmentFile: cfg.AugmentFile,
+			Standby: cfg.Standby}
 		if statusFD > 0 {
 			if dc.Coordinator.Status, err = InheritedListener(statusFD); err != nil {
 				return err
@@ -304,6 +310,11 @@ type CoordinatorConfig struct {
 	// Status, when set, is a listener in the host's network namespace
 	// whose connections are forwarded to the loop's status page.
 	Status net.Listener
+	// Standby also runs a second loop on the same models in a namespace
+	// of its own (coordinator2, its state in Dir/coordinator2); with the
+	// testbed's etcd the two elect a leader and only it deploys
+	// (docs/registry.md). Its page is not forwarded to the host.
+	Standby bool
 }
 
 // ServeMachines is the testbed daemon: it starts the machines (and the
@@ -316,7 +327,7 @@ func ServeMachines(cfg DaemonConfig, stop <-chan struct{}) error {
 	prefix := "dtbd" + hex.EncodeToString(sum[:2])
 	CleanupStale(prefix)
 	if !cfg.KeepState {
-		for _, sub := range []string{"machines", "coordinator"} {
+		for _, sub := range []string{"machines", "coordinator", "coordinator2"} {
 			if err := os.RemoveAll(filepath.Join(cfg.Dir, sub)); err != nil {
 				return fmt.Errorf("delete the earlier testbed's state: %w", err)
 			}
@@ -378,6 +389,11 @@ func (tb *Testbed) startCoordinator(cc CoordinatorConfig, stop <-chan struct{}) 
 	}
 	tb.OnClose(h.StopLoop)
 	tb.loop = h
+	if cc.Standby {
+		if err := tb.startStandby(cc); err != nil {
+			return err
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {

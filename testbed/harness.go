@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/dydisnix/dydisnix/adapt"
 )
 
 // HarnessConfig configures a Harness.
@@ -39,6 +41,12 @@ type HarnessConfig struct {
 	Progress io.Writer
 	// DrainTimeout bounds a machine's graceful stop (default 30 s).
 	DrainTimeout time.Duration
+	// Coordinator is the namespace the loop runs in: the testbed's
+	// coordinator by default, or one of Testbed.AddCoordinator for a
+	// second coordinator (several coordinators elect a leader; they need
+	// LoopArgs with --registry). Each harness keeps its state, logs and
+	// models in its own Dir.
+	Coordinator *Host
 	// Etcd is the number of etcd members (0: none; see Config.Etcd); the
 	// loop then reads the registry as well as mDNS.
 	Etcd int
@@ -69,6 +77,7 @@ type Harness struct {
 // Status is the part of the coordinator's /status the harness reads.
 type Status struct {
 	Phase        string           `json:"phase"`
+	Leader       *adapt.Leader    `json:"leader"`
 	Distribution map[string][]any `json:"distribution"`
 	Discovered   []string         `json:"discovered"`
 	LastSnapshot time.Time        `json:"lastSnapshot"`
@@ -175,7 +184,11 @@ func AttachHarness(tb *Testbed, cfg HarnessConfig) (*Harness, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("harness: %w", err)
 	}
-	h.client = tb.Coordinator().HTTPClient(5 * time.Second)
+	if cfg.Coordinator == nil {
+		cfg.Coordinator = tb.Coordinator()
+	}
+	h.cfg.Coordinator = cfg.Coordinator
+	h.client = cfg.Coordinator.HTTPClient(5 * time.Second)
 	if cfg.ServicesFile == "" {
 		if err := h.WriteServices(cfg.Services); err != nil {
 			return nil, err
@@ -222,7 +235,7 @@ func (h *Harness) StartLoop(extra ...string) error {
 	if h.loop != nil {
 		return fmt.Errorf("the loop runs already")
 	}
-	coord := h.TB.Coordinator()
+	coord := h.cfg.Coordinator
 	statusAddr := h.StatusAddr()
 	h.statusURL = "http://" + statusAddr + "/status?detail=targets,services"
 	logf, err := os.OpenFile(h.Path("self-adapt.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -271,7 +284,7 @@ func (h *Harness) StartLoop(extra ...string) error {
 // StatusAddr is host:port of the loop's status server inside the
 // coordinator's namespace.
 func (h *Harness) StatusAddr() string {
-	return fmt.Sprintf("%s:9200", h.TB.Coordinator().Addr)
+	return fmt.Sprintf("%s:9200", h.cfg.Coordinator.Addr)
 }
 
 // WaitStatus waits until the loop's status server answers, the loop exits

@@ -33,6 +33,9 @@ yield one redeploy; a machine that flaps is kept out until it is stable
 The infrastructure comes from -i (a file, watched), else --geninfra (else
 $DYDISNIX_GENINFRA, run every --interval), else the etcd --registry and/or
 mDNS on --mdns-interface (combined: the registry's content wins).
+With --registry the fleet's coordinators elect a leader: only the leader
+deploys and keeps its record in etcd, a standby takes over when it fails
+(docs/registry.md).
 dydisnix-ctl pauses, drains, cordons or redeploys through the control
 socket control.sock in the state directory (mode 0600).`
 
@@ -49,6 +52,7 @@ type options struct {
 	timing           adapt.Timing
 	shutdownTimeout  time.Duration
 	listen           string
+	leaderTTL        time.Duration
 }
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -65,6 +69,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	f.StringArrayVar(&o.infra.Interfaces, "mdns-interface", nil, "browse mDNS (_disnix._tcp) on `IF` (repeatable)")
 	f.StringVar(&o.verifyKey, "verify-key", "", "ignore mDNS announcements and registrations not signed with the key in `FILE`")
 	o.registry.AddFlags(f)
+	o.addHAFlags(f)
 	cli.SecondsVarP(f, &o.timing.Resync, "interval", "", 5*time.Second, "resync period (seconds or a duration): models reloaded, hash compared")
 	f.BoolVar(&o.snapshot, "snapshot", false, "snapshot the state of every stateful service on a schedule")
 	f.StringVar(&o.snapshotSchedule, "snapshot-schedule", "", "cron `SPEC` of --snapshot (default \"@every 1m\")")
@@ -121,6 +126,9 @@ func (o *options) check() error {
 			return err
 		}
 	}
+	if err := o.checkHA(); err != nil {
+		return err
+	}
 	if o.snapshotSchedule != "" {
 		if _, err := cron.ParseStandard(o.snapshotSchedule); err != nil {
 			return cli.Usagef("--snapshot-schedule %q: %v", o.snapshotSchedule, err)
@@ -141,6 +149,11 @@ func serve(ctx context.Context, o *options, log *zap.Logger) error {
 			return err
 		}
 	}
+	el, resign, err := o.elect(log)
+	if err != nil {
+		return err
+	}
+	defer resign()
 	pass, err := rollout.New(o.pass)
 	if err != nil {
 		return err
@@ -160,5 +173,6 @@ func serve(ctx context.Context, o *options, log *zap.Logger) error {
 	if o.snapshot {
 		cfg.Snapshotter, cfg.SnapshotSchedule = pass, o.snapshotSchedule
 	}
+	lead(&cfg, el, pass)
 	return adapt.Serve(ctx, cfg, o.listen)
 }

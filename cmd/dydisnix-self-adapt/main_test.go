@@ -32,6 +32,8 @@ func TestUsageErrors(t *testing.T) {
 		{"schedule without snapshot", []string{"-s", "s", "-q", "q", "-i", "i", "--agent-token-file", "t", "--insecure-http", "--snapshot-schedule", "@every 1m"}, "needs --snapshot"},
 		{"bad schedule", []string{"-s", "s", "-q", "q", "-i", "i", "--agent-token-file", "t", "--insecure-http", "--snapshot", "--snapshot-schedule", "every minute"}, "--snapshot-schedule"},
 		{"bad log format", []string{"-s", "s", "-q", "q", "-i", "i", "--agent-token-file", "t", "--insecure-http", "--log-format", "xml"}, "console or json"},
+		{"several coordinators with disnix", []string{"-s", "s", "-q", "q", "--registry", "etcd://10.0.0.1:2379", "--deployer", "disnix"}, "needs --deployer agent"},
+		{"leader ttl below a second", []string{"-s", "s", "-q", "q", "--registry", "etcd://10.0.0.1:2379", "--agent-token-file", "t", "--insecure-http", "--leader-ttl", "500ms"}, "--leader-ttl"},
 		{"unknown flag", []string{"--bogus"}, "bogus"},
 	}
 	for _, c := range cases {

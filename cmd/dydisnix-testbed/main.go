@@ -28,7 +28,7 @@ inside a user namespace of its own). See docs/testbed.md.
 
 Commands:
   up [-n N] [--etcd 3 [--far N]] [--containers L] [--properties FILE]
-     [--coordinator [-s F] [-q F] [-a F]]
+     [--coordinator [--standby] [-s F] [-q F] [-a F]]
                                   start N machines in the background (with
                                   --containers, each runs MariaDB/PostgreSQL;
                                   the loop's page: http://127.0.0.1:9470/)
@@ -64,19 +64,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var o options
 	u := &o.up
 	fs := c.Flags
-	fs.StringVar(&u.Dir, "dir", "", "`DIR` the testbed's directory (default /run/dydisnix-testbed as root, else /tmp/dydisnix-testbed-UID)")
-	fs.IntVarP(&u.Machines, "machines", "n", 4, "`N` number of machines (up)")
-	fs.StringVar(&u.PropertiesFile, "properties", "", "`FILE` the machines' properties (JSON, YAML or Nix): an infrastructure model for up, {properties} for add")
-	fs.StringVar(&u.BinDir, "bin-dir", "", "`DIR` directory of dydisnix-agent, dydisnix-self-adapt and the example services (default: this program's)")
-	fs.IntVar(&u.Etcd, "etcd", 0, "`N` up: run an etcd cluster of N members; agents register there and the loop reads it")
-	fs.IntVar(&u.Far, "far", 0, "`N` up --etcd: N more machines (remote1, ...) on a second subnet behind a router (no mDNS across)")
-	fs.BoolVar(&u.KeepState, "keep-state", false, "up: keep the machines' state of the last testbed in --dir (its services come back)")
-	fs.StringSliceVar(&u.Containers, "containers", nil, "`LIST` up: containers every machine runs besides its agent: mysql-database (a MariaDB server of its own), postgresql-database (a PostgreSQL server; real root only)")
-	fs.BoolVar(&u.Coordinator, "coordinator", false, "up: also run the loop (dydisnix-self-adapt) in the coordinator's namespace")
-	fs.StringVarP(&u.ServicesFile, "services", "s", "", "`FILE` up --coordinator: the services model (default: the example system)")
-	fs.StringVarP(&u.PolicyFile, "qos", "q", "", "`FILE` up --coordinator: the QoS policy (default: the example policy)")
-	fs.StringVarP(&u.AugmentFile, "augment", "a", "", "`FILE` up --coordinator: the augmentation model")
-	fs.IntVar(&u.StatusPort, "status-port", 9470, "`PORT` on 127.0.0.1 of the host for the loop's status page (0: any free port; demo: any free port if it is taken)")
+	u.AddFlags(fs)
 	fs.BoolVar(&o.jsonOut, "json", false, "demo, bench-scale: print the report as one JSON document")
 	fs.DurationVar(&o.idle, "idle", 30*time.Second, "`D` bench-scale: the idle window")
 	fs.BoolVar(&o.keep, "keep", false, "demo: leave the demo's files in --dir for inspection")
@@ -104,8 +92,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return c.Exit(cli.Usagef("exec: a command is required: exec NAME -- CMD [ARG...]"), stderr)
 	case !named[cmd] && name != "":
 		return c.Exit(cli.Usagef("unexpected argument %q", name), stderr)
-	case cmd == "up" && !u.Coordinator && u.ServicesFile+u.PolicyFile+u.AugmentFile != "":
-		return c.Exit(cli.Usagef("up: -s, -q and -a go with --coordinator"), stderr)
+	case cmd == "up" && !u.Coordinator && (u.ServicesFile+u.PolicyFile+u.AugmentFile != "" || u.Standby):
+		return c.Exit(cli.Usagef("up: -s, -q, -a and --standby go with --coordinator"), stderr)
+	case cmd == "up" && u.Standby && u.Etcd == 0:
+		return c.Exit(cli.Usagef("up: --standby needs --etcd N (the coordinators elect their leader in etcd)"), stderr)
 	case cmd != "exec" && len(rest) > 0:
 		return c.Exit(cli.Usagef("unexpected argument %q", rest[0]), stderr)
 	}

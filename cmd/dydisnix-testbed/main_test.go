@@ -36,6 +36,8 @@ func TestUsage(t *testing.T) {
 		{[]string{"up", "--no-such-flag"}, 2},
 		{[]string{"exec", "machine1"}, 2},
 		{[]string{"up", "-s", "services.yaml"}, 2},
+		{[]string{"up", "--standby", "--etcd", "1"}, 2},
+		{[]string{"up", "--coordinator", "--standby"}, 2},
 		{[]string{"shell"}, 2},
 		{[]string{"list", "extra"}, 2},
 		{[]string{"crash", "machine1", "extra"}, 2},
@@ -216,6 +218,48 @@ func TestUpCoordinator(t *testing.T) {
 	if _, err := client.Get(url); err == nil {
 		t.Errorf("the status page %s still answers after down", url)
 	}
+}
+
+// TestUpStandby: up --etcd 1 --coordinator --standby runs two coordinators
+// that elect a leader: the page forwarded to the host is the first's, which
+// leads and deploys; the second stands by behind it.
+func TestUpStandby(t *testing.T) {
+	buildAll(t)
+	dir := t.TempDir()
+	t.Cleanup(func() { exec.Command(filepath.Join(binDir, "dydisnix-testbed"), "down", "--dir", dir).Run() })
+	out := tool(t, dir, "up", "-n", "1", "--etcd", "1", "--coordinator", "--standby", "--status-port", "0")
+	m := regexp.MustCompile(`status page: (http://127\.0\.0\.1:\d+/)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("up printed no status page on the host:\n%s", out)
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	var leader struct {
+		Leading bool   `json:"leading"`
+		Name    string `json:"name"`
+	}
+	testenv.Eventually(t, time.Minute, func() bool {
+		resp, err := client.Get(m[1] + "status")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var st struct {
+			Leader *struct {
+				Leading bool   `json:"leading"`
+				Name    string `json:"name"`
+			} `json:"leader"`
+		}
+		if json.NewDecoder(resp.Body).Decode(&st) != nil || st.Leader == nil {
+			return false
+		}
+		leader.Leading, leader.Name = st.Leader.Leading, st.Leader.Name
+		return leader.Leading
+	}, "the first coordinator leads")
+	testenv.Eventually(t, time.Minute, func() bool {
+		log, _ := os.ReadFile(filepath.Join(dir, "coordinator2", "self-adapt.log"))
+		return strings.Contains(string(log), `"msg":"leadership","leading":false,"leader":"`+leader.Name+`"`)
+	}, "the second coordinator stands by behind %s", leader.Name)
+	tool(t, dir, "down")
 }
 
 // lazy is a message part computed when it is printed.

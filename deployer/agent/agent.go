@@ -165,6 +165,8 @@ type Agent struct {
 	keys     map[string]*keyLock // per-key serialisation of activate/deactivate (guarded by mu)
 	stopping context.Context     // cancelled by Close: in-flight activations give up
 	stopAll  context.CancelFunc  // cancels stopping
+
+	fence fence // the highest coordinator revision accepted (fence.go)
 }
 
 type entry struct {

@@ -34,6 +34,7 @@ func (a *Agent) Handler() http.Handler {
 			a.reply(w, nil, a.Lock(r.Context(), req.Owner, time.Duration(req.TTLSeconds)*time.Second, req.Refresh))
 		}
 	})
+	mux.HandleFunc("POST "+agentapi.PathFence, a.serveFence)
 	mux.HandleFunc("POST "+agentapi.PathUnlock, func(w http.ResponseWriter, r *http.Request) {
 		var req agentapi.LockRequest
 		if decode(w, r, &req) && !a.fault(w, r, FaultUnlock) {
@@ -171,7 +172,7 @@ func (a *Agent) Handler() http.Handler {
 		w.Write(b)
 	})
 	mux.Handle("GET "+agentapi.PathMetrics, a.metrics.handler())
-	return a.metrics.count(a.authenticate(mux))
+	return a.metrics.count(a.authenticate(a.fenced(mux)))
 }
 
 func result(err error) string {

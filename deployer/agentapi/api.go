@@ -27,7 +27,16 @@ const (
 	PathLogs        = "/v1/logs/"              // + service, ?tail=N: GET → the last N lines of its output (text)
 	PathDysnomia    = "/v1/dysnomia-snapshots" // POST SnapshotsQuery → SnapshotsResult
 	PathMetrics     = "/metrics"               // GET → Prometheus metrics
+	PathFence       = "/v1/fence"              // POST with HeaderFence: the agent takes the revision (a new leader's first request)
 )
+
+// HeaderFence carries the coordinator's fencing revision (its etcd election
+// revision, a decimal integer) on every request of a coordinator that leads
+// among several. An agent refuses a lock or a step (any POST or PUT) whose
+// revision is lower than the highest it has accepted (409), so a deposed
+// leader can never interleave with the new one; a request without it is not
+// fenced (a single coordinator).
+const HeaderFence = "Dydisnix-Fence"
 
 // ActivateRequest starts a service mapping on the agent.
 type ActivateRequest struct {

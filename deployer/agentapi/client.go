@@ -19,8 +19,11 @@ import (
 type Client struct {
 	// BaseURL is the agent's URL (http://host:port).
 	BaseURL string
-	token   string
-	http    *http.Client
+	// Fence, when set, returns the fencing revision sent with every
+	// request (HeaderFence; 0: none).
+	Fence func() int64
+	token string
+	http  *http.Client
 }
 
 // NewClient returns a client for the agent at baseURL using the bearer
@@ -54,6 +57,11 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ct
 		return err
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
+	if c.Fence != nil {
+		if rev := c.Fence(); rev > 0 {
+			req.Header.Set(HeaderFence, strconv.FormatInt(rev, 10))
+		}
+	}
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
 	}
@@ -112,6 +120,13 @@ func (c *Client) LockLease(ctx context.Context, owner string, ttl time.Duration,
 		secs = 1
 	}
 	return c.post(ctx, PathLock, LockRequest{Owner: owner, TTLSeconds: secs, Refresh: refresh}, nil)
+}
+
+// RaiseFence makes the agent take the client's fencing revision (Fence)
+// unless it follows a higher one (409): from then on it refuses every lock
+// and step of a lower revision.
+func (c *Client) RaiseFence(ctx context.Context) error {
+	return c.post(ctx, PathFence, struct{}{}, nil)
 }
 
 // Unlock releases the lock held by owner.
