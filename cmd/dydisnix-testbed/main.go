@@ -27,8 +27,7 @@ bridge with a real dydisnix-agent announcing itself over mDNS (without root,
 inside a user namespace of its own). See docs/testbed.md.
 
 Commands:
-  up [-n N] [--etcd 3 [--far N]] [--containers L] [--properties FILE]
-     [--coordinator [--standby] [-s F] [-q F] [-a F]]
+  up [-n N] [--etcd N [--far N]] [--containers L] [--coordinator [--standby]]
                                   start N machines in the background (with
                                   --containers, each runs MariaDB/PostgreSQL;
                                   the loop's page: http://127.0.0.1:9470/)

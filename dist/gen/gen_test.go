@@ -105,6 +105,7 @@ func TestRoff(t *testing.T) {
 		".starts a dot": `\&.starts a dot`,
 		"'quote":        `\&'quote`,
 		"plain":         "plain",
+		"h:2379,… → x":  `h:2379,\[u2026] \[u2192] x`,
 	} {
 		if got := roff(in); got != want {
 			t.Errorf("roff(%q) = %q, want %q", in, got, want)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unicode"
 )
 
 // roff escapes text for a man page: backslashes and minus signs (so that
@@ -11,6 +12,17 @@ import (
 // the start of a line.
 func roff(s string) string {
 	s = strings.NewReplacer(`\`, `\e`, "-", `\-`).Replace(s)
+	if strings.IndexFunc(s, func(r rune) bool { return r > unicode.MaxASCII }) >= 0 {
+		var b strings.Builder
+		for _, r := range s {
+			if r > unicode.MaxASCII {
+				fmt.Fprintf(&b, `\[u%04X]`, r) // groff's named Unicode character
+			} else {
+				b.WriteRune(r)
+			}
+		}
+		s = b.String()
+	}
 	if strings.HasPrefix(s, ".") || strings.HasPrefix(s, "'") {
 		s = `\&` + s
 	}
