@@ -22,8 +22,18 @@ func TestClusterSurvivesOneMember(t *testing.T) {
 		t.Fatalf("put: %v", err)
 	}
 	c.Kill(0)
-	if _, err := cli.Put(ctx, "/t/b", "2"); err != nil {
-		t.Fatalf("put with one member down: %v", err)
+	// If the killed member led, the survivors elect a new leader first: a
+	// proposal made meanwhile times out on the server, and a client retries.
+	for {
+		_, err := cli.Put(ctx, "/t/b", "2")
+		if err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("put with one member down: %v\n%s", err, c.Log(1))
+		case <-time.After(100 * time.Millisecond): // the next attempt
+		}
 	}
 	c.Restart(0)
 	resp, err := cli.Get(ctx, "/t/", clientv3.WithPrefix())
