@@ -159,22 +159,23 @@ func TestContainerProviderResolution(t *testing.T) {
 // its calls and keeping a file per hosted service) and two services
 // mapped into that container (one named in the distribution, one by its
 // type): the module gets the provider's properties, the provider is
-// activated first and deactivated last, and removing a hosted service
-// runs the provider's module's deactivate.
+// activated first and deactivated last (also when it is upgraded or moves
+// with them), and removing a hosted service runs the provider's module's
+// deactivate.
 func TestContainerProviderHostsServices(t *testing.T) {
-	c := newCluster(t, 1)
+	c := newCluster(t, 2)
 	dir := t.TempDir()
 	calls := filepath.Join(dir, "calls")
 	data := filepath.Join(dir, "data")
 	os.MkdirAll(data, 0o755)
 	// The provider itself is run by a module of its own type.
 	own := filepath.Join(dir, "store-server")
-	testenv.WriteExecutable(t, own, "#!/bin/sh\necho \"provider $1\" >> "+calls+"\n")
+	testenv.WriteExecutable(t, own, "#!/bin/sh\necho \"provider $1 on=$DYDISNIX_TARGET\" >> "+calls+"\n")
 	pkg := filepath.Join(dir, "store")
 	os.MkdirAll(filepath.Join(pkg, "libexec", "dysnomia"), 0o755)
 	testenv.WriteExecutable(t, filepath.Join(pkg, "libexec", "dysnomia", "kv-store"), `#!/bin/sh
 n=$(basename "$2"); n=${n#*-}
-echo "kv-store $1 $n $3 dataDir=$dataDir flavour=$flavour" >> `+calls+`
+echo "kv-store $1 $n $3 dataDir=$dataDir flavour=$flavour on=$DYDISNIX_TARGET" >> `+calls+`
 case "$1" in
 activate) echo "$n" > "$dataDir/$n" ;;
 deactivate) rm -f "$dataDir/$n" ;;
@@ -230,7 +231,7 @@ esac
 	// Removing a hosted service: the provider's module deactivates it.
 	c.mustDeploy(all, model.Distribution{"store": both["store"], "cache": both["cache"]})
 	got = readCalls()
-	if len(got) != 1 || got[0] != "kv-store deactivate app kv-store dataDir="+data+" flavour=vanilla" {
+	if len(got) != 1 || got[0] != "kv-store deactivate app kv-store dataDir="+data+" flavour=vanilla on=t1" {
 		t.Errorf("removing app ran %q, want the provider's module's deactivate of app alone", got)
 	}
 	if exists("app") || !exists("cache") {
@@ -245,6 +246,18 @@ esac
 	got = readCalls()
 	if d, a := index(got, "kv-store deactivate cache"), index(got, "kv-store activate cache"); d > index(got, "provider deactivate") || a < index(got, "provider activate") {
 		t.Errorf("the upgraded provider's hosted service was not redeployed around it: %q", got)
+	}
+
+	// The provider moves to t2 with the service it hosts: there too it is
+	// activated first; on t1 it is deactivated last.
+	c.mustDeploy(all, model.Distribution{"store": {{Target: "t2"}}, "cache": {{Target: "t2"}}})
+	got = readCalls()
+	if index(got, "kv-store deactivate cache kv-store dataDir="+data+" flavour=vanilla on=t1") > index(got, "provider deactivate on=t1") ||
+		index(got, "kv-store activate cache kv-store dataDir="+data+" flavour=vanilla on=t2") < index(got, "provider activate on=t2") {
+		t.Errorf("moving the provider with the service it hosts: %q", got)
+	}
+	if !exists("cache") {
+		t.Error("cache's file is gone after the move")
 	}
 
 	// Removing everything: the provider is deactivated last.
