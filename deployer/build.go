@@ -55,10 +55,14 @@ type BuildOptions struct {
 // models: one manifest service per service (keyed by its Merkle-like key),
 // one service mapping per (service, target) of the distribution, one
 // snapshot mapping per mapping of a service whose state is managed.
-// Services of type "package" get no mappings. A dependsOn cycle, a
-// distributed service missing from the services model, a target missing
-// from the infrastructure or a dependsOn on an undistributed service is an
-// error.
+// Services of type "package" get no mappings. A service mapped into a
+// container that another service provides on its target
+// (providesContainer(s), Disnix §5.4) is run by the provider's module with
+// the provider's exposed properties, after the provider (ManifestService.
+// Provider, and the provider's mapping in its dependsOn). A dependsOn
+// cycle, a distributed service missing from the services model, a target
+// missing from the infrastructure, a dependsOn on an undistributed service
+// or a container that cannot be resolved (resolveHosting) is an error.
 func BuildManifest(svcs model.Services, infra model.Infrastructure, dist model.Distribution, opts BuildOptions) (*model.Manifest, error) {
 	for _, name := range dist.Names() {
 		s, ok := svcs[name]

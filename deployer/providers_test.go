@@ -270,3 +270,44 @@ esac
 		t.Error("cache's file is still there")
 	}
 }
+
+// TestNestedContainerProviders: a provider may itself be hosted in a
+// container another service provides (supervisord → mysql → databases):
+// each level runs the module of the level above, after it.
+func TestNestedContainerProviders(t *testing.T) {
+	ownType := filepath.Join(t.TempDir(), "init")
+	testenv.WriteExecutable(t, ownType, "#!/bin/sh\nexit 0\n")
+	infra := model.Infrastructure{"t1": {Name: "t1", Properties: map[string]any{}}}
+	sup := providerPkg(t, "supervisord-program", "", "supervisord-program")
+	mysql := providerPkg(t, "mysql-database", "", "mysql-database")
+	svcs := model.Services{
+		"supervisord": {Name: "supervisord", Type: ownType, Attrs: map[string]any{"pkg": sup, "providesContainer": "supervisord-program"}},
+		"mysql":       {Name: "mysql", Type: "supervisord-program", Attrs: map[string]any{"pkg": mysql, "providesContainer": "mysql-database", "mysqlPort": "3306"}},
+		"db":          {Name: "db", Type: "mysql-database", Attrs: map[string]any{}},
+	}
+	d := model.Distribution{"supervisord": {{Target: "t1"}}, "mysql": {{Target: "t1"}}, "db": {{Target: "t1"}}}
+	man, err := deployer.BuildManifest(svcs, infra, d, deployer.BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]model.ManifestService{}
+	keyOf := map[string]string{}
+	for k, s := range man.Services {
+		byName[s.Name], keyOf[s.Name] = s, k
+	}
+	for _, tc := range []struct{ svc, provider, pkg, module string }{
+		{"mysql", "supervisord", sup, "libexec/dysnomia/supervisord-program"},
+		{"db", "mysql", mysql, "libexec/dysnomia/mysql-database"},
+	} {
+		s := byName[tc.svc]
+		if s.Type != filepath.Join(tc.pkg, tc.module) || s.Provider == nil || s.Provider.Service != tc.provider {
+			t.Errorf("%s: type %s, provider %+v; want %s's module", tc.svc, s.Type, s.Provider, tc.provider)
+		}
+		if len(s.DependsOn) != 1 || s.DependsOn[0].Service != keyOf[tc.provider] {
+			t.Errorf("%s: dependsOn %v, want %s's mapping", tc.svc, s.DependsOn, tc.provider)
+		}
+	}
+	if got := deployer.ActivateRequest(man, model.ServiceMapping{Service: keyOf["db"], Target: "t1", Container: "mysql-database"}).ContainerProperties["mysqlPort"]; got != "3306" {
+		t.Errorf("db's container property mysqlPort = %q, want mysql's 3306", got)
+	}
+}
