@@ -55,10 +55,14 @@ type BuildOptions struct {
 // models: one manifest service per service (keyed by its Merkle-like key),
 // one service mapping per (service, target) of the distribution, one
 // snapshot mapping per mapping of a service whose state is managed.
-// Services of type "package" get no mappings. A dependsOn cycle, a
-// distributed service missing from the services model, a target missing
-// from the infrastructure or a dependsOn on an undistributed service is an
-// error.
+// Services of type "package" get no mappings. A service mapped into a
+// container that another service provides on its target
+// (providesContainer(s), Disnix §5.4) is run by the provider's module with
+// the provider's exposed properties, after the provider (ManifestService.
+// Provider, and the provider's mapping in its dependsOn). A dependsOn
+// cycle, a distributed service missing from the services model, a target
+// missing from the infrastructure, a dependsOn on an undistributed service
+// or a container that cannot be resolved (resolveHosting) is an error.
 func BuildManifest(svcs model.Services, infra model.Infrastructure, dist model.Distribution, opts BuildOptions) (*model.Manifest, error) {
 	for _, name := range dist.Names() {
 		s, ok := svcs[name]
@@ -76,7 +80,11 @@ func BuildManifest(svcs model.Services, infra model.Infrastructure, dist model.D
 			}
 		}
 	}
-	order, err := dependencyOrder(svcs)
+	hosted, err := resolveHosting(svcs, infra, dist, opts)
+	if err != nil {
+		return nil, err
+	}
+	order, err := dependencyOrder(svcs, hostedDeps(hosted))
 	if err != nil {
 		return nil, err
 	}
@@ -103,9 +111,33 @@ func BuildManifest(svcs model.Services, infra model.Infrastructure, dist model.D
 	}
 	for _, name := range order {
 		s := svcs[name]
+		h := hosted[name]
+		if h != nil {
+			// Run by the provider's module (a type that is a path).
+			c := *s
+			c.Type = filepath.Join(man.Services[keys[h.provider]].Pkg, h.module)
+			s = &c
+		}
 		ms, err := manifestService(s, opts, art)
 		if err != nil {
 			return nil, err
+		}
+		if h != nil {
+			pms := man.Services[keys[h.provider]]
+			if !pms.ArtifactDir && !opts.SkipArtifacts {
+				return nil, fmt.Errorf("services: %s provides container %q (hosting %s): its pkg must be a directory (uploaded whole, holding libexec/dysnomia/), and its type one the agent unpacks (process or a module type, not %s)",
+					h.provider, h.container, name, pms.Type)
+			}
+			ms.Provider = &model.ContainerProvider{Service: h.provider, Container: h.container,
+				Artifact: pms.Artifact, Module: h.module, Properties: canonicalProps(h.props)}
+			// The implicit activatesAfter: after the provider's mapping on each of its targets.
+			for _, hm := range dist[name] {
+				for _, pm := range mappingsOf(h.provider) {
+					if pm.Target == hm.Target {
+						ms.DependsOn = append(ms.DependsOn, pm)
+					}
+				}
+			}
 		}
 		for _, d := range s.DependsOn {
 			dm := mappingsOf(d)
@@ -305,15 +337,7 @@ func manifestService(s *model.Service, opts BuildOptions, art func(string, bool)
 		}
 		ms.Properties[k] = model.CloneValue(v)
 	}
-	// Canonical JSON-like values (json.Number for every number), exactly as
-	// a manifest read back from disk holds them.
-	if b, err := json.Marshal(ms.Properties); err == nil {
-		if v, err := model.DecodeValue(b, model.FormatJSON, "services"); err == nil {
-			if m, ok := v.(map[string]any); ok {
-				ms.Properties = m
-			}
-		}
-	}
+	ms.Properties = canonicalProps(ms.Properties)
 	if v, ok := s.Attrs[AttrArgs]; ok {
 		args, err := stringList(v)
 		if err != nil {
@@ -358,6 +382,20 @@ func manifestService(s *model.Service, opts BuildOptions, art func(string, bool)
 	}
 	ms.Pkg, ms.Artifact, ms.ArtifactDir = a.exe, a.digest, a.dir
 	return ms, nil
+}
+
+// canonicalProps returns props as canonical JSON-like values
+// (json.Number for every number), exactly as a manifest read back from
+// disk holds them.
+func canonicalProps(props map[string]any) map[string]any {
+	if b, err := json.Marshal(props); err == nil {
+		if v, err := model.DecodeValue(b, model.FormatJSON, "services"); err == nil {
+			if m, ok := v.(map[string]any); ok {
+				return m
+			}
+		}
+	}
+	return props
 }
 
 // ResolvePkg resolves a process service's pkg: a path relative to baseDir
@@ -528,8 +566,9 @@ func stringList(v any) ([]string, error) {
 }
 
 // dependencyOrder returns the service names with every dependsOn dependency
-// before its dependents, or an error naming a cycle.
-func dependencyOrder(svcs model.Services) ([]string, error) {
+// (and every extra edge: a hosted service's provider) before its
+// dependents, or an error naming a cycle.
+func dependencyOrder(svcs model.Services, extra map[string][]string) ([]string, error) {
 	const (
 		white = iota
 		grey
@@ -554,7 +593,7 @@ func dependencyOrder(svcs model.Services) ([]string, error) {
 		stack = append(stack, n)
 		s := svcs[n]
 		if s != nil {
-			deps := append([]string(nil), s.DependsOn...)
+			deps := append(append([]string(nil), s.DependsOn...), extra[n]...)
 			sort.Strings(deps)
 			for _, d := range deps {
 				if err := visit(d); err != nil {

@@ -80,7 +80,10 @@ func EnvName(s string) string {
 // DYDISNIX_PROP_<NAME> for every scalar property, DYDISNIX_DEP_<SVC>_<NAME>
 // for every scalar property of every dependsOn/connectsTo service and
 // DYDISNIX_DEP_<SVC>_TARGET, the host it runs on; with replicas, the first
-// mapping) and the context document (everything, with every replica).
+// mapping), the context document (everything, with every replica) and the
+// container properties (the infrastructure's containers.<container>, or,
+// for a service hosted in a container another service provides, that
+// provider's exposed properties).
 func ActivateRequest(man *model.Manifest, m model.ServiceMapping) agentapi.ActivateRequest {
 	svc := man.Services[m.Service]
 	env := map[string]string{
@@ -137,14 +140,20 @@ func ActivateRequest(man *model.Manifest, m model.ServiceMapping) agentapi.Activ
 	ctx["connectsTo"] = deps(svc.ConnectsTo)
 	ctx["dependsOn"] = deps(svc.DependsOn)
 	req := agentapi.ActivateRequest{Key: m.Service, Target: m.Target, Container: m.Container, Service: svc, Env: env, Context: ctx}
+	var containerProps map[string]any
 	if t := man.Infrastructure[m.Target]; t != nil {
-		for k, v := range t.Containers[m.Container] {
-			if s, ok := model.ScalarText(v); ok {
-				if req.ContainerProperties == nil {
-					req.ContainerProperties = map[string]string{}
-				}
-				req.ContainerProperties[k] = s
+		containerProps = t.Containers[m.Container]
+	}
+	if svc.Provider != nil {
+		// Hosted in a container a service provides: its exposed properties.
+		containerProps = svc.Provider.Properties
+	}
+	for k, v := range containerProps {
+		if s, ok := model.ScalarText(v); ok {
+			if req.ContainerProperties == nil {
+				req.ContainerProperties = map[string]string{}
 			}
+			req.ContainerProperties[k] = s
 		}
 	}
 	return req

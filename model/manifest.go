@@ -63,6 +63,27 @@ type ManifestService struct {
 	DependsOn []ServiceMapping `json:"dependsOn"`
 	// ConnectsTo are the mappings of the services this one talks to (no ordering, not hashed).
 	ConnectsTo []ServiceMapping `json:"connectsTo"`
+	// Provider is set when the service is hosted in a container that
+	// another service provides on its targets (providesContainer(s)): its
+	// module is the provider's, its container properties the provider's.
+	Provider *ContainerProvider `json:"provider,omitempty"`
+}
+
+// ContainerProvider is the container-providing service a service is
+// hosted by (Disnix's containerProvidedByService).
+type ContainerProvider struct {
+	// Service is the provider's service name.
+	Service string `json:"service"`
+	// Container is the container's name.
+	Container string `json:"container"`
+	// Artifact is the provider's artifact ("sha256:<hex>"): its component
+	// on the target, which holds the module.
+	Artifact string `json:"artifact"`
+	// Module is the module's path inside the provider's component
+	// ("libexec/dysnomia/<module>").
+	Module string `json:"module"`
+	// Properties are the container's properties the provider exposes.
+	Properties map[string]any `json:"properties,omitempty"`
 }
 
 // ServiceMapping places the service with key Service on Target in Container.
@@ -90,22 +111,23 @@ func SortMappings(ms []ServiceMapping) {
 
 // Key returns the service key: the SHA-256 (hex) of the canonical JSON of
 // the fields that define what runs (name, type, pkg digest, args, health
-// check, properties, deployState) and of the dependsOn mappings, which hold
+// check, properties, deployState, container provider) and of the dependsOn mappings, which hold
 // the dependencies' own keys: keys are Merkle-like, so a change in a
 // dependency (its key or its location) changes every dependent's key.
 // connectsTo is not hashed.
 func (s ManifestService) Key() string {
 	h := struct {
-		Name        string           `json:"name"`
-		Type        string           `json:"type"`
-		Artifact    string           `json:"artifact"`
-		Pkg         string           `json:"pkg"`
-		Args        []string         `json:"args"`
-		HealthCheck string           `json:"healthCheck"`
-		Properties  map[string]any   `json:"properties"`
-		DeployState bool             `json:"deployState"`
-		DependsOn   []ServiceMapping `json:"dependsOn"`
-	}{s.Name, s.Type, s.Artifact, "", nil, s.HealthCheck, nil, s.DeployState, nil}
+		Name        string             `json:"name"`
+		Type        string             `json:"type"`
+		Artifact    string             `json:"artifact"`
+		Pkg         string             `json:"pkg"`
+		Args        []string           `json:"args"`
+		HealthCheck string             `json:"healthCheck"`
+		Properties  map[string]any     `json:"properties"`
+		DeployState bool               `json:"deployState"`
+		DependsOn   []ServiceMapping   `json:"dependsOn"`
+		Provider    *ContainerProvider `json:"provider,omitempty"`
+	}{s.Name, s.Type, s.Artifact, "", nil, s.HealthCheck, nil, s.DeployState, nil, s.Provider}
 	// Empty and absent collections hash alike (a JSON round trip drops them).
 	if len(s.Args) > 0 {
 		h.Args = s.Args

@@ -137,13 +137,44 @@ func (a *Agent) runModule(ctx context.Context, req agentapi.ActivateRequest, op 
 	if container == "" {
 		container = req.Service.Type
 	}
+	typ := req.Service.Type
+	if p := req.Service.Provider; p != nil {
+		if typ, err = a.providerModule(p); err != nil {
+			return err
+		}
+	}
 	inv := &dysnomia.Invocation{Op: op, Component: comp, Container: container, Properties: req.ContainerProperties,
 		Env: env, Store: a.dysnomiaStore(), Replace: replace, Output: logf}
-	a.log.Info("running Dysnomia module", zap.String("service", req.Service.Name), zap.String("type", req.Service.Type), zap.String("operation", op))
-	if err := dysnomia.Run(ctx, req.Service.Type, a.modulesPath(), a.cfg.ModuleTimeout, inv); err != nil {
+	a.log.Info("running Dysnomia module", zap.String("service", req.Service.Name), zap.String("type", typ), zap.String("operation", op))
+	if err := dysnomia.Run(ctx, typ, a.modulesPath(), a.cfg.ModuleTimeout, inv); err != nil {
 		return &httpError{422, err.Error()}
 	}
 	return nil
+}
+
+// providerModule returns the path of the module of a service hosted in a
+// container another service provides: the module inside the provider's
+// component on this agent (components/<hash>-<provider>/<module>), which
+// is there once the provider was activated.
+func (a *Agent) providerModule(p *model.ContainerProvider) (string, error) {
+	hexd := strings.TrimPrefix(p.Artifact, "sha256:")
+	if !safeName.MatchString(p.Service) || !hexDigest.MatchString(hexd) || !filepath.IsLocal(p.Module) {
+		return "", &httpError{400, fmt.Sprintf("container provider %q (artifact %q, module %q): expected a service name, sha256:<64 hex digits> and a relative module path", p.Service, p.Artifact, p.Module)}
+	}
+	dir := a.path("components", providerComponent(p))
+	if _, err := os.Stat(dir); err != nil {
+		return "", &httpError{422, fmt.Sprintf("container %s: the component of its provider %s is not on this target (the provider is activated first)", p.Container, p.Service)}
+	}
+	return filepath.Join(dir, p.Module), nil
+}
+
+// providerComponent is the base name of a provider's component directory.
+func providerComponent(p *model.ContainerProvider) string {
+	hexd := strings.TrimPrefix(p.Artifact, "sha256:")
+	if len(hexd) < 32 {
+		return noArtifact + "-" + p.Service
+	}
+	return hexd[:32] + "-" + p.Service
 }
 
 // saveMapping records the last activated mapping of a module-typed
@@ -418,6 +449,9 @@ func (a *Agent) collectComponents() int {
 			h = d[:32]
 		}
 		used[h+"-"+req.Service.Name] = true
+		if p := req.Service.Provider; p != nil {
+			used[providerComponent(p)] = true // its module manages the state
+		}
 	}
 	a.mu.Lock()
 	for _, e := range a.profile {
