@@ -20,27 +20,43 @@ func WriteTarball(w io.Writer, dir string, level int) error {
 		return err
 	}
 	tw := tar.NewWriter(gz)
-	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	if err := AddTree(tw, dir, "."); err != nil {
+		return err
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	return gz.Close()
+}
+
+// AddTree writes root/rel and everything below it to tw, named relative to
+// root (root itself is not an entry), in WriteTarball's deterministic form:
+// entries in walk (sorted) order, times and owners zeroed. Sockets and
+// fifos are not files to keep and are left out.
+func AddTree(tw *tar.Writer, root, rel string) error {
+	return filepath.WalkDir(filepath.Join(root, rel), func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil || rel == "." {
+		name, err := filepath.Rel(root, p)
+		if err != nil || name == "." {
 			return err
 		}
 		fi, err := d.Info()
 		if err != nil {
 			return err
 		}
-		var link string
+		link := ""
 		if fi.Mode()&fs.ModeSymlink != 0 {
 			link, _ = os.Readlink(p)
+		} else if !fi.IsDir() && !fi.Mode().IsRegular() {
+			return nil
 		}
 		hdr, err := tar.FileInfoHeader(fi, link)
 		if err != nil {
 			return err
 		}
-		hdr.Name = filepath.ToSlash(rel)
+		hdr.Name = filepath.ToSlash(name)
 		if fi.IsDir() {
 			hdr.Name += "/"
 		}
@@ -62,11 +78,4 @@ func WriteTarball(w io.Writer, dir string, level int) error {
 		}
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	if err := tw.Close(); err != nil {
-		return err
-	}
-	return gz.Close()
 }

@@ -12,7 +12,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
+
+	"github.com/dydisnix/dydisnix/deployer/agentapi"
 )
 
 // fileset is the fileset module: a directory of symlinks to the
@@ -164,50 +165,13 @@ func filesetSnapshot(inv *Invocation, spec *filesetSpec) error {
 	})
 }
 
+// addTree adds a mutable directory to a snapshot; one that does not exist
+// (never created by the service) adds nothing.
 func addTree(tw *tar.Writer, root, rel string) error {
-	return filepath.WalkDir(filepath.Join(root, rel), func(p string, d fs.DirEntry, err error) error {
-		if errors.Is(err, fs.ErrNotExist) && p == filepath.Join(root, rel) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		link := ""
-		if fi.Mode()&fs.ModeSymlink != 0 {
-			link, _ = os.Readlink(p)
-		} else if !fi.IsDir() && !fi.Mode().IsRegular() {
-			return nil // sockets, fifos: not state
-		}
-		hdr, err := tar.FileInfoHeader(fi, link)
-		if err != nil {
-			return err
-		}
-		name, _ := filepath.Rel(root, p)
-		hdr.Name = filepath.ToSlash(name)
-		if fi.IsDir() {
-			hdr.Name += "/"
-		}
-		hdr.ModTime, hdr.AccessTime, hdr.ChangeTime = time.Unix(0, 0), time.Time{}, time.Time{}
-		hdr.Uid, hdr.Gid, hdr.Uname, hdr.Gname = 0, 0, "", ""
-		hdr.Format = tar.FormatPAX
-		if err := tw.WriteHeader(hdr); err != nil {
-			return err
-		}
-		if fi.Mode().IsRegular() {
-			f, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(tw, f)
-			f.Close()
-			return err
-		}
+	if _, err := os.Lstat(filepath.Join(root, rel)); errors.Is(err, fs.ErrNotExist) {
 		return nil
-	})
+	}
+	return agentapi.AddTree(tw, root, rel)
 }
 
 // filesetRestore extracts the tarball into a fresh directory beside the
