@@ -131,6 +131,10 @@ func (a *AgentTLS) FleetClient(timeout time.Duration) *http.Client {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy, tr.TLSClientConfig = nil, cfg
+	// One kept-alive connection per agent, however many: the default
+	// pool of 100 idle connections in all would make every probe of a
+	// larger fleet a new TLS handshake.
+	tr.MaxIdleConns = 0
 	return &http.Client{Timeout: timeout, Transport: tr,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }

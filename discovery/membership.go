@@ -350,13 +350,15 @@ func (m *Membership) probeResult(instance string, ok bool, now time.Time) []Even
 	}
 	if ok {
 		mb.probeFail = 0
+		// The endpoint it announced answers: the target is alive, whatever
+		// multicast lost. Its record counts as fresh, so the no-answer
+		// deadline removes only a target whose endpoint fails too (probe
+		// failures remove it sooner): answers dropped by a receiver that
+		// was starved or flooded do not remove a whole fleet at once, and
+		// a partition that healed does not look like a flapping machine.
+		mb.lastSeen = now
 		if mb.down {
 			mb.down = false
-			// The endpoint it announced answers again (a partition healed):
-			// its record counts as fresh, or the no-answer deadline of the
-			// silence before would remove it right after this return and
-			// the loop would take it for a flapping machine.
-			mb.lastSeen = now
 			if !mb.present && mb.target != nil {
 				mb.present = true
 				return []Event{{Kind: EventAdded, Target: mb.target.Name, Reason: ReasonProbeOK, At: now}}

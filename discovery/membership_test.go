@@ -93,6 +93,16 @@ func TestMembership(t *testing.T) {
 			{at: 6 * time.Second}, // the no-answer deadline of the silence before
 			{at: 11 * time.Second, put: &oe},
 		}},
+		// Multicast lost (a flooded or starved receiver), the endpoint
+		// answers: the target stays; once the probes fail too it goes.
+		{"answering probes keep a silent target", []step{
+			{at: 0, put: &oe, want: []string{"added b announced"}},
+			{at: 5 * time.Second, probe: &yes, inst: "disnix-b"},
+			{at: 10 * time.Second, probe: &yes, inst: "disnix-b"},
+			{at: 15 * time.Second, probe: &yes, inst: "disnix-b"},
+			{at: 20 * time.Second},
+			{at: 21 * time.Second, want: []string{"removed b no-answer"}, due: 21 * time.Second},
+		}},
 		{"a success resets the failure count", []step{
 			{at: 0, put: &oe, want: []string{"added b announced"}},
 			{at: time.Second, probe: &no, inst: "disnix-b"},

@@ -507,7 +507,12 @@ func (a *Agent) waitHealthy(ctx context.Context, p *proc) error {
 	}
 	settle := time.NewTimer(a.cfg.Settle)
 	defer settle.Stop()
-	tick := time.NewTicker(25 * time.Millisecond)
+	// The health check is polled from 10 ms on, each wait half as long
+	// again as the one before, up to 200 ms: a fast service is seen at
+	// once, and a fleet starting hundreds of services on a loaded host is
+	// not flooded with checks of services still starting.
+	pause := 10 * time.Millisecond
+	tick := time.NewTimer(pause)
 	defer tick.Stop()
 	// With a health check, its passing is the evidence; without one the
 	// process must survive Settle (catching immediate crashes).
@@ -536,6 +541,8 @@ func (a *Agent) waitHealthy(ctx context.Context, p *proc) error {
 		case <-settle.C:
 			settled = true
 		case <-tick.C:
+			pause = min(pause*3/2, 200*time.Millisecond)
+			tick.Reset(pause)
 		}
 	}
 }
