@@ -258,6 +258,7 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 		NoAnswerTimeout: s.cfg.NoAnswerTimeout,
 		GoodbyeGrace:    s.cfg.GoodbyeGrace,
 		ProbeFailures:   s.cfg.ProbeFailures,
+		ProbedEndpoints: s.cfg.ProbeInterval > 0,
 	})
 	deb := &Debouncer{Quiet: s.cfg.Debounce, MaxDelay: s.cfg.MaxDelay}
 	cache := map[string]*txtCacheEntry{}

@@ -119,6 +119,11 @@ type MembershipConfig struct {
 	// announced endpoint after which the target is removed (default 2); a
 	// successful probe is needed to bring it back (hysteresis).
 	ProbeFailures int
+	// ProbedEndpoints says that announced endpoints are probed: a target
+	// with an endpoint is then removed by failed probes, its goodbye or
+	// the expiry of its records' TTL, never by silence alone (the
+	// coordinator that hears nothing may be the one that is starved).
+	ProbedEndpoints bool
 }
 
 func (c MembershipConfig) withDefaults() MembershipConfig {
@@ -377,14 +382,24 @@ func (m *Membership) probeResult(instance string, ok bool, now time.Time) []Even
 	return nil
 }
 
-// deadline returns when the member must go and why.
+// deadline returns when the member must go and why; a zero time when
+// nothing but a probe can remove it.
 func (m *Membership) deadline(mb *member) (time.Time, string) {
-	at, why := mb.lastSeen.Add(m.cfg.NoAnswerTimeout), ReasonNoAnswer
-	if !mb.expires.IsZero() && mb.expires.Before(at) {
-		at, why = mb.expires, ReasonTTLExpired
+	var at time.Time
+	var why string
+	earlier := func(t time.Time, reason string) {
+		if at.IsZero() || t.Before(at) {
+			at, why = t, reason
+		}
+	}
+	if !m.cfg.ProbedEndpoints || mb.endpoint == "" || mb.down {
+		earlier(mb.lastSeen.Add(m.cfg.NoAnswerTimeout), ReasonNoAnswer)
+	}
+	if !mb.expires.IsZero() {
+		earlier(mb.expires, ReasonTTLExpired)
 	}
 	if !mb.goodbyeAt.IsZero() {
-		if g := mb.goodbyeAt.Add(m.cfg.GoodbyeGrace); g.Before(at) || g.Equal(at) {
+		if g := mb.goodbyeAt.Add(m.cfg.GoodbyeGrace); at.IsZero() || !at.Before(g) {
 			at, why = g, ReasonGoodbye
 		}
 	}
@@ -402,7 +417,7 @@ func (m *Membership) advance(now time.Time) []Event {
 	for _, inst := range m.instances() {
 		mb := m.members[inst]
 		at, why := m.deadline(mb)
-		if at.After(now) {
+		if at.IsZero() || at.After(now) {
 			continue
 		}
 		delete(m.members, inst)
@@ -419,6 +434,9 @@ func (m *Membership) NextDeadline() (time.Time, bool) {
 	var best time.Time
 	for _, mb := range m.members {
 		at, _ := m.deadline(mb)
+		if at.IsZero() {
+			continue
+		}
 		if best.IsZero() || at.Before(best) {
 			best = at
 		}

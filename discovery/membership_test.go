@@ -35,7 +35,6 @@ func evStrings(evs []Event) []string {
 
 func TestMembership(t *testing.T) {
 	t.Parallel()
-	t0 := time.Unix(1000, 0)
 	yes, no := true, false
 	o1 := obs("disnix-a", "a", "h1", "")
 	o1b := obs("disnix-a", "a", "h2", "")
@@ -117,28 +116,80 @@ func TestMembership(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			m := NewMembership(cfg)
-			for i, s := range c.steps {
-				now := t0.Add(s.at)
-				var evs []Event
-				if s.put != nil {
-					evs = append(evs, m.Put(*s.put, now)...)
-				}
-				if s.probe != nil {
-					evs = append(evs, m.ProbeResult(s.inst, *s.probe, now)...)
-				}
-				if at, ok := m.NextDeadline(); ok && !at.After(now) {
-					evs = append(evs, m.Advance(now)...)
-				}
-				if got := evStrings(evs); !reflect.DeepEqual(got, s.want) {
-					t.Fatalf("step %d (t=%v): events %q, want %q", i, s.at, got, s.want)
-				}
-				for _, e := range evs {
-					if s.due != 0 && !e.At.Equal(t0.Add(s.due)) {
-						t.Errorf("step %d (t=%v): %s at %v, want %v", i, s.at, e.Kind, e.At.Sub(t0), s.due)
-					}
-				}
+			runSteps(t, NewMembership(cfg), c.steps)
+		})
+	}
+}
+
+// runSteps feeds the steps to m (times from t0 = Unix 1000) and checks the
+// events of each.
+func runSteps(t *testing.T, m *Membership, steps []step) {
+	t.Helper()
+	t0 := time.Unix(1000, 0)
+	for i, s := range steps {
+		now := t0.Add(s.at)
+		var evs []Event
+		if s.put != nil {
+			evs = append(evs, m.Put(*s.put, now)...)
+		}
+		if s.probe != nil {
+			evs = append(evs, m.ProbeResult(s.inst, *s.probe, now)...)
+		}
+		if at, ok := m.NextDeadline(); ok && !at.After(now) {
+			evs = append(evs, m.Advance(now)...)
+		}
+		if got := evStrings(evs); !reflect.DeepEqual(got, s.want) {
+			t.Fatalf("step %d (t=%v): events %q, want %q", i, s.at, got, s.want)
+		}
+		for _, e := range evs {
+			if s.due != 0 && !e.At.Equal(t0.Add(s.due)) {
+				t.Errorf("step %d (t=%v): %s at %v, want %v", i, s.at, e.Kind, e.At.Sub(t0), s.due)
 			}
+		}
+	}
+}
+
+// TestMembershipProbedEndpoints: with probed endpoints, silence alone
+// never removes a target that has an endpoint; failed probes, a goodbye or
+// the records' TTL do, and an endpoint-less target still goes on silence.
+func TestMembershipProbedEndpoints(t *testing.T) {
+	t.Parallel()
+	no := false
+	oe := obs("disnix-b", "b", "h1", "http://10.0.0.2:9001")
+	short := oe
+	short.TTL = 30 * time.Second
+	plain := obs("disnix-a", "a", "h1", "")
+	bye := Observation{Instance: "disnix-b", Goodbye: true}
+	cfg := MembershipConfig{NoAnswerTimeout: 6 * time.Second, GoodbyeGrace: time.Second, ProbeFailures: 2, ProbedEndpoints: true}
+	cases := []struct {
+		name  string
+		steps []step
+	}{
+		{"silence keeps it, failed probes remove it", []step{
+			{at: 0, put: &oe, want: []string{"added b announced"}},
+			{at: 20 * time.Second},
+			{at: 21 * time.Second, probe: &no, inst: "disnix-b"},
+			{at: 22 * time.Second, probe: &no, inst: "disnix-b", want: []string{"removed b probe-failed"}},
+		}},
+		{"the TTL still expires", []step{
+			{at: 0, put: &short, want: []string{"added b announced"}},
+			{at: 29 * time.Second},
+			{at: 30 * time.Second, want: []string{"removed b ttl-expired"}, due: 30 * time.Second},
+		}},
+		{"a goodbye still removes", []step{
+			{at: 0, put: &oe, want: []string{"added b announced"}},
+			{at: 10 * time.Second, put: &bye},
+			{at: 11 * time.Second, want: []string{"removed b goodbye"}},
+		}},
+		{"a target without endpoint goes on silence", []step{
+			{at: 0, put: &plain, want: []string{"added a announced"}},
+			{at: 6 * time.Second, want: []string{"removed a no-answer"}},
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			runSteps(t, NewMembership(cfg), c.steps)
 		})
 	}
 }

@@ -26,6 +26,9 @@ type ScaleConfig struct {
 	Machines int
 	// Idle is the idle window after the first deploy (default 30 s).
 	Idle time.Duration
+	// SnapshotSchedule is the loop's --snapshot-schedule (default
+	// ScaleSnapshotSchedule).
+	SnapshotSchedule string
 	// Progress receives a running story; nil discards it.
 	Progress io.Writer
 }
@@ -119,6 +122,12 @@ func ScaleServicesModel(binDir string, n int) map[string]any {
 	return m
 }
 
+// ScaleSnapshotSchedule is the loop's snapshot schedule in the scale run:
+// the shipped default is every minute, the other testbed tests snapshot
+// every 2 s; every 10 s puts a few complete snapshots of every stateful
+// service inside the idle window, and the idle figures include them.
+const ScaleSnapshotSchedule = "@every 10s"
+
 // ScalePeerInterval is how often a peer of the scale system pings its
 // partner (the demo's peers: every second). 800 peers pinging every second
 // at N = 100 are 800 HTTP requests a second, which take most of a 2-core
@@ -209,6 +218,9 @@ func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleReport, error) {
 	if cfg.Idle == 0 {
 		cfg.Idle = 30 * time.Second
 	}
+	if cfg.SnapshotSchedule == "" {
+		cfg.SnapshotSchedule = ScaleSnapshotSchedule
+	}
 	if err := os.RemoveAll(cfg.Dir); err != nil {
 		return nil, fmt.Errorf("delete the earlier run's files: %w", err)
 	}
@@ -227,7 +239,7 @@ func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleReport, error) {
 func (r *scaleRun) run(ctx context.Context) error {
 	h, n := r.h, r.cfg.Machines
 	h.Say("%d machines started, %d services to place", n, r.report.Services)
-	if err := h.StartLoop(); err != nil {
+	if err := h.StartLoop("--snapshot-schedule", r.cfg.SnapshotSchedule); err != nil {
 		return err
 	}
 	wctx, cancel := context.WithTimeout(ctx, r.settleTimeout())

@@ -16,7 +16,7 @@ import (
 // no namespace or process of the run behind.
 func TestScaleInvariants(t *testing.T) {
 	needRoot(t)
-	cfg := ScaleConfig{Dir: filepath.Join(t.TempDir(), "scale"), BinDir: buildBinaries(t), Machines: 10, Idle: 6 * time.Second}
+	cfg := ScaleConfig{Dir: filepath.Join(t.TempDir(), "scale"), BinDir: buildBinaries(t), Machines: 10, Idle: 6 * time.Second, SnapshotSchedule: "@every 2s"}
 	if testing.Verbose() {
 		cfg.Progress = os.Stderr
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"os"
 	"strconv"
@@ -52,21 +53,25 @@ func IsStatus(err error, code int) bool {
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ctype string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, body)
-	if err != nil {
-		return err
+	resp, err := c.send(ctx, method, path, body, ctype)
+	var reused bool
+	if err != nil && ctx.Err() == nil {
+		reused = errors.As(err, new(reusedConnError))
 	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	if c.Fence != nil {
-		if rev := c.Fence(); rev > 0 {
-			req.Header.Set(HeaderFence, strconv.FormatInt(rev, 10))
+	if reused && (body == nil || replayable(body)) {
+		// The agent closed a kept-alive connection as this request went
+		// out on it (its idle timeout): every agent request is idempotent
+		// (keyed by service key, lock owner or digest), so it is sent once
+		// more on a new connection.
+		if b, ok := body.(*bytes.Reader); ok {
+			b.Seek(0, io.SeekStart)
 		}
+		resp, err = c.send(ctx, method, path, body, ctype)
 	}
-	if ctype != "" {
-		req.Header.Set("Content-Type", ctype)
-	}
-	resp, err := c.http.Do(req)
 	if err != nil {
+		if r, ok := err.(reusedConnError); ok {
+			err = r.err
+		}
 		return fmt.Errorf("agent %s: %w", c.BaseURL, err)
 	}
 	defer resp.Body.Close()
@@ -91,6 +96,43 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ct
 		return fmt.Errorf("agent %s %s: decode answer: %w", c.BaseURL, path, err)
 	}
 	return nil
+}
+
+// reusedConnError is a transport error on a connection used before.
+type reusedConnError struct{ err error }
+
+func (e reusedConnError) Error() string { return e.err.Error() }
+func (e reusedConnError) Unwrap() error { return e.err }
+
+// replayable reports whether a request body can be sent again.
+func replayable(body io.Reader) bool {
+	_, ok := body.(*bytes.Reader)
+	return ok
+}
+
+// send sends one request; a transport error on a reused connection comes
+// back as a reusedConnError.
+func (c *Client) send(ctx context.Context, method, path string, body io.Reader, ctype string) (*http.Response, error) {
+	reused := false
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { reused = i.Reused }})
+	req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	if c.Fence != nil {
+		if rev := c.Fence(); rev > 0 {
+			req.Header.Set(HeaderFence, strconv.FormatInt(rev, 10))
+		}
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil && reused {
+		return nil, reusedConnError{err}
+	}
+	return resp, err
 }
 
 func (c *Client) post(ctx context.Context, path string, in, out any) error {

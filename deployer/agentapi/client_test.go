@@ -1,0 +1,92 @@
+package agentapi
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/dydisnix/dydisnix/model"
+)
+
+type connKey struct{}
+
+// TestClientResendsOnAClosedKeptAliveConnection: an agent that drops a
+// kept-alive connection while a request goes out on it (its idle timeout
+// racing the coordinator's next request) does not fail the step: the
+// request is sent again on a new connection. A request on a new connection
+// that fails is not repeated.
+func TestClientResendsOnAClosedKeptAliveConnection(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	served := map[net.Conn]int{} // requests seen per connection
+	dropped, activations := 0, 0
+	dropFirst := true // drop the first request on a reused connection
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn := r.Context().Value(connKey{}).(net.Conn)
+		mu.Lock()
+		served[conn]++
+		drop := dropFirst && served[conn] > 1
+		if drop {
+			dropFirst = false
+			dropped++
+		} else if r.URL.Path == PathActivate {
+			activations++
+		}
+		mu.Unlock()
+		if drop {
+			c, _, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				c.Close()
+			}
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	srv.Config.ConnContext = func(ctx context.Context, c net.Conn) context.Context { return context.WithValue(ctx, connKey{}, c) }
+	srv.Start()
+	defer srv.Close()
+
+	c := NewClient(srv.URL, "token", srv.Client())
+	ctx := context.Background()
+	if err := c.Lock(ctx, "owner"); err != nil {
+		t.Fatal(err)
+	}
+	// The second request reuses the connection, which the agent drops.
+	if err := c.Activate(ctx, ActivateRequest{Key: "k1", Service: model.ManifestService{Name: "s", Type: "process"}}); err != nil {
+		t.Fatalf("activate after a dropped kept-alive connection: %v", err)
+	}
+	mu.Lock()
+	if dropped != 1 || activations != 1 {
+		t.Errorf("dropped %d, activations served %d; want 1 and 1", dropped, activations)
+	}
+	mu.Unlock()
+
+	// An agent that drops every request: one try on a new connection, an
+	// error naming the agent.
+	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		activations++
+		mu.Unlock()
+		if c, _, err := w.(http.Hijacker).Hijack(); err == nil {
+			c.Close()
+		}
+	}))
+	defer bad.Close()
+	c2 := NewClient(bad.URL, "token", bad.Client())
+	mu.Lock()
+	activations = 0
+	mu.Unlock()
+	err := c2.Activate(ctx, ActivateRequest{Key: "k1", Service: model.ManifestService{Name: "s", Type: "process"}})
+	if err == nil || !strings.Contains(err.Error(), bad.URL) {
+		t.Fatalf("activate on a dropping agent: %v, want an error naming %s", err, bad.URL)
+	}
+	mu.Lock()
+	if activations != 1 {
+		t.Errorf("a request on a new connection was sent %d times, want 1", activations)
+	}
+	mu.Unlock()
+}
