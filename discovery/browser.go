@@ -161,6 +161,35 @@ type fetchResult struct {
 type probeResult struct {
 	instance string
 	ok       bool
+	// timeout: the probe failed by timing out (not refused or reset).
+	timeout bool
+}
+
+// massTimeouts holds back probe timeouts while most endpoints time out at
+// once: the coordinator is then the one starved of CPU or cut off from the
+// network, not most of its fleet dead at the same moment (a refused or
+// reset connection always counts). Removing the fleet would only move
+// every service onto the few targets still answering. A fleet that is
+// really gone goes when its records' TTL expires.
+type massTimeouts struct {
+	window time.Duration
+	recent map[string]time.Time // instance → its last timeout
+}
+
+// hold records a timeout of instance at now and reports whether it is held
+// back: more than half of the n probed endpoints (at least 3) timed out
+// within the window.
+func (mt *massTimeouts) hold(instance string, now time.Time, n int) bool {
+	if mt.recent == nil {
+		mt.recent = map[string]time.Time{}
+	}
+	mt.recent[instance] = now
+	for inst, at := range mt.recent {
+		if now.Sub(at) > mt.window {
+			delete(mt.recent, inst)
+		}
+	}
+	return len(mt.recent) >= 3 && 2*len(mt.recent) > n
 }
 
 // txtCacheEntry remembers the last TXT record of an instance, so the same
@@ -282,6 +311,8 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 	fetches := make(chan fetchResult, 16)
 	probes := make(chan probeResult, 16)
 	probing := map[string]bool{}
+	mass := &massTimeouts{window: 2*s.cfg.ProbeInterval + s.cfg.ProbeTimeout}
+	massWarned := false
 
 	start := clk.Now()
 	initialDone := false
@@ -542,6 +573,16 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 		case pr := <-probes:
 			delete(probing, pr.instance)
 			now := clk.Now()
+			if pr.timeout && mass.hold(pr.instance, now, len(table.Endpoints())) {
+				if !massWarned {
+					log.Warn("most probed endpoints time out at once: their timeouts do not count until fewer do (this host is starved or cut off)")
+					massWarned = true
+				}
+				break
+			}
+			if pr.ok {
+				massWarned = false
+			}
 			deb.Add(table.ProbeResult(pr.instance, pr.ok, now), now)
 		case <-deadlineT.C():
 			now := clk.Now()
@@ -765,7 +806,7 @@ func FetchTarget(ctx context.Context, client *http.Client, endpoint, name string
 func (s *MDNSSource) probe(ctx context.Context, instance, endpoint string, out chan<- probeResult) {
 	pctx, cancel := context.WithTimeout(ctx, s.cfg.ProbeTimeout)
 	defer cancel()
-	ok := false
+	ok, timeout := false, false
 	u, err := targetURL(endpoint)
 	var req *http.Request
 	if err == nil {
@@ -776,10 +817,13 @@ func (s *MDNSSource) probe(ctx context.Context, instance, endpoint string, out c
 		if err == nil {
 			resp.Body.Close()
 			ok = true
+		} else {
+			var ne net.Error
+			timeout = errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 		}
 	}
 	select {
-	case out <- probeResult{instance: instance, ok: ok}:
+	case out <- probeResult{instance: instance, ok: ok, timeout: timeout}:
 	case <-ctx.Done():
 	}
 }

@@ -317,3 +317,36 @@ func TestDebouncer(t *testing.T) {
 		t.Fatal("not released after the quiet period")
 	}
 }
+
+// TestMassTimeouts: probe timeouts are held back while more than half of
+// the probed endpoints (at least 3) timed out within the window.
+func TestMassTimeouts(t *testing.T) {
+	t.Parallel()
+	t0 := time.Unix(1000, 0)
+	type to struct {
+		inst string
+		at   time.Duration
+		n    int
+		hold bool
+	}
+	cases := []struct {
+		name string
+		seq  []to
+	}{
+		{"one machine of ten times out", []to{{"a", 0, 10, false}, {"a", time.Second, 10, false}, {"a", 2 * time.Second, 10, false}}},
+		{"most of the fleet at once", []to{{"a", 0, 5, false}, {"b", 100 * time.Millisecond, 5, false}, {"c", 200 * time.Millisecond, 5, true}, {"a", time.Second, 5, true}, {"d", time.Second, 5, true}}},
+		{"half is not most", []to{{"a", 0, 6, false}, {"b", 0, 6, false}, {"c", 0, 6, false}, {"c", time.Second, 6, false}}},
+		{"two machines of two are not enough evidence", []to{{"a", 0, 2, false}, {"b", 0, 2, false}, {"a", time.Second, 2, false}}},
+		{"old timeouts leave the window", []to{{"a", 0, 4, false}, {"b", 0, 4, false}, {"c", 0, 4, true}, {"c", 5 * time.Second, 4, false}}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			mt := &massTimeouts{window: 2800 * time.Millisecond}
+			for i, s := range c.seq {
+				if got := mt.hold(s.inst, t0.Add(s.at), s.n); got != s.hold {
+					t.Fatalf("timeout %d (%s at %v of %d): held %v, want %v", i, s.inst, s.at, s.n, got, s.hold)
+				}
+			}
+		})
+	}
+}
