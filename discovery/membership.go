@@ -183,10 +183,11 @@ func NewMembership(cfg MembershipConfig) *Membership {
 // held is what the infrastructure shows of a hostname's holder.
 type held struct{ instance, hash, endpoint string }
 
-// view returns hostname → holder state.
-func (m *Membership) view() map[string]held {
+// view returns hostname → holder state, for the hostnames in only (all
+// when only is nil).
+func (m *Membership) view(only map[string]bool) map[string]held {
 	out := map[string]held{}
-	for name, mb := range m.holders() {
+	for name, mb := range m.holdersOf(only) {
 		out[name] = held{mb.instance, mb.hash, mb.endpoint}
 	}
 	return out
@@ -194,10 +195,13 @@ func (m *Membership) view() map[string]held {
 
 // holders returns hostname → the present member holding it (the one with
 // the lowest claim order).
-func (m *Membership) holders() map[string]*member {
+func (m *Membership) holders() map[string]*member { return m.holdersOf(nil) }
+
+// holdersOf is holders for the hostnames in only (all when only is nil).
+func (m *Membership) holdersOf(only map[string]bool) map[string]*member {
 	out := map[string]*member{}
 	for _, mb := range m.members {
-		if !mb.present || mb.target == nil {
+		if !mb.present || mb.target == nil || (only != nil && !only[mb.target.Name]) {
 			continue
 		}
 		if cur := out[mb.target.Name]; cur == nil || mb.seq < cur.seq {
@@ -207,13 +211,30 @@ func (m *Membership) holders() map[string]*member {
 	return out
 }
 
+// hostnamesOf returns the hostname an instance claims, as a set (empty when
+// it claims none yet), plus extra when not empty: what a change of that
+// one instance can affect.
+func (m *Membership) hostnamesOf(instance, extra string) map[string]bool {
+	out := map[string]bool{}
+	if mb := m.members[instance]; mb != nil && mb.target != nil {
+		out[mb.target.Name] = true
+	}
+	if extra != "" {
+		out[extra] = true
+	}
+	return out
+}
+
 // settle applies change and turns the per-instance events it returns into
 // hostname events: a hostname's appearance, disappearance, change of
-// content or endpoint, change of holder, and each new conflict.
-func (m *Membership) settle(change func() []Event, now time.Time) []Event {
-	before := m.view()
+// content or endpoint, change of holder, and each new conflict. When only
+// is not nil the change can affect those hostnames alone (one instance's
+// observation or probe), and only they are compared: an answer costs a
+// pass over the table, not a sort of it.
+func (m *Membership) settle(only map[string]bool, change func() []Event, now time.Time) []Event {
+	before := m.view(only)
 	raw := change()
-	after := m.view()
+	after := m.view(only)
 	find := func(kind EventKind, name, reason string) Event {
 		for _, e := range raw {
 			if e.Kind == kind && e.Target == name {
@@ -248,7 +269,12 @@ func (m *Membership) settle(change func() []Event, now time.Time) []Event {
 		}
 	}
 	cur := map[[2]string]bool{}
-	for _, c := range m.Conflicts() {
+	for k := range m.conflicted {
+		if only != nil && !only[k[0]] {
+			cur[k] = true // a hostname the change did not touch
+		}
+	}
+	for _, c := range m.conflictsOf(only) {
 		k := [2]string{c.Hostname, c.Ignored.Instance}
 		cur[k] = true
 		if !m.conflicted[k] {
@@ -261,14 +287,22 @@ func (m *Membership) settle(change func() []Event, now time.Time) []Event {
 
 // Conflicts returns the claims of present instances on hostnames another
 // instance holds, sorted by hostname and instance.
-func (m *Membership) Conflicts() []Conflict {
-	hs := m.holders()
-	var out []Conflict
-	for _, inst := range m.instances() {
-		mb := m.members[inst]
-		if !mb.present || mb.target == nil {
-			continue
+func (m *Membership) Conflicts() []Conflict { return m.conflictsOf(nil) }
+
+// conflictsOf is Conflicts for the hostnames in only (all when only is
+// nil).
+func (m *Membership) conflictsOf(only map[string]bool) []Conflict {
+	hs := m.holdersOf(only)
+	var claims []string
+	for inst, mb := range m.members {
+		if mb.present && mb.target != nil && (only == nil || only[mb.target.Name]) {
+			claims = append(claims, inst)
 		}
+	}
+	sort.Strings(claims)
+	var out []Conflict
+	for _, inst := range claims {
+		mb := m.members[inst]
 		if h := hs[mb.target.Name]; h != mb {
 			out = append(out, Conflict{Hostname: mb.target.Name, Kept: Claim{h.instance, h.endpoint},
 				Ignored: Claim{mb.instance, mb.endpoint}, Reason: ConflictFirstSeen})
@@ -289,7 +323,11 @@ func (m *Membership) Holder(hostname string) (Claim, bool) {
 
 // Put records an observation at now and returns the events it causes.
 func (m *Membership) Put(o Observation, now time.Time) []Event {
-	return m.settle(func() []Event { return m.put(o, now) }, now)
+	name := ""
+	if o.Target != nil {
+		name = o.Target.Name
+	}
+	return m.settle(m.hostnamesOf(o.Instance, name), func() []Event { return m.put(o, now) }, now)
 }
 
 func (m *Membership) put(o Observation, now time.Time) []Event {
@@ -345,7 +383,7 @@ func (m *Membership) put(o Observation, now time.Time) []Event {
 // ProbeResult records the outcome of a liveness probe of an instance's
 // endpoint.
 func (m *Membership) ProbeResult(instance string, ok bool, now time.Time) []Event {
-	return m.settle(func() []Event { return m.probeResult(instance, ok, now) }, now)
+	return m.settle(m.hostnamesOf(instance, ""), func() []Event { return m.probeResult(instance, ok, now) }, now)
 }
 
 func (m *Membership) probeResult(instance string, ok bool, now time.Time) []Event {
@@ -409,7 +447,7 @@ func (m *Membership) deadline(mb *member) (time.Time, string) {
 // Advance removes the members whose deadline has passed and returns the
 // removal events, dated at their deadlines.
 func (m *Membership) Advance(now time.Time) []Event {
-	return m.settle(func() []Event { return m.advance(now) }, now)
+	return m.settle(nil, func() []Event { return m.advance(now) }, now)
 }
 
 func (m *Membership) advance(now time.Time) []Event {

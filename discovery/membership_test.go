@@ -1,6 +1,8 @@
 package discovery
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"testing"
 	"time"
@@ -348,5 +350,71 @@ func TestMassTimeouts(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestMembershipScopedSettle: an observation or probe result compares only
+// the hostnames it can affect; the events are those of a comparison of the
+// whole table, over random sequences with renames, conflicts, goodbyes,
+// probes and deadlines.
+func TestMembershipScopedSettle(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(14, 2026))
+	cfg := MembershipConfig{NoAnswerTimeout: 6 * time.Second, GoodbyeGrace: time.Second, ProbeFailures: 2, ProbedEndpoints: true}
+	for seq := 0; seq < 200; seq++ {
+		scoped, whole := NewMembership(cfg), NewMembership(cfg)
+		now := time.Unix(1000, 0)
+		for op := 0; op < 60; op++ {
+			now = now.Add(time.Duration(rng.IntN(3000)) * time.Millisecond)
+			inst := fmt.Sprintf("i%d", rng.IntN(6))
+			var got, want []Event
+			switch rng.IntN(5) {
+			case 0, 1:
+				ep := ""
+				if rng.IntN(2) == 0 {
+					ep = fmt.Sprintf("http://10.0.0.%d:9100", rng.IntN(2))
+				}
+				o := obs(inst, fmt.Sprintf("h%d", rng.IntN(3)), fmt.Sprintf("x%d", rng.IntN(2)), ep)
+				got = scoped.Put(o, now)
+				want = whole.settle(nil, func() []Event { return whole.put(o, now) }, now)
+			case 2:
+				o := Observation{Instance: inst, Goodbye: rng.IntN(2) == 0, TTL: 10 * time.Second}
+				got = scoped.Put(o, now)
+				want = whole.settle(nil, func() []Event { return whole.put(o, now) }, now)
+			case 3:
+				ok := rng.IntN(2) == 0
+				got = scoped.ProbeResult(inst, ok, now)
+				want = whole.settle(nil, func() []Event { return whole.probeResult(inst, ok, now) }, now)
+			default:
+				got, want = scoped.Advance(now), whole.Advance(now)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("sequence %d op %d: events %v, the whole table's %v", seq, op, got, want)
+			}
+			if g, w := scoped.Conflicts(), whole.Conflicts(); !reflect.DeepEqual(g, w) {
+				t.Fatalf("sequence %d op %d: conflicts %v, want %v", seq, op, g, w)
+			}
+			if !reflect.DeepEqual(scoped.conflicted, whole.conflicted) {
+				t.Fatalf("sequence %d op %d: reported conflicts %v, want %v", seq, op, scoped.conflicted, whole.conflicted)
+			}
+		}
+	}
+}
+
+// BenchmarkMembershipAnswer: one answer (an unchanged observation) into a
+// table of 100 machines, as every browse round brings 100 of them.
+func BenchmarkMembershipAnswer(b *testing.B) {
+	m := NewMembership(MembershipConfig{ProbedEndpoints: true})
+	now := time.Unix(1000, 0)
+	var all []Observation
+	for i := 0; i < 100; i++ {
+		o := obs(fmt.Sprintf("disnix-m%d", i), fmt.Sprintf("m%d", i), "h", fmt.Sprintf("https://10.0.%d.%d:9100", i/250, i%250))
+		all = append(all, o)
+		m.Put(o, now)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		m.Put(all[i%len(all)], now)
 	}
 }
