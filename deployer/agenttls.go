@@ -85,22 +85,11 @@ func (a *AgentTLS) Client(t *model.Target, agentURL string) (*http.Client, error
 	if c, ok := a.clients[key]; ok {
 		return c, nil
 	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.Proxy = nil
-	tr.TLSClientConfig = cfg
-	// Steps, lease renewals, snapshots and health polls run side by side
-	// on one agent: keep their connections instead of two (the default),
-	// so that each does not pay a new TLS handshake.
-	tr.MaxIdleConnsPerHost = 16
-	tr.IdleConnTimeout = agentIdleConnTimeout
 	timeout := a.Timeout
 	if timeout <= 0 {
 		timeout = 5 * time.Minute
 	}
-	c := &http.Client{Timeout: timeout, Transport: tr,
-		// An agent never redirects: following one would send the request
-		// to an endpoint that has not proven anything.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	c := agentHTTPClient(cfg, timeout)
 	if a.clients == nil {
 		a.clients = map[string]*http.Client{}
 	}
@@ -139,13 +128,24 @@ func (a *AgentTLS) FleetClient(timeout time.Duration) *http.Client {
 			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
 		return err
 	}
+	return agentHTTPClient(cfg, timeout)
+}
+
+// agentHTTPClient is an HTTP client for agents with the TLS configuration
+// cfg (nil: plain HTTP).
+func agentHTTPClient(cfg *tls.Config, timeout time.Duration) *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy, tr.TLSClientConfig = nil, cfg
-	// One kept-alive connection per agent, however many: the default
-	// pool of 100 idle connections in all would make every probe of a
-	// larger fleet a new TLS handshake.
+	// Kept-alive connections for every agent, however many (the default
+	// pool of 100 idle connections in all made every probe of a larger
+	// fleet a new TLS handshake), and up to 16 per agent, where steps,
+	// lease renewals, snapshots and health polls run side by side (the
+	// default keeps 2); closed before the agent closes them.
 	tr.MaxIdleConns = 0
+	tr.MaxIdleConnsPerHost = 16
 	tr.IdleConnTimeout = agentIdleConnTimeout
 	return &http.Client{Timeout: timeout, Transport: tr,
+		// An agent never redirects: following one would send the request
+		// to an endpoint that has not proven anything.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }

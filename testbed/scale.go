@@ -115,8 +115,8 @@ func ScaleServicesModel(binDir string, n int) map[string]any {
 	}
 	m := servicesModel(binDir, list)
 	for _, s := range list {
-		if svc := m[s.name].(map[string]any); strings.HasPrefix(s.name, "peer") {
-			svc["interval"] = ScalePeerInterval.String()
+		if s.bin == "peer" {
+			m[s.name].(map[string]any)["interval"] = ScalePeerInterval.String()
 		}
 	}
 	return m

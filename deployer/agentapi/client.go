@@ -53,25 +53,16 @@ func IsStatus(err error, code int) bool {
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ctype string, out any) error {
-	resp, err := c.send(ctx, method, path, body, ctype)
-	var reused bool
-	if err != nil && ctx.Err() == nil {
-		reused = errors.As(err, new(reusedConnError))
-	}
-	if reused && (body == nil || replayable(body)) {
+	rewind := rewinder(body)
+	resp, reused, err := c.send(ctx, method, path, body, ctype)
+	if err != nil && reused && ctx.Err() == nil && rewind() {
 		// The agent closed a kept-alive connection as this request went
 		// out on it (its idle timeout): every agent request is idempotent
 		// (keyed by service key, lock owner or digest), so it is sent once
 		// more on a new connection.
-		if b, ok := body.(*bytes.Reader); ok {
-			b.Seek(0, io.SeekStart)
-		}
-		resp, err = c.send(ctx, method, path, body, ctype)
+		resp, _, err = c.send(ctx, method, path, body, ctype)
 	}
 	if err != nil {
-		if r, ok := err.(reusedConnError); ok {
-			err = r.err
-		}
 		return fmt.Errorf("agent %s: %w", c.BaseURL, err)
 	}
 	defer resp.Body.Close()
@@ -98,26 +89,40 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ct
 	return nil
 }
 
-// reusedConnError is a transport error on a connection used before.
-type reusedConnError struct{ err error }
-
-func (e reusedConnError) Error() string { return e.err.Error() }
-func (e reusedConnError) Unwrap() error { return e.err }
-
-// replayable reports whether a request body can be sent again.
-func replayable(body io.Reader) bool {
-	_, ok := body.(*bytes.Reader)
-	return ok
+// rewinder returns a function that makes a request body readable again
+// from where it is now, and reports whether it could (no body, or one that
+// seeks: JSON and files).
+func rewinder(body io.Reader) func() bool {
+	if body == nil {
+		return func() bool { return true }
+	}
+	sk, ok := body.(io.Seeker)
+	if !ok {
+		return func() bool { return false }
+	}
+	at, err := sk.Seek(0, io.SeekCurrent)
+	return func() bool {
+		if err != nil {
+			return false
+		}
+		_, err := sk.Seek(at, io.SeekStart)
+		return err == nil
+	}
 }
 
-// send sends one request; a transport error on a reused connection comes
-// back as a reusedConnError.
-func (c *Client) send(ctx context.Context, method, path string, body io.Reader, ctype string) (*http.Response, error) {
+// send sends one request and reports whether it went out on a connection
+// used before. A body that is also a Closer is left open.
+func (c *Client) send(ctx context.Context, method, path string, body io.Reader, ctype string) (*http.Response, bool, error) {
 	reused := false
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { reused = i.Reused }})
+	if _, ok := body.(io.Closer); ok {
+		// The transport closes a body that closes; the caller's file
+		// stays open for a second send (and is closed by the caller).
+		body = struct{ io.Reader }{body}
+	}
 	req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, body)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	if c.Fence != nil {
@@ -129,10 +134,7 @@ func (c *Client) send(ctx context.Context, method, path string, body io.Reader, 
 		req.Header.Set("Content-Type", ctype)
 	}
 	resp, err := c.http.Do(req)
-	if err != nil && reused {
-		return nil, reusedConnError{err}
-	}
-	return resp, err
+	return resp, reused, err
 }
 
 func (c *Client) post(ctx context.Context, path string, in, out any) error {

@@ -2,9 +2,12 @@ package agentapi
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -25,6 +28,7 @@ func TestClientResendsOnAClosedKeptAliveConnection(t *testing.T) {
 	served := map[net.Conn]int{} // requests seen per connection
 	dropped, activations := 0, 0
 	dropFirst := true // drop the first request on a reused connection
+	var put []byte    // the body of the last PUT served
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		conn := r.Context().Value(connKey{}).(net.Conn)
 		mu.Lock()
@@ -37,6 +41,12 @@ func TestClientResendsOnAClosedKeptAliveConnection(t *testing.T) {
 			activations++
 		}
 		mu.Unlock()
+		if !drop && r.Method == http.MethodPut {
+			b, _ := io.ReadAll(r.Body)
+			mu.Lock()
+			put = b
+			mu.Unlock()
+		}
 		if drop {
 			c, _, err := w.(http.Hijacker).Hijack()
 			if err == nil {
@@ -65,6 +75,29 @@ func TestClientResendsOnAClosedKeptAliveConnection(t *testing.T) {
 	}
 	mu.Unlock()
 
+	// A file body (a snapshot upload) is sent again from where it stood.
+	file := filepath.Join(t.TempDir(), "snap")
+	if err := os.WriteFile(file, []byte("headerSTATE"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	f.Seek(int64(len("header")), io.SeekStart)
+	mu.Lock()
+	dropFirst, dropped = true, 0
+	mu.Unlock()
+	if err := c.PutSnapshot(ctx, "s", "sha256:00", f); err != nil {
+		t.Fatalf("snapshot upload after a dropped kept-alive connection: %v", err)
+	}
+	mu.Lock()
+	if dropped != 1 || string(put) != "STATE" {
+		t.Errorf("dropped %d, body served %q; want 1 and %q", dropped, put, "STATE")
+	}
+	mu.Unlock()
+
 	// An agent that drops every request: one try on a new connection, an
 	// error naming the agent.
 	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -80,7 +113,7 @@ func TestClientResendsOnAClosedKeptAliveConnection(t *testing.T) {
 	mu.Lock()
 	activations = 0
 	mu.Unlock()
-	err := c2.Activate(ctx, ActivateRequest{Key: "k1", Service: model.ManifestService{Name: "s", Type: "process"}})
+	err = c2.Activate(ctx, ActivateRequest{Key: "k1", Service: model.ManifestService{Name: "s", Type: "process"}})
 	if err == nil || !strings.Contains(err.Error(), bad.URL) {
 		t.Fatalf("activate on a dropping agent: %v, want an error naming %s", err, bad.URL)
 	}
