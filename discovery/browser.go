@@ -259,8 +259,9 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 	// including goodbyes and unsolicited announcements, which zeroconf's
 	// browser does not report.
 	msgs := make(chan inbound, 64)
+	var conn *mdnsConn // also sends the queries that list known answers
 	if !s.cfg.noPassive {
-		conn, err := openMDNS(ifaces)
+		conn, err = openMDNS(ifaces)
 		if err != nil {
 			return err
 		}
@@ -273,12 +274,12 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 	var rounds sync.WaitGroup
 	roundCancel := func() {}
 	defer func() { roundCancel(); rounds.Wait() }()
-	startRound := func(lookups []string) {
+	startRound := func(browse bool, lookups []string) {
 		roundCancel() // ends the previous round: its Resolver closes
 		rctx, c := context.WithCancel(ctx)
 		roundCancel = c
 		rounds.Add(1)
-		go func() { defer rounds.Done(); zc.round(rctx, lookups) }()
+		go func() { defer rounds.Done(); zc.round(rctx, browse, lookups) }()
 	}
 
 	clk := s.cfg.Clock
@@ -291,6 +292,8 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 	})
 	deb := &Debouncer{Quiet: s.cfg.Debounce, MaxDelay: s.cfg.MaxDelay}
 	cache := map[string]*txtCacheEntry{}
+	// known: the PTR records the browse queries list (knownanswers.go).
+	known := map[string]*knownPTR{}
 	fetching := map[string]bool{}
 	// unresolved holds instances seen in a PTR answer without their TXT
 	// record: the next rounds ask for their SRV and TXT (per-instance lookup).
@@ -480,8 +483,12 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 					if _, ok := queried[r.instance]; ok || len(queried) < MaxInstances {
 						queried[r.instance] = now
 					}
+					delete(known, r.instance)
 				} else {
 					delete(queried, r.instance)
+					if _, ok := known[r.instance]; r.ptrTTL > 0 && (ok || len(known) < MaxInstances) {
+						known[r.instance] = newKnownPTR(now, r.ptrTTL)
+					}
 				}
 				handle(r, now)
 			}
@@ -542,17 +549,44 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 				if len(lookups) >= maxLookups {
 					break
 				}
-				if _, ok := unresolved[inst]; !ok && table.Has(inst) && now.Sub(ce.seen) > 2*s.cfg.BrowseInterval {
+				heard := ce.seen
+				if until := listedUntil(known, inst, now); until.After(heard) {
+					heard = until // listed: silent until then
+				}
+				if _, ok := unresolved[inst]; !ok && table.Has(inst) && now.Sub(heard) > 2*s.cfg.BrowseInterval {
 					lookups = append(lookups, inst)
 				}
 			}
 			s.forget(cache, table, now)
+			for inst := range known {
+				if cache[inst] == nil {
+					delete(known, inst)
+				}
+			}
 			for inst, at := range queried {
 				if now.Sub(at) >= queryHold {
 					delete(queried, inst)
 				}
 			}
-			startRound(lookups)
+			// zeroconf asks while there is nothing to list; a query with
+			// known answers is ours (zeroconf v1.0.0 cannot list them).
+			q := (*dns.Msg)(nil)
+			if conn != nil {
+				probed := table.Endpoints()
+				q = ptrQuery(known, func(inst string) bool {
+					_, ok := probed[inst]
+					ce := cache[inst]
+					return ok && ce != nil && ce.obs != nil
+				}, now)
+			}
+			if q != nil && len(q.Answer) > 0 {
+				if err := conn.send(q); err != nil {
+					log.Debug("mDNS query", zap.Error(err))
+				}
+				startRound(false, lookups)
+			} else {
+				startRound(true, lookups)
+			}
 			next := s.cfg.BrowseInterval
 			if len(startup) > 0 {
 				next = startup[0] - now.Sub(start)

@@ -44,6 +44,12 @@ func ResolveInterfaces(names []string) ([]net.Interface, error) {
 	return out, nil
 }
 
+// mdnsReadBuffer is the receive buffer asked for an mDNS socket. The
+// default (about 208 KB, some 90 packets as the kernel counts them) is
+// overflowed when a hundred machines answer one query within RFC 6762's
+// 120 ms while the reader waits for a busy CPU.
+const mdnsReadBuffer = 1 << 20
+
 // mdnsConn is a multicast DNS socket joined on explicit interfaces. It
 // receives every mDNS packet on those interfaces (answers to anybody's
 // queries, unsolicited announcements and goodbyes), which the zeroconf
@@ -61,6 +67,8 @@ func openMDNS(ifaces []net.Interface) (*mdnsConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen mDNS: %w", err)
 	}
+	// Best effort: the kernel caps the size at net.core.rmem_max.
+	_ = udp.SetReadBuffer(mdnsReadBuffer)
 	pc := ipv4.NewPacketConn(udp)
 	if err := pc.SetControlMessage(ipv4.FlagInterface, true); err != nil {
 		udp.Close()
@@ -226,6 +234,9 @@ type wireRecord struct {
 	ttl      time.Duration
 	host     string
 	port     int
+	// ptrTTL is the TTL of the instance's PTR record when the message
+	// held one (0: none, or a goodbye).
+	ptrTTL time.Duration
 	// addrs are the announcing host's own addresses: the packet's source
 	// address (passive listener) or the entry's A/AAAA records (zeroconf).
 	addrs []net.IP
@@ -269,7 +280,9 @@ func recordsOf(msg *dns.Msg) []*wireRecord {
 		switch x := rr.(type) {
 		case *dns.PTR:
 			if strings.EqualFold(x.Hdr.Name, serviceName) {
-				seen(x.Ptr, x.Hdr.Ttl)
+				if r := seen(x.Ptr, x.Hdr.Ttl); r != nil && x.Hdr.Ttl != 0 {
+					r.ptrTTL = time.Duration(x.Hdr.Ttl) * time.Second
+				}
 			}
 		case *dns.SRV:
 			if r := seen(x.Hdr.Name, x.Hdr.Ttl); r != nil && x.Hdr.Ttl != 0 {

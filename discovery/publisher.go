@@ -180,6 +180,18 @@ func (p *Publisher) SetTarget(t *model.Target) error {
 	if err := p.resp.announceTXT(); err != nil {
 		p.log.Warn("TXT announcement failed", zap.Error(err))
 	}
+	// RFC 6762 §8.4: a changed record is announced like a new one, twice
+	// a second apart. A browser that lists this machine's PTR as a known
+	// answer hears its TXT only from announcements until it stops listing
+	// it, so one lost packet must not hide a change for a minute.
+	resp := p.resp
+	time.AfterFunc(time.Second, func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.resp == resp {
+			_ = resp.announceTXT()
+		}
+	})
 	p.log.Info("re-announced", zap.String("instance", p.inst), zap.Bool("compact", compact))
 	return nil
 }

@@ -195,6 +195,12 @@ func sameRecord(a, b dns.RR) bool {
 	if ha.Rrtype != hb.Rrtype || !strings.EqualFold(ha.Name, hb.Name) {
 		return false
 	}
+	if pa, ok := a.(*dns.PTR); ok {
+		// Cheap for a query that lists a hundred PTR records as known
+		// answers, which every machine reads on every browse round.
+		pb, ok := b.(*dns.PTR)
+		return ok && strings.EqualFold(pa.Ptr, pb.Ptr)
+	}
 	ca, cb := dns.Copy(a), dns.Copy(b)
 	ca.Header().Class &^= qClassUnicast
 	cb.Header().Class &^= qClassUnicast

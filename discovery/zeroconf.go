@@ -83,17 +83,20 @@ func (z *zeroconfRounds) linkFilter() *linkFilter {
 	return f
 }
 
-// round runs one zeroconf Browse for ServiceType, plus one Lookup per
-// instance in lookups, until ctx ends.
-func (z *zeroconfRounds) round(ctx context.Context, lookups []string) {
+// round runs one zeroconf Browse for ServiceType when browse is set, plus
+// one Lookup per instance in lookups, until ctx ends.
+func (z *zeroconfRounds) round(ctx context.Context, browse bool, lookups []string) {
 	f := z.linkFilter()
 	var wg sync.WaitGroup
 	run := func(instance string) {
 		defer wg.Done()
 		z.run(ctx, instance, f)
 	}
-	wg.Add(1 + len(lookups))
-	go run("")
+	if browse {
+		wg.Add(1)
+		go run("")
+	}
+	wg.Add(len(lookups))
 	for _, inst := range lookups {
 		go run(inst)
 	}

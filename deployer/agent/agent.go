@@ -517,6 +517,7 @@ func (a *Agent) waitHealthy(ctx context.Context, p *proc) error {
 	// With a health check, its passing is the evidence; without one the
 	// process must survive Settle (catching immediate crashes).
 	settled := p.health != ""
+	var healthErr error // the last check's failure
 	for {
 		p.mu.Lock()
 		exits, running := p.exits, p.running
@@ -528,14 +529,18 @@ func (a *Agent) waitHealthy(ctx context.Context, p *proc) error {
 			if p.health == "" {
 				return nil
 			}
-			if err := checkHealth(ctx, p.health); err == nil {
+			if healthErr = checkHealth(ctx, p.health); healthErr == nil {
 				return nil
 			}
 		}
 		select {
 		case <-ctx.Done():
 			if p.health != "" {
-				return fail("health check " + p.health + " did not pass in time")
+				what := "health check " + p.health + " did not pass in time"
+				if healthErr != nil {
+					what += ": " + healthErr.Error()
+				}
+				return fail(what)
 			}
 			return fail("process did not start in time")
 		case <-settle.C:

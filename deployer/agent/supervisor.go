@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -402,9 +403,13 @@ func checkHealth(ctx context.Context, hc string) error {
 		if err != nil {
 			return err
 		}
-		resp.Body.Close()
+		defer resp.Body.Close()
 		if resp.StatusCode >= 400 {
-			return fmt.Errorf("%s: status %d", hc, resp.StatusCode)
+			// The start of the body says why, like the log lines a failed
+			// activation reports.
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
+			why := strings.Join(strings.Fields(string(b)), " ")
+			return fmt.Errorf("%s: status %d: %s", hc, resp.StatusCode, why)
 		}
 		return nil
 	case strings.HasPrefix(hc, "tcp:"):
