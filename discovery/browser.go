@@ -1,6 +1,7 @@
 package discovery
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -49,6 +50,15 @@ const (
 	DefaultProbeInterval = time.Second
 	// DefaultProbeTimeout bounds one probe.
 	DefaultProbeTimeout = 800 * time.Millisecond
+	// ProbeBackoffLimit: a probe that times out doubles its endpoint's
+	// next timeout, up to this many times the probe timeout; an answer or
+	// a refused connection brings it back (RFC 6298's backed-off
+	// retransmission timer). An endpoint on a host starved for a second
+	// or two then answers the next probe rather than being removed after
+	// two short ones (Lifeguard, in Consul's failure detector, scales its
+	// timeouts for the same reason). An HTTP client for probes should
+	// allow this many times the probe timeout.
+	ProbeBackoffLimit = 4
 )
 
 // BrowserConfig configures NewMDNSSource.
@@ -68,7 +78,9 @@ type BrowserConfig struct {
 	// ProbeInterval is the time between liveness probes of announced
 	// endpoints (default 1 s; negative disables probing).
 	ProbeInterval time.Duration
-	// ProbeTimeout bounds one probe (default 800 ms).
+	// ProbeTimeout bounds one probe (default 800 ms), and each timeout
+	// doubles the next of the same endpoint, up to ProbeBackoffLimit
+	// times ProbeTimeout.
 	ProbeTimeout time.Duration
 	// NoAnswerTimeout removes a target that stopped answering (default
 	// 3 browse rounds + 0.5 s).
@@ -137,7 +149,7 @@ func NewMDNSSource(cfg BrowserConfig) (*MDNSSource, error) {
 		cfg.NoAnswerTimeout = 3*cfg.BrowseInterval + 500*time.Millisecond
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Timeout: cfg.ProbeTimeout}
+		cfg.HTTPClient = &http.Client{Timeout: ProbeBackoffLimit * cfg.ProbeTimeout}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
@@ -314,7 +326,10 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 	fetches := make(chan fetchResult, 16)
 	probes := make(chan probeResult, 16)
 	probing := map[string]bool{}
-	mass := &massTimeouts{window: 2*s.cfg.ProbeInterval + s.cfg.ProbeTimeout}
+	// probeTimeouts: the backed-off timeouts of endpoints whose last probe
+	// timed out (ProbeBackoffLimit).
+	probeTimeouts := map[string]time.Duration{}
+	mass := &massTimeouts{window: 2*s.cfg.ProbeInterval + ProbeBackoffLimit*s.cfg.ProbeTimeout}
 	massWarned := false
 
 	start := clk.Now()
@@ -597,15 +612,26 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 			}
 			roundT.Reset(next)
 		case <-probeT.C():
-			for inst, ep := range table.Endpoints() {
+			eps := table.Endpoints()
+			for inst := range probeTimeouts {
+				if _, ok := eps[inst]; !ok {
+					delete(probeTimeouts, inst)
+				}
+			}
+			for inst, ep := range eps {
 				if !probing[inst] {
 					probing[inst] = true
-					go s.probe(ctx, inst, ep, probes)
+					go s.probe(ctx, inst, ep, cmp.Or(probeTimeouts[inst], s.cfg.ProbeTimeout), probes)
 				}
 			}
 			probeT.Reset(s.cfg.ProbeInterval)
 		case pr := <-probes:
 			delete(probing, pr.instance)
+			if pr.timeout {
+				probeTimeouts[pr.instance] = backedOff(probeTimeouts[pr.instance], s.cfg.ProbeTimeout)
+			} else {
+				delete(probeTimeouts, pr.instance)
+			}
 			now := clk.Now()
 			if pr.timeout && mass.hold(pr.instance, now, len(table.Endpoints())) {
 				if !massWarned {
@@ -836,9 +862,15 @@ func FetchTarget(ctx context.Context, client *http.Client, endpoint, name string
 	return model.TargetFromValue(name, v, url)
 }
 
-// probe checks that an endpoint answers HTTP at all.
-func (s *MDNSSource) probe(ctx context.Context, instance, endpoint string, out chan<- probeResult) {
-	pctx, cancel := context.WithTimeout(ctx, s.cfg.ProbeTimeout)
+// backedOff is the probe timeout after one that timed out with cur (0:
+// base): twice as long, up to ProbeBackoffLimit times base.
+func backedOff(cur, base time.Duration) time.Duration {
+	return min(2*max(cur, base), ProbeBackoffLimit*base)
+}
+
+// probe checks within limit that an endpoint answers HTTP at all.
+func (s *MDNSSource) probe(ctx context.Context, instance, endpoint string, limit time.Duration, out chan<- probeResult) {
+	pctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	ok, timeout := false, false
 	u, err := targetURL(endpoint)

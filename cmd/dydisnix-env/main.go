@@ -124,7 +124,7 @@ func deploy(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 		}
 		// Discovery's probes and /v1/target fetches present the
 		// coordinator's certificate to the fleet's agents.
-		o.infra.Browser.HTTPClient = o.pass.Agents.FleetClient(discovery.DefaultProbeTimeout)
+		o.infra.Browser.HTTPClient = o.pass.Agents.FleetClient(discovery.ProbeBackoffLimit * discovery.DefaultProbeTimeout)
 	}
 	o.pass.Progress = rollout.ProgressFor(o.log.Format, stderr, log)
 	p, err := rollout.New(o.pass)

@@ -1,0 +1,88 @@
+package discovery
+
+import (
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/dydisnix/dydisnix/internal/netns"
+)
+
+// backedOff doubles the probe timeout up to ProbeBackoffLimit times the
+// base.
+func TestBackedOff(t *testing.T) {
+	t.Parallel()
+	base := 800 * time.Millisecond
+	cur := time.Duration(0)
+	for _, want := range []time.Duration{1600 * time.Millisecond, 3200 * time.Millisecond, 3200 * time.Millisecond} {
+		if cur = backedOff(cur, base); cur != want {
+			t.Fatalf("backed off to %v, want %v", cur, want)
+		}
+	}
+}
+
+// An endpoint that answers its probes, but later than the probe timeout
+// (a starved host), stays a member: the probe after a timeout waits twice
+// as long. With a fixed timeout every probe would time out and the third
+// would remove it.
+func TestProbeBackoffKeepsASlowEndpoint(t *testing.T) {
+	if !netns.Inside(t) {
+		netns.NewT(t, "ddb").RerunTest(t)
+		return
+	}
+	const probeTimeout = 300 * time.Millisecond
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	probed := make(chan struct{}, 64)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case probed <- struct{}{}:
+		default:
+		}
+		select { // half again the probe timeout, unless the client gives up
+		case <-time.After(probeTimeout * 3 / 2):
+		case <-r.Context().Done():
+		}
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	tg := mustTarget(t, "slow", map[string]any{"properties": map[string]any{"hostname": "slow"}})
+	n, err := NormalizeTarget(tg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	txt, _, err := EncodeTXT(n, EncodeOptions{Endpoint: "http://" + ln.Addr().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := loResponder(openLo(t), "slow")
+	r.txt = txt
+	serveLo(t, r)
+	_, out := runBrowser(t, BrowserConfig{
+		BrowseInterval: 300 * time.Millisecond, InitialWait: 300 * time.Millisecond, Debounce: 50 * time.Millisecond,
+		ProbeInterval: 100 * time.Millisecond, ProbeTimeout: probeTimeout, ProbeFailures: 3,
+	})
+	added := false
+	deadline := time.After(time.Minute)
+	for probes := 0; probes < 12; {
+		select {
+		case <-probed:
+			probes++
+		case s := <-out:
+			for _, e := range s.Events {
+				if e.Target == "slow" && e.Kind == EventRemoved {
+					t.Fatalf("the slow endpoint was removed (%s) after %d probes", e.Reason, probes)
+				}
+			}
+			added = added || s.Infrastructure["slow"] != nil
+		case <-deadline:
+			t.Fatalf("%d probes in a minute, want 12", probes)
+		}
+	}
+	if !added {
+		t.Fatal("the slow endpoint was never a member")
+	}
+}
