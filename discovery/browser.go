@@ -175,6 +175,7 @@ type probeResult struct {
 	ok       bool
 	// timeout: the probe failed by timing out (not refused or reset).
 	timeout bool
+	err     error // why it failed
 }
 
 // massTimeouts holds back probe timeouts while most endpoints time out at
@@ -643,7 +644,13 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 			if pr.ok {
 				massWarned = false
 			}
-			deb.Add(table.ProbeResult(pr.instance, pr.ok, now), now)
+			evs := table.ProbeResult(pr.instance, pr.ok, now)
+			for _, e := range evs {
+				if e.Kind == EventRemoved {
+					log.Info("endpoint removed by its failed probes", zap.String("instance", pr.instance), zap.Error(pr.err))
+				}
+			}
+			deb.Add(evs, now)
 		case <-deadlineT.C():
 			now := clk.Now()
 			deb.Add(table.Advance(now), now)
@@ -879,8 +886,8 @@ func (s *MDNSSource) probe(ctx context.Context, instance, endpoint string, limit
 		req, err = http.NewRequestWithContext(pctx, http.MethodHead, u, nil)
 	}
 	if err == nil {
-		resp, err := s.cfg.HTTPClient.Do(req)
-		if err == nil {
+		var resp *http.Response
+		if resp, err = s.cfg.HTTPClient.Do(req); err == nil {
 			resp.Body.Close()
 			ok = true
 		} else {
@@ -889,7 +896,7 @@ func (s *MDNSSource) probe(ctx context.Context, instance, endpoint string, limit
 		}
 	}
 	select {
-	case out <- probeResult{instance: instance, ok: ok, timeout: timeout}:
+	case out <- probeResult{instance: instance, ok: ok, timeout: timeout, err: err}:
 	case <-ctx.Done():
 	}
 }
