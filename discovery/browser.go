@@ -53,11 +53,13 @@ const (
 	// ProbeBackoffLimit: a probe that times out doubles its endpoint's
 	// next timeout, up to this many times the probe timeout; an answer or
 	// a refused connection brings it back (RFC 6298's backed-off
-	// retransmission timer). An endpoint on a host starved for a second
-	// or two then answers the next probe rather than being removed after
-	// two short ones (Lifeguard, in Consul's failure detector, scales its
-	// timeouts for the same reason). An HTTP client for probes should
-	// allow this many times the probe timeout.
+	// retransmission timer). The first timeout in a row only backs off;
+	// the later ones count as failed probes. An endpoint on a host starved
+	// for a few seconds then answers a longer probe rather than being
+	// removed after two short ones (Lifeguard, in Consul's failure
+	// detector, scales its timeouts for the same reason), while a refused
+	// connection (a crashed agent) counts at once. An HTTP client for
+	// probes should allow this many times the probe timeout.
 	ProbeBackoffLimit = 4
 )
 
@@ -628,6 +630,7 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 			probeT.Reset(s.cfg.ProbeInterval)
 		case pr := <-probes:
 			delete(probing, pr.instance)
+			streak := pr.timeout && probeTimeouts[pr.instance] != 0 // not the first timeout in a row
 			if pr.timeout {
 				probeTimeouts[pr.instance] = backedOff(probeTimeouts[pr.instance], s.cfg.ProbeTimeout)
 			} else {
@@ -640,6 +643,9 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 					massWarned = true
 				}
 				break
+			}
+			if pr.timeout && !streak {
+				break // the first timeout only backs off (ProbeBackoffLimit)
 			}
 			if pr.ok {
 				massWarned = false

@@ -3,6 +3,7 @@ package discovery
 import (
 	"net"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,8 +25,8 @@ func TestBackedOff(t *testing.T) {
 
 // An endpoint that answers its probes, but later than the probe timeout
 // (a starved host), stays a member: the probe after a timeout waits twice
-// as long. With a fixed timeout every probe would time out and the third
-// would remove it.
+// as long. With a fixed timeout every probe would time out and it would be
+// removed. One that stops answering is removed by its timeouts.
 func TestProbeBackoffKeepsASlowEndpoint(t *testing.T) {
 	if !netns.Inside(t) {
 		netns.NewT(t, "ddb").RerunTest(t)
@@ -37,13 +38,18 @@ func TestProbeBackoffKeepsASlowEndpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	probed := make(chan struct{}, 64)
+	var hang atomic.Bool // from the second phase on: never answer
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case probed <- struct{}{}:
 		default:
 		}
-		select { // half again the probe timeout, unless the client gives up
-		case <-time.After(probeTimeout * 3 / 2):
+		delay := probeTimeout * 3 / 2 // half again the probe timeout
+		if hang.Load() {
+			delay = time.Hour
+		}
+		select { // unless the client gives up
+		case <-time.After(delay):
 		case <-r.Context().Done():
 		}
 	})}
@@ -84,5 +90,22 @@ func TestProbeBackoffKeepsASlowEndpoint(t *testing.T) {
 	}
 	if !added {
 		t.Fatal("the slow endpoint was never a member")
+	}
+	// An endpoint that never answers is still removed by its timeouts.
+	hang.Store(true)
+	for {
+		select {
+		case s := <-out:
+			for _, e := range s.Events {
+				if e.Target == "slow" && e.Kind == EventRemoved {
+					if e.Reason != ReasonProbeFailed {
+						t.Fatalf("the hanging endpoint was removed for %q, want %q", e.Reason, ReasonProbeFailed)
+					}
+					return
+				}
+			}
+		case <-deadline:
+			t.Fatal("the hanging endpoint was still a member after a minute")
+		}
 	}
 }
