@@ -116,6 +116,8 @@ func (a *AgentTLS) FleetClient(timeout time.Duration) *http.Client {
 	roots := a.Config.RootCAs
 	cfg := a.Config.Clone()
 	cfg.InsecureSkipVerify = true // the chain is verified below, without a name
+	// Sessions checked without a name stay apart from the agent clients'.
+	cfg.ClientSessionCache = fleettls.NewSessionCache()
 	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
 		if len(cs.PeerCertificates) == 0 {
 			return errors.New("the agent presented no certificate")

@@ -52,15 +52,21 @@ func IsStatus(err error, code int) bool {
 	return errors.As(err, &se) && se.Code == code
 }
 
+// maxResends bounds how often a request that failed on a kept-alive
+// connection is sent again.
+const maxResends = 3
+
 func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ctype string, out any) error {
 	rewind := rewinder(body)
 	resp, reused, err := c.send(ctx, method, path, body, ctype)
-	if err != nil && reused && ctx.Err() == nil && rewind() {
+	for tries := 1; err != nil && reused && tries <= maxResends && ctx.Err() == nil && rewind(); tries++ {
 		// The agent closed a kept-alive connection as this request went
 		// out on it (its idle timeout): every agent request is idempotent
-		// (keyed by service key, lock owner or digest), so it is sent once
-		// more on a new connection.
-		resp, _, err = c.send(ctx, method, path, body, ctype)
+		// (keyed by service key, lock owner or digest), so it is sent
+		// again. The next idle connection may have been closed too (an
+		// agent that closed them all at once), so this goes on while the
+		// failures are on connections used before, a few times at most.
+		resp, reused, err = c.send(ctx, method, path, body, ctype)
 	}
 	if err != nil {
 		return fmt.Errorf("agent %s: %w", c.BaseURL, err)

@@ -123,3 +123,66 @@ func TestClientResendsOnAClosedKeptAliveConnection(t *testing.T) {
 	}
 	mu.Unlock()
 }
+
+// An agent that closed every kept-alive connection at once: the request
+// fails on one idle connection, then on the next, and is served on a new
+// one.
+func TestClientResendsWhileConnectionsAreClosed(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	served := map[net.Conn]int{}
+	dropping, dropped, activations := false, 0, 0
+	var arrived sync.WaitGroup
+	arrived.Add(2)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn := r.Context().Value(connKey{}).(net.Conn)
+		mu.Lock()
+		served[conn]++
+		drop := dropping && served[conn] > 1
+		if drop {
+			dropped++
+		} else if r.URL.Path == PathActivate {
+			activations++
+		}
+		mu.Unlock()
+		if r.URL.Path == PathLock {
+			arrived.Done()
+			arrived.Wait() // two requests at once: two connections to keep
+		}
+		if drop {
+			if c, _, err := w.(http.Hijacker).Hijack(); err == nil {
+				c.Close()
+			}
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	srv.Config.ConnContext = func(ctx context.Context, c net.Conn) context.Context { return context.WithValue(ctx, connKey{}, c) }
+	srv.Start()
+	defer srv.Close()
+
+	c := NewClient(srv.URL, "token", srv.Client())
+	ctx := context.Background()
+	var locks sync.WaitGroup
+	for i := 0; i < 2; i++ {
+		locks.Add(1)
+		go func() {
+			defer locks.Done()
+			if err := c.Lock(ctx, "owner"); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	locks.Wait()
+	mu.Lock()
+	dropping = true
+	mu.Unlock()
+	if err := c.Activate(ctx, ActivateRequest{Key: "k1", Service: model.ManifestService{Name: "s", Type: "process"}}); err != nil {
+		t.Fatalf("activate after the agent closed both kept-alive connections: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if dropped != 2 || activations != 1 {
+		t.Errorf("dropped %d, activations served %d; want 2 and 1", dropped, activations)
+	}
+}

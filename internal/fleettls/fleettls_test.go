@@ -166,3 +166,58 @@ func TestFiles(t *testing.T) {
 		}
 	}
 }
+
+// A second connection to the same agent resumes the session (no new
+// certificate signatures), through ForTarget's copies of one client
+// configuration; another target's name is not served from it.
+func TestClientResumesSessions(t *testing.T) {
+	t.Parallel()
+	dir := fleet(t)
+	p := func(n string) string { return filepath.Join(dir, n) }
+	server, err := ServerConfig(p("machine1.pem"), p("machine1-key.pem"), p(CAFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := ClientConfig(p(CAFile), p(CertFile("coord")), p(KeyFile("coord")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if c.(*tls.Conn).Handshake() == nil {
+				_, _ = c.Write([]byte("ok"))
+			}
+			c.Close()
+		}
+	}()
+	for i, tc := range []struct {
+		host   string
+		resume bool
+		err    string
+	}{{"machine1", false, ""}, {"machine1", true, ""}, {"machine2", false, "machine2"}} {
+		c, err := tls.Dial("tcp", ln.Addr().String(), ForTarget(base, tc.host))
+		if err == nil {
+			_, err = io.ReadAll(c) // reads the session ticket too
+			c.Close()
+		}
+		switch {
+		case tc.err != "":
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Fatalf("connection %d to %s: %v, want an error naming %q", i, tc.host, err, tc.err)
+			}
+		case err != nil:
+			t.Fatalf("connection %d to %s: %v", i, tc.host, err)
+		case c.ConnectionState().DidResume != tc.resume:
+			t.Fatalf("connection %d to %s resumed %v, want %v", i, tc.host, c.ConnectionState().DidResume, tc.resume)
+		}
+	}
+}
