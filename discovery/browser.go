@@ -332,6 +332,9 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 	// probeTimeouts: the backed-off timeouts of endpoints whose last probe
 	// timed out (ProbeBackoffLimit).
 	probeTimeouts := map[string]time.Duration{}
+	// probeOK: the endpoints whose last probe was answered, which the
+	// browse query may list as known answers (knownanswers.go).
+	probeOK := map[string]bool{}
 	mass := &massTimeouts{window: 2*s.cfg.ProbeInterval + ProbeBackoffLimit*s.cfg.ProbeTimeout}
 	massWarned := false
 
@@ -505,7 +508,7 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 				} else {
 					delete(queried, r.instance)
 					if _, ok := known[r.instance]; r.ptrTTL > 0 && (ok || len(known) < MaxInstances) {
-						known[r.instance] = newKnownPTR(now, r.ptrTTL)
+						known[r.instance] = newKnownPTR(now, r.ptrTTL, r.ttl)
 					}
 				}
 				handle(r, now)
@@ -568,7 +571,7 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 					break
 				}
 				heard := ce.seen
-				if until := listedUntil(known, inst, now); until.After(heard) {
+				if until := listedUntil(known, inst); until.After(heard) {
 					heard = until // listed: silent until then
 				}
 				if _, ok := unresolved[inst]; !ok && table.Has(inst) && now.Sub(heard) > 2*s.cfg.BrowseInterval {
@@ -590,11 +593,9 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 			// known answers is ours (zeroconf v1.0.0 cannot list them).
 			q := (*dns.Msg)(nil)
 			if conn != nil {
-				probed := table.Endpoints()
 				q = ptrQuery(known, func(inst string) bool {
-					_, ok := probed[inst]
 					ce := cache[inst]
-					return ok && ce != nil && ce.obs != nil
+					return probeOK[inst] && ce != nil && ce.obs != nil
 				}, now)
 			}
 			if q != nil && len(q.Answer) > 0 {
@@ -621,6 +622,11 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 					delete(probeTimeouts, inst)
 				}
 			}
+			for inst := range probeOK {
+				if _, ok := eps[inst]; !ok {
+					delete(probeOK, inst)
+				}
+			}
 			for inst, ep := range eps {
 				if !probing[inst] {
 					probing[inst] = true
@@ -630,6 +636,11 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 			probeT.Reset(s.cfg.ProbeInterval)
 		case pr := <-probes:
 			delete(probing, pr.instance)
+			if pr.ok {
+				probeOK[pr.instance] = true // dropped with its endpoint at the next tick
+			} else {
+				delete(probeOK, pr.instance)
+			}
 			streak := pr.timeout && probeTimeouts[pr.instance] != 0 // not the first timeout in a row
 			if pr.timeout {
 				probeTimeouts[pr.instance] = backedOff(probeTimeouts[pr.instance], s.cfg.ProbeTimeout)

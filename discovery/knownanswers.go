@@ -19,8 +19,9 @@ import (
 // answers again once the browser stops listing it.
 //
 // Only instances whose liveness the probes establish are listed: an
-// announced endpoint that answers its probes (a probed member is never
-// removed for silence, see MembershipConfig.ProbedEndpoints). A machine
+// announced endpoint whose last probe it answered (a probed member is
+// never removed for silence, see MembershipConfig.ProbedEndpoints); never
+// with probing off. A machine
 // without an endpoint keeps answering every round, since its answers are
 // its liveness. A listed PTR record is dropped from the list before half
 // its TTL has passed, at a random point of the last fifth of that half
@@ -37,9 +38,13 @@ type knownPTR struct {
 	until time.Time
 }
 
-// newKnownPTR records a PTR record received at now with ttl.
-func newKnownPTR(now time.Time, ttl time.Duration) *knownPTR {
-	half := ttl / 2
+// newKnownPTR records a PTR record received at now with ttl, in a message
+// whose records the membership keeps for expiry (the smallest TTL of the
+// message: a responder caps its SRV and address records at 120 s). The
+// record is listed until half the shorter of the two has passed, so the
+// machine answers again before the membership's record expires.
+func newKnownPTR(now time.Time, ttl, expiry time.Duration) *knownPTR {
+	half := min(ttl, expiry) / 2
 	return &knownPTR{seen: now, ttl: ttl, until: now.Add(half - time.Duration(rand.Int64N(int64(half/5)+1)))}
 }
 
@@ -78,10 +83,10 @@ func ptrQuery(known map[string]*knownPTR, listed func(instance string) bool, now
 	return m
 }
 
-// listedUntil is when the browse query stops listing inst (zero: not
-// listed now); a TXT record is only missed after that.
-func listedUntil(known map[string]*knownPTR, inst string, now time.Time) time.Time {
-	if k := known[inst]; k != nil && now.Before(k.until) {
+// listedUntil is when the browse query stops (or stopped) listing inst
+// (zero: never listed); a TXT record is only missed from then on.
+func listedUntil(known map[string]*knownPTR, inst string) time.Time {
+	if k := known[inst]; k != nil {
 		return k.until
 	}
 	return time.Time{}

@@ -30,13 +30,18 @@ func TestPTRQueryKnownAnswers(t *testing.T) {
 	}
 	for i := 0; i < 200; i++ {
 		known := map[string]*knownPTR{
-			"disnix-a":  newKnownPTR(t0, 120*time.Second),
-			"disnix-b":  newKnownPTR(t0, 120*time.Second),
-			"disnix-no": newKnownPTR(t0, 120*time.Second),
+			"disnix-a":  newKnownPTR(t0, 120*time.Second, 120*time.Second),
+			"disnix-b":  newKnownPTR(t0, 120*time.Second, 120*time.Second),
+			"disnix-no": newKnownPTR(t0, 120*time.Second, 120*time.Second),
 		}
 		k := known["disnix-a"]
 		if lo, hi := t0.Add(48*time.Second), t0.Add(60*time.Second); k.until.Before(lo) || !k.until.Before(hi) {
 			t.Fatalf("listed until %v after the answer, want within [48 s, 60 s)", k.until.Sub(t0))
+		}
+		// A PTR with a long TTL in a message whose records expire sooner
+		// (SRV and A at 120 s) is listed by the shorter.
+		if long := newKnownPTR(t0, 4500*time.Second, 120*time.Second); !long.until.Before(t0.Add(60 * time.Second)) {
+			t.Fatalf("a 4500 s PTR in a message expiring after 120 s listed until %v, want before 60 s", long.until.Sub(t0))
 		}
 		listed := func(inst string) bool { return inst != "disnix-no" }
 		for _, c := range []struct {
@@ -81,7 +86,7 @@ func TestPTRQueryFitsOnePacket(t *testing.T) {
 	t0 := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
 	known := map[string]*knownPTR{}
 	for i := 0; i < 1000; i++ {
-		known[fmt.Sprintf("disnix-%s%04d", strings.Repeat("m", 40), i)] = newKnownPTR(t0, 120*time.Second)
+		known[fmt.Sprintf("disnix-%s%04d", strings.Repeat("m", 40), i)] = newKnownPTR(t0, 120*time.Second, 120*time.Second)
 	}
 	q := ptrQuery(known, func(string) bool { return true }, t0.Add(time.Second))
 	buf, err := q.Pack()
@@ -101,49 +106,8 @@ func TestBrowserKnownAnswerSuppression(t *testing.T) {
 		netns.NewT(t, "ddk").RerunTest(t)
 		return
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tg := mustTarget(t, "quiet", map[string]any{"properties": map[string]any{"hostname": "quiet", "mem": "1"}})
-	srv := &http.Server{Handler: TargetHandler(func() *model.Target { return tg })}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	n, err := NormalizeTarget(tg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	txt, _, err := EncodeTXT(n, EncodeOptions{Endpoint: "http://" + ln.Addr().String()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Everything on the link, from before the machine and the browser start.
-	watch := openLo(t)
-	seen := make(chan inbound, 256)
-	done := make(chan struct{})
-	t.Cleanup(func() { close(done) })
-	go watch.recv(seen, done, func(bool) bool { return true })
-
-	r := loResponder(openLo(t), "quiet")
-	r.txt = txt
-	serveLo(t, r)
-	_, out := runBrowser(t, BrowserConfig{
-		BrowseInterval: 300 * time.Millisecond, InitialWait: 300 * time.Millisecond, Debounce: 50 * time.Millisecond,
-		ProbeInterval: 200 * time.Millisecond,
-	})
-
+	seen, r, out := knownAnswerSetup(t, true)
 	inst := strings.ToLower(instanceFQDN(r.instance))
-	ours := func(rrs []dns.RR) (ptr, txt bool) {
-		for _, rr := range rrs {
-			switch x := rr.(type) {
-			case *dns.PTR:
-				ptr = ptr || strings.EqualFold(x.Ptr, inst)
-			case *dns.TXT:
-				txt = txt || strings.EqualFold(x.Hdr.Name, inst)
-			}
-		}
-		return ptr, txt
-	}
 	// An answer to a browse query carries our PTR in the answer section
 	// and our TXT in the additional one (an announcement has both in the
 	// answer section). Answers are counted from the third query that
@@ -154,8 +118,8 @@ func TestBrowserKnownAnswerSuppression(t *testing.T) {
 	for listing < 8 {
 		select {
 		case in := <-seen:
-			ptr, _ := ours(in.msg.Answer)
-			_, extraTXT := ours(in.msg.Extra)
+			ptr, _ := ours(in.msg.Answer, inst)
+			_, extraTXT := ours(in.msg.Extra, inst)
 			switch {
 			case !in.msg.Response && ptr:
 				listing++
@@ -192,6 +156,90 @@ func TestBrowserKnownAnswerSuppression(t *testing.T) {
 			return
 		}
 	}
+}
+
+// A machine whose endpoint does not answer its probes is never listed: its
+// answers stay its liveness.
+func TestBrowserListsOnlyAnsweringEndpoints(t *testing.T) {
+	if !netns.Inside(t) {
+		netns.NewT(t, "ddl").RerunTest(t)
+		return
+	}
+	seen, r, _ := knownAnswerSetup(t, false)
+	inst := strings.ToLower(instanceFQDN(r.instance))
+	queries, answers := 0, 0
+	deadline := time.After(time.Minute)
+	for queries < 10 || answers < 3 {
+		select {
+		case in := <-seen:
+			ptr, _ := ours(in.msg.Answer, inst)
+			_, extraTXT := ours(in.msg.Extra, inst)
+			switch {
+			case !in.msg.Response && ptr:
+				t.Fatal("a query listed the PTR record of a machine whose probes fail")
+			case !in.msg.Response && len(in.msg.Question) > 0:
+				queries++
+			case in.msg.Response && ptr && extraTXT:
+				answers++
+			}
+		case <-deadline:
+			t.Fatalf("%d queries and %d answers in a minute, want 10 and 3", queries, answers)
+		}
+	}
+}
+
+// knownAnswerSetup starts, on lo, a machine "quiet" announcing an endpoint
+// (answering HTTP when serve is set, a closed port otherwise), a browser
+// probing it, and a listener that sees every mDNS packet from before both.
+func knownAnswerSetup(t *testing.T, serve bool) (<-chan inbound, *responder, <-chan Snapshot) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := mustTarget(t, "quiet", map[string]any{"properties": map[string]any{"hostname": "quiet", "mem": "1"}})
+	if serve {
+		srv := &http.Server{Handler: TargetHandler(func() *model.Target { return tg })}
+		go srv.Serve(ln)
+		t.Cleanup(func() { srv.Close() })
+	} else {
+		ln.Close() // connections are refused
+	}
+	n, err := NormalizeTarget(tg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	txt, _, err := EncodeTXT(n, EncodeOptions{Endpoint: "http://" + ln.Addr().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	watch := openLo(t)
+	seen := make(chan inbound, 256)
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done) })
+	go watch.recv(seen, done, func(bool) bool { return true })
+
+	r := loResponder(openLo(t), "quiet")
+	r.txt = txt
+	serveLo(t, r)
+	_, out := runBrowser(t, BrowserConfig{
+		BrowseInterval: 300 * time.Millisecond, InitialWait: 300 * time.Millisecond, Debounce: 50 * time.Millisecond,
+		ProbeInterval: 200 * time.Millisecond,
+	})
+	return seen, r, out
+}
+
+// ours says whether rrs hold the PTR record and the TXT record of inst.
+func ours(rrs []dns.RR, inst string) (ptr, txt bool) {
+	for _, rr := range rrs {
+		switch x := rr.(type) {
+		case *dns.PTR:
+			ptr = ptr || strings.EqualFold(x.Ptr, inst)
+		case *dns.TXT:
+			txt = txt || strings.EqualFold(x.Hdr.Name, inst)
+		}
+	}
+	return ptr, txt
 }
 
 // A changed TXT record is announced twice (RFC 6762 §8.4): a browser that

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -403,13 +402,9 @@ func checkHealth(ctx context.Context, hc string) error {
 		if err != nil {
 			return err
 		}
-		defer resp.Body.Close()
+		resp.Body.Close()
 		if resp.StatusCode >= 400 {
-			// The start of the body says why, like the log lines a failed
-			// activation reports.
-			b, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
-			why := strings.Join(strings.Fields(string(b)), " ")
-			return fmt.Errorf("%s: status %d: %s", hc, resp.StatusCode, why)
+			return fmt.Errorf("%s: status %d", hc, resp.StatusCode)
 		}
 		return nil
 	case strings.HasPrefix(hc, "tcp:"):
