@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -591,21 +592,19 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 			}
 			// zeroconf asks while there is nothing to list; a query with
 			// known answers is ours (zeroconf v1.0.0 cannot list them).
-			q := (*dns.Msg)(nil)
+			browse := true
 			if conn != nil {
-				q = ptrQuery(known, func(inst string) bool {
+				q := ptrQuery(known, func(inst string) bool {
 					ce := cache[inst]
 					return probeOK[inst] && ce != nil && ce.obs != nil
 				}, now)
-			}
-			if q != nil && len(q.Answer) > 0 {
-				if err := conn.send(q); err != nil {
-					log.Debug("mDNS query", zap.Error(err))
+				if browse = len(q.Answer) == 0; !browse {
+					if err := conn.send(q); err != nil {
+						log.Debug("mDNS query", zap.Error(err))
+					}
 				}
-				startRound(false, lookups)
-			} else {
-				startRound(true, lookups)
 			}
+			startRound(browse, lookups)
 			next := s.cfg.BrowseInterval
 			if len(startup) > 0 {
 				next = startup[0] - now.Sub(start)
@@ -617,16 +616,8 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 			roundT.Reset(next)
 		case <-probeT.C():
 			eps := table.Endpoints()
-			for inst := range probeTimeouts {
-				if _, ok := eps[inst]; !ok {
-					delete(probeTimeouts, inst)
-				}
-			}
-			for inst := range probeOK {
-				if _, ok := eps[inst]; !ok {
-					delete(probeOK, inst)
-				}
-			}
+			maps.DeleteFunc(probeTimeouts, func(inst string, _ time.Duration) bool { _, ok := eps[inst]; return !ok })
+			maps.DeleteFunc(probeOK, func(inst string, _ bool) bool { _, ok := eps[inst]; return !ok })
 			for inst, ep := range eps {
 				if !probing[inst] {
 					probing[inst] = true

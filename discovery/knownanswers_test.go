@@ -205,28 +205,36 @@ func knownAnswerSetup(t *testing.T, serve bool) (<-chan inbound, *responder, <-c
 	} else {
 		ln.Close() // connections are refused
 	}
-	n, err := NormalizeTarget(tg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	txt, _, err := EncodeTXT(n, EncodeOptions{Endpoint: "http://" + ln.Addr().String()})
-	if err != nil {
-		t.Fatal(err)
-	}
 	watch := openLo(t)
 	seen := make(chan inbound, 256)
 	done := make(chan struct{})
 	t.Cleanup(func() { close(done) })
 	go watch.recv(seen, done, func(bool) bool { return true })
 
-	r := loResponder(openLo(t), "quiet")
-	r.txt = txt
+	r := endpointResponder(t, tg, "http://"+ln.Addr().String())
 	serveLo(t, r)
 	_, out := runBrowser(t, BrowserConfig{
 		BrowseInterval: 300 * time.Millisecond, InitialWait: 300 * time.Millisecond, Debounce: 50 * time.Millisecond,
 		ProbeInterval: 200 * time.Millisecond,
 	})
 	return seen, r, out
+}
+
+// endpointResponder is a responder on lo announcing tg (whose hostname is
+// its name) with endpoint.
+func endpointResponder(t *testing.T, tg *model.Target, endpoint string) *responder {
+	t.Helper()
+	n, err := NormalizeTarget(tg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	txt, _, err := EncodeTXT(n, EncodeOptions{Endpoint: endpoint})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := loResponder(openLo(t), tg.Name)
+	r.txt = txt
+	return r
 }
 
 // ours says whether rrs hold the PTR record and the TXT record of inst.

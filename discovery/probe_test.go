@@ -56,17 +56,7 @@ func TestProbeBackoffKeepsASlowEndpoint(t *testing.T) {
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	tg := mustTarget(t, "slow", map[string]any{"properties": map[string]any{"hostname": "slow"}})
-	n, err := NormalizeTarget(tg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	txt, _, err := EncodeTXT(n, EncodeOptions{Endpoint: "http://" + ln.Addr().String()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := loResponder(openLo(t), "slow")
-	r.txt = txt
-	serveLo(t, r)
+	serveLo(t, endpointResponder(t, tg, "http://"+ln.Addr().String()))
 	_, out := runBrowser(t, BrowserConfig{
 		BrowseInterval: 300 * time.Millisecond, InitialWait: 300 * time.Millisecond, Debounce: 50 * time.Millisecond,
 		ProbeInterval: 100 * time.Millisecond, ProbeTimeout: probeTimeout, ProbeFailures: 3,
