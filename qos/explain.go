@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 
@@ -175,6 +176,14 @@ func (e *Explanation) record(index int, label, filter string, in, out *Candidate
 		for _, x := range outList {
 			left[x]++
 		}
+		// One reason string for all of the service's unexplained removals
+		// (a divide filter removes all but one of a hundred targets), and
+		// room for them at once: at 1000 services × 100 targets this is
+		// most of what an explanation keeps.
+		reason := ""
+		if removed := len(inList) - len(outList) - n; removed > 0 {
+			s.Rejections = slices.Grow(s.Rejections, removed)
+		}
 		for _, x := range inList {
 			if left[x] > 0 {
 				left[x]--
@@ -184,11 +193,14 @@ func (e *Explanation) record(index int, label, filter string, in, out *Candidate
 				explained[x]--
 				continue
 			}
-			reason := "dropped by " + filter
-			if len(outList) > 0 && len(outList) < len(inList) {
-				reason = fmt.Sprintf("not selected by %s (kept %s)", filter, strings.Join(candNames(out, outList), ", "))
+			if reason == "" {
+				reason = "dropped by " + filter
+				if len(outList) > 0 && len(outList) < len(inList) {
+					reason = fmt.Sprintf("not selected by %s (kept %s)", filter, strings.Join(candNames(out, outList), ", "))
+				}
+				reason = model.Redact(reason)
 			}
-			e.reject(index, label, svc, candName(in, x), reason)
+			s.Rejections = append(s.Rejections, Rejection{StepIndex: index, Step: label, Target: candName(in, x), Reason: reason})
 		}
 		var added []string
 		for x, n := range left {

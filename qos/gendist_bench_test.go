@@ -195,3 +195,36 @@ func BenchmarkMapAttrOnListDistinctLists(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkExplainLoopPolicy1000x100 is the scale scenario's policy (the
+// demo's: types, previous targets, least loaded) on 1000 services × 100
+// targets with explanations, the size at which the loop still explains
+// every pair: B/op is about what the coordinator keeps for /status.
+func BenchmarkExplainLoopPolicy1000x100(b *testing.B) {
+	sf, inf := writeGendistModels(b, 1000, 100)
+	svcs, err := model.LoadServices(sf)
+	if err != nil {
+		b.Fatal(err)
+	}
+	infra, err := model.LoadInfrastructure(inf)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, err := ParsePolicy([]byte(`
+steps:
+  - filter: mapAttrOnList
+    serviceProperty: type
+    targetPropertyList: supportedTypes
+  - filter: preferPrevious
+  - filter: divideLeastLoaded
+`), model.FormatYAML, "bench.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := p.Run(Input{Services: svcs, Infrastructure: infra, Explain: true}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
