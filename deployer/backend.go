@@ -24,6 +24,12 @@ type AgentBackend struct {
 	// PerTarget bounds the number of steps running at once on one target
 	// (--max-per-target; 0: DefaultPerTarget).
 	PerTarget int
+	// SnapshotParallel bounds the snapshots a SnapshotAll round takes at
+	// once over all targets (0: DefaultSnapshotParallel; Parallel when
+	// that is smaller). Every one ends in the coordinator's store: a
+	// round of a hundred stateful services at once was a burst of a
+	// hundred snapshots and fsyncs that stalled a loaded host for seconds.
+	SnapshotParallel int
 	// Store, when set, receives every transferred snapshot (so the newest
 	// state of a moved service is also on the coordinator) and provides
 	// snapshots for restore-from-store steps.
@@ -50,6 +56,10 @@ type AgentBackend struct {
 }
 
 var _ Backend = (*AgentBackend)(nil)
+
+// DefaultSnapshotParallel is the number of snapshots a SnapshotAll round
+// takes at once when AgentBackend.SnapshotParallel is not set.
+const DefaultSnapshotParallel = 8
 
 func (b *AgentBackend) init() {
 	b.once.Do(func() {
@@ -265,8 +275,9 @@ func (b *AgentBackend) Health(ctx context.Context, infra model.Infrastructure, d
 }
 
 // SnapshotAll snapshots every snapshot mapping of man on its target and
-// copies the snapshots into store (generations, store.Keep). Targets that
-// do not answer are reported in the error but do not stop the others.
+// copies the snapshots into store (generations, store.Keep), at most
+// SnapshotParallel at once. Targets that do not answer are reported in
+// the error but do not stop the others.
 func (b *AgentBackend) SnapshotAll(ctx context.Context, man *model.Manifest, store *Store, progress func(string)) ([]agentapi.SnapshotInfo, error) {
 	b.init()
 	if progress == nil {
@@ -278,7 +289,14 @@ func (b *AgentBackend) SnapshotAll(ctx context.Context, man *model.Manifest, sto
 		errs []error
 		wg   sync.WaitGroup
 	)
-	lim := newLimiter(b.Parallel, b.PerTarget)
+	par := b.SnapshotParallel
+	if par <= 0 {
+		par = DefaultSnapshotParallel
+	}
+	if b.Parallel > 0 {
+		par = min(par, b.Parallel)
+	}
+	lim := newLimiter(par, b.PerTarget)
 	for _, sm := range man.Snapshots {
 		svc := man.Services[sm.Service]
 		wg.Add(1)

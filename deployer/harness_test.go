@@ -77,6 +77,13 @@ type testAgent struct {
 
 func startAgent(t testing.TB, name, dir, addr string) *testAgent {
 	t.Helper()
+	return startAgentWith(t, name, dir, addr, nil)
+}
+
+// startAgentWith is startAgent with the agent's handler passed through
+// wrap (nil: served as it is).
+func startAgentWith(t testing.TB, name, dir, addr string, wrap func(http.Handler) http.Handler) *testAgent {
+	t.Helper()
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
@@ -90,7 +97,11 @@ func startAgent(t testing.TB, name, dir, addr string) *testAgent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ta := &testAgent{name: name, dir: dir, addr: ln.Addr().String(), a: a, srv: &http.Server{Handler: a.Handler()}, done: make(chan struct{})}
+	h := a.Handler()
+	if wrap != nil {
+		h = wrap(h)
+	}
+	ta := &testAgent{name: name, dir: dir, addr: ln.Addr().String(), a: a, srv: &http.Server{Handler: h}, done: make(chan struct{})}
 	go func() { ta.srv.Serve(ln); close(ta.done) }()
 	return ta
 }
@@ -115,11 +126,18 @@ type cluster struct {
 
 func newCluster(t *testing.T, n int) *cluster {
 	t.Helper()
+	return newClusterWith(t, n, nil)
+}
+
+// newClusterWith is newCluster with every agent's handler passed through
+// wrap (see startAgentWith).
+func newClusterWith(t *testing.T, n int, wrap func(http.Handler) http.Handler) *cluster {
+	t.Helper()
 	needTestsvc(t)
 	c := &cluster{t: t, agents: map[string]*testAgent{}, infra: model.Infrastructure{}}
 	for i := 1; i <= n; i++ {
 		name := fmt.Sprintf("t%d", i)
-		ta := startAgent(t, name, t.TempDir(), "")
+		ta := startAgentWith(t, name, t.TempDir(), "", wrap)
 		c.agents[name] = ta
 		c.infra[name] = &model.Target{Name: name, Properties: map[string]any{"agentURL": ta.url(), "hostname": "127.0.0.1"}, Extra: map[string]any{}}
 	}

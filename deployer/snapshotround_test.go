@@ -1,0 +1,71 @@
+package deployer_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"testing"
+
+	"github.com/dydisnix/dydisnix/deployer"
+	"github.com/dydisnix/dydisnix/deployer/agentapi"
+	"github.com/dydisnix/dydisnix/model"
+)
+
+// TestSnapshotAllBoundsTheRound: a snapshot round over three agents, with
+// no global step bound and room for four steps per target, takes at most
+// SnapshotParallel snapshots at once. Each snapshot request is held at its
+// agent until as many as the bound are in (or every one has come), so
+// without the bound the nine requests pile up past it.
+func TestSnapshotAllBoundsTheRound(t *testing.T) {
+	const bound, total = 2, 9
+	var (
+		mu                      sync.Mutex
+		cond                    = sync.NewCond(&mu)
+		inflight, most, arrived int
+	)
+	hold := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != agentapi.PathSnapshot {
+				next.ServeHTTP(w, r)
+				return
+			}
+			mu.Lock()
+			inflight++
+			arrived++
+			most = max(most, inflight)
+			cond.Broadcast()
+			for inflight < bound && arrived < total {
+				cond.Wait()
+			}
+			mu.Unlock()
+			next.ServeHTTP(w, r)
+			mu.Lock()
+			inflight--
+			mu.Unlock()
+		})
+	}
+	c := newClusterWith(t, 3, hold)
+	svcs, d := model.Services{}, model.Distribution{}
+	for i := 0; i < total; i++ {
+		name := fmt.Sprintf("kv%d", i)
+		svcs[name] = svc(t, name, "kv", nil, nil, true)
+		d[name] = []model.Mapping{{Target: fmt.Sprintf("t%d", i%3+1)}}
+	}
+	c.mustDeploy(svcs, d)
+	latest, err := c.store.Latest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	be := &deployer.AgentBackend{Token: c.be.Token, TLS: c.be.TLS, SnapshotParallel: bound}
+	got, err := be.SnapshotAll(context.Background(), latest, c.store, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != total {
+		t.Errorf("SnapshotAll took %d snapshots, want %d", len(got), total)
+	}
+	if most != bound {
+		t.Errorf("at most %d snapshots ran at once, want %d (the bound, reached)", most, bound)
+	}
+}
