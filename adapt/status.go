@@ -122,6 +122,14 @@ var statusSections = map[string][]string{
 	"history":  {"events", "deploys"},
 }
 
+// statusSectionDrop empties the fields of each detail section (st is a
+// copy: the slices and maps themselves are left alone).
+var statusSectionDrop = map[string]func(st *Status){
+	"targets":  func(st *Status) { st.Infrastructure, st.Discovered, st.Targets, st.Draining = nil, nil, nil, nil },
+	"services": func(st *Status) { st.Distribution, st.Services, st.Snapshots = nil, nil, nil },
+	"history":  func(st *Status) { st.Events, st.Deploys = nil, nil },
+}
+
 // StatusDetailAll asks for every detail section of /status.
 const StatusDetailAll = "all"
 
@@ -149,6 +157,13 @@ func statusJSON(st Status, detail string) ([]byte, error) {
 		r := *st.LastDeploy
 		r.Distribution, r.Plan = nil, nil
 		st.LastDeploy = &r
+	}
+	// Sections not asked for are not rendered at all (at 1000 services
+	// on 100 targets they are most of the page), then their keys removed.
+	for sec, drop := range statusSectionDrop {
+		if !want[sec] {
+			drop(&st)
+		}
 	}
 	b, err := json.Marshal(st)
 	if err != nil {

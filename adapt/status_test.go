@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -199,5 +201,54 @@ func TestStatusConflicts(t *testing.T) {
 	_, _, page := get(t, srv, "/")
 	if !strings.Contains(page, `id="conflicts"`) || !strings.Contains(page, "http://10.0.0.66:18080") {
 		t.Errorf("the page does not show the conflict")
+	}
+}
+
+// TestStatusSectionDropMatchesSections: the fields each detail section's
+// drop empties are exactly the keys the section lists, so a section not
+// asked for is neither rendered nor left behind.
+func TestStatusSectionDropMatchesSections(t *testing.T) {
+	t.Parallel()
+	full := Status{Phase: "idle",
+		Infrastructure: model.Infrastructure{"m": &model.Target{Name: "m"}}, Discovered: []string{"m"},
+		Targets: []MemberStatus{{Target: "m"}}, Draining: []string{"m"},
+		Distribution: model.Distribution{"s": {{Target: "m"}}}, Services: []ServiceHealth{{Service: "s"}},
+		Snapshots: []SnapshotAge{{Service: "s"}}, Events: []EventRecord{{}}, Deploys: []DeployReport{{Seq: 1}}}
+	keys := func(st Status) map[string]bool {
+		b, err := json.Marshal(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]bool{}
+		for k, v := range m {
+			if string(v) != "null" {
+				out[k] = true
+			}
+		}
+		return out
+	}
+	all := keys(full)
+	if len(statusSectionDrop) != len(statusSections) {
+		t.Fatalf("%d sections drop fields, %d are listed", len(statusSectionDrop), len(statusSections))
+	}
+	for sec, listed := range statusSections {
+		st := full
+		statusSectionDrop[sec](&st)
+		left := keys(st)
+		var dropped []string
+		for k := range all {
+			if !left[k] {
+				dropped = append(dropped, k)
+			}
+		}
+		sort.Strings(dropped)
+		want := slices.Sorted(slices.Values(listed))
+		if !slices.Equal(dropped, want) {
+			t.Errorf("section %s: dropping empties %v, the section lists %v", sec, dropped, want)
+		}
 	}
 }
