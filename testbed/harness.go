@@ -72,6 +72,7 @@ type Harness struct {
 	mu       sync.Mutex
 	loop     *exec.Cmd
 	loopDone chan struct{}
+	checker  *http.Client // settle's health checks, kept alive
 }
 
 // Status is the part of the coordinator's /status the harness reads.
@@ -332,6 +333,11 @@ func (h *Harness) endLoop(sig syscall.Signal) {
 // Close stops the loop and the testbed.
 func (h *Harness) Close() error {
 	h.StopLoop()
+	h.mu.Lock()
+	if h.checker != nil {
+		h.checker.CloseIdleConnections()
+	}
+	h.mu.Unlock()
 	return h.TB.Close()
 }
 
@@ -345,9 +351,24 @@ func (h *Harness) LoopLog(n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// Status fetches the coordinator's /status.
-func (h *Harness) Status() (*Status, error) {
-	resp, err := h.client.Get(h.statusURL)
+// Status fetches the coordinator's /status with the detail of its
+// targets and services.
+func (h *Harness) Status() (*Status, error) { return h.status(h.statusURL) }
+
+// statusSummary fetches the summary of /status (no detail: the phase and
+// the last deploy without its plan and distribution), cheap to poll often.
+func (h *Harness) statusSummary() (*Status, error) {
+	return h.status(strings.TrimSuffix(h.statusURL, "?detail=targets,services"))
+}
+
+// statusServices fetches /status with the services' detail only (the
+// distribution), not the targets'.
+func (h *Harness) statusServices() (*Status, error) {
+	return h.status(strings.Replace(h.statusURL, "detail=targets,services", "detail=services", 1))
+}
+
+func (h *Harness) status(url string) (*Status, error) {
+	resp, err := h.client.Get(url)
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"net/http"
 	"os"
 	"os/exec"
 	"sort"
@@ -250,7 +252,7 @@ func (r *scaleRun) run(ctx context.Context) error {
 	// The first deploy: its start as the loop reports it, until every
 	// service answers its health check.
 	var firstStart time.Time
-	st, at, err := h.settle(ctx, 0, nil, r.settleTimeout(), func(st *Status) {
+	st, at, err := h.settle(ctx, 0, nil, nil, r.settleTimeout(), func(st *Status) {
 		if firstStart.IsZero() && st.LastDeploy != nil && st.LastDeploy.Seq == 1 {
 			firstStart = st.LastDeploy.Started
 		}
@@ -376,7 +378,7 @@ func (r *scaleRun) crash(ctx context.Context, before *Status) error {
 		return err
 	}
 	var detected, started time.Time
-	st, at, err := h.settle(ctx, before.Seq(), map[string]bool{name: true}, r.settleTimeout(), func(st *Status) {
+	st, at, err := h.settle(ctx, before.Seq(), before, map[string]bool{name: true}, r.settleTimeout(), func(st *Status) {
 		if d := st.LastDeploy; d != nil && d.Seq > before.Seq() && detected.IsZero() {
 			detected, started = d.ChangeAt, d.Started
 			r.report.CrashDetected = fig(detected.Sub(t0).Seconds())
@@ -419,7 +421,7 @@ func (r *scaleRun) leave(ctx context.Context) error {
 	t0 := time.Now()
 	stopped := make(chan error, 1)
 	go func() { stopped <- h.TB.Stop(name) }()
-	_, at, err := h.settle(ctx, before.Seq(), gone, r.settleTimeout(), nil)
+	_, at, err := h.settle(ctx, before.Seq(), before, gone, r.settleTimeout(), nil)
 	if err != nil {
 		return fmt.Errorf("after the graceful stop of %s: %w", name, err)
 	}
@@ -476,13 +478,28 @@ func serviceProcessesUnder(dir string) []string {
 	return out
 }
 
-// settle waits until a deploy after afterSeq succeeded, no service is
-// placed on a machine of avoid, and every service answers its health
-// check (checked in parallel); seen, when not nil, sees every status
-// read. It returns the status and when that was first seen.
-func (h *Harness) settle(ctx context.Context, afterSeq int, avoid map[string]bool, timeout time.Duration, seen func(*Status)) (*Status, time.Time, error) {
+// settle waits until a deploy after afterSeq has succeeded, the loop is
+// idle, no service is placed on a machine in avoid, and every service has
+// answered its health check where it is placed; it returns the last
+// status and when the last health check needed came back. seen, when
+// set, sees every status polled.
+//
+// A service that answered is not asked again while the loop reports the
+// same deploy and the service the same machine: at N = 100, asking all
+// 1000 services on every poll took seconds on a loaded host, and those
+// seconds were counted as the reaction's. A later deploy asks them all
+// again (a front end's health depends on its store, which may have moved).
+//
+// With before (the status of a settled system before a crash or a leave),
+// the time returned is when the services the reaction touched answered:
+// those placed elsewhere than in before, and those that depend on or
+// connect to one of them (transitively). Every other service must answer
+// too, in a round right after, before settle returns: untouched, they are
+// not what the reaction's time measures.
+func (h *Harness) settle(ctx context.Context, afterSeq int, before *Status, avoid map[string]bool, timeout time.Duration, seen func(*Status)) (*Status, time.Time, error) {
 	deadline := time.Now().Add(timeout)
 	ports := h.ServicePorts()
+	answered, answeredSeq := map[string]string{}, 0
 	var last string
 	for time.Now().Before(deadline) {
 		select {
@@ -492,7 +509,10 @@ func (h *Harness) settle(ctx context.Context, afterSeq int, avoid map[string]boo
 			return nil, time.Time{}, fmt.Errorf("dydisnix-self-adapt is not running; its log ends:\n%s", h.LoopLog(15))
 		case <-time.After(50 * time.Millisecond):
 		}
-		st, err := h.Status()
+		// The summary until a deploy has ended, then the distribution:
+		// the whole status 20 times a second loaded the coordinator
+		// whose reaction is measured.
+		st, err := h.statusSummary()
 		if err != nil {
 			last = err.Error()
 			continue
@@ -508,18 +528,87 @@ func (h *Harness) settle(ctx context.Context, afterSeq int, avoid map[string]boo
 			last = "last deploy failed: " + st.LastDeploy.Error
 			continue
 		}
-		if err := h.allHealthy(st, ports, avoid); err != nil {
+		if st, err = h.statusServices(); err != nil {
 			last = err.Error()
 			continue
 		}
-		return st, time.Now(), nil
+		if st.Seq() <= afterSeq || st.Phase != "idle" || st.LastDeploy.Result != "success" {
+			continue // a deploy started in between
+		}
+		if st.Seq() != answeredSeq {
+			clear(answered)
+			answeredSeq = st.Seq()
+			if before != nil {
+				maps.Copy(answered, h.untouched(before, st))
+			}
+		}
+		if err := h.allHealthy(st, ports, avoid, answered); err != nil {
+			last = err.Error()
+			continue
+		}
+		at := time.Now()
+		if before != nil {
+			if err := h.allHealthy(st, ports, avoid, nil); err != nil {
+				last = err.Error()
+				answeredSeq = 0 // start over
+				continue
+			}
+		}
+		return st, at, nil
 	}
 	return nil, time.Time{}, fmt.Errorf("the system did not settle within %s: %s\ncoordinator log:\n%s", timeout, last, h.LoopLog(10))
 }
 
+// untouched returns service → machine for the services placed in st as in
+// before that neither depend on nor connect to (transitively) a service
+// placed differently.
+func (h *Harness) untouched(before, st *Status) map[string]string {
+	edges := map[string][]string{} // service → the services it uses
+	for name, v := range h.cfg.Services {
+		m, _ := v.(map[string]any)
+		for _, k := range []string{"dependsOn", "connectsTo"} {
+			list, _ := m[k].([]any)
+			for _, d := range list {
+				if d, ok := d.(string); ok {
+					edges[name] = append(edges[name], d)
+				}
+			}
+		}
+	}
+	touched := map[string]bool{}
+	for name := range h.cfg.Services {
+		if t := st.TargetOf(name); t == "" || t != before.TargetOf(name) {
+			touched[name] = true
+		}
+	}
+	for changed := true; changed; {
+		changed = false
+		for name, uses := range edges {
+			if touched[name] {
+				continue
+			}
+			for _, d := range uses {
+				if touched[d] {
+					touched[name], changed = true, true
+					break
+				}
+			}
+		}
+	}
+	out := map[string]string{}
+	for name := range h.cfg.Services {
+		if !touched[name] {
+			out[name] = st.TargetOf(name)
+		}
+	}
+	return out
+}
+
 // allHealthy checks every service's placement and health check, 32 at a
-// time; it returns the first problem in service-name order.
-func (h *Harness) allHealthy(st *Status, ports map[string]int, avoid map[string]bool) error {
+// time, except those answered lists as having answered on the machine they
+// are placed on; it adds those that answer now to answered (when not nil),
+// and returns the first problem in service-name order.
+func (h *Harness) allHealthy(st *Status, ports map[string]int, avoid map[string]bool, answered map[string]string) error {
 	names := make([]string, 0, len(ports))
 	for n := range ports {
 		names = append(names, n)
@@ -527,6 +616,7 @@ func (h *Harness) allHealthy(st *Status, ports map[string]int, avoid map[string]
 	sort.Strings(names)
 	errs := make([]error, len(names))
 	sem := make(chan struct{}, 32)
+	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for i, name := range names {
 		t := st.TargetOf(name)
@@ -534,12 +624,24 @@ func (h *Harness) allHealthy(st *Status, ports map[string]int, avoid map[string]
 			errs[i] = fmt.Errorf("%s is placed on %q", name, t)
 			continue
 		}
+		mu.Lock()
+		done := answered[name] == t
+		mu.Unlock()
+		if done {
+			continue
+		}
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if err := h.Healthy(t, ports[name]); err != nil {
+			if err := h.checkHealthy(t, ports[name]); err != nil {
 				errs[i] = fmt.Errorf("%s on %s: %w", name, t, err)
+				return
+			}
+			if answered != nil {
+				mu.Lock()
+				answered[name] = t
+				mu.Unlock()
 			}
 		}()
 	}
@@ -548,6 +650,33 @@ func (h *Harness) allHealthy(st *Status, ports map[string]int, avoid map[string]
 		if err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// checkHealthy is Healthy over kept-alive connections (one per service at
+// most), so that repeated checks of many services do not each pay a new
+// connection from the coordinator's namespace.
+func (h *Harness) checkHealthy(target string, port int) error {
+	h.mu.Lock()
+	if h.checker == nil {
+		h.checker = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+			DialContext: h.cfg.Coordinator.DialContext, MaxIdleConnsPerHost: 1, IdleConnTimeout: time.Minute}}
+	}
+	c := h.checker
+	h.mu.Unlock()
+	a, err := h.Addr(target, port)
+	if err != nil {
+		return err
+	}
+	resp, err := c.Get("http://" + a + "/healthz")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("health check answered %d", resp.StatusCode)
 	}
 	return nil
 }
