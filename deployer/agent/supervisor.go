@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -402,6 +403,8 @@ func checkHealth(ctx context.Context, hc string) error {
 		if err != nil {
 			return err
 		}
+		// Read to the end, so the connection is kept for the next check.
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		resp.Body.Close()
 		if resp.StatusCode >= 400 {
 			return fmt.Errorf("%s: status %d", hc, resp.StatusCode)

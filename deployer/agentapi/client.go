@@ -71,7 +71,13 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ct
 	if err != nil {
 		return fmt.Errorf("agent %s: %w", c.BaseURL, err)
 	}
-	defer resp.Body.Close()
+	// Read to the end before closing (the newline after the JSON, the
+	// last chunk): a body closed early closes its connection, and the
+	// next request to this agent would make a new TLS handshake.
+	defer func() {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+	}()
 	if resp.StatusCode/100 != 2 {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		var e Error

@@ -2,6 +2,7 @@ package agentapi
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -184,5 +185,63 @@ func TestClientResendsWhileConnectionsAreClosed(t *testing.T) {
 	defer mu.Unlock()
 	if dropped != 2 || activations != 1 {
 		t.Errorf("dropped %d, activations served %d; want 2 and 1", dropped, activations)
+	}
+}
+
+// TestClientReusesTheConnectionAfterAnswers: answers the client reads
+// (JSON with the agent's trailing newline, small and chunked, an error,
+// none) leave the kept-alive connection usable, so a coordinator polling
+// its agents does not make a new TLS handshake per request.
+func TestClientReusesTheConnectionAfterAnswers(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	conns := 0
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch r.URL.Path {
+		case PathHealth:
+			json.NewEncoder(w).Encode(Health{Status: "ok"})
+		case PathProfile:
+			p := Profile{}
+			for i := 0; i < 2000; i++ { // larger than the server's buffer: chunked
+				p.Services = append(p.Services, ProfileEntry{Key: strings.Repeat("k", 40)})
+			}
+			json.NewEncoder(w).Encode(p)
+		case PathLock:
+			w.WriteHeader(http.StatusConflict)
+			json.NewEncoder(w).Encode(Error{Error: "locked"})
+		default:
+			w.WriteHeader(http.StatusNoContent)
+		}
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			mu.Lock()
+			conns++
+			mu.Unlock()
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	c := NewClient(srv.URL, "token", srv.Client())
+	ctx := context.Background()
+	for i := 0; i < 3; i++ {
+		if _, err := c.Health(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Profile(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Lock(ctx, "owner"); !IsStatus(err, http.StatusConflict) {
+			t.Fatalf("lock: %v, want 409", err)
+		}
+		if err := c.Unlock(ctx, "owner"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if conns != 1 {
+		t.Errorf("12 requests one after another took %d connections, want 1", conns)
 	}
 }
