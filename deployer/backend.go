@@ -276,7 +276,8 @@ func (b *AgentBackend) Health(ctx context.Context, infra model.Infrastructure, d
 
 // SnapshotAll snapshots every snapshot mapping of man on its target and
 // copies the snapshots into store (generations, store.Keep), at most
-// SnapshotParallel at once. Targets that do not answer are reported in
+// SnapshotParallel at once; a snapshot the store has as its newest is
+// renewed there, not copied again. Targets that do not answer are reported in
 // the error but do not stop the others.
 func (b *AgentBackend) SnapshotAll(ctx context.Context, man *model.Manifest, store *Store, progress func(string)) ([]agentapi.SnapshotInfo, error) {
 	b.init()
@@ -312,6 +313,15 @@ func (b *AgentBackend) SnapshotAll(ctx context.Context, man *model.Manifest, sto
 				info, err := c.SnapshotMapping(ctx, agentapi.ServiceRequest{Service: svc.Name, Mapping: &req})
 				if err != nil {
 					return err
+				}
+				if got, ok, err := store.Renew(svc.Name, info.Digest); err != nil {
+					return err
+				} else if ok {
+					mu.Lock()
+					out = append(out, got)
+					mu.Unlock()
+					progress(fmt.Sprintf("snapshot %s on %s: %s, unchanged (store generation %d)", svc.Name, sm.Target, got.Digest, got.Generation))
+					return nil
 				}
 				pr, pw := io.Pipe()
 				go func() { pw.CloseWithError(c.FetchSnapshot(ctx, svc.Name, info.Digest, pw)) }()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 
@@ -16,21 +17,29 @@ import (
 // no global step bound and room for four steps per target, takes at most
 // SnapshotParallel snapshots at once. Each snapshot request is held at its
 // agent until as many as the bound are in (or every one has come), so
-// without the bound the nine requests pile up past it.
+// without the bound the nine requests pile up past it. Later rounds copy
+// only the snapshots that changed.
 func TestSnapshotAllBoundsTheRound(t *testing.T) {
 	const bound, total = 2, 9
 	var (
 		mu                      sync.Mutex
 		cond                    = sync.NewCond(&mu)
 		inflight, most, arrived int
+		fetches                 int
 	)
 	hold := func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.URL.Path != agentapi.PathSnapshot {
+			if r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, agentapi.PathSnapshots) {
+				mu.Lock()
+				fetches++
+				mu.Unlock()
+			}
+			mu.Lock()
+			if r.URL.Path != agentapi.PathSnapshot || arrived >= total { // not held: other requests, later rounds
+				mu.Unlock()
 				next.ServeHTTP(w, r)
 				return
 			}
-			mu.Lock()
 			inflight++
 			arrived++
 			most = max(most, inflight)
@@ -68,4 +77,36 @@ func TestSnapshotAllBoundsTheRound(t *testing.T) {
 	if most != bound {
 		t.Errorf("at most %d snapshots ran at once, want %d (the bound, reached)", most, bound)
 	}
+
+	// A second round over unchanged state renews the store's snapshots
+	// without copying them; after a change only that one is copied.
+	ctx := context.Background()
+	mu.Lock()
+	fetches = 0
+	mu.Unlock()
+	if _, err := be.SnapshotAll(ctx, latest, c.store, nil); err != nil {
+		t.Fatal(err)
+	}
+	httpPut(t, svcs["kv4"], "/kv/x", "42")
+	got, err = be.SnapshotAll(ctx, latest, c.store, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if fetches != 1 {
+		t.Errorf("two more rounds, one service changed: %d snapshots copied, want 1", fetches)
+	}
+	for _, info := range got {
+		if want := 1 + btoi(info.Service == "kv4"); info.Generation != want {
+			t.Errorf("%s: store generation %d, want %d", info.Service, info.Generation, want)
+		}
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -237,6 +238,25 @@ func (s *Store) PutSnapshot(service, digest string, r io.Reader) (agentapi.Snaps
 		return agentapi.SnapshotInfo{}, err
 	}
 	return info, nil
+}
+
+// Renew makes the newest snapshot of service count as stored now when its
+// digest is digest ("sha256:<hex>") and its file is present, and reports
+// whether it did: a snapshot round over unchanged state then copies
+// nothing (the same as storing it again, without the transfer).
+func (s *Store) Renew(service, digest string) (agentapi.SnapshotInfo, bool, error) {
+	info, ok, err := s.LatestSnapshot(service)
+	if err != nil || !ok || info.Digest != digest {
+		return agentapi.SnapshotInfo{}, false, err
+	}
+	now := time.Now()
+	if err := os.Chtimes(s.SnapshotPath(service, digest), now, now); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return agentapi.SnapshotInfo{}, false, nil
+		}
+		return agentapi.SnapshotInfo{}, false, fmt.Errorf("snapshot store %s: %w", service, err)
+	}
+	return info, true, nil
 }
 
 // SnapshotServices lists the services that have snapshots in the store.

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dydisnix/dydisnix/model"
 )
@@ -76,5 +77,45 @@ func TestStoreSnapshotsKeepAndVerify(t *testing.T) {
 	}
 	if info, ok, _ := st.LatestSnapshot("db"); !ok || info.Digest != digests[2] {
 		t.Errorf("latest = %+v", info)
+	}
+}
+
+// TestStoreRenew: the newest snapshot, asked for by its digest, is renewed
+// (stored now, same generation); an older digest, an unknown service or a
+// snapshot whose file is gone is not.
+func TestStoreRenew(t *testing.T) {
+	t.Parallel()
+	st, _ := OpenStore(t.TempDir(), 3)
+	var digests []string
+	for _, body := range []string{"one", "two"} {
+		sum := sha256.Sum256([]byte(body))
+		d := "sha256:" + hex.EncodeToString(sum[:])
+		digests = append(digests, d)
+		if _, err := st.PutSnapshot("db", d, strings.NewReader(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(st.SnapshotPath("db", digests[1]), old, old); err != nil {
+		t.Fatal(err)
+	}
+	info, ok, err := st.Renew("db", digests[1])
+	if err != nil || !ok || info.Generation != 2 || info.Digest != digests[1] {
+		t.Fatalf("Renew(newest) = %+v, %v, %v; want generation 2, renewed", info, ok, err)
+	}
+	if at, _, _ := st.SnapshotTime("db"); !at.After(old.Add(59 * time.Minute)) {
+		t.Errorf("renewed snapshot stored at %v, want now", at)
+	}
+	for _, tc := range []struct{ service, digest string }{{"db", digests[0]}, {"nope", digests[1]}} {
+		if _, ok, err := st.Renew(tc.service, tc.digest); ok || err != nil {
+			t.Errorf("Renew(%s, %s) = %v, %v; want not renewed, no error", tc.service, tc.digest, ok, err)
+		}
+	}
+	os.Remove(st.SnapshotPath("db", digests[1]))
+	if _, ok, err := st.Renew("db", digests[1]); ok || err != nil {
+		t.Errorf("Renew of a missing file = %v, %v; want not renewed, no error", ok, err)
+	}
+	if gens, _ := st.Snapshots("db"); len(gens) != 2 {
+		t.Errorf("generations after renewals = %+v, want the two stored", gens)
 	}
 }
