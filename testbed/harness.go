@@ -77,7 +77,10 @@ type Harness struct {
 
 // Status is the part of the coordinator's /status the harness reads.
 type Status struct {
-	Phase        string           `json:"phase"`
+	Phase   string `json:"phase"`
+	Summary struct {
+		Targets map[adapt.MemberState]int `json:"targets"`
+	} `json:"summary"`
 	Leader       *adapt.Leader    `json:"leader"`
 	Distribution map[string][]any `json:"distribution"`
 	Discovered   []string         `json:"discovered"`

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/dydisnix/dydisnix/adapt"
 )
 
 // ScaleConfig configures RunScale.
@@ -73,6 +75,11 @@ type ScaleReport struct {
 	// MostOnOneSurvivor how many of them the busiest survivor took.
 	Displaced         int    `json:"displaced"`
 	MostOnOneSurvivor Figure `json:"mostDisplacedOnOneSurvivor"`
+	// BusiestAfterCrash is the number of services on the busiest machine
+	// once the crash is healed (a survivor that was empty, readmitted
+	// after probation, rightly takes many displaced services: this says
+	// whether any machine ends up holding more than its share).
+	BusiestAfterCrash Figure `json:"busiestAfterCrash"`
 	// SnapshotAge is the age of the newest complete snapshot at the end of
 	// the idle window (seconds); SnapshotDuringIdle says whether one
 	// completed inside the window.
@@ -266,6 +273,12 @@ func (r *scaleRun) run(ctx context.Context) error {
 	r.report.FirstDeploy = fig(at.Sub(firstStart).Seconds())
 	h.Say("first deploy: every service healthy %.2f s after the deploy started (deploy #%d)", r.report.FirstDeploy.Value, st.Seq())
 
+	// Machines whose probes failed under the first deploy's load come back
+	// through probation, and their admission is a deploy: the idle window
+	// starts once none is pending.
+	if st, err = h.quiet(ctx, r.settleTimeout()); err != nil {
+		return err
+	}
 	if err := r.idle(st.Seq()); err != nil {
 		return err
 	}
@@ -277,6 +290,34 @@ func (r *scaleRun) run(ctx context.Context) error {
 		return err
 	}
 	return r.leave(ctx)
+}
+
+// quiet waits until the loop is idle with every machine it knows up or
+// down (none on probation or leaving), and returns that status summary.
+func (h *Harness) quiet(ctx context.Context, timeout time.Duration) (*Status, error) {
+	deadline := time.Now().Add(timeout)
+	var last string
+	for time.Now().Before(deadline) {
+		st, err := h.statusSummary()
+		switch {
+		case err != nil:
+			last = err.Error()
+		case st.Phase != "idle":
+			last = "phase " + st.Phase
+		case st.Summary.Targets[adapt.MemberProbation]+st.Summary.Targets[adapt.MemberLeaving] > 0:
+			last = fmt.Sprintf("machines on probation or leaving: %v", st.Summary.Targets)
+		default:
+			return st, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-h.loopExited():
+			return nil, fmt.Errorf("dydisnix-self-adapt is not running; its log ends:\n%s", h.LoopLog(15))
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return nil, fmt.Errorf("the loop did not become quiet within %s: %s", timeout, last)
 }
 
 // idle measures the idle window: CPU and RSS of the coordinator, mean CPU
@@ -397,6 +438,14 @@ func (r *scaleRun) crash(ctx context.Context, before *Status) error {
 		most = max(most, took[t])
 	}
 	r.report.MostOnOneSurvivor = fig(float64(most))
+	load := map[string]int{}
+	busiest := 0
+	for svc := range st.Distribution {
+		t := st.TargetOf(svc)
+		load[t]++
+		busiest = max(busiest, load[t])
+	}
+	r.report.BusiestAfterCrash = fig(float64(busiest))
 	h.Say("crash: detected after %.2f s, redeploy started after %.2f s, all healthy after %.2f s; displaced services went to %d survivors, at most %d on one",
 		r.report.CrashDetected.Value, r.report.CrashRedeploy.Value, r.report.CrashHealthy.Value, len(took), most)
 	return nil
@@ -703,6 +752,7 @@ func (r *ScaleReport) WriteTable(w io.Writer) {
 		{"coordinator UDP receive-buffer drops (whole run)", f(r.RcvbufErrors, "%.0f")},
 		{"idle CPU per agent (mean)", f(r.AgentCPU, "%.3f %% of a core")},
 		{fmt.Sprintf("most displaced services on one survivor (of %d)", r.Displaced), f(r.MostOnOneSurvivor, "%.0f")},
+		{fmt.Sprintf("services on the busiest machine after the crash (%d in all)", r.Services), f(r.BusiestAfterCrash, "%.0f")},
 		{"newest snapshot age (end of idle window)", f(r.SnapshotAge, "%.1f s")},
 		{"a snapshot completed in the idle window", yesNo(r.SnapshotAge.Measured, r.SnapshotDuringIdle)},
 		{"left after down", leftText(r.LeftAfterDown)},
