@@ -16,7 +16,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -467,4 +469,63 @@ func TestConcurrentActivationsOfOneKey(t *testing.T) {
 			exec.Command("kill", "-9", pid).Run()
 		}
 	}
+}
+
+// TestProfileNotModified: the client asks for the profile again with its
+// ETag; the agent answers 304 while the profile is the same, and the
+// client returns the one it has; a change is a new answer.
+func TestProfileNotModified(t *testing.T) {
+	t.Parallel()
+	a, err := New(Config{StateDir: t.TempDir(), Token: []byte("tok")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var codes []int
+	h := a.Handler()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+		h.ServeHTTP(rec, r)
+		if r.URL.Path == agentapi.PathProfile {
+			mu.Lock()
+			codes = append(codes, rec.code)
+			mu.Unlock()
+		}
+	}))
+	t.Cleanup(func() { srv.Close(); a.Close(true) })
+	c := agentapi.NewClient(srv.URL, "tok", nil)
+	ctx := context.Background()
+	activate := func(key string) {
+		t.Helper()
+		if err := c.Activate(ctx, agentapi.ActivateRequest{Key: key, Service: model.ManifestService{Name: key, Type: "package"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	activate("p1")
+	var sizes []int
+	for i := 0; i < 3; i++ {
+		if i == 2 {
+			activate("p2")
+		}
+		prof, err := c.Profile(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sizes = append(sizes, len(prof.Services))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(codes, []int{200, 304, 200}) || !slices.Equal(sizes, []int{1, 1, 2}) {
+		t.Errorf("answers %v with %v services; want [200 304 200] with [1 1 2]", codes, sizes)
+	}
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.code = code
+	r.ResponseWriter.WriteHeader(code)
 }

@@ -1,7 +1,9 @@
 package agent
 
 import (
+	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -27,7 +29,25 @@ func (a *Agent) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+agentapi.PathHealth, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, a.Health()) })
 	mux.HandleFunc("GET "+agentapi.PathDrain, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, a.DrainStatus()) })
-	mux.HandleFunc("GET "+agentapi.PathProfile, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, a.Profile(r.Context())) })
+	mux.HandleFunc("GET "+agentapi.PathProfile, func(w http.ResponseWriter, r *http.Request) {
+		// With an ETag (the answer's digest), a coordinator that polls
+		// an unchanged profile gets 304 and decodes nothing.
+		b, err := json.Marshal(a.Profile(r.Context()))
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		b = append(b, '\n')
+		sum := sha256.Sum256(b)
+		tag := `"` + hex.EncodeToString(sum[:16]) + `"`
+		w.Header().Set("ETag", tag)
+		if r.Header.Get("If-None-Match") == tag {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(b)
+	})
 	mux.HandleFunc("POST "+agentapi.PathLock, func(w http.ResponseWriter, r *http.Request) {
 		var req agentapi.LockRequest
 		if decode(w, r, &req) && (req.Refresh || !a.fault(w, r, FaultLock)) {

@@ -5,6 +5,8 @@
 package agentapi
 
 import (
+	"slices"
+
 	"github.com/dydisnix/dydisnix/model"
 )
 
@@ -130,6 +132,14 @@ type ProfileEntry struct {
 type Profile struct {
 	Services []ProfileEntry `json:"services"`
 	Garbage  []string       `json:"garbage,omitempty"`
+}
+
+// clone copies p's lists (not the services' maps).
+func (p *Profile) clone() *Profile {
+	c := *p
+	c.Services = slices.Clone(p.Services)
+	c.Garbage = slices.Clone(p.Garbage)
+	return &c
 }
 
 // Health is the agent's health report.

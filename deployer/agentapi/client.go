@@ -13,6 +13,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -25,6 +26,10 @@ type Client struct {
 	Fence func() int64
 	token string
 	http  *http.Client
+
+	profMu  sync.Mutex
+	profTag string   // the ETag of prof
+	prof    *Profile // the last profile read, asked for again with If-None-Match
 }
 
 // NewClient returns a client for the agent at baseURL using the bearer
@@ -57,8 +62,15 @@ func IsStatus(err error, code int) bool {
 const maxResends = 3
 
 func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ctype string, out any) error {
+	_, err := c.doHeader(ctx, method, path, body, ctype, nil, out)
+	return err
+}
+
+// doHeader is do with extra request headers; it returns the answer's
+// headers (nil on error).
+func (c *Client) doHeader(ctx context.Context, method, path string, body io.Reader, ctype string, hdr http.Header, out any) (http.Header, error) {
 	rewind := rewinder(body)
-	resp, reused, err := c.send(ctx, method, path, body, ctype)
+	resp, reused, err := c.send(ctx, method, path, body, ctype, hdr)
 	for tries := 1; err != nil && reused && tries <= maxResends && ctx.Err() == nil && rewind(); tries++ {
 		// The agent closed a kept-alive connection as this request went
 		// out on it (its idle timeout): every agent request is idempotent
@@ -66,10 +78,10 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ct
 		// again. The next idle connection may have been closed too (an
 		// agent that closed them all at once), so this goes on while the
 		// failures are on connections used before, a few times at most.
-		resp, reused, err = c.send(ctx, method, path, body, ctype)
+		resp, reused, err = c.send(ctx, method, path, body, ctype, hdr)
 	}
 	if err != nil {
-		return fmt.Errorf("agent %s: %w", c.BaseURL, err)
+		return nil, fmt.Errorf("agent %s: %w", c.BaseURL, err)
 	}
 	// Read to the end before closing (the newline after the JSON, the
 	// last chunk): a body closed early closes its connection, and the
@@ -85,20 +97,20 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ct
 		if json.Unmarshal(b, &e) == nil && e.Error != "" {
 			msg = e.Error
 		}
-		return &StatusError{Code: resp.StatusCode, Msg: msg}
+		return nil, &StatusError{Code: resp.StatusCode, Msg: msg}
 	}
 	if out == nil {
 		io.Copy(io.Discard, resp.Body)
-		return nil
+		return resp.Header, nil
 	}
 	if w, ok := out.(io.Writer); ok {
 		_, err := io.Copy(w, resp.Body)
-		return err
+		return resp.Header, err
 	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("agent %s %s: decode answer: %w", c.BaseURL, path, err)
+		return nil, fmt.Errorf("agent %s %s: decode answer: %w", c.BaseURL, path, err)
 	}
-	return nil
+	return resp.Header, nil
 }
 
 // rewinder returns a function that makes a request body readable again
@@ -124,7 +136,7 @@ func rewinder(body io.Reader) func() bool {
 
 // send sends one request and reports whether it went out on a connection
 // used before. A body that is also a Closer is left open.
-func (c *Client) send(ctx context.Context, method, path string, body io.Reader, ctype string) (*http.Response, bool, error) {
+func (c *Client) send(ctx context.Context, method, path string, body io.Reader, ctype string, hdr http.Header) (*http.Response, bool, error) {
 	reused := false
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { reused = i.Reused }})
 	if _, ok := body.(io.Closer); ok {
@@ -135,6 +147,9 @@ func (c *Client) send(ctx context.Context, method, path string, body io.Reader, 
 	req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, body)
 	if err != nil {
 		return nil, false, err
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	if c.Fence != nil {
@@ -286,10 +301,30 @@ func (c *Client) DysnomiaSnapshots(ctx context.Context, q SnapshotsQuery) (*Snap
 	return &r, c.post(ctx, PathDysnomia, q, &r)
 }
 
-// Profile returns the agent's profile manifest.
+// Profile returns the agent's profile manifest. The client keeps the last
+// one and asks with its ETag: an agent whose profile did not change
+// answers 304 without a body, and the kept one is returned (a copy of its
+// list; the services' maps are shared between answers: read them only).
 func (c *Client) Profile(ctx context.Context) (*Profile, error) {
+	c.profMu.Lock()
+	tag, last := c.profTag, c.prof
+	c.profMu.Unlock()
+	var hdr http.Header
+	if tag != "" {
+		hdr = http.Header{"If-None-Match": {tag}}
+	}
 	var p Profile
-	return &p, c.do(ctx, http.MethodGet, PathProfile, nil, "", &p)
+	rh, err := c.doHeader(ctx, http.MethodGet, PathProfile, nil, "", hdr, &p)
+	if IsStatus(err, http.StatusNotModified) && last != nil {
+		return last.clone(), nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.profMu.Lock()
+	c.profTag, c.prof = rh.Get("ETag"), p.clone()
+	c.profMu.Unlock()
+	return &p, nil
 }
 
 // Drain returns the agent's drain status.
