@@ -80,12 +80,17 @@ func (s *Store) Generations() ([]int, error) {
 
 // Manifest reads generation gen.
 func (s *Store) Manifest(gen int) (*model.Manifest, error) {
-	m, err := model.ReadManifest(filepath.Join(s.Dir, "manifests", strconv.Itoa(gen)+".json"))
+	m, err := model.ReadManifest(s.ManifestPath(gen))
 	if err != nil {
 		return nil, err
 	}
 	m.Generation = gen
 	return m, nil
+}
+
+// ManifestPath is the file of manifest generation gen.
+func (s *Store) ManifestPath(gen int) string {
+	return filepath.Join(s.Dir, "manifests", strconv.Itoa(gen)+".json")
 }
 
 // Latest returns the newest manifest generation, or nil when there is none.
@@ -120,7 +125,7 @@ func (s *Store) SaveManifest(m *model.Manifest) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := model.WriteFileAtomic(filepath.Join(s.Dir, "manifests", strconv.Itoa(gen)+".json"), data, 0o600); err != nil {
+	if err := model.WriteFileAtomic(s.ManifestPath(gen), data, 0o600); err != nil {
 		return 0, err
 	}
 	m.Generation = gen

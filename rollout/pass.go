@@ -136,11 +136,14 @@ type Pass struct {
 	agents  *deployer.AgentBackend // agent deployer
 	disnix  *disnix.Backend        // Disnix deployer
 
-	// stateful caches the stateful services of manifest generation
-	// statefulGen (SnapshotTimes).
-	statefulMu  sync.Mutex
-	statefulGen int
-	stateful    []string
+	// latest caches the newest manifest generation, read once per
+	// generation file (latestFile: its size, time and inode), and
+	// stateful its stateful services (Snapshot, SnapshotTimes: every
+	// snapshot round read and parsed the whole manifest again).
+	statefulMu sync.Mutex
+	latest     *model.Manifest
+	latestFile os.FileInfo
+	stateful   []string
 
 	// sharedVersion is the version of the shared record the working copy
 	// holds (Config.Shared), sharedDigest its content's digest.
@@ -506,7 +509,7 @@ func (p *Pass) Snapshot(ctx context.Context) (err error) {
 		return err
 	}
 	defer func() { err = unlock(err) }()
-	man, err := p.store.Latest()
+	man, _, err := p.latestManifest()
 	if err != nil || man == nil {
 		return err
 	}
@@ -536,23 +539,27 @@ func (p *Pass) SnapshotTimes() (map[string]time.Time, error) {
 	return out, nil
 }
 
-// statefulServices returns the services of the newest generation whose
-// state is managed; the manifest is read again only when a newer
-// generation was saved.
-func (p *Pass) statefulServices() ([]string, error) {
+// latestManifest returns the newest manifest generation (nil when there
+// is none) and its stateful services. It is read again only when the
+// newest generation's file is another one; callers only read it.
+func (p *Pass) latestManifest() (*model.Manifest, []string, error) {
 	gens, err := p.store.Generations()
 	if err != nil || len(gens) == 0 {
-		return nil, err
+		return nil, nil, err
 	}
 	gen := gens[len(gens)-1]
+	fi, err := os.Stat(p.store.ManifestPath(gen))
+	if err != nil {
+		return nil, nil, err
+	}
 	p.statefulMu.Lock()
 	defer p.statefulMu.Unlock()
-	if gen == p.statefulGen {
-		return p.stateful, nil
+	if p.latest != nil && p.latest.Generation == gen && sameFile(fi, p.latestFile) {
+		return p.latest, p.stateful, nil
 	}
 	man, err := p.store.Manifest(gen)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	seen := map[string]bool{}
 	var names []string
@@ -562,8 +569,20 @@ func (p *Pass) statefulServices() ([]string, error) {
 			names = append(names, name)
 		}
 	}
-	p.statefulGen, p.stateful = gen, names
-	return names, nil
+	p.latest, p.latestFile, p.stateful = man, fi, names
+	return man, names, nil
+}
+
+// sameFile reports whether a and b describe the same file unchanged.
+func sameFile(a, b os.FileInfo) bool {
+	return b != nil && os.SameFile(a, b) && a.Size() == b.Size() && a.ModTime().Equal(b.ModTime())
+}
+
+// statefulServices returns the services of the newest generation whose
+// state is managed.
+func (p *Pass) statefulServices() ([]string, error) {
+	_, names, err := p.latestManifest()
+	return names, err
 }
 
 // Moved lists the services whose target set differs between two

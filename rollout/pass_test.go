@@ -309,4 +309,13 @@ func TestSnapshotTimes(t *testing.T) {
 	if got, err := p.SnapshotTimes(); err != nil || len(got) != 1 || !got["kv"].IsZero() {
 		t.Fatalf("after a newer generation: %v, %v; want kv only", got, err)
 	}
+	// The newest generation deleted and written again under its number:
+	// the kept copy is not used.
+	if err := os.Remove(p.Store().ManifestPath(2)); err != nil {
+		t.Fatal(err)
+	}
+	save("db", "kv", "queue")
+	if got, err := p.SnapshotTimes(); err != nil || len(got) != 3 {
+		t.Fatalf("after generation 2 was written again: %v, %v; want db, kv and queue", got, err)
+	}
 }
