@@ -80,6 +80,7 @@ type Status struct {
 	Phase   string `json:"phase"`
 	Summary struct {
 		Targets map[adapt.MemberState]int `json:"targets"`
+		InUse   int                       `json:"inUse"`
 	} `json:"summary"`
 	Leader       *adapt.Leader    `json:"leader"`
 	Distribution map[string][]any `json:"distribution"`

@@ -293,7 +293,8 @@ func (r *scaleRun) run(ctx context.Context) error {
 }
 
 // quiet waits until the loop is idle with every machine it knows up or
-// down (none on probation or leaving), and returns that status summary.
+// down (none on probation or leaving) and every one that is up in use,
+// and returns that status summary.
 func (h *Harness) quiet(ctx context.Context, timeout time.Duration) (*Status, error) {
 	deadline := time.Now().Add(timeout)
 	var last string
@@ -306,6 +307,9 @@ func (h *Harness) quiet(ctx context.Context, timeout time.Duration) (*Status, er
 			last = "phase " + st.Phase
 		case st.Summary.Targets[adapt.MemberProbation]+st.Summary.Targets[adapt.MemberLeaving] > 0:
 			last = fmt.Sprintf("machines on probation or leaving: %v", st.Summary.Targets)
+		case st.Summary.Targets[adapt.MemberUp] != st.Summary.InUse:
+			// A machine just admitted, its deploy not started yet.
+			last = fmt.Sprintf("%d machines up, %d in use", st.Summary.Targets[adapt.MemberUp], st.Summary.InUse)
 		default:
 			return st, nil
 		}
