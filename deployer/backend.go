@@ -25,8 +25,8 @@ type AgentBackend struct {
 	// (--max-per-target; 0: DefaultPerTarget).
 	PerTarget int
 	// SnapshotParallel bounds the snapshots a SnapshotAll round takes at
-	// once over all targets (0: DefaultSnapshotParallel; Parallel when
-	// that is smaller). Every one ends in the coordinator's store: a
+	// once over all targets (0: Parallel when that is set, else
+	// DefaultSnapshotParallel). Every one ends in the coordinator's store: a
 	// round of a hundred stateful services at once was a burst of a
 	// hundred snapshots and fsyncs that stalled a loaded host for seconds.
 	SnapshotParallel int
@@ -292,10 +292,10 @@ func (b *AgentBackend) SnapshotAll(ctx context.Context, man *model.Manifest, sto
 	)
 	par := b.SnapshotParallel
 	if par <= 0 {
-		par = DefaultSnapshotParallel
+		par = b.Parallel
 	}
-	if b.Parallel > 0 {
-		par = min(par, b.Parallel)
+	if par <= 0 {
+		par = DefaultSnapshotParallel
 	}
 	lim := newLimiter(par, b.PerTarget)
 	for _, sm := range man.Snapshots {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/dydisnix/dydisnix/deployer"
 	"github.com/dydisnix/dydisnix/deployer/agentapi"
@@ -26,7 +27,17 @@ func TestSnapshotAllBoundsTheRound(t *testing.T) {
 		cond                    = sync.NewCond(&mu)
 		inflight, most, arrived int
 		fetches                 int
+		timedOut                bool
 	)
+	// A bound below the one asked for would hold the requests for ever:
+	// after a minute they go on, and the test fails.
+	stop := time.AfterFunc(time.Minute, func() {
+		mu.Lock()
+		timedOut = true
+		cond.Broadcast()
+		mu.Unlock()
+	})
+	defer stop.Stop()
 	hold := func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, agentapi.PathSnapshots) {
@@ -44,7 +55,7 @@ func TestSnapshotAllBoundsTheRound(t *testing.T) {
 			arrived++
 			most = max(most, inflight)
 			cond.Broadcast()
-			for inflight < bound && arrived < total {
+			for inflight < bound && arrived < total && !timedOut {
 				cond.Wait()
 			}
 			mu.Unlock()
@@ -74,9 +85,11 @@ func TestSnapshotAllBoundsTheRound(t *testing.T) {
 	if len(got) != total {
 		t.Errorf("SnapshotAll took %d snapshots, want %d", len(got), total)
 	}
-	if most != bound {
-		t.Errorf("at most %d snapshots ran at once, want %d (the bound, reached)", most, bound)
+	mu.Lock()
+	if most != bound || timedOut {
+		t.Errorf("at most %d snapshots ran at once (held for a minute: %v), want %d (the bound, reached)", most, timedOut, bound)
 	}
+	mu.Unlock()
 
 	// A second round over unchanged state renews the store's snapshots
 	// without copying them; after a change only that one is copied.

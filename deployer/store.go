@@ -246,7 +246,7 @@ func (s *Store) PutSnapshot(service, digest string, r io.Reader) (agentapi.Snaps
 }
 
 // Renew makes the newest snapshot of service count as stored now when its
-// digest is digest ("sha256:<hex>") and its file is present, and reports
+// digest is digest ("sha256:<hex>") and its file is present whole, and reports
 // whether it did: a snapshot round over unchanged state then copies
 // nothing (the same as storing it again, without the transfer).
 func (s *Store) Renew(service, digest string) (agentapi.SnapshotInfo, bool, error) {
@@ -254,11 +254,17 @@ func (s *Store) Renew(service, digest string) (agentapi.SnapshotInfo, bool, erro
 	if err != nil || !ok || info.Digest != digest {
 		return agentapi.SnapshotInfo{}, false, err
 	}
-	now := time.Now()
-	if err := os.Chtimes(s.SnapshotPath(service, digest), now, now); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
+	// A file cut short is not renewed: storing the snapshot again
+	// replaces it.
+	file := s.SnapshotPath(service, digest)
+	if fi, err := os.Stat(file); err != nil || fi.Size() != info.Size {
+		if err == nil || errors.Is(err, fs.ErrNotExist) {
 			return agentapi.SnapshotInfo{}, false, nil
 		}
+		return agentapi.SnapshotInfo{}, false, fmt.Errorf("snapshot store %s: %w", service, err)
+	}
+	now := time.Now()
+	if err := os.Chtimes(file, now, now); err != nil {
 		return agentapi.SnapshotInfo{}, false, fmt.Errorf("snapshot store %s: %w", service, err)
 	}
 	return info, true, nil

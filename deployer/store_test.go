@@ -111,6 +111,12 @@ func TestStoreRenew(t *testing.T) {
 			t.Errorf("Renew(%s, %s) = %v, %v; want not renewed, no error", tc.service, tc.digest, ok, err)
 		}
 	}
+	if err := os.WriteFile(st.SnapshotPath("db", digests[1]), []byte("tw"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := st.Renew("db", digests[1]); ok || err != nil {
+		t.Errorf("Renew of a file cut short = %v, %v; want not renewed, no error", ok, err)
+	}
 	os.Remove(st.SnapshotPath("db", digests[1]))
 	if _, ok, err := st.Renew("db", digests[1]); ok || err != nil {
 		t.Errorf("Renew of a missing file = %v, %v; want not renewed, no error", ok, err)
