@@ -72,7 +72,7 @@ type Harness struct {
 	mu       sync.Mutex
 	loop     *exec.Cmd
 	loopDone chan struct{}
-	checker  *http.Client // settle's health checks, kept alive
+	checker  *http.Client // keptAlive
 }
 
 // Status is the part of the coordinator's /status the harness reads.
@@ -361,22 +361,30 @@ func (h *Harness) Status() (*Status, error) { return h.status(h.statusURL) }
 
 // statusSummary fetches the summary of /status (no detail: the phase and
 // the last deploy without its plan and distribution), cheap to poll often.
+// It goes over a kept-alive connection: polled often from a loaded host,
+// a new connection from the coordinator's namespace per request took
+// longer than the answer.
 func (h *Harness) statusSummary() (*Status, error) {
-	return h.status(strings.TrimSuffix(h.statusURL, "?detail=targets,services"))
+	return h.statusWith(h.keptAlive(), strings.TrimSuffix(h.statusURL, "?detail=targets,services"))
 }
 
 // statusServices fetches /status with the services' detail only (the
-// distribution), not the targets'.
+// distribution), not the targets', over a kept-alive connection.
 func (h *Harness) statusServices() (*Status, error) {
-	return h.status(strings.Replace(h.statusURL, "detail=targets,services", "detail=services", 1))
+	return h.statusWith(h.keptAlive(), strings.Replace(h.statusURL, "detail=targets,services", "detail=services", 1))
 }
 
-func (h *Harness) status(url string) (*Status, error) {
-	resp, err := h.client.Get(url)
+func (h *Harness) status(url string) (*Status, error) { return h.statusWith(h.client, url) }
+
+func (h *Harness) statusWith(c *http.Client, url string) (*Status, error) {
+	resp, err := c.Get(url)
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
+	defer func() {
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}()
 	var st Status
 	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
 		return nil, fmt.Errorf("decode /status: %w", err)

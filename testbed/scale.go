@@ -707,22 +707,27 @@ func (h *Harness) allHealthy(st *Status, ports map[string]int, avoid map[string]
 	return nil
 }
 
-// checkHealthy is Healthy over kept-alive connections (one per service at
-// most), so that repeated checks of many services do not each pay a new
-// connection from the coordinator's namespace.
-func (h *Harness) checkHealthy(target string, port int) error {
+// keptAlive is the client of the harness's repeated requests from the
+// coordinator's namespace: connections kept alive, one per host and port.
+func (h *Harness) keptAlive() *http.Client {
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	if h.checker == nil {
 		h.checker = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 			DialContext: h.cfg.Coordinator.DialContext, MaxIdleConnsPerHost: 1, IdleConnTimeout: time.Minute}}
 	}
-	c := h.checker
-	h.mu.Unlock()
+	return h.checker
+}
+
+// checkHealthy is Healthy over kept-alive connections (one per service at
+// most), so that repeated checks of many services do not each pay a new
+// connection from the coordinator's namespace.
+func (h *Harness) checkHealthy(target string, port int) error {
 	a, err := h.Addr(target, port)
 	if err != nil {
 		return err
 	}
-	resp, err := c.Get("http://" + a + "/healthz")
+	resp, err := h.keptAlive().Get("http://" + a + "/healthz")
 	if err != nil {
 		return err
 	}
