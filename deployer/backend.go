@@ -314,26 +314,25 @@ func (b *AgentBackend) SnapshotAll(ctx context.Context, man *model.Manifest, sto
 				if err != nil {
 					return err
 				}
-				if got, ok, err := store.Renew(svc.Name, info.Digest); err != nil {
-					return err
-				} else if ok {
-					mu.Lock()
-					out = append(out, got)
-					mu.Unlock()
-					progress(fmt.Sprintf("snapshot %s on %s: %s, unchanged (store generation %d)", svc.Name, sm.Target, got.Digest, got.Generation))
-					return nil
-				}
-				pr, pw := io.Pipe()
-				go func() { pw.CloseWithError(c.FetchSnapshot(ctx, svc.Name, info.Digest, pw)) }()
-				got, err := store.PutSnapshot(svc.Name, info.Digest, pr)
-				pr.CloseWithError(err)
+				got, renewed, err := store.Renew(svc.Name, info.Digest)
 				if err != nil {
 					return err
+				}
+				note := ", unchanged"
+				if !renewed {
+					note = ""
+					pr, pw := io.Pipe()
+					go func() { pw.CloseWithError(c.FetchSnapshot(ctx, svc.Name, info.Digest, pw)) }()
+					got, err = store.PutSnapshot(svc.Name, info.Digest, pr)
+					pr.CloseWithError(err)
+					if err != nil {
+						return err
+					}
 				}
 				mu.Lock()
 				out = append(out, got)
 				mu.Unlock()
-				progress(fmt.Sprintf("snapshot %s on %s: %s (store generation %d)", svc.Name, sm.Target, got.Digest, got.Generation))
+				progress(fmt.Sprintf("snapshot %s on %s: %s%s (store generation %d)", svc.Name, sm.Target, got.Digest, note, got.Generation))
 				return nil
 			}()
 			if err != nil {

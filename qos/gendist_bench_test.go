@@ -96,6 +96,21 @@ func writeGendistModels(b *testing.B, s, m int) (string, string) {
 	return sf, inf
 }
 
+// loadGendistModels writes the synthetic models of s services and m
+// machines and reads them back.
+func loadGendistModels(b *testing.B, s, m int) (model.Services, model.Infrastructure) {
+	sf, inf := writeGendistModels(b, s, m)
+	svcs, err := model.LoadServices(sf)
+	if err != nil {
+		b.Fatal(err)
+	}
+	infra, err := model.LoadInfrastructure(inf)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return svcs, infra
+}
+
 const gendistPolicy = `
 steps:
   - filter: mapAttrOnList
@@ -145,15 +160,7 @@ func BenchmarkGendist5000x500(b *testing.B) {
 // BenchmarkPolicyRun5000x500 is the pipeline alone (models in memory), and
 // the same with explanations.
 func BenchmarkPolicyRun5000x500(b *testing.B) {
-	sf, inf := writeGendistModels(b, 5000, 500)
-	svcs, err := model.LoadServices(sf)
-	if err != nil {
-		b.Fatal(err)
-	}
-	infra, err := model.LoadInfrastructure(inf)
-	if err != nil {
-		b.Fatal(err)
-	}
+	svcs, infra := loadGendistModels(b, 5000, 500)
 	p, err := ParsePolicy([]byte(gendistPolicy), model.FormatYAML, "bench.yaml")
 	if err != nil {
 		b.Fatal(err)
@@ -201,15 +208,7 @@ func BenchmarkMapAttrOnListDistinctLists(b *testing.B) {
 // targets with explanations, the size at which the loop still explains
 // every pair: B/op is about what the coordinator keeps for /status.
 func BenchmarkExplainLoopPolicy1000x100(b *testing.B) {
-	sf, inf := writeGendistModels(b, 1000, 100)
-	svcs, err := model.LoadServices(sf)
-	if err != nil {
-		b.Fatal(err)
-	}
-	infra, err := model.LoadInfrastructure(inf)
-	if err != nil {
-		b.Fatal(err)
-	}
+	svcs, infra := loadGendistModels(b, 1000, 100)
 	p, err := ParsePolicy([]byte(`
 steps:
   - filter: mapAttrOnList

@@ -140,7 +140,7 @@ type Pass struct {
 	// generation file (latestFile: its size, time and inode), and
 	// stateful its stateful services (Snapshot, SnapshotTimes: every
 	// snapshot round read and parsed the whole manifest again).
-	statefulMu sync.Mutex
+	latestMu   sync.Mutex
 	latest     *model.Manifest
 	latestFile os.FileInfo
 	stateful   []string
@@ -552,8 +552,8 @@ func (p *Pass) latestManifest() (*model.Manifest, []string, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	p.statefulMu.Lock()
-	defer p.statefulMu.Unlock()
+	p.latestMu.Lock()
+	defer p.latestMu.Unlock()
 	if p.latest != nil && p.latest.Generation == gen && sameFile(fi, p.latestFile) {
 		return p.latest, p.stateful, nil
 	}

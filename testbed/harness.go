@@ -67,7 +67,7 @@ type Harness struct {
 	out io.Writer
 
 	client    *http.Client
-	statusURL string
+	statusURL string // .../status, without a query
 
 	mu       sync.Mutex
 	loop     *exec.Cmd
@@ -242,7 +242,7 @@ func (h *Harness) StartLoop(extra ...string) error {
 	}
 	coord := h.cfg.Coordinator
 	statusAddr := h.StatusAddr()
-	h.statusURL = "http://" + statusAddr + "/status?detail=targets,services"
+	h.statusURL = "http://" + statusAddr + "/status"
 	logf, err := os.OpenFile(h.Path("self-adapt.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return fmt.Errorf("harness: %w", err)
@@ -357,24 +357,22 @@ func (h *Harness) LoopLog(n int) string {
 
 // Status fetches the coordinator's /status with the detail of its
 // targets and services.
-func (h *Harness) Status() (*Status, error) { return h.status(h.statusURL) }
+func (h *Harness) Status() (*Status, error) {
+	return h.statusWith(h.client, h.statusURL+"?detail=targets,services")
+}
 
 // statusSummary fetches the summary of /status (no detail: the phase and
 // the last deploy without its plan and distribution), cheap to poll often.
 // It goes over a kept-alive connection: polled often from a loaded host,
 // a new connection from the coordinator's namespace per request took
 // longer than the answer.
-func (h *Harness) statusSummary() (*Status, error) {
-	return h.statusWith(h.keptAlive(), strings.TrimSuffix(h.statusURL, "?detail=targets,services"))
-}
+func (h *Harness) statusSummary() (*Status, error) { return h.statusWith(h.keptAlive(), h.statusURL) }
 
 // statusServices fetches /status with the services' detail only (the
 // distribution), not the targets', over a kept-alive connection.
 func (h *Harness) statusServices() (*Status, error) {
-	return h.statusWith(h.keptAlive(), strings.Replace(h.statusURL, "detail=targets,services", "detail=services", 1))
+	return h.statusWith(h.keptAlive(), h.statusURL+"?detail=services")
 }
-
-func (h *Harness) status(url string) (*Status, error) { return h.statusWith(h.client, url) }
 
 func (h *Harness) statusWith(c *http.Client, url string) (*Status, error) {
 	resp, err := c.Get(url)
@@ -494,6 +492,10 @@ func (h *Harness) Get(target string, port int, path string) (int, string, error)
 
 // Do sends an HTTP request from the coordinator's namespace.
 func (h *Harness) Do(method, target string, port int, path, body string) (int, string, error) {
+	return h.doWith(h.client, method, target, port, path, body)
+}
+
+func (h *Harness) doWith(c *http.Client, method, target string, port int, path, body string) (int, string, error) {
 	a, err := h.Addr(target, port)
 	if err != nil {
 		return 0, "", err
@@ -502,7 +504,7 @@ func (h *Harness) Do(method, target string, port int, path, body string) (int, s
 	if err != nil {
 		return 0, "", err
 	}
-	resp, err := h.client.Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
 		return 0, "", err
 	}
@@ -513,7 +515,11 @@ func (h *Harness) Do(method, target string, port int, path, body string) (int, s
 
 // Healthy checks a service's /healthz on a machine.
 func (h *Harness) Healthy(target string, port int) error {
-	code, _, err := h.Get(target, port, "/healthz")
+	return h.healthyWith(h.client, target, port)
+}
+
+func (h *Harness) healthyWith(c *http.Client, target string, port int) error {
+	code, _, err := h.doWith(c, http.MethodGet, target, port, "/healthz", "")
 	if err != nil {
 		return err
 	}

@@ -313,15 +313,23 @@ func (h *Harness) quiet(ctx context.Context, timeout time.Duration) (*Status, er
 		default:
 			return st, nil
 		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-h.loopExited():
-			return nil, fmt.Errorf("dydisnix-self-adapt is not running; its log ends:\n%s", h.LoopLog(15))
-		case <-time.After(200 * time.Millisecond):
+		if err := h.pause(ctx, 200*time.Millisecond); err != nil {
+			return nil, err
 		}
 	}
 	return nil, fmt.Errorf("the loop did not become quiet within %s: %s", timeout, last)
+}
+
+// pause waits d, unless ctx ends or the loop exits first (an error).
+func (h *Harness) pause(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-h.loopExited():
+		return fmt.Errorf("dydisnix-self-adapt is not running; its log ends:\n%s", h.LoopLog(15))
+	case <-time.After(d):
+		return nil
+	}
 }
 
 // idle measures the idle window: CPU and RSS of the coordinator, mean CPU
@@ -555,12 +563,8 @@ func (h *Harness) settle(ctx context.Context, afterSeq int, before *Status, avoi
 	answered, answeredSeq := map[string]string{}, 0
 	var last string
 	for time.Now().Before(deadline) {
-		select {
-		case <-ctx.Done():
-			return nil, time.Time{}, ctx.Err()
-		case <-h.loopExited():
-			return nil, time.Time{}, fmt.Errorf("dydisnix-self-adapt is not running; its log ends:\n%s", h.LoopLog(15))
-		case <-time.After(50 * time.Millisecond):
+		if err := h.pause(ctx, 50*time.Millisecond); err != nil {
+			return nil, time.Time{}, err
 		}
 		// The summary until a deploy has ended, then the distribution:
 		// the whole status 20 times a second loaded the coordinator
@@ -687,7 +691,10 @@ func (h *Harness) allHealthy(st *Status, ports map[string]int, avoid map[string]
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if err := h.checkHealthy(t, ports[name]); err != nil {
+			// Over kept-alive connections: repeated checks of many services
+			// do not each pay a new connection from the coordinator's
+			// namespace.
+			if err := h.healthyWith(h.keptAlive(), t, ports[name]); err != nil {
 				errs[i] = fmt.Errorf("%s on %s: %w", name, t, err)
 				return
 			}
@@ -717,26 +724,6 @@ func (h *Harness) keptAlive() *http.Client {
 			DialContext: h.cfg.Coordinator.DialContext, MaxIdleConnsPerHost: 1, IdleConnTimeout: time.Minute}}
 	}
 	return h.checker
-}
-
-// checkHealthy is Healthy over kept-alive connections (one per service at
-// most), so that repeated checks of many services do not each pay a new
-// connection from the coordinator's namespace.
-func (h *Harness) checkHealthy(target string, port int) error {
-	a, err := h.Addr(target, port)
-	if err != nil {
-		return err
-	}
-	resp, err := h.keptAlive().Get("http://" + a + "/healthz")
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	io.Copy(io.Discard, resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("health check answered %d", resp.StatusCode)
-	}
-	return nil
 }
 
 // WriteTable prints the report as the table of the scale issue: each figure

@@ -484,7 +484,7 @@ func TestProfileNotModified(t *testing.T) {
 	var codes []int
 	h := a.Handler()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+		rec := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 		h.ServeHTTP(rec, r)
 		if r.URL.Path == agentapi.PathProfile {
 			mu.Lock()
@@ -518,14 +518,4 @@ func TestProfileNotModified(t *testing.T) {
 	if !slices.Equal(codes, []int{200, 304, 200}) || !slices.Equal(sizes, []int{1, 1, 2}) {
 		t.Errorf("answers %v with %v services; want [200 304 200] with [1 1 2]", codes, sizes)
 	}
-}
-
-type statusRecorder struct {
-	http.ResponseWriter
-	code int
-}
-
-func (r *statusRecorder) WriteHeader(code int) {
-	r.code = code
-	r.ResponseWriter.WriteHeader(code)
 }

@@ -100,8 +100,7 @@ func (c *Client) doHeader(ctx context.Context, method, path string, body io.Read
 		return nil, &StatusError{Code: resp.StatusCode, Msg: msg}
 	}
 	if out == nil {
-		io.Copy(io.Discard, resp.Body)
-		return resp.Header, nil
+		return resp.Header, nil // the body is read by the deferred drain
 	}
 	if w, ok := out.(io.Writer); ok {
 		_, err := io.Copy(w, resp.Body)
