@@ -2,12 +2,15 @@ package adapt
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"github.com/dydisnix/dydisnix/internal/testenv"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -187,6 +190,22 @@ exec sleep 600
 	next("fresh deploy")
 	storeAt := where("store")
 	want := data("store", storeAt)
+	// The policy is pure: /explain runs it again on the deployed plan's input.
+	rec := httptest.NewRecorder()
+	l.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/explain", nil))
+	var ex struct {
+		Explanation struct {
+			Services map[string]struct{ Final []string }
+		}
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &ex); err != nil || rec.Code != http.StatusOK || len(ex.Explanation.Services) != 2 {
+		t.Fatalf("/explain = %d %s (%v)", rec.Code, rec.Body, err)
+	}
+	for s, e := range ex.Explanation.Services {
+		if at := where(s); !slices.Equal(e.Final, []string{at}) {
+			t.Errorf("/explain: %s finally on %v, deployed on %s", s, e.Final, at)
+		}
+	}
 
 	// 2. graceful leave of the store's machine: migrated with its state
 	rest := a1

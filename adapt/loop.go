@@ -206,18 +206,19 @@ type Loop struct {
 	metrics *metrics
 
 	// schedule is the parsed SnapshotSchedule (nil: no snapshots).
-	schedule cron.Schedule
-	deployMu sync.Mutex // one deploy or snapshot at a time
+	schedule  cron.Schedule
+	deployMu  sync.Mutex // one deploy or snapshot at a time
+	explainMu sync.Mutex // one explanation at a time (each may hold megabytes)
 
-	mu          sync.Mutex
-	status      Status
-	lastFull    string
-	lastKey     string    // order key of the last successful deploy
-	lastAugAt   time.Time // when the augmentation was last re-evaluated for it
-	services    model.Services
-	explanation any
-	modelsHash  string
-	seq         int
+	mu         sync.Mutex
+	status     Status
+	lastFull   string
+	lastKey    string    // order key of the last successful deploy
+	lastAugAt  time.Time // when the augmentation was last re-evaluated for it
+	services   model.Services
+	explain    func(context.Context) (any, error) // of the deployed plan (Desired.Explain)
+	modelsHash string
+	seq        int
 
 	// draining holds targets that reported a drain; they are filtered out
 	// of every snapshot until discovery stops reporting them.
@@ -737,7 +738,7 @@ func (l *Loop) execute(ctx context.Context, order *DeployOrder) (*DeployReport, 
 	l.mu.Lock()
 	l.lastFull, l.lastKey, l.lastAugAt = full, order.Key, started
 	l.services = desired.Services
-	l.explanation = desired.Explanation
+	l.explain = desired.Explain
 	l.mu.Unlock()
 	return l.report(order, started, res, nil), nil
 }

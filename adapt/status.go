@@ -333,8 +333,19 @@ func (l *Loop) Handler() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(l.cfg.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /explain", func(w http.ResponseWriter, r *http.Request) {
 		l.mu.Lock()
-		ex := l.explanation
+		explain := l.explain
 		l.mu.Unlock()
+		var ex any
+		if explain != nil {
+			l.explainMu.Lock()
+			var err error
+			ex, err = explain(r.Context())
+			l.explainMu.Unlock()
+			if err != nil {
+				http.Error(w, "explain: "+err.Error(), http.StatusInternalServerError)
+				return
+			}
+		}
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")

@@ -402,7 +402,7 @@ func (e *StepError) Unwrap() error { return e.Err }
 func (p *Policy) Run(in Input) (*Result, error) {
 	res, empty, err := p.run(in, in.Explain)
 	var se *StepError
-	if errors.As(err, &se) && len(se.Emptied) > 0 && !in.Explain && p.pure() {
+	if errors.As(err, &se) && len(se.Emptied) > 0 && !in.Explain && p.Pure() {
 		// Run again, explaining the emptied services, to say why their
 		// last candidates went.
 		again := in
@@ -436,7 +436,7 @@ func (p *Policy) Run(in Input) (*Result, error) {
 	if len(fatal) == 0 {
 		return res, nil
 	}
-	if !in.Explain && p.pure() {
+	if !in.Explain && p.Pure() {
 		// Run again, explaining the emptied services, to say why their
 		// last candidates went.
 		rerun := in
@@ -463,9 +463,10 @@ func (p *Policy) Run(in Input) (*Result, error) {
 	return nil, &NoCandidateError{Services: fatal}
 }
 
-// pure reports whether every step may be run again on the same input, so
-// that a failed run may be repeated with explanations on.
-func (p *Policy) pure() bool {
+// Pure reports whether every step may be run again on the same input with
+// the same result: a failed run is repeated with explanations on, and a
+// planned deployment is explained on request by running it again.
+func (p *Policy) Pure() bool {
 	for _, s := range p.Steps {
 		if !s.Pure {
 			return false
