@@ -557,10 +557,17 @@ func (l *Loop) Run(ctx context.Context) error {
 				go func() {
 					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 					defer cancel()
-					drainRes <- dc.Draining(ctx, infra)
+					draining := dc.Draining(ctx, infra)
+					// The profiles are asked for once the drain check has
+					// answered: asked side by side, every agent kept a
+					// second idle connection (TLS buffers, two goroutines)
+					// for them.
+					l.pollHealth()
+					drainRes <- draining
 				}()
+			} else {
+				l.pollHealth()
 			}
-			l.pollHealth()
 			emit(StepTimer)
 		case <-wakeC:
 			wake = nil

@@ -10,13 +10,17 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+
 	"testing"
 	"time"
 
 	"github.com/dydisnix/dydisnix/deployer"
+	"github.com/dydisnix/dydisnix/deployer/agentapi"
 	"github.com/dydisnix/dydisnix/discovery"
+	"github.com/dydisnix/dydisnix/internal/testenv"
 	"github.com/dydisnix/dydisnix/model"
 	"github.com/dydisnix/dydisnix/rollout"
 )
@@ -777,6 +781,71 @@ func TestLoopDrainWithoutGoodbye(t *testing.T) {
 	r = h.waitDeploy(time.Minute)
 	if fmt.Sprint(r.Targets) != "[a b]" {
 		t.Fatalf("after the restart deploy = %+v, want b back", r)
+	}
+}
+
+// sequentialPass is a fake pass that logs its drain checks and profile
+// polls. A drain check lasts until its context ends, or until a profile
+// poll begins meanwhile.
+type sequentialPass struct {
+	fakePass
+	mu       sync.Mutex
+	log      []string
+	profiled chan struct{} // a profile poll began during a drain check
+}
+
+func (p *sequentialPass) note(what string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.log = append(p.log, what)
+}
+
+func (p *sequentialPass) logged() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.log)
+}
+
+func (p *sequentialPass) Draining(ctx context.Context, infra model.Infrastructure) map[string]bool {
+	p.note("drain check")
+	select {
+	case <-p.profiled:
+	case <-ctx.Done():
+	}
+	p.note("drain answered")
+	return map[string]bool{}
+}
+
+func (p *sequentialPass) Profiles(ctx context.Context, infra model.Infrastructure) map[string]*agentapi.Profile {
+	p.note("profiles")
+	select {
+	case p.profiled <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// TestResyncAsksOneThingAtATime: a resync asks the agents for their
+// profiles once the drain check has answered, not side by side (every
+// agent kept a second idle connection for that). The fake's drain check
+// ends by its timeout, or at once when a profile poll begins meanwhile.
+func TestResyncAsksOneThingAtATime(t *testing.T) {
+	t.Parallel()
+	p := &sequentialPass{profiled: make(chan struct{})}
+	h := newHarness(t, func(c *Config) {
+		p.fakePass = c.Pass.(fakePass)
+		c.Pass = p
+		c.Timing.Resync = time.Second
+	})
+	h.snap(infraOf("a"))
+	h.waitDeploy(5 * time.Second)
+	// The poll after the deploy, done.
+	testenv.Eventually(t, failAfter, func() bool { return len(p.logged()) == 1 && !h.l.polling.Load() }, "the poll after the deploy: %v", p.logged())
+	h.advance(time.Second)
+	want := []string{"profiles", "drain check", "drain answered", "profiles"}
+	testenv.Eventually(t, failAfter, func() bool { return len(p.logged()) >= len(want) }, "a resync's drain check and profile poll: %v", p.logged())
+	if got := p.logged(); !slices.Equal(got, want) {
+		t.Errorf("logged %v, want %v", got, want)
 	}
 }
 
