@@ -38,7 +38,7 @@ bench:
 ## services each, first deploy, idle window, a kill -9, a graceful leave,
 ## down; prints the table of docs/benchmarks.md (make bench-scale N=50)
 N    ?= 20
-IDLE ?= 30s
+IDLE ?= 120s
 bench-scale: build
 	$(BIN)/dydisnix-testbed bench-scale -n $(N) --idle $(IDLE)
 

@@ -28,7 +28,9 @@ type ScaleConfig struct {
 	// Machines is N, the number of machines (default 20); each gets ten
 	// services of the scale system (ScaleServicesModel).
 	Machines int
-	// Idle is the idle window after the first deploy (default 30 s).
+	// Idle is the idle window after the first deploy (default 2 minutes:
+	// its first 30 s still carry the deploy's kept-alive connections,
+	// closed after 30 s unused, and the memory returned after it).
 	Idle time.Duration
 	// SnapshotSchedule is the loop's --snapshot-schedule (default
 	// ScaleSnapshotSchedule).
@@ -225,7 +227,7 @@ func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleReport, error) {
 		return nil, fmt.Errorf("bench-scale needs at least 3 machines (one crashes, one leaves), got %d", cfg.Machines)
 	}
 	if cfg.Idle == 0 {
-		cfg.Idle = 30 * time.Second
+		cfg.Idle = 2 * time.Minute
 	}
 	if cfg.SnapshotSchedule == "" {
 		cfg.SnapshotSchedule = ScaleSnapshotSchedule

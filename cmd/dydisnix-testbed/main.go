@@ -65,7 +65,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := c.Flags
 	u.AddFlags(fs)
 	fs.BoolVar(&o.jsonOut, "json", false, "demo, bench-scale: print the report as one JSON document")
-	fs.DurationVar(&o.idle, "idle", 30*time.Second, "`D` bench-scale: the idle window")
+	fs.DurationVar(&o.idle, "idle", 2*time.Minute, "`D` bench-scale: the idle window")
 	fs.BoolVar(&o.keep, "keep", false, "demo: leave the demo's files in --dir for inspection")
 	fs.BoolVar(&o.runOn, "keep-running", false, "demo: keep the machines and the loop (and its page) running until Ctrl-C")
 	fs.IntVar(&o.statusFD, "status-fd", 0, "inherited listener of the status page (internal)")
