@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dydisnix/dydisnix/deployer"
+	"github.com/dydisnix/dydisnix/internal/testenv"
 	"github.com/dydisnix/dydisnix/model"
 )
 
@@ -119,7 +120,7 @@ func BenchmarkAgentRSS20Processes(b *testing.B) {
 	dir := b.TempDir()
 	tokFile := filepath.Join(dir, "token")
 	os.WriteFile(tokFile, []byte(testToken), 0o600)
-	port := freePort(b)
+	port := testenv.Port(b)
 	cmd := exec.Command(bin, "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--state-dir", filepath.Join(dir, "state"), "--token-file", tokFile, "--drain-timeout", "1s")
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/dydisnix/dydisnix/deployer"
 	"github.com/dydisnix/dydisnix/internal/dbtest"
+	"github.com/dydisnix/dydisnix/internal/testenv"
 	"github.com/dydisnix/dydisnix/model"
 )
 
@@ -21,7 +22,7 @@ func benchAgent(b *testing.B, bin string) (string, *os.Process) {
 	dir := b.TempDir()
 	tokFile := filepath.Join(dir, "token")
 	os.WriteFile(tokFile, []byte(testToken), 0o600)
-	port := freePort(b)
+	port := testenv.Port(b)
 	cmd := exec.Command(bin, "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--state-dir", filepath.Join(dir, "state"),
 		"--token-file", tokFile, "--insecure-http", "--drain-timeout", "1s", "--max-upload", strconv.Itoa(4<<30), "--max-extract", strconv.Itoa(4<<30))
 	if err := cmd.Start(); err != nil {

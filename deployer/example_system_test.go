@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/dydisnix/dydisnix/deployer"
+	"github.com/dydisnix/dydisnix/internal/testenv"
 	"github.com/dydisnix/dydisnix/model"
 )
 
@@ -32,7 +33,7 @@ func buildExamplePrograms(t *testing.T) string {
 }
 
 func exampleSvc(t *testing.T, bin, name, prog string, deps, conns []string, stateful bool) *model.Service {
-	port := freePort(t)
+	port := testenv.Port(t)
 	s := &model.Service{Name: name, Type: "process", DependsOn: deps, ConnectsTo: conns,
 		HasDependsOn: deps != nil, HasConnectsTo: conns != nil,
 		Attrs: map[string]any{

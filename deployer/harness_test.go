@@ -155,19 +155,9 @@ func newClusterWith(t *testing.T, n int, wrap func(http.Handler) http.Handler) *
 	return c
 }
 
-// freePort returns a free loopback TCP port.
-func freePort(t testing.TB) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // svc builds a process service of the test binary in the given role.
 func svc(t testing.TB, name, role string, deps, conns []string, stateful bool) *model.Service {
-	port := freePort(t)
+	port := testenv.Port(t)
 	s := &model.Service{Name: name, Type: "process", DependsOn: deps, ConnectsTo: conns,
 		HasDependsOn: deps != nil, HasConnectsTo: conns != nil,
 		Attrs: map[string]any{

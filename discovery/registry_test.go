@@ -3,7 +3,6 @@ package discovery_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"os/exec"
 	"path/filepath"
 	"reflect"
@@ -111,12 +110,7 @@ func TestRegistryClientTLS(t *testing.T) {
 	dir := t.TempDir()
 	var port [2]int
 	for i := range port {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port[i] = l.Addr().(*net.TCPAddr).Port
-		l.Close()
+		port[i] = testenv.Port(t)
 	}
 	client, peer := fmt.Sprintf("https://127.0.0.1:%d", port[0]), fmt.Sprintf("http://127.0.0.1:%d", port[1])
 	args := append(etcdtest.MemberArgs("m0", filepath.Join(dir, "data"), client, peer, "m0="+peer),

@@ -9,7 +9,6 @@ package dbtest
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -49,16 +48,6 @@ func findProgram(name string, dirs ...string) string {
 		}
 	}
 	return ""
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // shortTempDir returns a temporary directory with a short path (a unix
@@ -150,7 +139,7 @@ func MariaDB(t testing.TB) *Server {
 	}
 	testenv.NeedCommand(t, "mysqldump")
 	dir := shortTempDir(t, "mdb")
-	s := &Server{Dir: dir, Socket: filepath.Join(dir, "mysqld.sock"), Port: freePort(t), User: "root", Password: "dydisnix-test-pw",
+	s := &Server{Dir: dir, Socket: filepath.Join(dir, "mysqld.sock"), Port: testenv.Port(t), User: "root", Password: "dydisnix-test-pw",
 		log: filepath.Join(dir, "mariadbd.log")}
 	data := filepath.Join(dir, "data")
 	asRoot := os.Geteuid() == 0
@@ -225,7 +214,7 @@ func PostgreSQL(t testing.TB) *Server {
 	}
 	testenv.NeedCommand(t, "pg_dump", "psql")
 	dir := shortTempDir(t, "pg")
-	s := &Server{Dir: dir, Socket: dir, Port: freePort(t), User: "postgres", Password: "dydisnix-test-pw", log: filepath.Join(dir, "postgres.log")}
+	s := &Server{Dir: dir, Socket: dir, Port: testenv.Port(t), User: "postgres", Password: "dydisnix-test-pw", log: filepath.Join(dir, "postgres.log")}
 	var cred *syscall.Credential
 	if os.Geteuid() == 0 {
 		cred = &syscall.Credential{Uid: 65534, Gid: 65534}

@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -90,11 +89,11 @@ func start(t testing.TB, n int) (*Cluster, error) {
 	c := &Cluster{t: t}
 	var initial []string
 	for i := 0; i < n; i++ {
-		cp, err := freePort()
+		cp, err := testenv.PickPort()
 		if err != nil {
 			return nil, err
 		}
-		pp, err := freePort()
+		pp, err := testenv.PickPort()
 		if err != nil {
 			return nil, err
 		}
@@ -123,15 +122,6 @@ func start(t testing.TB, n int) (*Cluster, error) {
 		return nil, err
 	}
 	return c, nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("choosing a port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func (m *Member) start() error {

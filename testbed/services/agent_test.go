@@ -14,6 +14,7 @@ import (
 
 	"github.com/dydisnix/dydisnix/deployer"
 	"github.com/dydisnix/dydisnix/deployer/agent"
+	"github.com/dydisnix/dydisnix/internal/testenv"
 	"github.com/dydisnix/dydisnix/model"
 )
 
@@ -70,7 +71,7 @@ func TestExampleSystemOnRealAgents(t *testing.T) {
 	}
 	// Free loopback ports instead of the defaults; bind to loopback only.
 	for _, s := range svcs {
-		s.Attrs["port"] = json.Number(strconv.Itoa(freePort(t)))
+		s.Attrs["port"] = json.Number(strconv.Itoa(testenv.Port(t)))
 		s.Attrs["bind"] = "127.0.0.1"
 		s.Attrs["interval"] = "100ms"
 	}

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -73,17 +72,6 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
-}
-
-// freePort returns a port that was free on 127.0.0.1 a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // writeContext writes a DYDISNIX_CONTEXT document as the agent does.
@@ -240,7 +228,7 @@ func kvEnv(t *testing.T, port int, state string) map[string]string {
 func TestKVStorePersistsAcrossRestart(t *testing.T) {
 	t.Parallel()
 	state := t.TempDir()
-	port := freePort(t)
+	port := testenv.Port(t)
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	p := start(t, "kvstore", kvEnv(t, port, state))
 	eventually(t, "kvstore healthy", []*proc{p}, healthy(base))
@@ -270,7 +258,7 @@ func TestKVStorePersistsAcrossRestart(t *testing.T) {
 	}
 
 	// Restart on the same state directory (a new port, as after a move).
-	port2 := freePort(t)
+	port2 := testenv.Port(t)
 	base2 := fmt.Sprintf("http://127.0.0.1:%d", port2)
 	p2 := start(t, "kvstore", kvEnv(t, port2, state))
 	eventually(t, "kvstore healthy after restart", []*proc{p2}, healthy(base2))
@@ -317,7 +305,7 @@ func TestKVStoreRefusesToStartWithoutStateOrPort(t *testing.T) {
 
 func TestWebfrontProxiesToStore(t *testing.T) {
 	t.Parallel()
-	kvPort, webPort := freePort(t), freePort(t)
+	kvPort, webPort := testenv.Port(t), testenv.Port(t)
 	kv := start(t, "kvstore", kvEnv(t, kvPort, t.TempDir()))
 	kvBase := fmt.Sprintf("http://127.0.0.1:%d", kvPort)
 	webBase := fmt.Sprintf("http://127.0.0.1:%d", webPort)
@@ -417,7 +405,7 @@ func peerStat(base string) (peerStatus, error) {
 
 func TestPeersPingEachOther(t *testing.T) {
 	t.Parallel()
-	pa, pb := freePort(t), freePort(t)
+	pa, pb := testenv.Port(t), testenv.Port(t)
 	baseA, baseB := fmt.Sprintf("http://127.0.0.1:%d", pa), fmt.Sprintf("http://127.0.0.1:%d", pb)
 	a := start(t, "peer", peerEnv(t, "peerA", "peerB", pa, pb))
 	// peerB is absent: peerA runs, is healthy, and counts failures.
@@ -460,7 +448,7 @@ type chordRing struct {
 
 func TestChordRingForms(t *testing.T) {
 	t.Parallel()
-	boot := freePort(t)
+	boot := testenv.Port(t)
 	common := func(name string, port int) map[string]string {
 		return map[string]string{
 			"DYDISNIX_SERVICE":       name,
@@ -474,7 +462,7 @@ func TestChordRingForms(t *testing.T) {
 	bases := []string{fmt.Sprintf("http://127.0.0.1:%d", boot)}
 	eventually(t, "bootstrap healthy", procs, healthy(bases[0]))
 	for i := 1; i <= 3; i++ {
-		port := freePort(t)
+		port := testenv.Port(t)
 		env := common(fmt.Sprintf("chordNode%d", i), port)
 		env["DYDISNIX_DEP_CHORDBOOTSTRAP_TARGET"] = "127.0.0.1"
 		env["DYDISNIX_DEP_CHORDBOOTSTRAP_PORT"] = strconv.Itoa(boot)
