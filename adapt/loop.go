@@ -206,9 +206,11 @@ type Loop struct {
 	metrics *metrics
 
 	// schedule is the parsed SnapshotSchedule (nil: no snapshots).
-	schedule  cron.Schedule
-	deployMu  sync.Mutex // one deploy or snapshot at a time
-	explainMu sync.Mutex // one explanation at a time (each may hold megabytes)
+	schedule cron.Schedule
+	deployMu sync.Mutex // one deploy or snapshot at a time
+	// explaining holds a token while /explain builds and sends an
+	// explanation: one at a time (each may hold megabytes).
+	explaining chan struct{}
 
 	mu         sync.Mutex
 	status     Status
@@ -272,7 +274,8 @@ func New(cfg Config) (*Loop, error) {
 		cfg.SnapshotSchedule = "@every 1m"
 	}
 	l := &Loop{cfg: cfg, clock: cfg.Clock, log: cfg.Logger, decider: NewDecider(cfg.Timing),
-		control: make(chan controlReq), done: make(chan struct{}), alive: make(chan chan struct{}), steps: map[int]RunningStep{}}
+		control: make(chan controlReq), done: make(chan struct{}), alive: make(chan chan struct{}), steps: map[int]RunningStep{},
+		explaining: make(chan struct{}, 1)}
 	if cfg.SnapshotSchedule != "" {
 		sched, err := cron.ParseStandard(cfg.SnapshotSchedule)
 		if err != nil {
@@ -551,7 +554,10 @@ func (l *Loop) Run(ctx context.Context) error {
 				step(Observation{Kind: ObsModels, ModelsHash: l.getModelsHash()})
 			}
 			step(Observation{Kind: ObsResync})
-			if dc != nil && !drainBusy && l.lastSnap != nil && len(l.lastSnap.Infrastructure) > 0 {
+			switch {
+			case drainBusy:
+				// The running drain check polls the profiles when it answers.
+			case dc != nil && l.lastSnap != nil && len(l.lastSnap.Infrastructure) > 0:
 				drainBusy = true
 				infra := l.lastSnap.Infrastructure
 				go func() {
@@ -565,7 +571,7 @@ func (l *Loop) Run(ctx context.Context) error {
 					l.pollHealth()
 					drainRes <- draining
 				}()
-			} else {
+			default:
 				l.pollHealth()
 			}
 			emit(StepTimer)

@@ -13,7 +13,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-
 	"testing"
 	"time"
 
@@ -785,8 +784,8 @@ func TestLoopDrainWithoutGoodbye(t *testing.T) {
 }
 
 // sequentialPass is a fake pass that logs its drain checks and profile
-// polls. A drain check lasts until its context ends, or until a profile
-// poll begins meanwhile.
+// polls. A drain check lasts 200 ms, or until a profile poll begins
+// meanwhile.
 type sequentialPass struct {
 	fakePass
 	mu       sync.Mutex
@@ -810,6 +809,7 @@ func (p *sequentialPass) Draining(ctx context.Context, infra model.Infrastructur
 	p.note("drain check")
 	select {
 	case <-p.profiled:
+	case <-time.After(200 * time.Millisecond):
 	case <-ctx.Done():
 	}
 	p.note("drain answered")
@@ -828,7 +828,8 @@ func (p *sequentialPass) Profiles(ctx context.Context, infra model.Infrastructur
 // TestResyncAsksOneThingAtATime: a resync asks the agents for their
 // profiles once the drain check has answered, not side by side (every
 // agent kept a second idle connection for that). The fake's drain check
-// ends by its timeout, or at once when a profile poll begins meanwhile.
+// ends at once when a profile poll begins meanwhile: a poll side by side
+// is logged before the check's answer, however the goroutines run.
 func TestResyncAsksOneThingAtATime(t *testing.T) {
 	t.Parallel()
 	p := &sequentialPass{profiled: make(chan struct{})}

@@ -337,11 +337,14 @@ func (l *Loop) Handler() http.Handler {
 		l.mu.Unlock()
 		var ex any
 		if explain != nil {
-			l.explainMu.Lock()
+			select {
+			case l.explaining <- struct{}{}:
+				defer func() { <-l.explaining }()
+			case <-r.Context().Done():
+				return // the client left while another explanation was made
+			}
 			var err error
-			ex, err = explain(r.Context())
-			l.explainMu.Unlock()
-			if err != nil {
+			if ex, err = explain(r.Context()); err != nil {
 				http.Error(w, "explain: "+err.Error(), http.StatusInternalServerError)
 				return
 			}

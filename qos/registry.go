@@ -25,9 +25,12 @@ type Spec struct {
 	Doc    string // one line for help output
 	// Pure says the filter may be run again on the same input: it is
 	// deterministic and has no side effects (it runs no command and reads
-	// no file, clock or network). When a run fails because services lost
-	// their last candidates, the pipeline runs the policy again with
-	// explanations to say why, but only when every step is pure.
+	// no file, clock or network), its result does not depend on
+	// Env.Explaining, and runs may overlap (it keeps no state between
+	// them). When a run fails because services lost their last candidates,
+	// the pipeline runs the policy again with explanations to say why, and
+	// a coordinator explains a deployed plan by running its policy again
+	// (beside the next plan's run), but only when every step is pure.
 	Pure bool
 }
 

@@ -43,7 +43,8 @@ func TestPlanExplainsOnRequest(t *testing.T) {
 	if _, err := p.Load(ctx); err != nil {
 		t.Fatal(err)
 	}
-	d, err := p.plan(ctx, infra, prev, true, []string{"t1"})
+	cordon := []string{"t1"}
+	d, err := p.plan(ctx, infra, prev, true, cordon)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,12 +64,14 @@ func TestPlanExplainsOnRequest(t *testing.T) {
 	wantJSON := mustMarshal(t, want.Explanation)
 
 	// Other models loaded since, and a caller's change to the previous
-	// distribution, change nothing.
+	// distribution or the cordon list, change nothing.
 	writeFile(t, dir, "services.json", `{"e": {"name": "e", "type": "process", "zone": "z9"}}`)
 	if _, err := p.Load(ctx); err != nil {
 		t.Fatal(err)
 	}
-	prev["c"] = []model.Mapping{{Target: "t4"}}
+	prev["c"][0].Target = "t4"
+	prev["d"] = []model.Mapping{{Target: "t4"}}
+	cordon[0] = "t2"
 	got, err := d.Explain(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -87,7 +90,7 @@ func TestPlanExplainsOnRequest(t *testing.T) {
 	}
 
 	// An external filter may answer differently when run again: it is
-	// explained while it plans.
+	// explained while it plans (services.json holds e by now).
 	script := filepath.Join(dir, "keep.sh")
 	testenv.WriteExecutable(t, script, "#!/bin/sh\ncat >/dev/null\nprintf '{\"e\": [\"t2\"]}'\n")
 	ext := writeFile(t, dir, "external.yaml", "steps:\n  - filter: external\n    command: ["+script+"]\n")

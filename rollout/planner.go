@@ -274,11 +274,16 @@ func (p *Planner) plan(ctx context.Context, infra model.Infrastructure, previous
 	if explain && policy.Pure() {
 		explain = false
 		// The models as loaded (replaced, never changed, by Load): the
-		// assignments below change svcs.
-		previous := maps.Clone(previous)
+		// assignments below change svcs. The caller's previous
+		// distribution and cordon list are copied; infra is kept as the
+		// plan keeps it (Desired.Infrastructure).
+		prev, cordon := previous, slices.Clone(cordon)
+		if prev != nil { // none stays none
+			prev = prev.Clone()
+		}
 		rerun = func(ctx context.Context) (any, error) {
-			_, svcs, infra := cordoned(cloneServices(loaded), infra, previous, cordon)
-			res, err := policy.Run(qos.Input{Services: svcs, Infrastructure: infra, Previous: previous, Explain: true, Empty: qos.RejectRemoved, Context: ctx})
+			_, svcs, infra := cordoned(cloneServices(loaded), infra, prev, cordon)
+			res, err := policy.Run(qos.Input{Services: svcs, Infrastructure: infra, Previous: prev, Explain: true, Empty: qos.RejectRemoved, Context: ctx})
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", p.cfg.QoS, err)
 			}
