@@ -29,8 +29,9 @@ type ScaleConfig struct {
 	// services of the scale system (ScaleServicesModel).
 	Machines int
 	// Idle is the idle window after the first deploy (default 2 minutes:
-	// its first 30 s still carry the deploy's kept-alive connections,
-	// closed after 30 s unused, and the memory returned after it).
+	// its first 30 s still carry the deploy's aftermath, the connections
+	// it opened, closed after 30 s unused, and the memory it used, given
+	// back to the system as they close).
 	Idle time.Duration
 	// SnapshotSchedule is the loop's --snapshot-schedule (default
 	// ScaleSnapshotSchedule).
