@@ -13,6 +13,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/dydisnix/dydisnix/deployer"
 	"github.com/dydisnix/dydisnix/model"
@@ -181,16 +182,30 @@ func TestAgentSecondSignalStopsItsServices(t *testing.T) {
 	if err != nil {
 		t.Errorf("agent exit after the second SIGTERM: %v (want status 0)\n%s", err, ap.log())
 	}
-	var orphans []string
-	for _, pid := range pids {
-		if alive(pid) {
-			cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-			orphans = append(orphans, fmt.Sprintf("%d (%s)", pid, strings.ReplaceAll(string(cmdline), "\x00", " ")))
-			syscall.Kill(pid, syscall.SIGKILL)
+	// The agent killed the rest of each group as it exited: on a loaded
+	// machine a killed process may still be on its way out (its command
+	// line already gone). A process the agent left running stays.
+	running := func() []int {
+		var out []int
+		for _, pid := range pids {
+			if alive(pid) {
+				out = append(out, pid)
+			}
 		}
+		return out
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for len(running()) > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond) // polling /proc: no event says a grandchild is gone
+	}
+	var orphans []string
+	for _, pid := range running() {
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		orphans = append(orphans, fmt.Sprintf("%d (%s)", pid, strings.ReplaceAll(string(cmdline), "\x00", " ")))
+		syscall.Kill(pid, syscall.SIGKILL)
 	}
 	if len(orphans) > 0 {
-		t.Fatalf("processes left running after the agent exited: %v\n%s", orphans, ap.log())
+		t.Fatalf("processes left running 30 s after the agent exited: %v\n%s", orphans, ap.log())
 	}
 }
 
