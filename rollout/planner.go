@@ -282,16 +282,15 @@ func (p *Planner) plan(ctx context.Context, infra model.Infrastructure, previous
 			prev = prev.Clone()
 		}
 		rerun = func(ctx context.Context) (any, error) {
-			_, svcs, infra := cordoned(cloneServices(loaded), infra, prev, cordon)
-			res, err := policy.Run(qos.Input{Services: svcs, Infrastructure: infra, Previous: prev, Explain: true, Empty: qos.RejectRemoved, Context: ctx})
+			_, in := policyInput(ctx, cloneServices(loaded), infra, prev, cordon, true)
+			res, err := policy.Run(in)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", p.cfg.QoS, err)
 			}
 			return res.Explanation, nil
 		}
 	}
-	pinned, policySvcs, policyInfra := cordoned(svcs, infra, previous, cordon)
-	in := qos.Input{Services: policySvcs, Infrastructure: policyInfra, Previous: previous, Explain: explain, Empty: qos.RejectRemoved, Context: ctx}
+	pinned, in := policyInput(ctx, svcs, infra, previous, cordon, explain)
 	res, err := policy.Run(in)
 	if err != nil {
 		var se *qos.StepError
@@ -398,6 +397,14 @@ func InjectAssignments(svcs model.Services, ports map[string]int64, ids map[stri
 		}
 	}
 	return warnings
+}
+
+// policyInput is the policy's input for a plan of svcs on infra (a
+// deploy's and its explanation's alike), and the mappings kept on
+// cordoned targets, which are not in it.
+func policyInput(ctx context.Context, svcs model.Services, infra model.Infrastructure, previous model.Distribution, cordon []string, explain bool) (model.Distribution, qos.Input) {
+	pinned, policySvcs, policyInfra := cordoned(svcs, infra, previous, cordon)
+	return pinned, qos.Input{Services: policySvcs, Infrastructure: policyInfra, Previous: previous, Explain: explain, Empty: qos.RejectRemoved, Context: ctx}
 }
 
 func cloneServices(s model.Services) model.Services {
