@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/dydisnix/dydisnix/deployer"
+	"github.com/dydisnix/dydisnix/internal/testenv"
 	"github.com/dydisnix/dydisnix/model"
 )
 
@@ -185,28 +187,18 @@ func TestAgentSecondSignalStopsItsServices(t *testing.T) {
 	// The agent killed the rest of each group as it exited: on a loaded
 	// machine a killed process may still be on its way out (its command
 	// line already gone). A process the agent left running stays.
-	running := func() []int {
-		var out []int
-		for _, pid := range pids {
-			if alive(pid) {
-				out = append(out, pid)
-			}
+	var left []int
+	t.Cleanup(func() {
+		for _, pid := range left {
+			cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+			t.Logf("left running: %d (%s)", pid, strings.ReplaceAll(string(cmdline), "\x00", " "))
+			syscall.Kill(pid, syscall.SIGKILL)
 		}
-		return out
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for len(running()) > 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond) // polling /proc: no event says a grandchild is gone
-	}
-	var orphans []string
-	for _, pid := range running() {
-		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		orphans = append(orphans, fmt.Sprintf("%d (%s)", pid, strings.ReplaceAll(string(cmdline), "\x00", " ")))
-		syscall.Kill(pid, syscall.SIGKILL)
-	}
-	if len(orphans) > 0 {
-		t.Fatalf("processes left running 30 s after the agent exited: %v\n%s", orphans, ap.log())
-	}
+	})
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		left = slices.DeleteFunc(slices.Clone(pids), func(pid int) bool { return !alive(pid) })
+		return len(left) == 0
+	}, "the services' processes gone after the agent exited; its log:\n%s", ap.log())
 }
 
 // alive reports whether pid runs (a zombie does not).
