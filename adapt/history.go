@@ -3,6 +3,7 @@ package adapt
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -142,11 +143,32 @@ func (l *Loop) pollHealth() {
 	}()
 }
 
+// recordPolled records profiles, asked beside a resync's drain check
+// (DrainProfiler), as a poll's answer for the targets the status shows;
+// it leaves them out while a poll runs (its answer is the newer).
+func (l *Loop) recordPolled(profiles map[string]*agentapi.Profile) {
+	if !l.polling.CompareAndSwap(false, true) {
+		return
+	}
+	defer l.polling.Store(false)
+	l.mu.Lock()
+	used := l.status.Infrastructure
+	l.mu.Unlock()
+	maps.DeleteFunc(profiles, func(t string, _ *agentapi.Profile) bool { _, ok := used[t]; return !ok })
+	l.recordHealth(profiles)
+}
+
 // refreshHealth asks the agents of infra for their profiles and records
-// every service instance they report in the status.
+// them (recordHealth).
 func (l *Loop) refreshHealth(ctx context.Context, p Profiler, infra model.Infrastructure) {
+	l.recordHealth(p.Profiles(ctx, infra))
+}
+
+// recordHealth records every service instance the profiles report in the
+// status.
+func (l *Loop) recordHealth(profiles map[string]*agentapi.Profile) {
 	var out []ServiceHealth
-	for target, prof := range p.Profiles(ctx, infra) {
+	for target, prof := range profiles {
 		if prof == nil {
 			continue
 		}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -16,6 +17,7 @@ import (
 	"github.com/robfig/cron/v3"
 	"go.uber.org/zap"
 
+	"github.com/dydisnix/dydisnix/deployer/agentapi"
 	"github.com/dydisnix/dydisnix/discovery"
 	"github.com/dydisnix/dydisnix/model"
 	"github.com/dydisnix/dydisnix/rollout"
@@ -46,6 +48,15 @@ type Pass interface {
 // restarted since it drained is used again).
 type DrainChecker interface {
 	Draining(ctx context.Context, infra model.Infrastructure) map[string]bool
+}
+
+// DrainProfiler is implemented by passes that learn both whether targets
+// drain and their profiles from one question per target (rollout.Pass:
+// the agents' profiles say whether they drain). A resync of a Pass that
+// implements it, DrainChecker and Profiler asks once per target, not
+// twice. DrainingProfiles returns Draining's answer and Profiles'.
+type DrainProfiler interface {
+	DrainingProfiles(ctx context.Context, infra model.Infrastructure) (map[string]bool, map[string]*agentapi.Profile)
 }
 
 // Snapshotter takes snapshots of every stateful service into the
@@ -560,9 +571,31 @@ func (l *Loop) Run(ctx context.Context) error {
 			case dc != nil && l.lastSnap != nil && len(l.lastSnap.Infrastructure) > 0:
 				drainBusy = true
 				infra := l.lastSnap.Infrastructure
+				dp, both := l.cfg.Pass.(DrainProfiler)
+				_, profiler := l.cfg.Pass.(Profiler)
+				if both = both && profiler; both {
+					// One question per target for both: the targets
+					// checked and those whose health the status shows.
+					infra = maps.Clone(infra)
+					l.mu.Lock()
+					for name, t := range l.status.Infrastructure {
+						if _, ok := infra[name]; !ok {
+							infra[name] = t
+						}
+					}
+					l.mu.Unlock()
+				}
+				checked := l.lastSnap.Infrastructure
 				go func() {
 					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 					defer cancel()
+					if both {
+						draining, profiles := dp.DrainingProfiles(ctx, infra)
+						maps.DeleteFunc(draining, func(t string, _ bool) bool { _, ok := checked[t]; return !ok })
+						l.recordPolled(profiles)
+						drainRes <- draining
+						return
+					}
 					draining := dc.Draining(ctx, infra)
 					// The profiles are asked for once the drain check has
 					// answered: asked side by side, every agent kept a

@@ -850,6 +850,63 @@ func TestResyncAsksOneThingAtATime(t *testing.T) {
 	}
 }
 
+// oneQuestionPass is a fake pass whose resync learns the drain and the
+// profiles from one question per target (DrainProfiler); it logs every
+// question. Its targets drain as draining says; each runs one service "s".
+type oneQuestionPass struct {
+	sequentialPass
+	draining map[string]bool // guarded by sequentialPass.mu
+}
+
+func (p *oneQuestionPass) DrainingProfiles(ctx context.Context, infra model.Infrastructure) (map[string]bool, map[string]*agentapi.Profile) {
+	p.note("drain and profiles")
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	d, profiles := map[string]bool{}, map[string]*agentapi.Profile{}
+	for t := range infra {
+		d[t] = p.draining[t]
+		profiles[t] = &agentapi.Profile{Services: []agentapi.ProfileEntry{{Target: t,
+			Service: model.ManifestService{Name: "s"}, Running: true, Healthy: true}}}
+	}
+	return d, profiles
+}
+
+// TestResyncAsksOnceForDrainAndProfiles: with a pass that learns both
+// from one question (the agents' profiles say whether they drain), a
+// resync asks only that: the status shows the services it reported, and
+// a target it reports draining is moved away from.
+func TestResyncAsksOnceForDrainAndProfiles(t *testing.T) {
+	t.Parallel()
+	p := &oneQuestionPass{sequentialPass: sequentialPass{profiled: make(chan struct{})}, draining: map[string]bool{}}
+	h := newHarness(t, func(c *Config) {
+		p.fakePass = c.Pass.(fakePass)
+		c.Pass = p
+		c.Timing.Resync = time.Second
+	})
+	h.snap(infraOf("a", "b"))
+	h.waitDeploy(5 * time.Second)
+	testenv.Eventually(t, failAfter, func() bool { return len(p.logged()) == 1 && !h.l.polling.Load() }, "the poll after the deploy: %v", p.logged())
+	h.advance(time.Second)
+	want := []string{"profiles", "drain and profiles"}
+	testenv.Eventually(t, failAfter, func() bool { return len(h.l.Status().Services) == 2 }, "the resync's profiles in the status: %v", p.logged())
+	if got := p.logged(); !slices.Equal(got, want) {
+		t.Errorf("logged %v, want %v", got, want)
+	}
+	p.mu.Lock()
+	p.draining["b"] = true
+	p.mu.Unlock()
+	h.advance(time.Second)
+	r := h.waitDeploy(5 * time.Second)
+	if fmt.Sprint(r.Targets) != "[a]" || !strings.Contains(fmt.Sprint(r.Causes), "target b removed (drain)") {
+		t.Fatalf("drain deploy = %+v", r)
+	}
+	for _, q := range p.logged() {
+		if q == "drain check" {
+			t.Errorf("a resync asked a separate drain check: %v", p.logged())
+		}
+	}
+}
+
 // stuckSnapshotter blocks every snapshot until its context ends, as a
 // snapshot request to a machine that vanished silently would.
 type stuckSnapshotter struct {

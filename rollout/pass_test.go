@@ -52,12 +52,23 @@ func startTLSAgent(t *testing.T, fleet testenv.Fleet, hostname string) *testAgen
 
 func serveAgent(t *testing.T, cfg *tls.Config) *testAgent {
 	t.Helper()
+	return serveAgentVia(t, cfg, nil)
+}
+
+// serveAgentVia is serveAgent with the agent's handler wrapped by wrap
+// (when not nil).
+func serveAgentVia(t *testing.T, cfg *tls.Config, wrap func(*agent.Agent, http.Handler) http.Handler) *testAgent {
+	t.Helper()
 	dir := t.TempDir()
 	a, err := agent.New(agent.Config{StateDir: filepath.Join(dir, "agent"), Token: []byte(testToken), StopGrace: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(a.Handler())
+	h := a.Handler()
+	if wrap != nil {
+		h = wrap(a, h)
+	}
+	srv := httptest.NewUnstartedServer(h)
 	if cfg != nil {
 		srv.TLS = cfg
 		srv.StartTLS()

@@ -619,8 +619,9 @@ func (a *Agent) Profile(ctx context.Context) agentapi.Profile {
 		entries = append(entries, a.profile[k])
 	}
 	garbage := sortedKeys(a.garbage)
+	draining := a.draining
 	a.mu.Unlock()
-	out := agentapi.Profile{Services: []agentapi.ProfileEntry{}, Garbage: garbage}
+	out := agentapi.Profile{Services: []agentapi.ProfileEntry{}, Garbage: garbage, Draining: &draining}
 	for _, e := range entries {
 		pe := agentapi.ProfileEntry{Key: e.Req.Key, Target: e.Req.Target, Container: e.Req.Container, Service: e.Req.Service}
 		if e.proc != nil {

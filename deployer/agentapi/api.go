@@ -132,6 +132,10 @@ type ProfileEntry struct {
 type Profile struct {
 	Services []ProfileEntry `json:"services"`
 	Garbage  []string       `json:"garbage,omitempty"`
+	// Draining says whether the agent drains (as Health.Draining), so a
+	// coordinator's resync asks each agent once. Agents older than this
+	// field leave it out (nil): ask their /v1/health.
+	Draining *bool `json:"draining,omitempty"`
 }
 
 // clone copies p's lists (not the services' maps).
