@@ -63,15 +63,14 @@ func (a *AgentTLS) Client(t *model.Target, agentURL string) (*http.Client, error
 	if err != nil {
 		return nil, fmt.Errorf("target %s: agent URL %q: %w", t.Name, agentURL, err)
 	}
-	var key string
-	var cfg *tls.Config
+	var key, host string // host: the name the agent's certificate must carry (https)
 	switch u.Scheme {
 	case "https":
 		if a == nil || a.Config == nil {
 			return nil, fmt.Errorf("target %s: agent %s: %w", t.Name, agentURL, ErrNoAgentTLS)
 		}
-		host := TargetHostname(t)
-		key, cfg = "https "+host, fleettls.ForTarget(a.Config, host)
+		host = TargetHostname(t)
+		key = "https " + host
 	case "http":
 		if a == nil || !a.InsecureHTTP {
 			return nil, fmt.Errorf("target %s: agent URL %s is plain HTTP: refused (serve the agent over TLS with certificates of dydisnix-tls, or give --insecure-http to both the agent and the coordinator)", t.Name, agentURL)
@@ -89,12 +88,32 @@ func (a *AgentTLS) Client(t *model.Target, agentURL string) (*http.Client, error
 	if timeout <= 0 {
 		timeout = 5 * time.Minute
 	}
+	var cfg *tls.Config // plain HTTP
+	if u.Scheme == "https" {
+		cfg = fleettls.ForTarget(a.Config, host)
+	}
 	c := agentHTTPClient(cfg, timeout)
 	if a.clients == nil {
 		a.clients = map[string]*http.Client{}
 	}
 	a.clients[key] = c
 	return c, nil
+}
+
+// ProbeClient returns the client of the agent of t at endpoint (Client),
+// for discovery's liveness probes (discovery.BrowserConfig.ProbeClient):
+// a probe then goes out on the connection the coordinator keeps to that
+// agent, where a separate client kept a second one to every agent. It
+// returns nil (probe with the fleet client) where Client refuses.
+func (a *AgentTLS) ProbeClient(t *model.Target, endpoint string) *http.Client {
+	if t == nil {
+		return nil
+	}
+	c, err := a.Client(t, endpoint)
+	if err != nil {
+		return nil
+	}
+	return c
 }
 
 // agentIdleConnTimeout closes the coordinator's idle connections to agents

@@ -58,6 +58,24 @@ func TestAgentTLSNames(t *testing.T) {
 			if (err == nil) != tc.fleetOK {
 				t.Errorf("FleetClient: %v, want success %v", err, tc.fleetOK)
 			}
+			// Discovery's probes of the target go out with its agent's
+			// client (one kept connection), and check its name as well.
+			pc := agents.ProbeClient(target, srv.URL)
+			if pc != hc {
+				t.Fatal("ProbeClient is not the target's Client")
+			}
+			_, err = pc.Head(srv.URL + "/v1/target")
+			if (err == nil) != tc.client {
+				t.Errorf("ProbeClient: %v, want success %v", err, tc.client)
+			}
 		})
+	}
+	// Where Client refuses (plain HTTP without InsecureHTTP), or without
+	// a target, discovery probes with its own client.
+	if c := agents.ProbeClient(target, "http://127.0.0.1:1"); c != nil {
+		t.Error("ProbeClient of a plain-HTTP agent without InsecureHTTP is not nil")
+	}
+	if c := agents.ProbeClient(nil, "https://127.0.0.1:1"); c != nil {
+		t.Error("ProbeClient without a target is not nil")
 	}
 }

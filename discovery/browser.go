@@ -101,6 +101,11 @@ type BrowserConfig struct {
 	SignKey string
 	// HTTPClient fetches compact announcements and probes endpoints.
 	HTTPClient *http.Client
+	// ProbeClient, when set, returns the client that probes the endpoint
+	// of the announced target t; nil means HTTPClient. A coordinator gives
+	// its client for t's agent, so that the probes and its requests to the
+	// agent share one kept-alive connection.
+	ProbeClient func(t *model.Target, endpoint string) *http.Client
 	// Logger receives warnings (default: no logging).
 	Logger *zap.Logger
 
@@ -621,7 +626,13 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 			for inst, ep := range eps {
 				if !probing[inst] {
 					probing[inst] = true
-					go s.probe(ctx, inst, ep, cmp.Or(probeTimeouts[inst], s.cfg.ProbeTimeout), probes)
+					client := s.cfg.HTTPClient
+					if s.cfg.ProbeClient != nil {
+						if c := s.cfg.ProbeClient(table.Target(inst), ep); c != nil {
+							client = c
+						}
+					}
+					go s.probe(ctx, client, inst, ep, cmp.Or(probeTimeouts[inst], s.cfg.ProbeTimeout), probes)
 				}
 			}
 			probeT.Reset(s.cfg.ProbeInterval)
@@ -883,8 +894,9 @@ func backedOff(cur, base time.Duration) time.Duration {
 	return min(2*max(cur, base), ProbeBackoffLimit*base)
 }
 
-// probe checks within limit that an endpoint answers HTTP at all.
-func (s *MDNSSource) probe(ctx context.Context, instance, endpoint string, limit time.Duration, out chan<- probeResult) {
+// probe checks within limit, with client, that an endpoint answers HTTP
+// at all.
+func (s *MDNSSource) probe(ctx context.Context, client *http.Client, instance, endpoint string, limit time.Duration, out chan<- probeResult) {
 	pctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	ok, timeout := false, false
@@ -895,7 +907,7 @@ func (s *MDNSSource) probe(ctx context.Context, instance, endpoint string, limit
 	}
 	if err == nil {
 		var resp *http.Response
-		if resp, err = s.cfg.HTTPClient.Do(req); err == nil {
+		if resp, err = client.Do(req); err == nil {
 			resp.Body.Close()
 			ok = true
 		} else {

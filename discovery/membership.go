@@ -503,6 +503,15 @@ func (m *Membership) Endpoints() map[string]string {
 	return out
 }
 
+// Target returns the target instance announced (nil: none), which the
+// caller must not modify.
+func (m *Membership) Target(instance string) *model.Target {
+	if mb := m.members[instance]; mb != nil {
+		return mb.target
+	}
+	return nil
+}
+
 // Infrastructure returns the present targets. When two instances claim the
 // same target name, the one that claimed it first holds it (Conflicts).
 func (m *Membership) Infrastructure() model.Infrastructure {

@@ -1,6 +1,7 @@
 package discovery
 
 import (
+	"fmt"
 	"net"
 	"net/http"
 	"sync/atomic"
@@ -8,6 +9,8 @@ import (
 	"time"
 
 	"github.com/dydisnix/dydisnix/internal/netns"
+	"github.com/dydisnix/dydisnix/internal/testenv"
+	"github.com/dydisnix/dydisnix/model"
 )
 
 // backedOff doubles the probe timeout up to ProbeBackoffLimit times the
@@ -97,5 +100,71 @@ func TestProbeBackoffKeepsASlowEndpoint(t *testing.T) {
 		case <-deadline:
 			t.Fatal("the hanging endpoint was still a member after a minute")
 		}
+	}
+}
+
+// roundTripFunc is an http.RoundTripper of a function.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// With ProbeClient, an announced endpoint is probed with the client it
+// returns for the announced target (a coordinator's client for that
+// target's agent, whose kept-alive connection the probes then share), not
+// with HTTPClient; where it returns nil, HTTPClient probes.
+func TestProbesUseTheTargetsClient(t *testing.T) {
+	if !netns.Inside(t) {
+		netns.NewT(t, "ddb").RerunTest(t)
+		return
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	endpoint := "http://" + ln.Addr().String()
+	for _, name := range []string{"shared", "other"} {
+		tg := mustTarget(t, name, map[string]any{"properties": map[string]any{"hostname": name}})
+		serveLo(t, endpointResponder(t, tg, endpoint))
+	}
+	var viaTarget, viaDefault atomic.Int32
+	var wrong atomic.Value
+	counting := func(n *atomic.Int32) *http.Client {
+		return &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			n.Add(1)
+			return http.DefaultTransport.RoundTrip(r)
+		})}
+	}
+	targetClient, defaultClient := counting(&viaTarget), counting(&viaDefault)
+	_, out := runBrowser(t, BrowserConfig{
+		BrowseInterval: 300 * time.Millisecond, InitialWait: 300 * time.Millisecond, Debounce: 50 * time.Millisecond,
+		ProbeInterval: 50 * time.Millisecond, HTTPClient: defaultClient,
+		ProbeClient: func(tg *model.Target, ep string) *http.Client {
+			if ep != endpoint {
+				wrong.Store(fmt.Sprintf("asked for %v's client at %s, want %s", tg, ep, endpoint))
+			}
+			if tg.Name == "shared" {
+				return targetClient
+			}
+			return nil
+		},
+	})
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done) })
+	go func() {
+		for {
+			select {
+			case <-out:
+			case <-done:
+				return
+			}
+		}
+	}()
+	testenv.Eventually(t, time.Minute, func() bool { return viaTarget.Load() >= 5 && viaDefault.Load() >= 5 },
+		"5 probes with the target's client and 5 with HTTPClient")
+	if w := wrong.Load(); w != nil {
+		t.Error(w)
 	}
 }

@@ -123,8 +123,10 @@ func deploy(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 			return err
 		}
 		// Discovery's probes and /v1/target fetches present the
-		// coordinator's certificate to the fleet's agents.
+		// coordinator's certificate to the fleet's agents; a probe goes
+		// out on the connection to the target's agent (ProbeClient).
 		o.infra.Browser.HTTPClient = o.pass.Agents.FleetClient(discovery.ProbeBackoffLimit * discovery.DefaultProbeTimeout)
+		o.infra.Browser.ProbeClient = o.pass.Agents.ProbeClient
 	}
 	o.pass.Progress = rollout.ProgressFor(o.log.Format, stderr, log)
 	p, err := rollout.New(o.pass)

@@ -163,7 +163,8 @@ func serve(ctx context.Context, o *options, log *zap.Logger) error {
 	// (no RFC 6762 1 s grace) so a graceful stop is acted on in well under
 	// a second, and its debounce is kept short.
 	o.infra.Browser = discovery.BrowserConfig{GoodbyeGrace: -1, Debounce: 100 * time.Millisecond, MaxDelay: time.Second,
-		SignKey: o.verifyKey, HTTPClient: o.pass.Agents.FleetClient(discovery.ProbeBackoffLimit * discovery.DefaultProbeTimeout)}
+		SignKey: o.verifyKey, HTTPClient: o.pass.Agents.FleetClient(discovery.ProbeBackoffLimit * discovery.DefaultProbeTimeout),
+		ProbeClient: o.pass.Agents.ProbeClient}
 	src, err := o.infra.Source(log)
 	if err != nil {
 		return err
