@@ -595,18 +595,22 @@ func (s *MDNSSource) Run(ctx context.Context, out chan<- Snapshot) error {
 					delete(queried, inst)
 				}
 			}
-			// zeroconf asks while there is nothing to list; a query with
-			// known answers is ours (zeroconf v1.0.0 cannot list them).
-			browse := true
+			// The browse query is ours whenever the passive listener
+			// runs: it lists known answers (zeroconf v1.0.0 cannot), and
+			// every answer reaches the listener. A zeroconf Browse would
+			// open one more socket on port 5353, which each answer fills
+			// as well, with the kernel's default receive buffer (some 90
+			// packets): at start-up, a hundred machines answering while
+			// the host was busy overflowed it. zeroconf browses only
+			// without the listener; its lookups run either way.
+			browse := conn == nil
 			if conn != nil {
 				q := ptrQuery(known, func(inst string) bool {
 					ce := cache[inst]
 					return probeOK[inst] && ce != nil && ce.obs != nil
 				}, now)
-				if browse = len(q.Answer) == 0; !browse {
-					if err := conn.send(q); err != nil {
-						log.Debug("mDNS query", zap.Error(err))
-					}
+				if err := conn.send(q); err != nil {
+					log.Debug("mDNS query", zap.Error(err))
 				}
 			}
 			startRound(browse, lookups)

@@ -11,8 +11,10 @@ import (
 )
 
 // The active half of the browser runs on github.com/grandcat/zeroconf
-// v1.0.0: every browse round is one zeroconf Browse, and an instance whose
-// TXT record must be (re-)read gets a zeroconf Lookup. The library is used
+// v1.0.0: an instance whose TXT record must be (re-)read gets a zeroconf
+// Lookup, and without the passive listener every browse round is one
+// zeroconf Browse (with it, the browser sends its own query, which lists
+// known answers, and reads the answers there). The library is used
 // for what it does well (sending the DNS-SD queries on the named interfaces
 // and assembling PTR/SRV/TXT/A answers into service entries) and designed
 // around what it does not do:
