@@ -12,8 +12,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Network is a private layer-2 network of network namespaces: one bridge
@@ -284,19 +288,68 @@ func (h *Host) Command(name string, args ...string) *exec.Cmd {
 	return exec.Command("ip", append([]string{"netns", "exec", h.Netns, name}, args...)...)
 }
 
-// KillAll sends SIGKILL to every process inside the host's namespace: the
-// host crashes.
+// killWait bounds how long KillAll waits for the processes it killed to
+// be gone.
+const killWait = 10 * time.Second
+
+// KillAll kills every process in the host's namespace (SIGKILL, through a
+// pidfd, so a reused pid is never hit) and waits, at most killWait, until
+// they have exited: a caller that looks right after (down's check that
+// nothing is left, a next up in the same directory) no longer finds
+// processes on their way out.
 func (h *Host) KillAll() error {
 	out, err := exec.Command("ip", "netns", "pids", h.Netns).Output()
 	if err != nil {
 		return fmt.Errorf("list processes of %s: %w", h.Name, err)
 	}
-	self := fmt.Sprint(os.Getpid())
+	self := os.Getpid()
+	var fds []unix.PollFd
+	defer func() {
+		for _, p := range fds {
+			unix.Close(int(p.Fd))
+		}
+	}()
 	for _, f := range strings.Fields(string(out)) {
-		if f == self {
+		pid, err := strconv.Atoi(f)
+		if err != nil || pid == self {
 			continue // never ourselves, whatever thread visited the namespace
 		}
-		run("kill", "-9", f)
+		fd, err := unix.PidfdOpen(pid, 0)
+		if err != nil {
+			if !errors.Is(err, unix.ESRCH) { // no pidfds here: kill, without the wait
+				unix.Kill(pid, unix.SIGKILL)
+			}
+			continue
+		}
+		if err := unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0); err != nil {
+			unix.Close(fd)
+			continue
+		}
+		fds = append(fds, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
+	}
+	// A pidfd is readable once its process has exited.
+	deadline := time.Now().Add(killWait)
+	for len(fds) > 0 {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return fmt.Errorf("%s: %d killed processes still there after %v", h.Name, len(fds), killWait)
+		}
+		n, err := unix.Poll(fds, int(left.Milliseconds())+1)
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			return fmt.Errorf("%s: wait for the killed processes: %w", h.Name, err)
+		}
+		if n <= 0 {
+			continue
+		}
+		kept := fds[:0]
+		for _, p := range fds {
+			if p.Revents != 0 {
+				unix.Close(int(p.Fd))
+				continue
+			}
+			kept = append(kept, p)
+		}
+		fds = kept
 	}
 	return nil
 }

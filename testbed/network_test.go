@@ -1,8 +1,11 @@
 package testbed
 
 import (
+	"bufio"
+	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -79,4 +82,57 @@ func TestHostDialFromNamespace(t *testing.T) {
 		}
 		return err == nil
 	}, "GET from alpha's namespace to beta's server never succeeded")
+}
+
+// hogEnv makes the test binary a process that holds hogSize of touched
+// memory until killed (TestHelperHog): its exit takes the kernel a while.
+const (
+	hogEnv  = "DYDISNIX_TESTBED_HOG"
+	hogSize = 128 << 20
+)
+
+// TestHelperHog is not a test: run with hogEnv, it is the process that
+// TestKillAllWaitsForTheKilled kills.
+func TestHelperHog(t *testing.T) {
+	if os.Getenv(hogEnv) == "" {
+		return
+	}
+	b := make([]byte, hogSize)
+	for i := 0; i < len(b); i += 4096 {
+		b[i] = 1
+	}
+	fmt.Println("started")
+	select {}
+}
+
+// KillAll returns once the processes it killed have exited: right after,
+// the namespace holds none (down's check that nothing is left, and a next
+// up in the same directory, found processes on their way out). Each
+// process holds 128 MB, which the kernel takes a while to free.
+func TestKillAllWaitsForTheKilled(t *testing.T) {
+	_, a, _ := alphaBeta(t, "tbk", "10.231.9.0/24")
+	for range 3 {
+		cmd := a.Command("env", hogEnv+"=1", os.Args[0], "-test.run=^TestHelperHog$")
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		if _, err := bufio.NewReader(out).ReadString('\n'); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.KillAll(); err != nil {
+		t.Fatal(err)
+	}
+	left, err := exec.Command("ip", "netns", "pids", a.Netns).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pids := strings.Fields(string(left)); len(pids) > 0 {
+		t.Errorf("right after KillAll, %d processes are in the namespace: %v", len(pids), pids)
+	}
 }
