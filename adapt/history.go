@@ -132,6 +132,7 @@ func (l *Loop) pollHealth() {
 	if !ok || !l.polling.CompareAndSwap(false, true) {
 		return
 	}
+	l.polls.Add(1)
 	l.mu.Lock()
 	infra := l.status.Infrastructure.Clone()
 	l.mu.Unlock()
@@ -144,13 +145,17 @@ func (l *Loop) pollHealth() {
 }
 
 // recordPolled records profiles, asked beside a resync's drain check
-// (DrainProfiler), as a poll's answer for the targets the status shows;
-// it leaves them out while a poll runs (its answer is the newer).
-func (l *Loop) recordPolled(profiles map[string]*agentapi.Profile) {
+// (DrainProfiler) when polls polls had started, as a poll's answer for the
+// targets the status shows; it leaves them out when a poll started since
+// (its answer is the newer, or will be).
+func (l *Loop) recordPolled(profiles map[string]*agentapi.Profile, polls uint64) {
 	if !l.polling.CompareAndSwap(false, true) {
 		return
 	}
 	defer l.polling.Store(false)
+	if l.polls.Load() != polls {
+		return
+	}
 	l.mu.Lock()
 	used := l.status.Infrastructure
 	l.mu.Unlock()

@@ -241,8 +241,11 @@ type Loop struct {
 	// DOT text).
 	svgMu          sync.Mutex
 	svgKey, svgOut string
-	// polling is set while the agents' profiles are asked (pollHealth).
+	// polling is set while the agents' profiles are asked (pollHealth);
+	// polls counts the polls started, so that profiles asked beside a
+	// resync's drain check are not recorded over a poll's newer answer.
 	polling atomic.Bool
+	polls   atomic.Uint64
 
 	// control carries the operator's commands into Run; done is closed
 	// when Run returns.
@@ -586,13 +589,14 @@ func (l *Loop) Run(ctx context.Context) error {
 					l.mu.Unlock()
 				}
 				checked := l.lastSnap.Infrastructure
+				polls := l.polls.Load()
 				go func() {
 					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 					defer cancel()
 					if both {
 						draining, profiles := dp.DrainingProfiles(ctx, infra)
 						maps.DeleteFunc(draining, func(t string, _ bool) bool { _, ok := checked[t]; return !ok })
-						l.recordPolled(profiles)
+						l.recordPolled(profiles, polls)
 						drainRes <- draining
 						return
 					}

@@ -907,6 +907,32 @@ func TestResyncAsksOnceForDrainAndProfiles(t *testing.T) {
 	}
 }
 
+// TestResyncProfilesYieldToANewerPoll: profiles asked beside a resync's
+// drain check are not recorded when a poll (after a deploy) started while
+// they were asked: the poll's answer is the newer.
+func TestResyncProfilesYieldToANewerPoll(t *testing.T) {
+	t.Parallel()
+	p := &oneQuestionPass{sequentialPass: sequentialPass{profiled: make(chan struct{})}, draining: map[string]bool{}}
+	h := newHarness(t, func(c *Config) {
+		p.fakePass = c.Pass.(fakePass)
+		c.Pass = p
+	})
+	h.snap(infraOf("a", "b"))
+	h.waitDeploy(5 * time.Second)
+	testenv.Eventually(t, failAfter, func() bool { return len(p.logged()) == 1 && !h.l.polling.Load() }, "the poll after the deploy: %v", p.logged())
+	old := map[string]*agentapi.Profile{"a": {Services: []agentapi.ProfileEntry{{Target: "a",
+		Service: model.ManifestService{Name: "old"}, Running: true}}}}
+	before := h.l.polls.Load() - 1 // asked before the poll after the deploy started
+	h.l.recordPolled(old, before)
+	if got := h.l.Status().Services; len(got) > 0 && got[0].Service == "old" {
+		t.Fatalf("older profiles recorded over a newer poll's: %+v", got)
+	}
+	h.l.recordPolled(old, h.l.polls.Load())
+	if got := h.l.Status().Services; len(got) != 1 || got[0].Service != "old" {
+		t.Fatalf("profiles asked after the last poll not recorded: %+v", got)
+	}
+}
+
 // stuckSnapshotter blocks every snapshot until its context ends, as a
 // snapshot request to a machine that vanished silently would.
 type stuckSnapshotter struct {
