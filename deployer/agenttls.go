@@ -59,6 +59,12 @@ func TargetHostname(t *model.Target) string {
 // to an agent that has not proven, in the TLS handshake, that the fleet
 // CA certified it for t's hostname.
 func (a *AgentTLS) Client(t *model.Target, agentURL string) (*http.Client, error) {
+	return a.client(t, agentURL, true)
+}
+
+// client is Client; without create, it returns only a client made before
+// (nil, nil when there is none).
+func (a *AgentTLS) client(t *model.Target, agentURL string, create bool) (*http.Client, error) {
 	u, err := url.Parse(agentURL)
 	if err != nil {
 		return nil, fmt.Errorf("target %s: agent URL %q: %w", t.Name, agentURL, err)
@@ -81,7 +87,7 @@ func (a *AgentTLS) Client(t *model.Target, agentURL string) (*http.Client, error
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if c, ok := a.clients[key]; ok {
+	if c, ok := a.clients[key]; ok || !create {
 		return c, nil
 	}
 	timeout := a.Timeout
@@ -100,16 +106,19 @@ func (a *AgentTLS) Client(t *model.Target, agentURL string) (*http.Client, error
 	return c, nil
 }
 
-// ProbeClient returns the client of the agent of t at endpoint (Client),
-// for discovery's liveness probes (discovery.BrowserConfig.ProbeClient):
-// a probe then goes out on the connection the coordinator keeps to that
-// agent, where a separate client kept a second one to every agent. It
-// returns nil (probe with the fleet client) where Client refuses.
+// ProbeClient returns the client of the agent of t at endpoint that
+// Client made before (for a target the coordinator deploys to), for
+// discovery's liveness probes (discovery.BrowserConfig.ProbeClient): a
+// probe then goes out on the connection the coordinator keeps to that
+// agent, where the fleet client kept a second one to every agent. It
+// makes none (an announcement does not add to the clients kept), and
+// returns nil (probe with the fleet client) where there is none or Client
+// refuses.
 func (a *AgentTLS) ProbeClient(t *model.Target, endpoint string) *http.Client {
 	if t == nil {
 		return nil
 	}
-	c, err := a.Client(t, endpoint)
+	c, err := a.client(t, endpoint, false)
 	if err != nil {
 		return nil
 	}
@@ -122,8 +131,9 @@ func (a *AgentTLS) ProbeClient(t *model.Target, endpoint string) *http.Client {
 const agentIdleConnTimeout = 30 * time.Second
 
 // FleetClient returns an HTTP client for the endpoints of any agent of the
-// fleet, for discovery's liveness probes and fetches of compact
-// announcements (GET /v1/target, no credential): it presents the
+// fleet, for discovery's liveness probes (of agents without a client of
+// Client yet: ProbeClient) and fetches of compact announcements (GET
+// /v1/target, no credential): it presents the
 // coordinator's certificate and accepts a server certificate the fleet CA
 // signed, whatever name it carries; which target an agent is, is checked
 // by Client before a credential goes to it. It returns nil (the default

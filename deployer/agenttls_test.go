@@ -70,8 +70,14 @@ func TestAgentTLSNames(t *testing.T) {
 			}
 		})
 	}
-	// Where Client refuses (plain HTTP without InsecureHTTP), or without
-	// a target, discovery probes with its own client.
+	// ProbeClient makes no client: an announced hostname the coordinator
+	// has not reached gets none (discovery probes with its own client);
+	// neither does one where Client refuses (plain HTTP without
+	// InsecureHTTP), nor a probe without a target.
+	stranger := &model.Target{Name: "s", Properties: map[string]any{"hostname": "stranger"}}
+	if c := agents.ProbeClient(stranger, "https://127.0.0.1:1"); c != nil {
+		t.Error("ProbeClient made a client for an announced hostname")
+	}
 	if c := agents.ProbeClient(target, "http://127.0.0.1:1"); c != nil {
 		t.Error("ProbeClient of a plain-HTTP agent without InsecureHTTP is not nil")
 	}

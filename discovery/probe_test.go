@@ -142,6 +142,10 @@ func TestProbesUseTheTargetsClient(t *testing.T) {
 		BrowseInterval: 300 * time.Millisecond, InitialWait: 300 * time.Millisecond, Debounce: 50 * time.Millisecond,
 		ProbeInterval: 50 * time.Millisecond, HTTPClient: defaultClient,
 		ProbeClient: func(tg *model.Target, ep string) *http.Client {
+			if tg == nil {
+				wrong.Store("asked for a client without a target")
+				return nil
+			}
 			if ep != endpoint {
 				wrong.Store(fmt.Sprintf("asked for %v's client at %s, want %s", tg, ep, endpoint))
 			}
