@@ -293,50 +293,78 @@ func (h *Host) Command(name string, args ...string) *exec.Cmd {
 const killWait = 10 * time.Second
 
 // KillAll kills every process in the host's namespace (SIGKILL, through a
-// pidfd, so a reused pid is never hit) and waits, at most killWait, until
-// they have exited: a caller that looks right after (down's check that
-// nothing is left, a next up in the same directory) no longer finds
-// processes on their way out.
+// pidfd) and waits, at most killWait, until they have exited: a caller
+// that looks right after (down's check that nothing is left, a next up in
+// the same directory) no longer finds processes on their way out.
 func (h *Host) KillAll() error {
+	fds, err := h.kill()
+	return errors.Join(err, waitExited(h.Name, fds, time.Now().Add(killWait)))
+}
+
+// kill sends SIGKILL to every process in the host's namespace and returns
+// their pidfds, for waitExited. A pid is signalled through its pidfd, once
+// its namespace is checked again: a pid that another process took since
+// the list was read is left alone.
+func (h *Host) kill() ([]unix.PollFd, error) {
 	out, err := exec.Command("ip", "netns", "pids", h.Netns).Output()
 	if err != nil {
-		return fmt.Errorf("list processes of %s: %w", h.Name, err)
+		return nil, fmt.Errorf("list processes of %s: %w", h.Name, err)
+	}
+	ns, err := os.Stat(filepath.Join("/run/netns", h.Netns))
+	if err != nil {
+		return nil, fmt.Errorf("namespace of %s: %w", h.Name, err)
 	}
 	self := os.Getpid()
 	var fds []unix.PollFd
-	defer func() {
-		for _, p := range fds {
-			unix.Close(int(p.Fd))
-		}
-	}()
+	var errs []error
 	for _, f := range strings.Fields(string(out)) {
 		pid, err := strconv.Atoi(f)
 		if err != nil || pid == self {
 			continue // never ourselves, whatever thread visited the namespace
 		}
 		fd, err := unix.PidfdOpen(pid, 0)
-		if err != nil {
-			if !errors.Is(err, unix.ESRCH) { // no pidfds here: kill, without the wait
-				unix.Kill(pid, unix.SIGKILL)
+		if errors.Is(err, unix.ESRCH) {
+			continue // gone already
+		}
+		if err != nil { // no pidfds here: a plain kill, not waited for
+			if err := unix.Kill(pid, unix.SIGKILL); err != nil && !errors.Is(err, unix.ESRCH) {
+				errs = append(errs, fmt.Errorf("kill %d in %s: %w", pid, h.Name, err))
 			}
+			continue
+		}
+		if cur, err := os.Stat(fmt.Sprintf("/proc/%d/ns/net", pid)); err != nil || !os.SameFile(cur, ns) {
+			unix.Close(fd) // exited, or the pid is another process's now
 			continue
 		}
 		if err := unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0); err != nil {
 			unix.Close(fd)
+			if !errors.Is(err, unix.ESRCH) {
+				errs = append(errs, fmt.Errorf("kill %d in %s: %w", pid, h.Name, err))
+			}
 			continue
 		}
 		fds = append(fds, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
 	}
+	return fds, errors.Join(errs...)
+}
+
+// waitExited waits until the processes of the pidfds fds (of host name)
+// have exited, or deadline passes, and closes the pidfds.
+func waitExited(name string, fds []unix.PollFd, deadline time.Time) error {
+	defer func() {
+		for _, p := range fds {
+			unix.Close(int(p.Fd))
+		}
+	}()
 	// A pidfd is readable once its process has exited.
-	deadline := time.Now().Add(killWait)
 	for len(fds) > 0 {
 		left := time.Until(deadline)
 		if left <= 0 {
-			return fmt.Errorf("%s: %d killed processes still there after %v", h.Name, len(fds), killWait)
+			return fmt.Errorf("%s: %d killed processes still there at the deadline", name, len(fds))
 		}
 		n, err := unix.Poll(fds, int(left.Milliseconds())+1)
 		if err != nil && !errors.Is(err, unix.EINTR) {
-			return fmt.Errorf("%s: wait for the killed processes: %w", h.Name, err)
+			return fmt.Errorf("%s: wait for the killed processes: %w", name, err)
 		}
 		if n <= 0 {
 			continue

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -102,7 +103,8 @@ func TestHelperHog(t *testing.T) {
 		b[i] = 1
 	}
 	fmt.Println("started")
-	select {}
+	time.Sleep(time.Hour) // not select{}: the runtime would end a process where nothing can wake
+	runtime.KeepAlive(b)
 }
 
 // KillAll returns once the processes it killed have exited: right after,
@@ -124,6 +126,9 @@ func TestKillAllWaitsForTheKilled(t *testing.T) {
 		if _, err := bufio.NewReader(out).ReadString('\n'); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if before, err := exec.Command("ip", "netns", "pids", a.Netns).Output(); err != nil || len(strings.Fields(string(before))) != 3 {
+		t.Fatalf("before KillAll, the namespace holds %q (%v), want the 3 processes", before, err)
 	}
 	if err := a.KillAll(); err != nil {
 		t.Fatal(err)

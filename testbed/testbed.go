@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/dydisnix/dydisnix/internal/fleettls"
 	"github.com/dydisnix/dydisnix/model"
 )
@@ -535,8 +537,14 @@ func (tb *Testbed) Close() error {
 	for i := len(fs) - 1; i >= 0; i-- {
 		fs[i]()
 	}
+	// Every machine is killed first, then waited for, together.
+	killed := map[string][]unix.PollFd{}
 	for _, m := range tb.Machines() {
-		m.Host.KillAll()
+		killed[m.Name], _ = m.Host.kill()
+	}
+	deadline := time.Now().Add(killWait)
+	for name, fds := range killed {
+		waitExited(name, fds, deadline)
 	}
 	for _, m := range tb.etcd {
 		m.kill()
