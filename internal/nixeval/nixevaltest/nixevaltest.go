@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dydisnix/dydisnix/internal/testenv"
 )
 
 // Forever is a Nix expression that evaluates for hours in little memory.
@@ -35,9 +37,10 @@ func Wrapper(t testing.TB) (bin string, started func(timeout time.Duration) int)
 	}
 	script := "#!/bin/sh\n" + real + " \"$@\" &\necho $! > " + fifo + "\nwait $!\n"
 	bin = filepath.Join(dir, "nix-instantiate")
-	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	// Not os.WriteFile: a child forked meanwhile by a parallel test would
+	// hold the file open for writing, and running it would fail ("text
+	// file busy"; seen in CI as "the evaluator did not start").
+	testenv.WriteExecutable(t, bin, script)
 	pids := make(chan string, 1)
 	go func() {
 		data, err := os.ReadFile(fifo) // blocks until the wrapper writes
