@@ -59,12 +59,16 @@ func TargetHostname(t *model.Target) string {
 // to an agent that has not proven, in the TLS handshake, that the fleet
 // CA certified it for t's hostname.
 func (a *AgentTLS) Client(t *model.Target, agentURL string) (*http.Client, error) {
-	return a.client(t, agentURL, true)
+	return a.client(t, agentURL, 0)
 }
 
-// client is Client; without create, it returns only a client made before
-// (nil, nil when there is none).
-func (a *AgentTLS) client(t *model.Target, agentURL string, create bool) (*http.Client, error) {
+// maxProbeClients bounds the clients kept that ProbeClient makes: one per
+// announced hostname (as many as discovery keeps instances).
+const maxProbeClients = 4096
+
+// client is Client; with limit > 0, it makes no client when limit are kept
+// already (nil, nil).
+func (a *AgentTLS) client(t *model.Target, agentURL string, limit int) (*http.Client, error) {
 	u, err := url.Parse(agentURL)
 	if err != nil {
 		return nil, fmt.Errorf("target %s: agent URL %q: %w", t.Name, agentURL, err)
@@ -87,7 +91,7 @@ func (a *AgentTLS) client(t *model.Target, agentURL string, create bool) (*http.
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if c, ok := a.clients[key]; ok || !create {
+	if c, ok := a.clients[key]; ok || (limit > 0 && len(a.clients) >= limit) {
 		return c, nil
 	}
 	timeout := a.Timeout
@@ -106,19 +110,18 @@ func (a *AgentTLS) client(t *model.Target, agentURL string, create bool) (*http.
 	return c, nil
 }
 
-// ProbeClient returns the client of the agent of t at endpoint that
-// Client made before (for a target the coordinator deploys to), for
-// discovery's liveness probes (discovery.BrowserConfig.ProbeClient): a
+// ProbeClient returns the client of the agent of t at endpoint (Client),
+// for discovery's liveness probes (discovery.BrowserConfig.ProbeClient): a
 // probe then goes out on the connection the coordinator keeps to that
-// agent, where the fleet client kept a second one to every agent. It
-// makes none (an announcement does not add to the clients kept), and
-// returns nil (probe with the fleet client) where there is none or Client
-// refuses.
+// agent, where the fleet client kept a second one to every agent. It makes
+// one only while fewer than maxProbeClients are kept (announcements cannot
+// grow them without bound), and returns nil (probe with the fleet client)
+// where it makes none or Client refuses.
 func (a *AgentTLS) ProbeClient(t *model.Target, endpoint string) *http.Client {
 	if t == nil {
 		return nil
 	}
-	c, err := a.client(t, endpoint, false)
+	c, err := a.client(t, endpoint, maxProbeClients)
 	if err != nil {
 		return nil
 	}
@@ -131,8 +134,8 @@ func (a *AgentTLS) ProbeClient(t *model.Target, endpoint string) *http.Client {
 const agentIdleConnTimeout = 30 * time.Second
 
 // FleetClient returns an HTTP client for the endpoints of any agent of the
-// fleet, for discovery's liveness probes (of agents without a client of
-// Client yet: ProbeClient) and fetches of compact announcements (GET
+// fleet, for discovery's liveness probes (where ProbeClient gives none)
+// and fetches of compact announcements (GET
 // /v1/target, no credential): it presents the
 // coordinator's certificate and accepts a server certificate the fleet CA
 // signed, whatever name it carries; which target an agent is, is checked

@@ -2,6 +2,7 @@ package deployer_test
 
 import (
 	"crypto/tls"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -70,18 +71,36 @@ func TestAgentTLSNames(t *testing.T) {
 			}
 		})
 	}
-	// ProbeClient makes no client: an announced hostname the coordinator
-	// has not reached gets none (discovery probes with its own client);
-	// neither does one where Client refuses (plain HTTP without
-	// InsecureHTTP), nor a probe without a target.
-	stranger := &model.Target{Name: "s", Properties: map[string]any{"hostname": "stranger"}}
-	if c := agents.ProbeClient(stranger, "https://127.0.0.1:1"); c != nil {
-		t.Error("ProbeClient made a client for an announced hostname")
-	}
+	// Where Client refuses (plain HTTP without InsecureHTTP), or without
+	// a target, discovery probes with its own client.
 	if c := agents.ProbeClient(target, "http://127.0.0.1:1"); c != nil {
 		t.Error("ProbeClient of a plain-HTTP agent without InsecureHTTP is not nil")
 	}
 	if c := agents.ProbeClient(nil, "https://127.0.0.1:1"); c != nil {
 		t.Error("ProbeClient without a target is not nil")
+	}
+}
+
+// TestProbeClientsBounded: ProbeClient makes a client per announced
+// hostname, as Client does, but stops at maxProbeClients kept, so
+// announcements cannot grow them without bound; Client still makes one.
+func TestProbeClientsBounded(t *testing.T) {
+	agents := &deployer.AgentTLS{Config: &tls.Config{}}
+	for i := range deployer.MaxProbeClients {
+		tg := &model.Target{Name: fmt.Sprint("h", i)}
+		if agents.ProbeClient(tg, "https://127.0.0.1:1") == nil {
+			t.Fatalf("no client for the %d-th hostname", i+1)
+		}
+	}
+	one := &model.Target{Name: "one-more"}
+	if agents.ProbeClient(one, "https://127.0.0.1:1") != nil {
+		t.Errorf("ProbeClient made client %d", deployer.MaxProbeClients+1)
+	}
+	c, err := agents.Client(one, "https://127.0.0.1:1")
+	if err != nil || c == nil {
+		t.Fatalf("Client = %v, %v", c, err)
+	}
+	if agents.ProbeClient(one, "https://127.0.0.1:1") != c {
+		t.Error("ProbeClient does not return the client Client made")
 	}
 }

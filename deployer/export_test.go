@@ -1,0 +1,4 @@
+package deployer
+
+// MaxProbeClients exposes maxProbeClients to the external tests.
+const MaxProbeClients = maxProbeClients
