@@ -53,8 +53,8 @@ type DrainChecker interface {
 // DrainProfiler is implemented by passes that learn both whether targets
 // drain and their profiles from one question per target (rollout.Pass:
 // the agents' profiles say whether they drain). A resync of a Pass that
-// implements it, DrainChecker and Profiler asks once per target, not
-// twice. DrainingProfiles returns Draining's answer and Profiles'.
+// implements it and DrainChecker asks once per target, not twice.
+// DrainingProfiles returns Draining's answer and Profiles'.
 type DrainProfiler interface {
 	DrainingProfiles(ctx context.Context, infra model.Infrastructure) (map[string]bool, map[string]*agentapi.Profile)
 }
@@ -362,6 +362,7 @@ func (l *Loop) Run(ctx context.Context) error {
 	running := false
 
 	dc, _ := l.cfg.Pass.(DrainChecker)
+	dp, _ := l.cfg.Pass.(DrainProfiler)
 	drainRes := make(chan map[string]bool, 1)
 	drainBusy := false
 	l.draining = map[string]bool{}
@@ -574,40 +575,39 @@ func (l *Loop) Run(ctx context.Context) error {
 			case dc != nil && l.lastSnap != nil && len(l.lastSnap.Infrastructure) > 0:
 				drainBusy = true
 				infra := l.lastSnap.Infrastructure
-				dp, both := l.cfg.Pass.(DrainProfiler)
-				_, profiler := l.cfg.Pass.(Profiler)
-				if both = both && profiler; both {
+				if dp != nil {
 					// One question per target for both: the targets
 					// checked and those whose health the status shows.
-					infra = maps.Clone(infra)
+					asked := maps.Clone(infra)
 					l.mu.Lock()
 					for name, t := range l.status.Infrastructure {
-						if _, ok := infra[name]; !ok {
-							infra[name] = t
+						if _, ok := asked[name]; !ok {
+							asked[name] = t
 						}
 					}
 					l.mu.Unlock()
-				}
-				checked := l.lastSnap.Infrastructure
-				polls := l.polls.Load()
-				go func() {
-					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-					defer cancel()
-					if both {
-						draining, profiles := dp.DrainingProfiles(ctx, infra)
-						maps.DeleteFunc(draining, func(t string, _ bool) bool { _, ok := checked[t]; return !ok })
+					polls := l.polls.Load()
+					go func() {
+						ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+						defer cancel()
+						draining, profiles := dp.DrainingProfiles(ctx, asked)
+						maps.DeleteFunc(draining, func(t string, _ bool) bool { _, ok := infra[t]; return !ok })
 						l.recordPolled(profiles, polls)
 						drainRes <- draining
-						return
-					}
-					draining := dc.Draining(ctx, infra)
-					// The profiles are asked for once the drain check has
-					// answered: asked side by side, every agent kept a
-					// second idle connection (TLS buffers, two goroutines)
-					// for them.
-					l.pollHealth()
-					drainRes <- draining
-				}()
+					}()
+				} else {
+					go func() {
+						ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+						defer cancel()
+						draining := dc.Draining(ctx, infra)
+						// The profiles are asked for once the drain check
+						// has answered: asked side by side, every agent kept
+						// a second idle connection (TLS buffers, two
+						// goroutines) for them.
+						l.pollHealth()
+						drainRes <- draining
+					}()
+				}
 			default:
 				l.pollHealth()
 			}

@@ -871,12 +871,11 @@ func (p *oneQuestionPass) DrainingProfiles(ctx context.Context, infra model.Infr
 	return d, profiles
 }
 
-// TestResyncAsksOnceForDrainAndProfiles: with a pass that learns both
-// from one question (the agents' profiles say whether they drain), a
-// resync asks only that: the status shows the services it reported, and
-// a target it reports draining is moved away from.
-func TestResyncAsksOnceForDrainAndProfiles(t *testing.T) {
-	t.Parallel()
+// deployedOneQuestion starts a loop on a oneQuestionPass (resync every
+// second) with the targets a and b, and returns once the first deploy and
+// the profile poll after it are done.
+func deployedOneQuestion(t *testing.T) (*oneQuestionPass, *harness) {
+	t.Helper()
 	p := &oneQuestionPass{sequentialPass: sequentialPass{profiled: make(chan struct{})}, draining: map[string]bool{}}
 	h := newHarness(t, func(c *Config) {
 		p.fakePass = c.Pass.(fakePass)
@@ -886,6 +885,16 @@ func TestResyncAsksOnceForDrainAndProfiles(t *testing.T) {
 	h.snap(infraOf("a", "b"))
 	h.waitDeploy(5 * time.Second)
 	testenv.Eventually(t, failAfter, func() bool { return len(p.logged()) == 1 && !h.l.polling.Load() }, "the poll after the deploy: %v", p.logged())
+	return p, h
+}
+
+// TestResyncAsksOnceForDrainAndProfiles: with a pass that learns both
+// from one question (the agents' profiles say whether they drain), a
+// resync asks only that: the status shows the services it reported, and
+// a target it reports draining is moved away from.
+func TestResyncAsksOnceForDrainAndProfiles(t *testing.T) {
+	t.Parallel()
+	p, h := deployedOneQuestion(t)
 	h.advance(time.Second)
 	want := []string{"profiles", "drain and profiles"}
 	testenv.Eventually(t, failAfter, func() bool { return len(h.l.Status().Services) == 2 }, "the resync's profiles in the status: %v", p.logged())
@@ -912,14 +921,7 @@ func TestResyncAsksOnceForDrainAndProfiles(t *testing.T) {
 // they were asked: the poll's answer is the newer.
 func TestResyncProfilesYieldToANewerPoll(t *testing.T) {
 	t.Parallel()
-	p := &oneQuestionPass{sequentialPass: sequentialPass{profiled: make(chan struct{})}, draining: map[string]bool{}}
-	h := newHarness(t, func(c *Config) {
-		p.fakePass = c.Pass.(fakePass)
-		c.Pass = p
-	})
-	h.snap(infraOf("a", "b"))
-	h.waitDeploy(5 * time.Second)
-	testenv.Eventually(t, failAfter, func() bool { return len(p.logged()) == 1 && !h.l.polling.Load() }, "the poll after the deploy: %v", p.logged())
+	_, h := deployedOneQuestion(t)
 	old := map[string]*agentapi.Profile{"a": {Services: []agentapi.ProfileEntry{{Target: "a",
 		Service: model.ManifestService{Name: "old"}, Running: true}}}}
 	before := h.l.polls.Load() - 1 // asked before the poll after the deploy started

@@ -135,12 +135,11 @@ const agentIdleConnTimeout = 30 * time.Second
 
 // FleetClient returns an HTTP client for the endpoints of any agent of the
 // fleet, for discovery's liveness probes (where ProbeClient gives none)
-// and fetches of compact announcements (GET
-// /v1/target, no credential): it presents the
-// coordinator's certificate and accepts a server certificate the fleet CA
-// signed, whatever name it carries; which target an agent is, is checked
-// by Client before a credential goes to it. It returns nil (the default
-// client) without Config.
+// and fetches of compact announcements (GET /v1/target, no credential):
+// it presents the coordinator's certificate and accepts a server
+// certificate the fleet CA signed, whatever name it carries; which target
+// an agent is, is checked by Client before a credential goes to it. It
+// returns nil (the default client) without Config.
 func (a *AgentTLS) FleetClient(timeout time.Duration) *http.Client {
 	if a == nil || a.Config == nil {
 		return nil

@@ -28,17 +28,13 @@ func (p *Pass) DrainingProfiles(ctx context.Context, infra model.Infrastructure)
 		return nil, nil
 	}
 	profiles := p.Profiles(ctx, infra)
-	draining := make(map[string]bool, len(infra))
-	var ask model.Infrastructure
+	draining, ask := make(map[string]bool, len(infra)), model.Infrastructure{}
 	for name, t := range infra {
 		if pr := profiles[name]; pr != nil && pr.Draining != nil {
 			draining[name] = *pr.Draining
-			continue
+		} else {
+			ask[name] = t
 		}
-		if ask == nil {
-			ask = model.Infrastructure{}
-		}
-		ask[name] = t
 	}
 	if len(ask) > 0 {
 		maps.Copy(draining, p.Draining(ctx, ask))
