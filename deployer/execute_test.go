@@ -348,6 +348,94 @@ func TestExecutePerTargetBound(t *testing.T) {
 	}
 }
 
+// TestExecuteTransferBound: with Transfers set, at most that many uploads
+// run at once over all targets, the ready ones in step order (a target's
+// uploads before the next target's), and activations are not held by it:
+// a target whose artifacts are in starts its services while the next
+// target's uploads run. Without it, every upload starts at once.
+func TestExecuteTransferBound(t *testing.T) {
+	t.Parallel()
+	// Three targets, each with two uploads (1-2 on t1, 3-4 on t2, 5-6 on
+	// t3) and an activation that needs them (7, 8, 9).
+	plan := func() *deployer.Plan {
+		p := &deployer.Plan{}
+		for i := 1; i <= 6; i++ {
+			p.Steps = append(p.Steps, deployer.Step{ID: i, Kind: deployer.StepUpload, Target: fmt.Sprintf("t%d", 1+(i-1)/2)})
+		}
+		for i := 7; i <= 9; i++ {
+			k := 2*(i-7) + 1
+			p.Steps = append(p.Steps, deployer.Step{ID: i, Kind: deployer.StepActivate, Target: fmt.Sprintf("t%d", i-6), Service: fmt.Sprintf("s%d", i), Deps: []int{k, k + 1}})
+		}
+		return p
+	}
+	tests := []struct {
+		name      string
+		opts      deployer.ExecOptions
+		first     []int // the steps that run at once before any ends
+		release   []int // ending these steps ...
+		next      []int // ... starts these
+		notBefore []int // steps that must not have started by then
+	}{
+		{"two transfers", deployer.ExecOptions{Transfers: 2}, []int{1, 2}, []int{1, 2}, []int{3, 4, 7}, []int{5, 6}},
+		{"no bound", deployer.ExecOptions{}, []int{1, 2, 3, 4, 5, 6}, []int{1, 2}, []int{7}, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := &fakeStepper{block: map[int]*gate{}}
+			for i := 1; i <= 9; i++ {
+				f.block[i] = newGate()
+			}
+			done := make(chan error, 1)
+			go func() { done <- deployer.Execute(context.Background(), plan(), f, tc.opts) }()
+			wait := func(id int) {
+				t.Helper()
+				select {
+				case <-f.block[id].entered:
+				case err := <-done:
+					t.Fatalf("Execute returned (%v) before step %d started", err, id)
+				case <-time.After(time.Minute):
+					f.mu.Lock()
+					defer f.mu.Unlock()
+					t.Fatalf("step %d never started; started: %v", id, f.did)
+				}
+			}
+			check := func() {
+				t.Helper()
+				f.mu.Lock()
+				defer f.mu.Unlock()
+				for _, id := range f.did {
+					if slices.Contains(tc.notBefore, id) {
+						t.Errorf("step %d started beyond the transfer bound (started: %v)", id, f.did)
+					}
+				}
+			}
+			for _, id := range tc.first {
+				wait(id)
+			}
+			check()
+			for _, id := range tc.release {
+				close(f.block[id].release)
+			}
+			for _, id := range tc.next {
+				wait(id)
+			}
+			check()
+			for i := 1; i <= 9; i++ {
+				if !slices.Contains(tc.release, i) {
+					close(f.block[i].release)
+				}
+			}
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if len(f.did) != 9 {
+				t.Errorf("ran %v, want all 9 steps", f.did)
+			}
+		})
+	}
+}
+
 // waitStepper waits d in every step, as an activation waits for its health
 // check.
 type waitStepper struct{ d time.Duration }
