@@ -13,7 +13,9 @@ build:
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/ ./cmd/...
 	@mkdir -p $(BIN)/examples
-	$(GO) build -o $(BIN)/examples/ ./testbed/services/kvstore ./testbed/services/webfront ./testbed/services/peer ./testbed/services/chord ./testbed/services/webapp
+	@# The example services are artifacts the testbed uploads to every
+	@# machine: built static and stripped, as a Nix build strips them.
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/examples/ ./testbed/services/kvstore ./testbed/services/webfront ./testbed/services/peer ./testbed/services/chord ./testbed/services/webapp
 
 ## test: vet, the whole test suite, and the shared behaviour vectors through the CLI
 test: lint unit vectors
