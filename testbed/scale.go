@@ -260,13 +260,19 @@ func (r *scaleRun) run(ctx context.Context) error {
 		return fmt.Errorf("the loop's status page: %w", err)
 	}
 	// The first deploy: its start as the loop reports it, until every
-	// service answers its health check.
+	// service answers its health check (each checked as soon as the loop
+	// logs its activation done, and all again after that moment).
+	early, err := h.watchActivations(ctx, h.ServicePorts())
+	if err != nil {
+		return fmt.Errorf("the loop's log: %w", err)
+	}
 	var firstStart time.Time
 	st, at, err := h.settle(ctx, 0, nil, nil, r.settleTimeout(), func(st *Status) {
 		if firstStart.IsZero() && st.LastDeploy != nil && st.LastDeploy.Seq == 1 {
 			firstStart = st.LastDeploy.Started
 		}
-	})
+	}, early)
+	early.stop()
 	if err != nil {
 		return fmt.Errorf("first deploy: %w", err)
 	}
@@ -440,7 +446,7 @@ func (r *scaleRun) crash(ctx context.Context, before *Status) error {
 			r.report.CrashDetected = fig(detected.Sub(t0).Seconds())
 			r.report.CrashRedeploy = fig(started.Sub(t0).Seconds())
 		}
-	})
+	}, nil)
 	if err != nil {
 		return fmt.Errorf("after the crash of %s: %w", name, err)
 	}
@@ -485,7 +491,7 @@ func (r *scaleRun) leave(ctx context.Context) error {
 	t0 := time.Now()
 	stopped := make(chan error, 1)
 	go func() { stopped <- h.TB.Stop(name) }()
-	_, at, err := h.settle(ctx, before.Seq(), before, gone, r.settleTimeout(), nil)
+	_, at, err := h.settle(ctx, before.Seq(), before, gone, r.settleTimeout(), nil, nil)
 	if err != nil {
 		return fmt.Errorf("after the graceful stop of %s: %w", name, err)
 	}
@@ -560,7 +566,11 @@ func serviceProcessesUnder(dir string) []string {
 // connect to one of them (transitively). Every other service must answer
 // too, in a round right after, before settle returns: untouched, they are
 // not what the reaction's time measures.
-func (h *Harness) settle(ctx context.Context, afterSeq int, before *Status, avoid map[string]bool, timeout time.Duration, seen func(*Status)) (*Status, time.Time, error) {
+//
+// With early (the first deploy), the services it saw answer on the
+// machine they are placed on count as answered, and every service must
+// answer again in a round right after, as with before.
+func (h *Harness) settle(ctx context.Context, afterSeq int, before *Status, avoid map[string]bool, timeout time.Duration, seen func(*Status), early *activationWatch) (*Status, time.Time, error) {
 	deadline := time.Now().Add(timeout)
 	ports := h.ServicePorts()
 	answered, answeredSeq := map[string]string{}, 0
@@ -602,12 +612,15 @@ func (h *Harness) settle(ctx context.Context, afterSeq int, before *Status, avoi
 				maps.Copy(answered, h.untouched(before, st))
 			}
 		}
+		if early != nil {
+			maps.Copy(answered, early.confirmed(st))
+		}
 		if err := h.allHealthy(st, ports, avoid, answered); err != nil {
 			last = err.Error()
 			continue
 		}
 		at := time.Now()
-		if before != nil {
+		if before != nil || early != nil {
 			if err := h.allHealthy(st, ports, avoid, nil); err != nil {
 				last = err.Error()
 				answeredSeq = 0 // start over
