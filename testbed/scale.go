@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -21,7 +22,8 @@ import (
 // ScaleConfig configures RunScale.
 type ScaleConfig struct {
 	// Dir holds the run's files; what an earlier run left there is deleted
-	// first.
+	// first, and the machines' state (the artifacts they received) at the
+	// end.
 	Dir string
 	// BinDir holds the dydisnix commands and the example services.
 	BinDir string
@@ -527,6 +529,12 @@ func (r *scaleRun) down() {
 		}
 	}
 	r.report.LeftAfterDown = append(r.report.LeftAfterDown, serviceProcessesUnder(r.cfg.Dir)...)
+	// The machines' state holds every artifact they received (2-3 GB at
+	// N = 100: runs in several directories filled the disk); the run keeps
+	// its logs.
+	if err := os.RemoveAll(filepath.Join(h.TB.cfg.Dir, "machines")); err != nil {
+		h.Say("delete the machines' state: %v", err)
+	}
 }
 
 // serviceProcessesUnder lists the processes whose executable or working

@@ -2,6 +2,8 @@ package testbed
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
@@ -34,5 +36,11 @@ func TestScaleInvariants(t *testing.T) {
 	}
 	if len(r.LeftAfterDown) > 0 {
 		t.Errorf("left after down: %v", r.LeftAfterDown)
+	}
+	if _, err := os.Stat(filepath.Join(cfg.Dir, "testbed", "machines")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the machines' state (their artifacts) is left after the run: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(cfg.Dir, "self-adapt.log")); err != nil {
+		t.Errorf("the loop's log is not kept: %v", err)
 	}
 }
