@@ -198,7 +198,7 @@ func TestOriginalFlags(t *testing.T) {
 // a usage error (exit 2) naming the flag, in both commands that deploy.
 func TestStepBoundsChecked(t *testing.T) {
 	for _, name := range []string{"dydisnix-env", "dydisnix-self-adapt"} {
-		for _, flag := range []string{"-m", "--max-transfers", "--max-per-target"} {
+		for _, flag := range []string{"-m", "--max-uploads", "--max-per-target"} {
 			t.Run(name+flag, func(t *testing.T) {
 				t.Parallel()
 				value := "-1"
@@ -206,8 +206,8 @@ func TestStepBoundsChecked(t *testing.T) {
 					value = "0"
 				}
 				code, _, stderr := runProgram(t, bin(name), "-s", "services.nix", "-q", "qos.nix", "-i", "infrastructure.nix", flag, value)
-				if code != 2 || !strings.Contains(stderr, flag) {
-					t.Errorf("%s %s %s: exit %d, %q; want exit 2 naming %s", name, flag, value, code, stderr, flag)
+				if code != 2 || !strings.Contains(stderr, flag+": expected") {
+					t.Errorf("%s %s %s: exit %d, %q; want exit 2, naming %s", name, flag, value, code, stderr, flag)
 				}
 			})
 		}

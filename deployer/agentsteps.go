@@ -29,8 +29,8 @@ func (e *LeaseLostError) Unwrap() error { return e.Err }
 
 // Execute runs the plan against the agents with the step scheduler
 // (Execute, the function): at most PerTarget steps at once on one target
-// (and Parallel in all, when set), at most Transfers uploads and snapshot
-// transfers at once in all (when set); on a failure,
+// (and Parallel in all, when set), at most Uploads uploads at once in all
+// (when set); on a failure,
 // completed steps are undone in reverse completion order (activations
 // deactivated, deactivations reactivated from the old manifest, contexts
 // restored, locks released).
@@ -48,7 +48,7 @@ func (b *AgentBackend) Execute(ctx context.Context, plan *Plan, progress func(St
 	defer cancel(nil)
 	x := &agentSteps{b: b, plan: plan, digests: map[int]string{}, leases: map[string]*lease{}, lost: cancel}
 	defer x.stopLeases()
-	return Execute(ctx, plan, x, ExecOptions{Parallel: b.Parallel, PerTarget: b.PerTarget, Transfers: b.Transfers, Progress: progress})
+	return Execute(ctx, plan, x, ExecOptions{Parallel: b.Parallel, PerTarget: b.PerTarget, Uploads: b.Uploads, Progress: progress})
 }
 
 // agentSteps is the Stepper of the agent backend for one plan.

@@ -24,11 +24,11 @@ type AgentBackend struct {
 	// PerTarget bounds the number of steps running at once on one target
 	// (--max-per-target; 0: DefaultPerTarget).
 	PerTarget int
-	// Transfers bounds the uploads and snapshot transfers running at once
-	// over all targets (--max-transfers; 0: no bound of their own): the
-	// ready ones start in step order, so that a target gets its artifacts
-	// together and starts its services while others still receive theirs.
-	Transfers int
+	// Uploads bounds the artifact uploads running at once over all
+	// targets (--max-uploads; 0: no bound of their own): the ready ones
+	// start in step order, so that a target gets its artifacts together
+	// and starts its services while others still receive theirs.
+	Uploads int
 	// SnapshotParallel bounds the snapshots a SnapshotAll round takes at
 	// once over all targets (0: Parallel when that is set, else
 	// DefaultSnapshotParallel). Every one ends in the coordinator's store: a

@@ -47,13 +47,13 @@ type StepResult struct {
 // ExecOptions (or a backend's --max-per-target) gives none.
 const DefaultPerTarget = 4
 
-// DefaultTransfers is --max-transfers' default: uploads and snapshot
-// transfers at once over all targets. A hundred targets each receiving
-// their artifacts at once all finished late (each upload shared the
-// coordinator and the host with every other); four at a time, in step
-// order, hand each target its artifacts early, and its services start
-// while the next targets receive theirs.
-const DefaultTransfers = 4
+// DefaultUploads is --max-uploads' default: artifact uploads at once over
+// all targets. A hundred targets each receiving their artifacts at once
+// all finished late (each upload shared the coordinator and the host with
+// every other); four at a time, in step order, hand each target its
+// artifacts early, and its services start while the next targets receive
+// theirs.
+const DefaultUploads = 4
 
 // ExecOptions tune Execute.
 type ExecOptions struct {
@@ -64,10 +64,11 @@ type ExecOptions struct {
 	// (<= 0: DefaultPerTarget): every target works concurrently, each
 	// within its own bound.
 	PerTarget int
-	// Transfers bounds the steps that move bytes from the coordinator to
-	// targets (uploads, snapshot transfers) running at once over all
-	// targets (<= 0: no bound of their own).
-	Transfers int
+	// Uploads bounds the artifact uploads running at once over all
+	// targets (<= 0: no bound of their own). Snapshot transfers are not
+	// counted: the service whose state moves is stopped by then, and must
+	// not wait for the uploads of the services still to start.
+	Uploads int
 	// Progress receives an event for every step that starts, ends or is
 	// undone (nil: none). Calls are serialised.
 	Progress func(StepEvent)
@@ -241,10 +242,9 @@ func checkRunnable(plan *Plan) error {
 // run (see checkPlan): an invalid plan is an error before any step starts.
 // Steps whose dependencies are done run in parallel, at most
 // opts.PerTarget at once on one target, opts.Parallel (when set) at
-// once in all, and opts.Transfers (when set) uploads and snapshot
-// transfers at once in all; the ready ones start in step order, a step
-// whose target (or kind) is at its bound waiting without holding up the
-// others.
+// once in all, and opts.Uploads (when set) uploads at once in all; the
+// ready ones start in step order, a step whose target (or, for an upload,
+// the uploads) is at its bound waiting without holding up the others.
 //
 // When a step fails, no new step starts; once the running ones end, the
 // completed steps are undone in reverse completion order and the error is
@@ -263,7 +263,7 @@ func Execute(ctx context.Context, plan *Plan, st Stepper, opts ExecOptions) erro
 		per = DefaultPerTarget
 	}
 	busy := map[string]int{} // target → its running steps
-	moving := 0              // running transfers
+	uploading := 0           // running uploads
 	var progMu sync.Mutex
 	emit := func(ev StepEvent) {
 		if opts.Progress != nil {
@@ -303,15 +303,15 @@ func Execute(ctx context.Context, plan *Plan, st Stepper, opts ExecOptions) erro
 		for k := 0; k < len(ready) && (par <= 0 || running < par) && failed == nil && ctx.Err() == nil; {
 			i := ready[k]
 			t := plan.Steps[i].Target
-			mv := moves(plan.Steps[i])
-			if busy[t] >= per || (mv && opts.Transfers > 0 && moving >= opts.Transfers) {
+			up := plan.Steps[i].Kind == StepUpload
+			if busy[t] >= per || (up && opts.Uploads > 0 && uploading >= opts.Uploads) {
 				k++
 				continue
 			}
 			ready = append(ready[:k], ready[k+1:]...)
 			busy[t]++
-			if mv {
-				moving++
+			if up {
+				uploading++
 			}
 			started[i] = true
 			running++
@@ -330,8 +330,8 @@ func Execute(ctx context.Context, plan *Plan, st Stepper, opts ExecOptions) erro
 		running--
 		s := plan.Steps[r.i]
 		busy[s.Target]--
-		if moves(s) {
-			moving--
+		if s.Kind == StepUpload {
+			uploading--
 		}
 		switch {
 		case r.unstarted:
@@ -371,10 +371,6 @@ func Execute(ctx context.Context, plan *Plan, st Stepper, opts ExecOptions) erro
 	}
 	return ce
 }
-
-// moves says whether s moves bytes from the coordinator to a target (the
-// steps ExecOptions.Transfers bounds).
-func moves(s Step) bool { return s.Kind == StepUpload || s.Kind == StepTransfer }
 
 // runStep runs one step and reports it.
 func runStep(ctx context.Context, st Stepper, s Step, emit func(StepEvent)) error {

@@ -348,15 +348,17 @@ func TestExecutePerTargetBound(t *testing.T) {
 	}
 }
 
-// TestExecuteTransferBound: with Transfers set, at most that many uploads
-// run at once over all targets, the ready ones in step order (a target's
-// uploads before the next target's), and activations are not held by it:
-// a target whose artifacts are in starts its services while the next
-// target's uploads run. Without it, every upload starts at once.
-func TestExecuteTransferBound(t *testing.T) {
+// TestExecuteUploadBound: with Uploads set, at most that many uploads run
+// at once over all targets, the ready ones in step order (a target's
+// uploads before the next target's); activations and snapshot transfers
+// are not held by it: a target whose artifacts are in starts its services
+// while the next targets' uploads run, and a moved service's state is not
+// queued behind them. Without it, every upload starts at once.
+func TestExecuteUploadBound(t *testing.T) {
 	t.Parallel()
 	// Three targets, each with two uploads (1-2 on t1, 3-4 on t2, 5-6 on
-	// t3) and an activation that needs them (7, 8, 9).
+	// t3) and an activation that needs them (7, 8, 9); a snapshot
+	// transfer to t3 (10) that needs nothing.
 	plan := func() *deployer.Plan {
 		p := &deployer.Plan{}
 		for i := 1; i <= 6; i++ {
@@ -366,26 +368,45 @@ func TestExecuteTransferBound(t *testing.T) {
 			k := 2*(i-7) + 1
 			p.Steps = append(p.Steps, deployer.Step{ID: i, Kind: deployer.StepActivate, Target: fmt.Sprintf("t%d", i-6), Service: fmt.Sprintf("s%d", i), Deps: []int{k, k + 1}})
 		}
+		p.Steps = append(p.Steps, deployer.Step{ID: 10, Kind: deployer.StepTransfer, Target: "t3", Service: "s10"})
 		return p
 	}
+	type phase struct {
+		release []int // ending these steps (none: the start) ...
+		started []int // ... starts these
+	}
 	tests := []struct {
-		name      string
-		opts      deployer.ExecOptions
-		first     []int // the steps that run at once before any ends
-		release   []int // ending these steps ...
-		next      []int // ... starts these
-		notBefore []int // steps that must not have started by then
+		name   string
+		opts   deployer.ExecOptions
+		phases []phase
+		peak   int // the most uploads running at once
 	}{
-		{"two transfers", deployer.ExecOptions{Transfers: 2}, []int{1, 2}, []int{1, 2}, []int{3, 4, 7}, []int{5, 6}},
-		{"no bound", deployer.ExecOptions{}, []int{1, 2, 3, 4, 5, 6}, []int{1, 2}, []int{7}, nil},
+		{"two uploads", deployer.ExecOptions{Uploads: 2}, []phase{
+			{nil, []int{1, 2, 10}},
+			{[]int{1}, []int{3}},
+			{[]int{2}, []int{4, 7}},
+			{[]int{3, 4}, []int{5, 6, 8}},
+		}, 2},
+		{"no bound", deployer.ExecOptions{}, []phase{
+			{nil, []int{1, 2, 3, 4, 5, 6, 10}},
+			{[]int{1, 2}, []int{7}},
+		}, 6},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			f := &fakeStepper{block: map[int]*gate{}}
-			for i := 1; i <= 9; i++ {
+			f := &uploadCounter{fakeStepper: fakeStepper{block: map[int]*gate{}}}
+			for i := 1; i <= 10; i++ {
 				f.block[i] = newGate()
 			}
+			released := map[int]bool{}
+			t.Cleanup(func() { // a failed check must not leave Execute blocked
+				for i, g := range f.block {
+					if !released[i] {
+						close(g.release)
+					}
+				}
+			})
 			done := make(chan error, 1)
 			go func() { done <- deployer.Execute(context.Background(), plan(), f, tc.opts) }()
 			wait := func(id int) {
@@ -400,40 +421,55 @@ func TestExecuteTransferBound(t *testing.T) {
 					t.Fatalf("step %d never started; started: %v", id, f.did)
 				}
 			}
-			check := func() {
-				t.Helper()
-				f.mu.Lock()
-				defer f.mu.Unlock()
-				for _, id := range f.did {
-					if slices.Contains(tc.notBefore, id) {
-						t.Errorf("step %d started beyond the transfer bound (started: %v)", id, f.did)
-					}
+			for _, ph := range tc.phases {
+				for _, id := range ph.release {
+					close(f.block[id].release)
+					released[id] = true
+				}
+				for _, id := range ph.started {
+					wait(id)
 				}
 			}
-			for _, id := range tc.first {
-				wait(id)
-			}
-			check()
-			for _, id := range tc.release {
-				close(f.block[id].release)
-			}
-			for _, id := range tc.next {
-				wait(id)
-			}
-			check()
-			for i := 1; i <= 9; i++ {
-				if !slices.Contains(tc.release, i) {
+			for i := 1; i <= 10; i++ {
+				if !released[i] {
 					close(f.block[i].release)
+					released[i] = true
 				}
 			}
 			if err := <-done; err != nil {
 				t.Fatal(err)
 			}
-			if len(f.did) != 9 {
-				t.Errorf("ran %v, want all 9 steps", f.did)
+			if len(f.did) != 10 {
+				t.Errorf("ran %v, want all 10 steps", f.did)
+			}
+			if f.peak != tc.peak {
+				t.Errorf("at most %d uploads ran at once, want %d", f.peak, tc.peak)
 			}
 		})
 	}
+}
+
+// uploadCounter is a fakeStepper that records the most uploads in Do at
+// once.
+type uploadCounter struct {
+	fakeStepper
+	cmu       sync.Mutex
+	now, peak int
+}
+
+func (u *uploadCounter) Do(ctx context.Context, s deployer.Step) (deployer.StepResult, error) {
+	if s.Kind == deployer.StepUpload {
+		u.cmu.Lock()
+		u.now++
+		u.peak = max(u.peak, u.now)
+		u.cmu.Unlock()
+		defer func() {
+			u.cmu.Lock()
+			u.now--
+			u.cmu.Unlock()
+		}()
+	}
+	return u.fakeStepper.Do(ctx, s)
 }
 
 // waitStepper waits d in every step, as an activation waits for its health

@@ -15,7 +15,7 @@ import (
 // dydisnix-self-adapt share, under the original tools' names: the models
 // (-s, -q, -F, -a, --ports, --id-resources, --ids,
 // --ids-service-property), --deployer, --target-property,
-// -m/--max-concurrent-transfers, --max-per-target, --max-transfers, --keep, the transition options,
+// -m/--max-concurrent-transfers, --max-per-target, --max-uploads, --keep, the transition options,
 // --reconstruct and the Disnix backend's flags. The agents' token and CA,
 // the state directory and logging are internal/cli's shared flags. With
 // oneShot, --no-upgrade is defined too (a loop always upgrades).
@@ -33,7 +33,7 @@ func (c *Config) AddFlags(fs *pflag.FlagSet, oneShot bool) {
 	fs.StringVar(&c.TargetProperty, "target-property", "", "target `PROPERTY` holding the address a target is reached at, as in Disnix: the agent's URL or host (default agentURL; with --deployer disnix, $DISNIX_TARGET_PROPERTY, else hostname)")
 	fs.IntVarP(&c.Parallel, "max-concurrent-transfers", "m", 0, "steps run in parallel over all targets (0: no global bound; with --deployer disnix, 0 means 4)")
 	fs.IntVar(&c.PerTarget, "max-per-target", 4, "steps run in parallel on one target")
-	fs.IntVar(&c.Transfers, "max-transfers", deployer.DefaultTransfers, "artifact uploads and snapshot transfers run in parallel over all targets, in step order (0: no bound; the agent deployer's)")
+	fs.IntVar(&c.Uploads, "max-uploads", deployer.DefaultUploads, "artifact uploads run in parallel over all targets, in step order (0: no bound; the agent deployer's)")
 	fs.IntVar(&c.Keep, "keep", 3, "snapshot generations kept in the store")
 	t := &c.Transition
 	fs.BoolVar(&t.DeleteState, "delete-state", false, "delete the old copy of moved state")

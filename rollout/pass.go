@@ -63,9 +63,9 @@ type Config struct {
 	// PerTarget bounds the steps run at once on one target
 	// (--max-per-target; 0: deployer.DefaultPerTarget).
 	PerTarget int
-	// Transfers bounds the agent deployer's uploads and snapshot
-	// transfers at once over all targets (--max-transfers; 0: no bound).
-	Transfers  int
+	// Uploads bounds the agent deployer's artifact uploads at once over
+	// all targets (--max-uploads; 0: no bound).
+	Uploads    int
 	Transition Transition
 	// Reconstruct merges what the targets report into the previous
 	// manifest before the policy runs (--reconstruct).
@@ -192,7 +192,7 @@ func New(cfg Config) (*Pass, error) {
 			owner = LockOwner(cfg.StateDir)
 		}
 		p.store = st
-		p.agents = &deployer.AgentBackend{Token: cfg.Token, Parallel: cfg.Parallel, PerTarget: cfg.PerTarget, Transfers: cfg.Transfers, Store: st, TLS: cfg.Agents, Owner: owner, Fence: cfg.Fence}
+		p.agents = &deployer.AgentBackend{Token: cfg.Token, Parallel: cfg.Parallel, PerTarget: cfg.PerTarget, Uploads: cfg.Uploads, Store: st, TLS: cfg.Agents, Owner: owner, Fence: cfg.Fence}
 	case "disnix":
 		if cfg.Shared != nil {
 			return nil, errors.New("the shared coordinator state (high availability) needs the agent deployer")

@@ -117,8 +117,12 @@ func (o *options) check() error {
 		return cli.Usagef("--interval: expected a positive number of seconds or a duration")
 	case (m.IDResources == "") != (m.IDs == ""):
 		return cli.Usagef("--id-resources and --ids go together")
-	case o.pass.Parallel < 0 || o.pass.PerTarget < 1 || o.pass.Transfers < 0:
-		return cli.Usagef("-m, --max-transfers: expected 0 (no global bound) or a positive number; --max-per-target: a positive number")
+	case o.pass.Parallel < 0:
+		return cli.Usagef("-m: expected 0 (no global bound) or a positive number, got %d", o.pass.Parallel)
+	case o.pass.PerTarget < 1:
+		return cli.Usagef("--max-per-target: expected a positive number, got %d", o.pass.PerTarget)
+	case o.pass.Uploads < 0:
+		return cli.Usagef("--max-uploads: expected 0 (no bound) or a positive number, got %d", o.pass.Uploads)
 	case o.snapshotSchedule != "" && !o.snapshot:
 		return cli.Usagef("--snapshot-schedule needs --snapshot")
 	case o.pass.Deployer == "agent":
