@@ -76,14 +76,14 @@ func watchLog(ctx context.Context, path string, ports map[string]int, check func
 	return w, nil
 }
 
-// tail reads the log's new lines every 50 ms until ctx ends (and then
-// what was written until then) and queues every service whose activation
-// is done.
-func (w *activationWatch) tail(ctx context.Context, f *os.File, todo chan<- [2]string) {
+// tail reads the log's new lines from r (which ends, for now, at EOF)
+// every 50 ms until ctx ends (and then what was written until then) and
+// queues every service whose activation is done.
+func (w *activationWatch) tail(ctx context.Context, r io.Reader, todo chan<- [2]string) {
 	var rest []byte
 	buf := make([]byte, 64<<10)
 	for stopping := false; ; {
-		n, err := f.Read(buf)
+		n, err := r.Read(buf)
 		rest = append(rest, buf[:n]...)
 		for {
 			i := bytes.IndexByte(rest, '\n')
@@ -127,7 +127,7 @@ func (w *activationWatch) line(b []byte, todo chan<- [2]string) {
 		if _, ok := w.ports[ev.Service]; ok {
 			select {
 			case todo <- [2]string{ev.Service, ev.Target}:
-			default: // more activations than services: a later deploy; settle checks
+			default: // a backlog of more than one check per service: settle checks those
 			}
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -62,7 +63,8 @@ func TestActivationWatch(t *testing.T) {
 			defer w.stop()
 			dones := 0
 			for _, l := range tc.lines {
-				// Each line in two writes: the watch must not take half a line.
+				// Each line in two writes (a read between them:
+				// TestActivationWatchJoinsSplitLines).
 				f.WriteString(l[:len(l)/2])
 				f.Sync()
 				f.WriteString(l[len(l)/2:])
@@ -85,4 +87,51 @@ func TestActivationWatch(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestActivationWatchJoinsSplitLines: a line the loop has written only in
+// part when the watch reads is taken whole once the rest is there.
+func TestActivationWatchJoinsSplitLines(t *testing.T) {
+	t.Parallel()
+	line := `{"level":"info","msg":"step","op":"activate","service":"a","target":"m1","phase":"done"}` + "\n"
+	r := &pieces{parts: []string{line[:10], line[10:50], line[50:] + line[:30], line[30:]}, drained: make(chan struct{})}
+	w := &activationWatch{ports: map[string]int{"a": 1}, ok: map[string]string{}}
+	todo := make(chan [2]string, 4)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { <-r.drained; cancel() }()
+	w.tail(ctx, r, todo)
+	close(todo)
+	var got [][2]string
+	for x := range todo {
+		got = append(got, x)
+	}
+	if want := [][2]string{{"a", "m1"}, {"a", "m1"}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("queued %v, want %v", got, want)
+	}
+}
+
+// pieces reads its parts one at a time, each followed by io.EOF (the end
+// of what the log holds so far), and closes drained after the last.
+type pieces struct {
+	parts   []string
+	eof     bool
+	drained chan struct{}
+}
+
+func (p *pieces) Read(b []byte) (int, error) {
+	if p.eof || len(p.parts) == 0 {
+		p.eof = false
+		if len(p.parts) == 0 && p.drained != nil {
+			close(p.drained)
+			p.drained = nil
+		}
+		return 0, io.EOF
+	}
+	n := copy(b, p.parts[0])
+	p.parts[0] = p.parts[0][n:]
+	if p.parts[0] == "" {
+		p.parts = p.parts[1:]
+		p.eof = true
+	}
+	return n, nil
 }

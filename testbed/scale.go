@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -505,9 +504,10 @@ func (r *scaleRun) leave(ctx context.Context) error {
 // down closes the testbed and lists what remains of it.
 func (r *scaleRun) down() {
 	h := r.h
-	var netns []string
+	var netns, states []string
 	for _, m := range h.TB.Machines() {
 		netns = append(netns, m.Host.Netns)
+		states = append(states, m.StateDir)
 	}
 	netns = append(netns, h.TB.Coordinator().Netns)
 	if drops, err := rcvbufErrors(h.TB.Coordinator()); err == nil {
@@ -531,9 +531,12 @@ func (r *scaleRun) down() {
 	r.report.LeftAfterDown = append(r.report.LeftAfterDown, serviceProcessesUnder(r.cfg.Dir)...)
 	// The machines' state holds every artifact they received (2-3 GB at
 	// N = 100: runs in several directories filled the disk); the run keeps
-	// its logs.
-	if err := os.RemoveAll(filepath.Join(h.TB.cfg.Dir, "machines")); err != nil {
-		h.Say("delete the machines' state: %v", err)
+	// its logs, the loop's and the agents'.
+	for _, dir := range states {
+		if err := os.RemoveAll(dir); err != nil {
+			h.Say("delete the machines' state: %v", err)
+			break
+		}
 	}
 }
 

@@ -37,10 +37,13 @@ func TestScaleInvariants(t *testing.T) {
 	if len(r.LeftAfterDown) > 0 {
 		t.Errorf("left after down: %v", r.LeftAfterDown)
 	}
-	if _, err := os.Stat(filepath.Join(cfg.Dir, "testbed", "machines")); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("the machines' state (their artifacts) is left after the run: %v", err)
+	machine1 := filepath.Join(cfg.Dir, "testbed", "machines", "machine1")
+	if _, err := os.Stat(filepath.Join(machine1, "state")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a machine's state (its artifacts) is left after the run: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(cfg.Dir, "self-adapt.log")); err != nil {
-		t.Errorf("the loop's log is not kept: %v", err)
+	for _, log := range []string{filepath.Join(cfg.Dir, "self-adapt.log"), filepath.Join(machine1, "agent.log")} {
+		if _, err := os.Stat(log); err != nil {
+			t.Errorf("a log is not kept: %v", err)
+		}
 	}
 }
