@@ -98,7 +98,8 @@ func TestActivationWatchJoinsSplitLines(t *testing.T) {
 	w := &activationWatch{ports: map[string]int{"a": 1}, ok: map[string]string{}}
 	todo := make(chan [2]string, 4)
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() { <-r.drained; cancel() }()
+	drained := r.drained // Read clears it
+	go func() { <-drained; cancel() }()
 	w.tail(ctx, r, todo)
 	close(todo)
 	var got [][2]string

@@ -529,14 +529,15 @@ func (r *scaleRun) down() {
 		}
 	}
 	r.report.LeftAfterDown = append(r.report.LeftAfterDown, serviceProcessesUnder(r.cfg.Dir)...)
-	// The machines' state holds every artifact they received (2-3 GB at
-	// N = 100: runs in several directories filled the disk); the run keeps
-	// its logs, the loop's and the agents'.
+	// The machines' state holds every artifact they received (about 2 GB
+	// at N = 100: runs in several directories filled the disk); the run
+	// keeps its logs, the loop's and the agents'.
+	var errs []error
 	for _, dir := range states {
-		if err := os.RemoveAll(dir); err != nil {
-			h.Say("delete the machines' state: %v", err)
-			break
-		}
+		errs = append(errs, os.RemoveAll(dir))
+	}
+	if err := errors.Join(errs...); err != nil {
+		h.Say("delete the machines' state: %v", err)
 	}
 }
 
