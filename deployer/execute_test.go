@@ -309,18 +309,7 @@ func TestExecutePerTargetBound(t *testing.T) {
 			}
 			done := make(chan error, 1)
 			go func() { done <- deployer.Execute(context.Background(), plan(), f, tc.opts) }()
-			wait := func(id int) {
-				t.Helper()
-				select {
-				case <-f.block[id].entered:
-				case err := <-done:
-					t.Fatalf("Execute returned (%v) before step %d started", err, id)
-				case <-time.After(time.Minute):
-					f.mu.Lock()
-					defer f.mu.Unlock()
-					t.Fatalf("step %d never started; started: %v", id, f.did)
-				}
-			}
+			wait := func(id int) { t.Helper(); waitStarted(t, f, done, id) }
 			for _, id := range tc.first {
 				wait(id)
 			}
@@ -345,6 +334,21 @@ func TestExecutePerTargetBound(t *testing.T) {
 				t.Errorf("ran %v, want all 9 steps", f.did)
 			}
 		})
+	}
+}
+
+// waitStarted waits until step id entered f's Do, failing if Execute
+// (reporting on done) returned first or a minute passed.
+func waitStarted(t *testing.T, f *fakeStepper, done <-chan error, id int) {
+	t.Helper()
+	select {
+	case <-f.block[id].entered:
+	case err := <-done:
+		t.Fatalf("Execute returned (%v) before step %d started", err, id)
+	case <-time.After(time.Minute):
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		t.Fatalf("step %d never started; started: %v", id, f.did)
 	}
 }
 
@@ -409,18 +413,7 @@ func TestExecuteUploadBound(t *testing.T) {
 			})
 			done := make(chan error, 1)
 			go func() { done <- deployer.Execute(context.Background(), plan(), f, tc.opts) }()
-			wait := func(id int) {
-				t.Helper()
-				select {
-				case <-f.block[id].entered:
-				case err := <-done:
-					t.Fatalf("Execute returned (%v) before step %d started", err, id)
-				case <-time.After(time.Minute):
-					f.mu.Lock()
-					defer f.mu.Unlock()
-					t.Fatalf("step %d never started; started: %v", id, f.did)
-				}
-			}
+			wait := func(id int) { t.Helper(); waitStarted(t, &f.fakeStepper, done, id) }
 			for _, ph := range tc.phases {
 				for _, id := range ph.release {
 					close(f.block[id].release)

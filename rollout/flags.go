@@ -71,3 +71,34 @@ func (c *Config) ChooseDeployer(agentConfigured bool) {
 		c.Deployer = "disnix"
 	}
 }
+
+// Check reports the usage errors of the flags AddFlags defines that both
+// commands check alike: --id-resources without --ids (or the reverse) and
+// a bound on the steps out of range, each naming its flag.
+func (c *Config) Check() error {
+	switch {
+	case (c.Models.IDResources == "") != (c.Models.IDs == ""):
+		return cli.Usagef("--id-resources and --ids go together")
+	case c.Parallel < 0:
+		return cli.Usagef("-m: expected 0 (no global bound) or a positive number, got %d", c.Parallel)
+	case c.PerTarget < 1:
+		return cli.Usagef("--max-per-target: expected a positive number, got %d", c.PerTarget)
+	case c.Uploads < 0:
+		return cli.Usagef("--max-uploads: expected 0 (no bound) or a positive number, got %d", c.Uploads)
+	}
+	return nil
+}
+
+// UseAgents reads the agents' token and TLS settings from a into c, when
+// a names a token file (else c reaches no agent).
+func (c *Config) UseAgents(a *cli.Agent) error {
+	if a.TokenFile == "" {
+		return nil
+	}
+	var err error
+	if c.Token, err = a.Token(); err != nil {
+		return err
+	}
+	c.Agents, err = a.TLS()
+	return err
+}

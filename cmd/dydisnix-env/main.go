@@ -96,14 +96,11 @@ func (o *options) check() error {
 		return cli.Usagef("-s/--services is required")
 	case n == 0 && m.QoS == "":
 		return cli.Usagef("-q/--qos is required")
-	case (m.IDResources == "") != (m.IDs == ""):
-		return cli.Usagef("--id-resources and --ids go together")
-	case o.pass.Parallel < 0:
-		return cli.Usagef("-m: expected 0 (no global bound) or a positive number, got %d", o.pass.Parallel)
-	case o.pass.PerTarget < 1:
-		return cli.Usagef("--max-per-target: expected a positive number, got %d", o.pass.PerTarget)
-	case o.pass.Uploads < 0:
-		return cli.Usagef("--max-uploads: expected 0 (no bound) or a positive number, got %d", o.pass.Uploads)
+	}
+	if err := o.pass.Check(); err != nil {
+		return err
+	}
+	switch {
 	case strings.EqualFold(filepath.Ext(o.out), ".nix"):
 		return cli.Usagef("-o %s: the plan and the manifest are written as JSON or text, not Nix", o.out)
 	case o.pass.Deployer == "agent" && !o.dryRun && !o.listGens:
@@ -118,14 +115,10 @@ func deploy(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	}
 	log := o.log.Logger(stderr)
 	o.pass.StateDir, o.pass.Logger, o.pass.DisnixOutput = o.state.Path(), log, stderr
-	if o.agent.TokenFile != "" {
-		var err error
-		if o.pass.Token, err = o.agent.Token(); err != nil {
-			return err
-		}
-		if o.pass.Agents, err = o.agent.TLS(); err != nil {
-			return err
-		}
+	if err := o.pass.UseAgents(&o.agent); err != nil {
+		return err
+	}
+	if o.pass.Agents != nil {
 		// Discovery's probes and /v1/target fetches present the
 		// coordinator's certificate to the fleet's agents; a probe goes
 		// out on the connection to the target's agent (ProbeClient).

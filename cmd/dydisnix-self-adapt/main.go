@@ -115,17 +115,13 @@ func (o *options) check() error {
 		return cli.Usagef("ERROR: An infrastructure generator must be specified! (-i, --geninfra, $DYDISNIX_GENINFRA, --mdns-interface or --registry)")
 	case o.timing.Resync <= 0:
 		return cli.Usagef("--interval: expected a positive number of seconds or a duration")
-	case (m.IDResources == "") != (m.IDs == ""):
-		return cli.Usagef("--id-resources and --ids go together")
-	case o.pass.Parallel < 0:
-		return cli.Usagef("-m: expected 0 (no global bound) or a positive number, got %d", o.pass.Parallel)
-	case o.pass.PerTarget < 1:
-		return cli.Usagef("--max-per-target: expected a positive number, got %d", o.pass.PerTarget)
-	case o.pass.Uploads < 0:
-		return cli.Usagef("--max-uploads: expected 0 (no bound) or a positive number, got %d", o.pass.Uploads)
 	case o.snapshotSchedule != "" && !o.snapshot:
 		return cli.Usagef("--snapshot-schedule needs --snapshot")
-	case o.pass.Deployer == "agent":
+	}
+	if err := o.pass.Check(); err != nil {
+		return err
+	}
+	if o.pass.Deployer == "agent" {
 		if err := o.agent.Require(); err != nil {
 			return err
 		}
@@ -144,14 +140,8 @@ func (o *options) check() error {
 func serve(ctx context.Context, o *options, log *zap.Logger) error {
 	o.pass.StateDir, o.pass.Logger = o.state.Path(), log
 	o.pass.Progress = rollout.LogProgress(log)
-	if o.agent.TokenFile != "" {
-		var err error
-		if o.pass.Token, err = o.agent.Token(); err != nil {
-			return err
-		}
-		if o.pass.Agents, err = o.agent.TLS(); err != nil {
-			return err
-		}
+	if err := o.pass.UseAgents(&o.agent); err != nil {
+		return err
 	}
 	el, resign, err := o.elect(log)
 	if err != nil {
